@@ -1,0 +1,7 @@
+"""cxrsynth: synthetic COVID-19 chest X-rays, made reproducibly and judged honestly.
+
+Stages, each a sub-module that reads the previous stage's files and writes its own:
+records (``ingest``) -> splits -> plan -> translators (``translate``) -> images (``generate``).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,168 @@
+"""The ``cxrsynth`` command line: one thin command per stage.
+
+Every command reads and writes files in one work folder (``--workdir``, default ``$CXRSYNTH_WORKDIR``
+or ``./cxrsynth-work``), so the stages chain without flags:
+
+    cxrsynth ingest            -> records.parquet, ingest_report.json
+    cxrsynth split             -> splits.json
+    cxrsynth plan              -> plan.json
+    cxrsynth train --task ...  -> translators/<task>/
+    cxrsynth generate          -> generated/<config>/
+
+Results go to stdout (``--json`` for machines), progress and logs to stderr. A ``CxrsynthError``
+becomes one ``Error: ...`` line and exit code 1; anything else is a bug and keeps its traceback.
+This is the only module that imports click.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import CxrsynthError
+
+
+def _workdir(ctx: click.Context) -> Path:
+    return Path(ctx.obj["workdir"])
+
+
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+config_option = click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                             help="YAML or JSON config file for this stage.")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override one config field (repeatable), e.g. --set nih.min_age=16.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cxrsynth")
+@click.option("-w", "--workdir", type=click.Path(file_okay=False),
+              default=lambda: os.environ.get("CXRSYNTH_WORKDIR", "cxrsynth-work"), show_default="./cxrsynth-work",
+              help="Folder where every stage reads its inputs and writes its outputs.")
+@click.pass_context
+def cli(ctx: click.Context, workdir: str) -> None:
+    """Synthetic COVID-19 chest X-rays: ingest real sources, split by patient, plan, train CycleGAN
+    translators and generate images with provenance."""
+    ctx.ensure_object(dict)
+    ctx.obj["workdir"] = workdir
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--format", "formats", multiple=True,
+              type=click.Choice(["covid-collection", "nih", "rsna", "imagefolder"]),
+              help="Format of each SOURCE, in order (default: detected from the files).")
+@click.option("--workers", type=int, default=None, help="Decoding processes (default 0: this process).")
+@config_option
+@set_option
+@json_option
+@click.pass_context
+def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
+    """Read upstream folders into one record table.
+
+    SOURCES are folders in an upstream layout (COVID-19 Image Data Collection, NIH ChestX-ray14, RSNA
+    Pneumonia Detection Challenge, or <label>/ image folders). Default: every recognised folder of
+    $CXRSYNTH_SAMPLE_DATA (../shared/data). Writes records.parquet and ingest_report.json.
+    """
+    from .config import resolve
+    from .ingest import IngestConfig, default_roots, ingest as run
+    from .paths import require_sample_data
+
+    roots = [Path(s) for s in sources] or default_roots(require_sample_data())
+    if formats and len(formats) != len(roots):
+        raise click.UsageError("give --format once per SOURCE, or not at all")
+    extra = [f"workers={workers}"] if workers is not None else []
+    cfg = resolve(IngestConfig, config_file, list(overrides) + extra)
+    result = run(roots, cfg, _workdir(ctx), list(formats) or None, progress=sys.stderr.isatty())
+    if as_json:
+        _echo_json(result.report["totals"])
+        return
+    tot = result.report["totals"]
+    for name, c in result.report["collections"].items():
+        click.echo(f"{name} ({c['format']}): {c['rows_read']:,} rows -> {c['records']:,} records "
+                   f"({c['with_pixels']:,} with pixels), excluded {sum(c['excluded'].values()):,}, "
+                   f"missing {c['missing_files']:,}, bad {c['bad_files']:,}, duplicates dropped {c['duplicates_dropped']:,}")
+    click.echo(f"total: {tot['records']:,} records ({tot['with_pixels']:,} with pixels, {tot['label_only']:,} label-only), "
+               f"{tot['patients']:,} patients, by label {tot['by_label']}")
+    click.echo(f"report: {result.report_path}  (problems: {tot['problems']}, bad files: {tot['bad_files']}, "
+               f"missing files: {tot['missing_files']})")
+
+
+@cli.command()
+@click.option("--method", type=click.Choice(["rigorous", "paper"]), default=None,
+              help="rigorous: patient-level train/validation/test (default); paper: the original row rule.")
+@click.option("--seed", type=int, default=None)
+@config_option
+@set_option
+@json_option
+@click.pass_context
+def split(ctx, method, seed, config_file, overrides, as_json):
+    """Split the records into train / validation / test; writes splits.json."""
+    from .config import resolve
+    from .records import read_records
+    from .splits import SPLITS, SplitConfig, make_splits
+
+    extra = ([f"method={method}"] if method else []) + ([f"seed={seed}"] if seed is not None else [])
+    cfg = resolve(SplitConfig, config_file, list(overrides) + extra)
+    records_path = _workdir(ctx) / "records.parquet"
+    manifest = make_splits(read_records(records_path), cfg, records_path, _workdir(ctx) / "splits.json")
+    if as_json:
+        _echo_json({k: manifest[k] for k in ("counts", "patients", "skew", "leakage", "notes")})
+        return
+    click.echo(f"{cfg.method} split (seed {cfg.seed}), leakage check: "
+               f"{manifest['leakage']['patients_in_several_splits']} patients in several splits")
+    for s in SPLITS:
+        sk = ", ".join(f"{t} {v:.2f}" if v is not None else f"{t} -" for t, v in manifest["skew"][s].items())
+        click.echo(f"  {s:10s} {manifest['counts'][s]}  patients {manifest['patients'][s]:,}  skew: {sk}")
+    for note in manifest["notes"]:
+        click.echo(f"  note: {note}")
+
+
+@cli.command()
+@click.option("--per-domain", type=int, default=None, help="Translator training images per domain (default 180).")
+@config_option
+@set_option
+@json_option
+@click.pass_context
+def plan(ctx, per_domain, config_file, overrides, as_json):
+    """Say what a release will make (translator sets, images to translate, arm skews); writes plan.json."""
+    from .config import resolve
+    from .paths import read_json
+    from .plan import PlanConfig, format_plan, make_plan
+    from .records import read_records
+
+    cfg = resolve(PlanConfig, config_file, list(overrides) + ([f"per_domain={per_domain}"] if per_domain else []))
+    wd = _workdir(ctx)
+    result = make_plan(read_records(wd / "records.parquet"), read_json(wd / "splits.json"), cfg, wd / "plan.json")
+    if as_json:
+        _echo_json({"totals": result["totals"], "tasks": {
+            t: {k: v for k, v in d.items() if k != "translate"} | {"translate": {"n": d["translate"]["n"], "with_pixels": d["translate"]["with_pixels"]}}
+            for t, d in result["tasks"].items()}})
+    else:
+        click.echo(format_plan(result))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="cxrsynth", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CxrsynthError as exc:
+        click.echo(f"Error: {exc.one_line()}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

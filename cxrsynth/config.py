@@ -1,0 +1,145 @@
+"""Typed, frozen configuration: dataclass defaults, then a YAML/JSON file, then ``key=value`` overrides.
+
+Each stage defines its own frozen dataclass next to the code that uses it (``IngestConfig`` in
+``ingest.py``, ``TrainConfig`` in ``translate/train.py``, ...). This module only knows how to build one:
+unknown keys and wrong types fail at once with the key named, and the resolved config is what gets
+saved beside every output (:func:`to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def load_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", path)
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError("config file does not parse", path, str(exc).splitlines()[0]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("config file must hold a mapping", path)
+    return data
+
+
+def parse_overrides(items: typing.Iterable[str]) -> dict:
+    """``["train.lr=1e-4", "seed=3"]`` -> nested dict; values parsed as YAML scalars."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError("override must look like key=value", item)
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return out
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{key} must be one of {list(get_args(tp))}", value)
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0] if errors else ConfigError(f"{key} has the wrong type", value)
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list", value)
+        args = get_args(tp)
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, key) for v in value]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping", value)
+        return build(tp, value, _prefix=key + ".")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false", value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} must be a number", value)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be an integer", value)
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key} must be a string", value)
+    return value
+
+
+def build(cls: type[T], data: dict | None = None, _prefix: str = "") -> T:
+    """Make ``cls`` from a (possibly nested) dict, rejecting unknown keys and wrong types."""
+    data = data or {}
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key {_prefix}{unknown[0]}", unknown[0], f"known keys: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], _prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def resolve(cls: type[T], file: str | Path | None = None, overrides: typing.Iterable[str] = (),
+            base: dict | None = None) -> T:
+    """Defaults <- ``base`` <- config ``file`` <- ``overrides``; returns the frozen dataclass."""
+    data: dict = dict(base or {})
+    if file:
+        data = _merge(data, load_file(file))
+    data = _merge(data, parse_overrides(overrides))
+    return build(cls, data)
+
+
+def replace(cfg: T, **changes: Any) -> T:
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,47 @@
+"""The errors cxrsynth raises on purpose.
+
+Each carries the thing at fault (a path, an id, a value) so that ``cli.main`` can print one line:
+``Error: <what> (<value seen>); <what to do>``. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class CxrsynthError(Exception):
+    """Base class: ``what`` went wrong, ``where`` (path / id / value), ``hint`` what to do."""
+
+    def __init__(self, what: str, where: object = None, hint: str | None = None):
+        self.what, self.where, self.hint = what, where, hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        text = self.what
+        if self.where is not None:
+            text += f" ({self.where})"
+        if self.hint:
+            text += f"; {self.hint}"
+        return text
+
+
+class ConfigError(CxrsynthError):
+    """A config key, value or file is wrong."""
+
+
+class DataNotFoundError(CxrsynthError):
+    """Input data is not where it was looked for."""
+
+
+class BadInputError(CxrsynthError):
+    """An input file exists but cannot be used (corrupt, wrong format, bad row)."""
+
+
+class LeakageError(CxrsynthError):
+    """A patient appears in more than one split."""
+
+
+class SchemaError(CxrsynthError):
+    """A manifest does not validate against its JSON Schema."""
+
+
+class CheckpointError(CxrsynthError):
+    """A checkpoint is missing, incomplete or does not match its checksum."""

@@ -1,0 +1,309 @@
+"""``cxrsynth ingest``: upstream folders in, one record table and an ingest report out.
+
+Steps: each folder's reader lists labelled images from its metadata (``sources/``); every file that
+exists is decoded once to the canonical array (``images.py``), in worker processes when asked; exact
+and near duplicates are found by content across all sources and only one copy of each image is kept
+(the first by ``source_priority``); patients of duplicate images are merged into one ``patient_group``
+so that a patient-level split cannot put the same person on both sides.
+
+Files written in ``out_dir``: ``records.parquet``, ``ingest_report.json`` (validated against
+``manifests/ingest_report.schema.json``) and ``ingest_config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from . import __version__, images
+from .config import to_dict
+from .errors import BadInputError, ConfigError
+from .paths import sha256_file, write_json
+from .records import Record, write_records
+from .schemas import validate
+from .sources import READERS, detect_format
+from .sources.base import Problem, SourceScan
+from .sources.covid_collection import CovidCollectionConfig
+from .sources.imagefolder import ImageFolderConfig
+from .sources.nih import NihConfig
+from .sources.rsna import RsnaConfig
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How to read the sources. Every field can be set in a config file or with ``--set``."""
+
+    size: int = 256  # side of the canonical image
+    on_missing: Literal["keep", "skip", "error"] = "keep"  # keep = label-only record (plans need no pixels)
+    on_bad_files: Literal["skip", "error"] = "skip"  # unreadable / truncated / non-image files
+    dedupe: bool = True
+    dedupe_max_hamming: int = 6  # dhash bits that may differ between near duplicates...
+    dedupe_max_zmad: float = 0.05  # ...and the most their z-scored 32x32 thumbnails may differ (mean abs)
+    source_priority: tuple[str, ...] = ("nih", "covid-collection", "rsna", "imagefolder")
+    workers: int = 0  # decoding processes; 0 = this process
+    covid_collection: CovidCollectionConfig = field(default_factory=CovidCollectionConfig)
+    nih: NihConfig = field(default_factory=NihConfig)
+    rsna: RsnaConfig = field(default_factory=RsnaConfig)
+    imagefolder: ImageFolderConfig = field(default_factory=ImageFolderConfig)
+
+    def __post_init__(self):
+        unknown = set(self.source_priority) - set(READERS)
+        if unknown:
+            raise ConfigError("unknown source in source_priority", sorted(unknown), f"known: {sorted(READERS)}")
+        if self.size < 16:
+            raise ConfigError("size must be at least 16", self.size)
+
+
+@dataclass
+class IngestResult:
+    records: list[Record]
+    report: dict
+    records_path: Path | None = None
+    report_path: Path | None = None
+
+
+def _decode_one(args: tuple[str, int]) -> dict:
+    """Worker: decode and hash one file. Returns plain data (picklable), or the error text."""
+    path, size = args
+    try:
+        dec = images.decode(path, size)
+    except BadInputError as exc:
+        return {"error": exc.what + (f": {exc.hint}" if exc.hint else "")}
+    return {
+        "file_sha256": sha256_file(path), "pixel_sha256": images.pixel_sha256(dec.pixels),
+        "dhash": images.dhash(dec.pixels), "thumb": images.thumbnail(dec.pixels),
+        "width": dec.width, "height": dec.height, "pixel_spacing_mm": dec.pixel_spacing_mm,
+    }
+
+
+def _decode_all(paths: list[str], size: int, workers: int, progress: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    jobs = [(p, size) for p in paths]
+    bar = dict(total=len(jobs), desc="decode", unit="img", disable=not progress, leave=False)
+    if workers and workers > 0 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(tqdm(pool.map(_decode_one, jobs, chunksize=16), **bar))
+    return [_decode_one(j) for j in tqdm(jobs, **bar)]
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            lo, hi = sorted((ra, rb))
+            self.parent[hi] = lo
+
+
+def find_duplicate_pairs(dhashes: np.ndarray, thumbs: np.ndarray, max_hamming: int, max_zmad: float,
+                         chunk: int = 2048) -> list[tuple[int, int, int, float]]:
+    """Pairs (i, j, hamming, mad) of near-identical images: dhash close, then thumbnails confirm.
+
+    All pairs are compared by dhash in chunks (vectorised popcount); only the few candidates are
+    confirmed on the thumbnails, so this stays quick for the 30k images of the full sources.
+    """
+    n = len(dhashes)
+    out = []
+    for start in range(0, n, chunk):
+        block = dhashes[start:start + chunk, None] ^ dhashes[None, :]
+        dist = np.bitwise_count(block)
+        ii, jj = np.nonzero(dist <= max_hamming)
+        for a, j in zip(ii, jj):
+            i = start + int(a)
+            if j <= i:
+                continue
+            mad = float(np.abs(thumbs[i].astype(np.float32) - thumbs[j].astype(np.float32)).mean())
+            if mad <= max_zmad:
+                out.append((i, int(j), int(dist[a, j]), round(mad, 3)))
+    return out
+
+
+def scan_sources(roots: list[Path], cfg: IngestConfig, formats: list[str | None] | None = None
+                 ) -> list[tuple[str, str, SourceScan]]:
+    """Run each folder's reader; returns (format, collection, scan) per folder."""
+    out = []
+    names: Counter = Counter()
+    for i, root in enumerate(roots):
+        root = Path(root).resolve()
+        fmt = (formats[i] if formats else None) or detect_format(root)
+        if fmt not in READERS:
+            raise ConfigError("unknown source format", fmt, f"known: {sorted(READERS)}")
+        collection = root.name
+        names[collection] += 1
+        if names[collection] > 1:
+            collection = f"{collection}-{names[collection]}"
+        sub_cfg = getattr(cfg, fmt.replace("-", "_"))
+        out.append((fmt, collection, READERS[fmt].read(root, sub_cfg, collection)))
+    return out
+
+
+def _unreferenced(named: set[str], root: str) -> list[str]:
+    """Files in the folders the metadata points into that no metadata row names (kept or excluded)."""
+    dirs = {str(Path(p).parent) for p in named}
+    extra = []
+    for d in sorted(dirs):
+        folder = Path(root) / d
+        if folder.is_dir():
+            extra += [f"{d}/{p.name}" for p in sorted(folder.iterdir()) if p.is_file() and f"{d}/{p.name}" not in named]
+    return extra
+
+
+def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir: str | Path | None = None,
+           formats: list[str | None] | None = None, progress: bool = False) -> IngestResult:
+    """Read ``roots`` into records; write the table and report into ``out_dir`` when given."""
+    t0 = time.perf_counter()
+    scans = scan_sources([Path(r) for r in roots], cfg, formats)
+    per_collection: dict[str, dict] = {}
+    problems: list[Problem] = []
+    candidates: list[Record] = []
+    for fmt, collection, scan in scans:
+        per_collection[collection] = {
+            "format": fmt, "_root": scan.root, "_listed": scan.listed,
+            "rows_read": scan.rows_read, "labelled": len(scan.records), "excluded": dict(scan.excluded),
+            "notes": list(scan.notes),
+        }
+        problems += scan.problems
+        candidates += scan.records
+
+    # Decode what exists; classify what does not.
+    present = [r for r in candidates if r.path.is_file()]
+    missing = [r for r in candidates if not r.path.is_file()]
+    if missing and cfg.on_missing == "error":
+        raise BadInputError(f"{len(missing)} image files are missing", missing[0].path,
+                            "set ingest.on_missing=keep (label-only records) or skip")
+    t_decode = time.perf_counter()
+    decoded = _decode_all([str(r.path) for r in present], cfg.size, cfg.workers, progress)
+    decode_s = time.perf_counter() - t_decode
+    bad: list[dict] = []
+    ok: list[Record] = []
+    thumbs: list[np.ndarray] = []
+    for rec, res in zip(present, decoded):
+        if "error" in res:
+            if cfg.on_bad_files == "error":
+                raise BadInputError(res["error"], rec.path)
+            bad.append({"collection": rec.collection, "path": rec.source_path, "reason": res["error"]})
+            continue
+        thumbs.append(res.pop("thumb"))
+        for k, v in res.items():
+            if k == "pixel_spacing_mm" and v is None:
+                continue
+            setattr(rec, k, v)
+        rec.has_pixels = True
+        ok.append(rec)
+    kept_missing = missing if cfg.on_missing == "keep" else []
+
+    # Duplicates by content, across every source.
+    dup_entries: list[dict] = []
+    dropped: set[int] = set()
+    uf = _UnionFind()
+    for r in ok + kept_missing:
+        uf.find(f"{r.source}:{r.patient_id}")
+    if cfg.dedupe and len(ok) > 1:
+        pairs = find_duplicate_pairs(np.array([r.dhash for r in ok], dtype=np.uint64), np.stack(thumbs),
+                                     cfg.dedupe_max_hamming, cfg.dedupe_max_zmad)
+        groups = _UnionFind()
+        for i, j, _, _ in pairs:
+            groups.union(str(i), str(j))
+        members: dict[str, list[int]] = defaultdict(list)
+        for i in {x for p in pairs for x in p[:2]}:
+            members[groups.find(str(i))].append(i)
+        prio = {s: k for k, s in enumerate(cfg.source_priority)}
+        pair_info = {(i, j): (h, m) for i, j, h, m in pairs}
+        for idx in members.values():
+            idx.sort(key=lambda k: (prio.get(ok[k].source, 99), ok[k].collection, ok[k].record_id))
+            keep = idx[0]
+            for k in idx[1:]:
+                dropped.add(k)
+                uf.union(f"{ok[keep].source}:{ok[keep].patient_id}", f"{ok[k].source}:{ok[k].patient_id}")
+                h, m = pair_info.get((min(keep, k), max(keep, k)), (None, None))
+                dup_entries.append({
+                    "kept": ok[keep].record_id, "kept_path": f"{ok[keep].collection}/{ok[keep].source_path}",
+                    "dropped": ok[k].record_id, "dropped_path": f"{ok[k].collection}/{ok[k].source_path}",
+                    "hamming": h, "mad": m, "label_conflict": ok[keep].label != ok[k].label,
+                })
+    records = [r for k, r in enumerate(ok) if k not in dropped] + kept_missing
+    for r in records:
+        r.patient_group = uf.find(f"{r.source}:{r.patient_id}")
+    records.sort(key=lambda r: (r.collection, r.rows[0] if r.rows else 0, r.record_id))
+
+    for name, info in per_collection.items():
+        mine = [r for r in records if r.collection == name]
+        info.update({
+            "records": len(mine), "with_pixels": sum(r.has_pixels for r in mine),
+            "missing_files": sum(1 for r in missing if r.collection == name),
+            "bad_files": sum(1 for b in bad if b["collection"] == name),
+            "duplicates_dropped": sum(1 for k in dropped if ok[k].collection == name),
+            "by_label": dict(Counter(r.label for r in mine)),
+        })
+        root = info.pop("_root")
+        if root:
+            extra = _unreferenced(info.pop("_listed"), root)
+            info["unreferenced_files"] = len(extra)
+            problems += [Problem(name, p, "file in the image folder is not named by the metadata")
+                         for p in extra[:1000]]
+    seconds = time.perf_counter() - t0
+    report = {
+        "kind": "cxrsynth.ingest_report", "code_version": __version__,
+        "config": to_dict(cfg), "preprocessing": dict(images.PREPROCESSING, size=cfg.size),
+        "totals": {
+            "records": len(records), "with_pixels": sum(r.has_pixels for r in records),
+            "label_only": sum(not r.has_pixels for r in records),
+            "by_label": dict(Counter(r.label for r in records)),
+            "patients": len({r.patient_group for r in records}),
+            "missing_files": len(missing), "bad_files": len(bad), "duplicates_dropped": len(dropped),
+            "problems": len(problems),
+        },
+        "collections": per_collection,
+        "missing_files": [{"collection": r.collection, "path": r.source_path, "record_id": r.record_id,
+                           "action": cfg.on_missing} for r in missing],
+        "bad_files": bad,
+        "duplicates": dup_entries,
+        "problems": [dataclasses.asdict(p) for p in problems],
+        "timing": {"seconds": round(seconds, 3), "decoded": len(present), "decode_seconds": round(decode_s, 3),
+                   "images_per_second": round(len(present) / decode_s, 2) if decode_s > 0 and present else None,
+                   "workers": cfg.workers},
+    }
+    validate(report, "ingest_report")
+    result = IngestResult(records, report)
+    if out_dir is not None:
+        out = Path(out_dir)
+        result.records_path = write_records(records, out / "records.parquet",
+                                            {"preprocessing": report["preprocessing"], "size": cfg.size})
+        result.report_path = write_json(out / "ingest_report.json", report)
+        write_json(out / "ingest_config.json", to_dict(cfg))
+    return result
+
+
+def default_roots(data_dir: Path) -> list[Path]:
+    """Every sub-folder of the data folder that a reader recognises, in name order."""
+    roots = []
+    for p in sorted(data_dir.iterdir()):
+        if p.is_dir():
+            try:
+                detect_format(p)
+            except BadInputError:
+                continue
+            roots.append(p)
+    return roots
+
+
+def default_workers() -> int:
+    return max(0, min(4, (os.cpu_count() or 1)))

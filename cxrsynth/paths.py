@@ -1,0 +1,82 @@
+"""Where things are: the sample data, the JSON Schemas, and atomic writes.
+
+Every file cxrsynth writes goes through :func:`atomic_write` (write a temporary sibling, then
+``os.replace``), so that an interrupted run never leaves a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import DataNotFoundError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_DIR = REPO_ROOT / "manifests"
+
+UPSTREAM_URLS = {
+    "covid-chestxray-dataset": "https://github.com/ieee8023/covid-chestxray-dataset",
+    "nih-chestxray14": "https://nihcc.app.box.com/v/ChestXray-NIHCC",
+    "rsna-pneumonia-detection-challenge": "https://www.kaggle.com/c/rsna-pneumonia-detection-challenge/data",
+}
+
+
+def sample_data_dir() -> Path:
+    """``$CXRSYNTH_SAMPLE_DATA``, else ``../shared/data`` beside the repository."""
+    env = os.environ.get("CXRSYNTH_SAMPLE_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+def require_sample_data() -> Path:
+    root = sample_data_dir()
+    if not root.is_dir() or not any(root.iterdir()):
+        urls = ", ".join(f"{k}: {v}" for k, v in UPSTREAM_URLS.items())
+        raise DataNotFoundError(
+            "no chest X-ray data found", root,
+            f"set CXRSYNTH_SAMPLE_DATA or fetch the upstream sources with scripts/fetch_upstream.sh ({urls})",
+        )
+    return root
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
+    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    with atomic_write(path) as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+    return Path(path)
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError("file not found", path)
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create ./.venv (once) and install cxrsynth with its test extras. Idempotent: a second run only checks.
+# torch/torchvision are pinned to the releases this project is tested with (CPU runs; the wheels are CUDA builds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+  .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+fi
+.venv/bin/python -m pip install -q -e ".[test]"

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real sample data (read in place, never copied) and an ingest of all of it.
+
+Caches are redirected to a temporary folder and the Hub is off, so no test downloads anything.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from cxrsynth.paths import sample_data_dir  # noqa: E402
+
+DATA = sample_data_dir()
+COVID = DATA / "covid-chestxray-dataset"
+NIH = DATA / "nih-chestxray14-sample"
+RSNA_META = DATA / "rsna-pneumonia-detection-challenge"
+RSNA_SAMPLE = DATA / "rsna-format-sample"
+GENUINE_DCM = RSNA_META / "stage_2_train_images" / "c64d5667-a776-4f95-9e21-bfabafb07740.dcm"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not DATA.is_dir():
+        skip = pytest.mark.skip(reason=f"sample data not found at {DATA} (set CXRSYNTH_SAMPLE_DATA)")
+        for item in items:
+            if "needs_data" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.getbasetemp() / "caches"
+    monkeypatch.setenv("HF_HOME", str(cache / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache / "numba"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def all_sources_ingest(tmp_path_factory):
+    """One ingest of every sample folder, shared by the tests that only read it."""
+    from cxrsynth.ingest import default_roots, ingest
+
+    out = tmp_path_factory.mktemp("ingest_all")
+    return ingest(default_roots(DATA), out_dir=out)
