@@ -150,6 +150,81 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
         click.echo(format_plan(result))
 
 
+@cli.command()
+@click.option("--task", type=click.Choice(["normal-covid", "pneumonia-covid"]), required=True)
+@click.option("--resume", is_flag=True, help="Continue the run in the output folder from its latest checkpoint.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run folder (default: WORKDIR/translators/TASK).")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps (quick runs).")
+@click.option("--size", type=int, default=None, help="Image side (default 256; 128 uses 6 residual blocks).")
+@click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps.")
+@config_option
+@set_option
+@json_option
+@click.pass_context
+def train(ctx, task, resume, out, max_steps, size, device, config_file, overrides, as_json):
+    """Train one CycleGAN translator on the plan's balanced sets.
+
+    Writes checkpoints (safetensors + JSON), losses.csv, sample grids, generator.safetensors and a
+    model card into the run folder. Under torchrun it trains with DistributedDataParallel.
+    """
+    from .config import resolve
+    from .translate.train import TrainConfig, train as run
+
+    extra = [f"task={task}"] + ([f"max_steps={max_steps}"] if max_steps else []) \
+        + ([f"size={size}"] if size else []) + ([f"device={device}"] if device else [])
+    cfg = resolve(TrainConfig, config_file, list(overrides) + extra)
+    report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=sys.stderr.isatty())
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(f"{task}: {report['steps']}/{report['total_steps']} steps on {report['device']} "
+                   f"({report['precision']}), {report['seconds_per_step']} s/step; "
+                   f"translator {report['translator_id']}")
+
+
+@cli.command()
+@click.option("--generator", "generators", multiple=True, metavar="TASK=PATH",
+              help="Generator file for a task (default: WORKDIR/translators/TASK/generator.safetensors).")
+@click.option("--configs", default=None, help="Comma-separated configs to make (default g_nc,g_pc).")
+@click.option("--limit", type=int, default=None, help="Only the first N planned images per config.")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--rank", type=int, default=None, help="This process's share of the shards (default: $RANK or 0).")
+@click.option("--world", type=int, default=None, help="Number of processes sharing the shards (default: $WORLD_SIZE or 1).")
+@config_option
+@set_option
+@json_option
+@click.pass_context
+def generate(ctx, generators, configs, limit, batch_size, rank, world, config_file, overrides, as_json):
+    """Translate every planned source image into a synthetic COVID-19 PNG with provenance.
+
+    Resumable: finished shards are checked and kept, a rerun does only what is missing.
+    """
+    from .config import resolve
+    from .generate import GenerateConfig, generate as run
+
+    gens = {}
+    for item in generators:
+        if "=" not in item:
+            raise click.UsageError("--generator takes TASK=PATH")
+        k, v = item.split("=", 1)
+        gens[k] = v
+    extra = ([f"configs={configs}"] if configs else []) + ([f"limit={limit}"] if limit is not None else []) \
+        + ([f"batch_size={batch_size}"] if batch_size else [])
+    cfg = resolve(GenerateConfig, config_file, list(overrides) + extra)
+    report = run(_workdir(ctx), cfg, gens, rank, world, progress=sys.stderr.isatty())
+    if as_json:
+        _echo_json(report)
+        return
+    for config, s in report["configs"].items():
+        click.echo(f"{config}: {s['generated']:,} generated, {s['shards_skipped_done']} finished shards kept, "
+                   f"{s['to_generate']:,} to make of {s['planned']:,} planned ({s['label_only_skipped']:,} label-only skipped); "
+                   f"translator {s['translator_id']}"
+                   + (f"; {s['images_per_second']} img/s" if s["images_per_second"] else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="cxrsynth", standalone_mode=False)

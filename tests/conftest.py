@@ -48,3 +48,22 @@ def all_sources_ingest(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("ingest_all")
     return ingest(default_roots(DATA), out_dir=out)
+
+
+TINY = ["size=64", "base=8", "blocks=2", "epochs_constant=1", "epochs_decay=1", "save_every=2", "sample_every=4"]
+
+
+@pytest.fixture(scope="session")
+def planned_workdir(tmp_path_factory):
+    """records -> rigorous splits -> a plan with 8 images per domain, from the COVID and NIH samples."""
+    from cxrsynth.ingest import ingest
+    from cxrsynth.paths import read_json
+    from cxrsynth.plan import PlanConfig, make_plan
+    from cxrsynth.records import read_records
+    from cxrsynth.splits import SplitConfig, make_splits
+
+    wd = tmp_path_factory.mktemp("planned")
+    ingest([COVID, NIH], out_dir=wd)
+    make_splits(read_records(wd / "records.parquet"), SplitConfig(seed=0), wd / "records.parquet", wd / "splits.json")
+    make_plan(read_records(wd / "records.parquet"), read_json(wd / "splits.json"), PlanConfig(per_domain=8), wd / "plan.json")
+    return wd

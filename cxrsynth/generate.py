@@ -1,0 +1,254 @@
+"""``cxrsynth generate``: apply trained translators to every image the plan names, resumably.
+
+Reads ``plan.json``, ``records.parquet`` and ``translators/<task>/generator.safetensors`` (or
+``--generator TASK=PATH``). Writes, per config (``g_nc``, ``g_pc``), shards of ``shard_size`` images:
+
+- ``generated/<config>/shard-XXXXX/<id>.png``: 8-bit grayscale PNGs; ``<id>`` is opaque (an HMAC of
+  the source record id under a secret kept in ``generated/private/``), so it reveals nothing;
+- ``generated/<config>/shard-XXXXX/provenance.jsonl``: one public record per image (translator id
+  and checkpoint sha256, source split, seed, code version, time, PNG sha256), each validated against
+  ``manifests/provenance.schema.json``;
+- ``generated/private/<config>/shard-XXXXX.jsonl``: the synthetic id -> source record mapping (never
+  published);
+- ``generated/<config>/shard-XXXXX.done.json``: written last; a shard with a valid marker is checked
+  and skipped on a rerun, any other is redone from scratch in a temporary folder and renamed in.
+
+Several processes (``torchrun``, or ``--rank/--world``) split the shards round-robin. Decoding runs in
+DataLoader workers and PNG encoding in a thread pool, so the model stays busy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import to_dict
+from .device import autocast_dtype, pick_device, use_channels_last
+from .errors import ConfigError, DataNotFoundError
+from .images import encode_png, load_canonical
+from .paths import read_json, sha256_file, write_json
+from .records import read_records
+from .schemas import validate
+from .translate.checkpoint import load_generator
+
+CONFIG_TASK = {"g_nc": "normal-covid", "g_pc": "pneumonia-covid"}
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    configs: tuple[str, ...] = ("g_nc", "g_pc")
+    shard_size: int = 1000
+    batch_size: int = 8
+    workers: int = 1  # DataLoader decoding processes; 0 = decode in this process
+    encoders: int = 2  # PNG-encoding threads
+    limit: int | None = None  # translate only the first N planned images per config (quick looks)
+    seed: int = 0  # recorded in provenance; the forward pass itself is deterministic
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where native (see device.py)
+    channels_last: bool | None = None
+
+    def __post_init__(self):
+        bad = set(self.configs) - set(CONFIG_TASK)
+        if bad:
+            raise ConfigError("unknown config", sorted(bad), f"known: {sorted(CONFIG_TASK)}")
+        if self.shard_size < 1 or self.batch_size < 1:
+            raise ConfigError("shard_size and batch_size must be positive", (self.shard_size, self.batch_size))
+
+
+class _Sources(torch.utils.data.Dataset):
+    def __init__(self, paths: list[str], size: int):
+        self.paths, self.size = paths, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        arr = load_canonical(self.paths[i], self.size)
+        return torch.from_numpy(arr).unsqueeze(0)  # uint8, scaled on the device
+
+
+def opaque_id(secret: bytes, config: str, record_id: str) -> str:
+    return hmac.new(secret, f"{config}:{record_id}".encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def _secret(out: Path) -> bytes:
+    path = out / "private" / "id_secret"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(".id_secret.tmp")
+        tmp.write_text(secrets.token_hex(32))
+        os.replace(tmp, path)
+    return bytes.fromhex(path.read_text().strip())
+
+
+def shard_is_done(shard_dir: Path, marker: Path) -> bool:
+    """A shard counts as done only if its marker, provenance and every PNG checksum agree."""
+    if not marker.is_file() or not shard_dir.is_dir():
+        return False
+    try:
+        done = read_json(marker)
+        prov = shard_dir / "provenance.jsonl"
+        if sha256_file(prov) != done["provenance_sha256"]:
+            return False
+        lines = [json.loads(x) for x in prov.read_text().splitlines() if x.strip()]
+        if len(lines) != done["count"]:
+            return False
+        return all((shard_dir / f"{p['id']}.png").is_file()
+                   and sha256_file(shard_dir / f"{p['id']}.png") == p["png_sha256"] for p in lines)
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _runtime(cfg: GenerateConfig) -> tuple[torch.device, torch.dtype | None, bool]:
+    dev = pick_device(cfg.device)
+    return dev, autocast_dtype(cfg.precision, dev), use_channels_last(cfg.channels_last, dev)
+
+
+def translate_batch(net: torch.nn.Module, batch: torch.Tensor, device: torch.device,
+                    amp: torch.dtype | None, channels_last: bool) -> np.ndarray:
+    """uint8 (N,1,H,W) -> uint8 (N,H,W) through the generator."""
+    x = batch.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ctx = torch.autocast(device.type, dtype=amp) if amp is not None else nullcontext()
+    with torch.inference_mode():
+        with ctx:
+            y = net(x)
+        y = ((y.float().clamp_(-1, 1) + 1) * 127.5).round_().to(torch.uint8)
+    return y[:, 0].cpu().numpy()
+
+
+def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), generators: dict[str, str] | None = None,
+             rank: int | None = None, world: int | None = None, progress: bool = False) -> dict:
+    """Generate every planned image this process is responsible for; returns the report."""
+    from tqdm import tqdm
+
+    workdir = Path(workdir)
+    out = workdir / "generated"
+    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+    world = int(os.environ.get("WORLD_SIZE", "1")) if world is None else world
+    plan = read_json(workdir / "plan.json")
+    by_id = {r.record_id: r for r in read_records(workdir / "records.parquet")}
+    device, amp, cl = _runtime(cfg)
+    secret = _secret(out)
+    report: dict = {"kind": "cxrsynth.generate_report", "code_version": __version__, "config": to_dict(cfg),
+                    "rank": rank, "world": world, "device": str(device), "configs": {}}
+    for config in cfg.configs:
+        task = CONFIG_TASK[config]
+        gpath = Path((generators or {}).get(task) or workdir / "translators" / task / "generator.safetensors")
+        net, info = load_generator(gpath, device)
+        if cl:
+            net = net.to(memory_format=torch.channels_last)
+        size = int(info["arch"].get("size", 256))
+        translator_id = f"{task}-{info['sha256'][:12]}"
+        planned = plan["tasks"][task]["translate"]["record_ids"]
+        usable = [i for i in planned if i in by_id and by_id[i].has_pixels]
+        if cfg.limit is not None:
+            usable = usable[: cfg.limit]
+        shards = [usable[i:i + cfg.shard_size] for i in range(0, len(usable), cfg.shard_size)]
+        mine = [k for k in range(len(shards)) if k % world == rank]
+        stats = {"planned": len(planned), "label_only_skipped": sum(1 for i in planned if i not in by_id or not by_id[i].has_pixels),
+                 "to_generate": len(usable), "shards": len(shards), "shards_mine": len(mine),
+                 "shards_skipped_done": 0, "generated": 0, "translator_id": translator_id,
+                 "checkpoint_sha256": info["sha256"], "size": size}
+        t0 = time.perf_counter()
+        bar = tqdm(total=sum(len(shards[k]) for k in mine), desc=f"generate {config}", unit="img", disable=not progress)
+        for k in mine:
+            name = f"shard-{k:05d}"
+            shard_dir, marker = out / config / name, out / config / f"{name}.done.json"
+            if shard_is_done(shard_dir, marker):
+                stats["shards_skipped_done"] += 1
+                bar.update(len(shards[k]))
+                continue
+            marker.unlink(missing_ok=True)
+            n = _run_shard(net, shards[k], by_id, config, name, out, secret, size, translator_id, info, cfg,
+                           device, amp, cl, bar)
+            stats["generated"] += n
+        bar.close()
+        secs = time.perf_counter() - t0
+        stats["seconds"] = round(secs, 3)
+        stats["images_per_second"] = round(stats["generated"] / secs, 3) if stats["generated"] else None
+        report["configs"][config] = stats
+    name = "generate_report.json" if world == 1 else f"generate_report.rank{rank}.json"
+    write_json(out / name, report)
+    return report
+
+
+def _run_shard(net, ids, by_id, config, name, out, secret, size, translator_id, info, cfg, device, amp, cl, bar) -> int:
+    shard_dir = out / config / name
+    for stale in (out / config).glob(f".{name}.tmp-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out / config / f".{name}.tmp-{os.getpid()}"
+    tmp.mkdir(parents=True)
+    loader = torch.utils.data.DataLoader(
+        _Sources([str(by_id[i].path) for i in ids], size), batch_size=cfg.batch_size, shuffle=False,
+        num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False,
+        prefetch_factor=4 if cfg.workers > 0 else None)
+    prov_lines, mapping = [], []
+    pos = 0
+
+    def write_png(args):
+        sid, arr = args
+        data = encode_png(arr)
+        (tmp / f"{sid}.png").write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+    with ThreadPoolExecutor(max_workers=max(1, cfg.encoders)) as pool:
+        pending = []
+        for batch in loader:
+            arrs = translate_batch(net, batch, device, amp, cl)
+            rids = ids[pos:pos + len(arrs)]
+            pos += len(arrs)
+            sids = [opaque_id(secret, config, r) for r in rids]
+            pending.append((rids, sids, pool.map(write_png, list(zip(sids, arrs)))))
+            bar.update(len(arrs))
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for rids, sids, shas in pending:
+            for rid, sid, sha in zip(rids, sids, shas):
+                rec = {"id": sid, "config": config, "file": f"{config}/{name}/{sid}.png",
+                       "label": "covid", "source_label": by_id[rid].label, "translator_id": translator_id,
+                       "checkpoint_sha256": info["sha256"], "source_split": "train", "seed": cfg.seed,
+                       "code_version": __version__, "created": created, "png_sha256": sha,
+                       "width": size, "height": size}
+                validate(rec, "provenance", where=f"{config}/{name}")
+                prov_lines.append(json.dumps(rec, sort_keys=True))
+                mapping.append(json.dumps({"id": sid, "config": config, "record_id": rid,
+                                           "source_collection": by_id[rid].collection}))
+    (tmp / "provenance.jsonl").write_text("\n".join(prov_lines) + "\n")
+    if shard_dir.exists():
+        shutil.rmtree(shard_dir)
+    os.replace(tmp, shard_dir)
+    priv = out / "private" / config / f"{name}.jsonl"
+    priv.parent.mkdir(parents=True, exist_ok=True)
+    priv.with_suffix(".tmp").write_text("\n".join(mapping) + "\n")
+    os.replace(priv.with_suffix(".tmp"), priv)
+    write_json(out / config / f"{name}.done.json", {"count": len(prov_lines),
+               "provenance_sha256": sha256_file(shard_dir / "provenance.jsonl")})
+    return len(prov_lines)
+
+
+def read_provenance(out: Path, config: str) -> list[dict]:
+    """All provenance records of one config, in shard order."""
+    if not (out / config).is_dir():
+        raise DataNotFoundError("no generated images for this config", out / config)
+    rows = []
+    for prov in sorted((out / config).glob("shard-*/provenance.jsonl")):
+        rows += [json.loads(x) for x in prov.read_text().splitlines() if x.strip()]
+    return rows
+
+

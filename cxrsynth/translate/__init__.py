@@ -1,0 +1,1 @@
+"""CycleGAN translators: networks, losses, the image pool, training with exact resume, checkpoints."""
