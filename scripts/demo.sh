@@ -19,3 +19,15 @@ echo "== 3b. the paper's plan from the real RSNA metadata alone (21,295 images)"
 $CX -w "$WD/paper-plan" ingest "${CXRSYNTH_SAMPLE_DATA:-../shared/data}/rsna-pneumonia-detection-challenge" >/dev/null
 $CX -w "$WD/paper-plan" split --method paper >/dev/null
 $CX -w "$WD/paper-plan" plan | tail -n 1
+
+# Translators: a short run at 128 px (6 residual blocks) so the demo takes minutes on 2 CPU cores;
+# the release uses 256 px and the full 200 epochs. A second call with --resume continues a run.
+STEPS=${DEMO_STEPS:-150}
+for TASK in normal-covid pneumonia-covid; do
+  echo "== 4. train $TASK ($STEPS steps at 128 px)"
+  if [ -f "$WD/translators/$TASK/checkpoints/latest.json" ]; then RESUME=--resume; else RESUME=; fi
+  $CX -w "$WD" train --task "$TASK" --size 128 --max-steps "$STEPS" --set save_every=50 --set sample_every=50 $RESUME
+done
+echo "== 5. generate (the first ${DEMO_IMAGES:-200} planned images per config; resumable)"
+$CX -w "$WD" generate --limit "${DEMO_IMAGES:-200}" --set shard_size=100
+echo "demo done: see $WD/ (translators/*/samples/, generated/*/shard-*/)"

@@ -39,7 +39,9 @@ def test_short_run_writes_everything(planned_workdir, tmp_path):
     assert rep["train_images"] == {"A": 8, "B": 8}
     lines = (run / "losses.csv").read_text().splitlines()
     assert len(lines) == 6 and lines[0].startswith("step,epoch,lr,G_A")
-    assert (run / "samples" / "step-00000004.png").is_file()
+    from PIL import Image
+
+    assert Image.open(run / "samples" / "step-00000004.png").size == (4 * 64, 3 * 64)  # 4 sources x 3 rows
     state = json.loads((latest_checkpoint(run) / "state.json").read_text())
     assert state["step"] == 5 and state["config"]["size"] == 64
     net, info = load_generator(run / "generator.safetensors")

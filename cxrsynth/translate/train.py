@@ -251,8 +251,14 @@ class CycleGAN:
         self.opt["D"].step()
         losses = {"G_A": loss_G_A, "G_B": loss_G_B, "cycle_A": loss_cyc_A, "cycle_B": loss_cyc_B,
                   "idt_A": loss_idt_A, "idt_B": loss_idt_B, "D_A": loss_D_A, "D_B": loss_D_B}
-        self._last = (real_A, fake_B, rec_A)
         return {k: float(v.detach()) for k, v in losses.items()}
+
+
+@torch.no_grad()
+def sample_rows(nets: dict[str, nn.Module], real_A: torch.Tensor) -> list[torch.Tensor]:
+    """Source, translated and reconstructed images of a fixed batch, for the sample grid."""
+    fake_B = _inner(nets["G_A"])(real_A)
+    return [real_A, fake_B, _inner(nets["G_B"])(fake_B)]
 
 
 def _write_grid(path: Path, rows: list[torch.Tensor]) -> None:
@@ -337,6 +343,9 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
             tb = SummaryWriter(str(run_dir / "tensorboard"))
         except Exception:  # tensorboard is optional
             tb = None
+    # four fixed source images (centre crop), the same in every sample grid of the run
+    off = (data.load - cfg.size) // 2
+    fixed = (data.images["A"][:4, :, off:off + cfg.size, off:off + cfg.size].float() / 127.5 - 1).to(rt.device)
     bar = tqdm(total=last, initial=step, desc=f"train {cfg.task}", unit="it", disable=not (progress and rt.main))
     t_start, steps_done, losses = time.perf_counter(), 0, {}
     try:
@@ -366,7 +375,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
             bar.update(1)
             at_epoch_end = it == steps_per_epoch - 1
             if rt.main and (step % cfg.sample_every == 0 or step == last):
-                _write_grid(run_dir / "samples" / f"step-{step:08d}.png", list(model._last))
+                _write_grid(run_dir / "samples" / f"step-{step:08d}.png", sample_rows(nets, fixed))
             if step % cfg.save_every == 0 or at_epoch_end or step == last:
                 if writer_fh:
                     writer_fh.flush()
