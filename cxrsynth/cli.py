@@ -225,6 +225,86 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
                    + (f"; {s['images_per_second']} img/s" if s["images_per_second"] else ""))
 
 
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Where the release folder goes (default: WORKDIR/release).")
+@click.option("--version", "version", default=None, help="Release version, e.g. 1.0.0.")
+@click.option("--translator", "translators", multiple=True, metavar="TASK=PATH",
+              help="Use this generator for a task instead of training one.")
+@click.option("--train-set", "train_overrides", multiple=True, metavar="KEY=VALUE",
+              help="Training config for translators trained here (repeatable), e.g. --train-set size=128.")
+@click.option("--limit", type=int, default=None, help="Generate only the first N planned images per config.")
+@click.option("--replace", is_flag=True, help="Move an existing release folder aside and make a new one.")
+@config_option
+@set_option
+@json_option
+@click.pass_context
+def release(ctx, out_dir, version, translators, train_overrides, limit, replace, config_file, overrides, as_json):
+    """Make a verified release: plan -> train -> generate -> package -> card -> verify.
+
+    Resumable; writes into a staging folder and renames it into place only when verify passes.
+    The private id mapping goes into a folder beside the release, never into it.
+    """
+    from .config import resolve
+    from .generate import GenerateConfig
+    from .release.package import ReleaseConfig
+    from .release.pipeline import release as run
+
+    cfg = resolve(ReleaseConfig, config_file, list(overrides) + ([f"version={version}"] if version else []))
+    trans = dict(item.split("=", 1) for item in translators)
+    gcfg = GenerateConfig(configs=cfg.configs, limit=limit)
+    out = Path(out_dir) if out_dir else _workdir(ctx) / "release"
+    manifest = run(_workdir(ctx), out, cfg, trans, list(train_overrides), gcfg, replace, progress=sys.stderr.isatty())
+    if as_json:
+        _echo_json({k: manifest[k] for k in ("name", "version", "counts", "translators")})
+    else:
+        click.echo(f"release {manifest['name']} {manifest['version']}: {manifest['counts']} -> {out / cfg.name} (verified)")
+
+
+@cli.command()
+@click.argument("release_dir", type=click.Path(file_okay=False))
+@click.option("--private", type=click.Path(file_okay=False), default=None,
+              help="The private folder (default: RELEASE_DIR.private beside it, when present).")
+@click.option("--croissant", "croissant_strict", is_flag=True, help="Also validate croissant.json with mlcroissant.")
+def verify(release_dir, private, croissant_strict):
+    """Check a release folder: checksums, schemas, counts, card agreement, no identifier leaks.
+
+    Prints each problem and exits 1 when there is any.
+    """
+    from .release.verify import verify as run
+
+    problems = run(release_dir, private, croissant_strict)
+    for p in problems:
+        click.echo(f"FAIL {p}")
+    if problems:
+        click.echo(f"{release_dir}: {len(problems)} problems", err=True)
+        sys.exit(1)
+    click.echo(f"{release_dir}: OK")
+
+
+@cli.command()
+@click.argument("release_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--repo-id", required=True, help="ORG/NAME on the Hub (or on the server in $HF_ENDPOINT).")
+@click.option("--tag", default=None, help="Tag to create (default: v<manifest version>).")
+@click.option("--private", "private_repo", is_flag=True, help="Create the repo as private.")
+@click.option("--dry-run", is_flag=True, help="Say what would be uploaded; contact nothing.")
+@json_option
+def push(release_dir, repo_id, tag, private_repo, dry_run, as_json):
+    """Upload a verified release to the Hugging Face Hub and tag it; a rerun completes an interrupted push.
+
+    The token comes from HF_TOKEN or `hf auth login`, and is never printed.
+    """
+    from .release.hub import push as run
+
+    rep = run(release_dir, repo_id, tag, private_repo, dry_run)
+    if as_json:
+        _echo_json(rep.__dict__)
+        return
+    verb = "would upload" if dry_run else "uploaded"
+    click.echo(f"{repo_id}: {verb} {len(rep.uploaded)} files, {len(rep.unchanged)} already there, "
+               f"{len(rep.commits)} commits, tag {rep.tag}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="cxrsynth", standalone_mode=False)

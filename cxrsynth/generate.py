@@ -96,12 +96,20 @@ def _secret(out: Path) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-def shard_is_done(shard_dir: Path, marker: Path) -> bool:
-    """A shard counts as done only if its marker, provenance and every PNG checksum agree."""
+def shard_key(checkpoint_sha256: str, record_ids: list[str]) -> str:
+    """What a shard is made of: the translator and the exact source records, in order."""
+    return hashlib.sha256("\n".join([checkpoint_sha256, *record_ids]).encode()).hexdigest()
+
+
+def shard_is_done(shard_dir: Path, marker: Path, key: str | None = None) -> bool:
+    """A shard counts as done only if its marker, provenance and every PNG checksum agree, and (when
+    ``key`` is given) it was made from the same translator and records as asked for now."""
     if not marker.is_file() or not shard_dir.is_dir():
         return False
     try:
         done = read_json(marker)
+        if key is not None and done.get("key") != key:
+            return False
         prov = shard_dir / "provenance.jsonl"
         if sha256_file(prov) != done["provenance_sha256"]:
             return False
@@ -162,6 +170,11 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
             usable = usable[: cfg.limit]
         shards = [usable[i:i + cfg.shard_size] for i in range(0, len(usable), cfg.shard_size)]
         mine = [k for k in range(len(shards)) if k % world == rank]
+        if rank == 0:
+            # The shards that make up this config now; older shards past the end are left alone but
+            # are not part of it (package reads this file).
+            write_json(out / config / "layout.json", {"shards": len(shards), "shard_size": cfg.shard_size,
+                                                      "images": len(usable), "checkpoint_sha256": info["sha256"]})
         stats = {"planned": len(planned), "label_only_skipped": sum(1 for i in planned if i not in by_id or not by_id[i].has_pixels),
                  "to_generate": len(usable), "shards": len(shards), "shards_mine": len(mine),
                  "shards_skipped_done": 0, "generated": 0, "translator_id": translator_id,
@@ -171,13 +184,14 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
         for k in mine:
             name = f"shard-{k:05d}"
             shard_dir, marker = out / config / name, out / config / f"{name}.done.json"
-            if shard_is_done(shard_dir, marker):
+            key = shard_key(info["sha256"], shards[k])
+            if shard_is_done(shard_dir, marker, key):
                 stats["shards_skipped_done"] += 1
                 bar.update(len(shards[k]))
                 continue
             marker.unlink(missing_ok=True)
             n = _run_shard(net, shards[k], by_id, config, name, out, secret, size, translator_id, info, cfg,
-                           device, amp, cl, bar)
+                           device, amp, cl, bar, key)
             stats["generated"] += n
         bar.close()
         secs = time.perf_counter() - t0
@@ -189,7 +203,8 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
     return report
 
 
-def _run_shard(net, ids, by_id, config, name, out, secret, size, translator_id, info, cfg, device, amp, cl, bar) -> int:
+def _run_shard(net, ids, by_id, config, name, out, secret, size, translator_id, info, cfg, device, amp, cl, bar,
+               key: str) -> int:
     shard_dir = out / config / name
     for stale in (out / config).glob(f".{name}.tmp-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
@@ -237,18 +252,26 @@ def _run_shard(net, ids, by_id, config, name, out, secret, size, translator_id, 
     priv.parent.mkdir(parents=True, exist_ok=True)
     priv.with_suffix(".tmp").write_text("\n".join(mapping) + "\n")
     os.replace(priv.with_suffix(".tmp"), priv)
-    write_json(out / config / f"{name}.done.json", {"count": len(prov_lines),
+    write_json(out / config / f"{name}.done.json", {"count": len(prov_lines), "key": key,
                "provenance_sha256": sha256_file(shard_dir / "provenance.jsonl")})
     return len(prov_lines)
 
 
+def current_shards(out: Path, config: str) -> list[str]:
+    """Names of the shards that make up a config as last generated (``layout.json``)."""
+    layout = out / config / "layout.json"
+    if not layout.is_file():
+        raise DataNotFoundError("no generated images for this config", out / config, "run `cxrsynth generate` first")
+    return [f"shard-{k:05d}" for k in range(read_json(layout)["shards"])]
+
+
 def read_provenance(out: Path, config: str) -> list[dict]:
     """All provenance records of one config, in shard order."""
-    if not (out / config).is_dir():
-        raise DataNotFoundError("no generated images for this config", out / config)
     rows = []
-    for prov in sorted((out / config).glob("shard-*/provenance.jsonl")):
-        rows += [json.loads(x) for x in prov.read_text().splitlines() if x.strip()]
+    for name in current_shards(out, config):
+        prov = out / config / name / "provenance.jsonl"
+        if prov.is_file():
+            rows += [json.loads(x) for x in prov.read_text().splitlines() if x.strip()]
     return rows
 
 

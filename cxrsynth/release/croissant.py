@@ -1,0 +1,88 @@
+"""Croissant 1.0 metadata (``croissant.json``) with its responsible-AI (RAI) fields.
+
+The Hub writes its own Croissant file from the parquet shards but drops the RAI fields, so the
+release ships this one. It validates with ``mlcroissant validate --jsonld croissant.json`` offline.
+"""
+
+from __future__ import annotations
+
+from .sources_meta import RELEASE_LICENSE_WHY, SOURCES
+
+CONTEXT = {
+    "@language": "en", "@vocab": "https://schema.org/", "sc": "https://schema.org/",
+    "cr": "http://mlcommons.org/croissant/", "rai": "http://mlcommons.org/croissant/RAI/",
+    "dct": "http://purl.org/dc/terms/", "citeAs": "cr:citeAs", "column": "cr:column",
+    "conformsTo": "dct:conformsTo", "data": {"@id": "cr:data", "@type": "@json"},
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"}, "examples": {"@id": "cr:examples", "@type": "@json"},
+    "extract": "cr:extract", "field": "cr:field", "fileProperty": "cr:fileProperty", "fileObject": "cr:fileObject",
+    "fileSet": "cr:fileSet", "format": "cr:format", "includes": "cr:includes", "isLiveDataset": "cr:isLiveDataset",
+    "jsonPath": "cr:jsonPath", "key": "cr:key", "md5": "cr:md5", "parentField": "cr:parentField", "path": "cr:path",
+    "recordSet": "cr:recordSet", "references": "cr:references", "regex": "cr:regex", "repeated": "cr:repeated",
+    "replace": "cr:replace", "separator": "cr:separator", "source": "cr:source", "subField": "cr:subField",
+    "transform": "cr:transform", "samplingRate": "cr:samplingRate", "equivalentProperty": "cr:equivalentProperty",
+}
+
+FIELDS = [
+    ("id", "sc:Text", "Opaque id of the synthetic image."),
+    ("label", "sc:Integer", "Class index: 0 normal, 1 pneumonia, 2 covid (always 2 here)."),
+    ("config", "sc:Text", "g_nc (translated from normal) or g_pc (from pneumonia)."),
+    ("source_label", "sc:Integer", "Class index of the image it was translated from."),
+    ("translator_id", "sc:Text", "Id of the translator (task and generator checksum prefix)."),
+    ("checkpoint_sha256", "sc:Text", "sha256 of the generator file."),
+    ("png_sha256", "sc:Text", "sha256 of the PNG bytes."),
+    ("seed", "sc:Integer", "Seed recorded with the generation."),
+    ("code_version", "sc:Text", "cxrsynth version that made the image."),
+    ("created", "sc:Date", "When the image was made (UTC)."),
+]
+
+
+def make_croissant(manifest: dict) -> dict:
+    sources = [SOURCES[s["source"]] for s in manifest["sources"]]
+    distribution = [{
+        "@type": "cr:FileObject", "@id": f["path"], "name": f["path"], "contentUrl": f["path"],
+        "encodingFormat": "application/x-parquet", "sha256": f["sha256"], "contentSize": f"{f['num_bytes']} B",
+    } for f in manifest["files"]]
+    distribution.append({"@type": "cr:FileSet", "@id": "parquet-files", "name": "parquet-files",
+                         "encodingFormat": "application/x-parquet", "includes": "data/*.parquet"})
+    fields = [{"@type": "cr:Field", "@id": f"images/{name}", "name": f"images/{name}", "description": desc,
+               "dataType": dtype, "source": {"fileSet": {"@id": "parquet-files"}, "extract": {"column": name}}}
+              for name, dtype, desc in FIELDS]
+    fields.insert(1, {"@type": "cr:Field", "@id": "images/image", "name": "images/image",
+                      "description": "8-bit grayscale 256x256 PNG.", "dataType": "sc:ImageObject",
+                      "source": {"fileSet": {"@id": "parquet-files"}, "extract": {"column": "image"},
+                                 "transform": {"jsonPath": "bytes"}}})
+    counts = ", ".join(f"{k}: {v}" for k, v in manifest["counts"].items())
+    return {
+        "@context": CONTEXT, "@type": "sc:Dataset", "conformsTo": "http://mlcommons.org/croissant/1.0",
+        "name": manifest["name"], "alternateName": manifest.get("pretty_name", manifest["name"]),
+        "description": (f"Synthetic COVID-19 chest X-rays made by CycleGAN translation of real Normal and Pneumonia "
+                        f"X-rays ({counts}). Not for clinical use."),
+        "version": manifest["version"], "license": f"https://spdx.org/licenses/{manifest['license'].upper()}.html",
+        "url": f"https://huggingface.co/datasets/{manifest['name']}", "datePublished": manifest["created"][:10],
+        "citeAs": "Zunair H, Hamza AB. Synthesis of COVID-19 chest X-rays using unpaired image-to-image translation. "
+                  "Social Network Analysis and Mining 11:23 (2021).",
+        "keywords": ["chest x-ray", "covid-19", "synthetic data", "cyclegan", "medical imaging"],
+        "isBasedOn": [s["url"] for s in sources if s["url"]],
+        "distribution": distribution,
+        "recordSet": [{"@type": "cr:RecordSet", "@id": "images", "name": "images",
+                       "description": "One synthetic image per record.", "field": fields}],
+        "rai:dataCollection": ("Each image is the output of a CycleGAN generator applied to one real train-split chest "
+                               "X-ray: " + "; ".join(f"{s['name']} ({s['url']})" for s in sources) + "."),
+        "rai:dataCollectionType": ["Secondary Data Analysis", "Synthetic Data"],
+        "rai:dataPreprocessingProtocol": ("Real images decoded to 8-bit grayscale and stretched to 256x256 (DICOM: "
+                                          "modality and VOI LUTs, MONOCHROME1 inverted); duplicates across sources "
+                                          "removed by content; patient-level splits."),
+        "rai:dataManipulationProtocol": ("Translators trained on balanced sets of real images; every planned source "
+                                         "image translated once; outputs quantised to 8 bits."),
+        "rai:dataUseCases": ["Research on data augmentation for chest X-ray classifiers",
+                             "Research on the privacy of synthetic medical images"],
+        "rai:dataBiases": ("All COVID-19 images the translators learnt from are figures from publications, with text "
+                           "and arrows; source, view and age differ between classes and act as shortcuts."),
+        "rai:dataLimitations": "Not for clinical use. Synthetic images carry their source's anatomy and its confounders.",
+        "rai:dataSocialImpact": ("Misused as clinical evidence it could harm patients; used for research it can reduce "
+                                 "the need to share real patient images."),
+        "rai:personalSensitiveInformation": ("No identifiers are published; each image derives from one real patient's "
+                                             "X-ray and may be linkable to it (see the audit in the dataset card)."),
+        "rai:dataReleaseMaintenancePlan": ("Versioned releases; each version is immutable and verifiable with "
+                                           "SHA256SUMS and `cxrsynth verify`. " + RELEASE_LICENSE_WHY),
+    }

@@ -1,0 +1,250 @@
+"""Building a release folder from a work folder's generated images.
+
+Reads ``WORKDIR/generated`` (every shard must be finished), ``plan.json``, ``records.parquet`` and
+``translators/*/``; writes into ``staging``:
+
+- ``data/<config>-XXXXX-of-YYYYY.parquet``: images embedded as PNG bytes (``{bytes, path}``) with their
+  id, label and public provenance fields, row groups of 256 rows, shards of at most ``max_shard_bytes``
+  (300 MB by default, inside the Hub's advice of 100-500 MB); the ``datasets`` features ride along in
+  the parquet schema metadata, so the files load as PIL images and ClassLabels on their own too;
+- ``provenance.jsonl``, ``manifest.json``, ``croissant.json``, ``README.md`` (the card),
+  ``sample_grid.png`` and ``SHA256SUMS``;
+
+and, beside the release and never uploaded, ``<private>/mapping.jsonl`` (synthetic id -> source record)
+and ``<private>/identifiers.json`` (every source id, patient id and path used, for the leak check).
+Images are streamed shard by shard: memory stays bounded whatever the release size.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import __version__
+from ..config import to_dict
+from ..errors import ConfigError, DataNotFoundError
+from ..generate import CONFIG_TASK, current_shards, read_provenance, shard_is_done
+from ..paths import atomic_write, read_json, sha256_file, write_json
+from ..records import LABELS, read_records
+from ..schemas import validate
+from .sources_meta import RELEASE_LICENSE, SOURCES
+
+PUBLIC_FIELDS = ("config", "source_label", "translator_id", "checkpoint_sha256", "png_sha256", "seed",
+                 "code_version", "created")
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    name: str = "covid-cxr-synth"
+    pretty_name: str = "COVID-CXR-Synth: synthetic COVID-19 chest X-rays"
+    version: str = "1.0.0"
+    configs: tuple[str, ...] = ("g_nc", "g_pc")
+    max_shard_bytes: int = 300_000_000
+    rows_per_group: int = 256
+    license: str = RELEASE_LICENSE
+    grid_images: int = 8  # per config, in sample_grid.png
+
+    def __post_init__(self):
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
+            raise ConfigError("release name must be letters, digits, '.', '_' or '-'", self.name)
+        if not re.fullmatch(r"\d+\.\d+\.\d+", self.version):
+            raise ConfigError("version must look like 1.2.3", self.version)
+
+
+def features():
+    """The ``datasets`` features of every row (the same for all configs)."""
+    import datasets
+
+    label = datasets.ClassLabel(names=list(LABELS))
+    return datasets.Features({
+        "id": datasets.Value("string"), "image": datasets.Image(), "label": label,
+        "config": datasets.Value("string"), "source_label": label,
+        "translator_id": datasets.Value("string"), "checkpoint_sha256": datasets.Value("string"),
+        "png_sha256": datasets.Value("string"), "seed": datasets.Value("int64"),
+        "code_version": datasets.Value("string"), "created": datasets.Value("string"),
+    })
+
+
+def arrow_schema() -> pa.Schema:
+    feats = features()
+    schema = feats.arrow_schema
+    return schema.with_metadata({"huggingface": json.dumps({"info": {"features": feats.to_dict()}})})
+
+
+def _plan_shards(items: list[tuple[dict, int]], max_bytes: int) -> list[list[dict]]:
+    shards, cur, size = [], [], 0
+    for prov, nbytes in items:
+        if cur and size + nbytes > max_bytes:
+            shards.append(cur)
+            cur, size = [], 0
+        cur.append(prov)
+        size += nbytes
+    if cur:
+        shards.append(cur)
+    return shards
+
+
+def _write_shard(path: Path, rows: list[dict], gen_dir: Path, schema: pa.Schema, rows_per_group: int) -> dict:
+    label_idx = {n: i for i, n in enumerate(LABELS)}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with pq.ParquetWriter(tmp, schema, compression="none") as writer:  # PNG bytes do not compress further
+        for start in range(0, len(rows), rows_per_group):
+            group = rows[start:start + rows_per_group]
+            cols = {
+                "id": [p["id"] for p in group],
+                "image": [{"bytes": (gen_dir / p["file"]).read_bytes(), "path": f"{p['id']}.png"} for p in group],
+                "label": [label_idx["covid"]] * len(group),
+                "config": [p["config"] for p in group],
+                "source_label": [label_idx[p["source_label"]] for p in group],
+                **{k: [p[k] for p in group] for k in ("translator_id", "checkpoint_sha256", "png_sha256", "seed",
+                                                      "code_version", "created")},
+            }
+            writer.write_table(pa.Table.from_pydict(cols, schema=schema))
+    tmp.replace(path)
+    return {"path": f"data/{path.name}", "num_rows": len(rows), "num_bytes": path.stat().st_size,
+            "sha256": sha256_file(path)}
+
+
+def _sample_grid(path: Path, gen_dir: Path, per_config: dict[str, list[dict]], n: int) -> None:
+    from PIL import Image
+
+    rows = []
+    for config, provs in per_config.items():
+        tiles = [np.asarray(Image.open(gen_dir / p["file"]).convert("L").resize((128, 128))) for p in provs[:n]]
+        tiles += [np.zeros((128, 128), np.uint8)] * (n - len(tiles))
+        rows.append(np.concatenate(tiles, axis=1))
+    with atomic_write(path, "wb") as fh:
+        Image.fromarray(np.concatenate(rows, axis=0)).save(fh, format="PNG")
+
+
+def _environment() -> dict:
+    import datasets
+    import torch
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__,
+            "datasets": datasets.__version__, "numpy": np.__version__, "pyarrow": pa.__version__}
+
+
+def collect(workdir: Path, configs: tuple[str, ...]) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Public provenance per config and the private mapping, after checking every shard is finished."""
+    gen = workdir / "generated"
+    per_config, mapping = {}, []
+    for config in configs:
+        for shard in (gen / config / name for name in current_shards(gen, config)):
+            if not shard_is_done(shard, gen / config / f"{shard.name}.done.json"):
+                raise DataNotFoundError("generation is not finished (a shard is incomplete)", shard,
+                                        "rerun `cxrsynth generate`: it completes what is missing")
+            priv = gen / "private" / config / f"{shard.name}.jsonl"
+            mapping += [json.loads(x) for x in priv.read_text().splitlines() if x.strip()]
+        per_config[config] = read_provenance(gen, config)
+        if not per_config[config]:
+            raise DataNotFoundError(f"no generated images for {config}", gen / config)
+    return per_config, mapping
+
+
+def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: ReleaseConfig = ReleaseConfig()) -> dict:
+    """Write a complete release into ``staging`` (created fresh) and its private files; returns the manifest."""
+    from .card import render_dataset_card
+    from .croissant import make_croissant
+
+    workdir, staging, private = Path(workdir), Path(staging), Path(private)
+    gen = workdir / "generated"
+    per_config, mapping = collect(workdir, cfg.configs)
+    if staging.exists():
+        shutil.rmtree(staging)
+    (staging / "data").mkdir(parents=True)
+    schema = arrow_schema()
+    files, config_info = [], {}
+    for config, provs in per_config.items():
+        items = [(p, (gen / p["file"]).stat().st_size) for p in provs]
+        shards = _plan_shards(items, cfg.max_shard_bytes)
+        written = [_write_shard(staging / "data" / f"{config}-{i:05d}-of-{len(shards):05d}.parquet", rows, gen, schema,
+                                cfg.rows_per_group) for i, rows in enumerate(shards)]
+        files += written
+        config_info[config] = {"task": CONFIG_TASK[config], "num_examples": len(provs), "files": written,
+                               "num_bytes": sum(w["num_bytes"] for w in written)}
+    with atomic_write(staging / "provenance.jsonl") as fh:
+        for provs in per_config.values():
+            for p in provs:
+                fh.write(json.dumps({k: p[k] for k in ("id", "file", *PUBLIC_FIELDS, "label", "source_split",
+                                                       "width", "height")}, sort_keys=True) + "\n")
+    _sample_grid(staging / "sample_grid.png", gen, per_config, cfg.grid_images)
+
+    records = {r.record_id: r for r in read_records(workdir / "records.parquet")}
+    plan = read_json(workdir / "plan.json")
+    translators, used_ids = [], {m["record_id"] for m in mapping}
+    for config in cfg.configs:
+        task = CONFIG_TASK[config]
+        tdir = workdir / "translators" / task
+        trep = read_json(tdir / "train_report.json") if (tdir / "train_report.json").is_file() else {}
+        sha = per_config[config][0]["checkpoint_sha256"]
+        tt = plan["tasks"][task]["translator_train"]
+        used_ids |= set(tt["source"]) | set(tt["covid"])
+        translators.append({
+            "config": config, "task": task, "translator_id": per_config[config][0]["translator_id"],
+            "generator_sha256": sha, "arch": read_json(tdir / "generator.json").get("arch", {}) if (tdir / "generator.json").is_file() else {},
+            "steps": trep.get("steps"), "total_steps": trep.get("total_steps"), "finished": trep.get("finished"),
+            "seed": (read_json(tdir / "config.json").get("seed") if (tdir / "config.json").is_file() else None),
+            "train_images": {"source": len(tt["source"]), "covid": len(tt["covid"])},
+        })
+    used = [records[i] for i in sorted(used_ids) if i in records]
+    sources = []
+    for src in sorted({r.source for r in used}):
+        meta = SOURCES[src]
+        mine = [r for r in used if r.source == src]
+        sources.append({"source": src, "name": meta["name"], "url": meta["url"], "licence": meta["licence"],
+                        "citation": meta["citation"], "collections": sorted({r.collection for r in mine}),
+                        "images_used": len(mine), "by_label": {lab: sum(r.label == lab for r in mine) for lab in LABELS
+                                                               if any(r.label == lab for r in mine)}})
+    audit_path = workdir / "audit" / "audit.json"
+    manifest = {
+        "kind": "cxrsynth.release_manifest", "name": cfg.name, "pretty_name": cfg.pretty_name, "version": cfg.version,
+        "license": cfg.license, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code_version": __version__, "environment": _environment(), "config": to_dict(cfg),
+        "counts": {**{c: len(p) for c, p in per_config.items()}, "all": sum(len(p) for p in per_config.values())},
+        "configs": config_info, "translators": translators, "sources": sources,
+        "split_method": plan["split_method"], "plan": {"per_domain": plan["config"]["per_domain"],
+                                                       "seed": plan["config"]["seed"],
+                                                       "planned": {c: plan["tasks"][CONFIG_TASK[c]]["translate"]["n"] for c in cfg.configs}},
+        "audit": read_json(audit_path).get("summary") if audit_path.is_file() else None,
+        "files": files,
+    }
+    validate(manifest, "release_manifest")
+    write_json(staging / "manifest.json", manifest)
+    croissant = make_croissant(manifest)
+    write_json(staging / "croissant.json", croissant)
+    render_dataset_card(staging / "README.md", manifest, workdir)
+    write_sha256sums(staging)
+
+    private.mkdir(parents=True, exist_ok=True)
+    with atomic_write(private / "mapping.jsonl") as fh:
+        for m in mapping:
+            fh.write(json.dumps(m, sort_keys=True) + "\n")
+    write_json(private / "identifiers.json", {
+        "note": "private: every source identifier this release derives from; used by `cxrsynth verify` to prove none leaks",
+        "record_ids": sorted(used_ids),
+        "patient_ids": sorted({r.patient_id for r in used if len(r.patient_id) >= 4}),
+        "image_keys": sorted({r.image_key for r in used}),
+        "source_paths": sorted({r.source_path for r in used}),
+        "source_roots": sorted({r.source_root for r in used}),
+    })
+    return manifest
+
+
+def write_sha256sums(folder: Path) -> Path:
+    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}"
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
+    with atomic_write(folder / "SHA256SUMS") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return folder / "SHA256SUMS"
