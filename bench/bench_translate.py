@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from _common import replicated_nih
+
 from cxrsynth.translate.networks import ResnetGenerator, generator_macs
 from cxrsynth.translate.train import CycleGAN, Runtime, TrainConfig, build_models
 
@@ -91,33 +93,6 @@ def bare_forward(device: torch.device, batches: list[int], repeats: int, rows: l
     return best
 
 
-def _replicated_nih(dst: Path, copies: int) -> Path:
-    """An NIH-format folder holding each sample image ``copies`` times under new names.
-
-    The honest stand-in for a release-sized run when only a few hundred real images are at hand:
-    the pixels are real, the repetition is stated in the output (``replicate``).
-    """
-    import csv
-
-    from cxrsynth.paths import sample_data_dir
-
-    src = sample_data_dir() / "nih-chestxray14-sample"
-    (dst / "images").mkdir(parents=True)
-    with open(src / "Data_Entry_2017.csv", newline="") as fh:
-        rows = list(csv.reader(fh))
-    out = [rows[0]]
-    for k in range(copies):
-        for r in rows[1:]:
-            if not (src / "images" / r[0]).is_file():
-                continue
-            name = r[0] if k == 0 else f"{r[0][:-4]}_copy{k}.png"
-            os.link(src / "images" / r[0], dst / "images" / name) if k else shutil.copy(src / "images" / r[0], dst / "images" / name)
-            out.append([name] + r[1:])
-    with open(dst / "Data_Entry_2017.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows(out)
-    return dst
-
-
 def end_to_end(device: torch.device, n_images: int, best: dict, rows: list, replicate: int = 1,
                workers_list: tuple[int, ...] = (0, 1), encoders: int = 2) -> None:
     """cxrsynth.generate on real NIH images with a freshly initialised 256 px generator."""
@@ -132,7 +107,7 @@ def end_to_end(device: torch.device, n_images: int, best: dict, rows: list, repl
 
     wd = Path(tempfile.mkdtemp(prefix="bench-gen-"))
     try:
-        src = _replicated_nih(wd / "nih", replicate) if replicate > 1 else sample_data_dir() / "nih-chestxray14-sample"
+        src = replicated_nih(wd / "nih", replicate) if replicate > 1 else sample_data_dir() / "nih-chestxray14-sample"
         ingest([src], resolve(type(_ingest_cfg()), overrides=["nih.min_age=null", "dedupe=false", "workers=4"]), wd)
         recs = read_records(wd / "records.parquet")
         make_splits(recs, SplitConfig(fractions=(1.0, 0.0, 0.0)), wd / "records.parquet", wd / "splits.json")

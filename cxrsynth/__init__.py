@@ -5,3 +5,10 @@ records (``ingest``) -> splits -> plan -> translators (``translate``) -> images 
 """
 
 __version__ = "0.1.0"
+
+
+def load(*args, **kwargs):
+    """Torch dataset of one benchmark arm; see :func:`cxrsynth.loader.load`."""
+    from .loader import load as _load
+
+    return _load(*args, **kwargs)

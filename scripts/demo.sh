@@ -29,5 +29,10 @@ for TASK in normal-covid pneumonia-covid; do
   $CX -w "$WD" train --task "$TASK" --size 128 --max-steps "$STEPS" --set save_every=50 --set sample_every=50 $RESUME
 done
 echo "== 5. generate (the first ${DEMO_IMAGES:-200} planned images per config; resumable)"
-$CX -w "$WD" generate --limit "${DEMO_IMAGES:-200}" --set shard_size=100
-echo "demo done: see $WD/ (translators/*/samples/, generated/*/shard-*/)"
+$CX -w "$WD" generate --limit "${DEMO_IMAGES:-200}"
+
+
+echo "== 6. release: package what was generated, card, checks, verify (staging -> renamed into place)"
+$CX -w "$WD" release --out "$WD/release" --limit "${DEMO_IMAGES:-200}" --train-set "max_steps=$STEPS" --replace
+$CX verify "$WD/release/covid-cxr-synth"
+echo "load it:  cd $WD/release && python -c \"from datasets import load_dataset; print(load_dataset('covid-cxr-synth'))\""

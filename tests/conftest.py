@@ -68,3 +68,34 @@ def planned_workdir(tmp_path_factory):
     make_splits(read_records(wd / "records.parquet"), SplitConfig(seed=0), wd / "records.parquet", wd / "splits.json")
     make_plan(read_records(wd / "records.parquet"), read_json(wd / "splits.json"), PlanConfig(per_domain=8), wd / "plan.json")
     return wd
+
+
+@pytest.fixture(scope="session")
+def trained(planned_workdir):
+    """The planned work folder with both translators trained for 2 tiny steps."""
+    from cxrsynth.config import resolve
+    from cxrsynth.translate.train import TrainConfig, train
+
+    for task in ("normal-covid", "pneumonia-covid"):
+        train(planned_workdir, resolve(TrainConfig, overrides=TINY + [f"task={task}", "max_steps=2"]))
+    return planned_workdir
+
+
+def copy_workdir(src, dst, keep_generated: bool = False):
+    import shutil
+
+    shutil.copytree(src, dst, ignore=None if keep_generated else shutil.ignore_patterns("generated", "release"))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def built(trained, tmp_path_factory):
+    """A verified release of 24 + 24 images, made by `cxrsynth release` from the trained work folder."""
+    from cxrsynth.release.package import ReleaseConfig
+    from cxrsynth.release.pipeline import release
+
+    from .test_release import GEN
+
+    wd = copy_workdir(trained, tmp_path_factory.mktemp("rel") / "wd")
+    manifest = release(wd, wd / "release", ReleaseConfig(), generate_cfg=GEN)
+    return wd, wd / "release" / "covid-cxr-synth", manifest

@@ -17,16 +17,8 @@ from cxrsynth.config import resolve
 from cxrsynth.generate import GenerateConfig, generate, read_provenance, shard_is_done
 from cxrsynth.paths import read_json, sha256_file
 from cxrsynth.schemas import validate
-from cxrsynth.translate.train import TrainConfig, train
 
-from .conftest import TINY
-
-
-@pytest.fixture(scope="module")
-def trained(planned_workdir):
-    for task in ("normal-covid", "pneumonia-covid"):
-        train(planned_workdir, resolve(TrainConfig, overrides=TINY + [f"task={task}", "max_steps=2"]))
-    return planned_workdir
+from .conftest import copy_workdir
 
 
 def _label_only(wd):
@@ -35,15 +27,8 @@ def _label_only(wd):
     return {r.record_id for r in read_records(wd / "records.parquet") if not r.has_pixels}
 
 
-def _copy_workdir(src, dst):
-    import shutil
-
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("generated"))
-    return dst
-
-
 def test_exact_count_provenance_and_privacy(trained, tmp_path):
-    wd = _copy_workdir(trained, tmp_path / "wd")
+    wd = copy_workdir(trained, tmp_path / "wd")
     cfg = resolve(GenerateConfig, overrides=["limit=45", "shard_size=20", "batch_size=4", "workers=0"])
     rep = generate(wd, cfg)
     plan = read_json(wd / "plan.json")
@@ -82,7 +67,7 @@ def test_translation_is_the_generator_applied(trained, tmp_path):
     from cxrsynth.records import read_records
     from cxrsynth.translate.checkpoint import load_generator
 
-    wd = _copy_workdir(trained, tmp_path / "wd")
+    wd = copy_workdir(trained, tmp_path / "wd")
     generate(wd, resolve(GenerateConfig, overrides=["limit=3", "configs=g_nc", "workers=0", "precision=fp32"]))
     p = read_provenance(wd / "generated", "g_nc")[1]
     m = [json.loads(x) for x in (wd / "generated/private/g_nc/shard-00000.jsonl").read_text().splitlines()][1]
@@ -96,7 +81,7 @@ def test_translation_is_the_generator_applied(trained, tmp_path):
 
 
 def test_resume_keeps_finished_shards_and_redoes_damaged_ones(trained, tmp_path):
-    wd = _copy_workdir(trained, tmp_path / "wd")
+    wd = copy_workdir(trained, tmp_path / "wd")
     cfg = resolve(GenerateConfig, overrides=["limit=30", "shard_size=10", "configs=g_nc", "workers=0"])
     generate(wd, cfg)
     out = wd / "generated" / "g_nc"
@@ -112,7 +97,7 @@ def test_resume_keeps_finished_shards_and_redoes_damaged_ones(trained, tmp_path)
 
 
 def test_kill_during_generation_then_resume(trained, tmp_path):
-    wd = _copy_workdir(trained, tmp_path / "wd")
+    wd = copy_workdir(trained, tmp_path / "wd")
     args = [sys.executable, "-m", "cxrsynth.cli", "-w", str(wd), "generate", "--configs", "g_nc", "--limit", "120",
             "--batch-size", "1", "--set", "shard_size=10", "--set", "workers=0"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -133,8 +118,8 @@ def test_kill_during_generation_then_resume(trained, tmp_path):
 
 
 def test_ranks_split_the_shards(trained, tmp_path):
-    one = _copy_workdir(trained, tmp_path / "one")
-    two = _copy_workdir(trained, tmp_path / "two")
+    one = copy_workdir(trained, tmp_path / "one")
+    two = copy_workdir(trained, tmp_path / "two")
     # the same id secret makes the two layouts comparable
     (two / "generated" / "private").mkdir(parents=True)
     cfg = resolve(GenerateConfig, overrides=["limit=25", "shard_size=5", "configs=g_pc", "workers=0"])
@@ -152,7 +137,7 @@ def test_ranks_split_the_shards(trained, tmp_path):
 def test_missing_generator_is_a_clear_error(planned_workdir, tmp_path):
     from cxrsynth.errors import CheckpointError
 
-    wd = _copy_workdir(planned_workdir, tmp_path / "wd")
+    wd = copy_workdir(planned_workdir, tmp_path / "wd")
     import shutil
 
     shutil.rmtree(wd / "translators", ignore_errors=True)

@@ -1,0 +1,99 @@
+"""What each arm trains on, and the real validation / test sets it is judged on.
+
+Arm names are generic so one list serves both tasks: ``real``, ``real+own`` (the task's own synthetic
+config: g_nc for normal-covid, g_pc for pneumonia-covid), ``real+all`` (both configs),
+``synthetic-only`` (both configs replace the real COVID-19 images) and ``real-oversampled`` (the
+count-matched control: real COVID-19 repeated to the size of ``real+all``'s positives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..images import load_canonical
+from ..loader import ArmDataset, load
+from ..paths import read_json
+from ..records import read_records
+from ..splits import TASKS
+
+ARMS = ("real", "real+own", "real+all", "synthetic-only", "real-oversampled")
+OWN = {"normal-covid": "g_nc", "pneumonia-covid": "g_pc"}
+
+
+def concrete_arm(task: str, arm: str) -> str:
+    if arm == "real+own":
+        return f"real+{OWN[task]}"
+    if arm == "real+all":
+        other = "g_pc" if OWN[task] == "g_nc" else "g_nc"
+        return f"real+{OWN[task]}+{other}"
+    if arm in ("real", "synthetic-only", "real-oversampled"):
+        return arm
+    raise ConfigError("unknown arm", arm, f"use {', '.join(ARMS)}")
+
+
+@dataclass
+class EvalItem:
+    path: str
+    label: int
+    patient: str
+    record_id: str
+
+
+class EvalDataset(torch.utils.data.Dataset):
+    def __init__(self, items: list[EvalItem], size: int):
+        self.items, self.size = items, size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        it = self.items[i]
+        x = torch.from_numpy(load_canonical(it.path, self.size).astype(np.float32) / 255.0).unsqueeze(0)
+        return x, it.label
+
+
+def eval_items(workdir: Path, task: str, split: str, limit: int | None = None) -> list[EvalItem]:
+    neg, pos = TASKS[task]
+    assign = read_json(workdir / "splits.json")["assignments"]
+    recs = [r for r in read_records(workdir / "records.parquet")
+            if r.has_pixels and assign.get(r.record_id) == split and r.label in (neg, pos)]
+    items = [EvalItem(str(r.path), int(r.label == pos), r.patient_group or r.patient_id, r.record_id) for r in recs]
+    if limit:
+        items = [i for i in items if i.label == 0][:limit] + [i for i in items if i.label == 1][:limit]
+    return items
+
+
+def train_set(workdir: Path, task: str, arm: str, release, size: int, limit: int | None) -> ArmDataset:
+    ds = load(task, concrete_arm(task, arm), "train", workdir, release, size)
+    if limit:
+        # keep the arm's composition, capped: at most `limit` real of each class and `limit` per synthetic config
+        neg = [x for x in ds.real if x[1] == 0][:limit]
+        pos = [x for x in ds.real if x[1] == 1]
+        if arm == "real-oversampled":
+            pos = pos[: limit * (1 + len(OWN))]
+        else:
+            pos = pos[:limit]
+        synth = [s.select(range(min(limit, len(s)))) for s in ds.synthetic]
+        ds = ArmDataset(neg + pos, synth, size, ds.transform)
+    return ds
+
+
+class Cached(torch.utils.data.Dataset):
+    """Decode each item once per run (the sets here are small; epochs repeat them many times)."""
+
+    def __init__(self, ds):
+        self.ds, self.cache = ds, {}
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        if i not in self.cache:
+            x, y = self.ds[i]
+            self.cache[i] = (x, y)
+        return self.cache[i]

@@ -1,0 +1,127 @@
+"""Classifiers: torchvision backbones with the paper's head (global average pooling, one dense layer of
+2 units, softmax), taking 1-channel images repeated to 3 channels.
+
+``init``: ``random``; ``imagenet`` (torchvision's weights from the local torch hub cache,
+``$TORCH_HOME/hub/checkpoints/<file>``: nothing is downloaded, and a missing file is a clear error
+naming the file, where to put it and where to get it); or a path to a checkpoint (safetensors, or a
+state dict read with ``torch.load(weights_only=True)``) of the same architecture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError
+
+PAPER_MODELS = ("vgg16", "resnet50", "densenet121")
+
+
+class GrayToRGB(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+class Classifier(nn.Module):
+    """``stem`` (3 -> feature maps) -> global average pooling -> ``head`` (Linear to 2 logits)."""
+
+    def __init__(self, arch: str, stem: nn.Module, channels: int, cam_layer: nn.Module):
+        super().__init__()
+        self.arch = arch
+        self.gray = GrayToRGB()
+        self.stem = stem
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(channels, 2)
+        # Kept out of the module tree: it is a layer of ``stem`` already (and would be saved twice).
+        object.__setattr__(self, "_cam_layer", cam_layer)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The layer Grad-CAM reads: ``features[-1]`` for VGG and DenseNet, ``layer4[-1]`` for ResNet."""
+        return self._cam_layer
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stem(self.gray(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _stem(arch: str, net: nn.Module) -> tuple[nn.Module, int, nn.Module]:
+    """The convolutional trunk of a torchvision classifier, its channel count and Grad-CAM layer."""
+    if arch.startswith("vgg"):
+        return net.features, net.classifier[0].in_features // 49, net.features[-1]
+    if arch.startswith("densenet"):
+        trunk = nn.Sequential(net.features, nn.ReLU(inplace=False))
+        return trunk, net.classifier.in_features, net.features[-1]
+    if hasattr(net, "fc") and isinstance(net.fc, nn.Linear):  # resnet, resnext, wide_resnet, regnet, googlenet...
+        children = dict(net.named_children())
+        keep = [m for n, m in children.items() if n not in ("fc", "avgpool", "dropout", "aux1", "aux2", "AuxLogits")]
+        trunk = nn.Sequential(*keep)
+        last = net.layer4[-1] if hasattr(net, "layer4") else [m for m in trunk.modules() if isinstance(m, nn.Conv2d)][-1]
+        return trunk, net.fc.in_features, last
+    if hasattr(net, "features") and hasattr(net, "classifier"):  # mobilenet, efficientnet, convnext...
+        lin = [m for m in net.classifier.modules() if isinstance(m, nn.Linear)][0]
+        return net.features, lin.in_features, net.features[-1]
+    raise ConfigError("this torchvision model has no shape the benchmark knows", arch,
+                      "use a CNN with .features/.classifier or .fc (vgg, resnet, densenet, mobilenet, efficientnet...)")
+
+
+def imagenet_state_dict(arch: str) -> dict:
+    """torchvision's ImageNet weights for ``arch`` from the local cache only."""
+    from torch.hub import get_dir
+
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    fname = weights.url.rsplit("/", 1)[-1]
+    cached = Path(get_dir()) / "checkpoints" / fname
+    if not cached.is_file():
+        raise CheckpointError(f"ImageNet weights for {arch} are not in the local torch cache", cached,
+                              f"download {weights.url} and place it at that path, or use --init random")
+    return torch.load(cached, map_location="cpu", weights_only=True)
+
+
+def load_state_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint not found", path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors and torch raise several types
+        raise CheckpointError("checkpoint is not a readable safetensors file or state dict", path,
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from exc
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise CheckpointError("checkpoint does not hold a state dict", path)
+    return sd
+
+
+def build(arch: str, init: str = "random") -> Classifier:
+    try:
+        net = torchvision.models.get_model(arch, weights=None)
+    except ValueError as exc:
+        raise ConfigError("unknown torchvision model", arch, "see torchvision.models.list_models()") from exc
+    if init == "imagenet":
+        net.load_state_dict(imagenet_state_dict(arch))
+    stem, channels, cam = _stem(arch, net)
+    model = Classifier(arch, stem, channels, cam)
+    if init not in ("random", "imagenet"):
+        sd = load_state_file(init)
+        if any(k.startswith(("stem.", "head.")) for k in sd):  # a cxrsynth classifier
+            missing, unexpected = model.load_state_dict(sd, strict=False)
+        else:  # a plain torchvision state dict: the trunk only
+            full = torchvision.models.get_model(arch, weights=None)
+            missing, unexpected = full.load_state_dict(sd, strict=False)
+            stem, channels, cam = _stem(arch, full)
+            model = Classifier(arch, stem, channels, cam)
+        if unexpected or (missing and any(not k.startswith("head.") for k in missing)):
+            raise CheckpointError("checkpoint does not fit the architecture", init,
+                                  f"{len(missing)} missing, {len(unexpected)} unexpected keys for {arch}")
+    return model

@@ -1,0 +1,106 @@
+"""Figures of the benchmark (matplotlib, Agg): confidence scores of the COVID-19 test images with the 0.5
+line (paper Figs. 4-7), ROC and PR curves, Grad-CAM maps of correctly classified COVID-19 test images
+(Fig. 1; pytorch-grad-cam), and a 2-D UMAP of the classifier's pooled features per arm (Fig. 8)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def confidence_scores(path: Path, task: str, runs: dict[str, dict]) -> Path:
+    """Softmax COVID-19 score of each COVID-19 test image, per arm (seed 0), with 0.5 and the threshold."""
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3), sharey=True, squeeze=False)
+    for ax, (arm, r) in zip(axes[0], runs.items()):
+        s = np.asarray(r["test_scores"])[np.asarray(r["test_labels"]) == 1]
+        ax.scatter(np.arange(len(s)), s, s=12, c=np.where(s >= r["threshold"], "tab:green", "tab:red"))
+        ax.axhline(0.5, color="k", lw=1, ls="--", label="0.5")
+        if abs(r["threshold"] - 0.5) > 1e-9:
+            ax.axhline(r["threshold"], color="tab:blue", lw=1, label=f"threshold {r['threshold']:.2f}")
+        ax.set_title(arm, fontsize=9)
+        ax.set_xlabel("COVID-19 test image")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("confidence (COVID-19)")
+    fig.suptitle(f"{task}: confidence scores of the COVID-19 test images", fontsize=10)
+    return _save(fig, path)
+
+
+def roc_pr(path: Path, task: str, runs: dict[str, dict]) -> Path:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
+    for arm, r in runs.items():
+        y, s = np.asarray(r["test_labels"]), np.asarray(r["test_scores"])
+        if len(set(y.tolist())) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        p, rc, _ = precision_recall_curve(y, s)
+        auc = r["test"]["auroc"]
+        a.plot(fpr, tpr, label=f"{arm} (AUROC {auc:.3f})")
+        b.plot(rc, p, label=f"{arm} (AUPRC {r['test']['auprc']:.3f})")
+    a.plot([0, 1], [0, 1], "k:", lw=1)
+    a.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{task}: ROC")
+    b.set(xlabel="recall (sensitivity)", ylabel="precision", title=f"{task}: precision-recall")
+    a.legend(fontsize=7)
+    b.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def gradcam(path: Path, task: str, models: dict[str, tuple], images: dict[str, list]) -> Path:
+    """``models[arm] = (model, device)``, ``images[arm] = [(tensor 1xHxW, score)]`` of correct COVID-19 images."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    n = max((len(v) for v in images.values()), default=0)
+    fig, axes = plt.subplots(len(models), max(n, 1), figsize=(2.2 * max(n, 1), 2.3 * len(models)), squeeze=False)
+    for row, (arm, (model, device)) in enumerate(models.items()):
+        for col in range(max(n, 1)):
+            ax = axes[row][col]
+            ax.axis("off")
+            if not images[arm] and col == 0:
+                ax.text(0.5, 0.5, f"{arm}:\nno COVID-19 test image\nclassified correctly", ha="center", va="center", fontsize=8)
+            if col >= len(images[arm]):
+                continue
+            x, sc = images[arm][col]
+            model.eval()
+            with GradCAM(model=model, target_layers=[model.cam_layer]) as cam:
+                heat = cam(input_tensor=x.unsqueeze(0).to(device), targets=[ClassifierOutputTarget(1)])[0]
+            ax.imshow(x[0].numpy(), cmap="gray")
+            ax.imshow(heat, cmap="jet", alpha=0.35)
+            ax.set_title(f"{arm}\nscore {sc:.2f}" if col == 0 else f"score {sc:.2f}", fontsize=7)
+    fig.suptitle(f"{task}: Grad-CAM of correctly classified COVID-19 test images", fontsize=10)
+    return _save(fig, path)
+
+
+def umap_features(path: Path, task: str, feats: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0) -> Path:
+    """2-D UMAP of pooled features (test images), one panel per arm, coloured by class."""
+    import umap
+
+    fig, axes = plt.subplots(1, len(feats), figsize=(3.3 * len(feats), 3.2), squeeze=False)
+    for ax, (arm, (x, y)) in zip(axes[0], feats.items()):
+        if len(x) >= 5:
+            emb = umap.UMAP(n_neighbors=min(15, len(x) - 1), n_components=2, random_state=seed, init="random").fit_transform(x)
+            for lab, color, name in ((0, "tab:blue", "negative"), (1, "tab:red", "COVID-19")):
+                m = y == lab
+                ax.scatter(emb[m, 0], emb[m, 1], s=8, c=color, label=name)
+            ax.legend(fontsize=7)
+        ax.set_title(arm, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{task}: UMAP of pooled classifier features (test images)", fontsize=10)
+    return _save(fig, path)

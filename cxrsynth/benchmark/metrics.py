@@ -1,0 +1,119 @@
+"""Metrics of a binary classifier (1 = COVID-19), with honest intervals.
+
+Point metrics come from the confusion matrix (scikit-learn, ``labels=[0, 1]`` so it stays 2x2 when a
+class is absent). Sensitivity gets a Wilson score interval (scipy). AUROC and the difference between two
+arms get bootstrap intervals that resample *patients*, not images, because one patient can have several
+test images (their scores are not independent).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+from scipy.stats import binomtest
+from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
+
+
+def confusion(y_true, y_pred) -> dict:
+    tn, fp, fn, tp = (int(v) for v in confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel())
+    return {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return a / b if b else None
+
+
+def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    if n == 0:
+        return None
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def from_confusion(cm: dict) -> dict:
+    tp, fp, fn, tn = cm["tp"], cm["fp"], cm["fn"], cm["tn"]
+    sens, spec, prec = _ratio(tp, tp + fn), _ratio(tn, tn + fp), _ratio(tp, tp + fp)
+    f1 = 2 * prec * sens / (prec + sens) if prec and sens else (0.0 if prec is not None and sens is not None else None)
+    return {"sensitivity": sens, "sensitivity_wilson95": wilson(tp, tp + fn), "specificity": spec,
+            "precision": prec, "f1": f1, "false_negatives": fn, "accuracy": _ratio(tp + tn, tp + tn + fp + fn),
+            "confusion": cm}
+
+
+def threshold_metrics(y_true, scores, threshold: float) -> dict:
+    y_true = np.asarray(y_true)
+    y_pred = (np.asarray(scores) >= threshold).astype(int)
+    return from_confusion(confusion(y_true, y_pred))
+
+
+def auroc(y_true, scores) -> float | None:
+    y_true = np.asarray(y_true)
+    return float(roc_auc_score(y_true, scores)) if len(set(y_true.tolist())) == 2 else None
+
+
+def auprc(y_true, scores) -> float | None:
+    y_true = np.asarray(y_true)
+    return float(average_precision_score(y_true, scores)) if len(set(y_true.tolist())) == 2 else None
+
+
+def youden_threshold(y_true, scores) -> float:
+    """The threshold maximising sensitivity + specificity - 1 (chosen on validation, never on test)."""
+    y_true = np.asarray(y_true)
+    if len(set(y_true.tolist())) < 2:
+        return 0.5
+    fpr, tpr, thr = roc_curve(y_true, scores)
+    best = int(np.argmax(tpr - fpr))
+    return float(min(max(thr[best], 0.0), 1.0))
+
+
+def _groups(patients) -> list[np.ndarray]:
+    idx: dict = defaultdict(list)
+    for i, p in enumerate(patients):
+        idx[p].append(i)
+    return [np.asarray(v) for v in idx.values()]
+
+
+def bootstrap_auroc(y_true, scores, patients, n: int = 1000, seed: int = 0, level: float = 0.95):
+    """Percentile interval of AUROC over patient-level resamples (None if too few of a class)."""
+    y_true, scores = np.asarray(y_true), np.asarray(scores)
+    groups = _groups(patients)
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        pick = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+        if len(set(y_true[pick].tolist())) == 2:
+            vals.append(roc_auc_score(y_true[pick], scores[pick]))
+    if len(vals) < n // 2:
+        return None
+    a = (1 - level) / 2
+    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
+def bootstrap_difference(y_true, scores_a, scores_b, patients, n: int = 1000, seed: int = 0, level: float = 0.95):
+    """AUROC(b) - AUROC(a) on the same test images, with a paired patient-level bootstrap interval."""
+    y_true, sa, sb = np.asarray(y_true), np.asarray(scores_a), np.asarray(scores_b)
+    if len(set(y_true.tolist())) < 2:
+        return None
+    groups = _groups(patients)
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        pick = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+        if len(set(y_true[pick].tolist())) == 2:
+            vals.append(roc_auc_score(y_true[pick], sb[pick]) - roc_auc_score(y_true[pick], sa[pick]))
+    if len(vals) < n // 2:
+        return None
+    a = (1 - level) / 2
+    return {"difference": float(roc_auc_score(y_true, sb) - roc_auc_score(y_true, sa)),
+            "ci95": (float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))),
+            "p_b_not_better": float(np.mean(np.asarray(vals) <= 0))}
+
+
+def summarise_seeds(values: list[float | None]) -> dict:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    arr = np.asarray(vals, dtype=float)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+            "min": float(arr.min()), "max": float(arr.max()), "n": len(arr)}

@@ -1,0 +1,110 @@
+"""``cxrsynth.load``: torch datasets that mix real records and synthetic configs as the benchmark arms do.
+
+Labels are binary per task: 1 = COVID-19, 0 = the task's other class (normal or pneumonia). Items are
+``(image, label)`` with ``image`` a float tensor (1, size, size) in [0, 1] (the paper's 1/255 scaling),
+passed through ``transform`` when one is given.
+
+Arms (training split only; validation and test are always real):
+- ``real``: real negatives and real COVID-19;
+- ``real+g_nc``, ``real+g_pc``, ``real+g_nc+g_pc`` (any order): real plus those synthetic configs;
+- ``synthetic-only``: real negatives, synthetic COVID-19 (both configs) instead of the real ones;
+- ``real-oversampled``: real COVID-19 repeated to the count of ``real+g_nc+g_pc`` (the count-matched control).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, DataNotFoundError
+from .images import load_canonical
+from .paths import read_json
+from .records import read_records
+from .splits import TASKS
+
+CONFIGS = ("g_nc", "g_pc")
+
+
+def parse_arm(arm: str) -> tuple[bool, tuple[str, ...], bool]:
+    """-> (use real COVID-19, synthetic configs, oversample real COVID-19)."""
+    if arm == "real":
+        return True, (), False
+    if arm == "synthetic-only":
+        return False, CONFIGS, False
+    if arm == "real-oversampled":
+        return True, (), True
+    parts = arm.split("+")
+    if parts[0] == "real" and len(parts) > 1 and set(parts[1:]) <= set(CONFIGS) and len(set(parts[1:])) == len(parts) - 1:
+        return True, tuple(parts[1:]), False
+    raise ConfigError("unknown arm", arm, "use real, real+g_nc, real+g_pc, real+g_nc+g_pc, synthetic-only or real-oversampled")
+
+
+class ArmDataset(torch.utils.data.Dataset):
+    """Real records (decoded on access) followed by synthetic rows (from a ``datasets`` release)."""
+
+    def __init__(self, real: list[tuple[str, int]], synthetic: list, size: int, transform=None):
+        self.real, self.synthetic, self.size, self.transform = real, synthetic, size, transform
+        self.labels = [lab for _, lab in real] + [1] * sum(len(s) for s in synthetic)
+        self.origins = ["real"] * len(real) + ["synthetic"] * (len(self.labels) - len(real))
+        self._offsets = np.cumsum([0] + [len(s) for s in synthetic])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def skew(self) -> float | None:
+        pos = sum(self.labels)
+        return (len(self.labels) - pos) / pos if pos else None
+
+    def __getitem__(self, i: int):
+        if i < len(self.real):
+            arr = load_canonical(self.real[i][0], self.size)
+            label = self.real[i][1]
+        else:
+            j = i - len(self.real)
+            k = int(np.searchsorted(self._offsets, j, side="right") - 1)
+            img = self.synthetic[k][int(j - self._offsets[k])]["image"].convert("L")
+            if img.size != (self.size, self.size):
+                img = img.resize((self.size, self.size))
+            arr, label = np.asarray(img, dtype=np.uint8), 1
+        x = torch.from_numpy(arr.astype(np.float32) / 255.0).unsqueeze(0)
+        return (self.transform(x) if self.transform else x), label
+
+
+def _synthetic(release: str | Path, config: str):
+    import datasets
+
+    try:
+        return datasets.load_dataset(str(release), config, split="train")
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
+        raise DataNotFoundError(f"cannot load config {config} of the release", release, str(exc).splitlines()[0]) from exc
+
+
+def load(task: str, arm: str = "real", split: str = "train", workdir: str | Path = "cxrsynth-work",
+         release: str | Path | None = None, size: int = 256, transform=None) -> ArmDataset:
+    """The dataset of one benchmark arm. ``release``: a release folder or a Hub id (``ORG/NAME``)."""
+    if task not in TASKS:
+        raise ConfigError("unknown task", task, f"use one of {sorted(TASKS)}")
+    neg_label, pos_label = TASKS[task]
+    use_real, configs, oversample = parse_arm(arm)
+    if split != "train" and arm != "real":
+        raise ConfigError("only the training split has synthetic arms", f"{arm} / {split}", "use arm real for evaluation")
+    workdir = Path(workdir)
+    assign = read_json(workdir / "splits.json")["assignments"]
+    recs = [r for r in read_records(workdir / "records.parquet")
+            if r.has_pixels and assign.get(r.record_id) == split and r.label in (neg_label, pos_label)]
+    negatives = [(str(r.path), 0) for r in recs if r.label == neg_label]
+    positives = [(str(r.path), 1) for r in recs if r.label == pos_label]
+    synthetic = []
+    if configs or oversample:
+        if release is None:
+            raise ConfigError("this arm needs a synthetic release", arm, "pass release=PATH or ORG/NAME")
+        synthetic = [_synthetic(release, c) for c in (CONFIGS if oversample else configs)]
+    if oversample:
+        target = len(positives) + sum(len(s) for s in synthetic)
+        positives = [positives[i % len(positives)] for i in range(target)] if positives else []
+        synthetic = []
+    real = negatives + (positives if use_real else [])
+    return ArmDataset(real, synthetic, size, transform)

@@ -1,0 +1,76 @@
+"""The metric functions against confusion matrices and curves computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxrsynth.benchmark import metrics as M
+
+
+def _expand(tn, fp, fn, tp):
+    y = [0] * (tn + fp) + [1] * (fn + tp)
+    yhat = [0] * tn + [1] * fp + [0] * fn + [1] * tp
+    return y, yhat
+
+
+def test_the_papers_saved_run():
+    """VGG-16, normal vs COVID, real + all synthetic: TN 4055, FP 80, FN 20, TP 26."""
+    y, yhat = _expand(4055, 80, 20, 26)
+    cm = M.confusion(y, yhat)
+    assert cm == {"tn": 4055, "fp": 80, "fn": 20, "tp": 26}
+    m = M.from_confusion(cm)
+    assert m["sensitivity"] == pytest.approx(26 / 46) and round(100 * m["sensitivity"], 1) == 56.5
+    assert m["false_negatives"] == 20
+    assert m["specificity"] == pytest.approx(4055 / 4135)
+    assert m["precision"] == pytest.approx(26 / 106)
+    assert m["f1"] == pytest.approx(2 * 26 / (2 * 26 + 80 + 20))
+    lo, hi = m["sensitivity_wilson95"]
+    # Wilson by hand: (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = 1.959964
+    z, n, p = 1.959964, 46, 26 / 46
+    centre, half = (p + z * z / (2 * n)), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert lo == pytest.approx((centre - half) / (1 + z * z / n), abs=1e-6)
+    assert hi == pytest.approx((centre + half) / (1 + z * z / n), abs=1e-6)
+    assert round(lo, 2) == 0.42 and round(hi, 2) == 0.70
+
+
+def test_small_matrices_and_an_absent_class():
+    m = M.from_confusion(M.confusion([0, 0, 1, 1, 1], [0, 1, 1, 1, 0]))
+    assert m["confusion"] == {"tn": 1, "fp": 1, "fn": 1, "tp": 2}
+    assert (m["sensitivity"], m["specificity"], m["precision"]) == (2 / 3, 1 / 2, 2 / 3)
+    only_neg = M.from_confusion(M.confusion([0, 0, 0], [0, 1, 0]))
+    assert only_neg["confusion"] == {"tn": 2, "fp": 1, "fn": 0, "tp": 0}  # still 2x2
+    assert only_neg["sensitivity"] is None and only_neg["sensitivity_wilson95"] is None
+    none_found = M.from_confusion({"tn": 5, "fp": 0, "fn": 3, "tp": 0})
+    assert none_found["sensitivity"] == 0 and none_found["precision"] is None and none_found["f1"] is None
+
+
+def test_auc_threshold_and_seed_summary():
+    y = [0, 0, 1, 1]
+    s = [0.1, 0.4, 0.35, 0.8]
+    assert M.auroc(y, s) == 0.75  # 3 of the 4 (neg, pos) pairs ordered correctly
+    assert M.auprc(y, s) == pytest.approx((1 + 2 / 3) / 2)
+    assert M.auroc([1, 1], [0.2, 0.3]) is None
+    assert M.youden_threshold([0, 0, 1, 1], [0.1, 0.2, 0.7, 0.9]) == 0.7
+    t = M.threshold_metrics([0, 1, 1], [0.2, 0.6, 0.4], 0.5)
+    assert t["confusion"] == {"tn": 1, "fp": 0, "fn": 1, "tp": 1}
+    st = M.summarise_seeds([0.5, 0.7, None])
+    assert st["mean"] == pytest.approx(0.6) and st["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1)) and st["n"] == 2
+
+
+def test_bootstrap_resamples_patients_not_images():
+    # 8 patients (4 negative, 4 positive) with 5 images each; a patient's images score alike
+    rng = np.random.default_rng(0)
+    patients = [f"p{i // 5}" for i in range(40)]
+    y = np.array([int(i // 5 >= 4) for i in range(40)])
+    effect = rng.normal(0, 0.3, 8)
+    s = y * 0.3 + np.array([effect[i // 5] for i in range(40)]) + rng.normal(0, 0.02, 40)
+    per_image = [str(i) for i in range(40)]
+    ci_images = M.bootstrap_auroc(y, s, per_image, 500)
+    ci_patients = M.bootstrap_auroc(y, s, patients, 500)
+    assert ci_images[0] <= M.auroc(y, s) <= ci_images[1]
+    assert (ci_patients[1] - ci_patients[0]) > (ci_images[1] - ci_images[0])
+    same = M.bootstrap_difference(y, s, s, per_image, 200)
+    assert same["difference"] == 0 and same["ci95"] == (0.0, 0.0)
+    better = M.bootstrap_difference(y, s, y * 0.9 + 0.05, per_image, 200)
+    assert better["difference"] > 0 and better["ci95"][0] > 0 and better["p_b_not_better"] < 0.05
