@@ -358,6 +358,40 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
     click.echo(f"report: {out / 'report.html'}")
 
 
+@cli.command()
+@click.argument("release_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--private", type=click.Path(file_okay=False), default=None,
+              help="The private folder with mapping.jsonl (default: RELEASE_DIR.private beside it).")
+@click.option("--embedding", default=None,
+              help="auto (default: a benchmark classifier of WORKDIR if any, else pixels), pixels, or classifier:PATH.")
+@click.option("--exclude-closest", type=float, default=None,
+              help="Also write exclude_ids.txt with this share of images closest to their sources (e.g. 0.05).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Default: WORKDIR/audit.")
+@config_option
+@set_option
+@json_option
+@click.pass_context
+def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, config_file, overrides, as_json):
+    """Measure a release's privacy (linkage, similarity, DCR, authenticity, copying, inverse recovery)
+    and quality (FID, KID, precision/recall/density/coverage); writes audit.json, per_image.csv, figures.
+
+    `cxrsynth release` then puts the results in the dataset card.
+    """
+    from .audit.run import AuditConfig, audit as run
+    from .config import resolve
+
+    extra = ([f"embedding={embedding}"] if embedding else []) + \
+        ([f"exclude_closest={exclude_closest}"] if exclude_closest is not None else [])
+    cfg = resolve(AuditConfig, config_file, list(overrides) + extra)
+    result = run(release_dir, _workdir(ctx), cfg, private, out_dir)
+    if as_json:
+        _echo_json(result["summary"])
+        return
+    click.echo(result["summary"]["text"].replace("**", ""))
+    for v in result["summary"]["verdicts"]:
+        click.echo(f"  {'FLAG' if v['flagged'] else 'ok  '} {v['name']}: {v['verdict']} ({v['detail']})")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="cxrsynth", standalone_mode=False)

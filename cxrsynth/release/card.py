@@ -47,14 +47,19 @@ def front_matter(manifest: dict) -> dict:
     }
 
 
-def _audit_section(audit: dict | None) -> str:
+def _audit_section(audit: dict | None, filtered: dict | None = None) -> str:
+    if filtered:
+        removed = (f"\n\n**{filtered['removed']:,} images were removed after the audit**: {filtered['reason']}. "
+                   "The counts above are after the removal.")
+    else:
+        removed = "\n\nNo images were removed after the audit." if audit else ""
     if not audit:
         return ("**Not yet audited.** No quality or privacy audit was run for this version: do not assume the "
-                "images are unlinkable to their sources.")
-    lines = [audit.get("text", "")]
+                "images are unlinkable to their sources." + removed)
+    lines = [audit.get("text", ""), ""]
     for test in audit.get("verdicts", []):
         lines.append(f"- **{test['name']}**: {test['verdict']} ({test['detail']})")
-    return "\n".join(x for x in lines if x)
+    return "\n".join(lines) + removed
 
 
 def _benchmark_section(workdir: Path) -> str:
@@ -87,7 +92,7 @@ def render_dataset_card(path: Path, manifest: dict, workdir: Path | None = None)
         "planned_note": ", ".join(f"{c}: {manifest['counts'][c]:,} made of {manifest['plan']['planned'][c]:,} planned"
                                   for c in configs),
         "license": manifest["license"], "license_why": RELEASE_LICENSE_WHY,
-        "audit_section": _audit_section(manifest.get("audit")),
+        "audit_section": _audit_section(manifest.get("audit"), manifest.get("filtered")),
         "benchmark_section": _benchmark_section(workdir) if workdir else "No benchmark was run for this version.",
         "bibtex": "\n\n".join(bib),
     })

@@ -52,6 +52,7 @@ class ReleaseConfig:
     rows_per_group: int = 256
     license: str = RELEASE_LICENSE
     grid_images: int = 8  # per config, in sample_grid.png
+    exclude: str | None = None  # a file of synthetic ids to leave out (e.g. the audit's exclude_ids.txt)
 
     def __post_init__(self):
         import re
@@ -161,6 +162,14 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
     workdir, staging, private = Path(workdir), Path(staging), Path(private)
     gen = workdir / "generated"
     per_config, mapping = collect(workdir, cfg.configs)
+    filtered = None
+    if cfg.exclude:
+        drop = {line.strip() for line in Path(cfg.exclude).read_text().splitlines() if line.strip()}
+        before = sum(len(p) for p in per_config.values())
+        per_config = {c: [p for p in provs if p["id"] not in drop] for c, provs in per_config.items()}
+        mapping = [m for m in mapping if m["id"] not in drop]
+        filtered = {"removed": before - sum(len(p) for p in per_config.values()), "file": Path(cfg.exclude).name,
+                    "reason": "images closest to their sources in the privacy audit (per_image.csv: linkage rank, SSIM margin)"}
     if staging.exists():
         shutil.rmtree(staging)
     (staging / "data").mkdir(parents=True)
@@ -211,13 +220,16 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
     manifest = {
         "kind": "cxrsynth.release_manifest", "name": cfg.name, "pretty_name": cfg.pretty_name, "version": cfg.version,
         "license": cfg.license, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "code_version": __version__, "environment": _environment(), "config": to_dict(cfg),
+        "code_version": __version__, "environment": _environment(),
+        # paths are never published: the exclude file is named, not located
+        "config": {**to_dict(cfg), "exclude": Path(cfg.exclude).name if cfg.exclude else None},
         "counts": {**{c: len(p) for c, p in per_config.items()}, "all": sum(len(p) for p in per_config.values())},
         "configs": config_info, "translators": translators, "sources": sources,
         "split_method": plan["split_method"], "plan": {"per_domain": plan["config"]["per_domain"],
                                                        "seed": plan["config"]["seed"],
                                                        "planned": {c: plan["tasks"][CONFIG_TASK[c]]["translate"]["n"] for c in cfg.configs}},
         "audit": read_json(audit_path).get("summary") if audit_path.is_file() else None,
+        "filtered": filtered,
         "files": files,
     }
     validate(manifest, "release_manifest")

@@ -1,0 +1,115 @@
+"""Privacy measures, each a pure function of embeddings (phi, Euclidean distance d) or pixels.
+
+Definitions (see ``../shared/REFERENCES.md``, "Privacy of synthetic medical images"):
+- linkage rank of s: the position of its own source among all real images of the same split, ordered
+  by d(phi s, phi r) (1 = nearest); top-1, top-5 and mean reciprocal rank, against chance (1/N, 5/N,
+  H_N / N);
+- DCR(s) = min over training images r of d(phi s, phi r); held-out real images give the reference
+  distribution (its 5th percentile; the share of synthetic images below it should be about 5%);
+- NNDR(s) = d1 / d2 to the two nearest training images;
+- authenticity (Alaa et al. 2022), from the definition for sets of unequal size: with r* the nearest
+  training image to s, s is authentic when d(s, r*) > d(r*, nearest other training image);
+- closer-to-training share: with the training pool subsampled to the held-out size, the share of s
+  closer to training than to held-out images (about 0.5 when nothing is memorised);
+- SSIM (scikit-image, data range 1, Gaussian window sigma 1.5) and PSNR to the own source, and the
+  margin over the most similar other real image (shortlisted by embedding).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+
+def pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances (len(a), len(b)), in float64, chunked to bound memory."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    bb = (b * b).sum(1)
+    out = np.empty((len(a), len(b)))
+    for i in range(0, len(a), 1024):
+        x = a[i:i + 1024]
+        d2 = (x * x).sum(1)[:, None] + bb[None, :] - 2 * x @ b.T
+        out[i:i + 1024] = np.sqrt(np.maximum(d2, 0))
+    return out
+
+
+def linkage(syn: np.ndarray, pool: np.ndarray, source_index: np.ndarray) -> dict:
+    """Rank of each synthetic image's own source (``pool[source_index[i]]``) among the whole pool."""
+    d = pairwise(syn, pool)
+    own = d[np.arange(len(syn)), source_index]
+    ranks = 1 + (d < own[:, None]).sum(1)  # ties count in the image's favour
+    n = pool.shape[0]
+    return {"ranks": ranks, "pool_size": n, "top1": float(np.mean(ranks == 1)), "top5": float(np.mean(ranks <= 5)),
+            "mrr": float(np.mean(1.0 / ranks)), "chance_top1": 1 / n, "chance_top5": min(5 / n, 1.0),
+            "chance_mrr": float(np.sum(1.0 / np.arange(1, n + 1)) / n)}
+
+
+def dcr(syn: np.ndarray, train: np.ndarray, heldout: np.ndarray) -> dict:
+    d_syn = pairwise(syn, train)
+    two = np.sort(d_syn, axis=1)[:, :2] if train.shape[0] >= 2 else np.repeat(d_syn, 2, axis=1)
+    dcr_syn, nndr = two[:, 0], two[:, 0] / np.maximum(two[:, 1], 1e-12)
+    dcr_held = pairwise(heldout, train).min(1) if len(heldout) else np.zeros(0)
+    p5 = float(np.percentile(dcr_held, 5)) if len(dcr_held) else None
+    # authenticity: r* = nearest training image of s; its own nearest neighbour among the other training images
+    nearest = d_syn.argmin(1)
+    dtt = pairwise(train, train)
+    np.fill_diagonal(dtt, np.inf)
+    r_nn = dtt.min(1)
+    authentic = dcr_syn > r_nn[nearest]
+    return {"dcr": dcr_syn, "nndr": nndr, "authentic": authentic, "dcr_heldout": dcr_held,
+            "heldout_p5": p5, "share_below_heldout_p5": float(np.mean(dcr_syn < p5)) if p5 is not None else None,
+            "synthetic_p5": float(np.percentile(dcr_syn, 5)) if len(dcr_syn) else None,
+            "authentic_share": float(np.mean(authentic)) if len(authentic) else None,
+            "nndr_median": float(np.median(nndr)) if len(nndr) else None}
+
+
+def closer_to_training(syn: np.ndarray, train: np.ndarray, heldout: np.ndarray, seed: int = 0) -> float | None:
+    if not len(heldout) or not len(train):
+        return None
+    rng = np.random.default_rng(seed)
+    sub = train[rng.choice(len(train), size=min(len(train), len(heldout)), replace=False)]
+    return float(np.mean(pairwise(syn, sub).min(1) < pairwise(syn, heldout).min(1)))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two uint8 images on [0, 1], Gaussian window (sigma 1.5), as the references prescribe."""
+    return float(structural_similarity(a.astype(np.float64) / 255, b.astype(np.float64) / 255, data_range=1.0,
+                                       gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    if np.array_equal(a, b):
+        return float("inf")
+    return float(peak_signal_noise_ratio(a.astype(np.float64) / 255, b.astype(np.float64) / 255, data_range=1.0))
+
+
+def source_similarity(syn_px: np.ndarray, pool_px: np.ndarray, syn_emb: np.ndarray, pool_emb: np.ndarray,
+                      source_index: np.ndarray, shortlist: int = 10) -> dict:
+    """SSIM / PSNR to the own source, and the margin over the most similar *other* shortlisted real image."""
+    d = pairwise(syn_emb, pool_emb)
+    own_ssim, own_psnr, margin, best_other = [], [], [], []
+    for i in range(len(syn_px)):
+        src = int(source_index[i])
+        cand = [int(j) for j in np.argsort(d[i])[: shortlist + 1] if j != src][:shortlist]
+        s_own = ssim(syn_px[i], pool_px[src])
+        s_other = max((ssim(syn_px[i], pool_px[j]) for j in cand), default=-1.0)
+        own_ssim.append(s_own)
+        own_psnr.append(psnr(syn_px[i], pool_px[src]))
+        best_other.append(s_other)
+        margin.append(s_own - s_other)
+    own_ssim, margin = np.asarray(own_ssim), np.asarray(margin)
+    finite = [p for p in own_psnr if np.isfinite(p)]
+    return {"ssim_source": own_ssim, "psnr_source": np.asarray(own_psnr), "ssim_best_other": np.asarray(best_other),
+            "margin": margin, "ssim_source_median": float(np.median(own_ssim)),
+            "psnr_source_median": float(np.median(finite)) if finite else float("inf"),
+            "share_positive_margin": float(np.mean(margin > 0))}
+
+
+def max_ssim_against(syn_px: np.ndarray, ref_px: np.ndarray, syn_emb: np.ndarray, ref_emb: np.ndarray,
+                     shortlist: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """For each synthetic image: the largest SSIM among its ``shortlist`` nearest references, and its DCR to them."""
+    if not len(ref_px):
+        return np.zeros(len(syn_px)), np.full(len(syn_px), np.inf)
+    d = pairwise(syn_emb, ref_emb)
+    best = np.array([max(ssim(syn_px[i], ref_px[j]) for j in np.argsort(d[i])[:shortlist]) for i in range(len(syn_px))])
+    return best, d.min(1)
