@@ -235,12 +235,15 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
               help="Training config for translators trained here (repeatable), e.g. --train-set size=128.")
 @click.option("--limit", type=int, default=None, help="Generate only the first N planned images per config.")
 @click.option("--replace", is_flag=True, help="Move an existing release folder aside and make a new one.")
+@click.option("--audit/--no-audit", "run_audit", default=True, show_default=True,
+              help="Audit the staged release (privacy and quality) and put the results in the card.")
 @config_option
 @set_option
 @json_option
 @click.pass_context
-def release(ctx, out_dir, version, translators, train_overrides, limit, replace, config_file, overrides, as_json):
-    """Make a verified release: plan -> train -> generate -> package -> card -> verify.
+def release(ctx, out_dir, version, translators, train_overrides, limit, replace, run_audit, config_file, overrides,
+            as_json):
+    """Make a verified release: plan -> train -> generate -> package -> audit -> card -> verify.
 
     Resumable; writes into a staging folder and renames it into place only when verify passes.
     The private id mapping goes into a folder beside the release, never into it.
@@ -254,7 +257,8 @@ def release(ctx, out_dir, version, translators, train_overrides, limit, replace,
     trans = dict(item.split("=", 1) for item in translators)
     gcfg = GenerateConfig(configs=cfg.configs, limit=limit)
     out = Path(out_dir) if out_dir else _workdir(ctx) / "release"
-    manifest = run(_workdir(ctx), out, cfg, trans, list(train_overrides), gcfg, replace, progress=sys.stderr.isatty())
+    manifest = run(_workdir(ctx), out, cfg, trans, list(train_overrides), gcfg, replace, progress=sys.stderr.isatty(),
+                   audit=run_audit)
     if as_json:
         _echo_json({k: manifest[k] for k in ("name", "version", "counts", "translators")})
     else:

@@ -36,3 +36,11 @@ echo "== 6. release: package what was generated, card, checks, verify (staging -
 $CX -w "$WD" release --out "$WD/release" --limit "${DEMO_IMAGES:-200}" --train-set "max_steps=$STEPS" --replace
 $CX verify "$WD/release/covid-cxr-synth"
 echo "load it:  cd $WD/release && python -c \"from datasets import load_dataset; print(load_dataset('covid-cxr-synth'))\""
+
+echo "== 7. benchmark every arm and both tasks, both protocols (resnet18 at 64 px, 3 epochs, 60 images a class: minutes)"
+BENCH="--release $WD/release/covid-cxr-synth --model resnet18 --init random --image-size 64 --max-epochs 3 --limit 60"
+$CX -w "$WD" benchmark $BENCH --seeds 2 --out "$WD/benchmark"
+$CX -w "$WD" benchmark $BENCH --protocol paper --out "$WD/benchmark-paper"
+echo "== 8. audit summary (also in the card; full results in $WD/audit/)"
+$CX -w "$WD" audit "$WD/release/covid-cxr-synth" --embedding "classifier:$WD/benchmark/runs/normal-covid/real/seed-0/model.safetensors" --out "$WD/audit-classifier"
+echo "demo done: $WD/ (release/covid-cxr-synth, benchmark/report.html, audit/)"

@@ -54,7 +54,7 @@ def test_croissant_validates_with_mlcroissant(built):
 def test_existing_release_is_not_destroyed(built, tmp_path):
     wd, rel, _ = built
     with pytest.raises(ConfigError, match="already exists"):
-        release(wd, wd / "release", ReleaseConfig(), generate_cfg=GEN)
+        release(wd, wd / "release", ReleaseConfig(), generate_cfg=GEN, audit=False)
 
 
 @pytest.mark.parametrize("damage", ["byte", "delete_shard", "edit_card", "leak", "extra_file", "schema"])
@@ -159,9 +159,13 @@ def test_cxrsynth_load_arms(built):
         cxrsynth.load("normal-covid", "real+g_xx", workdir=wd)
 
 
-def test_second_release_reproduces_image_checksums(built, trained, tmp_path):
+def test_second_release_with_audit_reproduces_image_checksums(built, trained, tmp_path):
+    """The pipeline as `cxrsynth release` runs it (audit included) on a fresh copy of the same inputs."""
     wd2 = copy_workdir(trained, tmp_path / "wd2")
     m2 = release(wd2, wd2 / "release", ReleaseConfig(), generate_cfg=GEN)
+    assert m2["audit"] is not None and len(m2["audit"]["verdicts"]) == 6
+    card = (wd2 / "release" / "covid-cxr-synth" / "README.md").read_text()
+    assert "Not yet audited" not in card and "inverse recovery" in card
     def shas(rel):
         return sorted(json.loads(x)["png_sha256"] for x in (rel / "provenance.jsonl").read_text().splitlines())
     assert shas(built[1]) == shas(wd2 / "release" / "covid-cxr-synth")

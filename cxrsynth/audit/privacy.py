@@ -21,41 +21,61 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 
+CHUNK = 512
+
+
 def pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances (len(a), len(b)), in float64, chunked to bound memory."""
+    """Euclidean distances (len(a), len(b)) in float64. For small sets only: see :func:`chunked`."""
     a, b = a.astype(np.float64), b.astype(np.float64)
-    bb = (b * b).sum(1)
-    out = np.empty((len(a), len(b)))
-    for i in range(0, len(a), 1024):
-        x = a[i:i + 1024]
-        d2 = (x * x).sum(1)[:, None] + bb[None, :] - 2 * x @ b.T
-        out[i:i + 1024] = np.sqrt(np.maximum(d2, 0))
-    return out
+    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.maximum(d2, 0))
+
+
+def chunked(a: np.ndarray, b: np.ndarray):
+    """Yield (start, distances of a[start:start+CHUNK] to all of b): memory stays CHUNK x len(b)."""
+    for i in range(0, len(a), CHUNK):
+        yield i, pairwise(a[i:i + CHUNK], b)
 
 
 def linkage(syn: np.ndarray, pool: np.ndarray, source_index: np.ndarray) -> dict:
     """Rank of each synthetic image's own source (``pool[source_index[i]]``) among the whole pool."""
-    d = pairwise(syn, pool)
-    own = d[np.arange(len(syn)), source_index]
-    ranks = 1 + (d < own[:, None]).sum(1)  # ties count in the image's favour
+    ranks = np.empty(len(syn), dtype=np.int64)
+    for i, d in chunked(syn, pool):
+        rows = np.arange(len(d))
+        own = d[rows, source_index[i:i + len(d)]]
+        ranks[i:i + len(d)] = 1 + (d < own[:, None]).sum(1)  # ties count in the image's favour
     n = pool.shape[0]
     return {"ranks": ranks, "pool_size": n, "top1": float(np.mean(ranks == 1)), "top5": float(np.mean(ranks <= 5)),
             "mrr": float(np.mean(1.0 / ranks)), "chance_top1": 1 / n, "chance_top5": min(5 / n, 1.0),
             "chance_mrr": float(np.sum(1.0 / np.arange(1, n + 1)) / n)}
 
 
+def nearest(a: np.ndarray, b: np.ndarray, k: int = 2, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and indices of the ``k`` nearest rows of ``b`` for every row of ``a`` (chunked)."""
+    dist = np.empty((len(a), k))
+    idx = np.empty((len(a), k), dtype=np.int64)
+    for i, d in chunked(a, b):
+        if exclude_self:
+            d[np.arange(len(d)), np.arange(i, i + len(d))] = np.inf
+        kk = min(k, d.shape[1])
+        part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
+        order = np.take_along_axis(d, part, 1).argsort(1)
+        idx[i:i + len(d), :kk] = np.take_along_axis(part, order, 1)
+        dist[i:i + len(d), :kk] = np.take_along_axis(d, idx[i:i + len(d), :kk], 1)
+        if kk < k:
+            dist[i:i + len(d), kk:] = dist[i:i + len(d), kk - 1:kk]
+            idx[i:i + len(d), kk:] = idx[i:i + len(d), kk - 1:kk]
+    return dist, idx
+
+
 def dcr(syn: np.ndarray, train: np.ndarray, heldout: np.ndarray) -> dict:
-    d_syn = pairwise(syn, train)
-    two = np.sort(d_syn, axis=1)[:, :2] if train.shape[0] >= 2 else np.repeat(d_syn, 2, axis=1)
+    two, near = nearest(syn, train, 2)
     dcr_syn, nndr = two[:, 0], two[:, 0] / np.maximum(two[:, 1], 1e-12)
-    dcr_held = pairwise(heldout, train).min(1) if len(heldout) else np.zeros(0)
+    dcr_held = nearest(heldout, train, 1)[0][:, 0] if len(heldout) else np.zeros(0)
     p5 = float(np.percentile(dcr_held, 5)) if len(dcr_held) else None
-    # authenticity: r* = nearest training image of s; its own nearest neighbour among the other training images
-    nearest = d_syn.argmin(1)
-    dtt = pairwise(train, train)
-    np.fill_diagonal(dtt, np.inf)
-    r_nn = dtt.min(1)
-    authentic = dcr_syn > r_nn[nearest]
+    # authenticity: r* = nearest training image of s; compare with r*'s distance to its nearest other training image
+    r_nn = nearest(train, train, 1, exclude_self=True)[0][:, 0] if len(train) > 1 else np.full(len(train), np.inf)
+    authentic = dcr_syn > r_nn[near[:, 0]]
     return {"dcr": dcr_syn, "nndr": nndr, "authentic": authentic, "dcr_heldout": dcr_held,
             "heldout_p5": p5, "share_below_heldout_p5": float(np.mean(dcr_syn < p5)) if p5 is not None else None,
             "synthetic_p5": float(np.percentile(dcr_syn, 5)) if len(dcr_syn) else None,
@@ -68,7 +88,7 @@ def closer_to_training(syn: np.ndarray, train: np.ndarray, heldout: np.ndarray, 
         return None
     rng = np.random.default_rng(seed)
     sub = train[rng.choice(len(train), size=min(len(train), len(heldout)), replace=False)]
-    return float(np.mean(pairwise(syn, sub).min(1) < pairwise(syn, heldout).min(1)))
+    return float(np.mean(nearest(syn, sub, 1)[0][:, 0] < nearest(syn, heldout, 1)[0][:, 0]))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -86,11 +106,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def source_similarity(syn_px: np.ndarray, pool_px: np.ndarray, syn_emb: np.ndarray, pool_emb: np.ndarray,
                       source_index: np.ndarray, shortlist: int = 10) -> dict:
     """SSIM / PSNR to the own source, and the margin over the most similar *other* shortlisted real image."""
-    d = pairwise(syn_emb, pool_emb)
+    _, near = nearest(syn_emb, pool_emb, shortlist + 1)
     own_ssim, own_psnr, margin, best_other = [], [], [], []
     for i in range(len(syn_px)):
         src = int(source_index[i])
-        cand = [int(j) for j in np.argsort(d[i])[: shortlist + 1] if j != src][:shortlist]
+        cand = [int(j) for j in near[i] if j != src][:shortlist]
         s_own = ssim(syn_px[i], pool_px[src])
         s_other = max((ssim(syn_px[i], pool_px[j]) for j in cand), default=-1.0)
         own_ssim.append(s_own)
@@ -110,6 +130,6 @@ def max_ssim_against(syn_px: np.ndarray, ref_px: np.ndarray, syn_emb: np.ndarray
     """For each synthetic image: the largest SSIM among its ``shortlist`` nearest references, and its DCR to them."""
     if not len(ref_px):
         return np.zeros(len(syn_px)), np.full(len(syn_px), np.inf)
-    d = pairwise(syn_emb, ref_emb)
-    best = np.array([max(ssim(syn_px[i], ref_px[j]) for j in np.argsort(d[i])[:shortlist]) for i in range(len(syn_px))])
-    return best, d.min(1)
+    dist, near = nearest(syn_emb, ref_emb, shortlist)
+    best = np.array([max(ssim(syn_px[i], ref_px[j]) for j in dict.fromkeys(near[i].tolist())) for i in range(len(syn_px))])
+    return best, dist[:, 0]

@@ -71,18 +71,22 @@ def fid_kid(real: np.ndarray, fake: np.ndarray, embedding: nn.Module) -> dict:
 
 def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict:
     """Precision, recall, density and coverage of ``fake`` against ``real`` embeddings (Naeem et al. 2020)."""
-    from .privacy import pairwise
+    from .privacy import chunked, nearest
 
     if len(real) <= k or len(fake) <= k:
         return {"precision": None, "recall": None, "density": None, "coverage": None, "k": k}
-    drr = pairwise(real, real)
-    dff = pairwise(fake, fake)
-    drf = pairwise(real, fake)
-    r_real = np.sort(drr, 1)[:, k]  # column 0 is the point itself
-    r_fake = np.sort(dff, 1)[:, k]
-    inside = drf < r_real[:, None]  # fake j inside the k-NN ball of real i
-    return {"precision": float(inside.any(0).mean()), "recall": float((drf < r_fake[None, :]).any(1).mean()),
-            "density": float(inside.sum(0).mean() / k), "coverage": float((drf.min(1) < r_real).mean()), "k": k}
+    r_real = nearest(real, real, k, exclude_self=True)[0][:, k - 1]  # k-NN radius, the point itself left out
+    r_fake = nearest(fake, fake, k, exclude_self=True)[0][:, k - 1]
+    in_count = np.zeros(len(fake))  # how many real balls hold each fake image
+    recall_hit = np.zeros(len(real), dtype=bool)
+    cover = np.zeros(len(real), dtype=bool)
+    for i, d in chunked(real, fake):  # d: real chunk x fake
+        rr = r_real[i:i + len(d)]
+        in_count += (d < rr[:, None]).sum(0)
+        recall_hit[i:i + len(d)] = (d < r_fake[None, :]).any(1)
+        cover[i:i + len(d)] = d.min(1) < rr
+    return {"precision": float((in_count > 0).mean()), "recall": float(recall_hit.mean()),
+            "density": float(in_count.mean() / k), "coverage": float(cover.mean()), "k": k}
 
 
 def pixel_stats(images: np.ndarray) -> dict:

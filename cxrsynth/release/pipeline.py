@@ -1,8 +1,8 @@
 """``cxrsynth release``: the maintainers' one command.
 
 plan (made if missing) -> train each translator unless one is given (resuming a run that stopped) ->
-generate (resumable) -> package into a staging folder -> card (with the audit summary when
-``WORKDIR/audit/audit.json`` exists) -> verify -> rename the staging folder into place.
+generate (resumable) -> package into a staging folder -> audit the staged images (``WORKDIR/audit``) ->
+package again so the card and manifest carry the audit summary -> verify -> rename into place.
 
 Nothing finished is destroyed: a rerun resumes training and generation; an existing release folder
 is only replaced with ``replace=True``, and then moved aside (``<name>.previous-<time>``), not deleted;
@@ -59,7 +59,8 @@ def _ensure_translator(workdir: Path, task: str, train_overrides: list[str], pro
 
 def release(workdir: str | Path, out_dir: str | Path, cfg: ReleaseConfig = ReleaseConfig(),
             translators: dict[str, str] | None = None, train_overrides: list[str] = (),
-            generate_cfg: GenerateConfig | None = None, replace: bool = False, progress: bool = False) -> dict:
+            generate_cfg: GenerateConfig | None = None, replace: bool = False, progress: bool = False,
+            audit: bool = True, audit_cfg=None) -> dict:
     """Run the whole release; returns the manifest of the release folder put in place."""
     workdir, out_dir = Path(workdir), Path(out_dir)
     final, final_priv = out_dir / cfg.name, out_dir / f"{cfg.name}.private"
@@ -78,6 +79,11 @@ def release(workdir: str | Path, out_dir: str | Path, cfg: ReleaseConfig = Relea
     staging, staging_priv = out_dir / f".{cfg.name}.staging", out_dir / f".{cfg.name}.private.staging"
     shutil.rmtree(staging_priv, ignore_errors=True)
     manifest = build(workdir, staging, staging_priv, cfg)
+    if audit:
+        from ..audit.run import AuditConfig, audit as run_audit
+
+        run_audit(staging, workdir, audit_cfg or AuditConfig(), private=staging_priv)
+        manifest = build(workdir, staging, staging_priv, cfg)  # now the card and manifest carry the audit
     problems = verify(staging, staging_priv)
     if problems:
         raise VerifyFailed(f"the release failed verification with {len(problems)} problems: " + "; ".join(problems[:5]),
