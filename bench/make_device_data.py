@@ -4,7 +4,6 @@ machine (its working tree is limited to 64 MiB). Not committed; run here before 
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 from PIL import Image
 

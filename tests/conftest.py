@@ -6,7 +6,6 @@ Caches are redirected to a temporary folder and the Hub is off, so no test downl
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from cxrsynth.audit import privacy as P
 from cxrsynth.audit import quality as Q
@@ -35,6 +36,33 @@ def test_measures_on_hand_computed_points():
     assert same["precision"] == 1 and same["recall"] == 1 and same["coverage"] == 1
     shifted = Q.prdc(x, x + 100, k=5)
     assert shifted["precision"] == 0 and shifted["coverage"] == 0
+
+
+class _MeanFeature(torch.nn.Module):
+    """A 1-feature embedding (the image's mean), so that FID can be computed by hand."""
+
+    num_features = 1
+    name = "mean intensity"
+
+    def forward(self, x):
+        return x.float().flatten(1).mean(1, keepdim=True)
+
+
+def test_fid_and_kid_by_hand():
+    v = np.array([10, 20, 30, 40, 50], dtype=float)
+    w = np.array([100, 120, 140, 160, 180], dtype=float)
+    a = np.stack([np.full((16, 16), x, np.uint8) for x in v])
+    b = np.stack([np.full((16, 16), x, np.uint8) for x in w])
+    got = Q.fid_kid(a, b, _MeanFeature())
+    # 1-D Frechet distance of two Gaussians, sample variances (n - 1), features in [0, 1]
+    m1, m2, s1, s2 = v.mean() / 255, w.mean() / 255, v.var(ddof=1) / 255**2, w.var(ddof=1) / 255**2
+    assert got["fid"] == pytest.approx((m1 - m2) ** 2 + s1 + s2 - 2 * np.sqrt(s1 * s2), rel=1e-3)
+    same = Q.fid_kid(a, a.copy(), _MeanFeature())
+    # KID is unbiased: about 0 for one distribution (subsets of 4 of 5 images make it noisy), clearly
+    # positive for two different ones
+    assert abs(same["fid"]) < 1e-6 and abs(same["kid_mean"]) < 0.02
+    assert got["kid_mean"] > 5 * abs(same["kid_mean"]) and got["kid_mean"] > 0.05
+    assert got["extractor"] == "mean intensity" and got["kid_subset_size"] == 4
 
 
 @pytest.fixture(scope="module")

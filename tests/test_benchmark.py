@@ -96,13 +96,26 @@ def test_inits_and_clear_errors(built, tmp_path):
     with pytest.raises(CheckpointError, match="ImageNet weights for resnet18 are not in the local torch cache") as err:
         build("resnet18", "imagenet")
     assert "resnet18-" in err.value.one_line() and "download https://" in err.value.one_line()
+    # with the file in the torch cache, --init imagenet loads it (weights_only) and downloads nothing
+    import os
+
+    import torch
+    import torchvision
+    from torch.hub import get_dir
+
+    cached = Path(get_dir()) / "checkpoints" / torchvision.models.ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[-1]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    reference = torchvision.models.resnet18()
+    torch.save(reference.state_dict(), cached)
+    try:
+        model = build("resnet18", "imagenet")
+        assert torch.equal(model.stem[0].weight, reference.conv1.weight)
+    finally:
+        os.remove(cached)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable"):
         build("resnet18", str(bad))
-    import torch
-    import torchvision
-
     sd_path = tmp_path / "tv.pth"
     torch.save(torchvision.models.resnet18().state_dict(), sd_path)
     model = build("resnet18", str(sd_path))  # a plain torchvision state dict initialises the trunk

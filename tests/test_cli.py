@@ -54,3 +54,22 @@ def test_no_data_names_upstream_urls(tmp_path):
     res = run("-w", str(tmp_path / "w"), "ingest", env=env)
     assert res.returncode == 1
     assert "no chest X-ray data found" in res.stderr and "github.com/ieee8023/covid-chestxray-dataset" in res.stderr
+
+
+import pytest  # noqa: E402
+
+from .conftest import RSNA_SAMPLE  # noqa: E402
+
+
+@pytest.mark.parametrize("folder", [COVID, NIH, RSNA_META, RSNA_SAMPLE], ids=lambda p: p.name)
+def test_every_folder_alone(folder, tmp_path):
+    wd = str(tmp_path / "wd")
+    for args in (["ingest", str(folder)], ["split"], ["plan"]):
+        r = CliRunner().invoke(cli, ["-w", wd, *args])
+        assert r.exit_code == 0, (args, r.output)
+    plan = json.loads((tmp_path / "wd" / "plan.json").read_text())
+    splits = json.loads((tmp_path / "wd" / "splits.json").read_text())
+    assert splits["leakage"]["patients_in_several_splits"] == 0
+    planned = sum(t["translate"]["n"] for t in plan["tasks"].values())
+    train_neg = sum(splits["counts"]["train"].get(lab, 0) for lab in ("normal", "pneumonia"))
+    assert planned == train_neg  # every train image of a source class is planned, nothing else

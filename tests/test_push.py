@@ -61,10 +61,15 @@ print(json.dumps({"n": ds["train"].num_rows, "pc": pc.num_rows, "mode": ds["trai
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads(res.stdout.strip().splitlines()[-1]) == {"n": 48, "pc": 24, "mode": "L",
                                                                "label": ["normal", "pneumonia", "covid"]}
+    # the benchmark's loader takes a Hub id as well as a folder
+    code = ("import json, sys, cxrsynth\nds = cxrsynth.load('normal-covid', 'real+g_nc+g_pc', workdir=sys.argv[1], "
+            "release='org/covid-cxr-synth', size=64)\nprint(json.dumps({'synthetic': ds.origins.count('synthetic')}))")
+    res = subprocess.run([sys.executable, "-c", code, str(built[0])], capture_output=True, text=True, env=hub.env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == {"synthetic": 48}
 
 
 def test_interrupted_push_resumes_without_duplicates(built, hub):
-    from cxrsynth.release.hub import PushError  # noqa: F401  (the error type the CLI reports)
 
     rel = built[1]
     hub.state.fail_commits_after = 1  # the second commit fails, as a dropped connection would

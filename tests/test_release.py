@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from cxrsynth.config import resolve
 from cxrsynth.errors import ConfigError
 from cxrsynth.generate import GenerateConfig
 from cxrsynth.release.package import ReleaseConfig, write_sha256sums

@@ -5,23 +5,11 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+from ..plotting import plt, save_figure as _save
 
 
 def write_all(out: Path, parts: list, train_px: np.ndarray, dcr_held: np.ndarray) -> list[Path]:

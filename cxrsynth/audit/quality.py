@@ -19,7 +19,7 @@ INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 def inception_available() -> Path | None:
     try:
-        import torch_fidelity  # noqa: F401
+        import torch_fidelity  # noqa: F401  (only whether it is installed matters)
     except ImportError:
         return None
     from torch.hub import get_dir

@@ -4,24 +4,12 @@ line (paper Figs. 4-7), ROC and PR curves, Grad-CAM maps of correctly classified
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+from ..plotting import plt, save_figure as _save
 
 
 def confidence_scores(path: Path, task: str, runs: dict[str, dict]) -> Path:

@@ -74,20 +74,30 @@ def _groups(patients) -> list[np.ndarray]:
     return [np.asarray(v) for v in idx.values()]
 
 
-def bootstrap_auroc(y_true, scores, patients, n: int = 1000, seed: int = 0, level: float = 0.95):
-    """Percentile interval of AUROC over patient-level resamples (None if too few of a class)."""
-    y_true, scores = np.asarray(y_true), np.asarray(scores)
+def _patient_bootstrap(y_true: np.ndarray, patients, stat, n: int, seed: int) -> list[float]:
+    """``stat(indices)`` over ``n`` resamples of whole patients (those holding both classes only)."""
     groups = _groups(patients)
     rng = np.random.default_rng(seed)
     vals = []
     for _ in range(n):
         pick = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
         if len(set(y_true[pick].tolist())) == 2:
-            vals.append(roc_auc_score(y_true[pick], scores[pick]))
+            vals.append(stat(pick))
+    return vals
+
+
+def _interval(vals: list[float], n: int, level: float) -> tuple[float, float] | None:
     if len(vals) < n // 2:
         return None
     a = (1 - level) / 2
     return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
+def bootstrap_auroc(y_true, scores, patients, n: int = 1000, seed: int = 0, level: float = 0.95):
+    """Percentile interval of AUROC over patient-level resamples (None if too few of a class)."""
+    y_true, scores = np.asarray(y_true), np.asarray(scores)
+    vals = _patient_bootstrap(y_true, patients, lambda p: roc_auc_score(y_true[p], scores[p]), n, seed)
+    return _interval(vals, n, level)
 
 
 def bootstrap_difference(y_true, scores_a, scores_b, patients, n: int = 1000, seed: int = 0, level: float = 0.95):
@@ -95,18 +105,12 @@ def bootstrap_difference(y_true, scores_a, scores_b, patients, n: int = 1000, se
     y_true, sa, sb = np.asarray(y_true), np.asarray(scores_a), np.asarray(scores_b)
     if len(set(y_true.tolist())) < 2:
         return None
-    groups = _groups(patients)
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n):
-        pick = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
-        if len(set(y_true[pick].tolist())) == 2:
-            vals.append(roc_auc_score(y_true[pick], sb[pick]) - roc_auc_score(y_true[pick], sa[pick]))
-    if len(vals) < n // 2:
+    vals = _patient_bootstrap(y_true, patients,
+                              lambda p: roc_auc_score(y_true[p], sb[p]) - roc_auc_score(y_true[p], sa[p]), n, seed)
+    ci = _interval(vals, n, level)
+    if ci is None:
         return None
-    a = (1 - level) / 2
-    return {"difference": float(roc_auc_score(y_true, sb) - roc_auc_score(y_true, sa)),
-            "ci95": (float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))),
+    return {"difference": float(roc_auc_score(y_true, sb) - roc_auc_score(y_true, sa)), "ci95": ci,
             "p_b_not_better": float(np.mean(np.asarray(vals) <= 0))}
 
 
