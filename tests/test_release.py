@@ -41,7 +41,8 @@ def test_release_layout_and_verify(built):
     assert not list(rel.parent.glob(".*staging"))  # renamed into place
     card = (rel / "README.md").read_text()
     for must in ("Not for clinical use", "cc-by-nc-sa-4.0", "Not yet audited", "NIH ChestX-ray14",
-                 "COVID-19 Image Data Collection", "@article{zunair2021synthesis", "load_dataset(", "48"):
+                 "COVID-19 Image Data Collection", "@article{zunair2021synthesis", "load_dataset(", "48",
+                 "8-bit grayscale 64x64 PNG", "a partial release"):
         assert must in card, must
 
 

@@ -89,6 +89,12 @@ def render_dataset_card(path: Path, manifest: dict, workdir: Path | None = None)
         else "the original row-order rule, not patient-level",
         "per_domain": manifest["plan"]["per_domain"], "plan_seed": manifest["plan"]["seed"],
         "translator_list": "\n".join(trans),
+        "size": next((t["arch"].get("size") for t in manifest["translators"] if t.get("arch")), 256),
+        "generation_note": ("every train-split source image named by the release plan was translated once"
+                            if manifest["counts"]["all"] + (manifest.get("filtered") or {}).get("removed", 0)
+                            >= sum(manifest["plan"]["planned"][c] for c in configs)
+                            else "a partial release: only part of the train-split source images named by the plan "
+                                 "were translated (each once)"),
         "planned_note": ", ".join(f"{c}: {manifest['counts'][c]:,} made of {manifest['plan']['planned'][c]:,} planned"
                                   for c in configs),
         "license": manifest["license"], "license_why": RELEASE_LICENSE_WHY,
