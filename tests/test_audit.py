@@ -29,6 +29,11 @@ def test_measures_on_hand_computed_points():
     assert d["authentic"].tolist() == [False]  # 0.25 < 1, the distance from r* = (0, 0) to its neighbour
     far = P.dcr(np.array([[0.0, 2.0]]), np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[3.0, 0.0]]))
     assert far["authentic"].tolist() == [True]  # 2 > 1
+    # one synthetic point near the training image, one near the held-out one: half closer to training
+    assert P.closer_to_training(np.array([[1.0, 0.0], [9.0, 0.0]]), np.array([[0.0, 0.0]]), np.array([[10.0, 0.0]])) == 0.5
+    st = Q.pixel_stats(np.stack([np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8)]))
+    assert st["mean"] == 0.5 and st["std"] == 0.5 and st["per_image_mean_std"] == 0.5
+    assert st["histogram16"][0] == 0.5 and st["histogram16"][-1] == 0.5
     a = load_canonical(next(NIH.glob("images/*.png")), 64)
     assert P.ssim(a, a) == 1.0 and P.psnr(a, a) == float("inf")
     x = np.random.default_rng(0).normal(size=(40, 3))
