@@ -44,7 +44,11 @@ def linkage(syn: np.ndarray, pool: np.ndarray, source_index: np.ndarray) -> dict
         rows = np.arange(len(d))
         own = d[rows, source_index[i:i + len(d)]]
         ranks[i:i + len(d)] = 1 + (d < own[:, None]).sum(1)  # ties count in the image's favour
-    n = pool.shape[0]
+    return rank_summary(ranks, pool.shape[0])
+
+
+def rank_summary(ranks: np.ndarray, n: int) -> dict:
+    """Top-1, top-5 and mean reciprocal rank of linkage ranks in a pool of ``n``, and their chance levels."""
     return {"ranks": ranks, "pool_size": n, "top1": float(np.mean(ranks == 1)), "top5": float(np.mean(ranks <= 5)),
             "mrr": float(np.mean(1.0 / ranks)), "chance_top1": 1 / n, "chance_top5": min(5 / n, 1.0),
             "chance_mrr": float(np.sum(1.0 / np.arange(1, n + 1)) / n)}
@@ -72,10 +76,14 @@ def dcr(syn: np.ndarray, train: np.ndarray, heldout: np.ndarray) -> dict:
     two, near = nearest(syn, train, 2)
     dcr_syn, nndr = two[:, 0], two[:, 0] / np.maximum(two[:, 1], 1e-12)
     dcr_held = nearest(heldout, train, 1)[0][:, 0] if len(heldout) else np.zeros(0)
-    p5 = float(np.percentile(dcr_held, 5)) if len(dcr_held) else None
     # authenticity: r* = nearest training image of s; compare with r*'s distance to its nearest other training image
     r_nn = nearest(train, train, 1, exclude_self=True)[0][:, 0] if len(train) > 1 else np.full(len(train), np.inf)
     authentic = dcr_syn > r_nn[near[:, 0]]
+    return dcr_summary(dcr_syn, nndr, authentic, dcr_held)
+
+
+def dcr_summary(dcr_syn: np.ndarray, nndr: np.ndarray, authentic: np.ndarray, dcr_held: np.ndarray) -> dict:
+    p5 = float(np.percentile(dcr_held, 5)) if len(dcr_held) else None
     return {"dcr": dcr_syn, "nndr": nndr, "authentic": authentic, "dcr_heldout": dcr_held,
             "heldout_p5": p5, "share_below_heldout_p5": float(np.mean(dcr_syn < p5)) if p5 is not None else None,
             "synthetic_p5": float(np.percentile(dcr_syn, 5)) if len(dcr_syn) else None,
@@ -117,11 +125,14 @@ def source_similarity(syn_px: np.ndarray, pool_px: np.ndarray, syn_emb: np.ndarr
         own_psnr.append(psnr(syn_px[i], pool_px[src]))
         best_other.append(s_other)
         margin.append(s_own - s_other)
-    own_ssim, margin = np.asarray(own_ssim), np.asarray(margin)
-    finite = [p for p in own_psnr if np.isfinite(p)]
-    return {"ssim_source": own_ssim, "psnr_source": np.asarray(own_psnr), "ssim_best_other": np.asarray(best_other),
+    return similarity_summary(np.asarray(own_ssim), np.asarray(own_psnr), np.asarray(best_other), np.asarray(margin))
+
+
+def similarity_summary(own_ssim: np.ndarray, own_psnr: np.ndarray, best_other: np.ndarray, margin: np.ndarray) -> dict:
+    finite = own_psnr[np.isfinite(own_psnr)]
+    return {"ssim_source": own_ssim, "psnr_source": own_psnr, "ssim_best_other": best_other,
             "margin": margin, "ssim_source_median": float(np.median(own_ssim)),
-            "psnr_source_median": float(np.median(finite)) if finite else float("inf"),
+            "psnr_source_median": float(np.median(finite)) if len(finite) else float("inf"),
             "share_positive_margin": float(np.mean(margin > 0))}
 
 

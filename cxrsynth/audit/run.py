@@ -149,6 +149,16 @@ def _summarise(link, dcr, sim, copy_ssim, copy_dcr, inv_ssim, closer) -> dict:
     }
 
 
+def _pooled(parts: list, n_pool: int) -> tuple:
+    """The measures of every config pooled, in the arguments :func:`_summarise` takes (closer share aside)."""
+    cat = lambda i, key: np.concatenate([p[i][key] for p in parts])  # noqa: E731
+    link = P.rank_summary(cat(0, "ranks"), n_pool)
+    dcr = P.dcr_summary(cat(1, "dcr"), cat(1, "nndr"), cat(1, "authentic"), parts[0][1]["dcr_heldout"])
+    sim = P.similarity_summary(cat(2, "ssim_source"), cat(2, "psnr_source"), cat(2, "ssim_best_other"), cat(2, "margin"))
+    inv = None if any(p[5] is None for p in parts) else np.concatenate([p[5] for p in parts])
+    return link, dcr, sim, np.concatenate([p[3] for p in parts]), np.concatenate([p[4] for p in parts]), inv
+
+
 def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConfig(), private: str | Path | None = None,
           out_dir: str | Path | None = None, embedding=None) -> dict:
     from . import figures
@@ -204,28 +214,8 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
                          "nndr": round(float(dc["nndr"][k]), 5), "authentic": bool(dc["authentic"][k]),
                          "max_ssim_covid_train": round(float(copy_ssim[k]), 5),
                          "inverse_ssim": None if inv_ssim is None else round(float(inv_ssim[k]), 5)})
-    # overall = all configs pooled
-    cat = lambda key: np.concatenate([p[0][key] if key == "ranks" else p[1][key] for p in all_parts])  # noqa: E731
-    ranks = cat("ranks")
-    n_pool = len(train_ids)
-    overall = {
-        "linkage": {"n": len(ranks), "pool_size": n_pool, "top1": float(np.mean(ranks == 1)), "top5": float(np.mean(ranks <= 5)),
-                    "mrr": float(np.mean(1 / ranks)), "chance_top1": 1 / n_pool, "chance_top5": min(5 / n_pool, 1.0),
-                    "chance_mrr": float(np.sum(1 / np.arange(1, n_pool + 1)) / n_pool)},
-        "similarity": {"ssim_source_median": float(np.median([r["ssim_source"] for r in rows])),
-                       "psnr_source_median": float(np.median(np.concatenate([p[2]["psnr_source"] for p in all_parts]))),
-                       "share_positive_margin": float(np.mean([r["margin"] > 0 for r in rows])),
-                       "margin_median": float(np.median([r["margin"] for r in rows]))},
-        "dcr": {"synthetic_p5": float(np.percentile(cat("dcr"), 5)), "heldout_p5": all_parts[0][1]["heldout_p5"],
-                "share_below_heldout_p5": float(np.mean(cat("dcr") < all_parts[0][1]["heldout_p5"])) if all_parts[0][1]["heldout_p5"] is not None else None,
-                "nndr_median": float(np.median(cat("nndr"))), "authentic_share": float(np.mean(cat("authentic"))),
-                "closer_to_training_share": P.closer_to_training(np.concatenate([p[6] for p in all_parts]), e_train, e_held)},
-        "copying": {"max_ssim": max((r["max_ssim_covid_train"] for r in rows), default=None),
-                    "median_ssim": float(np.median([r["max_ssim_covid_train"] for r in rows])),
-                    "min_dcr": min((pc["copying"]["min_dcr"] for pc in per_config.values() if pc["copying"]["min_dcr"] is not None), default=None)},
-        "inverse": {"ssim_median": (float(np.median([r["inverse_ssim"] for r in rows]))
-                                    if all(r["inverse_ssim"] is not None for r in rows) else None)},
-    }
+    overall = _summarise(*_pooled(all_parts, n_pool=len(train_ids)), P.closer_to_training(
+        np.concatenate([p[6] for p in all_parts]), e_train, e_held))
     # quality
     all_syn = np.concatenate([px for _, px in syn.values()])
     e_all = embed(module, all_syn)
