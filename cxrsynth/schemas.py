@@ -25,9 +25,14 @@ def load_schema(name: str) -> dict:
     return schema
 
 
+@functools.lru_cache(maxsize=None)
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema(name))
+
+
 def validate(obj: object, name: str, where: object = None) -> None:
     """Raise :class:`SchemaError` naming the first failing field."""
-    validator = jsonschema.Draft202012Validator(load_schema(name))
+    validator = _validator(name)
     errors = sorted(validator.iter_errors(json.loads(json.dumps(obj, default=str))), key=lambda e: list(e.path))
     if errors:
         err = errors[0]

@@ -53,7 +53,8 @@ def verify(release: str | Path, private: str | Path | None = None, croissant_str
             problems.append(f"{name}: missing")
     if not list((root / "data").glob("*.parquet")):
         problems.append("data/: no parquet shards")
-    problems += _check_sums(root)
+    sums_problems, verified = _check_sums(root)
+    problems += sums_problems
     manifest = _load_json(root / "manifest.json", problems)
     if manifest is None:
         return problems
@@ -63,7 +64,7 @@ def verify(release: str | Path, private: str | Path | None = None, croissant_str
         problems.append(f"manifest.json: {exc.what}")
         return problems
     prov_counts, prov_ids = _check_provenance(root, problems)
-    _check_parquet(root, manifest, prov_ids, problems)
+    _check_parquet(root, manifest, prov_ids, problems, verified)
     for config, n in manifest["counts"].items():
         if config == "all":
             if n != sum(v for k, v in manifest["counts"].items() if k != "all"):
@@ -90,11 +91,12 @@ def _load_json(path: Path, problems: list[str]):
         return None
 
 
-def _check_sums(root: Path) -> list[str]:
+def _check_sums(root: Path) -> tuple[list[str], dict[str, str]]:
+    """Problems, and the sha256 of every file that matched its SHA256SUMS line (so nothing is hashed twice)."""
     sums = root / "SHA256SUMS"
     if not sums.is_file():
-        return []
-    out, listed = [], {}
+        return [], {}
+    out, listed, verified = [], {}, {}
     for i, line in enumerate(sums.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -109,11 +111,13 @@ def _check_sums(root: Path) -> list[str]:
             out.append(f"{rel}: listed in SHA256SUMS but missing")
         elif sha256_file(path) != sha:
             out.append(f"{rel}: checksum does not match SHA256SUMS")
+        else:
+            verified[rel] = sha
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if path.is_file() and rel != "SHA256SUMS" and rel not in listed:
             out.append(f"{rel}: not listed in SHA256SUMS")
-    return out
+    return out, verified
 
 
 def _check_provenance(root: Path, problems: list[str]) -> tuple[Counter, set[str]]:
@@ -136,7 +140,8 @@ def _check_provenance(root: Path, problems: list[str]) -> tuple[Counter, set[str
     return counts, ids
 
 
-def _check_parquet(root: Path, manifest: dict, prov_ids: set[str], problems: list[str]) -> None:
+def _check_parquet(root: Path, manifest: dict, prov_ids: set[str], problems: list[str],
+                   verified: dict[str, str]) -> None:
     listed = {f["path"]: f for f in manifest["files"]}
     present = {p.relative_to(root).as_posix() for p in (root / "data").glob("*.parquet")}
     for rel in sorted(set(listed) - present):
@@ -146,7 +151,8 @@ def _check_parquet(root: Path, manifest: dict, prov_ids: set[str], problems: lis
     seen: set[str] = set()
     for rel in sorted(set(listed) & present):
         path, meta = root / rel, listed[rel]
-        if path.stat().st_size != meta["num_bytes"] or sha256_file(path) != meta["sha256"]:
+        sha = verified.get(rel) or sha256_file(path)
+        if path.stat().st_size != meta["num_bytes"] or sha != meta["sha256"]:
             problems.append(f"{rel}: size or checksum differs from manifest.json")
         try:
             pf = pq.ParquetFile(path)
@@ -223,11 +229,10 @@ def _public_texts(root: Path):
         meta = json.dumps({k.decode(errors="replace"): v.decode(errors="replace")
                            for k, v in (pf.schema_arrow.metadata or {}).items()})
         strings = [meta]
-        cols = [c for c in pf.schema_arrow.names if c != "image"]
+        # every column but the image bytes: of the image struct only its `path` leaf is read
+        cols = [c for c in pf.schema_arrow.names if c != "image"] + ["image.path"]
         for batch in pf.iter_batches(batch_size=1024, columns=cols):
             strings += [json.dumps(r) for r in batch.to_pylist()]
-        for batch in pf.iter_batches(batch_size=1024, columns=["image"]):
-            strings += [r["image"]["path"] or "" for r in batch.to_pylist()]
         yield path.relative_to(root).as_posix(), "\n".join(strings)
 
 
