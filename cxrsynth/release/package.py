@@ -156,9 +156,6 @@ def collect(workdir: Path, configs: tuple[str, ...]) -> tuple[dict[str, list[dic
 
 def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: ReleaseConfig = ReleaseConfig()) -> dict:
     """Write a complete release into ``staging`` (created fresh) and its private files; returns the manifest."""
-    from .card import render_dataset_card
-    from .croissant import make_croissant
-
     workdir, staging, private = Path(workdir), Path(staging), Path(private)
     gen = workdir / "generated"
     per_config, mapping = collect(workdir, cfg.configs)
@@ -216,7 +213,6 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
                         "citation": meta["citation"], "collections": sorted({r.collection for r in mine}),
                         "images_used": len(mine), "by_label": {lab: sum(r.label == lab for r in mine) for lab in LABELS
                                                                if any(r.label == lab for r in mine)}})
-    audit_path = workdir / "audit" / "audit.json"
     manifest = {
         "kind": "cxrsynth.release_manifest", "name": cfg.name, "pretty_name": cfg.pretty_name, "version": cfg.version,
         "license": cfg.license, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -228,16 +224,11 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
         "split_method": plan["split_method"], "plan": {"per_domain": plan["config"]["per_domain"],
                                                        "seed": plan["config"]["seed"],
                                                        "planned": {c: plan["tasks"][CONFIG_TASK[c]]["translate"]["n"] for c in cfg.configs}},
-        "audit": read_json(audit_path).get("summary") if audit_path.is_file() else None,
+        "audit": _audit_summary(workdir),
         "filtered": filtered,
         "files": files,
     }
-    validate(manifest, "release_manifest")
-    write_json(staging / "manifest.json", manifest)
-    croissant = make_croissant(manifest)
-    write_json(staging / "croissant.json", croissant)
-    render_dataset_card(staging / "README.md", manifest, workdir)
-    write_sha256sums(staging)
+    _write_metadata(staging, manifest, workdir)
 
     private.mkdir(parents=True, exist_ok=True)
     with atomic_write(private / "mapping.jsonl") as fh:
@@ -251,6 +242,32 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
         "source_paths": sorted({r.source_path for r in used}),
         "source_roots": sorted({r.source_root for r in used}),
     })
+    return manifest
+
+
+def _audit_summary(workdir: Path) -> dict | None:
+    path = workdir / "audit" / "audit.json"
+    return read_json(path).get("summary") if path.is_file() else None
+
+
+def _write_metadata(staging: Path, manifest: dict, workdir: Path) -> None:
+    """manifest.json, croissant.json, the card and SHA256SUMS: everything derived from the manifest."""
+    from .card import render_dataset_card
+    from .croissant import make_croissant
+
+    validate(manifest, "release_manifest")
+    write_json(staging / "manifest.json", manifest)
+    write_json(staging / "croissant.json", make_croissant(manifest))
+    render_dataset_card(staging / "README.md", manifest, workdir)
+    write_sha256sums(staging)
+
+
+def attach_audit(workdir: str | Path, staging: str | Path) -> dict:
+    """Put ``WORKDIR/audit/audit.json``'s summary into a built release's manifest and card (the data stays)."""
+    staging = Path(staging)
+    manifest = read_json(staging / "manifest.json")
+    manifest["audit"] = _audit_summary(Path(workdir))
+    _write_metadata(staging, manifest, Path(workdir))
     return manifest
 
 

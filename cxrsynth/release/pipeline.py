@@ -2,7 +2,7 @@
 
 plan (made if missing) -> train each translator unless one is given (resuming a run that stopped) ->
 generate (resumable) -> package into a staging folder -> audit the staged images (``WORKDIR/audit``) ->
-package again so the card and manifest carry the audit summary -> verify -> rename into place.
+put the audit summary into the manifest and card -> verify -> rename into place.
 
 Nothing finished is destroyed: a rerun resumes training and generation; an existing release folder
 is only replaced with ``replace=True``, and then moved aside (``<name>.previous-<time>``), not deleted;
@@ -21,7 +21,7 @@ from ..errors import ConfigError, CxrsynthError, DataNotFoundError
 from ..generate import CONFIG_TASK, GenerateConfig, generate
 from ..paths import read_json
 from ..translate.train import TrainConfig, train
-from .package import ReleaseConfig, build
+from .package import ReleaseConfig, attach_audit, build
 from .verify import verify
 
 
@@ -83,7 +83,7 @@ def release(workdir: str | Path, out_dir: str | Path, cfg: ReleaseConfig = Relea
         from ..audit.run import AuditConfig, audit as run_audit
 
         run_audit(staging, workdir, audit_cfg or AuditConfig(), private=staging_priv)
-        manifest = build(workdir, staging, staging_priv, cfg)  # now the card and manifest carry the audit
+        manifest = attach_audit(workdir, staging)  # the card and manifest now carry the audit
     problems = verify(staging, staging_priv)
     if problems:
         raise VerifyFailed(f"the release failed verification with {len(problems)} problems: " + "; ".join(problems[:5]),
