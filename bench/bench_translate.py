@@ -98,7 +98,7 @@ def end_to_end(device: torch.device, n_images: int, best: dict, rows: list, repl
     """cxrsynth.generate on real NIH images with a freshly initialised 256 px generator."""
     from cxrsynth.config import resolve
     from cxrsynth.generate import GenerateConfig, generate
-    from cxrsynth.ingest import ingest
+    from cxrsynth.ingest import IngestConfig, ingest
     from cxrsynth.paths import read_json, sample_data_dir
     from cxrsynth.plan import PlanConfig, make_plan
     from cxrsynth.records import read_records
@@ -108,7 +108,7 @@ def end_to_end(device: torch.device, n_images: int, best: dict, rows: list, repl
     wd = Path(tempfile.mkdtemp(prefix="bench-gen-"))
     try:
         src = replicated_nih(wd / "nih", replicate) if replicate > 1 else sample_data_dir() / "nih-chestxray14-sample"
-        ingest([src], resolve(type(_ingest_cfg()), overrides=["nih.min_age=null", "dedupe=false", "workers=4"]), wd)
+        ingest([src], resolve(IngestConfig, overrides=["nih.min_age=null", "dedupe=false", "workers=4"]), wd)
         recs = read_records(wd / "records.parquet")
         make_splits(recs, SplitConfig(fractions=(1.0, 0.0, 0.0)), wd / "records.parquet", wd / "splits.json")
         make_plan(recs, read_json(wd / "splits.json"), PlanConfig(per_domain=1), wd / "plan.json")
@@ -131,11 +131,6 @@ def end_to_end(device: torch.device, n_images: int, best: dict, rows: list, repl
     finally:
         shutil.rmtree(wd, ignore_errors=True)
 
-
-def _ingest_cfg():
-    from cxrsynth.ingest import IngestConfig
-
-    return IngestConfig()
 
 
 def main() -> None:

@@ -139,7 +139,3 @@ def resolve(cls: type[T], file: str | Path | None = None, overrides: typing.Iter
         data = _merge(data, load_file(file))
     data = _merge(data, parse_overrides(overrides))
     return build(cls, data)
-
-
-def replace(cfg: T, **changes: Any) -> T:
-    return dataclasses.replace(cfg, **changes)

@@ -13,7 +13,6 @@ Files written in ``out_dir``: ``records.parquet``, ``ingest_report.json`` (valid
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -303,7 +302,3 @@ def default_roots(data_dir: Path) -> list[Path]:
                 continue
             roots.append(p)
     return roots
-
-
-def default_workers() -> int:
-    return max(0, min(4, (os.cpu_count() or 1)))

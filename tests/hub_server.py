@@ -179,6 +179,16 @@ class Handler(BaseHTTPRequestHandler):
             return {}
         return None if oid is None else repo.commits[oid]
 
+    def _files_or_404(self, repo_id, rev) -> dict[str, Entry] | None:
+        """The files at ``rev``, or None after answering 404 (unknown repo or revision)."""
+        repo = self._repo(repo_id)
+        if repo is None:
+            return None
+        files = self._files(repo, rev)
+        if files is None:
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+        return files
+
     def repo_info(self, repo_id, rev):
         repo = self._repo(repo_id)
         if repo is None:
@@ -289,12 +299,9 @@ class Handler(BaseHTTPRequestHandler):
         return out
 
     def tree(self, repo_id, rev, path, query):
-        repo = self._repo(repo_id)
-        if repo is None:
-            return
-        files = self._files(repo, rev)
+        files = self._files_or_404(repo_id, rev)
         if files is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            return
         recursive = query.get("recursive", ["false"])[0].lower() in ("1", "true")
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""
         if prefix and not any(k.startswith(prefix) for k in files):
@@ -315,12 +322,9 @@ class Handler(BaseHTTPRequestHandler):
         return self._send(200, out)
 
     def paths_info(self, repo_id, rev):
-        repo = self._repo(repo_id)
-        if repo is None:
-            return
-        files = self._files(repo, rev)
+        files = self._files_or_404(repo_id, rev)
         if files is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            return
         raw = self._body()
         ctype = self.headers.get("Content-Type", "")
         paths = json.loads(raw).get("paths", []) if "json" in ctype else parse_qs(raw.decode()).get("paths", [])

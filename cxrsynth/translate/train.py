@@ -414,8 +414,3 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
     if rt.world > 1:
         torch.distributed.barrier()
     return report
-
-
-def steps_for(cfg: TrainConfig, n: int, world: int = 1) -> int:
-    return max(1, n // (cfg.batch_size * world)) * (cfg.epochs_constant + cfg.epochs_decay)
-
