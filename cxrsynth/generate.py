@@ -165,9 +165,8 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
         size = int(info["arch"].get("size", 256))
         translator_id = f"{task}-{info['sha256'][:12]}"
         planned = plan["tasks"][task]["translate"]["record_ids"]
-        usable = [i for i in planned if i in by_id and by_id[i].has_pixels]
-        if cfg.limit is not None:
-            usable = usable[: cfg.limit]
+        available = [i for i in planned if i in by_id and by_id[i].has_pixels]
+        usable = available if cfg.limit is None else available[: cfg.limit]
         shards = [usable[i:i + cfg.shard_size] for i in range(0, len(usable), cfg.shard_size)]
         mine = [k for k in range(len(shards)) if k % world == rank]
         if rank == 0:
@@ -175,7 +174,7 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
             # are not part of it (package reads this file).
             write_json(out / config / "layout.json", {"shards": len(shards), "shard_size": cfg.shard_size,
                                                       "images": len(usable), "checkpoint_sha256": info["sha256"]})
-        stats = {"planned": len(planned), "label_only_skipped": sum(1 for i in planned if i not in by_id or not by_id[i].has_pixels),
+        stats = {"planned": len(planned), "label_only_skipped": len(planned) - len(available),
                  "to_generate": len(usable), "shards": len(shards), "shards_mine": len(mine),
                  "shards_skipped_done": 0, "generated": 0, "translator_id": translator_id,
                  "checkpoint_sha256": info["sha256"], "size": size}
