@@ -170,3 +170,17 @@ def test_second_release_with_audit_reproduces_image_checksums(built, trained, tm
         return sorted(json.loads(x)["png_sha256"] for x in (rel / "provenance.jsonl").read_text().splitlines())
     assert shas(built[1]) == shas(wd2 / "release" / "covid-cxr-synth")
     assert [t["generator_sha256"] for t in m2["translators"]] == [t["generator_sha256"] for t in built[2]["translators"]]
+
+
+def test_path_search_finds_what_a_substring_search_finds():
+    from cxrsynth.release.verify import first_path_in
+
+    paths = sorted(["images/00001280_004.png", "stage_2_train_images/c64d.dcm", "images/a b.png", "dir/"])
+    text = "x /work/data/nih/images/00001280_004.pngz and images/a b.png, stage_2_train_images/c64d.dc"
+    found = [p for p in paths if p in text]
+    assert found == ["images/00001280_004.png", "images/a b.png"]
+    assert first_path_in(text, paths) == found[0]
+    assert first_path_in(text, ["stage_2_train_images/c64d.dcm"]) is None
+    assert first_path_in("see dir/ here", ["dir/"]) == "dir/"
+    assert first_path_in("images/a b.png", ["images/a b.png"]) == "images/a b.png"
+    assert first_path_in("", ["images/x.png"]) is None
