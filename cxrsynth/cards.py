@@ -15,10 +15,26 @@ def render(template: str, values: dict) -> str:
     return Template((CARDS_DIR / template).read_text()).substitute({k: str(v) for k, v in values.items()})
 
 
+PRESET_WORDS = {
+    "canonical": "the canonical PyTorch CycleGAN, junyanz/pytorch-CycleGAN-and-pix2pix",
+    "paper": "the seed authors' own Keras-GAN recipe, hasibzunair/synthetic-covid-cxr-gen notebook 2a",
+}
+
+
+def _architecture(cfg) -> str:
+    if cfg.generator == "unet":
+        return (f"U-Net generator (4 down, 3 up blocks, skips), width {cfg.base}, per-sample norm over C, H, W with "
+                f"a scalar affine (keras-contrib InstanceNormalization), nearest upsampling, 1 channel; "
+                f"discriminator width {cfg.disc_base or cfg.base}")
+    return (f"ResNet generator, {cfg.n_blocks} residual blocks, width {cfg.base}, instance norm, reflection padding, "
+            f"1 channel; discriminator width {cfg.disc_base or cfg.base}")
+
+
 def render_translator_card(run_dir: Path, cfg, report: dict, ids: dict) -> Path:
     values = {
         "translator_id": report["translator_id"], "task": cfg.task, "source_label": cfg.task.split("-")[0],
-        "code_version": __version__, "blocks": cfg.n_blocks, "base": cfg.base, "size": cfg.size,
+        "code_version": __version__, "size": cfg.size, "preset": cfg.preset,
+        "preset_words": PRESET_WORDS[cfg.preset], "architecture": _architecture(cfg),
         "generator_sha256": report["generator_sha256"], "gan_loss": cfg.gan_loss, "lambda_cycle": cfg.lambda_cycle,
         "lambda_identity": cfg.lambda_identity, "lr": cfg.lr, "beta1": cfg.beta1,
         "epochs_constant": cfg.epochs_constant, "epochs_decay": cfg.epochs_decay, "steps": report["steps"],

@@ -152,6 +152,9 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
 
 @cli.command()
 @click.option("--task", type=click.Choice(["normal-covid", "pneumonia-covid"]), required=True)
+@click.option("--preset", type=click.Choice(["canonical", "paper"]), default=None,
+              help="Recipe: canonical (junyanz ResNet CycleGAN, the default) or paper (the authors' U-Net, batch 16, "
+                   "100 epochs). Explicit --set values override the preset's.")
 @click.option("--resume", is_flag=True, help="Continue the run in the output folder from its latest checkpoint.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: WORKDIR/translators/TASK).")
@@ -162,18 +165,22 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
 @set_option
 @json_option
 @click.pass_context
-def train(ctx, task, resume, out, max_steps, size, device, config_file, overrides, as_json):
+def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, overrides, as_json):
     """Train one CycleGAN translator on the plan's balanced sets.
 
     Writes checkpoints (safetensors + JSON), losses.csv, sample grids, generator.safetensors and a
     model card into the run folder. Under torchrun it trains with DistributedDataParallel.
     """
-    from .config import resolve
-    from .translate.train import TrainConfig, train as run
+    from .paths import read_json
+    from .translate.train import resolve_train_config, train as run
 
     extra = [f"task={task}"] + ([f"max_steps={max_steps}"] if max_steps else []) \
-        + ([f"size={size}"] if size else []) + ([f"device={device}"] if device else [])
-    cfg = resolve(TrainConfig, config_file, list(overrides) + extra)
+        + ([f"size={size}"] if size else []) + ([f"device={device}"] if device else []) \
+        + ([f"preset={preset}"] if preset else [])
+    run_dir = Path(out) if out else _workdir(ctx) / "translators" / task
+    # a resumed run starts from its own saved config (the preset included); the guard in train() refuses changes
+    base = read_json(run_dir / "config.json") if resume and (run_dir / "config.json").is_file() else None
+    cfg = resolve_train_config(config_file, list(overrides) + extra, base=base)
     report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=sys.stderr.isatty())
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -231,6 +238,8 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
 @click.option("--version", "version", default=None, help="Release version, e.g. 1.0.0.")
 @click.option("--translator", "translators", multiple=True, metavar="TASK=PATH",
               help="Use this generator for a task instead of training one.")
+@click.option("--preset", type=click.Choice(["canonical", "paper"]), default=None,
+              help="Translator recipe for translators trained here (see `cxrsynth train --help`).")
 @click.option("--train-set", "train_overrides", multiple=True, metavar="KEY=VALUE",
               help="Training config for translators trained here (repeatable), e.g. --train-set size=128.")
 @click.option("--limit", type=int, default=None, help="Generate only the first N planned images per config.")
@@ -241,8 +250,8 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
 @set_option
 @json_option
 @click.pass_context
-def release(ctx, out_dir, version, translators, train_overrides, limit, replace, run_audit, config_file, overrides,
-            as_json):
+def release(ctx, out_dir, version, translators, preset, train_overrides, limit, replace, run_audit, config_file,
+            overrides, as_json):
     """Make a verified release: plan -> train -> generate -> package -> audit -> card -> verify.
 
     Resumable; writes into a staging folder and renames it into place only when verify passes.
@@ -257,7 +266,8 @@ def release(ctx, out_dir, version, translators, train_overrides, limit, replace,
     trans = dict(item.split("=", 1) for item in translators)
     gcfg = GenerateConfig(configs=cfg.configs, limit=limit)
     out = Path(out_dir) if out_dir else _workdir(ctx) / "release"
-    manifest = run(_workdir(ctx), out, cfg, trans, list(train_overrides), gcfg, replace, progress=sys.stderr.isatty(),
+    train_overrides = list(train_overrides) + ([f"preset={preset}"] if preset else [])
+    manifest = run(_workdir(ctx), out, cfg, trans, train_overrides, gcfg, replace, progress=sys.stderr.isatty(),
                    audit=run_audit)
     if as_json:
         _echo_json({k: manifest[k] for k in ("name", "version", "counts", "translators")})

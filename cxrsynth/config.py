@@ -132,10 +132,20 @@ def build(cls: type[T], data: dict | None = None, _prefix: str = "") -> T:
 
 
 def resolve(cls: type[T], file: str | Path | None = None, overrides: typing.Iterable[str] = (),
-            base: dict | None = None) -> T:
-    """Defaults <- ``base`` <- config ``file`` <- ``overrides``; returns the frozen dataclass."""
+            base: dict | None = None, presets: dict[str, dict] | None = None) -> T:
+    """Defaults <- preset <- ``base`` <- config ``file`` <- ``overrides``; returns the frozen dataclass.
+
+    With ``presets``, the merged data's ``preset`` key (or the class default) names a layer of defaults
+    that sits under everything given explicitly: ``preset=paper`` plus ``batch_size=8`` is the paper
+    recipe at batch 8.
+    """
     data: dict = dict(base or {})
     if file:
         data = _merge(data, load_file(file))
     data = _merge(data, parse_overrides(overrides))
+    if presets is not None:
+        name = data.get("preset", getattr(cls, "preset", None))
+        if name not in presets:
+            raise ConfigError("unknown preset", name, f"known presets: {sorted(presets)}")
+        data = _merge(presets[name], data)
     return build(cls, data)

@@ -58,3 +58,52 @@ def test_pool_fills_then_mixes_deterministically():
     assert outs_a[:3] == [0.0, 1.0, 2.0]  # filling: the new image comes straight back
     assert any(o < s for s, o in enumerate(outs_a))  # later: older images are returned
     assert ImagePool(0).query(torch.ones(1, 1, 2, 2), seeded(0)).sum() == 4
+
+
+def test_paper_networks_match_the_authors_keras_models():
+    """The authors' U-Net (gf 32) and 16x16 PatchGAN (df 64), with one channel and scalar-affine norms."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cxrsynth.translate.networks import (KerasPatchDiscriminator, LayerInstanceNorm, UNetGenerator,
+                                             build_generator, unet_generator_macs)
+
+    g, d = UNetGenerator(1, 1, 32), KerasPatchDiscriminator(1, 64)
+    assert count_parameters(g) == 1_542_351 and count_parameters(d) == 2_762_695
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        y = g(torch.randn(1, 1, 256, 256))
+    assert y.shape == (1, 1, 256, 256) and y.abs().max() <= 1
+    assert unet_generator_macs(256, 1, 32) * 2 == fc.get_total_flops()
+    assert round(unet_generator_macs(256, 1, 32) / 1e9, 2) == 3.16  # 3.3 G with the authors' 3 channels
+    with torch.no_grad():
+        assert d(torch.zeros(2, 1, 256, 256)).shape == (2, 1, 16, 16)
+        assert d(torch.zeros(2, 1, 128, 128)).shape == (2, 1, 8, 8)
+    # keras-contrib InstanceNormalization(axis=None): one mean/var per sample over C, H and W, eps 1e-3
+    x = torch.randn(3, 5, 7, 7) * 4 + 2
+    norm = LayerInstanceNorm()
+    with torch.no_grad():
+        norm.weight.fill_(1.5)
+        norm.bias.fill_(-0.25)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        var = x.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+        torch.testing.assert_close(norm(x), (x - mean) / torch.sqrt(var + 1e-3) * 1.5 - 0.25)
+    assert sum(p.numel() for p in norm.parameters()) == 2
+    assert isinstance(build_generator({"name": "unet_generator", "base": 32}), UNetGenerator)
+
+
+def test_keras_same_padding_and_glorot_init():
+    from cxrsynth.translate.networks import SameConv
+
+    conv = SameConv(1, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.zero_()
+        y = conv(torch.ones(1, 1, 6, 6))
+    assert y.shape == (1, 1, 6, 6)
+    # TF 'same' with a 4x4 kernel at stride 1 pads 1 before and 2 after: the top-left output sees 3x3 ones,
+    # the bottom-right 2x2
+    assert y[0, 0, 0, 0] == 9 and y[0, 0, -1, -1] == 4
+    assert SameConv(1, 1, 2)(torch.ones(1, 1, 6, 6)).shape == (1, 1, 3, 3)
+    net = init_weights(SameConv(16, 32, 2), generator=seeded(0), scheme="glorot")
+    bound = (6.0 / (16 * 16 + 32 * 16)) ** 0.5
+    assert net.weight.abs().max() <= bound and net.weight.abs().max() > 0.9 * bound
+    assert net.bias.abs().max() == 0

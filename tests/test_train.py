@@ -60,22 +60,28 @@ def _train_cmd(workdir, out, *extra):
             "--out", str(out), "--max-steps", "12", *extra] + [x for kv in TINY + ["save_every=1"] for x in ("--set", kv)]
 
 
-def test_kill_and_resume_reaches_the_same_weights(planned_workdir, tmp_path):
-    """All three runs are processes with the same thread count: CPU float sums depend on it."""
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run(_train_cmd(planned_workdir, full), check=True, capture_output=True)
-    proc = subprocess.Popen(_train_cmd(planned_workdir, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _run_killed_and_resumed(cmd, full, killed, kill_after: int, steps: int, env=None) -> None:
+    """Train ``cmd(full)`` uninterrupted; train ``cmd(killed)``, SIGKILL it once a checkpoint at step >=
+    ``kill_after`` exists, then finish it with ``--resume``."""
+    subprocess.run(cmd(full), check=True, capture_output=True, env=env)
+    proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
     while time.time() < deadline:
         ck = latest_checkpoint(killed)
-        if ck is not None and json.loads((ck / "state.json").read_text())["step"] >= 3:
+        if ck is not None and json.loads((ck / "state.json").read_text())["step"] >= kill_after:
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     stopped_at = json.loads((latest_checkpoint(killed) / "state.json").read_text())["step"]
-    assert 3 <= stopped_at < 12, "the run must be killed part-way"
-    subprocess.run(_train_cmd(planned_workdir, killed, "--resume"), check=True, capture_output=True)
+    assert kill_after <= stopped_at < steps, "the run must be killed part-way"
+    subprocess.run(cmd(killed, "--resume"), check=True, capture_output=True, env=env)
+
+
+def test_kill_and_resume_reaches_the_same_weights(planned_workdir, tmp_path):
+    """All three runs are processes with the same thread count: CPU float sums depend on it."""
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    _run_killed_and_resumed(lambda out, *extra: _train_cmd(planned_workdir, out, *extra), full, killed, 3, 12)
     rep = json.loads((killed / "train_report.json").read_text())
     assert rep["steps"] == 12
     a, b = _tensors(full), _tensors(killed)
@@ -116,3 +122,102 @@ def test_ddp_two_cpu_processes_with_gloo(planned_workdir, tmp_path):
     assert rep["world_size"] == 2 and rep["steps"] == 3
     assert rep["steps_per_epoch"] == 4  # 8 images, batch 1 on each of 2 processes
     assert (run / "generator.safetensors").is_file()
+
+
+# --- the `paper` preset: the authors' own recipe --------------------------------------------------------
+
+PAPER = ["preset=paper", "size=64", "base=8", "disc_base=8", "batch_size=4", "epochs_constant=12"]
+
+
+def test_paper_preset_resolves_the_authors_recipe():
+    from cxrsynth.translate.train import resolve_train_config
+
+    cfg = resolve_train_config(overrides=["preset=paper"])
+    assert (cfg.generator, cfg.base, cfg.disc_base, cfg.init, cfg.loop) == ("unet", 32, 64, "glorot", "keras")
+    assert (cfg.gan_loss, cfg.lambda_cycle, cfg.lambda_identity, cfg.pool_size) == ("lsgan", 10.0, 0.1, 0)
+    assert (cfg.batch_size, cfg.epochs_constant, cfg.epochs_decay, cfg.flip, cfg.jitter) == (16, 100, 0, True, False)
+    assert resolve_train_config(overrides=["preset=paper", "batch_size=8"]).batch_size == 8  # explicit wins
+    assert resolve_train_config().generator == "resnet"
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        resolve_train_config(overrides=["preset=paper", "size=72"])
+    with pytest.raises(ConfigError, match="unknown preset"):
+        resolve_train_config(overrides=["preset=keras"])
+
+
+def test_paper_update_trains_discriminators_first_on_current_fakes(planned_workdir, tmp_path):
+    """One Keras-GAN update: D on real, D on the fakes of the not-yet-updated generators, then G."""
+    from cxrsynth.translate.train import CycleGAN, Runtime, build_models, resolve_train_config
+
+    cfg = resolve_train_config(overrides=PAPER)
+    nets = build_models(cfg)
+    model = CycleGAN(nets, cfg, Runtime(torch.device("cpu")))
+    calls = []
+    g0 = {k: v.clone() for k, v in nets["G_A"].state_dict().items()}
+    real_A, real_B = torch.rand(4, 1, 64, 64) * 2 - 1, torch.rand(4, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        expected_fake_B = nets["G_A"](real_A)
+    d_inputs = []
+    for name in ("D", "G"):
+        orig = model.opt[name].step
+
+        def spy(*a, _orig=orig, _name=name, **k):
+            calls.append(_name)
+            if _name == "G":  # the generators have not moved before their own step
+                assert all(torch.equal(g0[key], val) for key, val in nets["G_A"].state_dict().items())
+            return _orig(*a, **k)
+
+        model.opt[name].step = spy
+    nets["D_A"].register_forward_pre_hook(lambda mod, args: d_inputs.append(args[0].detach().clone()))
+    losses = model.step(real_A, real_B, 0)
+    assert calls == ["D", "D", "G"]
+    assert torch.equal(d_inputs[0], real_B) and torch.allclose(d_inputs[1], expected_fake_B)
+    assert model.pools["A"].images == [] and model.pools["B"].images == []  # no history pool
+    assert set(losses) == {"G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B"}
+    assert not any(torch.equal(g0[k], v) for k, v in nets["G_A"].state_dict().items() if k.endswith("conv.weight"))
+
+
+def test_paper_epochs_draw_both_domains_without_replacement(planned_workdir):
+    from cxrsynth.translate.train import TrainingSet
+
+    data = TrainingSet(planned_workdir, "normal-covid", 64, jitter=False)
+    assert data.steps_per_epoch("keras", 4) == 8 // 4 - 1 and data.steps_per_epoch("canonical", 4) == 2
+    a, b = data.batch(0, 0, 8, 0, 0, flip=True, loop="keras")
+    for batch in (a, b):  # 8 distinct images of 8: drawn without replacement
+        assert len({tuple(x.flatten()[:4096:97].tolist()) for x in batch}) == 8
+    with pytest.raises(ConfigError, match="two batches"):
+        data.steps_per_epoch("keras", 8)
+
+
+def test_paper_preset_kill_and_resume_reaches_the_same_weights(planned_workdir, tmp_path):
+    """`cxrsynth train --preset paper` killed part-way and resumed gives the uninterrupted run's weights."""
+    full, killed = tmp_path / "full", tmp_path / "killed"
+
+    def cmd(out, *extra):
+        return [sys.executable, "-m", "cxrsynth.cli", "-w", str(planned_workdir), "train", "--task", "normal-covid",
+                "--preset", "paper", "--out", str(out), "--max-steps", "8", *extra] \
+            + [x for kv in PAPER[1:] + ["save_every=1", "sample_every=4"] for x in ("--set", kv)]
+
+    _run_killed_and_resumed(cmd, full, killed, 2, 8, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    rep = json.loads((killed / "train_report.json").read_text())
+    assert rep["steps"] == 8 and rep["preset"] == "paper" and rep["steps_per_epoch"] == 1
+    a, b = _tensors(full), _tensors(killed)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    saved = json.loads((killed / "config.json").read_text())
+    assert saved["preset"] == "paper" and saved["generator"] == "unet" and saved["loop"] == "keras"
+    assert "U-Net" in (killed / "README.md").read_text() and "paper" in (killed / "README.md").read_text()
+    net, info = load_generator(killed / "generator.safetensors")
+    assert info["arch"]["name"] == "unet_generator" and info["arch"]["preset"] == "paper"
+
+
+def test_a_canonical_run_cannot_resume_with_the_paper_preset(planned_workdir, tmp_path):
+    from cxrsynth.translate.train import resolve_train_config
+
+    run = tmp_path / "c"
+    train(planned_workdir, _cfg("max_steps=1"), out_dir=run)
+    saved = json.loads((run / "config.json").read_text())
+    with pytest.raises(ConfigError, match="changes the run") as err:
+        train(planned_workdir, resolve_train_config(base=saved, overrides=["preset=paper"]), resume=True, out_dir=run)
+    assert "preset" in str(err.value)
+    with pytest.raises(ConfigError, match="changes the run"):  # the preset's fields alone are refused too
+        train(planned_workdir, resolve_train_config(overrides=TINY + ["preset=paper", "max_steps=2", "disc_base=8"]),
+              resume=True, out_dir=run)

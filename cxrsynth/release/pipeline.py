@@ -16,11 +16,10 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..config import resolve
 from ..errors import ConfigError, CxrsynthError, DataNotFoundError
 from ..generate import CONFIG_TASK, GenerateConfig, generate
 from ..paths import read_json
-from ..translate.train import TrainConfig, train
+from ..translate.train import resolve_train_config, train
 from .package import ReleaseConfig, attach_audit, build
 from .verify import verify
 
@@ -47,7 +46,7 @@ def _ensure_translator(workdir: Path, task: str, train_overrides: list[str], pro
     report = run / "train_report.json"
     # A run that exists continues with its own saved config; overrides (e.g. max_steps) still apply.
     base = read_json(run / "config.json") if (run / "config.json").is_file() else {}
-    cfg = resolve(TrainConfig, base=base, overrides=list(train_overrides) + [f"task={task}"])
+    cfg = resolve_train_config(base=base, overrides=list(train_overrides) + [f"task={task}"])
     if report.is_file() and (run / "generator.safetensors").is_file():
         rep = read_json(report)
         target = min(rep["total_steps"], cfg.max_steps) if cfg.max_steps else rep["total_steps"]

@@ -132,7 +132,7 @@ def export_generator(net: nn.Module, path: Path, arch: dict, extra: dict | None 
 
 def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Load a generator exported by :func:`export_generator`, checking its checksum when described."""
-    from .networks import ResnetGenerator
+    from .networks import build_generator
 
     path = Path(path)
     if path.is_dir():
@@ -152,9 +152,11 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tupl
         sd = load_file(str(path))
     except Exception as exc:
         raise CheckpointError("not a readable safetensors generator", path, str(exc)) from exc
-    net = ResnetGenerator(**{k: arch[k] for k in ("in_channels", "out_channels", "base", "blocks") if k in arch})
     try:
+        net = build_generator(arch)
         net.load_state_dict(sd)
+    except ValueError as exc:
+        raise CheckpointError("generator has an unknown architecture", path, str(exc)) from exc
     except RuntimeError as exc:
         raise CheckpointError("generator weights do not fit the architecture", path, str(exc).splitlines()[0]) from exc
     info.setdefault("sha256", sha)

@@ -1,4 +1,6 @@
-"""The canonical CycleGAN networks as plain maths (junyanz/pytorch-CycleGAN-and-pix2pix, ``networks.py``).
+"""The translator networks as plain maths: the canonical CycleGAN's and the paper authors' own.
+
+Canonical (junyanz/pytorch-CycleGAN-and-pix2pix, ``networks.py``), the ``canonical`` preset:
 
 - :class:`ResnetGenerator`: reflection pad 3, 7x7 conv to ``base`` channels, instance norm (no affine,
   no running stats), ReLU; two stride-2 3x3 convs; ``blocks`` residual blocks (9 at 256 px, 6 at 128);
@@ -8,12 +10,31 @@
 - :class:`PatchDiscriminator`: the 70x70 PatchGAN: 4x4 convs 64-128-256-512 (no norm on the first,
   LeakyReLU 0.2), then a 1-channel 4x4 conv: a 30x30 map of real/fake logits for a 256 input.
 
-Constructors take plain arguments, never a config object.
+The authors' Keras-GAN networks (hasibzunair/synthetic-covid-cxr-gen, notebook 2a), the ``paper`` preset:
+
+- :class:`UNetGenerator`: 4 down blocks (4x4 stride-2 conv, LeakyReLU 0.2, norm) of base x 1/2/4/8 filters,
+  3 up blocks (nearest x2 upsampling, 4x4 conv, ReLU, norm, concatenate the skip), a last x2 upsampling
+  and a 4x4 conv to tanh. With 1 channel and base 32: 1,542,351 parameters, about 3.3 G multiply-adds per
+  256x256 image.
+- :class:`KerasPatchDiscriminator`: 4x4 stride-2 convs 64-128-256-512 (no norm on the first, LeakyReLU 0.2),
+  then a 4x4 stride-1 conv to 1 channel: a 16x16 map for a 256 input; 2,762,695 parameters.
+- :class:`LayerInstanceNorm`: keras-contrib ``InstanceNormalization()`` with its default ``axis=None``,
+  which normalises each sample over H, W **and** C together (eps 1e-3) with one scalar gamma and beta. That
+  is a one-group group norm, so it runs as torch's fused ``group_norm``.
+- Keras ``padding='same'`` pads the odd remainder at the bottom/right; :class:`SameConv` reproduces it.
+- ``init_weights(..., scheme="glorot")``: Keras's default (Glorot uniform kernels, zero biases).
+
+The authors read grayscale X-rays as 3-channel RGB; ours take and give one channel (the same pixels
+without the copies), which only changes the first and last layers' widths.
+
+Constructors take plain arguments, never a config object; :func:`build_generator` maps the ``arch``
+dict saved beside every exported generator back to a network.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -74,15 +95,102 @@ class PatchDiscriminator(nn.Module):
         return self.model(x)
 
 
-def init_weights(net: nn.Module, gain: float = 0.02, generator: torch.Generator | None = None) -> nn.Module:
-    """N(0, gain) for conv weights, zero biases (the canonical 'normal' init)."""
+class LayerInstanceNorm(nn.Module):
+    """Per-sample normalisation over (C, H, W) with a scalar affine: keras-contrib InstanceNormalization(axis=None)."""
+
+    def __init__(self, eps: float = 1e-3):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(1))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, 1, eps=self.eps) * self.weight + self.bias
+
+
+class SameConv(nn.Conv2d):
+    """A 4x4 conv with Keras ``padding='same'``: TF puts the odd pixel of padding at the bottom and right."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__(cin, cout, 4, stride=stride, padding=0)
+        # total padding for an even input: 2 at stride 2 (1 + 1), 3 at stride 1 (1 + 2)
+        self.pad = (1, 1, 1, 1) if stride == 2 else (1, 2, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pad))
+
+
+class _Down(nn.Sequential):
+    def __init__(self, cin: int, cout: int, norm: bool = True):
+        super().__init__(SameConv(cin, cout, 2), nn.LeakyReLU(0.2), *( [LayerInstanceNorm()] if norm else []))
+
+
+class _Up(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = SameConv(cin, cout, 1)
+        self.norm = LayerInstanceNorm()
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return torch.cat([self.norm(F.relu(self.conv(x))), skip], dim=1)
+
+
+class UNetGenerator(nn.Module):
+    """The authors' U-Net translator: image -> image of the same size (a multiple of 16), in [-1, 1]."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, base: int = 32):
+        super().__init__()
+        w = [base, base * 2, base * 4, base * 8]
+        self.down = nn.ModuleList([_Down(in_channels, w[0]), _Down(w[0], w[1]), _Down(w[1], w[2]), _Down(w[2], w[3])])
+        # each up block sees the previous block's output concatenated with its skip: 2 x its width
+        self.up = nn.ModuleList([_Up(w[3], w[2]), _Up(2 * w[2], w[1]), _Up(2 * w[1], w[0])])
+        self.out = SameConv(2 * w[0], out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips[:-1])):
+            x = block(x, skip)
+        return torch.tanh(self.out(F.interpolate(x, scale_factor=2, mode="nearest")))
+
+
+class KerasPatchDiscriminator(nn.Sequential):
+    """The authors' discriminator: image -> (size/16)^2 map of real/fake scores (MSE targets 1 and 0)."""
+
+    def __init__(self, in_channels: int = 1, base: int = 64):
+        super().__init__(_Down(in_channels, base, norm=False), _Down(base, base * 2), _Down(base * 2, base * 4),
+                         _Down(base * 4, base * 8), SameConv(base * 8, 1, 1))
+
+
+def init_weights(net: nn.Module, gain: float = 0.02, generator: torch.Generator | None = None,
+                 scheme: str = "normal") -> nn.Module:
+    """Conv weights N(0, gain) (the canonical 'normal' init) or Glorot uniform (Keras's default); zero biases."""
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             with torch.no_grad():
-                m.weight.normal_(0.0, gain, generator=generator)
+                if scheme == "glorot":
+                    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                    bound = (6.0 / (fan_in + fan_out)) ** 0.5
+                    m.weight.uniform_(-bound, bound, generator=generator)
+                else:
+                    m.weight.normal_(0.0, gain, generator=generator)
                 if m.bias is not None:
                     m.bias.zero_()
     return net
+
+
+def build_generator(arch: dict) -> nn.Module:
+    """The generator an ``arch`` dict describes (as saved in ``generator.json`` and the safetensors metadata)."""
+    name = arch.get("name", "resnet_generator")
+    io = {k: arch[k] for k in ("in_channels", "out_channels") if k in arch}
+    if name == "unet_generator":
+        return UNetGenerator(**io, base=arch.get("base", 32))
+    if name == "resnet_generator":
+        return ResnetGenerator(**io, **{k: arch[k] for k in ("base", "blocks") if k in arch})
+    raise ValueError(f"unknown generator architecture {name!r}")
 
 
 def default_blocks(size: int) -> int:
@@ -108,3 +216,17 @@ def generator_macs(size: int = 256, channels: int = 1, base: int = 64, blocks: i
         ch //= 2
     macs += size * size * ch * channels * 49
     return macs
+
+
+def unet_generator_macs(size: int = 256, channels: int = 1, base: int = 32) -> int:
+    """Multiply-accumulates of one U-Net generator forward at ``size`` x ``size`` (analytic, 4x4 kernels)."""
+    w = [base, base * 2, base * 4, base * 8]
+    macs, s, cin = 0, size, channels
+    for c in w:  # down blocks: output s/2 x s/2
+        s //= 2
+        macs += s * s * cin * c * 16
+        cin = c
+    for cin_up, cout in ((w[3], w[2]), (2 * w[2], w[1]), (2 * w[1], w[0])):  # up blocks: output 2s x 2s
+        s *= 2
+        macs += s * s * cin_up * cout * 16
+    return macs + size * size * 2 * w[0] * channels * 16

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..config import to_dict
+from ..config import resolve, to_dict
 from ..device import autocast_dtype, pick_device, use_channels_last
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
@@ -38,21 +38,48 @@ from ..paths import read_json, write_json
 from ..records import read_records
 from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint
 from .losses import GANLoss
-from .networks import PatchDiscriminator, ResnetGenerator, default_blocks, init_weights
+from .networks import (KerasPatchDiscriminator, PatchDiscriminator, ResnetGenerator, UNetGenerator, default_blocks,
+                       init_weights)
 from .pool import ImagePool
 
 TASKS = ("normal-covid", "pneumonia-covid")
 
+#: Named recipes: each is a layer of defaults under whatever is set explicitly (``config.resolve``).
+#: ``canonical`` is the junyanz CycleGAN (the class defaults). ``paper`` is every detail of the authors'
+#: own notebook (hasibzunair/synthetic-covid-cxr-gen, 2a; REFERENCES.md): U-Net gf 32, 16x16 PatchGAN df 64,
+#: scalar-affine instance norm over (C, H, W), MSE adversarial + MAE cycle/identity with lambda_id =
+#: 0.1 x lambda_cycle, Adam 2e-4/0.5 at a constant rate, batch 16 for 100 epochs of int(min(nA, nB)/16) - 1
+#: updates, no image pool, discriminators first, joint horizontal flips, Glorot-uniform init.
+PRESETS: dict[str, dict] = {
+    "canonical": {},
+    "paper": {
+        "generator": "unet", "base": 32, "disc_base": 64, "gan_loss": "lsgan", "lambda_cycle": 10.0,
+        "lambda_identity": 0.1, "pool_size": 0, "lr": 2e-4, "beta1": 0.5, "epochs_constant": 100,
+        "epochs_decay": 0, "batch_size": 16, "jitter": False, "flip": True, "init": "glorot", "loop": "keras",
+    },
+}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Defaults follow the canonical CycleGAN; see README for what differs (no flips, 1 channel)."""
+    """Defaults follow the canonical CycleGAN; see README for what differs (no flips, 1 channel).
+
+    Build one with :func:`resolve_train_config`, which applies the ``preset`` layer.
+    """
 
     task: Literal["normal-covid", "pneumonia-covid"] = "normal-covid"
+    preset: Literal["canonical", "paper"] = "canonical"  # a named recipe (PRESETS) under the fields below
     size: int = 256
+    generator: Literal["resnet", "unet"] = "resnet"  # canonical ResNet-9/6 or the authors' U-Net
     blocks: int | None = None  # residual blocks; default 9 at >= 256 px, 6 below
-    base: int = 64  # generator and discriminator width
-    gan_loss: Literal["lsgan", "vanilla"] = "lsgan"  # vanilla = the paper's log-likelihood loss
+    base: int = 64  # generator width (and the discriminator's unless disc_base is set)
+    disc_base: int | None = None  # discriminator width; None: same as base
+    init: Literal["normal", "glorot"] = "normal"  # N(0, 0.02) (canonical) or Keras's Glorot uniform
+    # canonical: generators first, discriminators on a 50-image history pool, one pass over A per epoch;
+    # keras: the Keras-GAN loop (discriminators first, a step on real then one on the current fakes;
+    # each epoch int(min(nA, nB) / batch) - 1 batches drawn without replacement from both domains)
+    loop: Literal["canonical", "keras"] = "canonical"
+    gan_loss: Literal["lsgan", "vanilla"] = "lsgan"  # lsgan (MSE) is also what the authors used
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5  # times lambda_cycle; 0 turns the identity loss off
     pool_size: int = 50
@@ -75,6 +102,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.size % 4:
             raise ConfigError("size must be a multiple of 4", self.size)
+        if self.generator == "unet" and self.size % 16:
+            raise ConfigError("the U-Net generator needs a size that is a multiple of 16", self.size)
         if self.batch_size < 1 or self.epochs_constant + self.epochs_decay < 1:
             raise ConfigError("batch_size and the number of epochs must be positive", (self.batch_size,))
 
@@ -83,8 +112,22 @@ class TrainConfig:
         return self.blocks if self.blocks is not None else default_blocks(self.size)
 
     def arch(self) -> dict:
+        if self.generator == "unet":
+            return {"name": "unet_generator", "in_channels": 1, "out_channels": 1, "base": self.base,
+                    "size": self.size, "preset": self.preset}
         return {"name": "resnet_generator", "in_channels": 1, "out_channels": 1, "base": self.base,
-                "blocks": self.n_blocks, "size": self.size}
+                "blocks": self.n_blocks, "size": self.size, "preset": self.preset}
+
+
+#: Fields a resumed run must keep: changing any of them would make it another run.
+RUN_DEFINING = ("task", "preset", "size", "generator", "base", "disc_base", "blocks", "init", "loop", "seed",
+                "batch_size", "gan_loss", "pool_size", "jitter", "flip")
+DEFAULTS = to_dict(TrainConfig())
+
+
+def resolve_train_config(file=None, overrides=(), base: dict | None = None) -> TrainConfig:
+    """Defaults <- preset (``preset=...`` in any layer) <- ``base`` <- ``file`` <- ``overrides``."""
+    return resolve(TrainConfig, file, overrides, base=base, presets=PRESETS)
 
 
 @dataclass
@@ -147,14 +190,35 @@ class TrainingSet:
     def __len__(self) -> int:
         return max(len(self.images["A"]), len(self.images["B"]))
 
-    def batch(self, epoch: int, index: int, count: int, seed: int, step: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Items ``index .. index+count`` of epoch ``epoch``: A in a seeded order, B drawn at random."""
+    def steps_per_epoch(self, loop: str, per_step: int) -> int:
+        """Updates in one epoch: a pass over the larger domain (canonical), or the Keras-GAN loader's
+        ``int(min(nA, nB) / batch)`` batches less the last one, which its generator never yields."""
+        if loop == "keras":
+            n = min(len(self.images["A"]), len(self.images["B"])) // per_step - 1
+            if n < 1:
+                raise ConfigError("the keras loop needs at least two batches of images in each domain",
+                                  {k: len(v) for k, v in self.images.items()}, "lower batch_size or plan more images")
+            return n
+        return max(1, len(self) // per_step)
+
+    def batch(self, epoch: int, index: int, count: int, seed: int, step: int, flip: bool,
+              loop: str = "canonical") -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``index .. index+count`` of epoch ``epoch``.
+
+        canonical: A in a seeded order, B drawn at random, independent flips. keras: both domains in a
+        seeded order without replacement, and one flip decision per (A, B) pair, as the authors' loader.
+        """
         n = len(self)
         nA, nB = len(self.images["A"]), len(self.images["B"])
         perm = torch.randperm(nA, generator=seeded(seed, epoch, 1))
-        rand_b = torch.randint(0, nB, (n,), generator=seeded(seed, epoch, 2))
-        idx = [(int(perm[i % nA]), int(rand_b[i])) for i in range(index, index + count)]
+        if loop == "keras":
+            perm_b = torch.randperm(nB, generator=seeded(seed, epoch, 2))
+            idx = [(int(perm[i]), int(perm_b[i])) for i in range(index, index + count)]
+        else:
+            rand_b = torch.randint(0, nB, (n,), generator=seeded(seed, epoch, 2))
+            idx = [(int(perm[i % nA]), int(rand_b[i])) for i in range(index, index + count)]
         g = seeded(seed, step, index, 3)
+        joint = torch.rand(count, generator=g) < 0.5 if (flip and loop == "keras") else None
         out = []
         for dom, col in (("A", 0), ("B", 1)):
             imgs = self.images[dom][[p[col] for p in idx]].float() / 127.5 - 1.0
@@ -165,19 +229,29 @@ class TrainingSet:
                     crops.append(im[:, y:y + self.size, x:x + self.size])
                 imgs = torch.stack(crops)
             if flip:
-                mask = torch.rand(len(imgs), generator=g) < 0.5
+                mask = joint if joint is not None else torch.rand(len(imgs), generator=g) < 0.5
                 imgs[mask] = imgs[mask].flip(-1)
             out.append(imgs)
         return out[0], out[1]
 
 
 def build_models(cfg: TrainConfig) -> dict[str, nn.Module]:
-    nets = {
-        "G_A": ResnetGenerator(1, 1, cfg.base, cfg.n_blocks), "G_B": ResnetGenerator(1, 1, cfg.base, cfg.n_blocks),
-        "D_A": PatchDiscriminator(1, cfg.base), "D_B": PatchDiscriminator(1, cfg.base),
-    }
+    d_base = cfg.disc_base or cfg.base
+    if cfg.generator == "unet":
+        def gen():
+            return UNetGenerator(1, 1, cfg.base)
+
+        def disc():
+            return KerasPatchDiscriminator(1, d_base)
+    else:
+        def gen():
+            return ResnetGenerator(1, 1, cfg.base, cfg.n_blocks)
+
+        def disc():
+            return PatchDiscriminator(1, d_base)
+    nets = {"G_A": gen(), "G_B": gen(), "D_A": disc(), "D_B": disc()}
     for i, net in enumerate(nets.values()):
-        init_weights(net, 0.02, seeded(cfg.seed, 0, 100 + i))
+        init_weights(net, 0.02, seeded(cfg.seed, 0, 100 + i), scheme=cfg.init)
     return nets
 
 
@@ -215,26 +289,64 @@ class CycleGAN:
         return torch.autocast(self.rt.device.type, dtype=self.rt.amp_dtype)
 
     def step(self, real_A: torch.Tensor, real_B: torch.Tensor, step: int) -> dict[str, float]:
+        if self.cfg.loop == "keras":
+            return self.step_keras(real_A, real_B)
+        return self.step_canonical(real_A, real_B, step)
+
+    def _generator_losses(self, real_A: torch.Tensor, real_B: torch.Tensor
+                          ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Adversarial, cycle and identity terms of the generators, and the two fakes.
+
+        The discriminators are called through their inner module: they get no gradients here, and a DDP
+        wrapper would otherwise wait for a reduction that never comes."""
         n, c = self.nets, self.cfg
         lam, lam_idt = c.lambda_cycle, c.lambda_identity * c.lambda_cycle
-        # Generators. The discriminators are called through their inner module: they get no gradients
-        # here, and a DDP wrapper would otherwise wait for a reduction that never comes.
+        fake_B = n["G_A"](real_A)
+        fake_A = n["G_B"](real_B)
+        out = {"G_A": self.gan(_inner(n["D_A"])(fake_B), True), "G_B": self.gan(_inner(n["D_B"])(fake_A), True),
+               "cycle_A": self.l1(n["G_B"](fake_B).float(), real_A) * lam,
+               "cycle_B": self.l1(n["G_A"](fake_A).float(), real_B) * lam}
+        zero = torch.zeros((), device=real_A.device)
+        out["idt_A"] = self.l1(n["G_A"](real_B).float(), real_B) * lam_idt if lam_idt > 0 else zero
+        out["idt_B"] = self.l1(n["G_B"](real_A).float(), real_A) * lam_idt if lam_idt > 0 else zero
+        return out, fake_B, fake_A
+
+    def step_keras(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, float]:
+        """The authors' Keras-GAN update: D on real, D on the current fakes (two optimiser steps, no pool),
+        then the generators against the updated, frozen discriminators."""
+        n = self.nets
+        with torch.no_grad(), self.autocast():  # G.predict: fakes from the generators before this update
+            fake_B, fake_A = n["G_A"](real_A), n["G_B"](real_B)
+        _set_grad([n["D_A"], n["D_B"]], True)
+        d_losses = {}
+        for target, (img_B, img_A) in ((True, (real_B, real_A)), (False, (fake_B, fake_A))):
+            self.opt["D"].zero_grad(set_to_none=True)
+            with self.autocast():
+                l_A, l_B = self.gan(n["D_A"](img_B), target), self.gan(n["D_B"](img_A), target)
+            (l_A + l_B).backward()
+            self.opt["D"].step()
+            d_losses[target] = (l_A.detach(), l_B.detach())
         _set_grad([n["D_A"], n["D_B"]], False)
         self.opt["G"].zero_grad(set_to_none=True)
         with self.autocast():
-            fake_B = n["G_A"](real_A)
-            rec_A = n["G_B"](fake_B)
-            fake_A = n["G_B"](real_B)
-            rec_B = n["G_A"](fake_A)
-            loss_G_A = self.gan(_inner(n["D_A"])(fake_B), True)
-            loss_G_B = self.gan(_inner(n["D_B"])(fake_A), True)
-            loss_cyc_A = self.l1(rec_A.float(), real_A) * lam
-            loss_cyc_B = self.l1(rec_B.float(), real_B) * lam
-            loss_idt_A = loss_idt_B = torch.zeros((), device=real_A.device)
-            if lam_idt > 0:
-                loss_idt_A = self.l1(n["G_A"](real_B).float(), real_B) * lam_idt
-                loss_idt_B = self.l1(n["G_B"](real_A).float(), real_A) * lam_idt
-            loss_G = loss_G_A + loss_G_B + loss_cyc_A + loss_cyc_B + loss_idt_A + loss_idt_B
+            g = self._generator_losses(real_A, real_B)[0]
+            loss_G = sum(g.values())
+        loss_G.backward()
+        self.opt["G"].step()
+        _set_grad([n["D_A"], n["D_B"]], True)
+        # reported like Keras-GAN's 0.5 * (real + fake) per discriminator
+        g["D_A"] = 0.5 * (d_losses[True][0] + d_losses[False][0])
+        g["D_B"] = 0.5 * (d_losses[True][1] + d_losses[False][1])
+        return {k: float(v.detach()) for k, v in g.items()}
+
+    def step_canonical(self, real_A: torch.Tensor, real_B: torch.Tensor, step: int) -> dict[str, float]:
+        """The canonical update: generators first, then discriminators on real images and pooled fakes."""
+        n, c = self.nets, self.cfg
+        _set_grad([n["D_A"], n["D_B"]], False)
+        self.opt["G"].zero_grad(set_to_none=True)
+        with self.autocast():
+            g, fake_B, fake_A = self._generator_losses(real_A, real_B)
+            loss_G = sum(g.values())
         loss_G.backward()
         self.opt["G"].step()
         # Discriminators, on real images and on fakes drawn from the history pools.
@@ -249,8 +361,7 @@ class CycleGAN:
             loss_D_B = 0.5 * (self.gan(n["D_B"](real_A), True) + self.gan(n["D_B"](pool_A), False))
         (loss_D_A + loss_D_B).backward()
         self.opt["D"].step()
-        losses = {"G_A": loss_G_A, "G_B": loss_G_B, "cycle_A": loss_cyc_A, "cycle_B": loss_cyc_B,
-                  "idt_A": loss_idt_A, "idt_B": loss_idt_B, "D_A": loss_D_A, "D_B": loss_D_B}
+        losses = dict(g, D_A=loss_D_A, D_B=loss_D_B)
         return {k: float(v.detach()) for k, v in losses.items()}
 
 
@@ -304,8 +415,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
         saved_cfg = run_dir / "config.json"
         if resume and saved_cfg.is_file():
             old = read_json(saved_cfg)
-            diff = {k for k in ("task", "size", "base", "blocks", "seed", "batch_size", "gan_loss")
-                    if old.get(k) != to_dict(cfg).get(k)}
+            diff = {k for k in RUN_DEFINING if old.get(k, DEFAULTS.get(k)) != to_dict(cfg).get(k)}
             if diff:
                 raise ConfigError("--resume with a config that changes the run", sorted(diff), "resume with the saved config.json")
         write_json(saved_cfg, to_dict(cfg))
@@ -321,7 +431,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
         nets = {k: DDP(v, device_ids=ids, broadcast_buffers=False) for k, v in nets.items()}
     model = CycleGAN(nets, cfg, rt)
     per_step = cfg.batch_size * rt.world
-    steps_per_epoch = max(1, len(data) // per_step)
+    steps_per_epoch = data.steps_per_epoch(cfg.loop, per_step)
     total_steps = steps_per_epoch * (cfg.epochs_constant + cfg.epochs_decay)
     last = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
     step = 0
@@ -352,7 +462,8 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
         while step < last:
             epoch, it = divmod(step, steps_per_epoch)
             t0 = time.perf_counter()
-            a, b = data.batch(epoch, it * per_step + rt.rank * cfg.batch_size, cfg.batch_size, cfg.seed, step, cfg.flip)
+            a, b = data.batch(epoch, it * per_step + rt.rank * cfg.batch_size, cfg.batch_size, cfg.seed, step, cfg.flip,
+                              cfg.loop)
             a, b = a.to(rt.device, non_blocking=True), b.to(rt.device, non_blocking=True)
             if rt.channels_last:
                 a, b = a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
@@ -406,6 +517,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
         export_generator(nets["G_B"], run_dir / "private" / "reverse_generator.safetensors", arch,
                          dict(extra, translates={"from": "covid", "to": cfg.task.split("-")[0]}))
         report["translator_id"] = f"{cfg.task}-{info['sha256'][:12]}"
+        report["preset"] = cfg.preset
         report["generator_sha256"] = info["sha256"]
         write_json(run_dir / "train_report.json", report)
         from ..cards import render_translator_card
