@@ -61,6 +61,9 @@ class GenerateConfig:
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where native (see device.py)
     channels_last: bool | None = None
+    # How tanh outputs become pixels: clamp (y + 1) * 127.5, or minmax, the authors' mapping (their
+    # scipy.misc.imsave stretched each image to its own min..max)
+    output: Literal["clamp", "minmax"] = "clamp"
 
     def __post_init__(self):
         bad = set(self.configs) - set(CONFIG_TASK)
@@ -96,9 +99,10 @@ def _secret(out: Path) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-def shard_key(checkpoint_sha256: str, record_ids: list[str]) -> str:
-    """What a shard is made of: the translator and the exact source records, in order."""
-    return hashlib.sha256("\n".join([checkpoint_sha256, *record_ids]).encode()).hexdigest()
+def shard_key(checkpoint_sha256: str, record_ids: list[str], output: str = "clamp") -> str:
+    """What a shard is made of: the translator, the output mapping and the exact source records, in order."""
+    head = [checkpoint_sha256] if output == "clamp" else [checkpoint_sha256, f"output={output}"]
+    return hashlib.sha256("\n".join([*head, *record_ids]).encode()).hexdigest()
 
 
 def shard_is_done(shard_dir: Path, marker: Path, key: str | None = None) -> bool:
@@ -128,8 +132,8 @@ def _runtime(cfg: GenerateConfig) -> tuple[torch.device, torch.dtype | None, boo
 
 
 def translate_batch(net: torch.nn.Module, batch: torch.Tensor, device: torch.device,
-                    amp: torch.dtype | None, channels_last: bool) -> np.ndarray:
-    """uint8 (N,1,H,W) -> uint8 (N,H,W) through the generator."""
+                    amp: torch.dtype | None, channels_last: bool, output: str = "clamp") -> np.ndarray:
+    """uint8 (N,1,H,W) -> uint8 (N,H,W) through the generator; ``output`` as in :class:`GenerateConfig`."""
     x = batch.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -137,7 +141,13 @@ def translate_batch(net: torch.nn.Module, batch: torch.Tensor, device: torch.dev
     with torch.inference_mode():
         with ctx:
             y = net(x)
-        y = ((y.float().clamp_(-1, 1) + 1) * 127.5).round_().to(torch.uint8)
+        y = y.float().clamp_(-1, 1)
+        if output == "minmax":
+            lo = y.amin(dim=(1, 2, 3), keepdim=True)
+            span = (y.amax(dim=(1, 2, 3), keepdim=True) - lo).clamp_min_(1e-12)
+            y = ((y - lo) / span * 255).round_().to(torch.uint8)
+        else:
+            y = ((y + 1) * 127.5).round_().to(torch.uint8)
     return y[:, 0].cpu().numpy()
 
 
@@ -183,7 +193,7 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
         for k in mine:
             name = f"shard-{k:05d}"
             shard_dir, marker = out / config / name, out / config / f"{name}.done.json"
-            key = shard_key(info["sha256"], shards[k])
+            key = shard_key(info["sha256"], shards[k], cfg.output)
             if shard_is_done(shard_dir, marker, key):
                 stats["shards_skipped_done"] += 1
                 bar.update(len(shards[k]))
@@ -225,7 +235,7 @@ def _run_shard(net, ids, by_id, config, name, out, secret, size, translator_id, 
     with ThreadPoolExecutor(max_workers=max(1, cfg.encoders)) as pool:
         pending = []
         for batch in loader:
-            arrs = translate_batch(net, batch, device, amp, cl)
+            arrs = translate_batch(net, batch, device, amp, cl, cfg.output)
             rids = ids[pos:pos + len(arrs)]
             pos += len(arrs)
             sids = [opaque_id(secret, config, r) for r in rids]
