@@ -6,9 +6,9 @@ from pathlib import Path
 from string import Template
 
 from . import __version__
-from .paths import REPO_ROOT, atomic_write
+from .paths import atomic_write, resource_dir
 
-CARDS_DIR = REPO_ROOT / "cards"
+CARDS_DIR = resource_dir("cards")
 
 
 def render(template: str, values: dict) -> str:

@@ -15,8 +15,21 @@ from typing import Any, Iterator
 
 from .errors import DataNotFoundError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_DIR = REPO_ROOT / "manifests"
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+
+
+def resource_dir(name: str) -> Path:
+    """``manifests`` (JSON Schemas) or ``cards`` (card templates).
+
+    A wheel or a non-editable install carries them in ``cxrsynth/_data/`` (``setup.py`` copies them there
+    at build time); a source checkout or an editable install reads the repository's own folders.
+    """
+    packaged = PACKAGE_DIR / "_data" / name
+    return packaged if packaged.is_dir() else REPO_ROOT / name
+
+
+SCHEMA_DIR = resource_dir("manifests")
 
 UPSTREAM_URLS = {
     "covid-chestxray-dataset": "https://github.com/ieee8023/covid-chestxray-dataset",
