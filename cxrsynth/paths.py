@@ -56,13 +56,14 @@ def require_sample_data() -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
-    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success only."""
+def atomic_write(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
+    """Open a temporary sibling of ``path`` for writing (``open_kwargs`` as for ``open``, e.g.
+    ``newline=""`` for csv); rename it onto ``path`` on success only."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, mode) as fh:
+        with open(tmp, mode, **open_kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

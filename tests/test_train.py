@@ -221,3 +221,20 @@ def test_a_canonical_run_cannot_resume_with_the_paper_preset(planned_workdir, tm
     with pytest.raises(ConfigError, match="changes the run"):  # the preset's fields alone are refused too
         train(planned_workdir, resolve_train_config(overrides=TINY + ["preset=paper", "max_steps=2", "disc_base=8"]),
               resume=True, out_dir=run)
+
+
+def test_checkpoints_by_wall_time_and_losses_logged_in_batches(planned_workdir, tmp_path):
+    """Checkpoints come every save_every steps, every save_every_minutes and at the last step (no longer at
+    every epoch end); the loss log holds every step once although it is copied to the host in batches."""
+    timed, steps_only = tmp_path / "timed", tmp_path / "steps"
+    train(planned_workdir, _cfg("max_steps=5", "save_every=1000", "save_every_minutes=0.000001", "keep_checkpoints=10",
+                                "log_every=3"), out_dir=timed)
+    assert sorted(p.name for p in (timed / "checkpoints").glob("step-*")) == [f"step-{i:08d}" for i in range(1, 6)]
+    rows = (timed / "losses.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4, 5]
+    assert all(len(r.split(",")) == 12 for r in rows)
+    rep = train(planned_workdir, _cfg("max_steps=5", "save_every=1000", "save_every_minutes=null", "keep_checkpoints=10"),
+                out_dir=steps_only)
+    assert [p.name for p in (steps_only / "checkpoints").glob("step-*")] == ["step-00000005"]
+    assert set(rep["last_losses"]) == {"G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B"}
+    assert all(isinstance(v, float) for v in rep["last_losses"].values())

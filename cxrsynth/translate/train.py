@@ -34,7 +34,7 @@ from ..config import resolve, to_dict
 from ..device import autocast_dtype, pick_device, use_channels_last
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
-from ..paths import read_json, write_json
+from ..paths import atomic_write, read_json, write_json
 from ..records import read_records
 from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint
 from .losses import GANLoss
@@ -92,7 +92,9 @@ class TrainConfig:
     flip: bool = False  # a chest is not left-right symmetric
     seed: int = 0
     max_steps: int | None = None  # stop early (quick runs, tests); the schedule still assumes the epochs above
-    save_every: int = 200  # steps between checkpoints (and one at every epoch end)
+    save_every: int = 200  # steps between checkpoints (and one at the last step)
+    save_every_minutes: float | None = 10.0  # also checkpoint after this much wall time; None: steps only
+    log_every: int = 20  # steps between copies of the losses to the host (every step still gets its row)
     sample_every: int = 200  # steps between sample grids
     keep_checkpoints: int = 2
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -288,7 +290,7 @@ class CycleGAN:
             return nullcontext()
         return torch.autocast(self.rt.device.type, dtype=self.rt.amp_dtype)
 
-    def step(self, real_A: torch.Tensor, real_B: torch.Tensor, step: int) -> dict[str, float]:
+    def step(self, real_A: torch.Tensor, real_B: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         if self.cfg.loop == "keras":
             return self.step_keras(real_A, real_B)
         return self.step_canonical(real_A, real_B, step)
@@ -311,7 +313,7 @@ class CycleGAN:
         out["idt_B"] = self.l1(n["G_B"](real_A).float(), real_A) * lam_idt if lam_idt > 0 else zero
         return out, fake_B, fake_A
 
-    def step_keras(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, float]:
+    def step_keras(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
         """The authors' Keras-GAN update: D on real, D on the current fakes (two optimiser steps, no pool),
         then the generators against the updated, frozen discriminators."""
         n = self.nets
@@ -337,9 +339,9 @@ class CycleGAN:
         # reported like Keras-GAN's 0.5 * (real + fake) per discriminator
         g["D_A"] = 0.5 * (d_losses[True][0] + d_losses[False][0])
         g["D_B"] = 0.5 * (d_losses[True][1] + d_losses[False][1])
-        return {k: float(v.detach()) for k, v in g.items()}
+        return {k: v.detach() for k, v in g.items()}
 
-    def step_canonical(self, real_A: torch.Tensor, real_B: torch.Tensor, step: int) -> dict[str, float]:
+    def step_canonical(self, real_A: torch.Tensor, real_B: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """The canonical update: generators first, then discriminators on real images and pooled fakes."""
         n, c = self.nets, self.cfg
         _set_grad([n["D_A"], n["D_B"]], False)
@@ -361,8 +363,7 @@ class CycleGAN:
             loss_D_B = 0.5 * (self.gan(n["D_B"](real_A), True) + self.gan(n["D_B"](pool_A), False))
         (loss_D_A + loss_D_B).backward()
         self.opt["D"].step()
-        losses = dict(g, D_A=loss_D_A, D_B=loss_D_B)
-        return {k: float(v.detach()) for k, v in losses.items()}
+        return {k: v.detach() for k, v in dict(g, D_A=loss_D_A, D_B=loss_D_B).items()}
 
 
 @torch.no_grad()
@@ -383,35 +384,90 @@ def _write_grid(path: Path, rows: list[torch.Tensor]) -> None:
     os.replace(tmp, path)
 
 
-def _rewrite_csv(path: Path, upto_step: int) -> None:
-    """On resume: drop log rows written after the checkpoint, so the log has each step once."""
-    if not path.is_file():
-        return
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        return
-    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= upto_step]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        csv.writer(fh).writerows(keep)
-    os.replace(tmp, path)
+LOSS_KEYS = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
 
 
-def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: str | Path | None = None,
-          progress: bool = False) -> dict:
-    """Train one translator; returns the training report (also written to ``train_report.json``)."""
-    from tqdm import tqdm
+class LossLog:
+    """``losses.csv`` (and TensorBoard when installed), one row per step, written in batches.
 
-    workdir = Path(workdir)
-    run_dir = Path(out_dir) if out_dir else workdir / "translators" / cfg.task
-    rt = make_runtime(cfg)
-    data = TrainingSet(workdir, cfg.task, cfg.size, cfg.jitter)
+    Steps hand over their losses as device tensors; they are copied to the host together every
+    ``every`` steps (one synchronisation instead of eight per step, which is what keeps a GPU busy)
+    and at every checkpoint. On resume, rows past the checkpoint are dropped first, so the log holds
+    each step once.
+    """
+
+    HEADER = ["step", "epoch", "lr", *LOSS_KEYS, "images_per_s"]
+
+    def __init__(self, path: Path, every: int, resume_step: int, enabled: bool = True):
+        self.path, self.every, self.enabled = path, max(1, every), enabled
+        self.pending: list[tuple[int, int, float, dict[str, torch.Tensor]]] = []
+        self.window_start, self.window_images = time.perf_counter(), 0
+        self.last: dict[str, float] = {}
+        self.fh = self.tb = None
+        if not enabled:
+            return
+        self._truncate(resume_step)
+        self.fh = open(path, "a", newline="")
+        self.writer = csv.writer(self.fh)
+        if path.stat().st_size == 0:
+            self.writer.writerow(self.HEADER)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
+        except Exception:  # tensorboard is optional
+            self.tb = None
+
+    def _truncate(self, upto_step: int) -> None:
+        if not self.path.is_file():
+            return
+        with open(self.path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        if rows:
+            keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= upto_step]
+            with atomic_write(self.path, newline="") as fh:
+                csv.writer(fh).writerows(keep)
+
+    def add(self, step: int, epoch: int, lr: float, losses: dict[str, torch.Tensor], images: int) -> None:
+        self.window_images += images
+        if self.enabled:
+            self.pending.append((step, epoch, lr, losses))
+        if len(self.pending) >= self.every or not self.enabled:
+            self.flush()
+
+    def flush(self) -> dict[str, float]:
+        """Write the pending rows (one host copy for all of them); returns the newest losses."""
+        secs = time.perf_counter() - self.window_start
+        ips = self.window_images / max(secs, 1e-9)
+        self.window_start, self.window_images = time.perf_counter(), 0
+        if not self.pending:
+            return self.last
+        values = torch.stack([torch.stack([l[k].detach().float() for k in LOSS_KEYS]) for *_, l in self.pending]).cpu()
+        for (step, epoch, lr, _), row in zip(self.pending, values.tolist()):
+            self.writer.writerow([step, epoch, f"{lr:.3e}"] + [f"{v:.5f}" for v in row] + [f"{ips:.3f}"])
+            if self.tb:
+                for k, v in zip(LOSS_KEYS, row):
+                    self.tb.add_scalar(f"loss/{k}", v, step)
+            self.last = dict(zip(LOSS_KEYS, row))
+        self.pending.clear()
+        self.fh.flush()
+        return self.last
+
+    def close(self) -> None:
+        if self.fh:
+            self.fh.close()
+        if self.tb:
+            self.tb.close()
+
+
+def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, main: bool) -> Path | None:
+    """Refuse to overwrite a run or to resume it under another config; save the resolved config.
+    Returns the checkpoint to resume from, if any."""
     existing = latest_checkpoint(run_dir)
     if existing and not resume:
         raise ConfigError("this run folder already has checkpoints", existing,
                           "pass --resume to continue it, or choose another --out")
-    if rt.main:
+    if main:
         saved_cfg = run_dir / "config.json"
         if resume and saved_cfg.is_file():
             old = read_json(saved_cfg)
@@ -419,8 +475,12 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
             if diff:
                 raise ConfigError("--resume with a config that changes the run", sorted(diff), "resume with the saved config.json")
         write_json(saved_cfg, to_dict(cfg))
+    return existing if resume else None
+
+
+def _place_models(cfg: TrainConfig, rt: Runtime) -> dict[str, nn.Module]:
     nets = build_models(cfg)
-    for k, net in nets.items():
+    for net in nets.values():
         net.to(rt.device)
         if rt.channels_last:
             net.to(memory_format=torch.channels_last)
@@ -429,39 +489,79 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
 
         ids = [rt.device.index] if rt.device.type == "cuda" else None
         nets = {k: DDP(v, device_ids=ids, broadcast_buffers=False) for k, v in nets.items()}
+    return nets
+
+
+class _SaveClock:
+    """When to checkpoint: every ``save_every`` steps, every ``save_every_minutes`` of wall time, and at
+    the last step. Rank 0's clock decides for every process (a broadcast), so all save together."""
+
+    def __init__(self, cfg: TrainConfig, rt: Runtime, last: int):
+        self.cfg, self.rt, self.last = cfg, rt, last
+        self.t = time.monotonic()
+
+    def due(self, step: int) -> bool:
+        by_time = self.cfg.save_every_minutes is not None and time.monotonic() - self.t >= 60 * self.cfg.save_every_minutes
+        if self.rt.world > 1 and self.cfg.save_every_minutes is not None:
+            flag = torch.tensor([int(by_time)], device=self.rt.device)
+            torch.distributed.broadcast(flag, 0)
+            by_time = bool(flag.item())
+        if step % self.cfg.save_every == 0 or step == self.last or by_time:
+            self.t = time.monotonic()
+            return True
+        return False
+
+
+def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: str | Path | None = None,
+          progress: bool = False) -> dict:
+    """Train one translator; returns the training report (also written to ``train_report.json``).
+
+    Three parts, as torchvision's reference ``train.py``: set-up (run folder, runtime, data, models,
+    resume), the loop (:func:`_loop`) and the export (:func:`_export`).
+    """
+    workdir = Path(workdir)
+    run_dir = Path(out_dir) if out_dir else workdir / "translators" / cfg.task
+    rt = make_runtime(cfg)
+    data = TrainingSet(workdir, cfg.task, cfg.size, cfg.jitter)
+    existing = _prepare_run_dir(run_dir, cfg, resume, rt.main)
+    nets = _place_models(cfg, rt)
     model = CycleGAN(nets, cfg, rt)
     per_step = cfg.batch_size * rt.world
     steps_per_epoch = data.steps_per_epoch(cfg.loop, per_step)
     total_steps = steps_per_epoch * (cfg.epochs_constant + cfg.epochs_decay)
     last = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
-    step = 0
-    if resume and existing:
-        state = load_checkpoint(existing, nets, model.opt, model.sched, model.pools, rt.device)
-        step = state["step"]
-    log_path = run_dir / "losses.csv"
+    step = load_checkpoint(existing, nets, model.opt, model.sched, model.pools, rt.device)["step"] if existing else 0
+    t_start, first = time.perf_counter(), step
+    step, losses = _loop(model, data, cfg, rt, run_dir, step, last, steps_per_epoch, progress)
+    elapsed = time.perf_counter() - t_start
+    report = {"task": cfg.task, "preset": cfg.preset, "steps": step, "total_steps": total_steps,
+              "steps_per_epoch": steps_per_epoch, "finished": step >= total_steps, "world_size": rt.world,
+              "device": str(rt.device), "precision": str(rt.amp_dtype or "fp32"), "channels_last": rt.channels_last,
+              "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(step - first, 1), 4),
+              "last_losses": losses, "train_images": {k: len(v) for k, v in data.ids.items()}}
     if rt.main:
-        _rewrite_csv(log_path, step)
-    writer_fh = open(log_path, "a", newline="") if rt.main else None
-    writer = csv.writer(writer_fh) if writer_fh else None
-    if writer and log_path.stat().st_size == 0:
-        writer.writerow(["step", "epoch", "lr", "G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B", "images_per_s"])
-    tb = None
-    if rt.main:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        _export(run_dir, nets, cfg, report, data.ids)
+    if rt.world > 1:
+        torch.distributed.barrier()
+    return report
 
-            tb = SummaryWriter(str(run_dir / "tensorboard"))
-        except Exception:  # tensorboard is optional
-            tb = None
+
+def _loop(model: CycleGAN, data: TrainingSet, cfg: TrainConfig, rt: Runtime, run_dir: Path, step: int, last: int,
+          steps_per_epoch: int, progress: bool) -> tuple[int, dict[str, float]]:
+    """Steps ``step`` .. ``last``, with sample grids, the loss log and checkpoints; returns the step reached
+    and the newest losses."""
+    from tqdm import tqdm
+
+    nets, per_step = model.nets, cfg.batch_size * rt.world
+    log = LossLog(run_dir / "losses.csv", cfg.log_every, step, enabled=rt.main)
+    clock = _SaveClock(cfg, rt, last)
     # four fixed source images (centre crop), the same in every sample grid of the run
     off = (data.load - cfg.size) // 2
     fixed = (data.images["A"][:4, :, off:off + cfg.size, off:off + cfg.size].float() / 127.5 - 1).to(rt.device)
     bar = tqdm(total=last, initial=step, desc=f"train {cfg.task}", unit="it", disable=not (progress and rt.main))
-    t_start, steps_done, losses = time.perf_counter(), 0, {}
     try:
         while step < last:
             epoch, it = divmod(step, steps_per_epoch)
-            t0 = time.perf_counter()
             a, b = data.batch(epoch, it * per_step + rt.rank * cfg.batch_size, cfg.batch_size, cfg.seed, step, cfg.flip,
                               cfg.loop)
             a, b = a.to(rt.device, non_blocking=True), b.to(rt.device, non_blocking=True)
@@ -469,60 +569,40 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
                 a, b = a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
             losses = model.step(a, b, step)
             step += 1
-            steps_done += 1
             if it == steps_per_epoch - 1:
                 for s in model.sched.values():
                     s.step()
-            ips = per_step / max(time.perf_counter() - t0, 1e-9)
-            if writer:
-                lr = model.opt["G"].param_groups[0]["lr"]
-                writer.writerow([step, epoch, f"{lr:.3e}"] + [f"{losses[k]:.5f}" for k in
-                                ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")] + [f"{ips:.3f}"])
-                if tb:
-                    for k, v in losses.items():
-                        tb.add_scalar(f"loss/{k}", v, step)
-            bar.set_postfix({"G": f"{losses['G_A'] + losses['G_B']:.3f}", "cyc": f"{losses['cycle_A']:.3f}",
-                             "D": f"{losses['D_A'] + losses['D_B']:.3f}", "img/s": f"{ips:.2f}"}, refresh=False)
+            log.add(step, epoch, model.opt["G"].param_groups[0]["lr"], losses, per_step)
             bar.update(1)
-            at_epoch_end = it == steps_per_epoch - 1
             if rt.main and (step % cfg.sample_every == 0 or step == last):
                 _write_grid(run_dir / "samples" / f"step-{step:08d}.png", sample_rows(nets, fixed))
-            if step % cfg.save_every == 0 or at_epoch_end or step == last:
-                if writer_fh:
-                    writer_fh.flush()
+            if clock.due(step):
+                newest = log.flush()
+                bar.set_postfix({"G": f"{newest.get('G_A', 0) + newest.get('G_B', 0):.3f}",
+                                 "cyc": f"{newest.get('cycle_A', 0):.3f}"}, refresh=False)
                 if rt.main:
                     save_checkpoint(run_dir, step, step // steps_per_epoch, nets, model.opt, model.sched,
                                     model.pools, {"config": to_dict(cfg), "code_version": __version__},
                                     cfg.keep_checkpoints)
                 if rt.world > 1:
                     torch.distributed.barrier()
+        return step, log.flush()
     finally:
         bar.close()
-        if writer_fh:
-            writer_fh.close()
-        if tb:
-            tb.close()
-    elapsed = time.perf_counter() - t_start
-    report = {"task": cfg.task, "steps": step, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
-              "finished": step >= total_steps, "world_size": rt.world, "device": str(rt.device),
-              "precision": str(rt.amp_dtype or "fp32"), "channels_last": rt.channels_last,
-              "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(steps_done, 1), 4),
-              "last_losses": losses, "train_images": {k: len(v) for k, v in data.ids.items()}}
-    if rt.main:
-        arch = cfg.arch()
-        ckpt = latest_checkpoint(run_dir)
-        extra = {"task": cfg.task, "step": step, "code_version": __version__,
-                 "checkpoint": ckpt.name if ckpt else None, "translates": {"from": cfg.task.split("-")[0], "to": "covid"}}
-        info = export_generator(nets["G_A"], run_dir / "generator.safetensors", arch, extra)
-        export_generator(nets["G_B"], run_dir / "private" / "reverse_generator.safetensors", arch,
-                         dict(extra, translates={"from": "covid", "to": cfg.task.split("-")[0]}))
-        report["translator_id"] = f"{cfg.task}-{info['sha256'][:12]}"
-        report["preset"] = cfg.preset
-        report["generator_sha256"] = info["sha256"]
-        write_json(run_dir / "train_report.json", report)
-        from ..cards import render_translator_card
+        log.close()
 
-        render_translator_card(run_dir, cfg, report, data.ids)
-    if rt.world > 1:
-        torch.distributed.barrier()
-    return report
+
+def _export(run_dir: Path, nets: dict[str, nn.Module], cfg: TrainConfig, report: dict, ids: dict) -> None:
+    """The published generator (G_A), the private reverse one, ``train_report.json`` and the model card."""
+    ckpt = latest_checkpoint(run_dir)
+    extra = {"task": cfg.task, "step": report["steps"], "code_version": __version__,
+             "checkpoint": ckpt.name if ckpt else None, "translates": {"from": cfg.task.split("-")[0], "to": "covid"}}
+    info = export_generator(nets["G_A"], run_dir / "generator.safetensors", cfg.arch(), extra)
+    export_generator(nets["G_B"], run_dir / "private" / "reverse_generator.safetensors", cfg.arch(),
+                     dict(extra, translates={"from": "covid", "to": cfg.task.split("-")[0]}))
+    report["translator_id"] = f"{cfg.task}-{info['sha256'][:12]}"
+    report["generator_sha256"] = info["sha256"]
+    write_json(run_dir / "train_report.json", report)
+    from ..cards import render_translator_card
+
+    render_translator_card(run_dir, cfg, report, ids)
