@@ -159,12 +159,12 @@ def png_text(data: bytes) -> str:
     out, pos = [], len(PNG_SIGNATURE)
     while pos + 8 <= len(data):
         length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        pos += 12 + length
+        start, pos = pos + 8, pos + 12 + length
         if ctype == b"IEND":
             break
         if ctype not in PNG_TEXT_CHUNKS:
-            continue
+            continue  # pixels and the like: not copied, not searched
+        body = data[start:start + length]
         if ctype == b"zTXt" or (ctype == b"iTXt" and body[body.find(b"\0") + 1:body.find(b"\0") + 2] == b"\1"):
             key, _, rest = body.partition(b"\0")
             # zTXt: method byte then data; iTXt: flag, method, language\0, translated\0, then data
@@ -351,8 +351,11 @@ class _Verifier:
         by_image: dict[str, str] = {}
         for rel in sorted(set(listed) & present):
             self.guarded(rel, self._check_shard, rel, listed[rel], prov, rows, by_image)
-        for pid in sorted(set(prov) - set(rows)):
+        orphans = sorted(set(prov) - set(rows))
+        for pid in orphans[:MAX_PER_FILE]:
             self.add(f"provenance.jsonl: id {pid} has no row in the parquet shards")
+        if len(orphans) > MAX_PER_FILE:
+            self.add(f"provenance.jsonl: ... and {len(orphans) - MAX_PER_FILE} more ids without a row")
         return rows
 
     def _check_shard(self, rel: str, meta: dict, prov: dict[str, dict], rows: dict[str, dict],
