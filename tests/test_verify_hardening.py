@@ -267,3 +267,25 @@ def test_hf_download_copy_verifies(built, tmp_path):
     assert [p.relative_to(rel).as_posix() for p in publishable_files(rel)] == FILES
     (rel / ".cache" / "other.txt").write_text("not the Hub's\n")
     assert _has(verify(rel), ".cache/other.txt: not a file of the release")
+
+
+def test_png_text_reads_every_text_chunk(tmp_path):
+    """Plain, zlib-compressed and international text chunks all come out (compressed ones are invisible
+    in the raw bytes); a non-PNG gives nothing."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    from cxrsynth.release.verify import png_text
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("a", "plain-00001280_004.png")
+    info.add_text("b", "zipped-/work/shared/data/x", zip=True)
+    info.add_itxt("c", "itxt-c64d5667-a776-4f95-9e21-bfabafb07740", zip=True)
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, format="PNG", pnginfo=info)
+    assert b"zipped" not in buf.getvalue() and b"itxt-" not in buf.getvalue()
+    text = png_text(buf.getvalue())
+    for part in ("plain-00001280_004.png", "zipped-/work/shared/data/x", "itxt-c64d5667-a776-4f95-9e21-bfabafb07740"):
+        assert part in text
+    assert png_text(b"GIF89a...") == ""

@@ -32,6 +32,7 @@ Checks:
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import json
 import os
@@ -122,30 +123,30 @@ def _bad_relpath(rel: str) -> str | None:
     return None
 
 
-def _read_regular(path: Path) -> bytes:
-    """The bytes of ``path``, refusing to follow a link put there after the folder was listed."""
+@contextlib.contextmanager
+def _open_regular(path: Path):
+    """``path`` opened for reading, refusing a link or special file put there after the folder was listed."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{path.name} is not a regular file")
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
+            yield fh
     finally:
         os.close(fd)
+
+
+def _read_regular(path: Path) -> bytes:
+    with _open_regular(path) as fh:
+        return fh.read()
 
 
 def _sha256_regular(path: Path, chunk: int = 1 << 20) -> str:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path.name} is not a regular file")
-        h = hashlib.sha256()
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            for block in iter(lambda: fh.read(chunk), b""):
-                h.update(block)
-        return h.hexdigest()
-    finally:
-        os.close(fd)
+    h = hashlib.sha256()
+    with _open_regular(path) as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def png_text(data: bytes) -> str:
@@ -165,20 +166,15 @@ def png_text(data: bytes) -> str:
         if ctype not in PNG_TEXT_CHUNKS:
             continue  # pixels and the like: not copied, not searched
         body = data[start:start + length]
-        if ctype == b"zTXt" or (ctype == b"iTXt" and body[body.find(b"\0") + 1:body.find(b"\0") + 2] == b"\1"):
-            key, _, rest = body.partition(b"\0")
-            # zTXt: method byte then data; iTXt: flag, method, language\0, translated\0, then data
-            if ctype == b"zTXt":
-                payload = rest[1:]
-            else:
-                payload = rest[2:].split(b"\0", 2)[-1]
+        key, _, rest = body.partition(b"\0")
+        # zTXt: keyword\0 method data; iTXt: keyword\0 flag method language\0 translated\0 data
+        if ctype == b"zTXt" or (ctype == b"iTXt" and rest[:1] == b"\1"):
+            payload = rest[1:] if ctype == b"zTXt" else rest[2:].split(b"\0", 2)[-1]
             try:
-                payload = zlib.decompressobj().decompress(payload, MAX_TEXT_INFLATE)
+                body = key + b" " + zlib.decompressobj().decompress(payload, MAX_TEXT_INFLATE)
             except zlib.error:
-                pass
-            out.append(key.decode("latin-1") + " " + payload.decode("utf-8", "replace"))
-        else:
-            out.append(body.decode("utf-8", "replace"))
+                pass  # not inflatable: its raw bytes are searched
+        out.append(body.decode("utf-8", "replace"))
     return "\n".join(out)
 
 
