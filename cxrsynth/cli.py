@@ -268,7 +268,8 @@ def release(ctx, out_dir, version, translators, train_overrides, limit, replace,
 @cli.command()
 @click.argument("release_dir", type=click.Path(file_okay=False))
 @click.option("--private", type=click.Path(file_okay=False), default=None,
-              help="The private folder with identifiers.json (default: RELEASE_DIR.private beside it; without one verify fails unless --no-identifiers).")
+              help="The private folder with identifiers.json (default: RELEASE_DIR.private beside it; "
+                   "without one verify fails unless --no-identifiers).")
 @click.option("--croissant", "croissant_strict", is_flag=True, help="Also validate croissant.json with mlcroissant.")
 @click.option("--no-identifiers", is_flag=True,
               help="Verify without the private identifiers.json (the source-identifier scan is then skipped).")

@@ -42,7 +42,7 @@ import struct
 import tempfile
 import zlib
 from collections import Counter, defaultdict
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
