@@ -255,7 +255,8 @@ class _Verifier:
             for e in entries:
                 rel = prefix + e.name
                 if e.is_symlink():
-                    self.add(f"{rel}: is a symbolic link (to {os.readlink(e.path)}); a release holds only regular files")
+                    self.add(f"{rel}: is a symbolic link (to {os.readlink(e.path)}); "
+                             "a release holds only regular files")
                 elif e.is_dir(follow_symlinks=False):
                     if rel not in HUB_COPY_DIRS:
                         walk(e.path, rel + "/")
