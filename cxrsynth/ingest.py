@@ -4,8 +4,8 @@ Steps: each folder's reader lists labelled images from its metadata (``sources/`
 leaves its source folder (``..``, absolute, or a link resolving outside) is reported and never opened;
 every file that exists is decoded once to the canonical array (``images.py``), in worker processes
 when asked (refused unread when its header declares more than ``max_image_pixels``; blank images are bad
-files); exact and near duplicates are found by content across all sources and only one copy of each image is kept
-(the first by ``source_priority``); patients of duplicate images are merged into one ``patient_group``
+files); exact and near duplicates are found by content across all sources and only one copy of each
+image is kept (the first by ``source_priority``); patients of duplicate images are merged into one ``patient_group``
 so that a patient-level split cannot put the same person on both sides.
 
 Files written in ``out_dir``: ``records.parquet``, ``ingest_report.json`` (validated against
