@@ -278,22 +278,27 @@ def release(ctx, out_dir, version, translators, preset, train_overrides, limit, 
 @cli.command()
 @click.argument("release_dir", type=click.Path(file_okay=False))
 @click.option("--private", type=click.Path(file_okay=False), default=None,
-              help="The private folder (default: RELEASE_DIR.private beside it, when present).")
+              help="The private folder with identifiers.json (default: RELEASE_DIR.private beside it; "
+                   "without one verify fails unless --no-identifiers).")
 @click.option("--croissant", "croissant_strict", is_flag=True, help="Also validate croissant.json with mlcroissant.")
-def verify(release_dir, private, croissant_strict):
-    """Check a release folder: checksums, schemas, counts, card agreement, no identifier leaks.
+@click.option("--no-identifiers", is_flag=True,
+              help="Verify without the private identifiers.json (the source-identifier scan is then skipped).")
+def verify(release_dir, private, croissant_strict, no_identifiers):
+    """Check a release folder: only regular, listed files; checksums, schemas, rows against provenance,
+    the manifest against the rows, the card and croissant.json as the manifest generates them; no leaks.
 
     Prints each problem and exits 1 when there is any.
     """
     from .release.verify import verify as run
 
-    problems = run(release_dir, private, croissant_strict)
+    problems = run(release_dir, private, croissant_strict, no_identifiers=no_identifiers)
     for p in problems:
         click.echo(f"FAIL {p}")
     if problems:
         click.echo(f"{release_dir}: {len(problems)} problems", err=True)
         sys.exit(1)
-    click.echo(f"{release_dir}: OK")
+    skipped = no_identifiers and not private
+    click.echo(f"{release_dir}: OK" + (" (without the source-identifier scan: --no-identifiers)" if skipped else ""))
 
 
 @cli.command()

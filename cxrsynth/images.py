@@ -8,12 +8,18 @@ translators, the classifiers and the audit whatever file they came from.
 DICOM (read with pydicom): the modality LUT (Rescale Slope / Intercept) and the VOI LUT (or window)
 are applied, MONOCHROME1 is inverted so that bone is bright, and the result is stretched to 0-255.
 Other images: palette, alpha, RGB and 16-bit modes are converted to grayscale the same way.
+
+Decoding is bounded: the size a file declares in its header is checked against ``max_pixels`` before a
+pixel is decoded (a PNG of a few kB can declare 30000 x 30000), and Pillow's decompression-bomb error
+and warning become a :class:`BadInputError` naming the file. A blank (constant) image is refused too: it
+holds no X-ray, and as a "normal" record it would teach the translators nothing true.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +30,7 @@ from .errors import BadInputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
+MAX_IMAGE_PIXELS = 50_000_000  # default cap on width x height (x frames): about 7000 x 7000
 
 PREPROCESSING = {
     "mode": "L (8-bit grayscale)",
@@ -76,13 +83,30 @@ def _pil_to_gray(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def _read_dicom(path: Path) -> tuple[np.ndarray, float | None]:
+def _check_size(path: Path, width: int, height: int, frames: int, max_pixels: int) -> None:
+    if width * height * frames > max_pixels:
+        raise BadInputError("image is too large to decode safely", path,
+                            f"its header declares {width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
+                            + f", over the cap of {max_pixels:,} pixels (ingest.max_image_pixels)")
+
+
+def _read_dicom(path: Path, max_pixels: int) -> tuple[np.ndarray, float | None]:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
         ds = pydicom.dcmread(str(path))
-        arr = ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for broken or unsupported files
+        raise BadInputError("unreadable DICOM", path, f"{type(exc).__name__}: {exc}") from exc
+    try:
+        frames = int(ds.get("NumberOfFrames") or 1)
+        _check_size(path, int(ds.get("Columns") or 0), int(ds.get("Rows") or 0), frames, max_pixels)
+    except (TypeError, ValueError) as exc:
+        raise BadInputError("unreadable DICOM", path, f"bad Rows / Columns / NumberOfFrames: {exc}") from exc
+    try:
+        with warnings.catch_warnings():  # a compressed frame larger than its header says
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            arr = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for broken or unsupported files
         raise BadInputError("unreadable DICOM", path, f"{type(exc).__name__}: {exc}") from exc
     if arr.ndim != 2:
@@ -96,24 +120,40 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, float | None]:
     return _stretch_to_uint8(arr), (float(spacing[0]) if spacing else None)
 
 
-def decode(path: str | Path, size: int = 256) -> Decoded:
+def _read_pil(path: Path, max_pixels: int) -> np.ndarray:
+    try:
+        # Our cap decides, from the header: Pillow's own warning (over Image.MAX_IMAGE_PIXELS) is moot once
+        # the size is checked, and its error (over twice that) is reported below like any refusal.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            _check_size(path, img.width, img.height, 1, max_pixels)
+            img.load()  # forces a full decode so that truncated files fail here
+            return _pil_to_gray(img)
+    except Image.DecompressionBombError as exc:
+        raise BadInputError("image is too large to decode safely", path, str(exc)) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BadInputError("not a readable image", path, f"{type(exc).__name__}: {exc}") from exc
+
+
+def decode(path: str | Path, size: int = 256, max_pixels: int = MAX_IMAGE_PIXELS) -> Decoded:
     """Read ``path`` (any supported format) into the canonical ``size`` x ``size`` uint8 array.
 
-    Raises :class:`BadInputError` naming the file for anything that is not a readable image.
+    Raises :class:`BadInputError` naming the file for anything that is not a readable image, for an
+    image whose header declares more than ``max_pixels`` (checked before decoding) and for a blank one.
     """
     path = Path(path)
     if not path.is_file():
         raise BadInputError("image file is missing", path)
     spacing = None
     if is_dicom(path):
-        gray, spacing = _read_dicom(path)
+        gray, spacing = _read_dicom(path, max_pixels)
     else:
-        try:
-            with Image.open(path) as img:
-                img.load()  # forces a full decode so that truncated files fail here
-                gray = _pil_to_gray(img)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise BadInputError("not a readable image", path, f"{type(exc).__name__}: {exc}") from exc
+        gray = _read_pil(path, max_pixels)
+    if gray.size == 0 or gray.min() == gray.max():
+        raise BadInputError("image is blank", path, f"every pixel has the value {gray.flat[0] if gray.size else None}"
+                            " (after windowing); nothing to learn from")
     h, w = gray.shape
     img = Image.fromarray(gray, mode="L")
     if (w, h) != (size, size):

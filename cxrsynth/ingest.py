@@ -1,9 +1,11 @@
 """``cxrsynth ingest``: upstream folders in, one record table and an ingest report out.
 
-Steps: each folder's reader lists labelled images from its metadata (``sources/``); every file that
-exists is decoded once to the canonical array (``images.py``), in worker processes when asked; exact
-and near duplicates are found by content across all sources and only one copy of each image is kept
-(the first by ``source_priority``); patients of duplicate images are merged into one ``patient_group``
+Steps: each folder's reader lists labelled images from its metadata (``sources/``); a row whose path
+leaves its source folder (``..``, absolute, or a link resolving outside) is reported and never opened;
+every file that exists is decoded once to the canonical array (``images.py``), in worker processes
+when asked (refused unread when its header declares more than ``max_image_pixels``; blank images are bad
+files); exact and near duplicates are found by content across all sources and only one copy of each
+image is kept (the first by ``source_priority``); patients of duplicate images are merged into one ``patient_group``
 so that a patient-level split cannot put the same person on both sides.
 
 Files written in ``out_dir``: ``records.parquet``, ``ingest_report.json`` (validated against
@@ -29,7 +31,7 @@ from .paths import sha256_file, write_json
 from .records import Record, write_records
 from .schemas import validate
 from .sources import READERS, detect_format
-from .sources.base import Problem, SourceScan
+from .sources.base import Problem, SourceScan, path_problem
 from .sources.covid_collection import CovidCollectionConfig
 from .sources.imagefolder import ImageFolderConfig
 from .sources.nih import NihConfig
@@ -48,6 +50,9 @@ class IngestConfig:
     dedupe_max_zmad: float = 0.05  # ...and the most their z-scored 32x32 thumbnails may differ (mean abs)
     source_priority: tuple[str, ...] = ("nih", "covid-collection", "rsna", "imagefolder")
     workers: int = 0  # decoding processes; 0 = this process
+    # width x height above which an image is refused from its header, unread: a 12000 x 12000 PNG of zeros
+    # (a few kB) would take ~2 GB to decode, per worker. Real chest films are under 20 M (4300 x 4300).
+    max_image_pixels: int = images.MAX_IMAGE_PIXELS
     covid_collection: CovidCollectionConfig = field(default_factory=CovidCollectionConfig)
     nih: NihConfig = field(default_factory=NihConfig)
     rsna: RsnaConfig = field(default_factory=RsnaConfig)
@@ -59,6 +64,8 @@ class IngestConfig:
             raise ConfigError("unknown source in source_priority", sorted(unknown), f"known: {sorted(READERS)}")
         if self.size < 16:
             raise ConfigError("size must be at least 16", self.size)
+        if self.max_image_pixels < 1:
+            raise ConfigError("max_image_pixels must be at least 1", self.max_image_pixels)
 
 
 @dataclass
@@ -69,11 +76,11 @@ class IngestResult:
     report_path: Path | None = None
 
 
-def _decode_one(args: tuple[str, int]) -> dict:
+def _decode_one(args: tuple[str, int, int]) -> dict:
     """Worker: decode and hash one file. Returns plain data (picklable), or the error text."""
-    path, size = args
+    path, size, max_pixels = args
     try:
-        dec = images.decode(path, size)
+        dec = images.decode(path, size, max_pixels)
     except BadInputError as exc:
         return {"error": exc.what + (f": {exc.hint}" if exc.hint else "")}
     return {
@@ -83,10 +90,10 @@ def _decode_one(args: tuple[str, int]) -> dict:
     }
 
 
-def _decode_all(paths: list[str], size: int, workers: int, progress: bool) -> list[dict]:
+def _decode_all(paths: list[str], size: int, max_pixels: int, workers: int, progress: bool) -> list[dict]:
     from tqdm import tqdm
 
-    jobs = [(p, size) for p in paths]
+    jobs = [(p, size, max_pixels) for p in paths]
     bar = dict(total=len(jobs), desc="decode", unit="img", disable=not progress, leave=False)
     if workers and workers > 0 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -154,13 +161,34 @@ def scan_sources(roots: list[Path], cfg: IngestConfig, formats: list[str | None]
     return out
 
 
+def _outside_source(scan: SourceScan, collection: str, on_bad_files: str) -> list[Problem]:
+    """Take out of ``scan`` every record whose path leaves its source folder; one problem per row.
+
+    Paths named only by rows left out for other reasons are never opened: they are just dropped from
+    ``listed``, so that the search for unreferenced files stays inside the folder too.
+    """
+    found, keep = [], []
+    for r in scan.records:
+        why = path_problem(r.source_root, r.source_path)
+        if why is None:
+            keep.append(r)
+            continue
+        if on_bad_files == "error":
+            raise BadInputError(f"a metadata path {why}", f"{collection}: {r.source_path}",
+                                "fix the row, or set ingest.on_bad_files=skip to leave it out")
+        found.append(Problem(collection, r.source_path, f"path {why}; not read", r.rows[0] if r.rows else None))
+    scan.records = keep
+    scan.listed = {p for p in scan.listed if path_problem(scan.root or "", p, resolve=False) is None}
+    return found
+
+
 def _unreferenced(named: set[str], root: str) -> list[str]:
     """Files in the folders the metadata points into that no metadata row names (kept or excluded)."""
     dirs = {str(Path(p).parent) for p in named}
     extra = []
     for d in sorted(dirs):
         folder = Path(root) / d
-        if folder.is_dir():
+        if path_problem(root, d) is None and folder.is_dir():
             extra += [f"{d}/{p.name}" for p in sorted(folder.iterdir()) if p.is_file() and f"{d}/{p.name}" not in named]
     return extra
 
@@ -174,12 +202,13 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
     problems: list[Problem] = []
     candidates: list[Record] = []
     for fmt, collection, scan in scans:
+        outside = _outside_source(scan, collection, cfg.on_bad_files)
         per_collection[collection] = {
             "format": fmt, "_root": scan.root, "_listed": scan.listed,
             "rows_read": scan.rows_read, "labelled": len(scan.records), "excluded": dict(scan.excluded),
-            "notes": list(scan.notes),
+            "notes": list(scan.notes), "outside_source": len(outside),
         }
-        problems += scan.problems
+        problems += scan.problems + outside
         candidates += scan.records
 
     # Decode what exists; classify what does not.
@@ -189,7 +218,7 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
         raise BadInputError(f"{len(missing)} image files are missing", missing[0].path,
                             "set ingest.on_missing=keep (label-only records) or skip")
     t_decode = time.perf_counter()
-    decoded = _decode_all([str(r.path) for r in present], cfg.size, cfg.workers, progress)
+    decoded = _decode_all([str(r.path) for r in present], cfg.size, cfg.max_image_pixels, cfg.workers, progress)
     decode_s = time.perf_counter() - t_decode
     bad: list[dict] = []
     ok: list[Record] = []
@@ -268,6 +297,7 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
             "by_label": dict(Counter(r.label for r in records)),
             "patients": len({r.patient_group for r in records}),
             "missing_files": len(missing), "bad_files": len(bad), "duplicates_dropped": len(dropped),
+            "outside_source": sum(c["outside_source"] for c in per_collection.values()),
             "problems": len(problems),
         },
         "collections": per_collection,

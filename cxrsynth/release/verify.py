@@ -1,34 +1,62 @@
-"""``cxrsynth verify DIR``: is this release folder whole, consistent and free of identifiers?
+"""``cxrsynth verify DIR``: is this release folder whole, consistent, free of identifiers, and nothing else?
 
-Checks, each reported as one problem line naming the file:
-- every file is listed in ``SHA256SUMS`` with a matching checksum, and nothing listed is missing;
-- ``manifest.json`` and every ``provenance.jsonl`` line validate against their schemas; ``croissant.json``
-  has the Croissant and RAI fields (and passes mlcroissant when it is installed and asked for);
-- counts agree: manifest, parquet rows, provenance lines, the card's YAML; parquet files match the
-  manifest's list, sizes and checksums; every embedded PNG matches its ``png_sha256``; ids are unique;
-- the card agrees with the manifest (version, licence, configs, counts);
-- no public file names a source record, patient, image key or path (from the private
-  ``identifiers.json`` when given or found beside the release), an absolute path, an RSNA/DICOM-style
-  UUID or an NIH image file name.
+A release is published file by file, so verify judges the folder as an upload would see it. Each problem
+is one line naming the file; a file that cannot be read (truncated parquet, bad UTF-8, broken JSON) is a
+problem line too, never a traceback, so a hostile folder can only make verify fail, never pass.
+
+Checks:
+- **only the release**: every entry is a regular file (no symbolic links, fifos or devices) that the
+  release consists of: the metadata files in ``REQUIRED`` and the parquet shards ``manifest.json`` lists.
+  A copy made by ``hf download --local-dir`` may also hold the Hub's ``.gitattributes`` and its
+  ``.cache/huggingface/`` bookkeeping; those are ignored (and never returned by :func:`publishable_files`);
+- **checksums**: every file is listed in ``SHA256SUMS`` with a matching checksum, nothing listed is missing,
+  and no line names a path that leaves the folder (absolute, ``..``): nothing outside is ever opened;
+- **schemas**: ``manifest.json`` and every ``provenance.jsonl`` line; ``croissant.json`` has the Croissant
+  and RAI fields (and passes mlcroissant when asked);
+- **rows**: parquet files match the manifest's list, sizes and checksums; every row matches its
+  ``provenance.jsonl`` line (config, source_label, translator_id, checkpoint_sha256, png_sha256, seed,
+  code_version, created) and every line has a row; every embedded PNG matches its ``png_sha256`` and no
+  two rows hold the same image;
+- **manifest against rows**: counts per config, the translator (id and generator sha256) and source label
+  of every row's config, the sources' licences against the registry, counts within the plan, the audit
+  no larger than the release;
+- **generated text**: the card (``README.md``) and ``croissant.json`` are what the manifest generates,
+  except the benchmark section of the card (made from a work folder verify does not have): so the
+  counts, translators, licences, audit stamp and the not-for-clinical-use statement cannot be edited;
+- **no leaks**: every file (not a named few), including text chunks of PNGs and of the embedded images,
+  is searched for source record ids, patient ids, image keys and paths (from the private
+  ``identifiers.json``), absolute paths, RSNA/DICOM-style UUIDs and NIH image file names. Without the
+  private identifiers verify fails, unless ``no_identifiers`` is set, and says so.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import json
+import os
 import re
-from collections import Counter
+import stat
+import struct
+import tempfile
+import zlib
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ..errors import SchemaError
-from ..paths import sha256_file
+from ..errors import CxrsynthError, SchemaError
+from ..records import LABELS
 from ..schemas import validate
-from .card import read_front_matter
+from .card import SOURCE_LABEL
+from .sources_meta import SOURCES
 
 REQUIRED = ("README.md", "manifest.json", "provenance.jsonl", "croissant.json", "SHA256SUMS", "sample_grid.png")
+# What `hf download --local-dir` adds beside the files of the repo: the Hub's own .gitattributes and the
+# download cache's bookkeeping. They are not part of the release and are never published by cxrsynth.
+HUB_COPY_FILES = (".gitattributes",)
+HUB_COPY_DIRS = (".cache/huggingface",)
 PATTERNS = {
     "an absolute path": re.compile(r"(?<![\w.])/(?:home|work|root|Users|tmp|mnt|data|var)/[^\s\"']+|[A-Za-z]:\\\\"),
     "a UUID (RSNA patientId / DICOM style)": re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
@@ -36,6 +64,15 @@ PATTERNS = {
 }
 CROISSANT_KEYS = ("@context", "@type", "conformsTo", "name", "license", "distribution", "recordSet",
                   "rai:dataCollection", "rai:dataBiases", "rai:dataLimitations", "rai:personalSensitiveInformation")
+ROW_FIELDS = ("config", "translator_id", "checkpoint_sha256", "png_sha256", "seed", "code_version", "created")
+MAX_PER_FILE = 20  # row-level problems listed per file before the rest are counted
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"eXIf"}
+MAX_TEXT_INFLATE = 16 << 20  # a compressed PNG text chunk is read up to this size (a zip bomb stops there)
+
+
+class VerifyError(CxrsynthError):
+    """A release folder does not verify (raised by :func:`publishable_files`)."""
 
 
 def find_private(release: Path) -> Path | None:
@@ -43,207 +80,556 @@ def find_private(release: Path) -> Path | None:
     return cand if (cand / "identifiers.json").is_file() else None
 
 
-def verify(release: str | Path, private: str | Path | None = None, croissant_strict: bool = False) -> list[str]:
-    """Return the list of problems (empty when the release is sound)."""
-    root = Path(release)
-    problems: list[str] = []
-    if not root.is_dir():
-        return [f"{root}: release folder not found"]
-    for name in REQUIRED:
-        if not (root / name).is_file():
-            problems.append(f"{name}: missing")
-    if not list((root / "data").glob("*.parquet")):
-        problems.append("data/: no parquet shards")
-    sums_problems, verified = _check_sums(root)
-    problems += sums_problems
-    manifest = _load_json(root / "manifest.json", problems)
-    if manifest is None:
-        return problems
+def verify(release: str | Path, private: str | Path | None = None, croissant_strict: bool = False,
+           no_identifiers: bool = False) -> list[str]:
+    """Return the list of problems (empty when the release is sound).
+
+    ``private`` is the folder holding ``identifiers.json`` (default: ``RELEASE.private`` beside it). Without
+    one the source-identifier scan cannot run and that is a problem, unless ``no_identifiers`` is set.
+    """
+    return _Verifier(Path(release), private, croissant_strict, no_identifiers).run()
+
+
+def publishable_files(release: str | Path, private: str | Path | None = None, no_identifiers: bool = False,
+                      croissant_strict: bool = False) -> list[Path]:
+    """The files to upload: exactly the release's files (metadata + the manifest's shards), after every check
+    of :func:`verify` passed; raises :class:`VerifyError` naming the first problem otherwise.
+
+    Push uploads this list and nothing else, so no stray, linked or private file can ride along.
+    """
+    v = _Verifier(Path(release), private, croissant_strict, no_identifiers)
+    problems = v.run()
+    if problems:
+        raise VerifyError(f"the release does not verify ({len(problems)} problems, first: {problems[0]})",
+                          release, "run `cxrsynth verify` and fix it first")
+    return [v.root / rel for rel in sorted(v.expected)]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
+def _bad_relpath(rel: str) -> str | None:
+    """Why ``rel`` (a SHA256SUMS path) could lead outside the folder, or None when it cannot."""
+    if not rel or "\\" in rel or "\0" in rel or any(ord(c) < 32 for c in rel):
+        return "is not a plain relative path"
+    if rel.startswith("/") or re.match(r"[A-Za-z]:", rel):
+        return "is absolute"
+    if ".." in rel.split("/"):
+        return "leaves the folder ('..')"
+    if any(part in ("", ".") for part in rel.split("/")):
+        return "is not normalised ('.' or '//')"
+    return None
+
+
+@contextlib.contextmanager
+def _open_regular(path: Path):
+    """``path`` opened for reading, refusing a link or special file put there after the folder was listed."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     try:
-        validate(manifest, "release_manifest", "manifest.json")
-    except SchemaError as exc:
-        problems.append(f"manifest.json: {exc.what}")
-        return problems
-    prov_counts, prov_ids = _check_provenance(root, problems)
-    _check_parquet(root, manifest, prov_ids, problems, verified)
-    for config, n in manifest["counts"].items():
-        if config == "all":
-            if n != sum(v for k, v in manifest["counts"].items() if k != "all"):
-                problems.append("manifest.json: counts.all is not the sum of the configs")
-            continue
-        if manifest["configs"].get(config, {}).get("num_examples") != n:
-            problems.append(f"manifest.json: counts.{config} disagrees with configs.{config}.num_examples")
-        if prov_counts.get(config, 0) != n:
-            problems.append(f"provenance.jsonl: {prov_counts.get(config, 0)} lines for {config}, manifest says {n}")
-    _check_card(root, manifest, problems)
-    _check_croissant(root, manifest, problems, croissant_strict)
-    priv = Path(private) if private else find_private(root)
-    problems += scan_for_leaks(root, priv)
-    return problems
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            yield fh
+    finally:
+        os.close(fd)
 
 
-def _load_json(path: Path, problems: list[str]):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as exc:
-        problems.append(f"{path.name}: not valid JSON ({exc})")
-        return None
+def _read_regular(path: Path) -> bytes:
+    with _open_regular(path) as fh:
+        return fh.read()
 
 
-def _check_sums(root: Path) -> tuple[list[str], dict[str, str]]:
-    """Problems, and the sha256 of every file that matched its SHA256SUMS line (so nothing is hashed twice)."""
-    sums = root / "SHA256SUMS"
-    if not sums.is_file():
-        return [], {}
-    out, listed, verified = [], {}, {}
-    for i, line in enumerate(sums.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split("  ", 1)
-        if len(parts) != 2 or not re.fullmatch(r"[0-9a-f]{64}", parts[0]):
-            out.append(f"SHA256SUMS: line {i} is malformed")
-            continue
-        listed[parts[1]] = parts[0]
-    for rel, sha in listed.items():
-        path = root / rel
-        if not path.is_file():
-            out.append(f"{rel}: listed in SHA256SUMS but missing")
-        elif sha256_file(path) != sha:
-            out.append(f"{rel}: checksum does not match SHA256SUMS")
-        else:
-            verified[rel] = sha
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_file() and rel != "SHA256SUMS" and rel not in listed:
-            out.append(f"{rel}: not listed in SHA256SUMS")
-    return out, verified
+def _sha256_regular(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with _open_regular(path) as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-def _check_provenance(root: Path, problems: list[str]) -> tuple[Counter, set[str]]:
-    counts: Counter = Counter()
-    ids: set[str] = set()
-    path = root / "provenance.jsonl"
-    if not path.is_file():
-        return counts, ids
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+def png_text(data: bytes) -> str:
+    """The text a PNG carries besides its pixels (tEXt, zTXt, iTXt, eXIf chunks), decompressed.
+
+    Those chunks can hold any string (a source path, a patient id); compressed ones are invisible to a
+    search of the raw bytes. Returns "" for anything that is not a PNG.
+    """
+    if not data.startswith(PNG_SIGNATURE):
+        return ""
+    out, pos = [], len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        start, pos = pos + 8, pos + 12 + length
+        if ctype == b"IEND":
+            break
+        if ctype not in PNG_TEXT_CHUNKS:
+            continue  # pixels and the like: not copied, not searched
+        body = data[start:start + length]
+        key, _, rest = body.partition(b"\0")
+        # zTXt: keyword\0 method data; iTXt: keyword\0 flag method language\0 translated\0 data
+        if ctype == b"zTXt" or (ctype == b"iTXt" and rest[:1] == b"\1"):
+            payload = rest[1:] if ctype == b"zTXt" else rest[2:].split(b"\0", 2)[-1]
+            try:
+                body = key + b" " + zlib.decompressobj().decompress(payload, MAX_TEXT_INFLATE)
+            except zlib.error:
+                pass  # not inflatable: its raw bytes are searched
+        out.append(body.decode("utf-8", "replace"))
+    return "\n".join(out)
+
+
+class _Verifier:
+    """One pass over one release folder; ``problems`` gathers every finding in order."""
+
+    def __init__(self, root: Path, private, croissant_strict: bool, no_identifiers: bool):
+        self.root, self.private = root, private
+        self.croissant_strict, self.no_identifiers = croissant_strict, no_identifiers
+        self.problems: list[str] = []
+        self.files: dict[str, Path] = {}  # every regular file found (rel -> path), listed or not
+        self.verified: dict[str, str] = {}  # rel -> sha256, files that matched their SHA256SUMS line
+        self.expected: set[str] = set()  # the files the release consists of
+        self.parquet_text: dict[str, list[str]] = {}  # rel -> the strings a shard publishes (read once)
+
+    def add(self, text: str) -> None:
+        self.problems.append(text)
+
+    def guarded(self, name: str, fn, *args):
+        """Run one check; anything it raises becomes one problem line about ``name`` (verify fails closed)."""
         try:
-            rec = json.loads(line)
-            validate(rec, "provenance", f"provenance.jsonl line {i}")
-        except (ValueError, SchemaError) as exc:
-            problems.append(f"provenance.jsonl: line {i}: {getattr(exc, 'what', exc)}")
-            continue
-        if rec["id"] in ids:
-            problems.append(f"provenance.jsonl: line {i}: id {rec['id']} repeated")
-        ids.add(rec["id"])
-        counts[rec["config"]] += 1
-    return counts, ids
+            return fn(*args)
+        except CxrsynthError as exc:
+            self.add(f"{name}: {exc.one_line()}")
+        except Exception as exc:  # a hostile file may break any reader; it is a failed check, not a crash
+            self.add(f"{name}: cannot be read ({_first_line(exc)})")
+        return None
 
+    def read(self, rel: str) -> bytes | None:
+        return _read_regular(self.files[rel]) if rel in self.files else None
 
-def _check_parquet(root: Path, manifest: dict, prov_ids: set[str], problems: list[str],
-                   verified: dict[str, str]) -> None:
-    listed = {f["path"]: f for f in manifest["files"]}
-    present = {p.relative_to(root).as_posix() for p in (root / "data").glob("*.parquet")}
-    for rel in sorted(set(listed) - present):
-        problems.append(f"{rel}: in manifest.json but missing")
-    for rel in sorted(present - set(listed)):
-        problems.append(f"{rel}: not in manifest.json")
-    seen: set[str] = set()
-    for rel in sorted(set(listed) & present):
-        path, meta = root / rel, listed[rel]
-        sha = verified.get(rel) or sha256_file(path)
+    def read_json(self, rel: str):
+        """The parsed file, or None when it is absent (reported once, as missing) or not JSON (reported here)."""
+        data = self.read(rel)
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            self.add(f"{rel}: not valid JSON ({exc})")
+            return None
+
+    def run(self) -> list[str]:
+        root = self.root
+        if root.is_symlink() or not root.is_dir():
+            return [f"{root}: release folder not found (or a symbolic link)"]
+        self.guarded(".", self._inventory)
+        for name in REQUIRED:
+            if name not in self.files:
+                self.add(f"{name}: missing")
+        if not any(r.startswith("data/") and r.endswith(".parquet") for r in self.files):
+            self.add("data/: no parquet shards")
+        self.guarded("SHA256SUMS", self._check_sums)
+        manifest = self.guarded("manifest.json", self._manifest)
+        if manifest is not None:
+            self.expected = set(REQUIRED) | {f["path"] for f in manifest["files"]}
+            for rel in sorted(set(self.files) - self.expected):
+                self.add(f"{rel}: not a file of the release (manifest.json does not list it)")
+            prov = self.guarded("provenance.jsonl", self._provenance) or {}
+            rows = self.guarded("data/", self._check_parquet, manifest, prov)
+            if rows is not None:
+                self.guarded("manifest.json", self._check_against_rows, manifest, prov, rows)
+            self.guarded("README.md", self._check_card, manifest)
+            self.guarded("croissant.json", self._check_croissant, manifest)
+        self._scan_leaks()
+        return self.problems
+
+    # -- the folder -------------------------------------------------------------------------------------
+
+    def _inventory(self) -> None:
+        """Every entry under the root, without following links: regular files are kept, the rest reported."""
+        def walk(folder: str, prefix: str) -> None:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as exc:
+                self.add(f"{prefix or '.'}: cannot be listed ({_first_line(exc)})")
+                return
+            for e in entries:
+                rel = prefix + e.name
+                if e.is_symlink():
+                    self.add(f"{rel}: is a symbolic link (to {os.readlink(e.path)}); "
+                             "a release holds only regular files")
+                elif e.is_dir(follow_symlinks=False):
+                    if rel not in HUB_COPY_DIRS:
+                        walk(e.path, rel + "/")
+                elif e.is_file(follow_symlinks=False):
+                    if rel not in HUB_COPY_FILES:
+                        self.files[rel] = Path(e.path)
+                else:
+                    self.add(f"{rel}: not a regular file (a fifo, socket or device); a release holds only regular files")
+
+        walk(str(self.root), "")
+
+    def _check_sums(self) -> None:
+        data = self.read("SHA256SUMS")
+        if data is None:
+            return
+        listed: dict[str, str] = {}
+        for i, line in enumerate(data.decode("utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split("  ", 1)
+            if len(parts) != 2 or not re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+                self.add(f"SHA256SUMS: line {i} is malformed")
+                continue
+            sha, rel = parts
+            why = _bad_relpath(rel)
+            if why:
+                self.add(f"SHA256SUMS: line {i} names a path that {why} ({rel[:80]}); nothing outside the release is read")
+            elif rel in listed:
+                self.add(f"SHA256SUMS: line {i} lists {rel} again")
+            else:
+                listed[rel] = sha
+        for rel, sha in listed.items():
+            if rel not in self.files:
+                if not os.path.lexists(self.root / rel):
+                    self.add(f"{rel}: listed in SHA256SUMS but missing")
+            else:
+                got = self.guarded(rel, _sha256_regular, self.files[rel])
+                if got is not None and got != sha:
+                    self.add(f"{rel}: checksum does not match SHA256SUMS")
+                elif got is not None:
+                    self.verified[rel] = sha
+        for rel in sorted(self.files):
+            if rel != "SHA256SUMS" and rel not in listed:
+                self.add(f"{rel}: not listed in SHA256SUMS")
+
+    def _manifest(self) -> dict | None:
+        manifest = self.read_json("manifest.json")
+        if manifest is None:
+            return None
+        try:
+            validate(manifest, "release_manifest", "manifest.json")
+        except SchemaError as exc:
+            self.add(f"manifest.json: {exc.what}")
+            return None
+        for f in manifest["files"]:
+            why = _bad_relpath(f["path"])
+            if why or not (f["path"].startswith("data/") and f["path"].endswith(".parquet")):
+                self.add(f"manifest.json: file {f['path'][:80]!r} is not a data/*.parquet path inside the release")
+                return None
+        return manifest
+
+    # -- rows ---------------------------------------------------------------------------------------------
+
+    def _provenance(self) -> dict[str, dict]:
+        data = self.read("provenance.jsonl")
+        prov: dict[str, dict] = {}
+        if data is None:
+            return prov
+        for i, line in enumerate(data.decode("utf-8").splitlines(), 1):
+            try:
+                rec = json.loads(line)
+                validate(rec, "provenance", f"provenance.jsonl line {i}")
+            except (ValueError, SchemaError) as exc:
+                self.add(f"provenance.jsonl: line {i}: {getattr(exc, 'what', exc)}")
+                continue
+            if rec["id"] in prov:
+                self.add(f"provenance.jsonl: line {i}: id {rec['id']} repeated")
+            prov[rec["id"]] = rec
+        return prov
+
+    def _check_parquet(self, manifest: dict, prov: dict[str, dict]) -> dict[str, dict]:
+        """Check every shard against the manifest and every row against provenance; returns the rows' public
+        fields by id (image bytes left out) for the manifest checks."""
+        listed = {f["path"]: f for f in manifest["files"]}
+        present = {r for r in self.files if r.startswith("data/") and r.endswith(".parquet")}
+        for rel in sorted(set(listed) - present):
+            self.add(f"{rel}: in manifest.json but missing")
+        rows: dict[str, dict] = {}
+        by_image: dict[str, str] = {}
+        for rel in sorted(set(listed) & present):
+            self.guarded(rel, self._check_shard, rel, listed[rel], prov, rows, by_image)
+        orphans = sorted(set(prov) - set(rows))
+        for pid in orphans[:MAX_PER_FILE]:
+            self.add(f"provenance.jsonl: id {pid} has no row in the parquet shards")
+        if len(orphans) > MAX_PER_FILE:
+            self.add(f"provenance.jsonl: ... and {len(orphans) - MAX_PER_FILE} more ids without a row")
+        return rows
+
+    def _check_shard(self, rel: str, meta: dict, prov: dict[str, dict], rows: dict[str, dict],
+                     by_image: dict[str, str]) -> None:
+        path = self.files[rel]
+        sha = self.verified.get(rel) or _sha256_regular(path)
         if path.stat().st_size != meta["num_bytes"] or sha != meta["sha256"]:
-            problems.append(f"{rel}: size or checksum differs from manifest.json")
-        try:
-            pf = pq.ParquetFile(path)
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            problems.append(f"{rel}: unreadable parquet ({exc})")
-            continue
-        if pf.metadata.num_rows != meta["num_rows"]:
-            problems.append(f"{rel}: {pf.metadata.num_rows} rows, manifest says {meta['num_rows']}")
-        for batch in pf.iter_batches(batch_size=256, columns=["id", "image", "png_sha256", "config"]):
-            for row in batch.to_pylist():
-                if row["id"] in seen:
-                    problems.append(f"{rel}: id {row['id']} repeated")
-                seen.add(row["id"])
-                if prov_ids and row["id"] not in prov_ids:
-                    problems.append(f"{rel}: id {row['id']} has no provenance")
-                if hashlib.sha256(row["image"]["bytes"]).hexdigest() != row["png_sha256"]:
-                    problems.append(f"{rel}: image {row['id']} does not match its png_sha256")
-                if row["image"]["path"] != f"{row['id']}.png" or not rel.startswith(f"data/{row['config']}-"):
-                    problems.append(f"{rel}: row {row['id']} has a wrong path or config")
-
-
-def _check_card(root: Path, manifest: dict, problems: list[str]) -> None:
-    card = root / "README.md"
-    if not card.is_file():
-        return
-    fm = read_front_matter(card)
-    if not fm:
-        problems.append("README.md: no YAML front matter")
-        return
-    meta = fm.get("cxrsynth", {})
-    if meta.get("version") != manifest["version"]:
-        problems.append(f"README.md: version {meta.get('version')} disagrees with manifest {manifest['version']}")
-    if meta.get("counts") != manifest["counts"]:
-        problems.append("README.md: counts disagree with manifest.json")
-    if fm.get("license") != manifest["license"]:
-        problems.append("README.md: licence disagrees with manifest.json")
-    names = {c["config_name"] for c in fm.get("configs", [])}
-    if names != set(manifest["configs"]) | {"all"}:
-        problems.append(f"README.md: configs {sorted(names)} disagree with manifest.json")
-    for info in fm.get("dataset_info", []):
-        want = manifest["counts"].get(info.get("config_name"))
-        got = sum(s.get("num_examples", 0) for s in info.get("splits", []))
-        if want != got:
-            problems.append(f"README.md: dataset_info {info.get('config_name')} says {got} examples, manifest {want}")
-    body = card.read_text()
-    if f"{manifest['counts']['all']:,}" not in body:
-        problems.append("README.md: the body does not state the total count of the manifest")
-
-
-def _check_croissant(root: Path, manifest: dict, problems: list[str], strict: bool) -> None:
-    cr = _load_json(root / "croissant.json", problems)
-    if cr is None:
-        return
-    for key in CROISSANT_KEYS:
-        if key not in cr:
-            problems.append(f"croissant.json: lacks {key}")
-    if cr.get("version") != manifest["version"]:
-        problems.append("croissant.json: version disagrees with manifest.json")
-    if strict:
-        import mlcroissant as mlc
-
-        try:
-            mlc.Dataset(jsonld=str(root / "croissant.json"))
-        except Exception as exc:  # mlcroissant raises ValidationError and others
-            problems.append(f"croissant.json: mlcroissant validation failed ({str(exc).splitlines()[0][:300]})")
-
-
-def _public_texts(root: Path):
-    for name in ("README.md", "manifest.json", "provenance.jsonl", "croissant.json", "SHA256SUMS"):
-        if (root / name).is_file():
-            yield name, (root / name).read_text(errors="replace")
-    for path in sorted((root / "data").glob("*.parquet")):
+            self.add(f"{rel}: size or checksum differs from manifest.json")
         pf = pq.ParquetFile(path)
-        meta = json.dumps({k.decode(errors="replace"): v.decode(errors="replace")
-                           for k, v in (pf.schema_arrow.metadata or {}).items()})
-        strings = [meta]
-        # every column but the image bytes: of the image struct only its `path` leaf is read
-        cols = [c for c in pf.schema_arrow.names if c != "image"] + ["image.path"]
-        for batch in pf.iter_batches(batch_size=1024, columns=cols):
-            strings += [json.dumps(r) for r in batch.to_pylist()]
-        yield path.relative_to(root).as_posix(), "\n".join(strings)
+        if pf.metadata.num_rows != meta["num_rows"]:
+            self.add(f"{rel}: {pf.metadata.num_rows} rows, manifest says {meta['num_rows']}")
+        found: list[str] = []
+        strings = _schema_strings(pf)
+        for batch in pf.iter_batches(batch_size=256):
+            for row in batch.to_pylist():
+                found += self._check_row(rel, row, prov, rows, by_image)
+                strings += _row_strings(row)
+        self.parquet_text[rel] = strings
+        for text in found[:MAX_PER_FILE]:
+            self.add(f"{rel}: {text}")
+        if len(found) > MAX_PER_FILE:
+            self.add(f"{rel}: ... and {len(found) - MAX_PER_FILE} more row problems")
+
+    @staticmethod
+    def _check_row(rel: str, row: dict, prov: dict[str, dict], rows: dict[str, dict],
+                   by_image: dict[str, str]) -> list[str]:
+        rid, out = row.get("id"), []
+        image = row.get("image") or {}
+        data = image.get("bytes") or b""
+        if rid in rows:
+            out.append(f"id {rid} repeated")
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != row.get("png_sha256"):
+            out.append(f"image {rid} does not match its png_sha256")
+        if digest in by_image:
+            out.append(f"image {rid} is the same image as {by_image[digest]}")
+        by_image.setdefault(digest, rid)
+        if image.get("path") != f"{rid}.png" or not rel.startswith(f"data/{row.get('config')}-"):
+            out.append(f"row {rid} has a wrong path or config")
+        public = {k: v for k, v in row.items() if k != "image"}
+        for k in ("label", "source_label"):
+            v = public.get(k)
+            public[k] = LABELS[v] if isinstance(v, int) and 0 <= v < len(LABELS) else v
+        if public.get("label") != "covid":
+            out.append(f"row {rid} has label {public.get('label')!r}, not covid")
+        p = prov.get(rid)
+        if p is None:
+            out.append(f"id {rid} has no provenance")
+        else:
+            differ = [k for k in (*ROW_FIELDS, "source_label") if public.get(k) != p.get(k)]
+            if differ:
+                out.append(f"row {rid} disagrees with provenance.jsonl on {', '.join(differ)}")
+        rows[rid] = public
+        return out
+
+    def _check_against_rows(self, manifest: dict, prov: dict, rows: dict[str, dict]) -> None:
+        """What the manifest says about the data (counts, translators, source labels, sources, plan, audit)."""
+        counts = manifest["counts"]
+        if counts.get("all") != sum(v for k, v in counts.items() if k != "all"):
+            self.add("manifest.json: counts.all is not the sum of the configs")
+        row_counts = Counter(r["config"] for r in rows.values())
+        prov_counts = Counter(p["config"] for p in prov.values())
+        for config in sorted(set(counts) - {"all"} | set(row_counts) | set(manifest["configs"])):
+            n = counts.get(config, 0)
+            if manifest["configs"].get(config, {}).get("num_examples") != n:
+                self.add(f"manifest.json: counts.{config} disagrees with configs.{config}.num_examples")
+            if prov_counts.get(config, 0) != n:
+                self.add(f"provenance.jsonl: {prov_counts.get(config, 0)} lines for {config}, manifest says {n}")
+            if row_counts.get(config, 0) != n:
+                self.add(f"manifest.json: counts.{config} is {n}, the parquet shards hold {row_counts.get(config, 0)} rows")
+        translators = defaultdict(set)
+        for t in manifest["translators"]:
+            translators[t.get("config")].add((t.get("translator_id"), t.get("generator_sha256")))
+        if set(translators) != set(manifest["configs"]):
+            self.add(f"manifest.json: translators are for {sorted(map(str, translators))}, configs are "
+                     f"{sorted(manifest['configs'])}")
+        seen_tr: dict[str, set] = defaultdict(set)
+        wrong_source: Counter = Counter()
+        for r in rows.values():
+            seen_tr[r["config"]].add((r.get("translator_id"), r.get("checkpoint_sha256")))
+            if SOURCE_LABEL.get(r["config"]) != r.get("source_label"):
+                wrong_source[r["config"]] += 1
+        for config, used in sorted(seen_tr.items()):
+            if used != translators.get(config, set()):
+                self.add(f"manifest.json: the {config} rows were made by {sorted(t[0] for t in used)}, the manifest "
+                         f"names {sorted(str(t[0]) for t in translators.get(config, set()))}")
+        for config, n in sorted(wrong_source.items()):
+            self.add(f"data/: {n} {config} rows do not have source_label {SOURCE_LABEL.get(config)}")
+        for s in manifest["sources"]:
+            reg = SOURCES.get(s.get("source"))
+            if reg is None:
+                self.add(f"manifest.json: unknown source {s.get('source')!r}")
+                continue
+            for key in ("name", "url", "licence", "citation"):
+                if s.get(key) != reg[key]:
+                    self.add(f"manifest.json: sources {s['source']} {key} differs from the source registry")
+        planned = (manifest.get("plan") or {}).get("planned") or {}
+        for config, n in planned.items():
+            if counts.get(config, 0) > n:
+                self.add(f"manifest.json: {counts.get(config)} {config} images, more than the {n} planned")
+        # the audit may have been run before images it flagged were removed: those are counted in `filtered`
+        audited = ((manifest.get("audit") or {}).get("linkage") or {}).get("n")
+        removed = (manifest.get("filtered") or {}).get("removed") or 0
+        if isinstance(audited, int) and audited > counts.get("all", 0) + removed:
+            self.add(f"manifest.json: the audit covers {audited} images, the release has {counts.get('all')} "
+                     f"and removed {removed}")
+
+    # -- generated text -------------------------------------------------------------------------------------
+
+    def _check_card(self, manifest: dict) -> None:
+        data = self.read("README.md")
+        if data is None:
+            return
+        text = data.decode("utf-8")
+        fm = read_front_matter_text(text)
+        if not fm:
+            self.add("README.md: no YAML front matter")
+            return
+        meta = fm.get("cxrsynth", {})
+        if meta.get("version") != manifest["version"]:
+            self.add(f"README.md: version {meta.get('version')} disagrees with manifest {manifest['version']}")
+        if meta.get("counts") != manifest["counts"]:
+            self.add("README.md: counts disagree with manifest.json")
+        if fm.get("license") != manifest["license"]:
+            self.add("README.md: licence disagrees with manifest.json")
+        names = {c.get("config_name") for c in fm.get("configs", [])}
+        if names != set(manifest["configs"]) | {"all"}:
+            self.add(f"README.md: configs {sorted(map(str, names))} disagree with manifest.json")
+        for info in fm.get("dataset_info", []):
+            want = manifest["counts"].get(info.get("config_name"))
+            got = sum(s.get("num_examples", 0) for s in info.get("splits", []))
+            if want != got:
+                self.add(f"README.md: dataset_info {info.get('config_name')} says {got} examples, manifest {want}")
+        if f"{manifest['counts']['all']:,}" not in text:
+            self.add("README.md: the body does not state the total count of the manifest")
+        if "**Not for clinical use.**" not in text:
+            self.add("README.md: the not-for-clinical-use statement is missing")
+        head, tail = expected_card(manifest)
+        where = _first_difference(text, head, tail)
+        if where:
+            self.add(f"README.md: {where}; the card must be what manifest.json generates (cxrsynth "
+                     f"{manifest['code_version']} made it)")
+
+    def _check_croissant(self, manifest: dict) -> None:
+        cr = self.read_json("croissant.json")
+        if cr is None:
+            return
+        for key in CROISSANT_KEYS:
+            if key not in cr:
+                self.add(f"croissant.json: lacks {key}")
+        if cr.get("version") != manifest["version"]:
+            self.add("croissant.json: version disagrees with manifest.json")
+        from .croissant import make_croissant
+
+        want = json.loads(json.dumps(make_croissant(manifest), default=str))
+        differ = sorted(k for k in set(want) | set(cr) if want.get(k) != cr.get(k))
+        if differ:
+            self.add(f"croissant.json: {', '.join(differ[:5])} differ from what manifest.json generates")
+        if self.croissant_strict:
+            import mlcroissant as mlc
+
+            try:
+                mlc.Dataset(jsonld=str(self.files["croissant.json"]))
+            except Exception as exc:  # mlcroissant raises ValidationError and others
+                self.add(f"croissant.json: mlcroissant validation failed ({str(exc).splitlines()[0][:300]})")
+
+    # -- leaks ----------------------------------------------------------------------------------------------
+
+    def _identifiers(self) -> dict[str, list[str]]:
+        if self.no_identifiers and not self.private:
+            return {}
+        priv = Path(self.private) if self.private else find_private(self.root)
+        if priv is None:
+            self.add(f"{self.root.name}.private/identifiers.json: not found beside the release, so the scan for "
+                     "source record ids, patient ids and paths cannot run; pass --private DIR, or --no-identifiers "
+                     "to verify without it")
+            return {}
+        ident = self.guarded(f"{priv / 'identifiers.json'}", _identifiers, priv)
+        return ident or {}
+
+    def _scan_leaks(self) -> None:
+        ident = self._identifiers()
+        for rel in sorted(self.files):
+            text = self.guarded(rel, self._public_text, rel)
+            if text is None:
+                continue
+            for hit in leaks_in(text, ident):
+                self.add(f"{rel}: contains {hit}")
+
+    def _public_text(self, rel: str) -> str:
+        """All the text a file publishes. A readable shard: its schema metadata and every value but the
+        image bytes, of which only the PNG text chunks count (read once, by the row checks, or here for a
+        shard the manifest does not list). Anything else, or a shard that cannot be parsed: its bytes, plus
+        PNG text chunks decompressed."""
+        strings = self.parquet_text.get(rel)
+        if strings is None and rel.endswith(".parquet"):
+            try:
+                pf = pq.ParquetFile(self.files[rel])
+                strings = _schema_strings(pf) + [s for b in pf.iter_batches(batch_size=256)
+                                                 for row in b.to_pylist() for s in _row_strings(row)]
+            except Exception:  # unreadable: reported by the shard checks; its raw bytes are searched instead
+                strings = None
+        if strings is not None:
+            return "\n".join([rel, *strings])
+        data = _read_regular(self.files[rel])
+        return "\n".join([rel, data.decode("utf-8", "replace"), png_text(data)])
 
 
-def _identifiers(private: Path | None) -> dict[str, list[str]]:
+def _schema_strings(pf: pq.ParquetFile) -> list[str]:
+    meta = json.dumps({k.decode(errors="replace"): v.decode(errors="replace")
+                       for k, v in (pf.schema_arrow.metadata or {}).items()})
+    return [meta, " ".join(pf.schema_arrow.names)]
+
+
+def _row_strings(row: dict) -> list[str]:
+    """A row's published text: every value but the image bytes, and the text chunks of its PNG."""
+    row = dict(row)
+    image = row.pop("image", None)
+    out = [json.dumps(row, default=str)]
+    if isinstance(image, dict):
+        out += [str(image.get("path")), png_text(image.get("bytes") or b"")]
+    return out
+
+
+def read_front_matter_text(text: str) -> dict:
+    import yaml
+
+    if not text.startswith("---\n"):
+        return {}
+    end = text.find("\n---\n", 4)
+    fm = yaml.safe_load(text[4:end]) if end > 0 else {}
+    return fm if isinstance(fm, dict) else {}
+
+
+BENCHMARK_MARK = "\0cxrsynth-benchmark-section\0"
+
+
+def expected_card(manifest: dict) -> tuple[str, str]:
+    """The card ``manifest`` generates, as the text before and after its benchmark section.
+
+    The benchmark section comes from the work folder's ``benchmark/tables.md``, which verify does not
+    have: a stand-in work folder holding only a marker there splits the card around it.
+    """
+    from .card import render_dataset_card
+
+    with tempfile.TemporaryDirectory(prefix="cxrsynth-verify-") as tmp:
+        (Path(tmp) / "benchmark").mkdir()
+        (Path(tmp) / "benchmark" / "tables.md").write_text(BENCHMARK_MARK)
+        text = render_dataset_card(Path(tmp) / "README.md", manifest, Path(tmp)).read_text()
+    head, _, tail = text.partition(BENCHMARK_MARK)
+    return head, tail
+
+
+def _first_difference(text: str, head: str, tail: str) -> str | None:
+    """Where ``text`` departs from ``head`` + (anything) + ``tail``, as 'line N: ...', or None."""
+    if text.startswith(head) and text[len(head):].endswith(tail):
+        return None
+    got, want = text.splitlines(), head.splitlines()
+    for i, (a, b) in enumerate(zip(got, want), 1):
+        if a != b:
+            return f"line {i} reads {a[:80]!r}, expected {b[:80]!r}"
+    got_tail, want_tail = got[::-1], tail.splitlines()[::-1]
+    for k, (a, b) in enumerate(zip(got_tail, want_tail), 1):
+        if a != b:
+            return f"line {len(got) - k + 1} reads {a[:80]!r}, expected {b[:80]!r}"
+    return "the text around the benchmark section differs in length"
+
+
+def _identifiers(private: Path) -> dict[str, list[str]]:
     """Source identifiers to look for, each kind sorted. Bare numbers under 6 digits (COVID-collection and
     NIH patient ids like "61" or "1300") are left out: they occur in any text as counts and sizes, and alone
     they identify nobody; the images' file names and ids that carry them are checked."""
-    if not (private and (private / "identifiers.json").is_file()):
-        return {}
-    data = json.loads((private / "identifiers.json").read_text())
+    path = private / "identifiers.json"
+    if not path.is_file():
+        raise VerifyError("no identifiers.json in the private folder, so the source-identifier scan cannot run",
+                          private, "pass the release's private folder, or --no-identifiers")
+    data = json.loads(path.read_text())
     out = {}
     for kind in ("record_ids", "patient_ids", "image_keys", "source_paths", "source_roots"):
         vals = {str(x) for x in data.get(kind, []) if x}
@@ -274,21 +660,20 @@ def first_path_in(text: str, paths: list[str]) -> str | None:
     return None
 
 
-def scan_for_leaks(root: Path, private: Path | None) -> list[str]:
-    ident = _identifiers(private)
-    problems = []
-    for name, text in _public_texts(root):
-        for what, pat in PATTERNS.items():
-            m = pat.search(text)
-            if m:
-                problems.append(f"{name}: contains {what} ({m.group(0)[:60]})")
-        tokens = set(TOKEN.findall(text))
-        for kind, values in ident.items():
-            if kind in ("source_paths", "source_roots"):
-                hit = first_path_in(text, [v for v in values if "/" in v])
-                hit = hit or next((v for v in values if "/" not in v and v in tokens), None)
-            else:
-                hit = next((v for v in values if v in tokens), None)
-            if hit:
-                problems.append(f"{name}: contains a source identifier from {kind} ({hit[:40]})")
-    return problems
+def leaks_in(text: str, ident: dict[str, list[str]]) -> list[str]:
+    """What ``text`` gives away: generic patterns, then the private identifiers, one line each."""
+    found = []
+    for what, pat in PATTERNS.items():
+        m = pat.search(text)
+        if m:
+            found.append(f"{what} ({m.group(0)[:60]})")
+    tokens = set(TOKEN.findall(text))
+    for kind, values in ident.items():
+        if kind in ("source_paths", "source_roots"):
+            hit = first_path_in(text, [v for v in values if "/" in v])
+            hit = hit or next((v for v in values if "/" not in v and v in tokens), None)
+        else:
+            hit = next((v for v in values if v in tokens), None)
+        if hit:
+            found.append(f"a source identifier from {kind} ({hit[:40]})")
+    return found

@@ -9,6 +9,8 @@ use because they are broken are listed in ``problems``. Nothing is dropped witho
 from __future__ import annotations
 
 import csv
+import io
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,25 +40,82 @@ class SourceScan:
     listed: set[str] = field(default_factory=set)  # every file path the metadata names, used or not
 
 
-def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+class CsvRows(list):
+    """The data rows of a CSV in file order, as dicts. A row with the wrong number of fields is ``None`` in
+    its place (so that every other row keeps its row number, which the paper split uses) and is described
+    in ``problems``, which the reader passes on to its scan: it is reported, never read shifted."""
+
+    def __init__(self):
+        super().__init__()
+        self.problems: list[Problem] = []
+
+
+def _fits(line: list[str], header: list[str]) -> bool:
+    """Whether a row has the header's fields: exactly, or plus one trailing empty field when the header
+    has no trailing comma but the rows do. (A header with a trailing comma needs rows with one: a row
+    one field short is as likely to have lost a comma in the middle.)"""
+    n = len(header)
+    return len(line) == n or (header[-1] != "" and len(line) == n + 1 and line[-1].strip() == "")
+
+
+def read_csv_rows(path: Path, collection: str = "") -> tuple[list[str], CsvRows]:
     """All rows of a CSV as strings (ids stay strings: '00012' is not 12), header stripped of blanks.
 
-    Upstream files end rows with a trailing comma (an empty last column); that column is dropped.
+    Upstream files end rows with a trailing comma (an empty last column); that column is dropped. Blank
+    lines are skipped. A file that is not UTF-8 or not CSV raises :class:`BadInputError` naming the file
+    and line; a row with the wrong number of fields (an unquoted comma would shift every later column) is
+    left out and reported (see :class:`CsvRows`).
     """
     if not path.is_file():
         raise BadInputError("metadata file not found", path)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise BadInputError("metadata file is not valid UTF-8", f"{path} line {line}",
+                            f"byte {raw[exc.start]:#04x} at offset {exc.start}; save the file as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # a broken quote must not swallow rows
+    rows = CsvRows()
+    try:
         try:
-            header = next(reader)
+            header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise BadInputError("metadata file is empty", path) from None
-        header = [h.strip() for h in header]
-        rows = []
         for line in reader:
-            row = {h: (line[i].strip() if i < len(line) else "") for i, h in enumerate(header) if h}
-            rows.append(row)
+            if not line:
+                continue
+            if not _fits(line, header):
+                rows.problems.append(Problem(collection, str(path), (
+                    f"line {reader.line_num}: {len(line)} fields where the header has {len(header)} (an unquoted "
+                    "comma or a broken quote?); row left out"), len(rows)))
+                rows.append(None)
+                continue
+            rows.append({h: (line[i].strip() if i < len(line) else "") for i, h in enumerate(header) if h})
+    except csv.Error as exc:
+        raise BadInputError(f"metadata file is not valid CSV ({exc})", f"{path} line {reader.line_num}") from None
     return [h for h in header if h], rows
+
+
+def path_problem(root: str | Path, rel: str, resolve: bool = True) -> str | None:
+    """Why the metadata path ``rel`` must not be read under ``root``, or None when it is safe.
+
+    Metadata is input like any other: a row naming ``../x``, ``/etc/hostname`` or a link that resolves
+    outside the source folder would make ingest read (and list in its report) files that are not the
+    data. ``resolve=False`` skips the link check (for paths only named, never opened).
+    """
+    if not rel or "\0" in rel:
+        return "is empty or holds a NUL byte"
+    if os.path.isabs(rel):
+        return "is absolute"
+    if ".." in rel.replace("\\", "/").split("/"):
+        return "climbs out of the source folder with '..'"
+    if resolve:
+        base = os.path.realpath(root)
+        real = os.path.realpath(os.path.join(base, rel))
+        if os.path.commonpath([base, real]) != base:
+            return "is a symbolic link that resolves outside the source folder"
+    return None
 
 
 def parse_age(raw: str | None) -> float | None:

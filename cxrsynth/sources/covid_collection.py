@@ -34,7 +34,7 @@ def detect(root: Path) -> bool:
     meta = root / "metadata.csv"
     if not meta.is_file():
         return False
-    with open(meta, encoding="utf-8-sig") as fh:
+    with open(meta, encoding="utf-8-sig", errors="replace") as fh:  # bad bytes: read_csv_rows names the line
         return "finding" in fh.readline()
 
 
@@ -45,11 +45,13 @@ def is_covid(finding: str) -> bool:
 
 def read(root: Path, cfg: CovidCollectionConfig, collection: str) -> SourceScan:
     meta = root / "metadata.csv"
-    header, rows = read_csv_rows(meta)
+    header, rows = read_csv_rows(meta, collection)
     require_columns(meta, header, {"patientid", "finding", "modality", "view", "filename"})
-    scan = SourceScan(rows_read=len(rows), root=str(root))
+    scan = SourceScan(rows_read=len(rows), root=str(root), problems=list(rows.problems))
     seen: set[str] = set()
     for i, row in enumerate(rows):
+        if row is None:  # wrong number of fields: already a problem
+            continue
         finding, modality, view = row["finding"], row["modality"], row["view"]
         if row["filename"]:
             scan.listed.add(f"{row.get('folder') or 'images'}/{row['filename']}")

@@ -36,9 +36,10 @@ def read(root: Path, cfg: ImageFolderConfig, collection: str) -> SourceScan:
     patients: dict[str, str] = {}
     meta = root / "metadata.csv"
     if meta.is_file():
-        header, rows = read_csv_rows(meta)
+        header, rows = read_csv_rows(meta, collection)
         require_columns(meta, header, {"file_name", "patient_id"})
-        patients = {r["file_name"]: r["patient_id"] for r in rows}
+        scan.problems += rows.problems
+        patients = {r["file_name"]: r["patient_id"] for r in rows if r is not None}
     else:
         scan.notes.append("no metadata.csv: each image is its own patient, so splits are image-level")
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):

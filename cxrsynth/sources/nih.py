@@ -42,11 +42,13 @@ def read(root: Path, cfg: NihConfig, collection: str) -> SourceScan:
     meta = root / "Data_Entry_2017.csv"
     if not meta.is_file():
         meta = root / "Data_Entry_2017_v2020.csv"
-    header, rows = read_csv_rows(meta)
+    header, rows = read_csv_rows(meta, collection)
     require_columns(meta, header, {"Image Index", "Finding Labels", "Patient ID", "Patient Age", "View Position"})
-    scan = SourceScan(rows_read=len(rows), root=str(root))
+    scan = SourceScan(rows_read=len(rows), root=str(root), problems=list(rows.problems))
     seen: set[str] = set()
     for i, row in enumerate(rows):
+        if row is None:  # wrong number of fields: already a problem
+            continue
         key = row["Image Index"]
         scan.listed.add(f"images/{key}")
         label = label_of(row["Finding Labels"], cfg.pneumonia)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..records import Record, make_record_id
-from .base import Problem, SourceScan, norm_sex, parse_age, read_csv_rows, require_columns
+from .base import Problem, SourceScan, norm_sex, parse_age, path_problem, read_csv_rows, require_columns
 
 NAME = "rsna"
 LICENSE = "RSNA Pneumonia Detection Challenge terms (Kaggle); pixels from NIH ChestX-ray14 (CC0)"
@@ -33,12 +33,13 @@ def detect(root: Path) -> bool:
     return (root / "stage_2_train_labels.csv").is_file()
 
 
-def _headers(root: Path) -> dict[str, dict[str, str]]:
+def _headers(root: Path, collection: str, problems: list[Problem]) -> dict[str, dict[str, str]]:
     path = root / "stage_2_train_images_dicom_headers.csv"
     if not path.is_file():
         return {}
-    _, rows = read_csv_rows(path)
-    return {r.get("PatientID", ""): r for r in rows}
+    _, rows = read_csv_rows(path, collection)
+    problems += rows.problems
+    return {r.get("PatientID", ""): r for r in rows if r is not None}
 
 
 def _header_from_dicom(path: Path) -> dict[str, str]:
@@ -54,22 +55,25 @@ def _header_from_dicom(path: Path) -> dict[str, str]:
 
 def read(root: Path, cfg: RsnaConfig, collection: str) -> SourceScan:
     labels_path = root / "stage_2_train_labels.csv"
-    header, rows = read_csv_rows(labels_path)
+    header, rows = read_csv_rows(labels_path, collection)
     require_columns(labels_path, header, {"patientId", "Target"})
+    scan = SourceScan(rows_read=len(rows), root=str(root), problems=list(rows.problems))
     classes: dict[str, str] = {}
     class_path = root / "stage_2_detailed_class_info.csv"
     if class_path.is_file():
-        _, crow = read_csv_rows(class_path)
-        classes = {r["patientId"]: r["class"] for r in crow}
+        _, crow = read_csv_rows(class_path, collection)
+        scan.problems += crow.problems
+        classes = {r["patientId"]: r["class"] for r in crow if r is not None}
     elif cfg.normal == "class-normal":
         from ..errors import BadInputError
 
         raise BadInputError("normal: class-normal needs the class file", class_path)
 
-    scan = SourceScan(rows_read=len(rows), root=str(root))
     by_image: dict[str, list[int]] = defaultdict(list)
     target: dict[str, str] = {}
     for i, row in enumerate(rows):
+        if row is None:  # wrong number of fields: already a problem
+            continue
         pid, t = row["patientId"], row["Target"]
         if not pid or t not in ("0", "1"):
             scan.problems.append(Problem(collection, str(labels_path), f"bad row (patientId {pid!r}, Target {t!r})", i))
@@ -79,7 +83,7 @@ def read(root: Path, cfg: RsnaConfig, collection: str) -> SourceScan:
             continue
         by_image[pid].append(i)
         scan.listed.add(f"{IMAGE_DIR}/{pid}.dcm")
-    headers = _headers(root)
+    headers = _headers(root, collection, scan.problems)
     for pid, row_ids in by_image.items():
         t = target[pid]
         cls = classes.get(pid)
@@ -92,7 +96,7 @@ def read(root: Path, cfg: RsnaConfig, collection: str) -> SourceScan:
             label = "normal"
         rel = f"{IMAGE_DIR}/{pid}.dcm"
         head = headers.get(pid)
-        if head is None and (root / rel).is_file():
+        if head is None and path_problem(root, rel) is None and (root / rel).is_file():
             head = _header_from_dicom(root / rel)
         head = head or {}
         scan.records.append(Record(
