@@ -3,7 +3,10 @@
 #  1. the CUDA training path end to end (bf16 autocast + channels_last, resume), via the CLI;
 #  2. the same through torchrun with NCCL (one process: the multi-GPU code path);
 #  3. bench_translate.py on CUDA: training s/iter per variant, bare forward, generation end to end of
-#     a few thousand images (the 400 sample images repeated, stated in the output).
+#     a few thousand images (the 400 sample images repeated, stated in the output);
+#  4. the `paper` preset: bench_paper_preset.py (update at batch 16, 128 and 256 px, beside the bf16 peak),
+#     then both paper translators trained to completion at 256 px (100 epochs) with their losses, grids and
+#     fp16 generators collected into $OUT/paper-translators.tgz.
 # Expects wheels in .whl/ (what the device image lacks) and 256 px copies of the sample data in
 # .device/data (made by bench/make_device_data.py).
 set -uo pipefail
@@ -27,4 +30,12 @@ $CX generate --configs g_nc --set workers=4 --set encoders=4 --batch-size 32 --j
 echo "== 4. bench"
 python3 bench/bench_translate.py --device cuda --train-iters 20 --repeats 5 --batches 1 8 32 64 \
   --gen-images 3000 --replicate 10 --gen-workers 4 8 --encoders 6 --out "$OUT/bench_cuda.json"
+echo "== 5. paper preset: speed, then both translators to completion at 256 px"
+python3 bench/bench_paper_preset.py --device cuda --iters 10 --out "$OUT/paper_preset_cuda.json"
+for TASK in normal-covid pneumonia-covid; do
+  /usr/bin/time -f "$TASK wall %e s" $CX train --task $TASK --preset paper --size 256 --device cuda \
+    --out /tmp/wd/paper/translators/$TASK --json > "$OUT/paper_$TASK.json"
+done
+python3 bench/collect_translators.py /tmp/wd/paper bench/results/paper-translators-256-cuda && \
+  tar czf "$OUT/paper-translators.tgz" bench/results/paper-translators-256-cuda
 echo "done"
