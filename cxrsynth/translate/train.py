@@ -30,13 +30,14 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..config import to_dict
+from ..config import at_least, positive, to_dict
 from ..device import autocast_dtype, pick_device, use_channels_last
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
+from ..locks import hold
 from ..paths import read_json, write_json
 from ..records import read_records
-from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint, translator_id
 from .losses import GANLoss
 from .networks import PatchDiscriminator, ResnetGenerator, default_blocks, init_weights
 from .pool import ImagePool
@@ -73,10 +74,26 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on for CUDA
 
     def __post_init__(self):
+        # Every number is checked here, so that 0 or a negative value never silently means something
+        # else (max_steps 0 meaning "the full schedule", a negative count meaning "none") or fails
+        # later with a traceback.
+        at_least("size", self.size, 16)
         if self.size % 4:
             raise ConfigError("size must be a multiple of 4", self.size)
-        if self.batch_size < 1 or self.epochs_constant + self.epochs_decay < 1:
-            raise ConfigError("batch_size and the number of epochs must be positive", (self.batch_size,))
+        for name in ("base", "batch_size", "save_every", "sample_every", "keep_checkpoints"):
+            at_least(name, getattr(self, name), 1)
+        if self.blocks is not None:
+            at_least("blocks", self.blocks, 1, "leave it out for the default (9 at >= 256 px, 6 below)")
+        if self.max_steps is not None:
+            at_least("max_steps", self.max_steps, 1, "leave it out to train the whole schedule")
+        for name in ("epochs_constant", "epochs_decay", "pool_size", "lambda_cycle", "lambda_identity", "seed"):
+            at_least(name, getattr(self, name), 0)
+        if self.epochs_constant + self.epochs_decay < 1:
+            raise ConfigError("epochs_constant + epochs_decay must be at least 1",
+                              (self.epochs_constant, self.epochs_decay))
+        positive("lr", self.lr)
+        if not 0 <= self.beta1 < 1:
+            raise ConfigError("beta1 must be in [0, 1)", self.beta1)
 
     @property
     def n_blocks(self) -> int:
@@ -287,6 +304,30 @@ def _rewrite_csv(path: Path, upto_step: int) -> None:
     os.replace(tmp, path)
 
 
+def _one_run_at_a_time(fn):
+    """Hold ``<run folder>/.train.lock`` (``locks.py``) while ``fn`` runs, so that a second process
+    training into the same folder stops at once, naming the first one's pid. Under torchrun rank 0
+    holds it for all ranks."""
+    import functools
+    import inspect
+
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        run_dir = Path(a["out_dir"]) if a.get("out_dir") else Path(a["workdir"]) / "translators" / a["cfg"].task
+        if int(os.environ.get("RANK", "0")) != 0:
+            return fn(*args, **kwargs)
+        with hold(run_dir, "train", "this translator run folder"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_one_run_at_a_time
 def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: str | Path | None = None,
           progress: bool = False) -> dict:
     """Train one translator; returns the training report (also written to ``train_report.json``)."""
@@ -405,7 +446,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
         info = export_generator(nets["G_A"], run_dir / "generator.safetensors", arch, extra)
         export_generator(nets["G_B"], run_dir / "private" / "reverse_generator.safetensors", arch,
                          dict(extra, translates={"from": "covid", "to": cfg.task.split("-")[0]}))
-        report["translator_id"] = f"{cfg.task}-{info['sha256'][:12]}"
+        report["translator_id"] = translator_id(cfg.task, info)
         report["generator_sha256"] = info["sha256"]
         write_json(run_dir / "train_report.json", report)
         from ..cards import render_translator_card
