@@ -123,7 +123,7 @@ def checkpoint_problem(path: Path) -> str | None:
         if not tfile.is_file():
             return "tensors.safetensors is missing"
         if sha256_file(tfile) != state.get("tensors_sha256"):
-            return "tensors.safetensors does not match its checksum"
+            return "its tensors do not match their checksum"
     except (OSError, ValueError, CxrsynthError) as exc:  # read_json: DataNotFoundError when missing
         return f"state.json is missing or unreadable ({exc.__class__.__name__})"
     return None
@@ -136,6 +136,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     a deleted folder or a damaged file must not send ``--resume`` back to step 0: every ``step-*``
     folder is a candidate, newest first, and the first whose tensors match their checksum wins. When
     that is not the one ``latest.json`` names, or newer folders are skipped, it says so on stderr.
+    Raises :class:`CheckpointError` when there are checkpoints but none is intact.
     """
     ckpt_root = Path(run_dir) / "checkpoints"
     pointer = ckpt_root / "latest.json"
@@ -152,11 +153,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
             skipped.append(f"{path.name} ({problem})")
             continue
         if skipped or (named is not None and named != path.name):
-            why = "; ".join(skipped) if skipped else f"latest.json names {named}, which is not there"
+            why = "; ".join(skipped) if skipped else f"latest.json names {named}, but this is the newest intact one"
             print(f"cxrsynth: resuming from {path} instead: {why}", file=sys.stderr)
         return path
     if skipped:
-        print(f"cxrsynth: no intact checkpoint in {ckpt_root}: {'; '.join(skipped)}", file=sys.stderr)
+        # Starting again from step 0 over damaged checkpoints is a choice for a person, not a default.
+        raise CheckpointError(f"no intact checkpoint in this run: {'; '.join(skipped)}", ckpt_root,
+                              "move the damaged step-* folders aside (or the whole checkpoints folder to start over)")
     return None
 
 
