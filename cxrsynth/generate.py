@@ -184,7 +184,7 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
     with contextlib.ExitStack() as locks:
         # One run at a time per work folder; the ranks of one run share the folder lock and each
         # holds its own rank lock, so two processes never make the same shard.
-        what = "the work folder's generated images"
+        what = f"the generated images folder {out}"
         locks.enter_context(hold(out, "generate", what, shared=world > 1))
         if world > 1:
             locks.enter_context(hold(out, f"generate-rank{rank}", f"{what} (rank {rank})"))
