@@ -491,7 +491,8 @@ _OS_HINTS = {
 
 def _os_error(exc: OSError) -> str:
     """``<reason> (<path>); <what to do>``; the path is the command's destination when the OS gave none."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
+    # the system's words for the errno: pyarrow's strerror is "Error writing bytes to file. Detail: ..."
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc) or type(exc).__name__)
     where = exc.filename if exc.filename is not None else (f"writing under {_DESTINATION[-1]}" if _DESTINATION else None)
     text = reason + (f" ({where})" if where is not None else "")
     hint = _OS_HINTS.get(exc.errno)
