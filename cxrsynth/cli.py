@@ -48,6 +48,13 @@ def _writes_to(folder: Path, what: str) -> Path:
     return check_writable(folder, what)
 
 
+def _one_writer(folder: Path, name: str, what: str):
+    """An exclusive lock on ``folder`` for a stage whose own module takes none (``locks.hold``)."""
+    from .locks import hold
+
+    return hold(folder, name, what)
+
+
 def _task_paths(items: tuple[str, ...], option: str) -> dict[str, str]:
     """``TASK=PATH`` items, parsed and checked once: a known task, a path that exists, each task once."""
     from .splits import TASKS
@@ -119,7 +126,8 @@ def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
     extra = [f"workers={workers}"] if workers is not None else []
     cfg = resolve(IngestConfig, config_file, list(overrides) + extra)
     _writes_to(_workdir(ctx), "work folder")
-    result = run(roots, cfg, _workdir(ctx), list(formats) or None, progress=sys.stderr.isatty())
+    with _one_writer(_workdir(ctx), "ingest", "the work folder's record table"):
+        result = run(roots, cfg, _workdir(ctx), list(formats) or None, progress=sys.stderr.isatty())
     if as_json:
         _echo_json(result.report["totals"])
         return
@@ -392,12 +400,13 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
     cfg = resolve(BenchmarkConfig, config_file, list(overrides) + extra)
     trans = _task_paths(translators, "--translator")
     out = _writes_to(Path(out_dir) if out_dir else _workdir(ctx) / "benchmark", "benchmark output folder")
-    if eval_only:
-        if len(cfg.tasks) != 1:
-            raise click.UsageError("--eval-only needs exactly one --task")
-        summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg)
-    else:
-        summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=sys.stderr.isatty())
+    if eval_only and len(cfg.tasks) != 1:
+        raise click.UsageError("--eval-only needs exactly one --task")
+    with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
+        if eval_only:
+            summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg)
+        else:
+            summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=sys.stderr.isatty())
     if summary.get("warning"):
         click.echo(f"WARNING: {summary['warning']}", err=True)
     click.echo((out / "tables.md").read_text())
@@ -429,8 +438,9 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, config
     extra = ([f"embedding={embedding}"] if embedding is not None else []) + \
         ([f"exclude_closest={exclude_closest}"] if exclude_closest is not None else [])
     cfg = resolve(AuditConfig, config_file, list(overrides) + extra)
-    _writes_to(Path(out_dir) if out_dir else _workdir(ctx) / "audit", "audit output folder")
-    result = run(release_dir, _workdir(ctx), cfg, private, out_dir)
+    out = _writes_to(Path(out_dir) if out_dir else _workdir(ctx) / "audit", "audit output folder")
+    with _one_writer(out, "audit", f"the audit folder {out}"):
+        result = run(release_dir, _workdir(ctx), cfg, private, out_dir)
     if as_json:
         _echo_json(result["summary"])
         return

@@ -48,7 +48,8 @@ from .locks import hold
 from .paths import atomic_write, read_json, sha256_file, write_json
 from .records import read_records
 from .schemas import validate
-from .translate.checkpoint import load_generator, translator_id as translator_name
+from .translate.checkpoint import load_generator
+from .translate.checkpoint import translator_id as translator_name
 
 CONFIG_TASK = {"g_nc": "normal-covid", "g_pc": "pneumonia-covid"}
 

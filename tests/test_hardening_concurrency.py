@@ -203,3 +203,28 @@ def test_two_releases_into_one_folder_at_once(built, tmp_path):
     assert "(verified)" in winner
     assert sorted(p.name for p in out.iterdir()) == [".release.lock", "covid-cxr-synth", "covid-cxr-synth.private"]
     assert verify(out / "covid-cxr-synth") == []
+
+
+@pytest.mark.parametrize("command, name", [("ingest", "ingest"), ("benchmark", "benchmark"), ("audit", "audit")])
+def test_other_writing_stages_are_locked(command, name, tmp_path, capsys, monkeypatch):
+    import cxrsynth.audit.run
+    import cxrsynth.benchmark.run
+    import cxrsynth.ingest
+
+    from .conftest import COVID
+
+    def started(*a, **k):
+        raise AssertionError("the stage started while another process held its folder")
+
+    for mod, attr in [(cxrsynth.ingest, "ingest"), (cxrsynth.benchmark.run, "run_benchmark"),
+                      (cxrsynth.audit.run, "audit")]:
+        monkeypatch.setattr(mod, attr, started)
+    wd = tmp_path / "wd"
+    argv, folder = {
+        "ingest": (["-w", str(wd), "ingest", str(COVID)], wd),
+        "benchmark": (["-w", str(wd), "benchmark", "--limit", "2"], wd / "benchmark"),
+        "audit": (["-w", str(wd), "audit", str(tmp_path)], wd / "audit"),
+    }[command]
+    with held_elsewhere(folder, name) as pid:
+        line = _error_line(capsys, argv)
+    assert f"in use by another cxrsynth process, pid {pid} on " in line
