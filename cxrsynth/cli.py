@@ -450,6 +450,7 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, config
 
 
 def main(argv: list[str] | None = None) -> None:
+    _DESTINATION.clear()
     try:
         cli.main(args=argv, prog_name="cxrsynth", standalone_mode=False)
     except click.exceptions.Abort:

@@ -15,8 +15,8 @@ Reads ``plan.json``, ``records.parquet`` and ``translators/<task>/generator.safe
 
 Several processes (``torchrun``, or ``--rank/--world``) split the shards round-robin. One run holds a
 lock on ``generated/`` (``locks.py``): a second run on the same work folder stops at once, naming the
-first one's pid; the ranks of one ``--world N`` run share it, and each rank holds its own. Decoding runs in
-DataLoader workers and PNG encoding in a thread pool, so the model stays busy.
+first one's pid; the ranks of one ``--world N`` run share it, and each rank holds its own. Decoding
+runs in DataLoader workers and PNG encoding in a thread pool, so the model stays busy.
 """
 
 from __future__ import annotations
@@ -109,8 +109,16 @@ def opaque_id(secret: bytes, config: str, record_id: str) -> str:
 def _secret(out: Path) -> bytes:
     path = out / "private" / "id_secret"
     if not path.is_file():
-        with atomic_write(path) as fh:
-            fh.write(secrets.token_hex(32))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".id_secret.tmp-{os.getpid()}")
+        tmp.write_text(secrets.token_hex(32))
+        try:
+            # a hard link never replaces: ranks starting together all end up with the first secret
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return bytes.fromhex(path.read_text().strip())
 
 
