@@ -64,13 +64,15 @@ def _task_paths(items: tuple[str, ...], option: str) -> dict[str, str]:
         task, sep, path = item.partition("=")
         task, path = task.strip(), path.strip()
         if not sep or not path:
-            raise ConfigError(f"{option} takes TASK=PATH", item, f"e.g. {option} normal-covid=translators/normal-covid")
+            raise ConfigError(f"{option} takes TASK=PATH", item,
+                              f"e.g. {option} normal-covid=translators/normal-covid")
         if task not in TASKS:
             raise ConfigError(f"{option}: unknown task {task!r}", item, f"tasks: {', '.join(TASKS)}")
         if task in out:
             raise ConfigError(f"{option} names {task} twice", item)
         if not Path(path).exists():
-            raise ConfigError(f"{option}: no such file or folder", path, "give a generator.safetensors or its run folder")
+            raise ConfigError(f"{option}: no such file or folder", path,
+                              "give a generator.safetensors or its run folder")
         out[task] = path
     return out
 
@@ -257,7 +259,8 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
     from .generate import check_ranks
 
     gens = _task_paths(generators, "--generator")
-    extra = [f"{k}={v}" for k, v in (("configs", configs), ("limit", limit), ("batch_size", batch_size)) if v is not None]
+    extra = [f"{k}={v}" for k, v in (("configs", configs), ("limit", limit), ("batch_size", batch_size))
+             if v is not None]
     cfg = resolve(GenerateConfig, config_file, list(overrides) + extra)
     if rank is not None or world is not None:
         check_ranks(rank if rank is not None else int(os.environ.get("RANK", "0")),
@@ -302,7 +305,8 @@ def release(ctx, out_dir, version, translators, train_overrides, limit, replace,
     from .release.package import ReleaseConfig
     from .release.pipeline import release as run
 
-    cfg = resolve(ReleaseConfig, config_file, list(overrides) + ([f"version={version}"] if version is not None else []))
+    cfg = resolve(ReleaseConfig, config_file,
+                  list(overrides) + ([f"version={version}"] if version is not None else []))
     trans = _task_paths(translators, "--translator")
     gcfg = GenerateConfig(configs=cfg.configs, limit=limit)
     out = Path(out_dir) if out_dir else _workdir(ctx) / "release"
@@ -485,7 +489,11 @@ def _network_error(exc: BaseException) -> str | None:
         url = str(exc.request.url)  # httpx raises RuntimeError when the request is unknown
     except Exception:  # noqa: BLE001
         url = ""
-    endpoint = url.split("?", 1)[0] or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = f":{parts.port}" if parts.port else ""
+    endpoint = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"  # without user info or query
     reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     return (f"cannot reach {endpoint} ({reason}); check the network connection, HF_ENDPOINT and any proxy "
             "settings, then rerun (a push resumes where it stopped)")
@@ -504,7 +512,9 @@ def _os_error(exc: OSError) -> str:
     """``<reason> (<path>); <what to do>``; the path is the command's destination when the OS gave none."""
     # the system's words for the errno: pyarrow's strerror is "Error writing bytes to file. Detail: ..."
     reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc) or type(exc).__name__)
-    where = exc.filename if exc.filename is not None else (f"writing under {_DESTINATION[-1]}" if _DESTINATION else None)
+    where = exc.filename
+    if where is None and _DESTINATION:
+        where = f"writing under {_DESTINATION[-1]}"
     text = reason + (f" ({where})" if where is not None else "")
     hint = _OS_HINTS.get(exc.errno)
     return text + (f"; {hint}" if hint else "")
