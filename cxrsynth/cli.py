@@ -10,12 +10,17 @@ or ``./cxrsynth-work``), so the stages chain without flags:
     cxrsynth generate          -> generated/<config>/
 
 Results go to stdout (``--json`` for machines), progress and logs to stderr. A ``CxrsynthError``
-becomes one ``Error: ...`` line and exit code 1; anything else is a bug and keeps its traceback.
-This is the only module that imports click.
+becomes one ``Error: ...`` line and exit code 1, and so do the errors of the machine rather than of
+cxrsynth: an ``OSError`` (no space left, read-only file system, permission denied), named by its path,
+and a network error (connection refused, time-out), named by its endpoint. Anything else is a bug and
+keeps its traceback. Commands that write check their destination first (``locks.check_writable``), so
+an unwritable place fails in the first second, not after the work. This is the only module that
+imports click.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -24,11 +29,52 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import CxrsynthError
+from .errors import ConfigError, CxrsynthError
+
+# Where the running command writes: named by the error line of an OSError that carries no path
+# (a write() that hits a full disk says only "No space left on device").
+_DESTINATION: list[Path] = []
 
 
 def _workdir(ctx: click.Context) -> Path:
     return Path(ctx.obj["workdir"])
+
+
+def _writes_to(folder: Path, what: str) -> Path:
+    """Check that ``folder`` can be written before the command's work starts, and remember it."""
+    from .locks import check_writable
+
+    _DESTINATION.append(Path(folder))
+    return check_writable(folder, what)
+
+
+def _one_writer(folder: Path, name: str, what: str):
+    """An exclusive lock on ``folder`` for a stage whose own module takes none (``locks.hold``)."""
+    from .locks import hold
+
+    return hold(folder, name, what)
+
+
+def _task_paths(items: tuple[str, ...], option: str) -> dict[str, str]:
+    """``TASK=PATH`` items, parsed and checked once: a known task, a path that exists, each task once."""
+    from .splits import TASKS
+
+    out: dict[str, str] = {}
+    for item in items:
+        task, sep, path = item.partition("=")
+        task, path = task.strip(), path.strip()
+        if not sep or not path:
+            raise ConfigError(f"{option} takes TASK=PATH", item,
+                              f"e.g. {option} normal-covid=translators/normal-covid")
+        if task not in TASKS:
+            raise ConfigError(f"{option}: unknown task {task!r}", item, f"tasks: {', '.join(TASKS)}")
+        if task in out:
+            raise ConfigError(f"{option} names {task} twice", item)
+        if not Path(path).exists():
+            raise ConfigError(f"{option}: no such file or folder", path,
+                              "give a generator.safetensors or its run folder")
+        out[task] = path
+    return out
 
 
 def _echo_json(obj) -> None:
@@ -81,7 +127,9 @@ def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
         raise click.UsageError("give --format once per SOURCE, or not at all")
     extra = [f"workers={workers}"] if workers is not None else []
     cfg = resolve(IngestConfig, config_file, list(overrides) + extra)
-    result = run(roots, cfg, _workdir(ctx), list(formats) or None, progress=sys.stderr.isatty())
+    _writes_to(_workdir(ctx), "work folder")
+    with _one_writer(_workdir(ctx), "ingest", "the work folder's record table"):
+        result = run(roots, cfg, _workdir(ctx), list(formats) or None, progress=sys.stderr.isatty())
     if as_json:
         _echo_json(result.report["totals"])
         return
@@ -110,8 +158,9 @@ def split(ctx, method, seed, config_file, overrides, as_json):
     from .records import read_records
     from .splits import SPLITS, SplitConfig, make_splits
 
-    extra = ([f"method={method}"] if method else []) + ([f"seed={seed}"] if seed is not None else [])
+    extra = ([f"method={method}"] if method is not None else []) + ([f"seed={seed}"] if seed is not None else [])
     cfg = resolve(SplitConfig, config_file, list(overrides) + extra)
+    _writes_to(_workdir(ctx), "work folder")
     records_path = _workdir(ctx) / "records.parquet"
     manifest = make_splits(read_records(records_path), cfg, records_path, _workdir(ctx) / "splits.json")
     if as_json:
@@ -139,8 +188,9 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
     from .plan import PlanConfig, format_plan, make_plan
     from .records import read_records
 
-    cfg = resolve(PlanConfig, config_file, list(overrides) + ([f"per_domain={per_domain}"] if per_domain else []))
-    wd = _workdir(ctx)
+    cfg = resolve(PlanConfig, config_file,
+                  list(overrides) + ([f"per_domain={per_domain}"] if per_domain is not None else []))
+    wd = _writes_to(_workdir(ctx), "work folder")
     result = make_plan(read_records(wd / "records.parquet"), read_json(wd / "splits.json"), cfg, wd / "plan.json")
     if as_json:
         _echo_json({"totals": result["totals"], "tasks": {
@@ -174,10 +224,10 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
     from .paths import read_json
     from .translate.train import resolve_train_config, train as run
 
-    extra = [f"task={task}"] + ([f"max_steps={max_steps}"] if max_steps else []) \
-        + ([f"size={size}"] if size else []) + ([f"device={device}"] if device else []) \
-        + ([f"preset={preset}"] if preset else [])
+    extra = [f"task={task}"] + [f"{k}={v}" for k, v in (("max_steps", max_steps), ("size", size), ("device", device),
+                                                          ("preset", preset)) if v is not None]
     run_dir = Path(out) if out else _workdir(ctx) / "translators" / task
+    _writes_to(run_dir, "translator run folder")
     # a resumed run starts from its own saved config (the preset included); the guard in train() refuses changes
     base = read_json(run_dir / "config.json") if resume and (run_dir / "config.json").is_file() else None
     cfg = resolve_train_config(config_file, list(overrides) + extra, base=base)
@@ -212,15 +262,16 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
     from .config import resolve
     from .generate import GenerateConfig, generate as run
 
-    gens = {}
-    for item in generators:
-        if "=" not in item:
-            raise click.UsageError("--generator takes TASK=PATH")
-        k, v = item.split("=", 1)
-        gens[k] = v
-    extra = ([f"configs={configs}"] if configs else []) + ([f"limit={limit}"] if limit is not None else []) \
-        + ([f"batch_size={batch_size}"] if batch_size else [])
+    from .generate import check_ranks
+
+    gens = _task_paths(generators, "--generator")
+    extra = [f"{k}={v}" for k, v in (("configs", configs), ("limit", limit), ("batch_size", batch_size))
+             if v is not None]
     cfg = resolve(GenerateConfig, config_file, list(overrides) + extra)
+    if rank is not None or world is not None:
+        check_ranks(rank if rank is not None else int(os.environ.get("RANK", "0")),
+                    world if world is not None else int(os.environ.get("WORLD_SIZE", "1")))
+    _writes_to(_workdir(ctx) / "generated", "generated images folder")
     report = run(_workdir(ctx), cfg, gens, rank, world, progress=sys.stderr.isatty())
     if as_json:
         _echo_json(report)
@@ -262,11 +313,13 @@ def release(ctx, out_dir, version, translators, preset, train_overrides, limit, 
     from .release.package import ReleaseConfig
     from .release.pipeline import release as run
 
-    cfg = resolve(ReleaseConfig, config_file, list(overrides) + ([f"version={version}"] if version else []))
-    trans = dict(item.split("=", 1) for item in translators)
+    cfg = resolve(ReleaseConfig, config_file,
+                  list(overrides) + ([f"version={version}"] if version is not None else []))
+    trans = _task_paths(translators, "--translator")
     gcfg = GenerateConfig(configs=cfg.configs, limit=limit)
     out = Path(out_dir) if out_dir else _workdir(ctx) / "release"
     train_overrides = list(train_overrides) + ([f"preset={preset}"] if preset else [])
+    _DESTINATION.append(out)  # the pipeline checks it (and the work folder) before any work
     manifest = run(_workdir(ctx), out, cfg, trans, train_overrides, gcfg, replace, progress=sys.stderr.isatty(),
                    audit=run_audit)
     if as_json:
@@ -363,14 +416,15 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
     if arms:
         extra.append("arms=" + ",".join(arms))
     cfg = resolve(BenchmarkConfig, config_file, list(overrides) + extra)
-    out = Path(out_dir) if out_dir else _workdir(ctx) / "benchmark"
-    if eval_only:
-        if len(cfg.tasks) != 1:
-            raise click.UsageError("--eval-only needs exactly one --task")
-        summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg)
-    else:
-        trans = dict(item.split("=", 1) for item in translators)
-        summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=sys.stderr.isatty())
+    trans = _task_paths(translators, "--translator")
+    out = _writes_to(Path(out_dir) if out_dir else _workdir(ctx) / "benchmark", "benchmark output folder")
+    if eval_only and len(cfg.tasks) != 1:
+        raise click.UsageError("--eval-only needs exactly one --task")
+    with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
+        if eval_only:
+            summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg)
+        else:
+            summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=sys.stderr.isatty())
     if summary.get("warning"):
         click.echo(f"WARNING: {summary['warning']}", err=True)
     click.echo((out / "tables.md").read_text())
@@ -399,10 +453,12 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, config
     from .audit.run import AuditConfig, audit as run
     from .config import resolve
 
-    extra = ([f"embedding={embedding}"] if embedding else []) + \
+    extra = ([f"embedding={embedding}"] if embedding is not None else []) + \
         ([f"exclude_closest={exclude_closest}"] if exclude_closest is not None else [])
     cfg = resolve(AuditConfig, config_file, list(overrides) + extra)
-    result = run(release_dir, _workdir(ctx), cfg, private, out_dir)
+    out = _writes_to(Path(out_dir) if out_dir else _workdir(ctx) / "audit", "audit output folder")
+    with _one_writer(out, "audit", f"the audit folder {out}"):
+        result = run(release_dir, _workdir(ctx), cfg, private, out_dir)
     if as_json:
         _echo_json(result["summary"])
         return
@@ -412,6 +468,7 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, config
 
 
 def main(argv: list[str] | None = None) -> None:
+    _DESTINATION.clear()
     try:
         cli.main(args=argv, prog_name="cxrsynth", standalone_mode=False)
     except click.exceptions.Abort:
@@ -423,6 +480,58 @@ def main(argv: list[str] | None = None) -> None:
     except CxrsynthError as exc:
         click.echo(f"Error: {exc.one_line()}", err=True)
         sys.exit(1)
+    except Exception as exc:
+        line = _network_error(exc) or (_os_error(exc) if isinstance(exc, OSError) else None)
+        if line is None:
+            raise  # a bug: keep the traceback
+        click.echo(f"Error: {line}", err=True)
+        sys.exit(1)
+
+
+_NETWORK_LIBRARIES = {"httpx", "httpx2", "httpcore", "requests", "urllib3"}
+_NETWORK_ERRORS = {"TransportError", "NetworkError", "TimeoutException", "ConnectError", "ConnectTimeout",
+                   "ConnectionError", "Timeout", "ProxyError", "SSLError", "NewConnectionError", "MaxRetryError"}
+
+
+def _network_error(exc: BaseException) -> str | None:
+    """One line for a failed connection (httpx, which huggingface_hub uses, or requests), naming the
+    endpoint without its query string; ``None`` for anything else."""
+    if not any(c.__module__.split(".")[0] in _NETWORK_LIBRARIES and c.__name__ in _NETWORK_ERRORS
+               for c in type(exc).__mro__):
+        return None
+    try:
+        url = str(exc.request.url)  # httpx raises RuntimeError when the request is unknown
+    except Exception:  # noqa: BLE001
+        url = ""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = f":{parts.port}" if parts.port else ""
+    endpoint = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"  # without user info or query
+    reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return (f"cannot reach {endpoint} ({reason}); check the network connection, HF_ENDPOINT and any proxy "
+            "settings, then rerun (a push resumes where it stopped)")
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free some space or write somewhere else; nothing half-made was put in place",
+    errno.EDQUOT: "free some space or write somewhere else; nothing half-made was put in place",
+    errno.EROFS: "write somewhere writable (see --workdir and --out)",
+    errno.EACCES: "check the permissions, or write somewhere else (see --workdir and --out)",
+    errno.EPERM: "check the permissions, or write somewhere else (see --workdir and --out)",
+}
+
+
+def _os_error(exc: OSError) -> str:
+    """``<reason> (<path>); <what to do>``; the path is the command's destination when the OS gave none."""
+    # the system's words for the errno: pyarrow's strerror is "Error writing bytes to file. Detail: ..."
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc) or type(exc).__name__)
+    where = exc.filename
+    if where is None and _DESTINATION:
+        where = f"writing under {_DESTINATION[-1]}"
+    text = reason + (f" ({where})" if where is not None else "")
+    hint = _OS_HINTS.get(exc.errno)
+    return text + (f"; {hint}" if hint else "")
 
 
 if __name__ == "__main__":

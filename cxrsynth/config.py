@@ -57,6 +57,28 @@ def parse_overrides(items: typing.Iterable[str]) -> dict:
     return out
 
 
+def _scalar(text: str) -> Any:
+    """One item of a comma-separated list, parsed as a YAML scalar (``0.6`` -> 0.6, ``g_nc`` -> 'g_nc')."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, str, bool)) else text
+
+
+def at_least(name: str, value: int | float, low: int | float, hint: str | None = None) -> None:
+    """Refuse a config number below ``low``, naming the field; each stage's ``__post_init__`` uses it,
+    so that 0 or a negative number never silently means something else (no limit, the default)."""
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}", value, hint)
+
+
+def positive(name: str, value: int | float, hint: str | None = None) -> None:
+    """Refuse a config number that is not above 0 (learning rates, weights that must act)."""
+    if not value > 0:
+        raise ConfigError(f"{name} must be above 0", value, hint)
+
+
 def _merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for k, v in extra.items():
@@ -86,12 +108,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 errors.append(exc)
         raise errors[0] if errors else ConfigError(f"{key} has the wrong type", value)
     if origin in (tuple, list):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list", value)
         args = get_args(tp)
         inner = args[0] if args else Any
+        if isinstance(value, str):
+            # `--set fractions=0.6,0.2,0.2` arrives as one string: each item of a number list is a
+            # YAML scalar, as it would be in the bracket form `[0.6, 0.2, 0.2]`; text stays text.
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            value = items if inner is str else [_scalar(v) for v in items]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list", value)
         items = [_coerce(v, inner, key) for v in value]
         return tuple(items) if origin is tuple else items
     if dataclasses.is_dataclass(tp):

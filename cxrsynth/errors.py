@@ -45,3 +45,11 @@ class SchemaError(CxrsynthError):
 
 class CheckpointError(CxrsynthError):
     """A checkpoint is missing, incomplete or does not match its checksum."""
+
+
+class LockedError(CxrsynthError):
+    """Another process holds the lock on a folder this process needs to write."""
+
+
+class DestinationError(CxrsynthError):
+    """An output folder cannot be written (read-only, no permission, no space)."""

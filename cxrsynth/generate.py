@@ -13,12 +13,15 @@ Reads ``plan.json``, ``records.parquet`` and ``translators/<task>/generator.safe
 - ``generated/<config>/shard-XXXXX.done.json``: written last; a shard with a valid marker is checked
   and skipped on a rerun, any other is redone from scratch in a temporary folder and renamed in.
 
-Several processes (``torchrun``, or ``--rank/--world``) split the shards round-robin. Decoding runs in
-DataLoader workers and PNG encoding in a thread pool, so the model stays busy.
+Several processes (``torchrun``, or ``--rank/--world``) split the shards round-robin. One run holds a
+lock on ``generated/`` (``locks.py``): a second run on the same work folder stops at once, naming the
+first one's pid; the ranks of one ``--world N`` run share it, and each rank holds its own. Decoding
+runs in DataLoader workers and PNG encoding in a thread pool, so the model stays busy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -37,14 +40,16 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import to_dict
+from .config import at_least, to_dict
 from .device import autocast_dtype, pick_device, use_channels_last
 from .errors import ConfigError, DataNotFoundError
 from .images import encode_png, load_canonical
-from .paths import read_json, sha256_file, write_json
+from .locks import hold
+from .paths import atomic_write, read_json, sha256_file, write_json
 from .records import read_records
 from .schemas import validate
 from .translate.checkpoint import load_generator
+from .translate.checkpoint import translator_id as translator_name
 
 CONFIG_TASK = {"g_nc": "normal-covid", "g_pc": "pneumonia-covid"}
 
@@ -69,8 +74,23 @@ class GenerateConfig:
         bad = set(self.configs) - set(CONFIG_TASK)
         if bad:
             raise ConfigError("unknown config", sorted(bad), f"known: {sorted(CONFIG_TASK)}")
-        if self.shard_size < 1 or self.batch_size < 1:
-            raise ConfigError("shard_size and batch_size must be positive", (self.shard_size, self.batch_size))
+        if not self.configs:
+            raise ConfigError("configs must name at least one config", self.configs, f"known: {sorted(CONFIG_TASK)}")
+        # 0 or a negative number would silently mean something else (no limit, "all but the last N").
+        for name in ("shard_size", "batch_size", "encoders"):
+            at_least(name, getattr(self, name), 1)
+        at_least("workers", self.workers, 0)
+        at_least("seed", self.seed, 0)
+        if self.limit is not None:
+            at_least("limit", self.limit, 1, "leave it out to generate every planned image")
+
+
+def check_ranks(rank: int, world: int) -> None:
+    """``0 <= rank < world``: a rank outside the world would exit 0 having made nothing."""
+    if world < 1:
+        raise ConfigError("world (the number of processes) must be at least 1", world)
+    if not 0 <= rank < world:
+        raise ConfigError(f"rank must be between 0 and world - 1 = {world - 1}", rank)
 
 
 class _Sources(torch.utils.data.Dataset):
@@ -93,21 +113,37 @@ def _secret(out: Path) -> bytes:
     path = out / "private" / "id_secret"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(".id_secret.tmp")
+        tmp = path.with_name(f".id_secret.tmp-{os.getpid()}")
         tmp.write_text(secrets.token_hex(32))
-        os.replace(tmp, path)
+        try:
+            # a hard link never replaces: ranks starting together all end up with the first secret
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return bytes.fromhex(path.read_text().strip())
 
 
-def shard_key(checkpoint_sha256: str, record_ids: list[str], output: str = "clamp") -> str:
-    """What a shard is made of: the translator, the output mapping and the exact source records, in order."""
-    head = [checkpoint_sha256] if output == "clamp" else [checkpoint_sha256, f"output={output}"]
+def shard_key(checkpoint_sha256: str, record_ids: list[str], translator: str | None = None,
+              output: str = "clamp") -> str:
+    """What a shard is made of: the translator file, the exact source records in order, (when given) the
+    translator id its provenance carries, so that a shard under another id is redone, and the output mapping."""
+    head = [checkpoint_sha256] + ([f"translator:{translator}"] if translator else []) \
+        + ([f"output={output}"] if output != "clamp" else [])
     return hashlib.sha256("\n".join([*head, *record_ids]).encode()).hexdigest()
 
 
+def _private_mapping(shard_dir: Path) -> Path:
+    """``generated/private/<config>/<shard>.jsonl`` for ``generated/<config>/<shard>``."""
+    return shard_dir.parent.parent / "private" / shard_dir.parent.name / f"{shard_dir.name}.jsonl"
+
+
 def shard_is_done(shard_dir: Path, marker: Path, key: str | None = None) -> bool:
-    """A shard counts as done only if its marker, provenance and every PNG checksum agree, and (when
-    ``key`` is given) it was made from the same translator and records as asked for now."""
+    """A shard counts as done only if its marker, provenance, private id mapping and every PNG checksum
+    agree, and (when ``key`` is given) it was made from the same translator and records as asked for
+    now. A shard whose private mapping was lost is redone: a release needs it to prove where each image
+    came from."""
     if not marker.is_file() or not shard_dir.is_dir():
         return False
     try:
@@ -119,6 +155,9 @@ def shard_is_done(shard_dir: Path, marker: Path, key: str | None = None) -> bool
             return False
         lines = [json.loads(x) for x in prov.read_text().splitlines() if x.strip()]
         if len(lines) != done["count"]:
+            return False
+        mapped = [json.loads(x)["id"] for x in _private_mapping(shard_dir).read_text().splitlines() if x.strip()]
+        if mapped != [p["id"] for p in lines]:
             return False
         return all((shard_dir / f"{p['id']}.png").is_file()
                    and sha256_file(shard_dir / f"{p['id']}.png") == p["png_sha256"] for p in lines)
@@ -153,13 +192,29 @@ def translate_batch(net: torch.nn.Module, batch: torch.Tensor, device: torch.dev
 
 def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), generators: dict[str, str] | None = None,
              rank: int | None = None, world: int | None = None, progress: bool = False) -> dict:
-    """Generate every planned image this process is responsible for; returns the report."""
-    from tqdm import tqdm
+    """Generate every planned image this process is responsible for; returns the report.
 
+    Raises :class:`~cxrsynth.errors.LockedError` when another run holds the work folder.
+    """
     workdir = Path(workdir)
     out = workdir / "generated"
     rank = int(os.environ.get("RANK", "0")) if rank is None else rank
     world = int(os.environ.get("WORLD_SIZE", "1")) if world is None else world
+    check_ranks(rank, world)
+    with contextlib.ExitStack() as locks:
+        # One run at a time per work folder; the ranks of one run share the folder lock and each
+        # holds its own rank lock, so two processes never make the same shard.
+        what = f"the generated images folder {out}"
+        locks.enter_context(hold(out, "generate", what, shared=world > 1))
+        if world > 1:
+            locks.enter_context(hold(out, f"generate-rank{rank}", f"{what} (rank {rank})"))
+        return _generate(workdir, out, cfg, generators, rank, world, progress)
+
+
+def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[str, str] | None, rank: int,
+              world: int, progress: bool) -> dict:
+    from tqdm import tqdm
+
     plan = read_json(workdir / "plan.json")
     by_id = {r.record_id: r for r in read_records(workdir / "records.parquet")}
     device, amp, cl = _runtime(cfg)
@@ -173,7 +228,7 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
         if cl:
             net = net.to(memory_format=torch.channels_last)
         size = int(info["arch"].get("size", 256))
-        translator_id = f"{task}-{info['sha256'][:12]}"
+        translator_id = translator_name(task, info)
         planned = plan["tasks"][task]["translate"]["record_ids"]
         available = [i for i in planned if i in by_id and by_id[i].has_pixels]
         usable = available if cfg.limit is None else available[: cfg.limit]
@@ -193,7 +248,7 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
         for k in mine:
             name = f"shard-{k:05d}"
             shard_dir, marker = out / config / name, out / config / f"{name}.done.json"
-            key = shard_key(info["sha256"], shards[k], cfg.output)
+            key = shard_key(info["sha256"], shards[k], translator_id, cfg.output)
             if shard_is_done(shard_dir, marker, key):
                 stats["shards_skipped_done"] += 1
                 bar.update(len(shards[k]))
@@ -257,10 +312,8 @@ def _run_shard(net, ids, by_id, config, name, out, secret, size, translator_id, 
     if shard_dir.exists():
         shutil.rmtree(shard_dir)
     os.replace(tmp, shard_dir)
-    priv = out / "private" / config / f"{name}.jsonl"
-    priv.parent.mkdir(parents=True, exist_ok=True)
-    priv.with_suffix(".tmp").write_text("\n".join(mapping) + "\n")
-    os.replace(priv.with_suffix(".tmp"), priv)
+    with atomic_write(_private_mapping(shard_dir)) as fh:
+        fh.write("\n".join(mapping) + "\n")
     write_json(out / config / f"{name}.done.json", {"count": len(prov_lines), "key": key,
                "provenance_sha256": sha256_file(shard_dir / "provenance.jsonl")})
     return len(prov_lines)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import __version__
-from .config import to_dict
+from .config import at_least, to_dict
 from .errors import ConfigError
 from .paths import write_json
 from .records import Record
@@ -34,8 +34,8 @@ class PlanConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.per_domain < 1:
-            raise ConfigError("per_domain must be at least 1", self.per_domain)
+        at_least("per_domain", self.per_domain, 1)
+        at_least("seed", self.seed, 0)
 
 
 def _draw(ids: list[str], n: int, seed: int, salt: int) -> list[str]:

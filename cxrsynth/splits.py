@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from . import __version__
-from .config import to_dict
+from .config import at_least, to_dict
 from .errors import ConfigError, LeakageError
 from .paths import sha256_file, write_json
 from .records import Record
@@ -46,6 +46,7 @@ class SplitConfig:
             raise ConfigError("fractions must be three non-negative numbers summing to 1", self.fractions)
         if not 0 < self.paper_train_fraction < 1:
             raise ConfigError("paper_train_fraction must be between 0 and 1", self.paper_train_fraction)
+        at_least("seed", self.seed, 0)  # numpy refuses a negative seed with a traceback
 
 
 def rigorous_split(records: list[Record], fractions=(0.7, 0.1, 0.2), seed: int = 0) -> dict[str, str]:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import at_least, positive
 from . import metrics as M
 
 
@@ -30,6 +31,14 @@ class FitConfig:
     patience: int = 15
     lr_patience: int = 5
     workers: int = 0
+
+    def __post_init__(self):
+        # --max-epochs 0 would report an untrained model; 0 or negative sizes fail later with tracebacks.
+        for name in ("max_epochs", "batch_size", "patience"):
+            at_least(name, getattr(self, name), 1)
+        at_least("lr_patience", self.lr_patience, 0)
+        at_least("workers", self.workers, 0)
+        positive("lr", self.lr)
 
 
 def bce_softmax(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..config import to_dict
+from ..config import at_least, to_dict
 from ..device import pick_device
 from ..errors import ConfigError
 from ..paths import read_json, write_json
@@ -51,6 +51,13 @@ class BenchmarkConfig:
         bad = set(self.arms) - set(ARMS)
         if bad:
             raise ConfigError("unknown arm", sorted(bad), f"use {', '.join(ARMS)}")
+        # 0 or a negative number would silently mean something else (limit 0: no limit).
+        at_least("image_size", self.image_size, 16)
+        if self.seeds is not None:
+            at_least("seeds", self.seeds, 1, "leave it out for the protocol's default")
+        if self.limit is not None:
+            at_least("limit", self.limit, 1, "leave it out to use every image")
+        at_least("bootstrap", self.bootstrap, 0)  # 0: no confidence intervals
 
     @property
     def n_seeds(self) -> int:

@@ -6,23 +6,36 @@ optimizer hyper-parameters, the resolved config and the sha256 of the tensor fil
 temporary folder and renamed into place, and ``latest.json`` is replaced last, so a kill at any moment
 leaves the previous checkpoint intact. Loading checks the checksum first.
 
+Recovery: :func:`latest_checkpoint` returns the newest checkpoint whose tensors match their checksum. A
+missing or damaged ``latest.json``, or a damaged newest folder, falls back to the next intact one and
+says so on stderr; rotation then never deletes a checkpoint newer than the one just written (a damaged
+one is overwritten when the run reaches its step again, not removed before).
+
 The released translator is a separate, weights-only file: ``generator.safetensors`` (G_A) with its
-``generator.json`` (architecture and checksum); the reverse generator is kept in ``private/``.
+``generator.json`` (architecture and checksum); the reverse generator is kept in ``private/``. The file
+is byte-identical for identical weights and architecture (safetensors writes its metadata in hash-map
+order, which varies from call to call; :func:`_canonical_safetensors` rewrites the header with sorted
+keys), and the translator id is a hash of the tensors themselves (:func:`tensors_sha256`), so the same
+weights never publish under two ids nor regenerate finished images.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import struct
+import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 from torch import nn
 
-from ..errors import CheckpointError
-from ..paths import read_json, sha256_file, write_json
+from ..errors import CheckpointError, CxrsynthError
+from ..paths import atomic_write, read_json, sha256_file, write_json
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -78,17 +91,76 @@ def save_checkpoint(run_dir: Path, step: int, epoch: int, nets: dict[str, nn.Mod
         shutil.rmtree(final)
     os.replace(tmp, final)
     write_json(ckpt_root / "latest.json", {"step": step, "path": final.name})
-    for old in sorted(ckpt_root.glob("step-*"))[:-max(keep, 1)]:  # names sort by step
+    # Keep the newest ``keep`` up to this step; never touch one past it (a resumed run may have fallen
+    # back over a damaged newer folder, which it overwrites when it gets there).
+    older = [p for p in _step_folders(ckpt_root) if _step_of(p) <= step]
+    for old in older[:-max(keep, 1)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
+_STEP_DIR = re.compile(r"step-(\d{8})")
+
+
+def _step_of(path: Path) -> int:
+    return int(_STEP_DIR.fullmatch(path.name).group(1))
+
+
+def _step_folders(ckpt_root: Path) -> list[Path]:
+    """``step-XXXXXXXX`` folders, oldest first."""
+    if not ckpt_root.is_dir():
+        return []
+    return sorted((p for p in ckpt_root.iterdir() if _STEP_DIR.fullmatch(p.name) and p.is_dir()), key=_step_of)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint folder ``path`` cannot be resumed from, or ``None`` when it is intact."""
+    try:
+        state = read_json(path / "state.json")
+        tfile = path / "tensors.safetensors"
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            return "state.json has no step"
+        if not tfile.is_file():
+            return "tensors.safetensors is missing"
+        if sha256_file(tfile) != state.get("tensors_sha256"):
+            return "its tensors do not match their checksum"
+    except (OSError, ValueError, CxrsynthError) as exc:  # read_json: DataNotFoundError when missing
+        return f"state.json is missing or unreadable ({exc.__class__.__name__})"
+    return None
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = Path(run_dir) / "checkpoints" / "latest.json"
-    if not pointer.is_file():
-        return None
-    path = pointer.parent / read_json(pointer)["path"]
-    return path if path.is_dir() else None
+    """The newest intact checkpoint of a run, or ``None`` when there is none.
+
+    ``latest.json`` names the newest one, but a kill between renaming a folder and updating the pointer,
+    a deleted folder or a damaged file must not send ``--resume`` back to step 0: every ``step-*``
+    folder is a candidate, newest first, and the first whose tensors match their checksum wins. When
+    that is not the one ``latest.json`` names, or newer folders are skipped, it says so on stderr.
+    Raises :class:`CheckpointError` when there are checkpoints but none is intact.
+    """
+    ckpt_root = Path(run_dir) / "checkpoints"
+    pointer = ckpt_root / "latest.json"
+    named = None
+    if pointer.is_file():
+        try:
+            named = str(read_json(pointer)["path"])
+        except (OSError, ValueError, KeyError, TypeError):
+            print(f"cxrsynth: {pointer} is unreadable; looking for the newest intact checkpoint", file=sys.stderr)
+    skipped = []
+    for path in reversed(_step_folders(ckpt_root)):
+        problem = checkpoint_problem(path)
+        if problem:
+            skipped.append(f"{path.name} ({problem})")
+            continue
+        if skipped or (named is not None and named != path.name):
+            why = "; ".join(skipped) if skipped else f"latest.json names {named}, but this is the newest intact one"
+            print(f"cxrsynth: resuming from {path} instead: {why}", file=sys.stderr)
+        return path
+    if skipped:
+        # Starting again from step 0 over damaged checkpoints is a choice for a person, not a default.
+        raise CheckpointError(f"no intact checkpoint in this run: {'; '.join(skipped)}", ckpt_root,
+                              "move the damaged step-* folders aside (or the whole checkpoints folder to start over)")
+    return None
 
 
 def load_checkpoint(path: Path, nets: dict[str, nn.Module], optimizers: dict, schedulers: dict, pools: dict,
@@ -98,7 +170,7 @@ def load_checkpoint(path: Path, nets: dict[str, nn.Module], optimizers: dict, sc
     tfile = path / "tensors.safetensors"
     if not tfile.is_file() or sha256_file(tfile) != state.get("tensors_sha256"):
         raise CheckpointError("checkpoint tensors are missing or do not match their checksum", tfile,
-                              "delete this checkpoint folder to fall back to the previous one")
+                              "rerun with --resume: it starts from the newest intact checkpoint and says which")
     tensors = load_file(str(tfile))
     for name, net in nets.items():
         head = f"net.{name}."
@@ -117,15 +189,55 @@ def _unwrap(net: nn.Module) -> nn.Module:
     return net.module if hasattr(net, "module") else net
 
 
+def tensors_sha256(sd: dict[str, torch.Tensor]) -> str:
+    """A hash of the weights alone: every tensor's name, dtype, shape and bytes, in name order.
+
+    Independent of the file's metadata and layout, so it names the weights wherever they are stored.
+    """
+    h = hashlib.sha256()
+    for name in sorted(sd):
+        t = sd[name].detach().cpu().contiguous()
+        h.update(f"{name}|{str(t.dtype).removeprefix('torch.')}|{list(t.shape)}\n".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def translator_id(task: str, info: dict) -> str:
+    """``<task>-<first 12 hex of the tensors' hash>``: the public name of a translator's weights."""
+    digest = info.get("tensors_sha256") or info["sha256"]
+    return f"{task}-{digest[:12]}"
+
+
+def _canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header written with sorted metadata keys.
+
+    The tensor entries and data are left as they are (safetensors already orders them); the header is
+    padded with spaces to a multiple of 8 bytes, as safetensors itself does.
+    """
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    out = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+    out.update(header)
+    text = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-(8 + len(text)) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + n:]
+
+
 def export_generator(net: nn.Module, path: Path, arch: dict, extra: dict | None = None) -> dict:
-    """Write a weights-only generator (safetensors) and its JSON description; returns the description."""
+    """Write a weights-only generator (safetensors) and its JSON description; returns the description.
+
+    The file is byte-identical for identical weights and ``arch``. The description holds ``sha256``
+    (of the file) and ``tensors_sha256`` (of the weights, see :func:`translator_id`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     sd = {k: v.detach().float().cpu().contiguous() for k, v in _unwrap(net).state_dict().items()}
-    save_file(sd, str(tmp), metadata={"format": "pt", "arch": json.dumps(arch)})
-    os.replace(tmp, path)
-    info = {"file": path.name, "sha256": sha256_file(path), "arch": arch, **(extra or {})}
+    data = _canonical_safetensors(save(sd, metadata={"format": "pt", "arch": json.dumps(arch, sort_keys=True)}))
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
+    info = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "tensors_sha256": tensors_sha256(sd),
+            "arch": arch, **(extra or {})}
     write_json(path.with_suffix(".json"), info)
     return info
 
@@ -161,4 +273,5 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tupl
         raise CheckpointError("generator weights do not fit the architecture", path, str(exc).splitlines()[0]) from exc
     info.setdefault("sha256", sha)
     info.setdefault("arch", arch)
+    info["tensors_sha256"] = tensors_sha256(sd)  # recomputed: the description may predate the field
     return net.to(device).eval(), info

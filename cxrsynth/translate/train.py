@@ -30,13 +30,14 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..config import resolve, to_dict
+from ..config import at_least, positive, resolve, to_dict
 from ..device import autocast_dtype, pick_device, use_channels_last
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
+from ..locks import hold
 from ..paths import atomic_write, read_json, write_json
 from ..records import read_records
-from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint, translator_id
 from .losses import GANLoss
 from .networks import (KerasPatchDiscriminator, PatchDiscriminator, ResnetGenerator, UNetGenerator, default_blocks,
                        init_weights)
@@ -102,12 +103,32 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on for CUDA
 
     def __post_init__(self):
+        # Every number is checked here, so that 0 or a negative value never silently means something
+        # else (max_steps 0 meaning "the full schedule", a negative count meaning "none") or fails
+        # later with a traceback.
+        at_least("size", self.size, 16)
         if self.size % 4:
             raise ConfigError("size must be a multiple of 4", self.size)
+        for name in ("base", "batch_size", "save_every", "sample_every", "keep_checkpoints", "log_every"):
+            at_least(name, getattr(self, name), 1)
+        if self.blocks is not None:
+            at_least("blocks", self.blocks, 1, "leave it out for the default (9 at >= 256 px, 6 below)")
+        if self.max_steps is not None:
+            at_least("max_steps", self.max_steps, 1, "leave it out to train the whole schedule")
+        for name in ("epochs_constant", "epochs_decay", "pool_size", "lambda_cycle", "lambda_identity", "seed"):
+            at_least(name, getattr(self, name), 0)
+        if self.epochs_constant + self.epochs_decay < 1:
+            raise ConfigError("epochs_constant + epochs_decay must be at least 1",
+                              (self.epochs_constant, self.epochs_decay))
+        positive("lr", self.lr)
+        if self.save_every_minutes is not None:
+            positive("save_every_minutes", self.save_every_minutes)
+        if self.disc_base is not None:
+            at_least("disc_base", self.disc_base, 1)
+        if not 0 <= self.beta1 < 1:
+            raise ConfigError("beta1 must be in [0, 1)", self.beta1)
         if self.generator == "unet" and self.size % 16:
             raise ConfigError("the U-Net generator needs a size that is a multiple of 16", self.size)
-        if self.batch_size < 1 or self.epochs_constant + self.epochs_decay < 1:
-            raise ConfigError("batch_size and the number of epochs must be positive", (self.batch_size,))
 
     @property
     def n_blocks(self) -> int:
@@ -387,6 +408,29 @@ def _write_grid(path: Path, rows: list[torch.Tensor]) -> None:
 LOSS_KEYS = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
 
 
+def _one_run_at_a_time(fn):
+    """Hold ``<run folder>/.train.lock`` (``locks.py``) while ``fn`` runs, so that a second process
+    training into the same folder stops at once, naming the first one's pid. Under torchrun rank 0
+    holds it for all ranks."""
+    import functools
+    import inspect
+
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        run_dir = Path(a["out_dir"]) if a.get("out_dir") else Path(a["workdir"]) / "translators" / a["cfg"].task
+        if int(os.environ.get("RANK", "0")) != 0:
+            return fn(*args, **kwargs)
+        with hold(run_dir, "train", "this translator run folder"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 class LossLog:
     """``losses.csv`` (and TensorBoard when installed), one row per step, written in batches.
 
@@ -512,6 +556,7 @@ class _SaveClock:
         return False
 
 
+@_one_run_at_a_time
 def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: str | Path | None = None,
           progress: bool = False) -> dict:
     """Train one translator; returns the training report (also written to ``train_report.json``).
@@ -600,7 +645,7 @@ def _export(run_dir: Path, nets: dict[str, nn.Module], cfg: TrainConfig, report:
     info = export_generator(nets["G_A"], run_dir / "generator.safetensors", cfg.arch(), extra)
     export_generator(nets["G_B"], run_dir / "private" / "reverse_generator.safetensors", cfg.arch(),
                      dict(extra, translates={"from": "covid", "to": cfg.task.split("-")[0]}))
-    report["translator_id"] = f"{cfg.task}-{info['sha256'][:12]}"
+    report["translator_id"] = translator_id(cfg.task, info)
     report["generator_sha256"] = info["sha256"]
     write_json(run_dir / "train_report.json", report)
     from ..cards import render_translator_card

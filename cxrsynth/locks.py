@@ -1,0 +1,119 @@
+"""Exclusive locks on the folders that several cxrsynth processes could write at once.
+
+Two ``generate`` runs on one work folder, or two ``release --out D`` at once, would otherwise delete
+each other's temporary folders and swap half-made results into place. Each such stage holds an
+``fcntl.flock`` on a small lock file inside the folder it writes (``<folder>/.<name>.lock``) for as
+long as it runs. The kernel drops the lock when the process exits, however it exits (kill -9
+included), so a stale lock file never blocks anyone: only a live holder does. The holder writes its
+pid into the file, so that a second process fails at once with one line naming it.
+
+The lock is taken without waiting: a second run is a mistake to report, not a job to queue. Within one
+process the same lock may be taken again (``release`` runs ``generate``); only the outermost release
+frees it. Locks are advisory and work on local file systems (flock on NFS is emulated, with byte-range
+locks, by Linux >= 2.6.12).
+
+:func:`check_writable` is the cheap probe that every command runs on its destination before long work:
+a read-only place, a missing permission or a full disk fails in the first second, naming the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+from pathlib import Path
+from typing import Iterator
+
+from .errors import DestinationError, LockedError
+
+# lock file path -> [fd, depth, shared]; locks this process already holds (re-entry is free)
+_HELD: dict[str, list] = {}
+
+
+def _describe(exc: OSError) -> str:
+    return exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+
+
+def check_writable(folder: str | Path, what: str = "output folder") -> Path:
+    """Create ``folder`` if needed and write, sync and delete a small probe file in it.
+
+    Raises :class:`DestinationError` naming the folder and the system's reason (read-only file system,
+    permission denied, no space left) instead of failing after the long work is done.
+    """
+    folder = Path(folder)
+    probe = folder / f".cxrsynth-write-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, b"x" * 4096)  # a whole page: a full disk (or tmpfs) refuses it
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise DestinationError(f"cannot write to the {what}: {_describe(exc)}", folder,
+                               "choose a writable place with free space") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return folder
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        text = ""
+    return text or "unknown pid"
+
+
+@contextlib.contextmanager
+def hold(folder: str | Path, name: str, what: str, shared: bool = False) -> Iterator[Path]:
+    """Hold ``<folder>/.<name>.lock`` while the block runs.
+
+    ``what`` says in the error what is locked ("the work folder's generated images"). ``shared=True``
+    takes a shared lock: any number of shared holders, but no exclusive one (used by the ranks of one
+    ``generate --world N`` run, which write disjoint shards). Raises :class:`LockedError` naming the
+    holder's pid when another process holds it, and :class:`DestinationError` when the lock file
+    cannot be made (the folder is read-only or the disk is full).
+    """
+    folder = Path(folder)
+    path = folder / f".{name}.lock"
+    key = str(path.absolute())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield path
+        finally:
+            _HELD[key][1] -= 1
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise DestinationError(f"cannot create a lock file for {what}: {_describe(exc)}", path,
+                               "choose a writable place with free space") from exc
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(f"{what} is in use by another cxrsynth process, {_holder(path)}", path,
+                              "wait for it to finish, or stop it; the lock goes when that process ends") from None
+        # Who holds it, for the error of the next one (with shared holders: the latest). A full disk
+        # fails here, before any work.
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+            os.fsync(fd)
+        except OSError as exc:
+            raise DestinationError(f"cannot write the lock file for {what}: {_describe(exc)}", path,
+                                   "choose a writable place with free space") from exc
+        _HELD[key] = [fd, 1, shared]
+        try:
+            yield path
+        finally:
+            del _HELD[key]
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
