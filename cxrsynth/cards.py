@@ -15,8 +15,18 @@ def render(template: str, values: dict) -> str:
     return Template((CARDS_DIR / template).read_text()).substitute({k: str(v) for k, v in values.items()})
 
 
-def render_translator_card(run_dir: Path, cfg, report: dict, ids: dict) -> Path:
+def render_translator_card(run_dir: Path, cfg, report: dict, ids: dict, licence_inputs: dict | None = None) -> Path:
+    """The model card of a trained translator. Its licence follows from what it learnt from
+    (``licence_inputs``: the COVID-19 images' licences and the source datasets), as the release's does."""
+    from .release.sources_meta import licence_counts, release_licence
+
+    inputs = licence_inputs or {"covid": [], "sources": []}
+    learnt = licence_counts(inputs["covid"])
+    license_id, why, _ = release_licence(learnt, inputs["sources"])
     values = {
+        "license": license_id, "license_why": why,
+        "license_extra": "license_name: cxrsynth-mixed-inputs\nlicense_link: README.md\n" if license_id == "other" else "",
+        "licence_counts": ", ".join(f"{n:,} {name}" for name, n in learnt.items()) or "none recorded",
         "translator_id": report["translator_id"], "task": cfg.task, "source_label": cfg.task.split("-")[0],
         "code_version": __version__, "blocks": cfg.n_blocks, "base": cfg.base, "size": cfg.size,
         "generator_sha256": report["generator_sha256"], "gan_loss": cfg.gan_loss, "lambda_cycle": cfg.lambda_cycle,

@@ -318,6 +318,25 @@ def push(release_dir, repo_id, tag, private_repo, gated, dry_run, as_json):
 
 
 @cli.command()
+@click.argument("old", type=click.Path(file_okay=False, exists=True))
+@click.argument("new", type=click.Path(file_okay=False, exists=True))
+@click.option("--write", is_flag=True, help="Also put the changes into NEW's card (its Changes section) and SHA256SUMS.")
+@json_option
+def diff(old, new, write, as_json):
+    """What changed between two release folders: counts, translators, licences, files."""
+    from .release.diff import changes_markdown, diff_releases, write_changes
+
+    d = diff_releases(old, new)
+    if write:
+        write_changes(new, d)
+    if as_json:
+        _echo_json(d)
+        return
+    click.echo(changes_markdown(d))
+    click.echo(f"written into {Path(new) / 'README.md'}" if write else "(--write puts this into NEW's card)", err=True)
+
+
+@cli.command()
 @click.option("--release", default=None, help="Synthetic release: a folder or a Hub id (ORG/NAME).")
 @click.option("--translator", "translators", multiple=True, metavar="TASK=PATH",
               help="Judge translators instead of a release: their images are generated first (cached).")

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from cxrsynth.release.croissant import REQUIRED
+
 from .hub_server import LocalHub, yaml_errors
 
 TOKEN = "hf_test_SECRET_token_0123456789"
@@ -92,6 +94,7 @@ def test_push_then_load_back_by_tag(built, hub, tmp_path):
     assert f'load_dataset("{REPO}", revision="v1.0.0")' in card and "ORG/" not in card and yaml_errors(card) == []
     croissant = json.loads(repo.commits[rep["tag_commit"]]["croissant.json"].content)
     assert croissant["url"] == f"https://huggingface.co/datasets/{REPO}" and croissant["publisher"][0]["name"] == "org"
+    assert all(k in croissant for k in REQUIRED)  # every property Croissant 1.0 requires, url included
     # a second push of the same version finds it published: no upload, no commit, the tag stays
     again = _push(hub, rel)
     assert again["uploaded"] == [] and again["commits"] == [] and len(again["unchanged"]) == 8

@@ -13,6 +13,10 @@ from ..records import LABELS
 from .sources_meta import CREATOR, SOURCES, dataset_bibtex
 
 CONFORMS_TO = ["http://mlcommons.org/croissant/1.0", "http://mlcommons.org/croissant/RAI/1.0"]
+# What the Croissant 1.0 specification requires of every dataset. ``url`` is the dataset's address, known
+# once it is pushed: ``cxrsynth push`` renders the file again with it; a local build leaves it out
+# rather than invent one.
+REQUIRED = ("@context", "@type", "conformsTo", "description", "license", "name", "url", "creator", "datePublished")
 
 CONTEXT = {
     "@language": "en", "@vocab": "https://schema.org/", "sc": "https://schema.org/",

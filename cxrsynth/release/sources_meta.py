@@ -130,7 +130,7 @@ def release_licence(learnt: dict[str, int], translated: list[str]) -> tuple[str,
         named = " and ".join(SOURCES[s]["name"] for s in translated if s in SOURCE_TERMS)
         why = (f"The most restrictive licensed inputs are {' and '.join(parts) or 'attribution-only'}, so "
                f"{hub_id.upper().replace('-4.0', ' 4.0').replace('CC-BY', 'CC BY')} is the least restrictive licence "
-               "they allow." + (f" The translated {named} images may be used for any purpose with attribution."
+               "they allow." + (f" The {named} images may be used for any purpose with attribution."
                                 if named else ""))
     if restricted:
         listed = ", ".join(f"{n:,} {name}" for name, n in restricted.items())

@@ -129,6 +129,9 @@ class TrainingSet:
         tt = plan["tasks"][task]["translator_train"]
         by_id = {r.record_id: r for r in read_records(workdir / "records.parquet")}
         self.ids = {"A": tt["source"], "B": tt["covid"]}
+        # what the translator learns from, for its model card's licence (the records' own licences)
+        self.licence_inputs = {"covid": [by_id[r].license for r in tt["covid"] if r in by_id],
+                               "sources": sorted({by_id[r].source for r in tt["source"] if r in by_id})}
         load = round(size * 286 / 256) if jitter else size
         self.size, self.load = size, load
         self.images = {}
@@ -410,7 +413,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
         write_json(run_dir / "train_report.json", report)
         from ..cards import render_translator_card
 
-        render_translator_card(run_dir, cfg, report, data.ids)
+        render_translator_card(run_dir, cfg, report, data.ids, data.licence_inputs)
     if rt.world > 1:
         torch.distributed.barrier()
     return report
