@@ -165,3 +165,35 @@ def test_citation_cff_cites_the_dataset():
     assert cff["cff-version"] == "1.2.0" and cff["type"] == "dataset"
     assert cff["title"] == ReleaseConfig().pretty_name and cff["version"] == ReleaseConfig().version
     assert any("Zunair" in a["family-names"] for r in cff["references"] for a in r["authors"] if "family-names" in a)
+
+
+@pytest.mark.no_data
+def test_release_licence_follows_the_inputs():
+    from cxrsynth.release.sources_meta import release_licence
+
+    assert release_licence({"CC BY": 3}, ["nih"])[0] == "cc-by-4.0"
+    assert release_licence({"CC BY-SA 4.0": 3, "Apache 2.0": 1}, ["rsna"])[0] == "cc-by-sa-4.0"
+    hub_id, why, restricted = release_licence({"CC BY-NC-SA": 5, "no licence stated": 4, "CC BY-NC-ND": 1}, ["nih"])
+    assert hub_id == "cc-by-nc-sa-4.0" and restricted == {"no licence stated": 4, "CC BY-NC-ND": 1}
+    assert "4 no licence stated, 1 CC BY-NC-ND" in why and "NIH ChestX-ray14" in why
+    assert release_licence({"CC BY-SA": 1, "CC BY-NC": 1}, [])[0] == "other"  # no licence satisfies both
+    assert release_licence({"some custom terms": 2}, [])[2] == {"some custom terms": 2}  # unknown grants nothing
+
+
+def test_hub_rejects_what_it_would_reject_in_our_fields(built, tmp_path):
+    """The stand-in's validate-yaml (what the Hub checks in the fields we write) on variants of our card."""
+    from cxrsynth.release.card import card_text
+
+    from .hub_server import yaml_errors
+
+    manifest = read_json(built[1] / "manifest.json")
+    assert yaml_errors(card_text(manifest)) == []
+    assert yaml_errors(card_text({**manifest, "license": "other"})) == []  # with license_name and license_link
+    card = card_text(manifest)
+    bad = {"size": card.replace("- n<1K", "- n>1M"), "configs": card.replace("- split: train\n    path: data/*.parquet",
+                                                                              "- split: train", 1),
+           "licence": card.replace("license: cc-by-nc-sa-4.0", "license: CC BY-NC-SA 4.0")}
+    assert all(bad[k] != card for k in bad)
+    assert yaml_errors(bad["size"]) == ['"size_categories" must be one of the size categories, got "n>1M"']
+    assert yaml_errors(bad["configs"])[0].startswith('"configs.all.data_files" must be')
+    assert yaml_errors(bad["licence"])[0].startswith('"license" must be a license id')

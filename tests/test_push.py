@@ -177,10 +177,12 @@ def test_gating_and_visibility_are_set(built, hub, tmp_path):
     rep = _push(hub, rel)
     repo = hub.state.repos[REPO]
     assert repo.private is False and repo.gated is False and rep["private"] is False
+    assert any("public and not gated" in n for n in rep["notes"])
     rep = _push(hub, rel, "--private", "--gated", "manual")  # an existing public repo
     assert repo.private is True and repo.gated == "manual"
     assert rep["private"] is True and rep["gated"] == "manual" and "visibility changed to private" in rep["notes"]
     assert rep["commits"] == [] and len(repo.log) == 1  # settings only: the version was already there
+    assert not any("not gated" in n for n in rep["notes"])
     res = _cli(hub, "push", str(rel), "--repo-id", REPO, "--public", "--gated", "auto")
     assert res.returncode == 0 and "visibility changed to public" in res.stdout and "gating set to auto" in res.stdout
     assert repo.private is False and repo.gated == "auto"

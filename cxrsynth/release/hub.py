@@ -157,6 +157,9 @@ def _settings(api, repo_id: str, private: bool | None, gated, report: PushReport
                 raise PushError(f"the repo's gating stayed {info.gated}", repo_id, "set it on the Hub, then push again")
             report.notes.append(f"gating set to {want or 'off'}")
     report.gated = info.gated
+    if not report.private and not info.gated:
+        report.notes.append("the repo is public and not gated, although the card asks requesters to accept its "
+                            "terms: pass --gated manual (or auto) to gate it")
 
 
 def push(release: str | Path, repo_id: str, tag: str | None = None, private: bool | None = None,
