@@ -178,6 +178,9 @@ def test_release_licence_follows_the_inputs():
     assert "4 no licence stated, 1 CC BY-NC-ND" in why and "NIH ChestX-ray14" in why
     assert release_licence({"CC BY-SA": 1, "CC BY-NC": 1}, [])[0] == "other"  # no licence satisfies both
     assert release_licence({"some custom terms": 2}, [])[2] == {"some custom terms": 2}  # unknown grants nothing
+    # translated images from a user folder count by their own licences
+    hub_id, why, restricted = release_licence({"CC BY": 2}, ["imagefolder"], {"CC BY-NC": 5, "no licence stated": 1})
+    assert hub_id == "cc-by-nc-4.0" and restricted == {"no licence stated": 1} and "Some translated images" in why
 
 
 def test_hub_rejects_what_it_would_reject_in_our_fields(built, tmp_path):

@@ -36,7 +36,7 @@ from ..generate import CONFIG_TASK, current_shards, read_provenance, shard_is_do
 from ..paths import atomic_write, read_json, sha256_file, write_json
 from ..records import LABELS, read_records
 from ..schemas import validate
-from .sources_meta import SOURCES, licence_counts, licence_name, release_licence
+from .sources_meta import SOURCE_TERMS, SOURCES, licence_counts, licence_name, release_licence
 
 PUBLIC_FIELDS = ("config", "source_label", "translator_id", "checkpoint_sha256", "png_sha256", "seed",
                  "code_version", "created")
@@ -252,7 +252,7 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
 def _source_licences(src: str, records: list) -> dict[str, int]:
     """Per-licence image counts of one source: per record where the licence is per image (COVID-19
     collection, image folders), else the publisher's terms for all of its images."""
-    if src in ("nih", "rsna"):
+    if src in SOURCE_TERMS:
         return {SOURCES[src]["terms"]: len(records)}
     return licence_counts(r.license for r in records)
 
@@ -263,7 +263,9 @@ def _licensing(workdir: Path, records: dict, covid_ids: set[str], translated_ids
     licence (the ``covid_collection.licenses`` allow-list)."""
     learnt = licence_counts(records[i].license for i in sorted(covid_ids) if i in records)
     translated = sorted({records[i].source for i in translated_ids if i in records})
-    hub_id, why, restricted = release_licence(learnt, translated)
+    per_image = licence_counts(records[i].license for i in sorted(translated_ids)
+                               if i in records and records[i].source not in SOURCE_TERMS)
+    hub_id, why, restricted = release_licence(learnt, translated, per_image)
     report = workdir / "ingest_report.json"
     excluded = {}
     if report.is_file():

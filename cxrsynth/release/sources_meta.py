@@ -96,26 +96,29 @@ def licence_counts(licences) -> dict[str, int]:
     return dict(Counter(licence_name(x) for x in licences).most_common())
 
 
-def release_licence(learnt: dict[str, int], translated: list[str]) -> tuple[str, str, dict[str, int]]:
+def release_licence(learnt: dict[str, int], translated: list[str],
+                    translated_licences: dict[str, int] | None = None) -> tuple[str, str, dict[str, int]]:
     """(Hub licence id, the reasoning for the card, images that grant no right to adapt by licence).
 
     ``learnt``: licence counts of the COVID-19 images the translators learnt from; ``translated``: the
-    sources whose images were translated. The release takes the least restrictive Creative Commons
-    licence that every licensed input allows; inputs without a usable licence (blank, ND, unknown) are
-    named with their counts, because no release licence can grant rights they never gave.
+    sources whose images were translated; ``translated_licences``: per-image licence counts of translated
+    images from sources without publisher-wide terms (image folders). The release takes the least
+    restrictive Creative Commons licence that every licensed input allows; inputs without a usable
+    licence (blank, ND, unknown) are named with their counts, because no release licence can grant
+    rights they never gave.
     """
-    terms, restricted = set(), {}
-    for name, n in learnt.items():
-        t = licence_terms(name)
-        if t is None:
-            restricted[name] = n
-        else:
-            terms |= t
+    terms, restricted, restricted_translated = set(), {}, {}
+    for counts, out in ((learnt, restricted), (translated_licences or {}, restricted_translated)):
+        for name, n in counts.items():
+            t = licence_terms(name)
+            if t is None:
+                out[name] = n
+            else:
+                terms |= t
     for src in translated:
         terms |= SOURCE_TERMS.get(src, set())
     nc, sa = "nc" in terms, "sa" in terms
-    licensed = {k: v for k, v in learnt.items() if k not in restricted}
-    plain_sa = any(licence_terms(k) == {"by", "sa"} for k in licensed)
+    plain_sa = any(licence_terms(k) == {"by", "sa"} for k in [*learnt, *(translated_licences or {})])
     if nc and plain_sa:
         hub_id = "other"
         why = ("The translators learnt from CC BY-SA images (whose adaptations must stay CC BY-SA) and from "
@@ -139,7 +142,14 @@ def release_licence(learnt: dict[str, int], translated: list[str]) -> tuple[str,
                 "outputs, is an adaptation is legally unsettled; this licence cannot grant rights those images never "
                 "gave. To leave them out, ingest with an allow-list, e.g. "
                 "`--set 'covid_collection.licenses=[CC BY-NC-SA, CC BY-NC-SA 4.0]'`, and make a new release.")
-    return hub_id, why, restricted
+    if restricted_translated:
+        listed = ", ".join(f"{n:,} {name}" for name, n in restricted_translated.items())
+        why += (f" Some translated images grant no right to adapt them ({listed}); each synthetic image is an "
+                "adaptation of its source, and this licence cannot grant rights the source never gave.")
+    merged = dict(restricted)
+    for name, n in restricted_translated.items():
+        merged[name] = merged.get(name, 0) + n
+    return hub_id, why, merged
 
 
 PAPER_BIBTEX = (
