@@ -30,8 +30,18 @@ def _architecture(cfg) -> str:
             f"1 channel; discriminator width {cfg.disc_base or cfg.base}")
 
 
-def render_translator_card(run_dir: Path, cfg, report: dict, ids: dict) -> Path:
+def render_translator_card(run_dir: Path, cfg, report: dict, ids: dict, licence_inputs: dict | None = None) -> Path:
+    """The model card of a trained translator. Its licence follows from what it learnt from
+    (``licence_inputs``: the COVID-19 images' licences and the source datasets), as the release's does."""
+    from .release.sources_meta import licence_counts, release_licence
+
+    inputs = licence_inputs or {"covid": [], "sources": []}
+    learnt = licence_counts(inputs["covid"])
+    license_id, why, _ = release_licence(learnt, inputs["sources"])
     values = {
+        "license": license_id, "license_why": why,
+        "license_extra": "license_name: cxrsynth-mixed-inputs\nlicense_link: README.md\n" if license_id == "other" else "",
+        "licence_counts": ", ".join(f"{n:,} {name}" for name, n in learnt.items()) or "none recorded",
         "translator_id": report["translator_id"], "task": cfg.task, "source_label": cfg.task.split("-")[0],
         "code_version": __version__, "size": cfg.size, "preset": cfg.preset,
         "preset_words": PRESET_WORDS[cfg.preset], "architecture": _architecture(cfg),

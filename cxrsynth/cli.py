@@ -358,23 +358,50 @@ def verify(release_dir, private, croissant_strict, no_identifiers):
 @click.argument("release_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--repo-id", required=True, help="ORG/NAME on the Hub (or on the server in $HF_ENDPOINT).")
 @click.option("--tag", default=None, help="Tag to create (default: v<manifest version>).")
-@click.option("--private", "private_repo", is_flag=True, help="Create the repo as private.")
+@click.option("--private/--public", "private_repo", default=None,
+              help="Make the repo private or public (an existing repo's visibility is changed); default: leave it.")
+@click.option("--gated", type=click.Choice(["auto", "manual", "off"]), default=None,
+              help="Access requests: approved automatically or by hand, or off; default: leave as it is.")
 @click.option("--dry-run", is_flag=True, help="Say what would be uploaded; contact nothing.")
 @json_option
-def push(release_dir, repo_id, tag, private_repo, dry_run, as_json):
-    """Upload a verified release to the Hugging Face Hub and tag it; a rerun completes an interrupted push.
+def push(release_dir, repo_id, tag, private_repo, gated, dry_run, as_json):
+    """Publish a verified release as one version (a tag) of a Hub dataset repo.
 
-    The token comes from HF_TOKEN or `hf auth login`, and is never printed.
+    Files the new version no longer has are deleted from main; a tag is never moved to other files; a
+    rerun completes an interrupted push. The token comes from HF_TOKEN or `hf auth login`, and is never printed.
     """
     from .release.hub import push as run
 
-    rep = run(release_dir, repo_id, tag, private_repo, dry_run)
+    rep = run(release_dir, repo_id, tag, private_repo, dry_run, gated=gated)
     if as_json:
         _echo_json(rep.__dict__)
         return
-    verb = "would upload" if dry_run else "uploaded"
-    click.echo(f"{repo_id}: {verb} {len(rep.uploaded)} files, {len(rep.unchanged)} already there, "
-               f"{len(rep.commits)} commits, tag {rep.tag}")
+    if dry_run:
+        click.echo(f"{repo_id}: would upload {len(rep.uploaded)} files, tag {rep.tag}")
+        return
+    click.echo(f"{repo_id}: uploaded {len(rep.uploaded)} files, {len(rep.unchanged)} already there, deleted "
+               f"{len(rep.deleted)}, {len(rep.commits)} commits; tag {rep.tag} on {rep.tag_commit}")
+    for note in rep.notes:
+        click.echo(f"  {note}")
+
+
+@cli.command()
+@click.argument("old", type=click.Path(file_okay=False, exists=True))
+@click.argument("new", type=click.Path(file_okay=False, exists=True))
+@click.option("--write", is_flag=True, help="Also put the changes into NEW's card (its Changes section) and SHA256SUMS.")
+@json_option
+def diff(old, new, write, as_json):
+    """What changed between two release folders: counts, translators, licences, files."""
+    from .release.diff import changes_markdown, diff_releases, write_changes
+
+    d = diff_releases(old, new)
+    if write:
+        write_changes(new, d)
+    if as_json:
+        _echo_json(d)
+        return
+    click.echo(changes_markdown(d))
+    click.echo(f"written into {Path(new) / 'README.md'}" if write else "(--write puts this into NEW's card)", err=True)
 
 
 @cli.command()

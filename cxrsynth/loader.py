@@ -73,18 +73,20 @@ class ArmDataset(torch.utils.data.Dataset):
         return (self.transform(x) if self.transform else x), label
 
 
-def _synthetic(release: str | Path, config: str):
+def _synthetic(release: str | Path, config: str, revision: str | None = None):
     import datasets
 
     try:
-        return datasets.load_dataset(str(release), config, split="train")
+        return datasets.load_dataset(str(release), config, split="train", revision=revision)
     except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
         raise DataNotFoundError(f"cannot load config {config} of the release", release, str(exc).splitlines()[0]) from exc
 
 
 def load(task: str, arm: str = "real", split: str = "train", workdir: str | Path = "cxrsynth-work",
-         release: str | Path | None = None, size: int = 256, transform=None) -> ArmDataset:
-    """The dataset of one benchmark arm. ``release``: a release folder or a Hub id (``ORG/NAME``)."""
+         release: str | Path | None = None, size: int = 256, transform=None, revision: str | None = None) -> ArmDataset:
+    """The dataset of one benchmark arm. ``release``: a release folder or a Hub id (``ORG/NAME``);
+    ``revision``: for a Hub id, the version tag (e.g. ``v1.0.0``) or commit to load, so a run can name
+    exactly the images it used (default: the latest on ``main``)."""
     if task not in TASKS:
         raise ConfigError("unknown task", task, f"use one of {sorted(TASKS)}")
     neg_label, pos_label = TASKS[task]
@@ -101,7 +103,7 @@ def load(task: str, arm: str = "real", split: str = "train", workdir: str | Path
     if configs or oversample:
         if release is None:
             raise ConfigError("this arm needs a synthetic release", arm, "pass release=PATH or ORG/NAME")
-        synthetic = [_synthetic(release, c) for c in (CONFIGS if oversample else configs)]
+        synthetic = [_synthetic(release, c, revision) for c in (CONFIGS if oversample else configs)]
     if oversample:
         target = len(positives) + sum(len(s) for s in synthetic)
         positives = [positives[i % len(positives)] for i in range(target)] if positives else []

@@ -5,6 +5,13 @@ It keeps dataset repos in memory and speaks just the endpoints that ``huggingfac
 ``HF_HUB_DISABLE_XET=1``, NDJSON commit), tag, list refs and trees, and to resolve and download files
 at a revision: enough for ``cxrsynth push`` and ``load_dataset("ORG/NAME", revision=...)`` through
 ``HF_ENDPOINT``. It binds 127.0.0.1 only, accepts any bearer token and remembers which it saw.
+
+Like the Hub it: deletes files in a commit (``deletedFile`` / ``deletedFolder``), tags a given revision
+and refuses an existing tag (409), answers ``preupload`` with the remote file's oid (so the client skips
+unchanged files), keeps visibility and gating (``PUT .../settings``), and rejects in ``validate-yaml``
+what the Hub rejects in the card fields cxrsynth writes: a licence id outside the Hub's list, "other"
+without ``license_name`` / ``license_link``, a size category outside the list, an unknown task category,
+a malformed ``configs`` list and malformed ``extra_gated_fields``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,85 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 LFS_SUFFIXES = (".parquet", ".png", ".jpg", ".safetensors", ".bin")
 
+# The Hub's licence ids (https://huggingface.co/docs/hub/repositories-licenses).
+HUB_LICENSES = {
+    "apache-2.0", "mit", "openrail", "bigscience-openrail-m", "creativeml-openrail-m", "bigscience-bloom-rail-1.0",
+    "bigcode-openrail-m", "afl-3.0", "artistic-2.0", "bsl-1.0", "bsd", "bsd-2-clause", "bsd-3-clause",
+    "bsd-3-clause-clear", "c-uda", "cc", "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0",
+    "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-3.0",
+    "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "cdla-sharing-1.0",
+    "cdla-permissive-1.0", "cdla-permissive-2.0", "wtfpl", "ecl-2.0", "epl-1.0", "epl-2.0", "etalab-2.0", "eupl-1.1",
+    "eupl-1.2", "agpl-3.0", "gfdl", "gpl", "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1", "lgpl-3.0", "isc", "h-research",
+    "intel-research", "lppl-1.3c", "ms-pl", "apple-ascl", "apple-amlr", "mpl-2.0", "odc-by", "odbl", "openrail++",
+    "osl-3.0", "postgresql", "ofl-1.1", "ncsa", "unlicense", "zlib", "pddl", "lgpl-lr", "deepfloyd-if-license",
+    "fair-noncommercial-research-license", "llama2", "llama3", "llama3.1", "llama3.2", "llama3.3", "llama4", "gemma",
+    "unknown", "other",
+}
+SIZE_CATEGORIES = {"n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B", "1B<n<10B",
+                   "10B<n<100B", "100B<n<1T", "n>1T", "other"}
+TASK_CATEGORIES = {"image-classification", "image-to-image", "image-segmentation", "object-detection",
+                   "unconditional-image-generation", "text-to-image", "image-to-text", "zero-shot-image-classification",
+                   "image-feature-extraction", "other"}
+GATED_TYPES = {"text", "checkbox", "date_picker", "country"}
+
+
+def yaml_errors(content: str) -> list[str]:
+    """What the Hub's ``validate-yaml`` says about the card fields cxrsynth writes (empty: accepted)."""
+    import re
+
+    import yaml
+
+    if not content.startswith("---\n"):
+        return []
+    end = content.find("\n---", 4)
+    try:
+        meta = yaml.safe_load(content[4:end]) or {}
+    except yaml.YAMLError as exc:
+        return [f"YAML does not parse: {str(exc).splitlines()[0]}"]
+    errors = []
+    as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+    for lic in as_list(meta.get("license", [])):
+        if lic not in HUB_LICENSES:
+            errors.append(f'"license" must be a license id from the list, got "{lic}"')
+    if "other" in as_list(meta.get("license", [])):
+        if not re.fullmatch(r"[a-z0-9.-]+", str(meta.get("license_name", ""))):
+            errors.append('"license_name" is required with license "other" (lower case letters, digits, "-" and ".")')
+        if not meta.get("license_link"):
+            errors.append('"license_link" is required with license "other"')
+    for size in as_list(meta.get("size_categories", [])):
+        if size not in SIZE_CATEGORIES:
+            errors.append(f'"size_categories" must be one of the size categories, got "{size}"')
+    for task in as_list(meta.get("task_categories", [])):
+        if task not in TASK_CATEGORIES:
+            errors.append(f'"task_categories" has an unknown task "{task}"')
+    configs = meta.get("configs", [])
+    if not isinstance(configs, list):
+        errors.append('"configs" must be a list')
+        configs = []
+    for c in configs:
+        if not isinstance(c, dict) or not isinstance(c.get("config_name"), str):
+            errors.append('"configs" items must be mappings with a "config_name"')
+            continue
+        files = c.get("data_files")
+        ok = files is None or isinstance(files, str) or (isinstance(files, list) and all(
+            isinstance(f, str) or (isinstance(f, dict) and set(f) == {"split", "path"}) for f in files))
+        if not ok:
+            errors.append(f'"configs.{c["config_name"]}.data_files" must be a path, a list of paths or of {{split, path}}')
+    if sum(bool(isinstance(c, dict) and c.get("default")) for c in configs) > 1:
+        errors.append('"configs" has more than one default config')
+    fields = meta.get("extra_gated_fields")
+    if fields is not None:
+        if not isinstance(fields, dict):
+            errors.append('"extra_gated_fields" must be a mapping')
+        else:
+            for name, kind in fields.items():
+                if not (kind in GATED_TYPES or (isinstance(kind, dict) and kind.get("type") == "select"
+                                                and isinstance(kind.get("options"), list))):
+                    errors.append(f'"extra_gated_fields.{name}" has an invalid type')
+    if "extra_gated_prompt" in meta and not isinstance(meta["extra_gated_prompt"], str):
+        errors.append('"extra_gated_prompt" must be a string')
+    return errors
+
 
 @dataclass
 class Entry:
@@ -33,6 +119,7 @@ class Entry:
 @dataclass
 class Repo:
     private: bool = False
+    gated: str | bool = False
     commits: dict[str, dict[str, Entry]] = field(default_factory=dict)  # oid -> files
     branches: dict[str, str | None] = field(default_factory=lambda: {"main": None})
     tags: dict[str, str] = field(default_factory=dict)
@@ -134,7 +221,8 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and p[:3] == ["api", "repos", "create"]:
             return self.create_repo()
         if method == "POST" and p[:2] == ["api", "validate-yaml"]:
-            return self._send(200, {"errors": [], "warnings": []})
+            errors = yaml_errors(json.loads(self._body() or b"{}").get("content", ""))
+            return self._send(400 if errors else 200, {"errors": [{"message": e} for e in errors], "warnings": []})
         if p[:2] == ["api", "datasets"] and len(p) >= 4:
             repo_id, rest = f"{p[2]}/{p[3]}", p[4:]
             if not rest and method == "GET":
@@ -142,7 +230,9 @@ class Handler(BaseHTTPRequestHandler):
             if rest[:1] == ["revision"] and method == "GET":
                 return self.repo_info(repo_id, "/".join(rest[1:]))
             if rest[:1] == ["preupload"] and method == "POST":
-                return self.preupload(repo_id)
+                return self.preupload(repo_id, "/".join(rest[1:]))
+            if rest[:1] == ["settings"] and method == "PUT":
+                return self.settings(repo_id)
             if rest[:1] == ["commit"] and method == "POST":
                 return self.commit(repo_id, "/".join(rest[1:]))
             if rest[:1] == ["tag"] and method == "POST":
@@ -170,7 +260,7 @@ class Handler(BaseHTTPRequestHandler):
         url = f"{self._base()}/datasets/{repo_id}"
         if repo_id in self.state.repos:
             return self._send(409, {"error": "You already created this dataset repo", "url": url})
-        self.state.repos[repo_id] = Repo(private=bool(body.get("private")))
+        self.state.repos[repo_id] = Repo(private=body.get("visibility") == "private" or bool(body.get("private")))
         return self._send(200, {"url": url, "name": repo_id})
 
     def _files(self, repo: Repo, rev: str) -> dict[str, Entry] | None:
@@ -200,17 +290,39 @@ class Handler(BaseHTTPRequestHandler):
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         return self._send(200, {
             "_id": repo_id, "id": repo_id, "author": repo_id.split("/")[0], "sha": oid, "private": repo.private,
-            "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [], "lastModified": now,
+            "disabled": False, "gated": repo.gated, "downloads": 0, "likes": 0, "tags": [], "lastModified": now,
             "createdAt": now, "siblings": [{"rfilename": p} for p in sorted(files)], "cardData": {},
         })
 
-    def preupload(self, repo_id):
-        if self._repo(repo_id) is None:
+    def preupload(self, repo_id, rev):
+        repo = self._repo(repo_id)
+        if repo is None:
             return
         body = json.loads(self._body())
-        files = [{"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) or f["size"] > 1_000_000
-                  else "regular", "shouldIgnore": False} for f in body["files"]]
+        remote = self._files(repo, rev) or {}
+        files = []
+        for f in body["files"]:
+            e = remote.get(f["path"])
+            files.append({"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) or f["size"] > 1_000_000
+                          else "regular", "shouldIgnore": False,
+                          # as the Hub: the remote file's oid (sha256 for LFS, git blob id otherwise)
+                          "oid": None if e is None else (e.sha256 if e.lfs else e.blob)})
         return self._send(200, {"files": files, "commitOid": None})
+
+    def settings(self, repo_id):
+        repo = self._repo(repo_id)
+        if repo is None:
+            return
+        body = json.loads(self._body() or b"{}")
+        if "gated" in body:
+            if body["gated"] not in ("auto", "manual", False):
+                return self._send(400, {"error": f"invalid gated value {body['gated']!r}"})
+            repo.gated = body["gated"]
+        if "visibility" in body:
+            repo.private = body["visibility"] == "private"
+        if "private" in body:
+            repo.private = bool(body["private"])
+        return self._send(200, {})
 
     def lfs_batch(self, repo_id):
         if self._repo(repo_id) is None:

@@ -1,4 +1,4 @@
-"""Pushing a release to a local server that speaks the Hub's HTTP protocol, and loading it back.
+"""Publishing releases to a local server that speaks the Hub's HTTP protocol, and loading them back.
 
 ``tests/hub_server.py`` is a test fixture (a stand-in for the Hub on 127.0.0.1), not a product. Each
 push and load runs in a subprocess: ``huggingface_hub`` reads ``HF_ENDPOINT`` when it is imported.
@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from .hub_server import LocalHub
+from cxrsynth.release.croissant import REQUIRED
 
+from .hub_server import LocalHub, yaml_errors
 
 TOKEN = "hf_test_SECRET_token_0123456789"
+REPO = "org/covid-cxr-synth"
 
 
 @pytest.fixture()
@@ -29,26 +32,73 @@ def hub(tmp_path):
         yield h
 
 
+def _copy(built, tmp_path, name="a"):
+    """A private copy of the built release (and its private folder): push must not touch the fixture."""
+    rel = built[1]
+    dst = tmp_path / name / rel.name
+    shutil.copytree(rel, dst)
+    shutil.copytree(rel.parent / f"{rel.name}.private", dst.parent / f"{rel.name}.private")
+    return dst
+
+
+def _version(built, tmp_path, version: str, max_shard_bytes: int, drop: int = 0):
+    """Another release from the same work folder: a new version, other shard names, ``drop`` images fewer."""
+    from cxrsynth.release.package import ReleaseConfig, build
+
+    wd, rel, manifest = built
+    exclude = None
+    if drop:
+        ids = [json.loads(x)["id"] for x in (rel / "provenance.jsonl").read_text().splitlines()][:drop]
+        exclude = tmp_path / f"exclude-{version}.txt"
+        exclude.write_text("\n".join(ids) + "\n")
+    out = tmp_path / f"v{version}-{max_shard_bytes}" / rel.name
+    build(wd, out, out.parent / f"{rel.name}.private",
+          ReleaseConfig(version=version, max_shard_bytes=max_shard_bytes, exclude=str(exclude) if exclude else None))
+    return out
+
+
 def _cli(hub, *args):
     return subprocess.run([sys.executable, "-m", "cxrsynth.cli", *args], capture_output=True, text=True,
                           env=hub.env, timeout=300)
 
 
-def test_push_then_load_back_by_tag(built, hub):
-    rel = built[1]
-    res = _cli(hub, "push", str(rel), "--repo-id", "org/covid-cxr-synth", "--json")
+def _push(hub, rel, *extra):
+    res = _cli(hub, "push", str(rel), "--repo-id", REPO, "--json", *extra)
     assert res.returncode == 0, res.stderr[-3000:]
-    rep = json.loads(res.stdout)
-    assert len(rep["uploaded"]) == 8 and rep["tag"] == "v1.0.0" and len(rep["commits"]) == 1
-    assert rep["uploaded"][-1] == "README.md"  # the card goes last
-    repo = hub.state.repos["org/covid-cxr-synth"]
-    assert set(repo.tags) == {"v1.0.0"} and TOKEN in hub.state.tokens_seen
     assert TOKEN not in res.stdout + res.stderr
-    assert not any("private" in p for p in repo.commits[repo.tags["v1.0.0"]])  # the private folder stays home
-    # a second push finds everything there: no upload, no commit
-    again = json.loads(_cli(hub, "push", str(rel), "--repo-id", "org/covid-cxr-synth", "--json").stdout)
+    return json.loads(res.stdout)
+
+
+def _py(hub, code, *args):
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=hub.env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _files(repo, rev):
+    return set(repo.commits[repo.tags.get(rev) or repo.branches[rev]])
+
+
+def test_push_then_load_back_by_tag(built, hub, tmp_path):
+    rel = _copy(built, tmp_path)
+    before = {p.name: p.read_bytes() for p in rel.iterdir() if p.is_file()}
+    rep = _push(hub, rel)
+    assert len(rep["uploaded"]) == 8 and rep["tag"] == "v1.0.0" and len(rep["commits"]) == 1 and rep["deleted"] == []
+    repo = hub.state.repos[REPO]
+    assert repo.tags == {"v1.0.0": rep["commits"][0]} == {"v1.0.0": rep["tag_commit"]}
+    assert TOKEN in hub.state.tokens_seen
+    assert not any("private" in p for p in _files(repo, "v1.0.0"))  # the private folder stays home
+    assert {p.name: p.read_bytes() for p in rel.iterdir() if p.is_file()} == before  # the release is not edited
+    # the published card and Croissant name the repo; the card's YAML is what the Hub accepts
+    card = repo.commits[rep["tag_commit"]]["README.md"].content.decode()
+    assert f'load_dataset("{REPO}", revision="v1.0.0")' in card and "ORG/" not in card and yaml_errors(card) == []
+    croissant = json.loads(repo.commits[rep["tag_commit"]]["croissant.json"].content)
+    assert croissant["url"] == f"https://huggingface.co/datasets/{REPO}" and croissant["publisher"][0]["name"] == "org"
+    assert all(k in croissant for k in REQUIRED)  # every property Croissant 1.0 requires, url included
+    # a second push of the same version finds it published: no upload, no commit, the tag stays
+    again = _push(hub, rel)
     assert again["uploaded"] == [] and again["commits"] == [] and len(again["unchanged"]) == 8
-    assert len(repo.log) == 1
+    assert again["tag_commit"] == rep["tag_commit"] and len(repo.log) == 1
     code = """
 import json
 from datasets import load_dataset
@@ -57,42 +107,105 @@ pc = load_dataset("org/covid-cxr-synth", "g_pc", revision="v1.0.0", split="train
 print(json.dumps({"n": ds["train"].num_rows, "pc": pc.num_rows, "mode": ds["train"][0]["image"].mode,
                   "label": ds["train"].features["label"].names}))
 """
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=hub.env, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert json.loads(res.stdout.strip().splitlines()[-1]) == {"n": 48, "pc": 24, "mode": "L",
-                                                               "label": ["normal", "pneumonia", "covid"]}
-    # the benchmark's loader takes a Hub id as well as a folder
+    assert _py(hub, code) == {"n": 48, "pc": 24, "mode": "L", "label": ["normal", "pneumonia", "covid"]}
+    # the benchmark's loader takes a Hub id and a revision as well as a folder
     code = ("import json, sys, cxrsynth\nds = cxrsynth.load('normal-covid', 'real+g_nc+g_pc', workdir=sys.argv[1], "
-            "release='org/covid-cxr-synth', size=64)\nprint(json.dumps({'synthetic': ds.origins.count('synthetic')}))")
-    res = subprocess.run([sys.executable, "-c", code, str(built[0])], capture_output=True, text=True, env=hub.env, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert json.loads(res.stdout.strip().splitlines()[-1]) == {"synthetic": 48}
+            "release='org/covid-cxr-synth', revision='v1.0.0', size=64)\nprint(json.dumps({'synthetic': ds.origins.count('synthetic')}))")
+    assert _py(hub, code, str(built[0])) == {"synthetic": 48}
 
 
-def test_interrupted_push_resumes_without_duplicates(built, hub):
+def test_new_version_replaces_the_old_files_and_both_tags_load(built, hub, tmp_path):
+    v0 = _copy(built, tmp_path)
+    v1 = _version(built, tmp_path, "1.0.1", max_shard_bytes=60_000, drop=4)  # more, renamed shards; 44 images
+    old_shards = {p.relative_to(v0).as_posix() for p in (v0 / "data").glob("*.parquet")}
+    new_shards = {p.relative_to(v1).as_posix() for p in (v1 / "data").glob("*.parquet")}
+    assert old_shards and new_shards and not old_shards & new_shards
+    r0, r1 = _push(hub, v0), _push(hub, v1)
+    assert sorted(r1["deleted"]) == sorted(old_shards) and r1["tag"] == "v1.0.1"
+    repo = hub.state.repos[REPO]
+    assert repo.tags == {"v1.0.0": r0["tag_commit"], "v1.0.1": r1["tag_commit"]} and r0["tag_commit"] != r1["tag_commit"]
+    assert repo.branches["main"] == r1["tag_commit"]
+    main = _files(repo, "main")
+    assert {p for p in main if p.startswith("data/")} == new_shards and main == _files(repo, "v1.0.1")
+    assert {p for p in _files(repo, "v1.0.0") if p.startswith("data/")} == old_shards
+    code = """
+import json
+from datasets import load_dataset
+out = {}
+for rev in ("v1.0.0", "v1.0.1"):  # main is v1.0.1's commit (asserted above)
+    ds = load_dataset("org/covid-cxr-synth", revision=rev, split="train")
+    nc = load_dataset("org/covid-cxr-synth", "g_nc", revision=rev, split="train")
+    out[rev] = [ds.num_rows, nc.num_rows]
+print(json.dumps(out))
+"""
+    m1 = json.loads((v1 / "manifest.json").read_text())["counts"]
+    assert m1["all"] == 44
+    assert _py(hub, code) == {"v1.0.0": [48, 24], "v1.0.1": [44, m1["g_nc"]]}
 
-    rel = built[1]
-    hub.state.fail_commits_after = 1  # the second commit fails, as a dropped connection would
-    env = dict(hub.env)
-    code = ("import json, sys\nfrom cxrsynth.release.hub import push\n"
-            "try:\n    push(sys.argv[1], 'org/r', files_per_commit=3)\nexcept Exception as e:\n"
-            "    print(json.dumps({'error': type(e).__name__, 'msg': str(e)}))\n")
-    res = subprocess.run([sys.executable, "-c", code, str(rel)], capture_output=True, text=True, env=env, timeout=300)
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["error"] == "PushError" and TOKEN not in out["msg"]
-    repo = hub.state.repos["org/r"]
-    assert len(repo.log) == 1 and not repo.tags
-    first_commit_files = set(repo.commits[repo.branches["main"]])
-    assert len(first_commit_files) == 3
+
+def test_changed_version_is_refused_and_tag_stays(built, hub, tmp_path):
+    rep = _push(hub, _copy(built, tmp_path))
+    repo = hub.state.repos[REPO]
+    changed = _version(built, tmp_path, "1.0.0", max_shard_bytes=60_000)  # same version, other files
+    res = _cli(hub, "push", str(changed), "--repo-id", REPO)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: tag v1.0.0 already marks commit " + rep["tag_commit"]), lines
+    assert f"main is at commit {rep['tag_commit']}" in lines[0] and "bump the version" in lines[0]
+    assert repo.tags == {"v1.0.0": rep["tag_commit"]} and len(repo.log) == 1  # nothing moved, nothing committed
+
+
+def test_rejected_card_yaml_is_one_error_line_and_no_repo(built, hub, tmp_path):
+    from cxrsynth.release.card import rerender
+
+    rel = _copy(built, tmp_path)
+    m = json.loads((rel / "manifest.json").read_text())
+    m["license"] = "cc-by-nc-sa-5.0"  # not a Hub licence id
+    (rel / "manifest.json").write_text(json.dumps(m))
+    rerender(rel)  # the card follows the manifest; SHA256SUMS too, so the release still verifies
+    res = _cli(hub, "push", str(rel), "--repo-id", REPO)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("Error: the Hub rejects the dataset card's YAML (README.md)")
+    assert '"license" must be a license id from the list, got "cc-by-nc-sa-5.0"' in lines[0]
+    assert hub.state.repos == {} and not any("/api/repos/create" in r for r in hub.state.requests)
+
+
+def test_gating_and_visibility_are_set(built, hub, tmp_path):
+    rel = _copy(built, tmp_path)
+    rep = _push(hub, rel)
+    repo = hub.state.repos[REPO]
+    assert repo.private is False and repo.gated is False and rep["private"] is False
+    assert any("public and not gated" in n for n in rep["notes"])
+    rep = _push(hub, rel, "--private", "--gated", "manual")  # an existing public repo
+    assert repo.private is True and repo.gated == "manual"
+    assert rep["private"] is True and rep["gated"] == "manual" and "visibility changed to private" in rep["notes"]
+    assert rep["commits"] == [] and len(repo.log) == 1  # settings only: the version was already there
+    assert not any("not gated" in n for n in rep["notes"])
+    # a new repo is created private and gated before any data goes up (the plain-text report says so)
+    res = _cli(hub, "push", str(rel), "--repo-id", "org/other", "--private", "--gated", "auto")
+    assert res.returncode == 0 and "gating set to auto" in res.stdout, res.stderr
+    other = hub.state.repos["org/other"]
+    assert other.private is True and other.gated == "auto"
+    first_commit = next(i for i, r in enumerate(hub.state.requests) if r.startswith("POST /api/datasets/org/other/commit"))
+    settings = [i for i, r in enumerate(hub.state.requests) if r == "PUT /api/datasets/org/other/settings"]
+    assert settings and max(settings) < first_commit
+
+
+def test_interrupted_push_resumes_without_sending_blobs_twice(built, hub, tmp_path):
+    rel = _copy(built, tmp_path)
+    hub.state.fail_commits_after = 0  # the commit fails, as a dropped connection would
+    res = _cli(hub, "push", str(rel), "--repo-id", REPO)
+    assert res.returncode == 1 and res.stderr.startswith("Error: the Hub refused the push") and TOKEN not in res.stderr
+    repo = hub.state.repos[REPO]
+    assert repo.log == [] and not repo.tags and repo.branches["main"] is None  # nothing half-pushed
+    puts = [r for r in hub.state.requests if r.startswith("PUT /lfs-upload/")]
+    assert len(puts) == 3  # the two shards and the sample grid went up before the commit failed
     hub.state.fail_commits_after = None
-    res = subprocess.run([sys.executable, "-c", "import json, sys\nfrom cxrsynth.release.hub import push\n"
-                          "r = push(sys.argv[1], 'org/r', files_per_commit=3)\nprint(json.dumps(r.__dict__))",
-                          str(rel)], capture_output=True, text=True, env=env, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    rep = json.loads(res.stdout.strip().splitlines()[-1])
-    assert set(rep["unchanged"]) == first_commit_files and len(rep["uploaded"]) == 5
-    assert len(repo.log) == 3 and set(repo.tags) == {"v1.0.0"}
-    assert len(repo.commits[repo.tags["v1.0.0"]]) == 8
+    rep = _push(hub, rel)
+    assert [r for r in hub.state.requests if r.startswith("PUT /lfs-upload/")] == puts  # not sent again
+    assert len(repo.log) == 1 and repo.tags == {"v1.0.0": rep["tag_commit"]} and len(_files(repo, "v1.0.0")) == 8
 
 
 def test_dry_run_contacts_nothing_and_bad_release_is_refused(built, hub, tmp_path):
@@ -100,12 +213,9 @@ def test_dry_run_contacts_nothing_and_bad_release_is_refused(built, hub, tmp_pat
     res = _cli(hub, "push", str(rel), "--repo-id", "org/x", "--dry-run")
     assert res.returncode == 0 and "would upload 8 files" in res.stdout
     assert hub.state.requests == []
-    import shutil
-
-    bad = tmp_path / "covid-cxr-synth"
-    shutil.copytree(rel, bad)
+    bad = _copy(built, tmp_path)
     (bad / "manifest.json").write_text("{}")
     res = _cli(hub, "push", str(bad), "--repo-id", "org/x")
-    assert res.returncode == 1 and "does not verify" in res.stderr
+    assert res.returncode == 1 and "does not verify" in res.stderr and hub.state.requests == []
     res = _cli(hub, "push", str(rel), "--repo-id", "noslash")
     assert res.returncode == 1 and "repo id must be ORG/NAME" in res.stderr

@@ -1,85 +1,131 @@
-"""The dataset card: Hugging Face YAML front matter (configs, features, splits, licence, sources, tags)
-built from the manifest, and a body rendered from ``cards/dataset_card.md``."""
+"""The dataset card: Hugging Face YAML front matter built with ``huggingface_hub.DatasetCardData`` and the
+``datasets`` metadata helpers (configs, dataset_info), and a body rendered from ``cards/dataset_card.md``.
+
+The card can be rendered again from ``manifest.json`` alone (``rerender``): at push time with the real
+repo id, and by ``cxrsynth diff`` with a "Changes" section. Sections made from files outside the
+release (the benchmark tables) are carried over from the card already there.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 
 from ..cards import render
-from ..paths import atomic_write
-from .sources_meta import PAPER_BIBTEX, RELEASE_LICENSE_WHY, SOURCES
+from ..paths import atomic_write, read_json
+from .sources_meta import NO_LICENCE, PAPER_BIBTEX, SOURCE_TERMS, SOURCES, dataset_bibtex
 
 SOURCE_LABEL = {"g_nc": "normal", "g_pc": "pneumonia"}
+KEPT_SECTIONS = ("Benchmark", "Changes")  # carried over when the card is rendered again
+NO_CHANGES = "The first version, or no earlier version was compared (`cxrsynth diff OLD NEW` writes this section)."
 
 
 def size_category(n: int) -> str:
-    for hi, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < hi:
-            return name
-    return "n>1M"
+    """The Hub's size category of ``n`` examples (the ``datasets`` list: n<1K, 1K<n<10K, ... n>1T)."""
+    bounds = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
+              (10**11, "10B<n<100B"), (10**12, "100B<n<1T"))
+    return next((name for hi, name in bounds if n < hi), "n>1T")
 
 
-def front_matter(manifest: dict) -> dict:
-    import datasets
-
-    from .package import features
-
-    feats = datasets.DatasetInfo(features=features())._to_yaml_dict()["features"]
-    configs = [{"config_name": "all", "default": True,
-                "data_files": [{"split": "train", "path": "data/*.parquet"}]}]
-    infos = [{"config_name": "all", "features": feats,
-              "splits": [{"name": "train", "num_bytes": sum(c["num_bytes"] for c in manifest["configs"].values()),
-                          "num_examples": manifest["counts"]["all"]}]}]
-    for name, c in manifest["configs"].items():
-        configs.append({"config_name": name, "data_files": [{"split": "train", "path": f"data/{name}-*.parquet"}]})
-        infos.append({"config_name": name, "features": feats,
-                      "splits": [{"name": "train", "num_bytes": c["num_bytes"], "num_examples": c["num_examples"]}]})
-    return {
-        "pretty_name": manifest["pretty_name"], "license": manifest["license"],
-        "task_categories": ["image-classification"],
-        "tags": ["medical", "chest-x-ray", "covid-19", "synthetic", "cyclegan", "image-to-image-translation"],
-        "size_categories": [size_category(manifest["counts"]["all"])],
-        "source_datasets": [SOURCES[s["source"]]["hub_name"] for s in manifest["sources"]],
-        "configs": configs, "dataset_info": infos,
-        "cxrsynth": {"version": manifest["version"], "counts": manifest["counts"], "code_version": manifest["code_version"]},
+def gated_fields(license_id: str) -> tuple[str, dict]:
+    """The access-request prompt and the fields a requester must tick (the Hub's extra_gated_* keys)."""
+    prompt = ("These synthetic chest X-rays derive from real patients' X-rays and may be linkable to them. "
+              "Access is for research only; it is not for clinical use.")
+    return prompt, {
+        "I will use this dataset for research only, never for clinical decisions": "checkbox",
+        "I will not attempt to re-identify any person from these images or link them to their sources": "checkbox",
+        f"I accept the licence ({license_id}) and the attribution requirements of the sources": "checkbox",
     }
 
 
-def _audit_section(audit: dict | None, filtered: dict | None = None) -> str:
-    if filtered:
-        removed = (f"\n\n**{filtered['removed']:,} images were removed after the audit**: {filtered['reason']}. "
-                   "The counts above are after the removal.")
-    else:
-        removed = "\n\nNo images were removed after the audit." if audit else ""
-    if not audit:
-        return ("**Not yet audited.** No quality or privacy audit was run for this version: do not assume the "
-                "images are unlinkable to their sources." + removed)
-    lines = [audit.get("text", ""), ""]
-    for test in audit.get("verdicts", []):
-        lines.append(f"- **{test['name']}**: {test['verdict']} ({test['detail']})")
-    return "\n".join(lines) + removed
+def front_matter(manifest: dict, repo_id: str | None = None):
+    """The card's metadata as a ``DatasetCardData``: configs and dataset_info through ``datasets``' own
+    helpers, so the YAML has the shapes ``load_dataset`` reads."""
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    from .package import features
+
+    feats = features()
+
+    def info(n_bytes: int, n: int) -> DatasetInfo:
+        splits = SplitDict()
+        splits.add(SplitInfo(name="train", num_bytes=n_bytes, num_examples=n))
+        return DatasetInfo(features=feats, splits=splits, dataset_size=n_bytes, download_size=n_bytes)
+
+    configs = {"all": {"default": True, "data_files": [{"split": "train", "path": "data/*.parquet"}]}}
+    infos = {"all": info(sum(c["num_bytes"] for c in manifest["configs"].values()), manifest["counts"]["all"])}
+    for name, c in manifest["configs"].items():
+        configs[name] = {"data_files": [{"split": "train", "path": f"data/{name}-*.parquet"}]}
+        infos[name] = info(c["num_bytes"], c["num_examples"])
+    prompt, fields = gated_fields(manifest["license"])
+    hub_ids = sorted({SOURCES[s["source"]]["hub_id"] for s in manifest["sources"]} - {None})
+    card = DatasetCardData(
+        pretty_name=manifest["pretty_name"], license=manifest["license"],
+        task_categories=["image-classification"], size_categories=[size_category(manifest["counts"]["all"])],
+        source_datasets=hub_ids or None, annotations_creators=["machine-generated"],
+        tags=["medical", "chest-x-ray", "covid-19", "synthetic", "cyclegan", "image-to-image-translation"],
+        extra_gated_prompt=prompt, extra_gated_fields=fields,
+        cxrsynth={"version": manifest["version"], "counts": manifest["counts"], "code_version": manifest["code_version"],
+                  **({"repo_id": repo_id} if repo_id else {})},
+    )
+    if manifest["license"] == "other":  # the Hub then wants a name and a link: the card's Licence section
+        card.license_name = "cxrsynth-mixed-inputs"
+        card.license_link = "README.md"
+    MetadataConfigs(configs).to_dataset_card_data(card)
+    DatasetInfosDict(infos).to_dataset_card_data(card)
+    return card
 
 
-def _benchmark_section(workdir: Path) -> str:
-    table = workdir / "benchmark" / "tables.md"
-    if table.is_file():
-        return table.read_text()
-    return "No benchmark was run for this version (`cxrsynth benchmark` produces one)."
+def _counts(d: dict) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "none"
 
 
-def render_dataset_card(path: Path, manifest: dict, workdir: Path | None = None) -> Path:
+def _arch(a: dict) -> str:
+    if not a:
+        return "architecture not recorded"
+    return f"ResNet generator, {a.get('blocks')} blocks, width {a.get('base')}, {a.get('size')} px"
+
+
+def _licence_section(manifest: dict) -> tuple[str, str, str]:
+    lic = manifest.get("licensing") or {}
+    learnt = lic.get("learnt_from", {})
+    table = "\n".join(f"| {name} | {n:,} |" for name, n in learnt.items()) or f"| {NO_LICENCE} | 0 |"
+    per_translator = "; ".join(f"`{t['config']}`: {_counts(t['train_images'].get('covid_licences', {}))}"
+                               for t in manifest["translators"])
+    excluded = lic.get("excluded_at_ingest") or {}
+    note = (f"Per translator: {per_translator}. "
+            + (f"Left out at ingest by the licence allow-list: {_counts(excluded)}."
+               if excluded else "No image was left out at ingest because of its licence."))
+    attribution = "\n".join(f"  - {s['name']}: {s.get('attribution') or SOURCES[s['source']]['attribution']}"
+                            for s in manifest["sources"])
+    return table, note, attribution
+
+
+def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] | None = None) -> str:
+    kept = kept or {}
     rows = [f"| `{c}` | {SOURCE_LABEL[c]} | {info['num_examples']:,} | `{t['translator_id']}` | `{t['generator_sha256'][:16]}...` |"
             for (c, info), t in zip(manifest["configs"].items(), manifest["translators"])]
-    sources = [f"  - {s['name']} ({s['url']}): {s['images_used']:,} images used ({s['by_label']}); licence: {s['licence']}; "
-               f"cite: {s['citation']}" for s in manifest["sources"]]
+    sources = [f"  - {s['name']} ({s['url']}): {s['images_used']:,} images used ({_counts(s['by_label'])}); "
+               f"terms: {s['licence']}"
+               + ("" if s["source"] in SOURCE_TERMS else f"; by licence: {_counts(s.get('licences', {}))}")
+               + f"; cite: {s['citation']}" for s in manifest["sources"]]
     trans = [f"  - `{t['config']}` ({t['task']}): {t['train_images']['source']} + {t['train_images']['covid']} images, "
-             f"{t.get('steps')} of {t.get('total_steps')} steps, seed {t.get('seed')}, arch {t.get('arch')}"
+             f"{t.get('steps')} of {t.get('total_steps')} steps, seed {t.get('seed')}, {_arch(t.get('arch'))}"
              for t in manifest["translators"]]
     configs = list(manifest["configs"])
     bib = [PAPER_BIBTEX] + [SOURCES[s["source"]]["bibtex"] for s in manifest["sources"] if SOURCES[s["source"]]["bibtex"]]
-    body = render("dataset_card.md", {
+    lic = manifest.get("licensing") or {}
+    why = lic.get("why", "")
+    if lic.get("derived") and lic["derived"] != manifest["license"]:
+        why += f" (The licence was set by the maintainers; the inputs alone would give {lic['derived']}.)"
+    table, excluded_note, attribution = _licence_section(manifest)
+    return render("dataset_card.md", {
         "pretty_name": manifest["pretty_name"], "total": f"{manifest['counts']['all']:,}", "version": manifest["version"],
         "code_version": manifest["code_version"], "name": manifest["name"],
         "first_row": configs[0] + " (" + SOURCE_LABEL[configs[0]] + " -> COVID-19)",
@@ -97,15 +143,78 @@ def render_dataset_card(path: Path, manifest: dict, workdir: Path | None = None)
                                  "were translated (each once)"),
         "planned_note": ", ".join(f"{c}: {manifest['counts'][c]:,} made of {manifest['plan']['planned'][c]:,} planned"
                                   for c in configs),
-        "license": manifest["license"], "license_why": RELEASE_LICENSE_WHY,
+        "license": manifest["license"], "license_why": why, "licence_table": table,
+        "licence_excluded": excluded_note, "attribution_list": attribution,
         "audit_section": _audit_section(manifest.get("audit"), manifest.get("filtered")),
-        "benchmark_section": _benchmark_section(workdir) if workdir else "No benchmark was run for this version.",
-        "bibtex": "\n\n".join(bib),
+        "benchmark_section": kept.get("Benchmark") or "No benchmark was run for this version (`cxrsynth benchmark` produces one).",
+        "changes_section": kept.get("Changes") or NO_CHANGES,
+        "load_id": repo_id or manifest["name"],
+        "load_note": "" if repo_id else (f"\nHere `{manifest['name']}` is the release folder (run from its parent "
+                                         f"directory); on the Hub use `ORG/{manifest['name']}`."),
+        "dataset_bibtex": dataset_bibtex(manifest, repo_id), "bibtex": "\n\n".join(bib),
     })
-    text = "---\n" + yaml.safe_dump(front_matter(manifest), sort_keys=False, allow_unicode=True) + "---\n\n" + body
+
+
+def card_text(manifest: dict, repo_id: str | None = None, kept: dict[str, str] | None = None) -> str:
+    return "---\n" + front_matter(manifest, repo_id).to_yaml() + "\n---\n\n" + card_body(manifest, repo_id, kept)
+
+
+def _audit_section(audit: dict | None, filtered: dict | None = None) -> str:
+    if filtered:
+        removed = (f"\n\n**{filtered['removed']:,} images were removed after the audit**: {filtered['reason']}. "
+                   "The counts above are after the removal.")
+    else:
+        removed = "\n\nNo images were removed after the audit." if audit else ""
+    if not audit:
+        return ("**Not yet audited.** No quality or privacy audit was run for this version: do not assume the "
+                "images are unlinkable to their sources." + removed)
+    lines = [audit.get("text", ""), ""]
+    for test in audit.get("verdicts", []):
+        lines.append(f"- **{test['name']}**: {test['verdict']} ({test['detail']})")
+    return "\n".join(lines) + removed
+
+
+def _benchmark_section(workdir: Path) -> str | None:
+    table = workdir / "benchmark" / "tables.md"
+    return table.read_text().strip() if table.is_file() else None
+
+
+def render_dataset_card(path: Path, manifest: dict, workdir: Path | None = None, repo_id: str | None = None) -> Path:
+    """Write the card; the benchmark section comes from ``workdir`` when it has one, else from the card there."""
+    kept = sections(Path(path).read_text()) if Path(path).is_file() else {}
+    bench = _benchmark_section(workdir) if workdir else None
+    if bench:
+        kept["Benchmark"] = bench
     with atomic_write(path) as fh:
-        fh.write(text)
+        fh.write(card_text(manifest, repo_id, kept))
     return path
+
+
+def sections(card: str) -> dict[str, str]:
+    """The text of the card's ``## `` sections that are carried over (Benchmark, Changes), by title."""
+    out = {}
+    for m in re.finditer(r"^## (.+?)\n(.*?)(?=^## |\Z)", card, flags=re.S | re.M):
+        if m.group(1).strip() in KEPT_SECTIONS:
+            out[m.group(1).strip()] = m.group(2).strip()
+    return out
+
+
+def rerender(release: Path, repo_id: str | None = None, changes: str | None = None) -> None:
+    """Render README.md and croissant.json again from the release's manifest (with the repo id, or a
+    Changes section), then SHA256SUMS, so the folder still verifies."""
+    from ..paths import write_json
+    from .croissant import make_croissant
+    from .package import write_sha256sums
+
+    release = Path(release)
+    manifest = read_json(release / "manifest.json")
+    kept = sections((release / "README.md").read_text()) if (release / "README.md").is_file() else {}
+    if changes is not None:
+        kept["Changes"] = changes
+    with atomic_write(release / "README.md") as fh:
+        fh.write(card_text(manifest, repo_id, kept))
+    write_json(release / "croissant.json", make_croissant(manifest, repo_id))
+    write_sha256sums(release)
 
 
 def read_front_matter(path: Path) -> dict:
@@ -114,5 +223,3 @@ def read_front_matter(path: Path) -> dict:
         return {}
     end = text.find("\n---\n", 4)
     return yaml.safe_load(text[4:end]) if end > 0 else {}
-
-

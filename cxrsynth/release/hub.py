@@ -1,23 +1,39 @@
-"""``cxrsynth push``: upload a verified release folder to the Hugging Face Hub (or any server that
-speaks its HTTP protocol, through ``HF_ENDPOINT``).
+"""``cxrsynth push``: publish a verified release on the Hugging Face Hub (or any server that speaks its
+HTTP protocol, through ``HF_ENDPOINT``) as one version of the dataset repo.
 
-Create the repo (``exist_ok``), compare the remote tree with the local files by sha256 / git blob id,
-upload only what is missing or changed in commits of at most ``files_per_commit`` files (small commits,
-as the Hub advises), then tag the release. An interrupted push leaves its finished commits in place, so a
-rerun uploads only the rest and makes no duplicate commit; with nothing to upload it makes no commit.
-The token comes from ``HF_TOKEN`` or the token file as usual and is never printed; the private folder
-beside the release is never uploaded (only the folder given is).
+Through ``huggingface_hub``'s own primitives, in this order, so that a refusal leaves nothing behind:
+
+1. the release is copied (hard links) into a staging folder beside it, and its card and Croissant file
+   are rendered there with the real repo id; the copy is verified;
+2. the card's YAML is validated by the Hub (``DatasetCard.validate``) before any repo is created;
+3. an existing tag for this version must mark exactly these files, else the push is refused: a
+   published version never changes (a tag that marks them already means there is nothing to do);
+4. the repo is created (``exist_ok``) and its gating and visibility set as asked, before any data goes up;
+5. ``upload_folder`` uploads the files and deletes from ``main`` every remote file this version no
+   longer has (``delete_patterns``); the library skips unchanged files and, with hf_xet, splits large
+   uploads into resumable commits; without it the version is one commit;
+6. the tag is created on the commit just made (``create_tag(revision=...)``) and read back.
+
+An interrupted push is completed by running it again: uploaded blobs are not sent twice, and the tag is
+made when its commit is there. The token comes from ``HF_TOKEN`` or the token file and is never printed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ..errors import ConfigError, CxrsynthError
 from ..paths import read_json, sha256_file
-from .verify import verify
+from .card import rerender
+from .verify import find_private, verify
 
 
 class PushError(CxrsynthError):
@@ -30,8 +46,13 @@ class PushReport:
     revision: str = "main"
     uploaded: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
     commits: list[str] = field(default_factory=list)
     tag: str | None = None
+    tag_commit: str | None = None
+    private: bool | None = None
+    gated: str | bool | None = None
+    notes: list[str] = field(default_factory=list)
     dry_run: bool = False
 
 
@@ -40,65 +61,202 @@ def _git_blob_sha1(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _remote_files(api, repo_id: str, revision: str) -> dict[str, dict]:
+def publishable(root: Path) -> list[str]:
+    """The files of the release to publish: SHA256SUMS and every file it lists.
+
+    HOOK: ``verify.publishable_files(release_dir)`` (being written in verify.py) is to replace this; it
+    leaves out what an ``hf download`` copy adds (``.gitattributes``, ``.cache/huggingface/``).
+    """
+    sums = root / "SHA256SUMS"
+    listed = [line.split("  ", 1)[1] for line in sums.read_text().splitlines() if "  " in line] if sums.is_file() else []
+    return sorted(set(listed) | {"SHA256SUMS"})
+
+
+@contextmanager
+def _staged(root: Path, repo_id: str):
+    """A copy of the release (hard links where possible) whose card and Croissant name ``repo_id``."""
+    parent = root.parent if os.access(root.parent, os.W_OK) else None
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.push-", dir=parent))
+    stage = tmp / root.name
+    try:
+        for rel in publishable(root):
+            src, dst = root / rel, stage / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if rel in ("README.md", "croissant.json", "SHA256SUMS"):
+                shutil.copy2(src, dst)  # rewritten below: never through a hard link into the release
+                continue
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+        rerender(stage, repo_id)
+        yield stage
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remote_tree(api, repo_id: str, revision: str) -> dict[str, str]:
+    """{path: sha256 (LFS) or git blob id} of the files at ``revision``; {} for an empty repo."""
     from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 
     try:
         items = api.list_repo_tree(repo_id, repo_type="dataset", revision=revision, recursive=True)
-        out = {}
-        for it in items:
-            if getattr(it, "blob_id", None) is None:
-                continue  # a folder
-            lfs = getattr(it, "lfs", None)
-            out[it.path] = {"sha256": lfs.sha256 if lfs else None, "blob": it.blob_id}
-        return out
+        return {it.path: (it.lfs.sha256 if getattr(it, "lfs", None) else it.blob_id)
+                for it in items if getattr(it, "blob_id", None) is not None}
     except (EntryNotFoundError, RevisionNotFoundError):
         return {}
 
 
-def push(release: str | Path, repo_id: str, tag: str | None = None, private: bool = False, dry_run: bool = False,
-         files_per_commit: int = 50, token: str | None = None, check: bool = True) -> PushReport:
-    from huggingface_hub import CommitOperationAdd, HfApi
+def _same(remote: str | None, path: Path) -> bool:
+    return remote is not None and remote in (sha256_file(path), _git_blob_sha1(path))
+
+
+def _diff(stage: Path, files: list[str], remote: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """(changed or new, unchanged, remote files this version no longer has); ``.gitattributes`` is the Hub's."""
+    changed = [f for f in files if not _same(remote.get(f), stage / f)]
+    unchanged = [f for f in files if f not in changed]
+    gone = sorted(set(remote) - set(files) - {".gitattributes"})
+    return changed, unchanged, gone
+
+
+def _validate_card(card: Path) -> None:
+    """Ask the Hub whether it accepts the card's YAML; a refusal is one line with the Hub's reasons."""
+    from huggingface_hub import DatasetCard
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        DatasetCard(card.read_text()).validate(repo_type="dataset")
+    except ValueError as exc:
+        try:
+            reasons = "; ".join(e.get("message", "") for e in json.loads(str(exc)).get("errors", []))
+        except (ValueError, AttributeError):
+            reasons = " ".join(str(exc).split())
+        raise PushError("the Hub rejects the dataset card's YAML", card.name, reasons[:400]) from None
+    except HfHubHTTPError as exc:
+        raise PushError("the Hub could not validate the dataset card", card.name, str(exc).splitlines()[0][:300]) from None
+
+
+def _settings(api, repo_id: str, private: bool | None, gated, report: PushReport) -> None:
+    """Make visibility and gating what was asked, and say what changed (before any data goes up)."""
+    info = api.repo_info(repo_id, repo_type="dataset")
+    report.private = bool(info.private)
+    if private is not None and bool(info.private) != private:
+        api.update_repo_settings(repo_id, repo_type="dataset", private=private)
+        info = api.repo_info(repo_id, repo_type="dataset")
+        if bool(info.private) != private:
+            raise PushError(f"the repo stayed {'private' if info.private else 'public'}", repo_id,
+                            "change its visibility on the Hub, then push again")
+        report.notes.append(f"visibility changed to {'private' if private else 'public'}")
+        report.private = private
+    if gated is not None:
+        want = False if gated in (False, "off") else gated
+        if (info.gated or False) != want:
+            api.update_repo_settings(repo_id, repo_type="dataset", gated=want)
+            info = api.repo_info(repo_id, repo_type="dataset")
+            if (info.gated or False) != want:
+                raise PushError(f"the repo's gating stayed {info.gated}", repo_id, "set it on the Hub, then push again")
+            report.notes.append(f"gating set to {want or 'off'}")
+    report.gated = info.gated
+    if not report.private and not info.gated:
+        report.notes.append("the repo is public and not gated, although the card asks requesters to accept its "
+                            "terms: pass --gated manual (or auto) to gate it")
+
+
+def push(release: str | Path, repo_id: str, tag: str | None = None, private: bool | None = None,
+         dry_run: bool = False, token: str | None = None, check: bool = True,
+         gated: Literal["auto", "manual", "off"] | None = None) -> PushReport:
+    """Publish ``release`` as version ``tag`` (default ``v<manifest version>``) of ``repo_id``.
+
+    ``private``: None leaves an existing repo's visibility as it is (a new repo is public); True or
+    False sets it. ``gated``: "auto", "manual" or "off" sets access requests; None leaves them.
+    """
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     root = Path(release)
     if "/" not in repo_id:
         raise ConfigError("repo id must be ORG/NAME", repo_id)
+    if gated not in (None, "auto", "manual", "off"):
+        raise ConfigError("gated must be auto, manual or off", gated)
     if check:
-        problems = verify(root)
-        if problems:
-            raise PushError(f"the release does not verify ({len(problems)} problems, first: {problems[0]})", root,
-                            "run `cxrsynth verify` and fix it first")
+        _check(root, root)
     manifest = read_json(root / "manifest.json")
     tag = tag or f"v{manifest['version']}"
-    local = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
-    report = PushReport(repo_id=repo_id, tag=tag, dry_run=dry_run)
-    api = HfApi(token=token)
-    try:
-        if not dry_run:
-            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        remote = {} if dry_run else _remote_files(api, repo_id, "main")
-        todo = []
-        for rel, path in local.items():
-            r = remote.get(rel)
-            same = r is not None and ((r["sha256"] and r["sha256"] == sha256_file(path)) or r["blob"] == _git_blob_sha1(path))
-            (report.unchanged if same else todo).append(rel)
-        # README.md last: the card appears once the data it describes is there.
-        todo.sort(key=lambda rel: (rel == "README.md", rel))
-        report.uploaded = todo
+    report = PushReport(repo_id=repo_id, tag=tag, dry_run=dry_run, private=private, gated=gated)
+    with _staged(root, repo_id) as stage:
+        files = publishable(stage)
+        if check:
+            _check(stage, root)  # the card and Croissant rendered for the repo verify too
         if dry_run:
+            report.uploaded = files
             return report
-        for start in range(0, len(todo), files_per_commit):
-            chunk = todo[start:start + files_per_commit]
-            ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(local[rel])) for rel in chunk]
-            info = api.create_commit(repo_id, ops, repo_type="dataset",
-                                     commit_message=f"{manifest['name']} {manifest['version']}: {len(chunk)} files "
-                                                    f"({start + len(chunk)}/{len(todo)})")
-            report.commits.append(info.oid)
-        existing = {t.name for t in api.list_repo_refs(repo_id, repo_type="dataset").tags}
-        if tag not in existing:
-            api.create_tag(repo_id, tag=tag, repo_type="dataset", tag_message=f"{manifest['name']} {manifest['version']}")
-    except HfHubHTTPError as exc:
-        # The message names the URL and status; it never holds the token.
-        raise PushError("the Hub refused the push", repo_id, str(exc).splitlines()[0][:300]) from exc
+        _validate_card(stage / "README.md")
+        api = HfApi(token=token)
+        try:
+            refs = _refs(api, repo_id)
+            done = refs is not None and tag in refs["tags"] and _already_tagged(api, repo_id, tag, refs, stage, files, report)
+            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            _settings(api, repo_id, private, gated, report)
+            if done:
+                return report
+            changed, unchanged, gone = _diff(stage, files, _remote_tree(api, repo_id, "main"))
+            report.uploaded, report.unchanged, report.deleted = changed, unchanged, gone
+            info = api.upload_folder(repo_id=repo_id, folder_path=stage, repo_type="dataset", revision="main",
+                                     commit_message=f"{manifest['name']} {manifest['version']}",
+                                     commit_description=f"Release {tag} of {manifest['name']} (cxrsynth "
+                                                        f"{manifest['code_version']}); {manifest['counts']['all']:,} images.",
+                                     delete_patterns="*")
+            if changed or gone:
+                report.commits.append(info.oid)
+            try:
+                api.create_tag(repo_id, tag=tag, revision=info.oid, repo_type="dataset",
+                               tag_message=f"{manifest['name']} {manifest['version']}")
+            except HfHubHTTPError as exc:
+                if getattr(exc.response, "status_code", None) != 409:
+                    raise
+                other = (_refs(api, repo_id) or {"tags": {}})["tags"].get(tag)
+                raise PushError(f"tag {tag} appeared on commit {other} while this push made commit {info.oid}", repo_id,
+                                "someone else pushed this version: compare the two and bump the version") from None
+            marked = (_refs(api, repo_id) or {"tags": {}})["tags"].get(tag)
+            if marked != info.oid:
+                raise PushError(f"tag {tag} marks commit {marked}, not the commit just made ({info.oid})", repo_id)
+            report.tag_commit = info.oid
+        except HfHubHTTPError as exc:
+            # The message names the URL and status; it never holds the token.
+            raise PushError("the Hub refused the push", repo_id, str(exc).splitlines()[0][:300]) from exc
+        except ValueError as exc:  # huggingface_hub's own refusals (e.g. the card's YAML, validated again)
+            raise PushError("the Hub refused the push", repo_id, " ".join(str(exc).split())[:300]) from exc
     return report
+
+
+def _check(folder: Path, release: Path) -> None:
+    problems = verify(folder, find_private(release))
+    if problems:
+        raise PushError(f"the release does not verify ({len(problems)} problems, first: {problems[0]})", release,
+                        "run `cxrsynth verify` and fix it first")
+
+
+def _refs(api, repo_id: str) -> dict | None:
+    """{"tags": {name: commit}, "main": commit or None}, or None when the repo does not exist."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        refs = api.list_repo_refs(repo_id, repo_type="dataset")
+    except RepositoryNotFoundError:
+        return None
+    return {"tags": {t.name: t.target_commit for t in refs.tags},
+            "main": next((b.target_commit for b in refs.branches if b.name == "main"), None)}
+
+
+def _already_tagged(api, repo_id: str, tag: str, refs: dict, stage: Path, files: list[str], report: PushReport) -> bool:
+    """A tag names one set of files for ever: the same files are a finished push (True), others are refused."""
+    commit = refs["tags"][tag]
+    changed, unchanged, gone = _diff(stage, files, _remote_tree(api, repo_id, commit))
+    if changed or gone:
+        first = (changed or gone)[0]
+        raise PushError(f"tag {tag} already marks commit {commit} with other files ({len(changed)} differ or are new, "
+                        f"{len(gone)} absent here, e.g. {first}); main is at commit {refs['main']}", repo_id,
+                        "a published version never changes: bump the version (release --version) and push that")
+    report.unchanged, report.tag_commit = unchanged, commit
+    report.notes.append(f"{tag} is already published with these files (commit {commit}); nothing to upload")
+    return True

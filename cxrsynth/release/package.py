@@ -36,7 +36,7 @@ from ..generate import CONFIG_TASK, current_shards, read_provenance, shard_is_do
 from ..paths import atomic_write, read_json, sha256_file, write_json
 from ..records import LABELS, read_records
 from ..schemas import validate
-from .sources_meta import RELEASE_LICENSE, SOURCES
+from .sources_meta import SOURCE_TERMS, SOURCES, licence_counts, licence_name, release_licence
 
 PUBLIC_FIELDS = ("config", "source_label", "translator_id", "checkpoint_sha256", "png_sha256", "seed",
                  "code_version", "created")
@@ -50,7 +50,7 @@ class ReleaseConfig:
     configs: tuple[str, ...] = ("g_nc", "g_pc")
     max_shard_bytes: int = 300_000_000
     rows_per_group: int = 256
-    license: str = RELEASE_LICENSE
+    license: str = "auto"  # auto: from the licences of the images used (sources_meta.release_licence)
     grid_images: int = 8  # per config, in sample_grid.png
     exclude: str | None = None  # a file of synthetic ids to leave out (e.g. the audit's exclude_ids.txt)
 
@@ -202,7 +202,8 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
             "generator_sha256": sha, "arch": read_json(tdir / "generator.json").get("arch", {}) if (tdir / "generator.json").is_file() else {},
             "steps": trep.get("steps"), "total_steps": trep.get("total_steps"), "finished": trep.get("finished"),
             "seed": (read_json(tdir / "config.json").get("seed") if (tdir / "config.json").is_file() else None),
-            "train_images": {"source": len(tt["source"]), "covid": len(tt["covid"])},
+            "train_images": {"source": len(tt["source"]), "covid": len(tt["covid"]),
+                             "covid_licences": licence_counts(records[i].license for i in tt["covid"] if i in records)},
         })
     used = [records[i] for i in sorted(used_ids) if i in records]
     sources = []
@@ -210,12 +211,15 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
         meta = SOURCES[src]
         mine = [r for r in used if r.source == src]
         sources.append({"source": src, "name": meta["name"], "url": meta["url"], "licence": meta["licence"],
+                        "attribution": meta["attribution"], "licences": _source_licences(src, mine),
                         "citation": meta["citation"], "collections": sorted({r.collection for r in mine}),
                         "images_used": len(mine), "by_label": {lab: sum(r.label == lab for r in mine) for lab in LABELS
                                                                if any(r.label == lab for r in mine)}})
+    licensing = _licensing(workdir, records, {i for c in cfg.configs for i in plan["tasks"][CONFIG_TASK[c]]["translator_train"]["covid"]},
+                           {m["record_id"] for m in mapping}, cfg)
     manifest = {
         "kind": "cxrsynth.release_manifest", "name": cfg.name, "pretty_name": cfg.pretty_name, "version": cfg.version,
-        "license": cfg.license, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "license": licensing.pop("license"), "licensing": licensing, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": __version__, "environment": _environment(),
         # paths are never published: the exclude file is named, not located
         "config": {**to_dict(cfg), "exclude": Path(cfg.exclude).name if cfg.exclude else None},
@@ -243,6 +247,36 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
         "source_roots": sorted({r.source_root for r in used}),
     })
     return manifest
+
+
+def _source_licences(src: str, records: list) -> dict[str, int]:
+    """Per-licence image counts of one source: per record where the licence is per image (COVID-19
+    collection, image folders), else the publisher's terms for all of its images."""
+    if src in SOURCE_TERMS:
+        return {SOURCES[src]["terms"]: len(records)}
+    return licence_counts(r.license for r in records)
+
+
+def _licensing(workdir: Path, records: dict, covid_ids: set[str], translated_ids: set[str], cfg: ReleaseConfig) -> dict:
+    """The release licence and its grounds: what the translators learnt from (each COVID-19 image once, by
+    licence), which sources were translated, what grants no right to adapt, and what ingest left out by
+    licence (the ``covid_collection.licenses`` allow-list)."""
+    learnt = licence_counts(records[i].license for i in sorted(covid_ids) if i in records)
+    translated = sorted({records[i].source for i in translated_ids if i in records})
+    per_image = licence_counts(records[i].license for i in sorted(translated_ids)
+                               if i in records and records[i].source not in SOURCE_TERMS)
+    hub_id, why, restricted = release_licence(learnt, translated, per_image)
+    report = workdir / "ingest_report.json"
+    excluded = {}
+    if report.is_file():
+        for coll in read_json(report).get("collections", {}).values():
+            for reason, n in coll.get("excluded", {}).items():
+                if reason.startswith("licence not allowed: "):
+                    name = licence_name(reason.removeprefix("licence not allowed: "))
+                    excluded[name] = excluded.get(name, 0) + n
+    return {"license": hub_id if cfg.license == "auto" else cfg.license, "derived": hub_id, "why": why,
+            "learnt_from": learnt, "translated_sources": translated, "no_right_to_adapt": restricted,
+            "excluded_at_ingest": excluded}
 
 
 def _audit_summary(workdir: Path) -> dict | None:

@@ -10,6 +10,10 @@ Filters (``mode``):
 - ``paper``: what the original code kept: ``finding == "COVID-19"`` exactly and modality not CT, any
   view (laterals included).
 Only COVID-19 rows become records; every other row is counted in ``excluded`` by reason.
+
+``licenses`` is an allow-list of the ``license`` column's values (case-insensitive; a blank licence is
+written "no licence stated"): COVID-19 rows under any other licence are counted in ``excluded`` as
+``licence not allowed: <licence>``, and the release card reports them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ NAME = "covid-collection"
 class CovidCollectionConfig:
     mode: Literal["default", "paper"] = "default"
     views: tuple[str, ...] = ("PA", "AP", "AP Supine")
+    licenses: tuple[str, ...] | None = None  # allow-list; None keeps every licence
 
 
 def detect(root: Path) -> bool:
@@ -72,6 +77,10 @@ def read(root: Path, cfg: CovidCollectionConfig, collection: str) -> SourceScan:
             if view not in cfg.views:
                 scan.excluded[f"view {view or '(blank)'}"] += 1
                 continue
+        licence = (row.get("license") or "").strip() or "no licence stated"
+        if cfg.licenses is not None and licence.lower() not in {x.strip().lower() for x in cfg.licenses}:
+            scan.excluded[f"licence not allowed: {licence}"] += 1
+            continue
         filename = row["filename"]
         if not filename:
             scan.problems.append(Problem(collection, str(meta), "row has no filename", i))

@@ -195,6 +195,9 @@ class TrainingSet:
         tt = plan["tasks"][task]["translator_train"]
         by_id = {r.record_id: r for r in read_records(workdir / "records.parquet")}
         self.ids = {"A": tt["source"], "B": tt["covid"]}
+        # what the translator learns from, for its model card's licence (the records' own licences)
+        self.licence_inputs = {"covid": [by_id[r].license for r in tt["covid"] if r in by_id],
+                               "sources": sorted({by_id[r].source for r in tt["source"] if r in by_id})}
         load = round(size * 286 / 256) if jitter else size
         self.size, self.load = size, load
         self.images = {}
@@ -585,7 +588,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
               "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(step - first, 1), 4),
               "last_losses": losses, "train_images": {k: len(v) for k, v in data.ids.items()}}
     if rt.main:
-        _export(run_dir, nets, cfg, report, data.ids)
+        _export(run_dir, nets, cfg, report, data)
     if rt.world > 1:
         torch.distributed.barrier()
     return report
@@ -637,7 +640,7 @@ def _loop(model: CycleGAN, data: TrainingSet, cfg: TrainConfig, rt: Runtime, run
         log.close()
 
 
-def _export(run_dir: Path, nets: dict[str, nn.Module], cfg: TrainConfig, report: dict, ids: dict) -> None:
+def _export(run_dir: Path, nets: dict[str, nn.Module], cfg: TrainConfig, report: dict, data: TrainingSet) -> None:
     """The published generator (G_A), the private reverse one, ``train_report.json`` and the model card."""
     ckpt = latest_checkpoint(run_dir)
     extra = {"task": cfg.task, "step": report["steps"], "code_version": __version__,
@@ -650,4 +653,4 @@ def _export(run_dir: Path, nets: dict[str, nn.Module], cfg: TrainConfig, report:
     write_json(run_dir / "train_report.json", report)
     from ..cards import render_translator_card
 
-    render_translator_card(run_dir, cfg, report, ids)
+    render_translator_card(run_dir, cfg, report, data.ids, data.licence_inputs)
