@@ -33,7 +33,7 @@ from typing import Literal
 from ..errors import ConfigError, CxrsynthError
 from ..paths import read_json, sha256_file
 from .card import rerender
-from .verify import find_private, verify
+from .verify import VerifyError, find_private, publishable_files, verify
 
 
 class PushError(CxrsynthError):
@@ -61,25 +61,32 @@ def _git_blob_sha1(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def publishable(root: Path) -> list[str]:
-    """The files of the release to publish: SHA256SUMS and every file it lists.
+def publishable(root: Path, check: bool = True) -> list[str]:
+    """The files of the release to publish, relative to it.
 
-    HOOK: ``verify.publishable_files(release_dir)`` (being written in verify.py) is to replace this; it
-    leaves out what an ``hf download`` copy adds (``.gitattributes``, ``.cache/huggingface/``).
+    With ``check`` (the default): exactly :func:`verify.publishable_files`, i.e. the release's metadata and
+    the manifest's shards after every verify check passed, so no stray, linked or private file rides
+    along (and an ``hf download`` copy's ``.gitattributes`` / ``.cache/`` stay home). Without: SHA256SUMS
+    and what it lists (tests of the upload path only).
     """
+    if check:
+        try:
+            return [p.relative_to(root).as_posix() for p in publishable_files(root, find_private(root))]
+        except VerifyError as exc:
+            raise PushError(exc.what, root, exc.hint) from None
     sums = root / "SHA256SUMS"
     listed = [line.split("  ", 1)[1] for line in sums.read_text().splitlines() if "  " in line] if sums.is_file() else []
     return sorted(set(listed) | {"SHA256SUMS"})
 
 
 @contextmanager
-def _staged(root: Path, repo_id: str):
-    """A copy of the release (hard links where possible) whose card and Croissant name ``repo_id``."""
+def _staged(root: Path, repo_id: str, files: list[str]):
+    """A copy of ``files`` of the release (hard links where possible) whose card and Croissant name ``repo_id``."""
     parent = root.parent if os.access(root.parent, os.W_OK) else None
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.push-", dir=parent))
     stage = tmp / root.name
     try:
-        for rel in publishable(root):
+        for rel in files:
             src, dst = root / rel, stage / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             if rel in ("README.md", "croissant.json", "SHA256SUMS"):
@@ -178,13 +185,11 @@ def push(release: str | Path, repo_id: str, tag: str | None = None, private: boo
         raise ConfigError("repo id must be ORG/NAME", repo_id)
     if gated not in (None, "auto", "manual", "off"):
         raise ConfigError("gated must be auto, manual or off", gated)
-    if check:
-        _check(root, root)
+    files = publishable(root, check)
     manifest = read_json(root / "manifest.json")
     tag = tag or f"v{manifest['version']}"
     report = PushReport(repo_id=repo_id, tag=tag, dry_run=dry_run, private=private, gated=gated)
-    with _staged(root, repo_id) as stage:
-        files = publishable(stage)
+    with _staged(root, repo_id, files) as stage:
         if check:
             _check(stage, root)  # the card and Croissant rendered for the repo verify too
         if dry_run:

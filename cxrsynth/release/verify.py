@@ -39,7 +39,6 @@ import os
 import re
 import stat
 import struct
-import tempfile
 import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -189,6 +188,7 @@ class _Verifier:
         self.verified: dict[str, str] = {}  # rel -> sha256, files that matched their SHA256SUMS line
         self.expected: set[str] = set()  # the files the release consists of
         self.parquet_text: dict[str, list[str]] = {}  # rel -> the strings a shard publishes (read once)
+        self.repo_id: str | None = None  # from the card's front matter: the Hub repo it was rendered for
 
     def add(self, text: str) -> None:
         self.problems.append(text)
@@ -490,8 +490,8 @@ class _Verifier:
             self.add("README.md: the body does not state the total count of the manifest")
         if "**Not for clinical use.**" not in text:
             self.add("README.md: the not-for-clinical-use statement is missing")
-        head, tail = expected_card(manifest)
-        where = _first_difference(text, head, tail)
+        self.repo_id = meta.get("repo_id")  # set when the card was rendered for a Hub repo (push)
+        where = _first_difference(text, expected_card(manifest, self.repo_id))
         if where:
             self.add(f"README.md: {where}; the card must be what manifest.json generates (cxrsynth "
                      f"{manifest['code_version']} made it)")
@@ -507,7 +507,7 @@ class _Verifier:
             self.add("croissant.json: version disagrees with manifest.json")
         from .croissant import make_croissant
 
-        want = json.loads(json.dumps(make_croissant(manifest), default=str))
+        want = json.loads(json.dumps(make_croissant(manifest, self.repo_id), default=str))
         differ = sorted(k for k in set(want) | set(cr) if want.get(k) != cr.get(k))
         if differ:
             self.add(f"croissant.json: {', '.join(differ[:5])} differ from what manifest.json generates")
@@ -587,29 +587,28 @@ def read_front_matter_text(text: str) -> dict:
     return fm if isinstance(fm, dict) else {}
 
 
-BENCHMARK_MARK = "\0cxrsynth-benchmark-section\0"
+FREE_MARK = "\0cxrsynth-free-section\0"
 
 
-def expected_card(manifest: dict) -> tuple[str, str]:
-    """The card ``manifest`` generates, as the text before and after its benchmark section.
+def expected_card(manifest: dict, repo_id: str | None = None) -> list[str]:
+    """The card ``manifest`` generates, as the fixed pieces around its free sections.
 
-    The benchmark section comes from the work folder's ``benchmark/tables.md``, which verify does not
-    have: a stand-in work folder holding only a marker there splits the card around it.
+    Two sections are not generated from the manifest: Benchmark (from the work folder's
+    ``benchmark/tables.md``) and Changes (from ``cxrsynth diff``); a marker stands in for each and the text
+    is split around them. Everything else, the YAML front matter included, must be exactly what the
+    manifest (and, after a push, the repo id recorded in the front matter) generates.
     """
-    from .card import render_dataset_card
+    from .card import card_text
 
-    with tempfile.TemporaryDirectory(prefix="cxrsynth-verify-") as tmp:
-        (Path(tmp) / "benchmark").mkdir()
-        (Path(tmp) / "benchmark" / "tables.md").write_text(BENCHMARK_MARK)
-        text = render_dataset_card(Path(tmp) / "README.md", manifest, Path(tmp)).read_text()
-    head, _, tail = text.partition(BENCHMARK_MARK)
-    return head, tail
+    return card_text(manifest, repo_id, {"Benchmark": FREE_MARK, "Changes": FREE_MARK}).split(FREE_MARK)
 
 
-def _first_difference(text: str, head: str, tail: str) -> str | None:
-    """Where ``text`` departs from ``head`` + (anything) + ``tail``, as 'line N: ...', or None."""
-    if text.startswith(head) and text[len(head):].endswith(tail):
+def _first_difference(text: str, pieces: list[str]) -> str | None:
+    """Where ``text`` departs from ``pieces`` joined by any text, as 'line N: ...', or None."""
+    pattern = "(.*?)".join(re.escape(p) for p in pieces)
+    if re.fullmatch(pattern, text, flags=re.S):
         return None
+    head, tail = pieces[0], pieces[-1] if len(pieces) > 1 else ""
     got, want = text.splitlines(), head.splitlines()
     for i, (a, b) in enumerate(zip(got, want), 1):
         if a != b:
@@ -618,7 +617,7 @@ def _first_difference(text: str, head: str, tail: str) -> str | None:
     for k, (a, b) in enumerate(zip(got_tail, want_tail), 1):
         if a != b:
             return f"line {len(got) - k + 1} reads {a[:80]!r}, expected {b[:80]!r}"
-    return "the text around the benchmark section differs in length"
+    return "a generated section between the benchmark and changes sections differs"
 
 
 def _identifiers(private: Path) -> dict[str, list[str]]:

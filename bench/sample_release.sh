@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Reproduce the sample-scale release made with the fully trained `paper` translators, and everything
+# committed under bench/results/sample-release/: card, manifest, audit summaries (pixel and classifier
+# embeddings), benchmark tables and figures in both protocols.
+#
+#   bash scripts/train_paper_translators.sh   # first (hours on 2 CPU cores; resumable)
+#   bash bench/sample_release.sh
+#
+# Benchmark model: $SR_MODEL (default resnet18, random init: no ImageNet weights offline) at $SR_SIZE px
+# (default 128), $SR_EPOCHS epochs, $SR_SEEDS seeds: the largest that runs in tens of minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TQDM_DISABLE=1
+CX=".venv/bin/cxrsynth"
+WD=${PAPER_WD:-runs/paper}
+OUT=${SR_OUT:-bench/results/sample-release}
+MODEL=${SR_MODEL:-resnet18}; SIZE=${SR_SIZE:-128}; EPOCHS=${SR_EPOCHS:-8}; SEEDS=${SR_SEEDS:-3}
+for TASK in normal-covid pneumonia-covid; do
+  .venv/bin/python -c "import json,sys; r=json.load(open('$WD/translators/$TASK/train_report.json')); sys.exit(0 if r['finished'] else 1)" \
+    || { echo "Error: the $TASK translator in $WD is not trained to completion; run scripts/train_paper_translators.sh" >&2; exit 1; }
+done
+echo "== release: every planned train-split source image with pixels, translated once; audit (pixels); verify"
+$CX -w "$WD" release --out "$WD/release" --preset paper --replace
+REL="$WD/release/covid-cxr-synth"
+$CX verify "$REL"
+BENCH="--release $REL --model $MODEL --init random --image-size $SIZE --max-epochs $EPOCHS"
+echo "== benchmark, rigorous protocol ($MODEL, $SIZE px, $EPOCHS epochs, $SEEDS seeds)"
+/usr/bin/time -f "benchmark rigorous: %e s, %M KB peak" $CX -w "$WD" benchmark $BENCH --seeds "$SEEDS" --out "$WD/benchmark"
+echo "== benchmark, paper protocol (on this work folder's split: stated in its results)"
+/usr/bin/time -f "benchmark paper: %e s, %M KB peak" $CX -w "$WD" benchmark $BENCH --protocol paper --out "$WD/benchmark-paper"
+echo "== audit with the benchmark classifier's features"
+$CX -w "$WD" audit "$REL" --embedding "classifier:$WD/benchmark/runs/normal-covid/real/seed-0/model.safetensors" \
+  --out "$WD/audit-classifier"
+echo "== collect into $OUT"
+rm -rf "$OUT"; mkdir -p "$OUT/benchmark" "$OUT/benchmark-paper" "$OUT/audit" "$OUT/audit-classifier"
+cp "$REL/README.md" "$OUT/card.md"; cp "$REL/manifest.json" "$REL/sample_grid.png" "$OUT/"
+for A in audit audit-classifier; do
+  SRC="$WD/$A"; [ "$A" = audit ] && SRC="$WD/audit"
+  cp "$SRC"/audit.json "$OUT/$A/" 2>/dev/null || true
+  find "$SRC" -maxdepth 2 -name '*.png' -size -400k -exec cp {} "$OUT/$A/" \;
+done
+for B in benchmark benchmark-paper; do
+  cp "$WD/$B"/tables.md "$WD/$B"/results.json "$OUT/$B/" 2>/dev/null || true
+  find "$WD/$B/figures" -maxdepth 1 -name '*.png' -size -400k -exec cp {} "$OUT/$B/" \; 2>/dev/null || true
+done
+echo "sample release reproduced: $OUT"
