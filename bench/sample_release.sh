@@ -8,12 +8,7 @@
 #
 # Benchmark model: $SR_MODEL (default resnet18, random init: no ImageNet weights offline) at $SR_SIZE px
 # (default 128), $SR_EPOCHS epochs, $SR_SEEDS seeds: the largest that runs in tens of minutes on 2 cores.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-export HF_HUB_OFFLINE=1 TQDM_DISABLE=1
-CX=".venv/bin/cxrsynth"
-WD=${PAPER_WD:-runs/paper}
+source "$(dirname "$0")/../scripts/_paper_env.sh"
 OUT=${SR_OUT:-bench/results/sample-release}
 MODEL=${SR_MODEL:-resnet18}; SIZE=${SR_SIZE:-128}; EPOCHS=${SR_EPOCHS:-8}; SEEDS=${SR_SEEDS:-3}
 for TASK in normal-covid pneumonia-covid; do

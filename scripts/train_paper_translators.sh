@@ -9,12 +9,7 @@
 # int(141/16) - 1 = 7 updates and the 100 epochs are 700 updates). The two translators train side by
 # side, one thread each ($PAPER_THREADS), bf16 autocast and channels_last on the CPU. When both finish,
 # the small artefacts (losses, grids, reports, fp16 generators) are copied to bench/results/paper-translators/.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-export HF_HUB_OFFLINE=1 TQDM_DISABLE=1
-CX=".venv/bin/cxrsynth"
-WD=${PAPER_WD:-runs/paper}
+source "$(dirname "$0")/_paper_env.sh"
 SIZE=${PAPER_SIZE:-128}
 THREADS=${PAPER_THREADS:-1}
 [ -f "$WD/records.parquet" ] || $CX -w "$WD" ingest --workers 2
