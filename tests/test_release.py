@@ -184,3 +184,21 @@ def test_path_search_finds_what_a_substring_search_finds():
     assert first_path_in("see dir/ here", ["dir/"]) == "dir/"
     assert first_path_in("images/a b.png", ["images/a b.png"]) == "images/a b.png"
     assert first_path_in("", ["images/x.png"]) is None
+
+
+def test_no_audit_gives_not_yet_audited_and_a_foreign_audit_is_refused(trained, tmp_path):
+    """An audit.json lying in the work folder (an earlier release's) never reaches this release's card."""
+    from cxrsynth.paths import write_json
+    from cxrsynth.release.package import attach_audit, data_fingerprint
+
+    wd = copy_workdir(trained, tmp_path / "wd")
+    write_json(wd / "audit" / "audit.json", {"summary": {"text": "STALE AUDIT OF ANOTHER RELEASE", "verdicts": []},
+                                            "release": {"data_sha256": "0" * 64}})
+    m = release(wd, wd / "release", ReleaseConfig(), generate_cfg=GEN, audit=False)
+    rel = wd / "release" / "covid-cxr-synth"
+    card = (rel / "README.md").read_text()
+    assert m["audit"] is None and "**Not yet audited.**" in card and "STALE" not in card
+    assert m["data_sha256"] == data_fingerprint(m) and len(m["data_sha256"]) == 64
+    with pytest.raises(ConfigError, match="other images"):
+        attach_audit(wd, rel)
+    assert verify(rel) == []

@@ -17,6 +17,7 @@ Images are streamed shard by shard: memory stays bounded whatever the release si
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -228,10 +229,11 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
         "split_method": plan["split_method"], "plan": {"per_domain": plan["config"]["per_domain"],
                                                        "seed": plan["config"]["seed"],
                                                        "planned": {c: plan["tasks"][CONFIG_TASK[c]]["translate"]["n"] for c in cfg.configs}},
-        "audit": _audit_summary(workdir),
+        "audit": None,  # only an audit of these very images is attached (attach_audit checks the stamp)
         "filtered": filtered,
         "files": files,
     }
+    manifest["data_sha256"] = data_fingerprint(manifest)
     _write_metadata(staging, manifest, workdir)
 
     private.mkdir(parents=True, exist_ok=True)
@@ -279,9 +281,11 @@ def _licensing(workdir: Path, records: dict, covid_ids: set[str], translated_ids
             "excluded_at_ingest": excluded}
 
 
-def _audit_summary(workdir: Path) -> dict | None:
-    path = workdir / "audit" / "audit.json"
-    return read_json(path).get("summary") if path.is_file() else None
+def data_fingerprint(manifest: dict) -> str:
+    """What a release's images are: the sha256 of its shard list (paths and checksums). The card, the
+    Croissant file and the audit summary change around the same data; this does not."""
+    shards = sorted((f["path"], f["sha256"]) for f in manifest["files"])
+    return hashlib.sha256(json.dumps(shards).encode()).hexdigest()
 
 
 def _write_metadata(staging: Path, manifest: dict, workdir: Path) -> None:
@@ -296,11 +300,22 @@ def _write_metadata(staging: Path, manifest: dict, workdir: Path) -> None:
     write_sha256sums(staging)
 
 
-def attach_audit(workdir: str | Path, staging: str | Path) -> dict:
-    """Put ``WORKDIR/audit/audit.json``'s summary into a built release's manifest and card (the data stays)."""
+def attach_audit(workdir: str | Path, staging: str | Path, audit_json: str | Path | None = None) -> dict:
+    """Put an audit's summary into a built release's manifest and card (the data stays).
+
+    ``audit_json`` (default ``WORKDIR/audit/audit.json``) must be stamped with this release's
+    ``data_sha256``: an audit of other images (an earlier release, another --limit) is refused, so a
+    card never shows results that were not measured on its own images.
+    """
     staging = Path(staging)
+    path = Path(audit_json) if audit_json else Path(workdir) / "audit" / "audit.json"
     manifest = read_json(staging / "manifest.json")
-    manifest["audit"] = _audit_summary(Path(workdir))
+    audit = read_json(path)
+    stamp = (audit.get("release") or {}).get("data_sha256")
+    if stamp != manifest["data_sha256"]:
+        raise ConfigError("the audit was made on other images than this release's", path,
+                          f"its stamp is {stamp}, the release's data_sha256 is {manifest['data_sha256']}; audit this release")
+    manifest["audit"] = audit.get("summary")
     _write_metadata(staging, manifest, Path(workdir))
     return manifest
 
