@@ -100,22 +100,27 @@ def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
 @click.option("--method", type=click.Choice(["rigorous", "paper"]), default=None,
               help="rigorous: patient-level train/validation/test (default); paper: the original row rule.")
 @click.option("--seed", type=int, default=None)
+@click.option("--patient-map", "patient_maps", multiple=True, type=click.Path(dir_okay=False),
+              help="RSNA's pneumonia-challenge-dataset-mappings_2018.json and/or NIH's Data_Entry_2017.csv: "
+                   "group RSNA images by NIH patient (without, RSNA is split per image).")
 @config_option
 @set_option
 @json_option
 @click.pass_context
-def split(ctx, method, seed, config_file, overrides, as_json):
+def split(ctx, method, seed, patient_maps, config_file, overrides, as_json):
     """Split the records into train / validation / test; writes splits.json."""
     from .config import resolve
+    from .identity import load_identity
     from .records import read_records
     from .splits import SPLITS, SplitConfig, make_splits
 
     extra = ([f"method={method}"] if method else []) + ([f"seed={seed}"] if seed is not None else [])
     cfg = resolve(SplitConfig, config_file, list(overrides) + extra)
     records_path = _workdir(ctx) / "records.parquet"
-    manifest = make_splits(read_records(records_path), cfg, records_path, _workdir(ctx) / "splits.json")
+    manifest = make_splits(read_records(records_path), cfg, records_path, _workdir(ctx) / "splits.json",
+                           identity=load_identity(patient_maps) if patient_maps else None)
     if as_json:
-        _echo_json({k: manifest[k] for k in ("counts", "patients", "skew", "leakage", "notes")})
+        _echo_json({k: manifest[k] for k in ("counts", "patients", "skew", "leakage", "patient_identity", "notes")})
         return
     click.echo(f"{cfg.method} split (seed {cfg.seed}), leakage check: "
                f"{manifest['leakage']['patients_in_several_splits']} patients in several splits")
