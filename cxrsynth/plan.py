@@ -133,11 +133,11 @@ def format_plan(plan: dict) -> str:
             f"  to translate: {t['translate']['n']:,} {t['source_label']} images ({t['translate']['with_pixels']:,} with pixels now)",
             f"  test: {t['test']['negatives']:,} {t['source_label']}, {t['test']['covid']:,} covid;"
             f" validation: {t['validation']['negatives']:,} {t['source_label']}, {t['validation']['covid']:,} covid",
-            "  arm                     negatives  real+  synth+   skew",
+            "  arm                         negatives  real+  synth+   skew",
         ]
         for name, a in t["arms"].items():
             sk = "-" if a["skew"] is None else f"{a['skew']:.2f}"
-            lines.append(f"  {name:22s} {a['negatives']:>10,} {a['positives_real']:>6,} {a['positives_synthetic']:>7,} {sk:>6}")
+            lines.append(f"  {name:26s} {a['negatives']:>10,} {a['positives_real']:>6,} {a['positives_synthetic']:>7,} {sk:>6}")
     tot = plan["totals"]
     by = ", ".join(f"{k} {v:,}" for k, v in tot["by_config"].items())
     lines.append(f"\nTotal to translate: {tot['translate']:,} ({by}); {tot['translate_with_pixels']:,} have pixels now")

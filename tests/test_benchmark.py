@@ -121,9 +121,11 @@ def test_rerun_keeps_finished_runs(rigorous):
     wd, out, summary = rigorous
     first = out / "runs" / "normal-covid" / "real" / "seed-0" / "result.json"
     stamp = first.stat().st_mtime_ns
-    again = run_benchmark(wd, out, resolve(BenchmarkConfig, overrides=TINY + ["seeds=2"]), release=summary["release"])
+    again = run_benchmark(wd, out, resolve(BenchmarkConfig, overrides=TINY + ["seeds=2"]), release=summary["release"],
+                          externals={"site-b": str(out.parent / "site-b")})
     assert first.stat().st_mtime_ns == stamp
     assert again["summary"]["normal-covid"]["real"]["auroc"] == summary["summary"]["normal-covid"]["real"]["auroc"]
+    assert again["summary"]["normal-covid"]["real"]["controls"] == summary["summary"]["normal-covid"]["real"]["controls"]
 
 
 def test_paper_protocol_is_flagged(built, tmp_path):
