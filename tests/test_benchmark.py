@@ -310,3 +310,19 @@ def test_report_renders_in_headless_chromium(rigorous, tmp_path):
     # the external set's columns and the controls' plain-words reading, as the browser renders them
     assert "<th>site-b sensitivity %</th>" in res.stdout and "shortcut controls" in res.stdout
     assert "The source probe tells the collection" in res.stdout
+
+
+def test_controls_verdict_in_plain_words():
+    """An arm whose false-positive rate on the collection's own non-COVID X-rays is well above its rate on
+    the test negatives is named as detecting the source; one whose rates agree is not."""
+    from cxrsynth.benchmark.report import _verdict
+
+    def arm(name, spec, fpr):
+        return {"concrete_arm": name, "specificity": {"mean": spec},
+                "controls": {"same_source": {"fpr": {"mean": fpr}, "auroc": {"mean": 0.5}}}}
+
+    text = _verdict("normal-covid", {"real": arm("real", 0.9, 0.6), "real+own": arm("real+g_nc", 0.9, 0.12)})
+    assert len(text) == 1 and "detect is the source: real (60% vs 10%)." in text[0] and "g_nc" not in text[0]
+    text = _verdict("normal-covid", {"real": arm("real", 0.9, 0.1)})
+    assert "no arm calls" in text[0]
+    assert _verdict("normal-covid", {"real": {"concrete_arm": "real", "specificity": {"mean": 0.9}, "controls": None}}) == []

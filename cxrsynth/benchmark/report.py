@@ -71,7 +71,30 @@ def _control_rows(task: str, arms: dict, externals: list[str]) -> list[str]:
                        _ms(e["auroc"], pct=False, digits=3) + _ci(e.get("auroc_ci95"))] if e else ["-", "-", "-"])
         md.append("| " + " | ".join(cells) + " |")
     md.append("")
+    md += _verdict(task, arms)
     return md
+
+
+def _verdict(task: str, arms: dict) -> list[str]:
+    """One plain sentence per task: which arms call the collection's own non-COVID X-rays COVID-19 more
+    often than they call the test set's NIH/RSNA negatives COVID-19 (source, not disease)."""
+    flagged, rows = [], 0
+    for s in arms.values():
+        ss = (s.get("controls") or {}).get("same_source")
+        spec = s["specificity"]["mean"]
+        if not ss or ss["fpr"]["mean"] is None or spec is None:
+            continue
+        rows += 1
+        if ss["fpr"]["mean"] > (1 - spec) + 0.05:
+            flagged.append(f"{s['concrete_arm']} ({100 * ss['fpr']['mean']:.0f}% vs {100 * (1 - spec):.0f}%)")
+    if not rows:
+        return []
+    if not flagged:
+        return [f"{task}: no arm calls the collection's non-COVID X-rays COVID-19 more often than the test set's "
+                "NIH/RSNA negatives: no sign here that the arms detect the source.\n"]
+    return [f"{task}: these arms call the COVID-19 collection's own non-COVID X-rays COVID-19 far more often than "
+            "the test set's NIH/RSNA negatives (false-positive rate, same-source vs test), so part of what they "
+            "detect is the source: " + "; ".join(flagged) + ".\n"]
 
 
 def _probe_rows(controls: dict) -> list[str]:
