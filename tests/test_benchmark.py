@@ -326,3 +326,51 @@ def test_controls_verdict_in_plain_words():
     text = _verdict("normal-covid", {"real": arm("real", 0.9, 0.1)})
     assert "no arm calls" in text[0]
     assert _verdict("normal-covid", {"real": {"concrete_arm": "real", "specificity": {"mean": 0.9}, "controls": None}}) == []
+
+
+def test_release_check_reads_the_manifests_checksums(built, tmp_path):
+    """No training: a release whose manifest lacks the split checksum (an older release), or names another
+    plan, is refused; the release's own manifest matches."""
+    from cxrsynth.benchmark.release_check import check_release
+
+    wd, rel, manifest = built
+    assert check_release(wd, str(rel))["problems"] == []
+    for name, edit, message in (("old", lambda m: m.pop("split_assignment_sha256"), "records no split checksum"),
+                                ("replanned", lambda m: m.update(plan_sha256="0" * 64), "made from another plan")):
+        other = tmp_path / name
+        other.mkdir()
+        m = dict(manifest)
+        edit(m)
+        (other / "manifest.json").write_text(json.dumps(m))
+        with pytest.raises(ConfigError, match=message):
+            check_release(wd, str(other))
+        assert check_release(wd, str(other), allow_foreign=True)["allowed_by_flag"]
+
+
+def test_external_option_errors_are_clear(tmp_path):
+    from cxrsynth.benchmark.controls import parse_externals
+    from cxrsynth.errors import BadInputError
+
+    assert parse_externals([f"site={tmp_path}"]) == {"site": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"an external set is NAME=DIR \(nothing\)"):
+        parse_externals(["nothing"])
+    with pytest.raises(ConfigError, match="external set named twice"):
+        parse_externals([f"a={tmp_path}", f"a={tmp_path}"])
+    with pytest.raises(BadInputError, match="external set folder not found"):
+        parse_externals([f"a={tmp_path / 'absent'}"])
+
+
+def test_paper_umap_takes_180_training_images_per_group(built):
+    """Fig. 8 of the paper: 180 training images per group, real vs synthetic (n_neighbors 15 in figures)."""
+    from collections import Counter
+
+    from cxrsynth.benchmark.arms import eval_items
+    from cxrsynth.benchmark.report import _umap_set
+
+    wd, rel, _ = built
+    ds, groups = _umap_set(wd, "normal-covid", str(rel), 32, None)
+    train = eval_items(wd, "normal-covid", "train")
+    covid_train = sum(i.label == 1 for i in train)
+    assert sum(i.label == 0 for i in train) > 180 and covid_train > 100
+    assert Counter(groups.tolist()) == {0: 180, 1: min(180, covid_train), 2: 24}  # the release holds 24 g_nc images
+    assert len(ds) == len(groups)

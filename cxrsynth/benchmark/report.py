@@ -194,7 +194,11 @@ def _umap_set(workdir: Path, task: str, release, size: int, limit: int | None):
 
     n = min(UMAP_PER_GROUP, limit) if limit else UMAP_PER_GROUP
     train = eval_items(workdir, task, "train")
-    real = [(i.path, i.label) for i in train if i.label == 0][:n] + [(i.path, i.label) for i in train if i.label == 1][:n]
+    rng = np.random.default_rng(0)  # a fixed draw across collections, not the first rows of one of them
+    real = []
+    for lab in (0, 1):
+        mine = [(i.path, i.label) for i in train if i.label == lab]
+        real += [mine[k] for k in sorted(rng.choice(len(mine), size=min(n, len(mine)), replace=False))]
     synth = []
     if release:
         ds = _synthetic(release, OWN[task])
