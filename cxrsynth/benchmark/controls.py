@@ -32,7 +32,8 @@ from ..images import decode, thumbnail
 from ..paths import read_json
 from ..records import Record, read_records
 from ..sources.base import read_csv_rows
-from ..sources.covid_collection import NAME as COLLECTION, is_covid
+from ..sources.covid_collection import NAME as COLLECTION
+from ..sources.covid_collection import is_covid
 from ..splits import TASKS
 from . import metrics as M
 from .arms import OWN, EvalItem

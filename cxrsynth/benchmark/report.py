@@ -47,6 +47,10 @@ def _diff(d: dict | None, key: str, ci_key: str, pct: bool) -> str:
     return f(d[key]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
 
 
+def _ci_csv(d: dict | None, key: str) -> str:
+    return "" if not d or not d.get(key) else f"{d[key][0]};{d[key][1]}"
+
+
 def _externals(summary: dict) -> list[str]:
     return sorted((summary.get("controls") or {}).get("external") or {})
 
@@ -165,14 +169,13 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
                       f"{_ms(s['precision'])} | {_ms(s['f1'])} | {_ms(s['auroc'], pct=False, digits=3)} | "
                       f"{_ms(s['auprc'], pct=False, digits=3)} | {_diff(d, 'difference', 'ci95', False)} | "
                       f"{_diff(d, 'sensitivity_difference', 'sensitivity_ci95', True)} |")
-            ci = (lambda k: "" if not d or not d.get(k) else f"{d[k][0]};{d[k][1]}")
             c = s.get("controls") or {}
             ss = c.get("same_source") or {}
             row = [task, s["concrete_arm"], str(s["seeds"]), skew, str(s["sensitivity"]["mean"]),
                    str(s["sensitivity"]["std"]), str(s["false_negatives"]["mean"]), str(s["specificity"]["mean"]),
                    str(s["precision"]["mean"]), str(s["f1"]["mean"]), str(s["auroc"]["mean"]), str(s["auroc"]["std"]),
-                   str(s["auprc"]["mean"]), "" if not d else str(d["difference"]), ci("ci95"),
-                   "" if not d else str(d["sensitivity_difference"]), ci("sensitivity_ci95"),
+                   str(s["auprc"]["mean"]), "" if not d else str(d["difference"]), _ci_csv(d, "ci95"),
+                   "" if not d else str(d["sensitivity_difference"]), _ci_csv(d, "sensitivity_ci95"),
                    str((ss.get("fpr") or {}).get("mean", "")), str((ss.get("auroc") or {}).get("mean", ""))]
             for n in externals:
                 e = (c.get("external") or {}).get(n) or {}
