@@ -225,9 +225,8 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
         "split_method": plan["split_method"],
         # what `cxrsynth benchmark` checks a release against: the split assignment and the plan it came from
         "split_assignment_sha256": plan["splits_sha256"], "plan_sha256": plan_sha256(plan),
-        "plan": {"per_domain": plan["config"]["per_domain"],
-                                                       "seed": plan["config"]["seed"],
-                                                       "planned": {c: plan["tasks"][CONFIG_TASK[c]]["translate"]["n"] for c in cfg.configs}},
+        "plan": {"per_domain": plan["config"]["per_domain"], "seed": plan["config"]["seed"],
+                 "planned": {c: plan["tasks"][CONFIG_TASK[c]]["translate"]["n"] for c in cfg.configs}},
         "audit": _audit_summary(workdir),
         "filtered": filtered,
         "files": files,
