@@ -148,13 +148,17 @@ def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
 @click.option("--method", type=click.Choice(["rigorous", "paper"]), default=None,
               help="rigorous: patient-level train/validation/test (default); paper: the original row rule.")
 @click.option("--seed", type=int, default=None)
+@click.option("--patient-map", "patient_maps", multiple=True, type=click.Path(dir_okay=False),
+              help="RSNA's pneumonia-challenge-dataset-mappings_2018.json and/or NIH's Data_Entry_2017.csv: "
+                   "group RSNA images by NIH patient (without, RSNA is split per image).")
 @config_option
 @set_option
 @json_option
 @click.pass_context
-def split(ctx, method, seed, config_file, overrides, as_json):
+def split(ctx, method, seed, patient_maps, config_file, overrides, as_json):
     """Split the records into train / validation / test; writes splits.json."""
     from .config import resolve
+    from .identity import load_identity
     from .records import read_records
     from .splits import SPLITS, SplitConfig, make_splits
 
@@ -162,9 +166,10 @@ def split(ctx, method, seed, config_file, overrides, as_json):
     cfg = resolve(SplitConfig, config_file, list(overrides) + extra)
     _writes_to(_workdir(ctx), "work folder")
     records_path = _workdir(ctx) / "records.parquet"
-    manifest = make_splits(read_records(records_path), cfg, records_path, _workdir(ctx) / "splits.json")
+    manifest = make_splits(read_records(records_path), cfg, records_path, _workdir(ctx) / "splits.json",
+                           identity=load_identity(patient_maps) if patient_maps else None)
     if as_json:
-        _echo_json({k: manifest[k] for k in ("counts", "patients", "skew", "leakage", "notes")})
+        _echo_json({k: manifest[k] for k in ("counts", "patients", "skew", "leakage", "patient_identity", "notes")})
         return
     click.echo(f"{cfg.method} split (seed {cfg.seed}), leakage check: "
                f"{manifest['leakage']['patients_in_several_splits']} patients in several splits")
@@ -408,30 +413,37 @@ def diff(old, new, write, as_json):
 @click.option("--release", default=None, help="Synthetic release: a folder or a Hub id (ORG/NAME).")
 @click.option("--translator", "translators", multiple=True, metavar="TASK=PATH",
               help="Judge translators instead of a release: their images are generated first (cached).")
-@click.option("--model", default=None, help="vgg16 (default), resnet50, densenet121 or any torchvision classifier.")
-@click.option("--init", default=None, help="imagenet (default; local torch cache only), random, or a checkpoint path.")
+@click.option("--model", default=None,
+              help="vgg16 (default), resnet50, densenet121, any torchvision classifier, timm:NAME or package.module:factory.")
+@click.option("--init", default=None,
+              help="imagenet (default, torchvision models; local torch cache only), random, or a checkpoint path.")
 @click.option("--protocol", type=click.Choice(["rigorous", "paper"]), default=None,
               help="rigorous (default): selection on validation, several seeds; paper: the original, test-set selection.")
 @click.option("--seeds", type=int, default=None, help="Seeds per arm (default 5 rigorous, 1 paper).")
 @click.option("--task", "tasks", multiple=True, type=click.Choice(["normal-covid", "pneumonia-covid"]))
 @click.option("--arm", "arms", multiple=True,
-              type=click.Choice(["real", "real+own", "real+all", "synthetic-only", "real-oversampled"]))
+              type=click.Choice(["real", "real+own", "real+all", "synthetic-only", "synthetic-only-both", "real-oversampled"]))
 @click.option("--max-epochs", type=int, default=None)
 @click.option("--image-size", type=int, default=None)
 @click.option("--limit", type=int, default=None, help="At most N images per class and split (quick looks).")
 @click.option("--eval-only", "eval_only", default=None, metavar="CHECKPOINT",
               help="Score a trained classifier on the test split (needs one --task), no training.")
+@click.option("--external", "externals", multiple=True, metavar="NAME=DIR",
+              help="An external test set (any folder `cxrsynth ingest` reads) scored by every model; repeatable.")
+@click.option("--allow-foreign-release", is_flag=True,
+              help="Run on a release made from another split or plan (refused otherwise); stated in every output.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: WORKDIR/benchmark).")
 @config_option
 @set_option
 @click.pass_context
 def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size, limit,
-              eval_only, out_dir, config_file, overrides):
+              eval_only, externals, allow_foreign_release, out_dir, config_file, overrides):
     """Train and score classifiers on the real / real+synthetic / synthetic-only arms.
 
     Writes results.json, tables.md/csv, figures/ and report.html; finished runs are kept on a rerun.
     """
+    from .benchmark.controls import parse_externals
     from .benchmark.run import BenchmarkConfig, evaluate_checkpoint, run_benchmark
     from .config import resolve
 
@@ -449,11 +461,13 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
         raise click.UsageError("--eval-only needs exactly one --task")
     with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
         if eval_only:
-            summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg)
+            summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg,
+                                          externals=parse_externals(externals))
         else:
-            summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=sys.stderr.isatty())
-    if summary.get("warning"):
-        click.echo(f"WARNING: {summary['warning']}", err=True)
+            summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=sys.stderr.isatty(),
+                                    externals=parse_externals(externals), allow_foreign_release=allow_foreign_release)
+    for note in summary.get("notices") or []:
+        click.echo(f"WARNING: {note}", err=True)
     click.echo((out / "tables.md").read_text())
     click.echo(f"report: {out / 'report.html'}")
 

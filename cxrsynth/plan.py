@@ -13,6 +13,8 @@ Per task (``normal-covid`` makes config ``g_nc``; ``pneumonia-covid`` makes ``g_
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +55,8 @@ def arms(negatives: int, covid: int, own: int, other: int, own_name: str, other_
         "real": (covid, 0),
         f"real+{own_name}": (covid, own),
         f"real+{own_name}+{other_name}": (covid, both),
-        "synthetic-only": (0, both),
+        f"synthetic-only ({own_name})": (0, own),  # the paper's Tables 1-2: the task's own translator only
+        f"synthetic-only ({own_name}+{other_name})": (0, both),
         "real-oversampled": (both + covid, 0),  # count-matched control: real COVID-19 repeated
     }
     return {name: {"negatives": negatives, "positives_real": r, "positives_synthetic": s, "skew": skew(negatives, r + s)}
@@ -109,6 +112,14 @@ def make_plan(records: list[Record], splits: dict, cfg: PlanConfig = PlanConfig(
     return plan
 
 
+def plan_sha256(plan: dict) -> str:
+    """A checksum of what the plan decides (canonical JSON, ``code_version`` left out so that a new
+    version of the code with the same plan gives the same checksum). A release records it, and the
+    benchmark compares it with the work folder's plan to notice a release made from another plan."""
+    body = {k: v for k, v in plan.items() if k != "code_version"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def format_plan(plan: dict) -> str:
     """The plan as a short human-readable table (what `cxrsynth plan` prints)."""
     lines = [f"Release plan ({plan['split_method']} split, {plan['config']['per_domain']} images per domain)"]
@@ -122,11 +133,11 @@ def format_plan(plan: dict) -> str:
             f"  to translate: {t['translate']['n']:,} {t['source_label']} images ({t['translate']['with_pixels']:,} with pixels now)",
             f"  test: {t['test']['negatives']:,} {t['source_label']}, {t['test']['covid']:,} covid;"
             f" validation: {t['validation']['negatives']:,} {t['source_label']}, {t['validation']['covid']:,} covid",
-            "  arm                     negatives  real+  synth+   skew",
+            "  arm                         negatives  real+  synth+   skew",
         ]
         for name, a in t["arms"].items():
             sk = "-" if a["skew"] is None else f"{a['skew']:.2f}"
-            lines.append(f"  {name:22s} {a['negatives']:>10,} {a['positives_real']:>6,} {a['positives_synthetic']:>7,} {sk:>6}")
+            lines.append(f"  {name:26s} {a['negatives']:>10,} {a['positives_real']:>6,} {a['positives_synthetic']:>7,} {sk:>6}")
     tot = plan["totals"]
     by = ", ".join(f"{k} {v:,}" for k, v in tot["by_config"].items())
     lines.append(f"\nTotal to translate: {tot['translate']:,} ({by}); {tot['translate_with_pixels']:,} have pixels now")

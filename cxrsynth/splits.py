@@ -8,7 +8,14 @@ Two methods:
   if any patient sits in two splits.
 - ``paper``: the original code's rule: per collection and class, the first ``int(0.8 * rows)`` label
   ROWS in file order are train and the rest test, then unique images. RSNA repeats rows per box, so this
-  is not 80% of images. No validation split, no patient grouping: leakage is reported, not raised.
+  is not 80% of images. The rows counted are the source's label rows *before* deduplication and whether
+  or not a file is present (the original cut its CSV, then copied files): :func:`source_label_rows`
+  reads them again from the sources; without them the cut falls on the records' rows and a note says
+  so. No validation split, no patient grouping: leakage is reported, not raised.
+
+Patients: RSNA's ``patientId`` is an image id, so RSNA is split per image unless a patient mapping
+(``cxrsynth.identity``: RSNA's mapping JSON, NIH's Data_Entry_2017.csv) joins its images to their NIH
+patients; the manifest's ``patient_identity`` and notes say which.
 
 Skew (negatives / positives) is reported for every split and task.
 """
@@ -25,8 +32,9 @@ import numpy as np
 
 from . import __version__
 from .config import at_least, to_dict
-from .errors import ConfigError, LeakageError
-from .paths import sha256_file, write_json
+from .errors import ConfigError, CxrsynthError, LeakageError
+from .identity import Identity, patient_groups
+from .paths import read_json, sha256_file, write_json
 from .records import Record
 from .schemas import validate
 
@@ -49,11 +57,17 @@ class SplitConfig:
         at_least("seed", self.seed, 0)  # numpy refuses a negative seed with a traceback
 
 
-def rigorous_split(records: list[Record], fractions=(0.7, 0.1, 0.2), seed: int = 0) -> dict[str, str]:
-    """Patient-level, stratified assignment ``record_id -> split``; deterministic for a seed."""
+def _key(r: Record, group_of: dict[str, str] | None) -> str:
+    return group_of[r.record_id] if group_of else (r.patient_group or f"{r.source}:{r.patient_id}")
+
+
+def rigorous_split(records: list[Record], fractions=(0.7, 0.1, 0.2), seed: int = 0,
+                   group_of: dict[str, str] | None = None) -> dict[str, str]:
+    """Patient-level, stratified assignment ``record_id -> split``; deterministic for a seed.
+    ``group_of``: record_id -> patient unit (default: the records' ``patient_group``)."""
     groups: dict[str, list[Record]] = defaultdict(list)
     for r in records:
-        groups[r.patient_group or f"{r.source}:{r.patient_id}"].append(r)
+        groups[_key(r, group_of)].append(r)
     strata_total: Counter = Counter(f"{r.collection}|{r.label}" for r in records)
     keys = sorted(groups)
     order = np.random.default_rng(seed).permutation(len(keys))
@@ -76,14 +90,38 @@ def rigorous_split(records: list[Record], fractions=(0.7, 0.1, 0.2), seed: int =
     return assign
 
 
-def paper_split(records: list[Record], train_fraction: float = 0.8) -> tuple[dict[str, str], list[str]]:
-    """The original rule; returns the assignment and notes (images whose rows straddle the cut)."""
+def source_label_rows(records: list[Record], ingest_config: dict | None = None) -> dict[tuple[str, str], list[int]]:
+    """Every label row of each (collection, label), read again from the source folders with the ingest's
+    reader settings: the rows the original cut, before deduplication dropped any image."""
+    from .config import build
+    from .ingest import IngestConfig
+    from .sources import READERS
+
+    icfg = build(IngestConfig, ingest_config or {})
+    out: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for source, root, collection in sorted({(r.source, r.source_root, r.collection) for r in records}):
+        scan = READERS[source].read(Path(root), getattr(icfg, source.replace("-", "_")), collection)
+        for rec in scan.records:
+            out[(collection, rec.label)] += rec.rows
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def paper_split(records: list[Record], train_fraction: float = 0.8,
+                label_rows: dict[tuple[str, str], list[int]] | None = None) -> tuple[dict[str, str], list[str]]:
+    """The original rule; returns the assignment and notes (images whose rows straddle the cut).
+
+    ``label_rows``: all label rows per (collection, label) from the sources (:func:`source_label_rows`);
+    without them the cut is made on the records' own rows, which deduplication may have thinned."""
     by_class: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for r in records:
         by_class[(r.collection, r.label)].append(r)
     assign, notes = {}, []
     for (collection, label), recs in sorted(by_class.items()):
-        rows = sorted(row for r in recs for row in r.rows)
+        own = sorted(row for r in recs for row in r.rows)
+        rows = sorted(label_rows[(collection, label)]) if label_rows and (collection, label) in label_rows else own
+        if len(rows) != len(own):
+            notes.append(f"{collection}/{label}: the cut counts {len(rows)} source label rows; "
+                         f"{len(rows) - len(own)} of them belong to images dropped at ingest (duplicates, bad files)")
         cut = int(train_fraction * len(rows))
         cut_row = rows[cut] if cut < len(rows) else float("inf")
         straddle = 0
@@ -97,17 +135,18 @@ def paper_split(records: list[Record], train_fraction: float = 0.8) -> tuple[dic
     return assign, notes
 
 
-def leaking_patients(records: list[Record], assign: dict[str, str]) -> dict[str, list[str]]:
+def leaking_patients(records: list[Record], assign: dict[str, str],
+                     group_of: dict[str, str] | None = None) -> dict[str, list[str]]:
     seen: dict[str, set[str]] = defaultdict(set)
     for r in records:
         if r.record_id in assign:
-            seen[r.patient_group or f"{r.source}:{r.patient_id}"].add(assign[r.record_id])
+            seen[_key(r, group_of)].add(assign[r.record_id])
     return {p: sorted(s) for p, s in seen.items() if len(s) > 1}
 
 
-def check_leakage(records: list[Record], assign: dict[str, str]) -> None:
+def check_leakage(records: list[Record], assign: dict[str, str], group_of: dict[str, str] | None = None) -> None:
     """Raise :class:`LeakageError` if any patient group has images in two splits."""
-    leaks = leaking_patients(records, assign)
+    leaks = leaking_patients(records, assign, group_of)
     if leaks:
         first = sorted(leaks)[:3]
         raise LeakageError(f"{len(leaks)} patients appear in more than one split", ", ".join(first))
@@ -118,7 +157,7 @@ def skew(neg: int, pos: int) -> float | None:
     return round(neg / pos, 4) if pos else None
 
 
-def summarise(records: list[Record], assign: dict[str, str]) -> dict:
+def summarise(records: list[Record], assign: dict[str, str], group_of: dict[str, str] | None = None) -> dict:
     counts = {s: Counter() for s in SPLITS}
     pix = {s: Counter() for s in SPLITS}
     patients = {s: set() for s in SPLITS}
@@ -126,7 +165,7 @@ def summarise(records: list[Record], assign: dict[str, str]) -> dict:
         s = assign[r.record_id]
         counts[s][r.label] += 1
         pix[s][r.label] += r.has_pixels
-        patients[s].add(r.patient_group)
+        patients[s].add(_key(r, group_of))
     return {
         "counts": {s: dict(counts[s]) for s in SPLITS},
         "with_pixels": {s: dict(pix[s]) for s in SPLITS},
@@ -135,18 +174,43 @@ def summarise(records: list[Record], assign: dict[str, str]) -> dict:
     }
 
 
+RSNA_PER_IMAGE = ("RSNA is split per image: its patientId is an image id, and without a patient mapping "
+                  "(RSNA's pneumonia-challenge-dataset-mappings_2018.json or NIH's Data_Entry_2017.csv, "
+                  "`cxrsynth split --patient-map FILE`) images of one NIH patient can land in different splits")
+
+
 def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records_path: Path | None = None,
-                out_path: Path | None = None) -> dict:
-    """Assign every record to a split and build (and optionally write) the split manifest."""
+                out_path: Path | None = None, identity: Identity | None = None,
+                label_rows: dict[tuple[str, str], list[int]] | None = None) -> dict:
+    """Assign every record to a split and build (and optionally write) the split manifest.
+
+    ``identity``: RSNA <-> NIH patient mapping (``cxrsynth.identity.load_identity``). ``label_rows``
+    (paper method): the sources' label rows; by default read again from the sources with the settings in
+    ``ingest_config.json`` beside ``records_path``."""
     if not records:
         raise ConfigError("no records to split", records_path, "check the ingest report")
+    group_of, identity_report = patient_groups(records, identity)
+    id_notes = [RSNA_PER_IMAGE] if identity_report["rsna"] == "per image" else []
     if cfg.method == "rigorous":
-        assign = rigorous_split(records, cfg.fractions, cfg.seed)
-        check_leakage(records, assign)
-        notes, leakage = [], {"checked": True, "patients_in_several_splits": 0}
+        assign = rigorous_split(records, cfg.fractions, cfg.seed, group_of)
+        check_leakage(records, assign, group_of)
+        notes, leakage = id_notes, {"checked": True, "patients_in_several_splits": 0}
     else:
-        assign, notes = paper_split(records, cfg.paper_train_fraction)
-        leaks = leaking_patients(records, assign)
+        notes_pre: list[str] = []
+        if label_rows is None and records_path is not None:
+            icfg = Path(records_path).with_name("ingest_config.json")
+            try:
+                label_rows = source_label_rows(records, read_json(icfg) if icfg.is_file() else None)
+            except CxrsynthError as exc:  # a source folder moved or changed since ingest
+                notes_pre = [f"source label rows could not be read again ({exc.one_line()})"]
+                label_rows = None
+        assign, notes = paper_split(records, cfg.paper_train_fraction, label_rows)
+        notes = notes_pre + notes
+        if label_rows is None:
+            notes.append("the 80% cut was made on the records' rows (no source rows given): images dropped at "
+                         "ingest shift it")
+        notes += id_notes
+        leaks = leaking_patients(records, assign, group_of)
         leakage = {"checked": True, "patients_in_several_splits": len(leaks)}
         if leaks:
             notes.append(f"paper split is by rows, not patients: {len(leaks)} patients are in both train and test")
@@ -155,7 +219,8 @@ def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records
         "records_file": str(records_path) if records_path else None,
         "records_sha256": sha256_file(records_path) if records_path else None,
         "assignment_sha256": hashlib.sha256("\n".join(f"{k}\t{assign[k]}" for k in sorted(assign)).encode()).hexdigest(),
-        **summarise(records, assign), "leakage": leakage, "notes": notes, "assignments": assign,
+        **summarise(records, assign, group_of), "leakage": leakage, "patient_identity": identity_report,
+        "notes": notes, "assignments": assign,
     }
     validate(manifest, "splits")
     if out_path is not None:

@@ -16,37 +16,62 @@ from cxrsynth.errors import CheckpointError, ConfigError
 from cxrsynth.schemas import validate
 
 TINY = ["model=resnet18", "init=random", "image_size=32", "limit=6", "fit.max_epochs=1", "bootstrap=100"]
-ARMS = ["real", "real+own", "real+all", "synthetic-only", "real-oversampled"]
+ARMS = ["real", "real+own", "real+all", "synthetic-only", "synthetic-only-both", "real-oversampled"]
+
+
+def external_folder(wd: Path, root: Path) -> Path:
+    """A plain <label>/ folder: 3 normal and 3 COVID-19 test images of the work folder (as if from another
+    site), plus 1 normal TRAINING image, which the benchmark must drop as a duplicate of training."""
+    from cxrsynth.paths import read_json
+    from cxrsynth.records import read_records
+
+    assign = read_json(wd / "splits.json")["assignments"]
+    recs = [r for r in read_records(wd / "records.parquet") if r.has_pixels]
+    for label, split, n in (("normal", "test", 3), ("normal", "train", 1), ("covid", "test", 3)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for r in [r for r in recs if r.label == label and assign[r.record_id] == split][:n]:
+            shutil.copy(r.path, root / label / f"{split}-{Path(r.source_path).name}")
+    return root
 
 
 @pytest.fixture(scope="module")
 def rigorous(built, tmp_path_factory):
     wd, rel, _ = built
-    out = tmp_path_factory.mktemp("bench") / "rigorous"
-    summary = run_benchmark(wd, out, resolve(BenchmarkConfig, overrides=TINY + ["seeds=2"]), release=str(rel))
-    return wd, out, summary
+    base = tmp_path_factory.mktemp("bench")
+    ext = external_folder(wd, base / "site-b")
+    summary = run_benchmark(wd, base / "rigorous", resolve(BenchmarkConfig, overrides=TINY + ["seeds=2"]), release=str(rel),
+                            externals={"site-b": str(ext)})
+    return wd, base / "rigorous", summary
 
 
 def test_rigorous_all_arms_both_tasks(rigorous):
     wd, out, summary = rigorous
     validate(json.loads((out / "results.json").read_text()), "benchmark_results")
-    assert summary["test_used_for_selection"] is False and summary["warning"] is None
+    assert summary["test_used_for_selection"] is False and summary["warning"] is None and summary["notices"] == []
+    assert summary["split_method"] == "rigorous"
+    check = summary["release_check"]  # the release was made from this work folder: it matches, mapping included
+    assert check["problems"] == [] and check["private_mapping"]["by_split"] == {"train": 48}
     assert set(summary["summary"]) == {"normal-covid", "pneumonia-covid"}
     for task, arms in summary["summary"].items():
         assert list(arms) == ARMS
         assert all(a["seeds"] == 2 for a in arms.values())
         assert arms["real"].get("auroc_vs_real") is None and arms["real+all"]["auroc_vs_real"] is not None
         assert arms["real+all"]["skew"] < arms["real"]["skew"]  # synthetic positives lower the skew
+        for arm in ARMS[1:]:  # the difference against real is the difference of the AUROC columns (paired by seed)
+            d = arms[arm]["auroc_vs_real"]
+            assert d["seeds_paired"] == 2
+            assert d["difference"] == pytest.approx(arms[arm]["auroc"]["mean"] - arms["real"]["auroc"]["mean"])
     runs = summary["runs"]
-    assert len(runs) == 2 * 5 * 2
+    assert len(runs) == 2 * 6 * 2
     assert all(r["threshold_source"].startswith("validation") and r["validation"] is not None for r in runs)
     for r in runs:
         cm = r["test"]["confusion"]
         assert cm["tp"] + cm["fn"] == 6 and cm["tn"] + cm["fp"] == 6  # limit 6 a class
     table = (out / "tables.md").read_text()
-    for name in ("real+g_nc+g_pc", "real+g_pc+g_nc", "synthetic-only", "real-oversampled", "(sensitivity %, FN)"):
+    for name in ("real+g_nc+g_pc", "real+g_pc+g_nc", "synthetic-only (g_nc)", "synthetic-only (g_pc)",
+                 "synthetic-only (g_nc+g_pc)", "real-oversampled", "(sensitivity %, FN)"):
         assert name in table
-    assert (out / "tables.csv").read_text().count("\n") == 1 + 10
+    assert (out / "tables.csv").read_text().count("\n") == 1 + 12
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert figs == sorted(f"{t}-{k}.png" for t in ("normal-covid", "pneumonia-covid")
                           for k in ("confidence", "roc-pr", "gradcam", "umap"))
@@ -54,28 +79,152 @@ def test_rigorous_all_arms_both_tasks(rigorous):
     assert html.count("data:image/png;base64,") == 8 and "http" not in html.replace("http://www.w3.org", "")
 
 
+def test_synthetic_only_uses_the_tasks_own_translator(rigorous):
+    """Tables 1-2 of the paper: only G_NC for normal-covid, only G_PC for pneumonia-covid; both is an extra arm."""
+    runs = {(r["task"], r["arm"]): r["train"] for r in rigorous[2]["runs"] if r["seed"] == 0}
+    for task in ("normal-covid", "pneumonia-covid"):
+        own, both = runs[(task, "synthetic-only")], runs[(task, "synthetic-only-both")]
+        assert own["positives_synthetic"] == own["positives"] == 6  # limit 6 of the own config, no real COVID-19
+        assert both["positives_synthetic"] == both["positives"] == 12  # 6 of each config
+
+
+def test_shortcut_controls_and_external_set_in_every_output(rigorous):
+    wd, out, summary = rigorous
+    ctl = summary["controls"]
+    # the COVID-19 collection's own non-COVID X-rays with files present: 56 in the sample (7 more are absent)
+    assert ctl["same_source"]["n"] == 56 and ctl["same_source"]["missing_files"] == 7
+    assert ctl["same_source"]["by_finding"]["SARS"] == 16
+    ext = ctl["external"]["site-b"]
+    assert ext["images"] == 7 and ext["duplicates_of_training_dropped"] == 1  # the training image is dropped, counted
+    assert ext["per_task"]["normal-covid"] == {"negatives": 3, "covid": 3}
+    for run in summary["runs"]:
+        ss = run["controls"]["same_source"]
+        assert ss["n_negatives"] == 56 and 0 <= ss["fpr"] <= 1 and ss["fpr_wilson95"] is not None
+        e = run["controls"]["external"]["site-b"]
+        assert e["n"] == (6 if run["task"] == "normal-covid" else 3)
+        assert e["confusion"]["tp"] + e["confusion"]["fn"] == 3
+    for arms in summary["summary"].values():
+        for a in arms.values():
+            assert a["controls"]["same_source"]["fpr"]["n"] == 2 and a["controls"]["external"]["site-b"]["auroc"]["n"] >= 0
+    probe = ctl["source_probe"]["pneumonia"]  # collection pneumonias vs NIH pneumonias: label fixed, source differs
+    assert probe["n_b"] == 54 and probe["auroc"] > 0.7 and probe["auroc_ci95"][0] < probe["auroc"] < probe["auroc_ci95"][1]
+    assert set(ctl["real_vs_synthetic"]) == {"g_nc", "g_pc"} and ctl["real_vs_synthetic"]["g_nc"]["n_b"] == 24
+    table = (out / "tables.md").read_text()
+    assert "site-b sensitivity %" in table and "same-source FPR %" in table and "real vs synthetic: g_nc" in table
+    header = (out / "tables.csv").read_text().splitlines()[0]
+    assert "external_site-b_auroc_mean" in header and "same_source_fpr_mean" in header
+    html = (out / "report.html").read_text()
+    assert "site-b AUROC" in html and "Same-source negatives are X-rays" in html
+
+
 def test_rerun_keeps_finished_runs(rigorous):
     wd, out, summary = rigorous
     first = out / "runs" / "normal-covid" / "real" / "seed-0" / "result.json"
     stamp = first.stat().st_mtime_ns
-    again = run_benchmark(wd, out, resolve(BenchmarkConfig, overrides=TINY + ["seeds=2"]), release=summary["release"])
+    again = run_benchmark(wd, out, resolve(BenchmarkConfig, overrides=TINY + ["seeds=2"]), release=summary["release"],
+                          externals={"site-b": str(out.parent / "site-b")})
     assert first.stat().st_mtime_ns == stamp
     assert again["summary"]["normal-covid"]["real"]["auroc"] == summary["summary"]["normal-covid"]["real"]["auroc"]
+    assert again["summary"]["normal-covid"]["real"]["controls"] == summary["summary"]["normal-covid"]["real"]["controls"]
 
 
 def test_paper_protocol_is_flagged(built, tmp_path):
     wd, rel, _ = built
     out = tmp_path / "paper"
     res = subprocess.run([sys.executable, "-m", "cxrsynth.cli", "-w", str(wd), "benchmark", "--release", str(rel),
-                          "--protocol", "paper", "--out", str(out)] + [x for kv in TINY for x in ("--set", kv)],
-                         capture_output=True, text=True, timeout=900)
+                          "--protocol", "paper", "--arm", "real", "--arm", "synthetic-only", "--out", str(out)]
+                         + [x for kv in TINY for x in ("--set", kv)], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "WARNING: PAPER PROTOCOL" in res.stderr
+    # the work folder was split with the rigorous method: recorded, and warned about
+    assert "WARNING: PAPER PROTOCOL ON A RIGOROUS SPLIT" in res.stderr
     summary = json.loads((out / "results.json").read_text())
+    assert summary["split_method"] == "rigorous" and any("RIGOROUS SPLIT" in n for n in summary["notices"])
     assert summary["test_used_for_selection"] is True and "TEST set" in summary["warning"]
     assert {r["threshold"] for r in summary["runs"]} == {0.5}
-    assert len(summary["runs"]) == 10  # one seed by default
+    assert len(summary["runs"]) == 4  # one seed by default, 2 arms, 2 tasks
     assert "PAPER PROTOCOL" in (out / "tables.md").read_text() and "PAPER PROTOCOL" in (out / "report.html").read_text()
+
+
+def test_foreign_release_refused_unless_allowed(built, tmp_path):
+    """A release made before the work folder was split again is refused; the flag lets it through and every
+    output says so."""
+    from cxrsynth.paths import read_json
+    from cxrsynth.plan import PlanConfig, make_plan
+    from cxrsynth.records import read_records
+    from cxrsynth.splits import SplitConfig, make_splits
+
+    from .conftest import copy_workdir
+
+    wd, rel, _ = built
+    other = copy_workdir(wd, tmp_path / "wd")
+    recs = read_records(other / "records.parquet")
+    make_splits(recs, SplitConfig(seed=1), other / "records.parquet", other / "splits.json")
+    make_plan(recs, read_json(other / "splits.json"), PlanConfig(per_domain=8), other / "plan.json")
+    cfg = resolve(BenchmarkConfig, overrides=TINY + ["seeds=1", "tasks=normal-covid", "arms=real,real+own"])
+    with pytest.raises(ConfigError, match="does not match this work folder's split: it was made from another split") as err:
+        run_benchmark(other, tmp_path / "refused", cfg, release=str(rel))
+    # the private mapping beside the release shows translations of images that are now test or validation
+    assert "translations of non-train images (test: " in err.value.one_line()
+    assert "--allow-foreign-release" in err.value.one_line()
+    assert not (tmp_path / "refused" / "results.json").exists()
+    out = tmp_path / "allowed"
+    res = subprocess.run([sys.executable, "-m", "cxrsynth.cli", "-w", str(other), "benchmark", "--release", str(rel),
+                          "--allow-foreign-release", "--task", "normal-covid", "--arm", "real", "--arm", "real+own",
+                          "--seeds", "1", "--out", str(out)] + [x for kv in TINY for x in ("--set", kv)],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "WARNING: FOREIGN RELEASE" in res.stderr
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["release_check"]["allowed_by_flag"] and summary["release_check"]["foreign"]
+    assert any(n.startswith("FOREIGN RELEASE") for n in summary["notices"])
+    assert "FOREIGN RELEASE" in (out / "tables.md").read_text() and "FOREIGN RELEASE" in (out / "report.html").read_text()
+
+
+def tiny_trunk():
+    """A model factory for ``--model tests.test_benchmark:tiny_trunk``."""
+    import torch
+
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+
+
+def test_timm_and_factory_models(built, tmp_path):
+    import timm
+    import torch
+
+    from cxrsynth.benchmark.classifiers import build
+    from cxrsynth.benchmark.run import _save_model
+
+    ref = timm.create_model("resnet18", pretrained=False)  # with its 1000-class head, as a downloaded file has
+    torch.save(ref.state_dict(), tmp_path / "timm.pth")
+    model = build("timm:resnet18", str(tmp_path / "timm.pth"))
+    assert torch.equal(model.stem.net.conv1.weight, ref.conv1.weight) and model(torch.zeros(2, 1, 32, 32)).shape == (2, 2)
+    assert isinstance(model.cam_layer, torch.nn.Conv2d)
+    with pytest.raises(ConfigError, match="weights from a local file"):
+        build("timm:resnet18", "imagenet")
+    with pytest.raises(ConfigError, match=r"unknown timm model \(timm:no_such_net\); accepted: .*package.module:factory"):
+        build("timm:no_such_net")
+    with pytest.raises(ConfigError, match="cannot import the model factory"):
+        build("tests.no_such_module:make")
+    fac = build("tests.test_benchmark:tiny_trunk")
+    assert fac.head.in_features == 4 and fac.cam_layer is fac.stem[0]
+    # --eval-only takes a checkpoint of a timm model
+    _save_model(model, tmp_path / "m.safetensors", "timm:resnet18")
+    cfg = resolve(BenchmarkConfig, overrides=TINY + ["model=timm:resnet18", "tasks=normal-covid"])
+    summary = evaluate_checkpoint(built[0], tmp_path / "eval", str(tmp_path / "m.safetensors"), "normal-covid", cfg)
+    run = summary["runs"][0]
+    assert run["model"] == "timm:resnet18" and sum(run["test"]["confusion"].values()) == 12
+    assert run["controls"]["same_source"]["n_negatives"] == 56
+
+
+def test_fit_uses_kerass_adadelta_and_plateau():
+    import torch
+
+    from cxrsynth.benchmark.fit import FitConfig, optimizer
+
+    opt, sched = optimizer(torch.nn.Linear(2, 2), FitConfig())
+    assert opt.defaults["rho"] == 0.95 and opt.defaults["eps"] == 1e-7 and opt.defaults["lr"] == 1e-3
+    assert sched.threshold_mode == "abs" and sched.threshold == 1e-4 and sched.patience == 5
 
 
 def test_eval_only_on_a_saved_checkpoint(rigorous, tmp_path):
@@ -122,7 +271,9 @@ def test_inits_and_clear_errors(built, tmp_path):
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 2)
     for arch in ("vgg16", "densenet121", "mobilenet_v3_small"):
         assert build(arch).eval()(torch.zeros(1, 1, 64, 64)).shape == (1, 2)
-    with pytest.raises(ConfigError, match="unknown torchvision model"):
+    vgg = build("vgg16")  # Grad-CAM reads the last conv layer (the paper's block5_conv3), not the last max-pool
+    assert vgg.cam_layer is [m for m in vgg.stem if isinstance(m, torch.nn.Conv2d)][-1]
+    with pytest.raises(ConfigError, match="unknown model.*timm:NAME"):
         build("no_such_net")
     wd = built[0]
     with pytest.raises(ConfigError, match="need a release or translators"):
@@ -155,4 +306,71 @@ def test_report_renders_in_headless_chromium(rigorous, tmp_path):
                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
                           page.as_uri()], capture_output=True, text=True, timeout=120)
     assert "<title>loaded 8 of 8</title>" in res.stdout, res.stdout[:500] + res.stderr[-500:]
-    assert "normal-covid (resnet18, rigorous protocol)" in res.stdout
+    assert "normal-covid (resnet18, rigorous protocol, rigorous split)" in res.stdout
+    # the external set's columns and the controls' plain-words reading, as the browser renders them
+    assert "<th>site-b sensitivity %</th>" in res.stdout and "shortcut controls" in res.stdout
+    assert "The source probe tells the collection" in res.stdout
+
+
+def test_controls_verdict_in_plain_words():
+    """An arm whose false-positive rate on the collection's own non-COVID X-rays is well above its rate on
+    the test negatives is named as detecting the source; one whose rates agree is not."""
+    from cxrsynth.benchmark.report import _verdict
+
+    def arm(name, spec, fpr):
+        return {"concrete_arm": name, "specificity": {"mean": spec},
+                "controls": {"same_source": {"fpr": {"mean": fpr}, "auroc": {"mean": 0.5}}}}
+
+    text = _verdict("normal-covid", {"real": arm("real", 0.9, 0.6), "real+own": arm("real+g_nc", 0.9, 0.12)})
+    assert len(text) == 1 and "detect is the source: real (60% vs 10%)." in text[0] and "g_nc" not in text[0]
+    text = _verdict("normal-covid", {"real": arm("real", 0.9, 0.1)})
+    assert "no arm calls" in text[0]
+    assert _verdict("normal-covid", {"real": {"concrete_arm": "real", "specificity": {"mean": 0.9}, "controls": None}}) == []
+
+
+def test_release_check_reads_the_manifests_checksums(built, tmp_path):
+    """No training: a release whose manifest lacks the split checksum (an older release), or names another
+    plan, is refused; the release's own manifest matches."""
+    from cxrsynth.benchmark.release_check import check_release
+
+    wd, rel, manifest = built
+    assert check_release(wd, str(rel))["problems"] == []
+    for name, edit, message in (("old", lambda m: m.pop("split_assignment_sha256"), "records no split checksum"),
+                                ("replanned", lambda m: m.update(plan_sha256="0" * 64), "made from another plan")):
+        other = tmp_path / name
+        other.mkdir()
+        m = dict(manifest)
+        edit(m)
+        (other / "manifest.json").write_text(json.dumps(m))
+        with pytest.raises(ConfigError, match=message):
+            check_release(wd, str(other))
+        assert check_release(wd, str(other), allow_foreign=True)["allowed_by_flag"]
+
+
+def test_external_option_errors_are_clear(tmp_path):
+    from cxrsynth.benchmark.controls import parse_externals
+    from cxrsynth.errors import BadInputError
+
+    assert parse_externals([f"site={tmp_path}"]) == {"site": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"an external set is NAME=DIR \(nothing\)"):
+        parse_externals(["nothing"])
+    with pytest.raises(ConfigError, match="external set named twice"):
+        parse_externals([f"a={tmp_path}", f"a={tmp_path}"])
+    with pytest.raises(BadInputError, match="external set folder not found"):
+        parse_externals([f"a={tmp_path / 'absent'}"])
+
+
+def test_paper_umap_takes_180_training_images_per_group(built):
+    """Fig. 8 of the paper: 180 training images per group, real vs synthetic (n_neighbors 15 in figures)."""
+    from collections import Counter
+
+    from cxrsynth.benchmark.arms import eval_items
+    from cxrsynth.benchmark.report import _umap_set
+
+    wd, rel, _ = built
+    ds, groups = _umap_set(wd, "normal-covid", str(rel), 32, None)
+    train = eval_items(wd, "normal-covid", "train")
+    covid_train = sum(i.label == 1 for i in train)
+    assert sum(i.label == 0 for i in train) > 180 and covid_train > 100
+    assert Counter(groups.tolist()) == {0: 180, 1: min(180, covid_train), 2: 24}  # the release holds 24 g_nc images
+    assert len(ds) == len(groups)

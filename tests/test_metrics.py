@@ -74,3 +74,32 @@ def test_bootstrap_resamples_patients_not_images():
     assert same["difference"] == 0 and same["ci95"] == (0.0, 0.0)
     better = M.bootstrap_difference(y, s, y * 0.9 + 0.05, per_image, 200)
     assert better["difference"] > 0 and better["ci95"][0] > 0 and better["p_b_not_better"] < 0.05
+
+
+def test_rank_auroc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.random(300) + 0.3 * y, 1)  # rounding makes many ties
+    assert M._auc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_paired_seed_difference_matches_the_columns_and_carries_seed_variance():
+    """The difference is the mean over seeds of per-seed AUROC differences, so it equals the difference of
+    the two arms' mean AUROC columns; resampling seeds widens the interval when seeds disagree."""
+    rng = np.random.default_rng(0)
+    n = 120
+    y = np.r_[np.zeros(80), np.ones(40)].astype(int)
+    patients = [f"p{i // 2}" for i in range(n)]  # two images a patient
+    ref = [rng.random(n) + 0.5 * y for _ in range(3)]
+    arm = [rng.random(n) + (0.2 + 0.8 * k) * y for k in range(3)]  # seeds disagree strongly
+    d = M.paired_seed_difference(y, patients, ref, arm, [0.5] * 3, [0.5] * 3, n=300)
+    col = np.mean([M.auroc(y, a) for a in arm]) - np.mean([M.auroc(y, r) for r in ref])
+    assert d["difference"] == pytest.approx(col) and d["seeds_paired"] == 3
+    sens = np.mean([np.mean(a[y == 1] >= 0.5) for a in arm]) - np.mean([np.mean(r[y == 1] >= 0.5) for r in ref])
+    assert d["sensitivity_difference"] == pytest.approx(sens)
+    lo, hi = d["ci95"]
+    assert lo < d["difference"] < hi
+    one = M.paired_seed_difference(y, patients, ref[:1] * 3, arm[:1] * 3, [0.5] * 3, [0.5] * 3, n=300)
+    assert (hi - lo) > (one["ci95"][1] - one["ci95"][0])  # seed variance is in the interval

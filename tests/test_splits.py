@@ -89,3 +89,87 @@ def test_paper_rule_on_covid_rows_and_skew(tmp_path):
     plan = make_plan(res.records, splits, PlanConfig())
     assert plan["tasks"]["normal-covid"]["arms"]["real"]["skew"] == round(16537 / 175, 4)
     assert plan["tasks"]["normal-covid"]["arms"]["real+g_nc+g_pc"]["positives_synthetic"] == 21295
+
+
+def _original_covid_rule(meta, fraction=0.8):
+    """The original notebook's rule, written out: dropna() on finding/view/modality/filename, finding ==
+    'COVID-19', modality != 'CT', then the first int(0.8 n) rows in file order are train."""
+    import csv
+
+    with open(meta, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = [r["filename"] for r in rows if all(r[c].strip() for c in ("finding", "view", "modality", "filename"))
+            and r["finding"] == "COVID-19" and r["modality"] != "CT"]
+    cut = int(fraction * len(keep))
+    return set(keep[:cut]), set(keep[cut:])
+
+
+def test_paper_split_with_pixels_present_follows_the_original_rows(tmp_path):
+    """With pixels, ingest drops duplicate images; the 80% cut must still fall on the source's label rows."""
+    from cxrsynth.config import resolve
+    from cxrsynth.ingest import IngestConfig
+    from cxrsynth.records import read_records
+
+    from .conftest import COVID
+
+    wd = tmp_path / "wd"
+    res = ingest([COVID], resolve(IngestConfig, overrides=["covid_collection.mode=paper"]), out_dir=wd)
+    recs = read_records(wd / "records.parquet")
+    dropped = res.report["totals"]["duplicates_dropped"]
+    assert dropped > 0 and len(recs) == 219 - dropped  # the sample has duplicate figures: the cut could shift
+    train, test = _original_covid_rule(COVID / "metadata.csv")
+    assert len(train) == 175
+    splits = make_splits(recs, SplitConfig(method="paper"), wd / "records.parquet")
+    got = {r.image_key: splits["assignments"][r.record_id] for r in recs}
+    assert {k for k, v in got.items() if v == "train"} == train & set(got)
+    assert {k for k, v in got.items() if v == "test"} == test & set(got)
+    assert any("219 source label rows" in n for n in splits["notes"])
+    # an image lost at ingest from the TEST part (a duplicate or bad file there): the cut made on the records'
+    # own rows then moves the last train image to test; the cut on the source rows does not
+    lost = max((r for r in recs if got[r.image_key] == "test"), key=lambda r: r.rows[0])
+    fewer = [r for r in recs if r is not lost]
+    old, _ = paper_split(fewer)
+    new = make_splits(fewer, SplitConfig(method="paper"), wd / "records.parquet")["assignments"]
+    assert {r.image_key for r in fewer if new[r.record_id] == "train"} == train & set(got)
+    moved = [r.image_key for r in fewer if old[r.record_id] != new[r.record_id]]
+    assert len(moved) == 1 and moved[0] in train
+
+
+def test_paper_mode_applies_the_originals_dropna(tmp_path):
+    from cxrsynth.sources import covid_collection as cc
+
+    (tmp_path / "metadata.csv").write_text(
+        "patientid,finding,view,modality,filename\n1,COVID-19,PA,X-ray,a.png\n2,COVID-19,,X-ray,b.png\n"
+        "3,COVID-19,AP,,c.png\n4,COVID-19,L,X-ray,d.png\n")
+    scan = cc.read(tmp_path, cc.CovidCollectionConfig(mode="paper"), "c")
+    assert [r.image_key for r in scan.records] == ["a.png", "d.png"]  # laterals stay in, as the original kept them
+    assert scan.excluded == {"blank view (paper: the original's dropna)": 1, "blank modality (paper: the original's dropna)": 1}
+
+
+def test_rsna_mapping_keeps_one_nih_patient_in_one_split(tmp_path):
+    """Two RSNA ids that the default split puts apart are one NIH patient in RSNA's mapping file: with the
+    file they land in one split, each keeping its RSNA label; without it the manifest says RSNA is per image."""
+    import json
+
+    from cxrsynth.identity import RSNA_MAPPING, load_identity
+    from cxrsynth.sources.rsna import RsnaConfig, read
+
+    recs = read(RSNA_META, RsnaConfig(), "rsna").records[:3000]
+    plain = make_splits(recs, SplitConfig(seed=0))
+    assert plain["patient_identity"]["rsna"] == "per image" and any("RSNA is split per image" in n for n in plain["notes"])
+    a = next(r for r in recs if plain["assignments"][r.record_id] == "train" and r.label == "pneumonia")
+    b = next(r for r in recs if plain["assignments"][r.record_id] == "test" and r.label == "normal")
+    mapping = tmp_path / RSNA_MAPPING
+    mapping.write_text(json.dumps([{"subset_img_id": a.image_key, "img_id": "00012345_000.png", "orig_labels": ["Pneumonia"]},
+                                   {"subset_img_id": b.image_key, "img_id": "00012345_007.png", "orig_labels": ["No Finding"]}]))
+    grouped = make_splits(recs, SplitConfig(seed=0), identity=load_identity([mapping]))
+    assert grouped["assignments"][a.record_id] == grouped["assignments"][b.record_id]
+    assert grouped["patient_identity"] == {"rsna_records": 3000, "files": [RSNA_MAPPING], "rsna_linked": 2,
+                                           "rsna": "by NIH patient"}
+    assert not any("per image" in n for n in grouped["notes"])
+    assert (a.label, b.label) == ("pneumonia", "normal")  # labels are RSNA's own
+    # NIH's Data_Entry_2017.csv names the patient of each NIH image (here another id than the file name's)
+    entry = tmp_path / "Data_Entry_2017.csv"
+    entry.write_text("Image Index,Finding Labels,Patient ID\n00012345_000.png,Pneumonia,777\n")
+    ident = load_identity([mapping, entry])
+    assert ident.nih_patient_of(a.image_key) == "777" and ident.nih_patient_of(b.image_key) == "12345"

@@ -2,8 +2,10 @@
 
 Arm names are generic so one list serves both tasks: ``real``, ``real+own`` (the task's own synthetic
 config: g_nc for normal-covid, g_pc for pneumonia-covid), ``real+all`` (both configs),
-``synthetic-only`` (both configs replace the real COVID-19 images) and ``real-oversampled`` (the
-count-matched control: real COVID-19 repeated to the size of ``real+all``'s positives).
+``synthetic-only`` (the task's own config replaces the real COVID-19 images, as Tables 1-2 of the
+paper: G_NC for normal-covid, G_PC for pneumonia-covid), ``synthetic-only-both`` (both configs replace
+them: an extra arm, not in the paper) and ``real-oversampled`` (the count-matched control: real
+COVID-19 repeated to the size of ``real+all``'s positives).
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import torch
 
 from ..errors import ConfigError
 from ..images import load_canonical
-from ..loader import ArmDataset, load
+from ..loader import CONFIGS, ArmDataset, load
 from ..paths import read_json
 from ..records import read_records
 from ..splits import TASKS
 
-ARMS = ("real", "real+own", "real+all", "synthetic-only", "real-oversampled")
+ARMS = ("real", "real+own", "real+all", "synthetic-only", "synthetic-only-both", "real-oversampled")
 OWN = {"normal-covid": "g_nc", "pneumonia-covid": "g_pc"}
 
 
@@ -31,7 +33,11 @@ def concrete_arm(task: str, arm: str) -> str:
     if arm == "real+all":
         other = "g_pc" if OWN[task] == "g_nc" else "g_nc"
         return f"real+{OWN[task]}+{other}"
-    if arm in ("real", "synthetic-only", "real-oversampled"):
+    if arm == "synthetic-only":
+        return f"synthetic-only ({OWN[task]})"
+    if arm == "synthetic-only-both":
+        return "synthetic-only (g_nc+g_pc)"
+    if arm in ("real", "real-oversampled"):
         return arm
     raise ConfigError("unknown arm", arm, f"use {', '.join(ARMS)}")
 
@@ -69,7 +75,12 @@ def eval_items(workdir: Path, task: str, split: str, limit: int | None = None) -
 
 
 def train_set(workdir: Path, task: str, arm: str, release, size: int, limit: int | None) -> ArmDataset:
-    ds = load(task, concrete_arm(task, arm), "train", workdir, release, size)
+    if arm.startswith("synthetic-only"):
+        ds = load(task, "synthetic-only", "train", workdir, release, size)  # real negatives + g_nc, g_pc
+        if arm == "synthetic-only":  # the task's own translator only
+            ds = ArmDataset(ds.real, [ds.synthetic[CONFIGS.index(OWN[task])]], size, ds.transform)
+    else:
+        ds = load(task, concrete_arm(task, arm), "train", workdir, release, size)
     if limit:
         # keep the arm's composition, capped: at most `limit` real of each class and `limit` per synthetic config
         neg = [x for x in ds.real if x[1] == 0][:limit]

@@ -1,14 +1,25 @@
-"""Classifiers: torchvision backbones with the paper's head (global average pooling, one dense layer of
+"""Classifiers: a convolutional trunk with the paper's head (global average pooling, one dense layer of
 2 units, softmax), taking 1-channel images repeated to 3 channels.
 
-``init``: ``random``; ``imagenet`` (torchvision's weights from the local torch hub cache,
+The trunk is named by ``model``:
+
+- a torchvision classifier name (``vgg16``, ``resnet50``, ``densenet121``, ...);
+- ``timm:NAME``: a timm model (``timm.list_models()``), built without its classifier; its weights come
+  from a local file only (``init`` PATH), never from the network;
+- ``package.module:factory``: a function taking no arguments and returning an ``nn.Module`` that maps
+  (B, 3, H, W) images to feature maps (B, C, h, w), tokens (B, N, C) or features (B, C).
+
+``init`` for torchvision models: ``random``; ``imagenet`` (torchvision's weights from the local torch hub cache,
 ``$TORCH_HOME/hub/checkpoints/<file>``: nothing is downloaded, and a missing file is a clear error
 naming the file, where to put it and where to get it); or a path to a checkpoint (safetensors, or a
-state dict read with ``torch.load(weights_only=True)``) of the same architecture.
+state dict read with ``torch.load(weights_only=True)``) of the same architecture. timm and factory models take ``random`` or a checkpoint path: either a
+cxrsynth classifier (keys ``stem.*`` / ``head.*``) or the model's own state dict (its classifier keys
+are left out).
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import torch
@@ -18,6 +29,30 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 
 PAPER_MODELS = ("vgg16", "resnet50", "densenet121")
+ACCEPTED = ("a torchvision classifier name (vgg16, resnet50, densenet121, ...: torchvision.models.list_models()), "
+            "timm:NAME (timm.list_models()), or package.module:factory (a function returning an nn.Module)")
+
+
+class GlobalPool(nn.Module):
+    """Global average pooling of feature maps (B, C, h, w) or tokens (B, N, C); features (B, C) pass."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4:
+            return x.mean((2, 3))
+        if x.ndim == 3:
+            return x.mean(1)
+        return x.flatten(1)
+
+
+class ForwardFeatures(nn.Module):
+    """A timm model's ``forward_features`` as a module (the trunk without pooling and classifier)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(x)
 
 
 class GrayToRGB(nn.Module):
@@ -33,14 +68,15 @@ class Classifier(nn.Module):
         self.arch = arch
         self.gray = GrayToRGB()
         self.stem = stem
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.pool = GlobalPool()
         self.head = nn.Linear(channels, 2)
         # Kept out of the module tree: it is a layer of ``stem`` already (and would be saved twice).
         object.__setattr__(self, "_cam_layer", cam_layer)
 
     @property
     def cam_layer(self) -> nn.Module:
-        """The layer Grad-CAM reads: ``features[-1]`` for VGG and DenseNet, ``layer4[-1]`` for ResNet."""
+        """The layer Grad-CAM reads: the last convolution for VGG (as the paper's Fig. 1, block5_conv3) and
+        for timm / factory models, ``layer4[-1]`` for ResNet, ``features[-1]`` for DenseNet (None: no conv)."""
         return self._cam_layer
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +89,7 @@ class Classifier(nn.Module):
 def _stem(arch: str, net: nn.Module) -> tuple[nn.Module, int, nn.Module]:
     """The convolutional trunk of a torchvision classifier, its channel count and Grad-CAM layer."""
     if arch.startswith("vgg"):
-        return net.features, net.classifier[0].in_features // 49, net.features[-1]
+        return net.features, net.classifier[0].in_features // 49, last_conv(net.features)
     if arch.startswith("densenet"):
         trunk = nn.Sequential(net.features, nn.ReLU(inplace=False))
         return trunk, net.classifier.in_features, net.features[-1]
@@ -68,6 +104,11 @@ def _stem(arch: str, net: nn.Module) -> tuple[nn.Module, int, nn.Module]:
         return net.features, lin.in_features, net.features[-1]
     raise ConfigError("this torchvision model has no shape the benchmark knows", arch,
                       "use a CNN with .features/.classifier or .fc (vgg, resnet, densenet, mobilenet, efficientnet...)")
+
+
+def last_conv(module: nn.Module) -> nn.Module | None:
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1] if convs else None
 
 
 def imagenet_state_dict(arch: str) -> dict:
@@ -103,11 +144,74 @@ def load_state_file(path: str | Path) -> dict:
     return sd
 
 
+def _timm_trunk(name: str) -> tuple[nn.Module, str | None]:
+    import timm
+
+    try:
+        net = timm.create_model(name, pretrained=False, num_classes=0)
+    except RuntimeError as exc:  # timm: "Unknown model (NAME)"
+        raise ConfigError("unknown timm model", f"timm:{name}", f"accepted: {ACCEPTED}") from exc
+    return net, (net.pretrained_cfg or {}).get("classifier")
+
+
+def _factory_trunk(spec: str) -> nn.Module:
+    mod_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError("cannot import the model factory", spec, f"{type(exc).__name__}: {exc}; accepted: {ACCEPTED}") from exc
+    net = factory()
+    if not isinstance(net, nn.Module):
+        raise ConfigError("the model factory did not return an nn.Module", spec, f"it returned {type(net).__name__}")
+    return net
+
+
+def _load_trunk(net: nn.Module, init: str, arch: str, skip: str | None) -> None:
+    """A plain state dict of the trunk's own architecture; ``skip``: the prefix of its classifier keys."""
+    sd = load_state_file(init)
+    if skip:
+        sd = {k: v for k, v in sd.items() if not k.startswith(f"{skip}.")}
+    missing, unexpected = net.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise CheckpointError("checkpoint does not fit the architecture", init,
+                              f"{len(missing)} missing, {len(unexpected)} unexpected keys for {arch}")
+
+
+def _build_other(arch: str, init: str) -> Classifier:
+    """``timm:NAME`` and ``package.module:factory`` models."""
+    if init == "imagenet":
+        raise ConfigError("--init imagenet reads torchvision's cache; other models take weights from a local file",
+                          arch, "use --init PATH (a state dict or safetensors of the model) or --init random")
+    if arch.startswith("timm:"):
+        net, skip = _timm_trunk(arch[5:])
+        trunk = ForwardFeatures(net)
+    else:
+        net, skip = _factory_trunk(arch), None
+        trunk = net
+    own = init not in ("random",) and any(k.startswith(("stem.", "head.")) for k in load_state_file(init))
+    if init != "random" and not own:
+        _load_trunk(net, init, arch, skip)
+    with torch.no_grad():
+        was = trunk.training
+        out = GlobalPool()(trunk.eval()(torch.zeros(1, 3, 64, 64)))
+        trunk.train(was)
+    model = Classifier(arch, trunk, out.shape[1], last_conv(trunk))
+    if own:
+        missing, unexpected = model.load_state_dict(load_state_file(init), strict=False)
+        if missing or unexpected:
+            raise CheckpointError("checkpoint does not fit the architecture", init,
+                                  f"{len(missing)} missing, {len(unexpected)} unexpected keys for {arch}")
+    return model
+
+
 def build(arch: str, init: str = "random") -> Classifier:
+    """The classifier named by ``arch`` (see the module docstring), initialised by ``init``."""
+    if ":" in arch:
+        return _build_other(arch, init)
     try:
         net = torchvision.models.get_model(arch, weights=None)
     except ValueError as exc:
-        raise ConfigError("unknown torchvision model", arch, "see torchvision.models.list_models()") from exc
+        raise ConfigError("unknown model", arch, f"accepted: {ACCEPTED}") from exc
     if init == "imagenet":
         net.load_state_dict(imagenet_state_dict(arch))
     stem, channels, cam = _stem(arch, net)

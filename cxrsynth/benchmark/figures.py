@@ -1,6 +1,7 @@
 """Figures of the benchmark (matplotlib, Agg): confidence scores of the COVID-19 test images with the 0.5
 line (paper Figs. 4-7), ROC and PR curves, Grad-CAM maps of correctly classified COVID-19 test images
-(Fig. 1; pytorch-grad-cam), and a 2-D UMAP of the classifier's pooled features per arm (Fig. 8)."""
+on the last convolutional layer (Fig. 1; pytorch-grad-cam), and the paper's 2-D UMAP of the
+classifier's pooled features per arm (Fig. 8: 180 training images per group, n_neighbors 15)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,9 @@ def gradcam(path: Path, task: str, models: dict[str, tuple], images: dict[str, l
             if col >= len(images[arm]):
                 continue
             x, sc = images[arm][col]
+            if model.cam_layer is None:
+                ax.text(0.5, 0.5, f"{arm}:\nno convolutional layer\nfor Grad-CAM", ha="center", va="center", fontsize=8)
+                continue
             model.eval()
             with GradCAM(model=model, target_layers=[model.cam_layer]) as cam:
                 heat = cam(input_tensor=x.unsqueeze(0).to(device), targets=[ClassifierOutputTarget(1)])[0]
@@ -75,20 +79,27 @@ def gradcam(path: Path, task: str, models: dict[str, tuple], images: dict[str, l
     return _save(fig, path)
 
 
-def umap_features(path: Path, task: str, feats: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0) -> Path:
-    """2-D UMAP of pooled features (test images), one panel per arm, coloured by class."""
+GROUPS = {0: ("negative (real)", "tab:blue"), 1: ("COVID-19 (real)", "tab:red"), 2: ("COVID-19 (synthetic)", "tab:orange")}
+
+
+def umap_features(path: Path, task: str, feats: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0,
+                  n_neighbors: int = 15) -> Path:
+    """The paper's Fig. 8: 2-D UMAP (n_neighbors 15) of pooled features of training images, one panel
+    per arm; ``feats[arm] = (features, group)`` with group 0 negative, 1 real COVID-19, 2 synthetic."""
     import umap
 
     fig, axes = plt.subplots(1, len(feats), figsize=(3.3 * len(feats), 3.2), squeeze=False)
-    for ax, (arm, (x, y)) in zip(axes[0], feats.items()):
+    for ax, (arm, (x, g)) in zip(axes[0], feats.items()):
         if len(x) >= 5:
-            emb = umap.UMAP(n_neighbors=min(15, len(x) - 1), n_components=2, random_state=seed, init="random").fit_transform(x)
-            for lab, color, name in ((0, "tab:blue", "negative"), (1, "tab:red", "COVID-19")):
-                m = y == lab
-                ax.scatter(emb[m, 0], emb[m, 1], s=8, c=color, label=name)
-            ax.legend(fontsize=7)
+            emb = umap.UMAP(n_neighbors=min(n_neighbors, len(x) - 1), n_components=2, random_state=seed,
+                            init="random").fit_transform(x)
+            for lab, (name, color) in GROUPS.items():
+                m = g == lab
+                if m.any():
+                    ax.scatter(emb[m, 0], emb[m, 1], s=8, c=color, label=f"{name} ({int(m.sum())})")
+            ax.legend(fontsize=6)
         ax.set_title(arm, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{task}: UMAP of pooled classifier features (test images)", fontsize=10)
+    fig.suptitle(f"{task}: UMAP of pooled classifier features (training images, real vs synthetic)", fontsize=10)
     return _save(fig, path)

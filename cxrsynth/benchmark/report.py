@@ -9,6 +9,7 @@ import html
 import io
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..paths import atomic_write
@@ -31,40 +32,190 @@ def _ms(stat: dict, pct: bool = True, digits: int = 2) -> str:
     return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if stat["n"] > 1 else "")
 
 
+def _ci(ci, digits: int = 3, pct: bool = False) -> str:
+    if not ci:
+        return ""
+    f = (lambda v: f"{100 * v:.1f}") if pct else (lambda v: f"{v:.{digits}f}")
+    return f" [{f(ci[0])}, {f(ci[1])}]"
+
+
+def _diff(d: dict | None, key: str, ci_key: str, pct: bool) -> str:
+    if not d or d.get(key) is None:
+        return "-"
+    f = (lambda v: f"{100 * v:+.1f}") if pct else (lambda v: f"{v:+.3f}")
+    ci = d.get(ci_key)
+    return f(d[key]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
+
+
+def _ci_csv(d: dict | None, key: str) -> str:
+    return "" if not d or not d.get(key) else f"{d[key][0]};{d[key][1]}"
+
+
+def _externals(summary: dict) -> list[str]:
+    return sorted((summary.get("controls") or {}).get("external") or {})
+
+
+def _control_rows(task: str, arms: dict, externals: list[str]) -> list[str]:
+    """Internal test, same-source negatives and each external set side by side, one row per arm."""
+    head = ["arm", "test AUROC", "same-source FPR %", "same-source AUROC"]
+    for name in externals:
+        head += [f"{name} sensitivity %", f"{name} specificity %", f"{name} AUROC"]
+    md = [f"#### {task}: shortcut controls (internal test vs same-source negatives vs external sets)\n",
+          "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for a, s in arms.items():
+        c = s.get("controls") or {}
+        ss = c.get("same_source")
+        cells = [s["concrete_arm"], _ms(s["auroc"], pct=False, digits=3)]
+        cells += ([_ms(ss["fpr"]) + _ci(ss.get("fpr_wilson95"), pct=True), _ms(ss["auroc"], pct=False, digits=3) + _ci(ss.get("auroc_ci95"))]
+                  if ss else ["-", "-"])
+        for name in externals:
+            e = (c.get("external") or {}).get(name)
+            cells += ([_ms(e["sensitivity"]) + _ci(e.get("sensitivity_wilson95"), pct=True),
+                       _ms(e["specificity"]) + _ci(e.get("specificity_wilson95"), pct=True),
+                       _ms(e["auroc"], pct=False, digits=3) + _ci(e.get("auroc_ci95"))] if e else ["-", "-", "-"])
+        md.append("| " + " | ".join(cells) + " |")
+    md.append("")
+    md += _verdict(task, arms)
+    return md
+
+
+def _verdict(task: str, arms: dict) -> list[str]:
+    """One plain sentence per task: which arms call the collection's own non-COVID X-rays COVID-19 more
+    often than they call the test set's NIH/RSNA negatives COVID-19 (source, not disease)."""
+    flagged, rows = [], 0
+    for s in arms.values():
+        ss = (s.get("controls") or {}).get("same_source")
+        spec = s["specificity"]["mean"]
+        if not ss or ss["fpr"]["mean"] is None or spec is None:
+            continue
+        rows += 1
+        if ss["fpr"]["mean"] > (1 - spec) + 0.05:
+            flagged.append(f"{s['concrete_arm']} ({100 * ss['fpr']['mean']:.0f}% vs {100 * (1 - spec):.0f}%)")
+    if not rows:
+        return []
+    if not flagged:
+        return [f"{task}: no arm calls the collection's non-COVID X-rays COVID-19 more often than the test set's "
+                "NIH/RSNA negatives: no sign here that the arms detect the source.\n"]
+    return [f"{task}: these arms call the COVID-19 collection's own non-COVID X-rays COVID-19 far more often than "
+            "the test set's NIH/RSNA negatives (false-positive rate, same-source vs test), so part of what they "
+            "detect is the source: " + "; ".join(flagged) + ".\n"]
+
+
+def _probe_rows(controls: dict) -> list[str]:
+    md = ["### Probes: can a small classifier tell the sources apart?\n",
+          "| probe | group A | group B | images A / B | AUROC [95% CI] |", "|---|---|---|---|---|"]
+    for kind, probes in (("source (label held fixed)", controls.get("source_probe")),
+                         ("real vs synthetic", controls.get("real_vs_synthetic"))):
+        if not probes or "skipped" in probes:
+            md.append(f"| {kind} | - | - | - | {(probes or {}).get('skipped', 'not run')} |")
+            continue
+        for key, p in probes.items():
+            if "skipped" in p:
+                md.append(f"| {kind}: {key} | - | - | - | skipped: {p['skipped']} |")
+                continue
+            auc = "-" if p["auroc"] is None else f"{p['auroc']:.3f}" + _ci(p.get("auroc_ci95"))
+            md.append(f"| {kind}: {key} | {p['a']} | {p['b']} | {p['n_a']} / {p['n_b']} | {auc} |")
+    md.append("")
+    return md
+
+
+EXPLAIN = [
+    "How to read the controls (every COVID-19 image comes from one collection of publication figures, every negative "
+    "from NIH or RSNA, so a model can score well by recognising the source instead of the disease):",
+    "Same-source negatives are X-rays from the COVID-19 collection itself, of other diseases. A model that learned "
+    "COVID-19 calls them negative: low false-positive rate and an AUROC (COVID-19 test images vs them) well above 0.5. "
+    "A model that learned the collection calls them COVID-19: high false-positive rate, AUROC near 0.5. If an arm gains "
+    "on the test set but not here, the gain is source detection, not COVID-19 detection.",
+    "External sets come from elsewhere and were never trained on (images duplicating a training image are dropped). "
+    "A drop from the internal test to an external set means the internal numbers overstate what the model does.",
+    "The source probe tells the collection from NIH/RSNA with the label held fixed (pneumonia vs pneumonia): whatever "
+    "it finds is the source. An AUROC near 1 means the sources are separable by simple image statistics, so any arm "
+    "comparison on these data can reflect the source as much as COVID-19.",
+    "The real-vs-synthetic probe (a classifier two-sample test) tells synthetic from real COVID-19. Near 0.5: it cannot; "
+    "near 1: synthetic COVID-19 carries a signature of its own (it is translated from NIH/RSNA images), which the "
+    "synthetic arms may teach the model instead of COVID-19.",
+]
+
+
 def tables(summary: dict) -> tuple[str, list[list[str]]]:
-    """The paper's table (sensitivity %, FN per arm) and a full table (all metrics, mean ± sd over seeds)."""
-    md, rows = [], [["task", "arm", "seeds", "skew", "sensitivity_mean", "sensitivity_sd", "fn_mean", "specificity_mean",
-                     "precision_mean", "f1_mean", "auroc_mean", "auroc_sd", "auprc_mean", "auroc_vs_real", "auroc_vs_real_ci95"]]
+    """The paper's table (sensitivity %, FN per arm), a full table (all metrics, mean ± sd over seeds, each
+    arm against ``real`` paired by seed), the shortcut controls per arm, and the probes."""
+    externals = _externals(summary)
+    head = ["task", "arm", "seeds", "skew", "sensitivity_mean", "sensitivity_sd", "fn_mean", "specificity_mean",
+            "precision_mean", "f1_mean", "auroc_mean", "auroc_sd", "auprc_mean", "auroc_vs_real", "auroc_vs_real_ci95",
+            "sensitivity_vs_real", "sensitivity_vs_real_ci95", "same_source_fpr_mean", "same_source_auroc_mean"]
+    head += [f"external_{n}_{k}_mean" for n in externals for k in ("sensitivity", "specificity", "auroc")]
+    md, rows = [], [head]
     model = summary["config"]["model"]
-    if summary.get("warning"):
-        md.append(f"> **{summary['warning']}**\n")
+    notices = summary.get("notices") or ([summary["warning"]] if summary.get("warning") else [])
+    for note in notices:
+        md.append(f"> **{note}**\n")
     for task, arms in summary["summary"].items():
         names = list(arms)
-        md.append(f"### {task} ({model}, {summary['protocol']} protocol)\n")
+        md.append(f"### {task} ({model}, {summary['protocol']} protocol, {summary.get('split_method', '?')} split)\n")
         md.append("| model | " + " | ".join(arms[a]["concrete_arm"] for a in names) + " |")
         md.append("|---|" + "---|" * len(names))
         md.append(f"| {model} (sensitivity %, FN) | " + " | ".join(
             f"{_ms(arms[a]['sensitivity'])}, {_ms(arms[a]['false_negatives'], pct=False, digits=1)}" for a in names) + " |")
         md.append("")
-        md.append("| arm | seeds | train skew | sensitivity % | specificity % | precision % | F1 % | AUROC | AUPRC | AUROC vs real [95% CI] |")
-        md.append("|---|---|---|---|---|---|---|---|---|---|")
+        md.append("| arm | seeds | train skew | sensitivity % | specificity % | precision % | F1 % | AUROC | AUPRC | "
+                  "AUROC vs real [95% CI] | sensitivity vs real, points [95% CI] |")
+        md.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for a in names:
             s = arms[a]
             d = s.get("auroc_vs_real")
-            dtxt = f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d else "-"
             skew = "-" if s["skew"] is None else f"{s['skew']:.2f}"
             md.append(f"| {s['concrete_arm']} | {s['seeds']} | {skew} | {_ms(s['sensitivity'])} | {_ms(s['specificity'])} | "
                       f"{_ms(s['precision'])} | {_ms(s['f1'])} | {_ms(s['auroc'], pct=False, digits=3)} | "
-                      f"{_ms(s['auprc'], pct=False, digits=3)} | {dtxt} |")
-            rows.append([task, s["concrete_arm"], str(s["seeds"]), skew, str(s["sensitivity"]["mean"]),
-                         str(s["sensitivity"]["std"]), str(s["false_negatives"]["mean"]), str(s["specificity"]["mean"]),
-                         str(s["precision"]["mean"]), str(s["f1"]["mean"]), str(s["auroc"]["mean"]), str(s["auroc"]["std"]),
-                         str(s["auprc"]["mean"]), "" if not d else str(d["difference"]), "" if not d else f"{d['ci95'][0]};{d['ci95'][1]}"])
+                      f"{_ms(s['auprc'], pct=False, digits=3)} | {_diff(d, 'difference', 'ci95', False)} | "
+                      f"{_diff(d, 'sensitivity_difference', 'sensitivity_ci95', True)} |")
+            c = s.get("controls") or {}
+            ss = c.get("same_source") or {}
+            row = [task, s["concrete_arm"], str(s["seeds"]), skew, str(s["sensitivity"]["mean"]),
+                   str(s["sensitivity"]["std"]), str(s["false_negatives"]["mean"]), str(s["specificity"]["mean"]),
+                   str(s["precision"]["mean"]), str(s["f1"]["mean"]), str(s["auroc"]["mean"]), str(s["auroc"]["std"]),
+                   str(s["auprc"]["mean"]), "" if not d else str(d["difference"]), _ci_csv(d, "ci95"),
+                   "" if not d else str(d["sensitivity_difference"]), _ci_csv(d, "sensitivity_ci95"),
+                   str((ss.get("fpr") or {}).get("mean", "")), str((ss.get("auroc") or {}).get("mean", ""))]
+            for n in externals:
+                e = (c.get("external") or {}).get(n) or {}
+                row += [str((e.get(k) or {}).get("mean", "")) for k in ("sensitivity", "specificity", "auroc")]
+            rows.append(row)
         md.append("")
+        md += _control_rows(task, arms, externals)
+    if summary.get("controls"):
+        md += _probe_rows(summary["controls"])
+        md += [line + "\n" for line in EXPLAIN]
     return "\n".join(md), rows
 
 
-def _figures(out_dir: Path, results: list[dict], workdir: Path, cfg, models_from: str | None) -> list[Path]:
+def _umap_set(workdir: Path, task: str, release, size: int, limit: int | None):
+    """The paper's Fig. 8 groups: up to 180 training images each of the negatives, real COVID-19 and
+    synthetic COVID-19 of the task's own translator (when a release is given); -> (dataset, group)."""
+    from ..loader import ArmDataset, _synthetic
+    from .arms import OWN
+
+    n = min(UMAP_PER_GROUP, limit) if limit else UMAP_PER_GROUP
+    train = eval_items(workdir, task, "train")
+    rng = np.random.default_rng(0)  # a fixed draw across collections, not the first rows of one of them
+    real = []
+    for lab in (0, 1):
+        mine = [(i.path, i.label) for i in train if i.label == lab]
+        real += [mine[k] for k in sorted(rng.choice(len(mine), size=min(n, len(mine)), replace=False))]
+    synth = []
+    if release:
+        ds = _synthetic(release, OWN[task])
+        synth = [ds.select(range(min(n, len(ds))))]
+    arm = ArmDataset(real, synth, size)
+    group = np.asarray([lab if o == "real" else 2 for lab, o in zip(arm.labels, arm.origins)])
+    return Cached(arm), group
+
+
+UMAP_PER_GROUP = 180  # the paper's Fig. 8
+
+
+def _figures(out_dir: Path, results: list[dict], workdir: Path, cfg, models_from: str | None,
+             release: str | None = None) -> list[Path]:
     figs = []
     device = torch.device("cpu")
     for task in sorted({r["task"] for r in results}):
@@ -74,11 +225,12 @@ def _figures(out_dir: Path, results: list[dict], workdir: Path, cfg, models_from
         items = eval_items(workdir, task, "test", cfg.limit)
         ds = Cached(EvalDataset(items, cfg.image_size))
         models, cams, feats = {}, {}, {}
+        umap_ds, groups = _umap_set(workdir, task, release, cfg.image_size, cfg.limit)
         for arm, r in seed0.items():
             ckpt = models_from or str(out_dir / "runs" / task / arm / "seed-0" / "model.safetensors")
             model = build(cfg.model, ckpt).to(device).eval()
-            pred = predict(model, ds, device, features=True)
-            feats[arm] = (pred["features"], pred["labels"])
+            pred = predict(model, ds, device)
+            feats[arm] = (predict(model, umap_ds, device, features=True)["features"], groups)
             correct = [i for i in range(len(items)) if items[i].label == 1 and pred["scores"][i] >= r["threshold"]]
             cams[arm] = [(ds[i][0], float(pred["scores"][i])) for i in correct[:4]]
             models[arm] = (model, device)
@@ -108,10 +260,14 @@ def _md_table_to_html(md: str) -> str:
             if in_table:
                 out.append("</table>")
                 in_table = False
-            if line.startswith("### "):
+            if line.startswith("#### "):
+                out.append(f"<h4>{html.escape(line[5:])}</h4>")
+            elif line.startswith("### "):
                 out.append(f"<h3>{html.escape(line[4:])}</h3>")
             elif line.startswith("> "):
                 out.append(f"<p class='warn'>{html.escape(line[2:].strip('*'))}</p>")
+            elif line.strip():
+                out.append(f"<p>{html.escape(line)}</p>")
     if in_table:
         out.append("</table>")
     return "\n".join(out)
@@ -125,7 +281,7 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], workdir: Pa
     csv.writer(buf).writerows(rows)
     with atomic_write(out_dir / "tables.csv") as fh:
         fh.write(buf.getvalue())
-    figs = _figures(out_dir, results, workdir, cfg, models_from)
+    figs = _figures(out_dir, results, workdir, cfg, models_from, summary.get("release"))
     extra = ""
     audit = workdir / "audit" / "report_section.html"
     if audit.is_file():

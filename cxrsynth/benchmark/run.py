@@ -1,10 +1,15 @@
 """The whole benchmark: every task x arm x seed, resumable, then results, tables, figures and report.
 
 Files in ``out_dir``: ``config.json``; ``runs/<task>/<arm>/seed-<k>/{result.json, model.safetensors}``
-(a finished run is kept and skipped on a rerun); ``results.json`` (validated against
+(a finished run is kept and skipped on a rerun; a control set it has not scored yet is scored with its
+saved model); ``results.json`` (validated against
 ``manifests/benchmark_results.schema.json``); ``tables.md`` and ``tables.csv``; ``figures/*.png``;
 ``report.html`` (self-contained: figures embedded, no network). With ``--translator`` instead of a
 release, the synthetic arms are generated first into ``synthetic/`` (cached) by the generation stage.
+
+Every run also scores the shortcut controls (``controls.py``): the COVID-19 collection's own non-COVID
+X-rays and each ``--external`` set. A release is first checked against the work folder's split
+(``release_check.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 
 from .. import __version__
@@ -22,12 +26,15 @@ from ..config import at_least, to_dict
 from ..device import pick_device
 from ..errors import ConfigError
 from ..paths import read_json, write_json
+from ..records import read_records
 from ..schemas import validate
 from ..splits import TASKS
+from . import controls as C
 from . import metrics as M
 from .arms import ARMS, Cached, EvalDataset, concrete_arm, eval_items, train_set
 from .classifiers import build
 from .fit import FitConfig, fit, predict, score
+from .release_check import FOREIGN_NOTICE, check_release
 
 
 @dataclass(frozen=True)
@@ -93,9 +100,62 @@ def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[s
     return release
 
 
-def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: BenchmarkConfig, release, device) -> dict:
+@dataclass
+class ControlSets:
+    """The control images every model scores, decoded once per benchmark: same-source negatives and
+    each external set, per task."""
+
+    same_source: Cached | None
+    same_source_patients: list[str]
+    external: dict[str, dict[str, tuple[Cached, list]]]  # name -> task -> (dataset, items)
+
+
+def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]) -> tuple[ControlSets, dict]:
+    records = read_records(workdir / "records.parquet")
+    neg, findings, ss_report = C.same_source_negatives(records)
+    ext, ext_reports = {}, {}
+    for name, folder in externals.items():
+        e = C.load_external(name, folder, workdir)
+        ext_reports[name] = e.report
+        ext[name] = {t: (Cached(EvalDataset(items, cfg.image_size)), items) for t, items in e.items.items() if items}
+    sets = ControlSets(Cached(EvalDataset(neg, cfg.image_size)) if neg else None, [i.patient for i in neg], ext)
+    return sets, {"records": records, "same_source": ss_report, "same_source_items": neg, "findings": findings,
+                  "external": ext_reports}
+
+
+def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: ControlSets, device, model=None) -> dict:
+    """Add what is missing of ``res["controls"]`` (same-source negatives, each external set), loading the
+    run's saved model only when something is missing; rewrites ``run_dir/result.json`` when it changed."""
+    ctl = res.setdefault("controls", {"same_source": None, "external": {}})
+    todo_ss = sets.same_source is not None and ctl.get("same_source") is None
+    todo_ext = [n for n, per_task in sets.external.items() if res["task"] in per_task and n not in ctl["external"]]
+    if not (todo_ss or todo_ext):
+        return res
+    if model is None:
+        model = build(cfg.model, str(run_dir / "model.safetensors"))
+    model.to(device)
+    thr, seed = res["threshold"], res["seed"]
+    if todo_ss:
+        pred = predict(model, sets.same_source, device)
+        pos = [i for i, v in enumerate(res["test_labels"]) if v == 1]
+        ctl["same_source"] = C.same_source_metrics(
+            [res["test_scores"][i] for i in pos], [res["test_patients"][i] for i in pos],
+            pred["scores"], sets.same_source_patients, thr, cfg.bootstrap, seed)
+    for name in todo_ext:
+        ds, items = sets.external[name][res["task"]]
+        pred = predict(model, ds, device)
+        ctl["external"][name] = score(pred["labels"], pred["scores"], [i.patient for i in items], thr, cfg.bootstrap, seed) | {
+            "n": len(items)}
+    if run_dir is not None:
+        write_json(run_dir / "result.json", res)
+    return res
+
+
+def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: BenchmarkConfig, release, device,
+            sets: ControlSets | None = None) -> dict:
     if (run_dir / "result.json").is_file():
-        return read_json(run_dir / "result.json")
+        res = read_json(run_dir / "result.json")
+        return score_controls(res, run_dir, cfg, sets, device) if sets else res
     run_dir.mkdir(parents=True, exist_ok=True)
     train = train_set(workdir, task, arm, release, cfg.image_size, cfg.limit)
     val_items = eval_items(workdir, task, "validation", cfg.limit)
@@ -132,7 +192,7 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
     }
     _save_model(model, run_dir / "model.safetensors", cfg.model)
     write_json(run_dir / "result.json", res)
-    return res
+    return score_controls(res, run_dir, cfg, sets, device, model) if sets else res
 
 
 PER_IMAGE = ("history", "test_scores", "test_labels", "test_patients", "test_record_ids")
@@ -143,8 +203,29 @@ def _public_run(r: dict) -> dict:
     return {k: v for k, v in r.items() if k not in PER_IMAGE}
 
 
+def _control_summary(runs: list[dict]) -> dict | None:
+    """Mean and spread over seeds of the control metrics of one task and arm."""
+    ctl = [r.get("controls") for r in runs if r.get("controls")]
+    if not ctl:
+        return None
+    ss = [c["same_source"] for c in ctl if c.get("same_source")]
+    out = {"same_source": {k: M.summarise_seeds([c[k] for c in ss]) for k in ("fpr", "auroc")} if ss else None,
+           "external": {}}
+    if len(ss) == 1:  # one seed: its intervals are the honest spread
+        out["same_source"] |= {"fpr_wilson95": ss[0]["fpr_wilson95"], "auroc_ci95": ss[0]["auroc_ci95"]}
+    for name in sorted({n for c in ctl for n in c.get("external", {})}):
+        ext = [c["external"][name] for c in ctl if name in c.get("external", {})]
+        out["external"][name] = {k: M.summarise_seeds([e[k] for e in ext]) for k in SUMMARY_KEYS} | {"n": ext[0]["n"]}
+        if len(ext) == 1:
+            out["external"][name] |= {k: ext[0][k] for k in ("sensitivity_wilson95", "specificity_wilson95", "auroc_ci95")}
+    return out
+
+
+SUMMARY_KEYS = ("sensitivity", "false_negatives", "specificity", "precision", "f1", "auroc", "auprc")
+
+
 def aggregate(results: list[dict], bootstrap: int) -> dict:
-    """Mean and spread over seeds per task and arm; AUROC difference of each arm against ``real``."""
+    """Mean and spread over seeds per task and arm; each arm against ``real``, paired seed by seed."""
     out: dict = {}
     for task in sorted({r["task"] for r in results}):
         out[task] = {}
@@ -153,51 +234,88 @@ def aggregate(results: list[dict], bootstrap: int) -> dict:
             if r["task"] == task:
                 by_arm.setdefault(r["arm"], []).append(r)
         for arm, runs in by_arm.items():
-            keys = ("sensitivity", "false_negatives", "specificity", "precision", "f1", "auroc", "auprc")
+            runs.sort(key=lambda r: r["seed"])
             out[task][arm] = {"concrete_arm": runs[0]["concrete_arm"], "seeds": len(runs),
                               "skew": (runs[0]["train"] or {}).get("skew"),
-                              **{k: M.summarise_seeds([r["test"][k] for r in runs]) for k in keys}}
-        if "real" in by_arm:
-            ref = by_arm["real"]
-            y = np.asarray(ref[0]["test_labels"])
-            pats = ref[0]["test_patients"]
-            mean_ref = np.mean([r["test_scores"] for r in ref], axis=0)
-            for arm, runs in by_arm.items():
-                if arm == "real":
-                    continue
-                mean_arm = np.mean([r["test_scores"] for r in runs], axis=0)
-                out[task][arm]["auroc_vs_real"] = M.bootstrap_difference(y, mean_ref, mean_arm, pats, bootstrap)
+                              **{k: M.summarise_seeds([r["test"][k] for r in runs]) for k in SUMMARY_KEYS},
+                              "controls": _control_summary(runs)}
+        if "real" not in by_arm:
+            continue
+        ref = {r["seed"]: r for r in by_arm["real"]}
+        for arm, runs in by_arm.items():
+            pairs = [(ref[r["seed"]], r) for r in runs if r["seed"] in ref
+                     and r["test_record_ids"] == ref[r["seed"]]["test_record_ids"]]
+            if arm == "real" or not pairs:
+                continue
+            a, b = zip(*pairs)
+            out[task][arm]["auroc_vs_real"] = M.paired_seed_difference(
+                a[0]["test_labels"], a[0]["test_patients"], [r["test_scores"] for r in a], [r["test_scores"] for r in b],
+                [r["threshold"] for r in a], [r["threshold"] for r in b], bootstrap)
     return out
 
 
+def _notices(cfg: BenchmarkConfig, split_method: str, release_check: dict | None) -> list[str]:
+    """Everything a reader of any output must know before reading a number (also printed by the CLI)."""
+    out = []
+    if cfg.protocol == "paper":
+        out.append(PAPER_WARNING)
+        if split_method != "paper":
+            out.append(f"PAPER PROTOCOL ON A {split_method.upper()} SPLIT: the paper's numbers came from its row-order "
+                       "split (`cxrsynth split --method paper`); this run does not reproduce them.")
+    if release_check and release_check["allowed_by_flag"]:
+        out.append(f"{FOREIGN_NOTICE}: " + "; ".join(release_check["problems"]))
+    return out
+
+
+PAPER_WARNING = ("PAPER PROTOCOL: model selection, learning-rate schedule and early stopping watched the TEST set, "
+                 "as the original code did; these numbers are optimistic and not a valid estimate.")
+
+
 def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig(),
-                  release: str | None = None, translators: dict[str, str] | None = None, progress: bool = False) -> dict:
+                  release: str | None = None, translators: dict[str, str] | None = None, progress: bool = False,
+                  externals: dict[str, str] | None = None, allow_foreign_release: bool = False) -> dict:
+    """Train and score every task x arm x seed, score the shortcut controls, write every output.
+
+    ``externals``: {NAME: DIR} of external test sets (any folder ``cxrsynth ingest`` reads).
+    ``allow_foreign_release``: run on a release that does not match this split (stated in every output).
+    """
     from tqdm import tqdm
 
     from .report import write_outputs
 
     workdir, out_dir = Path(workdir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "config.json", to_dict(cfg) | {"release": release, "translators": translators})
+    write_json(out_dir / "config.json", to_dict(cfg) | {"release": release, "translators": translators,
+                                                        "externals": externals, "allow_foreign_release": allow_foreign_release})
     needs_synth = any(a != "real" for a in cfg.arms)
     if translators:
         release = str(synthetic_from_translators(workdir, out_dir, translators))
     if needs_synth and not release:
         raise ConfigError("the synthetic arms need a release or translators", "--release / --translator",
                           "or run only --arms real")
+    checked = check_release(workdir, release, allow_foreign_release) if release else None
+    split_method = read_json(workdir / "splits.json")["config"]["method"]
+    notices = _notices(cfg, split_method, checked)
+    sets, ctl = _control_sets(workdir, cfg, externals or {})
     device = pick_device(cfg.device)
     jobs = [(t, a, s) for t in cfg.tasks for a in cfg.arms for s in range(cfg.n_seeds)]
     results = []
     for task, arm, seed in tqdm(jobs, desc="benchmark", unit="run", disable=not progress):
-        results.append(run_one(workdir, out_dir / "runs" / task / arm / f"seed-{seed}", task, arm, seed, cfg, release, device))
+        results.append(run_one(workdir, out_dir / "runs" / task / arm / f"seed-{seed}", task, arm, seed, cfg, release,
+                               device, sets))
+    assign = read_json(workdir / "splits.json")["assignments"]
     summary = {
         "kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
         "protocol": cfg.protocol, "test_used_for_selection": cfg.protocol == "paper",
-        "warning": ("PAPER PROTOCOL: model selection, learning-rate schedule and early stopping watched the TEST set, "
-                    "as the original code did; these numbers are optimistic and not a valid estimate.")
-        if cfg.protocol == "paper" else None,
-        "release": release, "eval_only": False,
+        "warning": PAPER_WARNING if cfg.protocol == "paper" else None,
+        "notices": notices, "split_method": split_method,
+        "release": release, "release_check": checked, "eval_only": False,
         "summary": aggregate(results, cfg.bootstrap),
+        "controls": {
+            "same_source": ctl["same_source"], "external": ctl["external"],
+            "source_probe": C.source_probes(ctl["records"], ctl["same_source_items"], ctl["findings"], cfg.bootstrap),
+            "real_vs_synthetic": C.real_vs_synthetic(ctl["records"], assign, release, cfg.bootstrap) if release else None,
+        },
         "runs": [_public_run(r) for r in results],
     }
     validate(summary, "benchmark_results")
@@ -207,8 +325,9 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
 
 
 def evaluate_checkpoint(workdir: str | Path, out_dir: str | Path, checkpoint: str, task: str,
-                        cfg: BenchmarkConfig = BenchmarkConfig(), threshold: float = 0.5) -> dict:
-    """``--eval-only``: score a trained classifier on the held-out test split, no training."""
+                        cfg: BenchmarkConfig = BenchmarkConfig(), threshold: float = 0.5,
+                        externals: dict[str, str] | None = None) -> dict:
+    """``--eval-only``: score a trained classifier on the held-out test split and the controls, no training."""
     from .report import write_outputs
 
     workdir, out_dir = Path(workdir), Path(out_dir)
@@ -222,9 +341,14 @@ def evaluate_checkpoint(workdir: str | Path, out_dir: str | Path, checkpoint: st
            "test": score(test["labels"], test["scores"], [i.patient for i in items], threshold, cfg.bootstrap, 0),
            "test_scores": [round(float(s), 6) for s in test["scores"]], "test_labels": [int(v) for v in test["labels"]],
            "test_patients": [i.patient for i in items], "test_record_ids": [i.record_id for i in items]}
+    sets, ctl = _control_sets(workdir, cfg, externals or {})
+    score_controls(res, None, cfg, sets, device, model)
     summary = {"kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
-               "protocol": cfg.protocol, "test_used_for_selection": False, "warning": None, "release": None,
-               "eval_only": True, "summary": aggregate([res], cfg.bootstrap),
+               "protocol": cfg.protocol, "test_used_for_selection": False, "warning": None, "notices": [],
+               "split_method": read_json(workdir / "splits.json")["config"]["method"], "release": None,
+               "release_check": None, "eval_only": True, "summary": aggregate([res], cfg.bootstrap),
+               "controls": {"same_source": ctl["same_source"], "external": ctl["external"], "source_probe": None,
+                            "real_vs_synthetic": None},
                "runs": [_public_run(res)]}
     validate(summary, "benchmark_results")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from ..config import to_dict
 from ..errors import ConfigError, DataNotFoundError
 from ..generate import CONFIG_TASK, current_shards, read_provenance, shard_is_done
 from ..paths import atomic_write, read_json, sha256_file, write_json
+from ..plan import plan_sha256
 from ..records import LABELS, read_records
 from ..schemas import validate
 from .sources_meta import SOURCE_TERMS, SOURCES, licence_counts, licence_name, release_licence
@@ -226,9 +227,11 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
         "config": {**to_dict(cfg), "exclude": Path(cfg.exclude).name if cfg.exclude else None},
         "counts": {**{c: len(p) for c, p in per_config.items()}, "all": sum(len(p) for p in per_config.values())},
         "configs": config_info, "translators": translators, "sources": sources,
-        "split_method": plan["split_method"], "plan": {"per_domain": plan["config"]["per_domain"],
-                                                       "seed": plan["config"]["seed"],
-                                                       "planned": {c: plan["tasks"][CONFIG_TASK[c]]["translate"]["n"] for c in cfg.configs}},
+        "split_method": plan["split_method"],
+        # what `cxrsynth benchmark` checks a release against: the split assignment and the plan it came from
+        "split_assignment_sha256": plan["splits_sha256"], "plan_sha256": plan_sha256(plan),
+        "plan": {"per_domain": plan["config"]["per_domain"], "seed": plan["config"]["seed"],
+                 "planned": {c: plan["tasks"][CONFIG_TASK[c]]["translate"]["n"] for c in cfg.configs}},
         "audit": None,  # only an audit of these very images is attached (attach_audit checks the stamp)
         "filtered": filtered,
         "files": files,

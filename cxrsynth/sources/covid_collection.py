@@ -8,7 +8,8 @@ element or one of the comma-separated findings.
 Filters (``mode``):
 - ``default``: modality X-ray, views in ``views`` (PA, AP, AP Supine);
 - ``paper``: what the original code kept: ``finding == "COVID-19"`` exactly and modality not CT, any
-  view (laterals included).
+  view (laterals included), after its ``dropna()`` on finding / view / modality / filename (a row with
+  any of them blank is left out).
 Only COVID-19 rows become records; every other row is counted in ``excluded`` by reason.
 
 ``licenses`` is an allow-list of the ``license`` column's values (case-insensitive; a blank licence is
@@ -26,6 +27,7 @@ from ..records import Record, make_record_id
 from .base import Problem, SourceScan, norm_sex, parse_age, read_csv_rows, require_columns
 
 NAME = "covid-collection"
+PAPER_DROPNA = ("finding", "view", "modality", "filename")  # the columns the original code's dropna() read
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,10 @@ def read(root: Path, cfg: CovidCollectionConfig, collection: str) -> SourceScan:
                 continue
             if modality.upper() == "CT":
                 scan.excluded["modality CT"] += 1
+                continue
+            blank = [c for c in PAPER_DROPNA if not row[c]]
+            if blank:
+                scan.excluded[f"blank {blank[0]} (paper: the original's dropna)"] += 1
                 continue
         else:
             if not is_covid(finding):

@@ -1,0 +1,252 @@
+"""Shortcut controls: can the benchmark tell "detects COVID-19" from "detects the source"?
+
+Every COVID-19 image here is a publication figure from the COVID-19 Image Data Collection and every
+negative an NIH or RSNA image, so a classifier can score well by recognising the collection (DeGrave
+et al. 2021, Nature Machine Intelligence 3:610). A test set drawn from the same sources cannot reveal
+that. These controls can:
+
+- **same-source negatives**: the collection's own non-COVID X-rays (other pneumonias, 'No Finding'),
+  scored by every model. A model that detects the source calls them COVID-19: a high false-positive
+  rate at the operating threshold, and an AUROC of COVID-19 vs these negatives near 0.5.
+- **external sets** (``--external NAME=DIR``, any folder ``cxrsynth ingest`` reads): scored by every
+  model with the test set's metrics and intervals; images that duplicate a training image are dropped
+  and counted.
+- **source probe**: with the label held fixed (e.g. pneumonia), a small classifier (logistic
+  regression on 32x32 pixels, cross-validated by patient) tells the collection from NIH/RSNA. An AUROC
+  near 1 means the sources differ in ways any model can learn, whatever the label.
+- **real-vs-synthetic probe** (a classifier two-sample test): the same probe between real COVID-19
+  training images and synthetic ones. Near 0.5: indistinguishable to it; near 1: the synthetic images
+  carry their own signature (NIH/RSNA acquisition, the translator's texture).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError, ConfigError
+from ..images import decode, thumbnail
+from ..paths import read_json
+from ..records import Record, read_records
+from ..sources.base import read_csv_rows
+from ..sources.covid_collection import NAME as COLLECTION
+from ..sources.covid_collection import is_covid
+from ..splits import TASKS
+from . import metrics as M
+from .arms import OWN, EvalItem
+
+PROBE_SIDE = 32  # pixels per side of the probe's input: small on purpose (a linear probe, not a model)
+PROBE_MAX = 200  # images per side at most
+
+
+# -- same-source negatives --------------------------------------------------------------------------
+
+def same_source_negatives(records: list[Record]) -> tuple[list[EvalItem], list[str], dict]:
+    """The COVID-19 collection's non-COVID X-rays whose files are present (label 0), their findings,
+    and a count report.
+
+    They are read from the collection's ``metadata.csv`` (the record table holds its COVID-19 rows only).
+    """
+    roots = sorted({r.source_root for r in records if r.source == COLLECTION})
+    items, finding_of, findings, missing = [], [], Counter(), 0
+    for root in roots:
+        meta = Path(root) / "metadata.csv"
+        _, rows = read_csv_rows(meta)
+        for row in rows:
+            finding, filename = row.get("finding", ""), row.get("filename", "")
+            if not finding or not filename or is_covid(finding) or row.get("modality", "").upper() == "CT":
+                continue
+            path = Path(root) / (row.get("folder") or "images") / filename
+            if not path.is_file():
+                missing += 1
+                continue
+            findings[finding] += 1
+            finding_of.append(finding)
+            items.append(EvalItem(str(path), 0, f"{COLLECTION}:{row.get('patientid', filename)}",
+                                  f"same-source:{filename}"))
+    return items, finding_of, {"n": len(items), "by_finding": dict(findings), "missing_files": missing,
+                   "collections": [Path(r).name for r in roots]}
+
+
+def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, threshold: float,
+                        bootstrap: int, seed: int) -> dict:
+    """FPR of the same-source negatives at ``threshold`` (Wilson interval) and AUROC of the COVID-19
+    test images against them (patient bootstrap interval)."""
+    neg = np.asarray(neg_scores, dtype=float)
+    fp = int((neg >= threshold).sum())
+    y = np.r_[np.ones(len(covid_scores)), np.zeros(len(neg))].astype(int)
+    s = np.r_[np.asarray(covid_scores, dtype=float), neg]
+    pats = list(covid_patients) + list(neg_patients)
+    return {"n_negatives": len(neg), "n_covid": len(covid_scores), "false_positives": fp,
+            "fpr": fp / len(neg) if len(neg) else None, "fpr_wilson95": M.wilson(fp, len(neg)),
+            "auroc": M.auroc(y, s), "auroc_ci95": M.bootstrap_auroc(y, s, pats, bootstrap, seed) if bootstrap else None}
+
+
+# -- external sets ----------------------------------------------------------------------------------
+
+@dataclass
+class External:
+    name: str
+    root: str
+    items: dict[str, list[EvalItem]]  # per task
+    report: dict
+
+
+def parse_externals(specs) -> dict[str, str]:
+    """``["NAME=DIR", ...]`` -> {NAME: DIR}; a clear error for a malformed or repeated name."""
+    out: dict[str, str] = {}
+    for spec in specs or ():
+        name, sep, folder = str(spec).partition("=")
+        if not sep or not name or not folder:
+            raise ConfigError("an external set is NAME=DIR", spec, "e.g. --external site-b=/data/site-b")
+        if name in out:
+            raise ConfigError("external set named twice", name)
+        if not Path(folder).is_dir():
+            raise BadInputError("external set folder not found", folder)
+        out[name] = folder
+    return out
+
+
+def _training_duplicates(ext: list[Record], train: list[Record], max_hamming: int, max_zmad: float) -> dict[str, str]:
+    """External record id -> the training record it duplicates (same pixels, or dhash close and
+    thumbnails alike: the ingest's rule)."""
+    train = [r for r in train if r.has_pixels and r.dhash is not None]
+    if not train:
+        return {}
+    by_sha = {r.pixel_sha256: r for r in train}
+    th = np.array([r.dhash for r in train], dtype=np.uint64)
+    out, thumbs = {}, {}
+
+    def thumb(r: Record):
+        if r.record_id not in thumbs:
+            thumbs[r.record_id] = thumbnail(decode(r.path, 256).pixels).astype(np.float32)
+        return thumbs[r.record_id]
+
+    for e in ext:
+        if e.pixel_sha256 in by_sha:
+            out[e.record_id] = by_sha[e.pixel_sha256].record_id
+            continue
+        near = np.nonzero(np.bitwise_count(th ^ np.uint64(e.dhash)) <= max_hamming)[0]
+        for j in near:
+            if float(np.abs(thumb(e) - thumb(train[j])).mean()) <= max_zmad:
+                out[e.record_id] = train[j].record_id
+                break
+    return out
+
+
+def load_external(name: str, folder: str, workdir: Path) -> External:
+    """Ingest ``folder`` (any format ``cxrsynth ingest`` reads), drop images duplicating a training image."""
+    from ..ingest import IngestConfig, ingest
+
+    icfg = IngestConfig()
+    res = ingest([folder], icfg)
+    assign = read_json(workdir / "splits.json")["assignments"]
+    train = [r for r in read_records(workdir / "records.parquet") if assign.get(r.record_id) == "train"]
+    recs = [r for r in res.records if r.has_pixels]
+    dups = _training_duplicates(recs, train, icfg.dedupe_max_hamming, icfg.dedupe_max_zmad)
+    kept = [r for r in recs if r.record_id not in dups]
+    items = {}
+    for task, (neg, pos) in TASKS.items():
+        items[task] = [EvalItem(str(r.path), int(r.label == pos), f"{name}:{r.patient_group or r.patient_id}",
+                                r.record_id) for r in kept if r.label in (neg, pos)]
+    report = {"folder": str(folder), "images": len(res.records), "with_pixels": len(recs),
+              "label_only": len(res.records) - len(recs), "duplicates_of_training_dropped": len(dups),
+              "within_set_duplicates_dropped": res.report["totals"]["duplicates_dropped"],
+              "bad_files": res.report["totals"]["bad_files"], "by_label": dict(Counter(r.label for r in kept)),
+              "per_task": {t: {"negatives": sum(i.label == 0 for i in v), "covid": sum(i.label == 1 for i in v)}
+                           for t, v in items.items()}}
+    return External(name, str(folder), items, report)
+
+
+# -- probes -----------------------------------------------------------------------------------------
+
+def _pixels(paths: list[str]) -> np.ndarray:
+    return np.stack([decode(p, PROBE_SIDE).pixels.astype(np.float32).ravel() / 255.0 for p in paths])
+
+
+def _pil_pixels(images) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(im.convert("L").resize((PROBE_SIDE, PROBE_SIDE), Image.Resampling.BILINEAR),
+                                dtype=np.float32).ravel() / 255.0 for im in images])
+
+
+def _cap(n: int, cap: int, seed: int) -> np.ndarray:
+    idx = np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False)) if n > cap else idx
+
+
+def probe(x_a: np.ndarray, x_b: np.ndarray, groups_a: list[str], groups_b: list[str], bootstrap: int,
+          seed: int = 0) -> dict:
+    """Out-of-fold AUROC of a logistic regression telling group ``b`` (1) from ``a`` (0), folds by patient.
+
+    Each image is scored by a model that never saw its patient; the interval resamples patients.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.concatenate([x_a, x_b])
+    y = np.r_[np.zeros(len(x_a)), np.ones(len(x_b))].astype(int)
+    groups = np.asarray(list(groups_a) + list(groups_b))
+    n_folds = min(5, len(set(groups_a)), len(set(groups_b)))
+    if n_folds < 2:
+        return {"n_a": len(x_a), "n_b": len(x_b), "auroc": None, "auroc_ci95": None,
+                "note": "too few patients on one side for a cross-validated probe"}
+    scores = np.zeros(len(y))
+    for tr, te in StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(x, y, groups):
+        if len(set(y[tr].tolist())) < 2:
+            scores[te] = 0.5
+            continue
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=2000))
+        scores[te] = clf.fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
+    return {"n_a": len(x_a), "n_b": len(x_b), "folds": n_folds, "auroc": M.auroc(y, scores),
+            "auroc_ci95": M.bootstrap_auroc(y, scores, groups.tolist(), bootstrap, seed) if bootstrap else None}
+
+
+def source_probes(records: list[Record], same_source: list[EvalItem], findings: list[str], bootstrap: int) -> dict:
+    """Per label held fixed: the COVID-19 collection's images of that label vs NIH/RSNA images of it.
+
+    The collection's pneumonias are its non-COVID findings other than 'No Finding'; its normals are 'No
+    Finding'. Only labels with at least 5 images on each side are probed (the rest are listed as skipped).
+    """
+    coll = {"pneumonia": [i for i, f in zip(same_source, findings) if f != "No Finding"],
+            "normal": [i for i, f in zip(same_source, findings) if f == "No Finding"]}
+    out = {}
+    for label, mine in coll.items():
+        others = [r for r in records if r.has_pixels and r.label == label and r.source != COLLECTION]
+        if len(mine) < 5 or len(others) < 5:
+            out[label] = {"skipped": f"{len(mine)} collection and {len(others)} NIH/RSNA images (need 5 each)"}
+            continue
+        a = [others[i] for i in _cap(len(others), PROBE_MAX, 0)]
+        b = [mine[i] for i in _cap(len(mine), PROBE_MAX, 1)]
+        res = probe(_pixels([str(r.path) for r in a]), _pixels([i.path for i in b]),
+                    [r.patient_group or r.patient_id for r in a], [i.patient for i in b], bootstrap)
+        out[label] = res | {"a": f"NIH/RSNA {label}", "b": f"COVID-19 collection {label} (non-COVID findings)"}
+    return out
+
+
+def real_vs_synthetic(records: list[Record], assign: dict, release, bootstrap: int) -> dict:
+    """Per synthetic config: real COVID-19 training images (0) vs that config's synthetic images (1)."""
+    from ..loader import _synthetic
+
+    real = [r for r in records if r.has_pixels and r.label == "covid" and assign.get(r.record_id) == "train"]
+    real = [real[i] for i in _cap(len(real), PROBE_MAX, 0)]
+    if len(real) < 5:
+        return {"skipped": f"{len(real)} real COVID-19 training images with pixels (need 5)"}
+    x_real = _pixels([str(r.path) for r in real])
+    out = {}
+    for config in OWN.values():
+        ds = _synthetic(release, config)
+        idx = _cap(len(ds), PROBE_MAX, 2)
+        rows = ds.select(idx.tolist())
+        x_syn = _pil_pixels(row["image"] for row in rows)
+        # a synthetic image's "patient" is the image itself: its source patient is private
+        out[config] = probe(x_real, x_syn, [r.patient_group or r.patient_id for r in real],
+                            [f"synthetic:{row['id']}" for row in rows], bootstrap) | {
+            "a": "real COVID-19 (train)", "b": f"synthetic COVID-19 ({config})"}
+    return out
