@@ -126,6 +126,12 @@ def test_rerun_keeps_finished_runs(rigorous):
     assert first.stat().st_mtime_ns == stamp
     assert again["summary"]["normal-covid"]["real"]["auroc"] == summary["summary"]["normal-covid"]["real"]["auroc"]
     assert again["summary"]["normal-covid"]["real"]["controls"] == summary["summary"]["normal-covid"]["real"]["controls"]
+    # the same folder with other inputs is refused, never answered with the old numbers
+    for change in (["fit.max_epochs=3"], ["image_size=48"]):
+        with pytest.raises(ConfigError, match="runs made from other inputs") as err:
+            run_benchmark(wd, out, resolve(BenchmarkConfig, overrides=TINY + ["seeds=2"] + change), release=summary["release"])
+        assert change[0].split("=")[0] in str(err.value)
+    assert first.stat().st_mtime_ns == stamp
 
 
 def test_paper_protocol_is_flagged(built, tmp_path):

@@ -202,3 +202,25 @@ def test_no_audit_gives_not_yet_audited_and_a_foreign_audit_is_refused(trained, 
     with pytest.raises(ConfigError, match="other images"):
         attach_audit(wd, rel)
     assert verify(rel) == []
+
+
+def test_manifest_describes_the_translator_that_was_passed(trained, tmp_path):
+    """`release --translator TASK=PATH` is described in the manifest from PATH's run, not WORKDIR/translators."""
+    from cxrsynth.config import resolve
+    from cxrsynth.translate.train import TrainConfig, train
+
+    from .conftest import TINY
+
+    wd = copy_workdir(trained, tmp_path / "wd")
+    other = tmp_path / "other-run"
+    rep = train(wd, resolve(TrainConfig, overrides=TINY + ["task=normal-covid", "max_steps=3", "seed=7"]), out_dir=other)
+    own = json.loads((wd / "translators" / "normal-covid" / "train_report.json").read_text())
+    assert own["generator_sha256"] != rep["generator_sha256"] and own["steps"] != 3
+    m = release(wd, wd / "release", ReleaseConfig(), translators={"normal-covid": str(other / "generator.safetensors")},
+                generate_cfg=GEN, audit=False)
+    t = {x["task"]: x for x in m["translators"]}
+    assert t["normal-covid"]["generator_sha256"] == rep["generator_sha256"]
+    assert t["normal-covid"]["steps"] == 3 and t["normal-covid"]["seed"] == 7
+    assert t["normal-covid"]["translator_id"] == rep["translator_id"]
+    assert t["pneumonia-covid"]["steps"] == json.loads(
+        (wd / "translators" / "pneumonia-covid" / "train_report.json").read_text())["steps"]

@@ -14,6 +14,8 @@ X-rays and each ``--external`` set. A release is first checked against the work 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,7 @@ from . import metrics as M
 from .arms import ARMS, Cached, EvalDataset, concrete_arm, eval_items, train_set
 from .classifiers import build
 from .fit import FitConfig, fit, predict, score
-from .release_check import FOREIGN_NOTICE, check_release
+from .release_check import FOREIGN_NOTICE, check_release, release_manifest
 
 
 @dataclass(frozen=True)
@@ -271,6 +273,46 @@ PAPER_WARNING = ("PAPER PROTOCOL: model selection, learning-rate schedule and ea
                  "as the original code did; these numbers are optimistic and not a valid estimate.")
 
 
+def run_inputs(workdir: Path, cfg: BenchmarkConfig, release: str | None) -> dict:
+    """Everything a finished run's numbers depend on: the config (less the device), the release's images,
+    the split assignment and the code version. Run folders are reused only for the same inputs."""
+    data = None
+    if release:
+        manifest = release_manifest(release)
+        data = manifest.get("data_sha256") or hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+    return {"config": {k: v for k, v in to_dict(cfg).items() if k != "device"}, "release_data_sha256": data,
+            "split_assignment_sha256": read_json(workdir / "splits.json").get("assignment_sha256"),
+            "code_version": __version__}
+
+
+def claim_run_folder(out_dir: Path, inputs: dict) -> None:
+    """Record ``inputs`` as ``out_dir/inputs.json``; refuse a folder whose finished runs came from others.
+
+    Finished runs are reused by name on a rerun (resume); without this check a rerun with another release,
+    model or --max-epochs would return the old numbers under the new config.
+    """
+    path = out_dir / "inputs.json"
+    if path.is_file() and (out_dir / "runs").is_dir():
+        old = read_json(path)
+        if old != json.loads(json.dumps(inputs)):
+            flat_old, flat_new = _flatten(old), _flatten(json.loads(json.dumps(inputs)))
+            differ = sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
+            raise ConfigError("this benchmark folder holds runs made from other inputs", out_dir,
+                              f"they differ in {', '.join(differ[:6])}; choose another --out, or delete "
+                              f"{out_dir / 'runs'} to recompute")
+    write_json(path, inputs)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig(),
                   release: str | None = None, translators: dict[str, str] | None = None, progress: bool = False,
                   externals: dict[str, str] | None = None, allow_foreign_release: bool = False) -> dict:
@@ -285,8 +327,6 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
 
     workdir, out_dir = Path(workdir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "config.json", to_dict(cfg) | {"release": release, "translators": translators,
-                                                        "externals": externals, "allow_foreign_release": allow_foreign_release})
     needs_synth = any(a != "real" for a in cfg.arms)
     if translators:
         release = str(synthetic_from_translators(workdir, out_dir, translators))
@@ -294,6 +334,9 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
         raise ConfigError("the synthetic arms need a release or translators", "--release / --translator",
                           "or run only --arms real")
     checked = check_release(workdir, release, allow_foreign_release) if release else None
+    claim_run_folder(out_dir, run_inputs(workdir, cfg, release))
+    write_json(out_dir / "config.json", to_dict(cfg) | {"release": release, "translators": translators,
+                                                        "externals": externals, "allow_foreign_release": allow_foreign_release})
     split_method = read_json(workdir / "splits.json")["config"]["method"]
     notices = _notices(cfg, split_method, checked)
     sets, ctl = _control_sets(workdir, cfg, externals or {})

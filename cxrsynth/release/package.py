@@ -156,8 +156,13 @@ def collect(workdir: Path, configs: tuple[str, ...]) -> tuple[dict[str, list[dic
     return per_config, mapping
 
 
-def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: ReleaseConfig = ReleaseConfig()) -> dict:
-    """Write a complete release into ``staging`` (created fresh) and its private files; returns the manifest."""
+def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: ReleaseConfig = ReleaseConfig(),
+          translators: dict[str, str] | None = None) -> dict:
+    """Write a complete release into ``staging`` (created fresh) and its private files; returns the manifest.
+
+    ``translators`` ({task: generator file or run folder}) names the generators that were used instead of
+    ``WORKDIR/translators/<task>``; the manifest describes those.
+    """
     workdir, staging, private = Path(workdir), Path(staging), Path(private)
     gen = workdir / "generated"
     per_config, mapping = collect(workdir, cfg.configs)
@@ -194,16 +199,15 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
     translators, used_ids = [], {m["record_id"] for m in mapping}
     for config in cfg.configs:
         task = CONFIG_TASK[config]
-        tdir = workdir / "translators" / task
-        trep = read_json(tdir / "train_report.json") if (tdir / "train_report.json").is_file() else {}
         sha = per_config[config][0]["checkpoint_sha256"]
+        desc, trep, tcfg = _translator_run(workdir, task, translators, sha)
         tt = plan["tasks"][task]["translator_train"]
         used_ids |= set(tt["source"]) | set(tt["covid"])
         translators.append({
             "config": config, "task": task, "translator_id": per_config[config][0]["translator_id"],
-            "generator_sha256": sha, "arch": read_json(tdir / "generator.json").get("arch", {}) if (tdir / "generator.json").is_file() else {},
+            "generator_sha256": sha, "arch": desc.get("arch", {}),
             "steps": trep.get("steps"), "total_steps": trep.get("total_steps"), "finished": trep.get("finished"),
-            "seed": (read_json(tdir / "config.json").get("seed") if (tdir / "config.json").is_file() else None),
+            "seed": tcfg.get("seed"),
             "train_images": {"source": len(tt["source"]), "covid": len(tt["covid"]),
                              "covid_licences": licence_counts(records[i].license for i in tt["covid"] if i in records)},
         })
@@ -282,6 +286,21 @@ def _licensing(workdir: Path, records: dict, covid_ids: set[str], translated_ids
     return {"license": hub_id if cfg.license == "auto" else cfg.license, "derived": hub_id, "why": why,
             "learnt_from": learnt, "translated_sources": translated, "no_right_to_adapt": restricted,
             "excluded_at_ingest": excluded}
+
+
+def _translator_run(workdir: Path, task: str, given: dict[str, str] | None, sha: str) -> tuple[dict, dict, dict]:
+    """(generator.json, train_report.json, config.json) of the run that made generator ``sha``: the one passed
+    with ``--translator TASK=PATH`` if any, else ``WORKDIR/translators/<task>``. A run folder whose generator is
+    another one is not described at all (empty dicts), rather than described wrongly."""
+    path = Path(given[task]) if given and task in given else workdir / "translators" / task
+    run = path if path.is_dir() else path.parent
+    gen = path / "generator.safetensors" if path.is_dir() else path
+    desc_path = gen.with_suffix(".json")
+    desc = read_json(desc_path) if desc_path.is_file() else {}
+    if desc.get("sha256") != sha:
+        return {}, {}, {}
+    files = [run / "train_report.json", run / "config.json"]
+    return desc, *(read_json(f) if f.is_file() else {} for f in files)
 
 
 def data_fingerprint(manifest: dict) -> str:

@@ -117,7 +117,7 @@ def _release_locked(workdir: Path, out_dir: Path, cfg: ReleaseConfig, translator
     pid = os.getpid()
     staging, staging_priv = out_dir / f".{cfg.name}.staging-{pid}", out_dir / f".{cfg.name}.private.staging-{pid}"
     try:
-        manifest = build(workdir, staging, staging_priv, cfg)
+        manifest = build(workdir, staging, staging_priv, cfg, translators)
         if audit:
             from ..audit.run import AuditConfig, audit as run_audit
 
