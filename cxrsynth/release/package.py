@@ -157,10 +157,10 @@ def collect(workdir: Path, configs: tuple[str, ...]) -> tuple[dict[str, list[dic
 
 
 def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: ReleaseConfig = ReleaseConfig(),
-          translators: dict[str, str] | None = None) -> dict:
+          generators: dict[str, str] | None = None) -> dict:
     """Write a complete release into ``staging`` (created fresh) and its private files; returns the manifest.
 
-    ``translators`` ({task: generator file or run folder}) names the generators that were used instead of
+    ``generators`` ({task: generator file or run folder}) names the generators that were used instead of
     ``WORKDIR/translators/<task>``; the manifest describes those.
     """
     workdir, staging, private = Path(workdir), Path(staging), Path(private)
@@ -200,7 +200,7 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
     for config in cfg.configs:
         task = CONFIG_TASK[config]
         sha = per_config[config][0]["checkpoint_sha256"]
-        desc, trep, tcfg = _translator_run(workdir, task, translators, sha)
+        desc, trep, tcfg = _translator_run(workdir, task, generators, sha)
         tt = plan["tasks"][task]["translator_train"]
         used_ids |= set(tt["source"]) | set(tt["covid"])
         translators.append({
