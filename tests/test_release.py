@@ -193,7 +193,7 @@ def test_no_audit_gives_not_yet_audited_and_a_foreign_audit_is_refused(trained, 
 
     wd = copy_workdir(trained, tmp_path / "wd")
     write_json(wd / "audit" / "audit.json", {"summary": {"text": "STALE AUDIT OF ANOTHER RELEASE", "verdicts": []},
-                                            "release": {"data_sha256": "0" * 64}})
+                                            "audited_release": {"data_sha256": "0" * 64}})
     m = release(wd, wd / "release", ReleaseConfig(), generate_cfg=GEN, audit=False)
     rel = wd / "release" / "covid-cxr-synth"
     card = (rel / "README.md").read_text()

@@ -159,6 +159,15 @@ def _pooled(parts: list, n_pool: int) -> tuple:
     return link, dcr, sim, np.concatenate([p[3] for p in parts]), np.concatenate([p[4] for p in parts]), inv
 
 
+def _release_stamp(release: Path) -> dict:
+    """Name, version and ``data_sha256`` (the fingerprint of its shards) of the release audited."""
+    from ..release.package import data_fingerprint
+
+    manifest = read_json(release / "manifest.json")
+    return {"name": manifest.get("name"), "version": manifest.get("version"),
+            "data_sha256": manifest.get("data_sha256") or data_fingerprint(manifest)}
+
+
 def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConfig(), private: str | Path | None = None,
           out_dir: str | Path | None = None, embedding=None) -> dict:
     from . import figures
@@ -241,6 +250,8 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
                "No test flagged the images; this is evidence, not proof, of anonymity (other attacks exist)."))
     result = {
         "kind": "cxrsynth.audit", "code_version": __version__, "config": to_dict(cfg), "release": str(release.name),
+        # the stamp a card checks before it shows these results: which images were audited
+        "audited_release": _release_stamp(release),
         "embedding": emb_name, "counts": {c: len(ids) for c, (ids, _) in syn.items()},
         "pools": {"train": len(train_ids), "heldout": len(held_ids), "covid_translator_train": len(ct_ids),
                   "covid_real": len(covid_real_ids)},

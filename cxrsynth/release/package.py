@@ -333,7 +333,7 @@ def attach_audit(workdir: str | Path, staging: str | Path, audit_json: str | Pat
     path = Path(audit_json) if audit_json else Path(workdir) / "audit" / "audit.json"
     manifest = read_json(staging / "manifest.json")
     audit = read_json(path)
-    stamp = (audit.get("release") or {}).get("data_sha256")
+    stamp = (audit.get("audited_release") or {}).get("data_sha256")
     if stamp != manifest["data_sha256"]:
         raise ConfigError("the audit was made on other images than this release's", path,
                           f"its stamp is {stamp}, the release's data_sha256 is {manifest['data_sha256']}; audit this release")
