@@ -49,6 +49,9 @@ class IngestConfig:
     dedupe_max_hamming: int = 6  # dhash bits that may differ between near duplicates...
     dedupe_max_zmad: float = 0.05  # ...and the most their z-scored 32x32 thumbnails may differ (mean abs)
     source_priority: tuple[str, ...] = ("nih", "covid-collection", "rsna", "imagefolder")
+    # whose label a kept duplicate takes: RSNA's labels are the challenge's expert re-reads of NIH images,
+    # so an NIH copy kept for its metadata carries the RSNA label (reported as label_from in the report)
+    label_from: tuple[str, ...] = ("rsna",)
     workers: int = 0  # decoding processes; 0 = this process
     # width x height above which an image is refused from its header, unread: a 12000 x 12000 PNG of zeros
     # (a few kB) would take ~2 GB to decode, per worker. Real chest films are under 20 M (4300 x 4300).
@@ -258,6 +261,7 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
         for idx in members.values():
             idx.sort(key=lambda k: (prio.get(ok[k].source, 99), ok[k].collection, ok[k].record_id))
             keep = idx[0]
+            relabel = next((k for k in idx[1:] if ok[k].source in cfg.label_from and ok[k].source != ok[keep].source), None)
             for k in idx[1:]:
                 dropped.add(k)
                 uf.union(f"{ok[keep].source}:{ok[keep].patient_id}", f"{ok[k].source}:{ok[k].patient_id}")
@@ -266,7 +270,10 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
                     "kept": ok[keep].record_id, "kept_path": f"{ok[keep].collection}/{ok[keep].source_path}",
                     "dropped": ok[k].record_id, "dropped_path": f"{ok[k].collection}/{ok[k].source_path}",
                     "hamming": h, "mad": m, "label_conflict": ok[keep].label != ok[k].label,
+                    "label_from": ok[k].source if k == relabel else None,
                 })
+            if relabel is not None:
+                ok[keep].label = ok[relabel].label
     records = [r for k, r in enumerate(ok) if k not in dropped] + kept_missing
     for r in records:
         r.patient_group = uf.find(f"{r.source}:{r.patient_id}")

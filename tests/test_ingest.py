@@ -50,6 +50,26 @@ def test_cross_source_duplicates_keep_nih_and_merge_patients(all_sources_ingest)
         assert by_id[d["kept"]].image_key == mapping[pid]
 
 
+def test_kept_nih_copy_takes_the_rsna_label(tmp_path):
+    """RSNA's labels are expert re-reads of NIH images: when the NIH copy is kept, it carries RSNA's label."""
+    rsna = tmp_path / "rsna"
+    shutil.copytree(RSNA_SAMPLE, rsna)
+    labels = (rsna / "stage_2_train_labels.csv").read_text().splitlines()
+    pid = labels[1].split(",")[0]  # a 'Normal' (Target 0) image: relabel it as pneumonia in the RSNA copy
+    labels[1] = f"{pid},,,,,1"
+    (rsna / "stage_2_train_labels.csv").write_text("\n".join(labels) + "\n")
+    classes = (rsna / "stage_2_detailed_class_info.csv").read_text().replace(f"{pid},Normal", f"{pid},Lung Opacity")
+    (rsna / "stage_2_detailed_class_info.csv").write_text(classes)
+    nih_name = dict(line.split(",") for line in (rsna / "nih_image_index.csv").read_text().split()[1:])[pid]
+    res = ingest([NIH, rsna], out_dir=tmp_path / "wd")
+    kept = next(r for r in res.records if r.image_key == nih_name)
+    assert kept.source == "nih" and kept.label == "pneumonia"
+    entry = next(d for d in res.report["duplicates"] if d["dropped_path"].endswith(f"{pid}.dcm"))
+    assert entry["label_conflict"] and entry["label_from"] == "rsna" and entry["kept"] == kept.record_id
+    others = [d for d in res.report["duplicates"] if d["dropped_path"].startswith("rsna") and d is not entry]
+    assert len(others) == 59 and not any(d["label_conflict"] for d in others)
+
+
 def test_duplicates_inside_a_source_are_reported(all_sources_ingest):
     pairs = {(d["kept_path"], d["dropped_path"]) for d in all_sources_ingest.report["duplicates"]}
     assert ("nih-chestxray14-sample/images/00002658_002.png", "nih-chestxray14-sample/images/00002658_001.png") in pairs
