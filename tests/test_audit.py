@@ -129,12 +129,23 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     assert len(excluded) == 12
     assert sorted(p.name for p in (wd / "audit" / "figures").glob("*.png")) == ["dcr.png", "nearest_pairs.png", "ssim.png"]
     assert "Audit: privacy and quality" in (wd / "audit" / "report_section.html").read_text()
-    # a release made after the audit reports it, and can leave out the images closest to their sources
+    # a release made after the audit can leave out the images closest to their sources; it holds other
+    # images than the audited one, so its card does not carry that audit (the stamp differs) until it is
+    # audited itself
     out = tmp_path / "rel2"
     m = build(wd, out / "covid-cxr-synth", out / "covid-cxr-synth.private",
               ReleaseConfig(exclude=str(wd / "audit" / "exclude_ids.txt")))
     assert m["counts"]["all"] == 36 and m["filtered"]["removed"] == 12
+    assert res["audited_release"]["data_sha256"] == json.loads((rel / "manifest.json").read_text())["data_sha256"]
+    assert res["audited_release"]["data_sha256"] != m["data_sha256"]
     card = (out / "covid-cxr-synth" / "README.md").read_text()
+    assert "Not yet audited" in card and "12 images were removed after the audit" in card
+    again = audit(out / "covid-cxr-synth", wd, AuditConfig(embedding="pixels"), out_dir=tmp_path / "audit2")
+    from cxrsynth.release.package import attach_audit
+
+    m = attach_audit(wd, out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
+    card = (out / "covid-cxr-synth" / "README.md").read_text()
+    assert sum(again["counts"].values()) == 36
     assert "Not yet audited" not in card and "source linkage" in card and "12 images were removed after the audit" in card
     from cxrsynth.release.verify import verify
 
