@@ -98,3 +98,14 @@ def built(trained, tmp_path_factory):
     wd = copy_workdir(trained, tmp_path_factory.mktemp("rel") / "wd")
     manifest = release(wd, wd / "release", ReleaseConfig(), generate_cfg=GEN, audit=False)
     return wd, wd / "release" / "covid-cxr-synth", manifest
+
+
+def cli_error_line(capsys, argv) -> str:
+    """Run the CLI in-process; assert it failed with exactly one `Error: ` line on stderr and return it."""
+    from cxrsynth.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 1 and len(err) == 1 and err[0].startswith("Error: "), err
+    return err[0]

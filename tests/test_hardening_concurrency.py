@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from cxrsynth.cli import main
 from cxrsynth.release.package import ReleaseConfig
 
-from .conftest import TINY, copy_workdir
+from .conftest import TINY, cli_error_line as _error_line, copy_workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
@@ -46,14 +45,6 @@ def held_elsewhere(folder: Path, name: str):
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
-
-
-def _error_line(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 1 and len(err) == 1 and err[0].startswith("Error: "), err
-    return err[0]
 
 
 def test_second_generate_names_the_lock_holder(trained, tmp_path, capsys):

@@ -20,9 +20,8 @@ import sys
 
 import pytest
 
-from cxrsynth.cli import main
 
-from .conftest import COVID, copy_workdir
+from .conftest import COVID, cli_error_line as _error_line, copy_workdir
 
 
 @pytest.fixture()
@@ -43,14 +42,6 @@ def tmpfs(tmp_path):
     yield make
     for path in mounted:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-def _error_line(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 1 and len(err) == 1 and err[0].startswith("Error: "), err
-    return err[0]
 
 
 def test_release_on_a_full_disk_is_one_line_and_leaves_the_disk_as_it_was(built, tmp_path, tmpfs, capsys):
