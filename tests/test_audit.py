@@ -1,18 +1,24 @@
-"""The audit's measures on hand-checked cases (an identical copy is flagged, an unrelated image is not),
-and the audit of a release built from the sample data, down to the dataset card."""
+"""The audit on hand-made cases: its measures on hand-computed points; calibrated verdicts that flag an
+identical copy in every privacy test, pass an unrelated image set, and do not flag fresh real images
+(held-out patients against the training ones); KID / FID / PRDC on equal-size subsamples; the Inception
+path from a planted stand-in weights file (no network); the audit of a release down to the card."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
 import pytest
 import torch
+from skimage.metrics import structural_similarity
 
 from cxrsynth.audit import privacy as P
 from cxrsynth.audit import quality as Q
 from cxrsynth.audit.embed import PixelEmbedding, embed
-from cxrsynth.audit.run import AuditConfig, audit, verdicts
+from cxrsynth.audit.run import AuditConfig, audit
+from cxrsynth.audit.verdicts import TABLE, THRESHOLDS, evaluate, per_image, verdicts
+from cxrsynth.errors import ConfigError
 from cxrsynth.images import load_canonical
 
 from .conftest import COVID, NIH
@@ -23,24 +29,48 @@ def test_measures_on_hand_computed_points():
     lk = P.linkage(syn, pool, np.array([1]))
     assert lk["ranks"].tolist() == [2] and lk["top1"] == 0 and lk["top5"] == 1 and lk["mrr"] == 0.5
     assert lk["chance_top1"] == pytest.approx(1 / 3) and lk["chance_mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
-    d = P.dcr(np.array([[0.25, 0.0]]), np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[3.0, 0.0]]))
-    assert d["dcr"].tolist() == [0.25] and d["nndr"][0] == pytest.approx(0.25 / 0.75)
-    assert d["dcr_heldout"].tolist() == [2.0]
-    assert d["authentic"].tolist() == [False]  # 0.25 < 1, the distance from r* = (0, 0) to its neighbour
-    far = P.dcr(np.array([[0.0, 2.0]]), np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[3.0, 0.0]]))
-    assert far["authentic"].tolist() == [True]  # 2 > 1
+    # ties are split evenly: the source tied with two others at the top counts 1/3 towards top-1,
+    # its rank is the mean of 1, 2, 3 and its reciprocal rank the mean of 1, 1/2, 1/3
+    tied = P.linkage(np.array([[0.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [9.0, 9.0]]), np.array([1]))
+    assert tied["top1"] == pytest.approx(1 / 3) and tied["ranks"].tolist() == [2.0]
+    assert tied["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3) and tied["ties_share"] == 1.0
+    pool2 = np.array([[0.0, 0.0], [1.0, 0.0]])
+    d = P.closeness(np.array([[0.25, 0.0], [0.0, 2.0]]), pool2, P.pool_radius(pool2))
+    assert d["dcr"].tolist() == [0.25, 2.0] and d["nndr"][0] == pytest.approx(0.25 / 0.75)
+    assert d["authentic"].tolist() == [False, True]  # 0.25 < 1 (r* = (0, 0) to its neighbour); 2 > 1
     # one synthetic point near the training image, one near the held-out one: half closer to training
     assert P.closer_to_training(np.array([[1.0, 0.0], [9.0, 0.0]]), np.array([[0.0, 0.0]]), np.array([[10.0, 0.0]])) == 0.5
     st = Q.pixel_stats(np.stack([np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8)]))
     assert st["mean"] == 0.5 and st["std"] == 0.5 and st["per_image_mean_std"] == 0.5
     assert st["histogram16"][0] == 0.5 and st["histogram16"][-1] == 0.5
-    a = load_canonical(next(NIH.glob("images/*.png")), 64)
-    assert P.ssim(a, a) == 1.0 and P.psnr(a, a) == float("inf")
     x = np.random.default_rng(0).normal(size=(40, 3))
     same = Q.prdc(x, x, k=5)
     assert same["precision"] == 1 and same["recall"] == 1 and same["coverage"] == 1
     shifted = Q.prdc(x, x + 100, k=5)
     assert shifted["precision"] == 0 and shifted["coverage"] == 0
+
+
+def test_batched_ssim_is_scikit_image_ssim():
+    a = load_canonical(next(NIH.glob("images/*.png")), 64)
+    others = np.stack([load_canonical(p, 64) for p in sorted(NIH.glob("images/*.png"))[1:6]])
+    ref = [structural_similarity(a / 255, b / 255, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False) for b in others]
+    assert P.ssim_many(a, others) == pytest.approx(ref, abs=1e-12)
+    assert P.ssim(a, a) == 1.0 and P.psnr(a, a) == float("inf")
+
+
+def test_tests_against_chance_and_new_images():
+    # 30 successes of 100 against chance 0.1: significant; 12 of 100 is not at p < 0.01
+    hi = P.chance_test(np.r_[np.ones(30), np.zeros(70)], 0.1)
+    assert hi["value"] == 0.3 and hi["p_value"] < 1e-6 and hi["interval"][0] > 0
+    lo = P.chance_test(np.r_[np.ones(12), np.zeros(88)], 0.1)
+    assert lo["p_value"] > 0.01
+    # identical distributions: difference near 0 and the interval holds it
+    rng = np.random.default_rng(0)
+    t = P.tail_difference(rng.normal(size=400), rng.normal(size=400), 5, 500)
+    assert abs(t["difference"]) < 0.05 and t["interval"][0] < 0 < t["interval"][1]
+    c = P.tail_difference(np.zeros(100), rng.normal(size=400) + 5, 5, 500)
+    assert c["value"] == 1.0 and c["difference"] == pytest.approx(0.95) and c["interval"][0] > 0.9
 
 
 class _MeanFeature(torch.nn.Module):
@@ -53,63 +83,186 @@ class _MeanFeature(torch.nn.Module):
         return x.float().flatten(1).mean(1, keepdim=True)
 
 
-def test_fid_and_kid_by_hand():
+def test_fid_and_kid_by_hand_on_equal_size_subsamples():
     v = np.array([10, 20, 30, 40, 50], dtype=float)
     w = np.array([100, 120, 140, 160, 180], dtype=float)
-    a = np.stack([np.full((16, 16), x, np.uint8) for x in v])
-    b = np.stack([np.full((16, 16), x, np.uint8) for x in w])
-    got = Q.fid_kid(a, b, _MeanFeature())
+    a = embed(_MeanFeature(), np.stack([np.full((16, 16), x, np.uint8) for x in v]))
+    b = embed(_MeanFeature(), np.stack([np.full((16, 16), x, np.uint8) for x in w]))
+    got = Q.compare(a, b, repeats=3)
     # 1-D Frechet distance of two Gaussians, sample variances (n - 1), features in [0, 1]
     m1, m2, s1, s2 = v.mean() / 255, w.mean() / 255, v.var(ddof=1) / 255**2, w.var(ddof=1) / 255**2
-    assert got["fid"] == pytest.approx((m1 - m2) ** 2 + s1 + s2 - 2 * np.sqrt(s1 * s2), rel=1e-3)
-    same = Q.fid_kid(a, a.copy(), _MeanFeature())
-    # KID is unbiased: about 0 for one distribution (subsets of 4 of 5 images make it noisy), clearly
-    # positive for two different ones
-    assert abs(same["fid"]) < 1e-6 and abs(same["kid_mean"]) < 0.02
-    assert got["kid_mean"] > 5 * abs(same["kid_mean"]) and got["kid_mean"] > 0.05
-    assert got["extractor"] == "mean intensity" and got["kid_subset_size"] == 4
+    assert got["fid"]["mean"] == pytest.approx((m1 - m2) ** 2 + s1 + s2 - 2 * np.sqrt(s1 * s2), rel=1e-5)
+    assert got["n"] == 5 and got["dimension"] == 1 and got["repeats"] == 3 and got["fid"]["std"] < 1e-12
+    # KID, the unbiased MMD^2 with kernel (x y / d + 1)^3, by hand
+    k = lambda x, y: (np.outer(x, y) + 1) ** 3
+    x, y = a[:, 0].astype(float), b[:, 0].astype(float)
+    off = lambda m: (m.sum() - np.trace(m)) / (len(m) * (len(m) - 1))
+    assert got["kid"]["mean"] == pytest.approx(off(k(x, x)) + off(k(y, y)) - 2 * k(x, y).mean(), rel=1e-6)
+    same = Q.compare(a, a.copy(), repeats=2)
+    assert abs(same["fid"]["mean"]) < 1e-9 and got["kid"]["mean"] > 0.05
+    # unequal sets: both subsampled to the smaller size, repeated, with the spread over the repeats
+    rng = np.random.default_rng(0)
+    big, small = rng.normal(size=(300, 8)), rng.normal(size=(40, 8)) + 0.5
+    c = Q.compare(small, big, n_max=1000, repeats=4)
+    assert c["n"] == 40 and c["n_real"] == 40 and c["n_fake"] == 300 and c["fid"]["std"] > 0
+    assert c["precision"]["mean"] is not None and "note" not in c  # n > d, and the larger set differs per repeat
+
+
+@pytest.mark.parametrize("n,d", [(30, 64), (200, 16)])
+def test_fid_matches_torch_fidelity(n, d):
+    from torch_fidelity.metric_fid import (
+        fid_features_to_statistics,
+        fid_statistics_to_metric,
+    )
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(n, d)), rng.normal(size=(n, d)) * 1.3 + 0.2
+    ref = fid_statistics_to_metric(fid_features_to_statistics(torch.from_numpy(a)),
+                                   fid_features_to_statistics(torch.from_numpy(b)), False)["frechet_inception_distance"]
+    assert Q.fid_from_features(a, b) == pytest.approx(ref, rel=1e-6)
+
+
+# --- Inception, from a planted stand-in weights file ------------------------------------------------
+
+def plant_inception(path):
+    """A tiny file in the format torch-fidelity loads (a state dict of FeatureExtractorInceptionV3):
+    each tensor a strided view of a small random storage (torch.save keeps views), so the file is a
+    few hundred kB instead of 92 MB while every key and shape is the real one."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    empty = path.parent / "empty.pth"
+    torch.save({}, empty)
+    keep = torch.nn.Module.load_state_dict
+    torch.nn.Module.load_state_dict = lambda self, sd, strict=True, assign=False: None
+    try:
+        shapes = {k: (v.shape, v.dtype) for k, v in
+                  FeatureExtractorInceptionV3("x", ["2048"], feature_extractor_weights_path=str(empty)).state_dict().items()}
+    finally:
+        torch.nn.Module.load_state_dict = keep
+    g = torch.Generator().manual_seed(0)
+    sd = {}
+    for k, (shape, dtype) in shapes.items():
+        if not dtype.is_floating_point or len(shape) == 0:
+            sd[k] = torch.zeros(shape, dtype=dtype)
+            continue
+        rest = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        store = torch.randn(shape[0] + rest, generator=g)
+        if k.endswith("running_var"):
+            store = store.abs() + 0.5
+        elif k.endswith("weight") and len(shape) > 1:
+            store = store / np.sqrt(rest)
+        strides = [1] + [int(np.prod(shape[i + 1:])) for i in range(1, len(shape))]
+        sd[k] = torch.as_strided(store, tuple(shape), tuple(strides))  # rows overlap: a Toeplitz-like view
+    torch.save(sd, path)
+    return path
+
+
+def test_inception_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        Q.make_extractor("inception", PixelEmbedding(), tmp_path / "nowhere" / Q.INCEPTION_FILE)
+    text = str(err.value)
+    assert Q.INCEPTION_FILE in text and "nowhere" in text and Q.INCEPTION_URL in text
+    # auto without the file: the audit's embedding, and a note on how to get Inception
+    module, note = Q.make_extractor("auto", PixelEmbedding())
+    assert isinstance(module, PixelEmbedding) and Q.INCEPTION_FILE in note
+
+
+def test_inception_path_with_a_planted_weights_file(tmp_path, monkeypatch):
+    from torch.hub import get_dir
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # this test's own torch cache: no other test sees the file
+    target = Q.default_inception_path()
+    assert str(target).startswith(get_dir())  # the torch cache, redirected to a temporary folder by conftest
+    target.parent.mkdir(parents=True, exist_ok=True)
+    plant_inception(target)
+    assert target.stat().st_size < 2_000_000
+    module, note = Q.make_extractor("auto", PixelEmbedding())
+    assert isinstance(module, Q.InceptionFeatures) and note == "" and "inception-v3" in module.name
+    imgs = np.stack([load_canonical(p, 64) for p in sorted(NIH.glob("images/*.png"))[:6]])
+    f = embed(module, imgs, batch=3)
+    assert f.shape == (6, 2048) and np.isfinite(f).all() and f.std(0).max() > 0
+    c = Q.compare(f[:3], f[3:], repeats=2)
+    assert c["dimension"] == 2048 and c["n"] == 3 and c["kid"] is not None and "singular" in c["note"]
+    assert Q.compare(f[:3], f[:3].copy(), repeats=1)["fid"]["mean"] == pytest.approx(0, abs=1e-6)
+
+
+# --- calibrated verdicts on hand-made sets -------------------------------------------------------------
+
+class _Blocks(torch.nn.Module):
+    """A second embedding: 8x8 block means (64 values), to exercise the worse-of-two rule."""
+
+    num_features = 64
+    name = "8x8 block means"
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x.float(), 8).flatten(1)
 
 
 @pytest.fixture(scope="module")
 def sets():
-    nih = [load_canonical(p, 64) for p in sorted(NIH.glob("images/*.png"))[:40]]
-    covid = [load_canonical(p, 64) for p in sorted(COVID.glob("images/*.jp*g"))[:10]]
-    train, held = np.stack(nih[:30]), np.stack(nih[30:])
-    emb = PixelEmbedding()
-    return train, held, np.stack(covid), emb, embed(emb, train), embed(emb, held)
+    """NIH sample images at 64 px split by patient: training pool, and two sets of new patients
+    (A plays the synthetic images in the fresh-real case, B is the held-out reference); COVID images."""
+    with open(NIH / "Data_Entry_2017.csv", newline="") as fh:
+        patient = {r["Image Index"]: r["Patient ID"] for r in csv.DictReader(fh)}
+    paths = sorted(p for p in NIH.glob("images/*.png") if p.name in patient)
+    pats = sorted({patient[p.name] for p in paths})
+    rng = np.random.default_rng(0)
+    rng.shuffle(pats)
+    group = {p: ("train" if k < len(pats) * 0.5 else "A" if k < len(pats) * 0.75 else "B") for k, p in enumerate(pats)}
+    by = {g: np.stack([load_canonical(p, 64) for p in paths if group[patient[p.name]] == g][:240]) for g in ("train", "A", "B")}
+    covid = np.stack([load_canonical(p, 64) for p in sorted(COVID.glob("images/*.jp*g"))[:150]])
+    return by["train"], by["A"], by["B"], covid
 
 
-def _summary(syn, src, train, held, emb, e_train, e_held):
-    e_syn = embed(emb, syn)
-    link = P.linkage(e_syn, e_train, src)
-    d = P.dcr(e_syn, e_train, e_held)
-    sim = P.source_similarity(syn, train, e_syn, e_train, src, 5)
-    copy_ssim, copy_dcr = P.max_ssim_against(syn, train[:5], e_syn, e_train[:5], 5)
-    from cxrsynth.audit.run import _summarise
-
-    return _summarise(link, d, sim, copy_ssim, copy_dcr, None, P.closer_to_training(e_syn, e_train, e_held))
-
-
-def test_an_identical_copy_is_flagged(sets):
-    train, held, _, emb, e_train, e_held = sets
-    src = np.arange(10)
-    s = _summary(train[:10].copy(), src, train, held, emb, e_train, e_held)
-    assert s["linkage"]["top1"] == 1.0 and s["similarity"]["ssim_source_median"] == 1.0
-    assert s["dcr"]["share_below_heldout_p5"] == 1.0 and s["dcr"]["authentic_share"] == 0.0
-    assert s["copying"]["max_ssim"] == 1.0  # the first five are copies of the "covid training" references
-    flagged = {v["name"] for v in verdicts(s) if v["flagged"]}
-    assert flagged == {"source linkage", "similarity to own source", "distance to closest record",
-                       "authenticity (Alaa et al. 2022)", "copying of COVID-19 training images"}
+def _run(syn, src, pool, held, ct, ch, inv=None):
+    mods = {"pixels": PixelEmbedding(), "blocks": _Blocks()}
+    feats = {}
+    for name, m in mods.items():
+        feats[name] = {"syn": embed(m, syn), "pool": embed(m, pool), "held": embed(m, held), "ct": embed(m, ct),
+                       "ch": embed(m, ch), "inv": embed(m, inv) if inv is not None else None}
+    meas = per_image(syn, src, pool, held, feats, ct, ch, inv, np.arange(len(syn)) if inv is not None else None, 5)
+    return verdicts({e: evaluate(m, boots=500) for e, m in meas.items()})
 
 
-def test_an_unrelated_image_is_not_flagged(sets):
-    train, held, covid, emb, e_train, e_held = sets
-    src = np.arange(10)  # claimed sources that the images do not come from
-    s = _summary(covid, src, train, held, emb, e_train, e_held)
-    assert s["linkage"]["top1"] <= 0.1 and s["similarity"]["ssim_source_median"] < 0.6
-    assert s["copying"]["max_ssim"] < 0.9
-    assert not any(v["flagged"] for v in verdicts(s))
+def test_an_identical_copy_is_flagged_by_every_privacy_test(sets):
+    train, _, held, covid = sets
+    n = 40
+    src = np.arange(n)
+    copies = train[:n].copy()
+    # the copies are also of the "COVID-19 images the translators saw", and their reverse translation is the source
+    v = _run(copies, src, train, held, ct=train[:n], ch=covid[:30], inv=copies)
+    assert [r["key"] for r in v] == [row["key"] for row in THRESHOLDS]
+    assert all(r["flagged"] for r in v), [(r["key"], r["detail"]) for r in v if not r["flagged"]]
+    link = next(r for r in v if r["key"] == "linkage")
+    assert link["value"] == 1.0 and link["embedding"] in ("pixels", "blocks")
+    assert "decided by the" in link["detail"] and "the worse of" in link["detail"]
+    # the verdicts carry their row of the table, and say what was measured
+    for r in v:
+        assert r["threshold"] == TABLE[r["key"]]["threshold"] and r["verdict"] == TABLE[r["key"]]["flagged_words"]
+        assert "MEMORISATION" not in r["verdict"]
 
+
+def test_an_unrelated_image_set_passes(sets):
+    train, _, held, covid = sets
+    src = np.arange(60)  # claimed sources that the images do not come from
+    v = _run(covid[:60], src, train, held, ct=covid[100:150], ch=covid[60:100], inv=covid[:60])
+    assert not any(r["flagged"] for r in v), [(r["key"], r["detail"]) for r in v if r["flagged"]]
+    assert all(r["verdict"] == TABLE[r["key"]]["passed_words"] for r in v)
+
+
+def test_fresh_real_images_are_not_flagged(sets):
+    """New real images of patients outside training (set A) against the training pool, calibrated on
+    other new patients (set B): the same distribution, so no calibrated verdict may flag them."""
+    train, fresh, held, covid = sets
+    src = np.random.default_rng(1).integers(0, len(train), len(fresh))  # no real source: a random claim
+    v = _run(fresh, src, train, held, ct=covid[:75], ch=covid[75:150], inv=fresh)
+    assert not any(r["flagged"] for r in v), [(r["key"], r["detail"]) for r in v if r["flagged"]]
+    by = {r["key"]: r for r in v}
+    for key in ("dcr", "nndr", "authenticity"):  # the comparisons with new real images hold 0 in their interval
+        assert by[key]["interval"][0] <= 0.05 and abs(by[key]["difference"]) < TABLE[key]["threshold"]
+
+
+# --- the audit of a release ------------------------------------------------------------------------------
 
 def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     from cxrsynth.release.package import ReleaseConfig, build
@@ -118,13 +271,20 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
 
     wd = copy_workdir(built[0], tmp_path / "wd", keep_generated=True)
     rel = built[1]
-    res = audit(rel, wd, AuditConfig(embedding="pixels", exclude_closest=0.25))
+    res = audit(rel, wd, AuditConfig(embedding="pixels", exclude_closest=0.25, sample=None, bootstrap=300,
+                                     quality_repeats=3))
     assert res["counts"] == {"g_nc": 24, "g_pc": 24}
-    assert len(res["summary"]["verdicts"]) == 6
-    assert res["privacy"]["overall"]["inverse"]["ssim_median"] is not None  # the private reverse generators were used
-    assert res["quality"]["synthetic_vs_real_covid"]["extractor"].startswith("pixels")
+    assert res["sampled"]["g_nc"]["privacy"] == 24
+    verdict_list = res["summary"]["verdicts"]
+    assert [v["key"] for v in verdict_list] == [row["key"] for row in THRESHOLDS]
+    assert res["thresholds"]["tests"][0]["key"] == "linkage"
+    assert res["privacy"]["overall"]["pixels (32x32, z-scored)"]["inverse"]["n"] == 48  # the private reverse generators
+    q = res["quality"]
+    assert q["extractor"].startswith("pixels") and Q.INCEPTION_FILE in q["note"]
+    assert q["synthetic_vs_real_covid"]["dimension"] == 1024 and q["synthetic_vs_real_covid"]["repeats"] == 3
+    assert res["pools"]["heldout"] > 0 and res["pools"]["searched"] == res["pools"]["train"]
     rows = (wd / "audit" / "per_image.csv").read_text().splitlines()
-    assert len(rows) == 1 + 48 and rows[0].startswith("id,config,linkage_rank,ssim_source")
+    assert len(rows) == 1 + 48 and rows[0].startswith("id,config,linkage_rank,margin,ssim_source")
     excluded = (wd / "audit" / "exclude_ids.txt").read_text().split()
     assert len(excluded) == 12
     assert sorted(p.name for p in (wd / "audit" / "figures").glob("*.png")) == ["dcr.png", "nearest_pairs.png", "ssim.png"]
@@ -140,15 +300,35 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     assert res["audited_release"]["data_sha256"] != m["data_sha256"]
     card = (out / "covid-cxr-synth" / "README.md").read_text()
     assert "Not yet audited" in card and "12 images were removed after the audit" in card
-    again = audit(out / "covid-cxr-synth", wd, AuditConfig(embedding="pixels"), out_dir=tmp_path / "audit2")
+    again = audit(out / "covid-cxr-synth", wd, AuditConfig(embedding="pixels", sample=None, bootstrap=300,
+                                                          quality_repeats=3), out_dir=tmp_path / "audit2")
     from cxrsynth.release.package import attach_audit
 
     m = attach_audit(wd, out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
     card = (out / "covid-cxr-synth" / "README.md").read_text()
     assert sum(again["counts"].values()) == 36
-    assert "Not yet audited" not in card and "source linkage" in card and "12 images were removed after the audit" in card
+    assert "Not yet audited" not in card and "12 images were removed after the audit" in card
+    for v in again["summary"]["verdicts"]:  # every verdict reaches the card by name, with the embedding that decided it
+        assert v["name"] in card and (v["embedding"] is None or v["embedding"] in card)
     from cxrsynth.release.verify import verify
 
     assert verify(out / "covid-cxr-synth") == []
     ids = {json.loads(x)["id"] for x in (out / "covid-cxr-synth" / "provenance.jsonl").read_text().splitlines()}
     assert not ids & set(excluded)
+
+
+def test_audit_samples_and_says_so(built, tmp_path):
+    wd, rel = built[0], built[1]
+    cfg = AuditConfig(embedding="pixels", sample=10, pool=30, heldout=20, inverse_sample=4, quality_sample=12,
+                      quality_repeats=2, bootstrap=200)
+    res = audit(rel, wd, cfg, out_dir=tmp_path / "a")
+    assert res["sampled"] == {c: {"privacy": 10, "inverse": 4, "quality": 12} for c in ("g_nc", "g_pc")}
+    assert res["pools"]["searched"] == 30 and res["pools"]["heldout"] <= 20
+    link = res["summary"]["verdicts"][0]
+    assert link["n"] == 20 and "20 images sampled at random from 48" in link["detail"]
+    assert "a seeded random sample of the 48" in res["summary"]["text"]
+    assert res["quality"]["per_config"]["g_nc"]["n_fake"] == 12
+    again = audit(rel, wd, cfg, out_dir=tmp_path / "b")  # seeded: the same numbers
+    assert again["summary"]["verdicts"] == res["summary"]["verdicts"]
+    with pytest.raises(ConfigError, match="sample=null"):
+        audit(rel, wd, AuditConfig(embedding="pixels", sample=10, exclude_closest=0.1), out_dir=tmp_path / "c")

@@ -163,9 +163,9 @@ def test_second_release_with_audit_reproduces_image_checksums(built, trained, tm
     """The pipeline as `cxrsynth release` runs it (audit included) on a fresh copy of the same inputs."""
     wd2 = copy_workdir(trained, tmp_path / "wd2")
     m2 = release(wd2, wd2 / "release", ReleaseConfig(), generate_cfg=GEN)
-    assert m2["audit"] is not None and len(m2["audit"]["verdicts"]) == 6
+    assert m2["audit"] is not None and len(m2["audit"]["verdicts"]) == 7
     card = (wd2 / "release" / "covid-cxr-synth" / "README.md").read_text()
-    assert "Not yet audited" not in card and "inverse recovery" in card
+    assert "Not yet audited" not in card and "reverse translation leads back to its source" in card
     def shas(rel):
         return sorted(json.loads(x)["png_sha256"] for x in (rel / "provenance.jsonl").read_text().splitlines())
     assert shas(built[1]) == shas(wd2 / "release" / "covid-cxr-synth")

@@ -1,5 +1,5 @@
-"""Audit figures: DCR histograms (synthetic vs held-out real), SSIM to own source vs to the best other
-real image, and the synthetic images closest to their sources shown beside them."""
+"""Audit figures: DCR histograms (synthetic vs new real images), SSIM to own source vs to the most
+similar other real image, and the synthetic images closest to their sources shown beside them."""
 
 from __future__ import annotations
 
@@ -9,49 +9,51 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plotting import plt, save_figure as _save
+from ..plotting import plt
+from ..plotting import save_figure as _save
 
 
-def write_all(out: Path, parts: list, train_px: np.ndarray, dcr_held: np.ndarray) -> list[Path]:
-    dcr_syn = np.concatenate([p[1]["dcr"] for p in parts])
+def write_all(out: Path, m: dict, syn_px: np.ndarray, pool_px: np.ndarray, src: np.ndarray) -> list[Path]:
+    """``m``: one embedding's per-image measures (:func:`cxrsynth.audit.verdicts.per_image`)."""
+    dcr_syn, dcr_held = m["syn"]["dcr"], m["held"]["dcr"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bins = np.histogram_bin_edges(np.concatenate([dcr_syn, dcr_held]) if len(dcr_held) else dcr_syn, bins=30)
     ax.hist(dcr_syn, bins=bins, alpha=0.6, density=True, label="synthetic -> training")
     if len(dcr_held):
-        ax.hist(dcr_held, bins=bins, alpha=0.6, density=True, label="held-out real -> training")
-        ax.axvline(np.percentile(dcr_held, 5), color="k", ls="--", lw=1, label="held-out 5th percentile")
+        ax.hist(dcr_held, bins=bins, alpha=0.6, density=True, label="new real (held-out) -> training")
+        ax.axvline(np.percentile(dcr_held, 5), color="k", ls="--", lw=1, label="new real 5th percentile")
     ax.set(xlabel="distance to closest training record (embedding)", ylabel="density", title="Distance to closest record")
     ax.legend(fontsize=8)
     figs = [_save(fig, out / "dcr.png")]
 
-    own = np.concatenate([p[2]["ssim_source"] for p in parts])
-    other = np.concatenate([p[2]["ssim_best_other"] for p in parts])
+    own, other = m["similarity"]["ssim_source"], m["similarity"]["ssim_best_other"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bins = np.linspace(min(own.min(), other.min()), 1, 30)
     ax.hist(own, bins=bins, alpha=0.6, label="SSIM to own source")
-    ax.hist(other, bins=bins, alpha=0.6, label="SSIM to most similar other real image")
+    ax.hist(other, bins=bins, alpha=0.6, label="SSIM to most similar other real image (shortlist)")
     ax.set(xlabel="SSIM", ylabel="images", title="Similarity of synthetic images to real ones")
     ax.legend(fontsize=8)
     figs.append(_save(fig, out / "ssim.png"))
 
-    # the synthetic images most similar to their own sources, beside them
-    cands = []
-    for link, _, sim, *_rest, px, src in parts:
-        for k in range(len(px)):
-            cands.append((sim["margin"][k], px[k], train_px[src[k]], sim["ssim_source"][k]))
-    cands.sort(key=lambda c: -c[0])
-    top = cands[:4]
+    margin = m["similarity"]["margin"]
+    top = np.argsort(-margin)[:4]
     fig, axes = plt.subplots(len(top), 2, figsize=(4.4, 2.2 * len(top)), squeeze=False)
-    for row, (margin, s, r, ss) in enumerate(top):
-        axes[row][0].imshow(s, cmap="gray", vmin=0, vmax=255)
-        axes[row][0].set_title(f"synthetic (SSIM {ss:.2f})", fontsize=8)
-        axes[row][1].imshow(r, cmap="gray", vmin=0, vmax=255)
-        axes[row][1].set_title(f"its source (margin {margin:+.2f})", fontsize=8)
+    for row, k in enumerate(top):
+        axes[row][0].imshow(syn_px[k], cmap="gray", vmin=0, vmax=255)
+        axes[row][0].set_title(f"synthetic (SSIM {own[k]:.2f})", fontsize=8)
+        axes[row][1].imshow(pool_px[src[k]], cmap="gray", vmin=0, vmax=255)
+        axes[row][1].set_title(f"its source (margin {margin[k]:+.2f})", fontsize=8)
         for a in axes[row]:
             a.axis("off")
     fig.suptitle("Closest to their sources", fontsize=10)
     figs.append(_save(fig, out / "nearest_pairs.png"))
     return figs
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x['mean']:.4g} ± {x['std']:.2g}" if isinstance(x, dict) else f"{x:.4g}"
 
 
 def report_section(path: Path, result: dict, figs: list[Path]) -> Path:
@@ -61,8 +63,9 @@ def report_section(path: Path, result: dict, figs: list[Path]) -> Path:
                    f"<figcaption>audit: {p.stem}</figcaption></figure>" for p in figs)
     q = result["quality"]["synthetic_vs_real_covid"]
     page = (f"<h2>Audit: privacy and quality</h2><p>{html.escape(result['summary']['text'].replace('**', ''))}</p><ul>{items}</ul>"
-            f"<p>Quality against real COVID-19 ({html.escape(result['quality']['extractor'])}): FID {q['fid']}, "
-            f"KID {q['kid_mean']}, precision {q.get('precision')}, recall {q.get('recall')}, density {q.get('density')}, "
-            f"coverage {q.get('coverage')}</p>{imgs}")
+            f"<p>Quality against real COVID-19 ({html.escape(result['quality']['extractor'])}; {q['repeats']} equal-size "
+            f"subsamples of n = {q['n']}, mean ± sd): KID {_fmt(q.get('kid'))}, FID {_fmt(q.get('fid'))} (d = {q['dimension']}), "
+            f"precision {_fmt(q.get('precision'))}, recall {_fmt(q.get('recall'))}, density {_fmt(q.get('density'))}, "
+            f"coverage {_fmt(q.get('coverage'))}</p>{imgs}")
     path.write_text(page)
     return path

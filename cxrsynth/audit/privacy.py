@@ -1,27 +1,29 @@
-"""Privacy measures, each a pure function of embeddings (phi, Euclidean distance d) or pixels.
+"""Privacy measures, each a pure function of embeddings (phi, Euclidean distance d) or pixels, and the
+statistical tests that turn them into calibrated verdicts (``verdicts.py``).
 
 Definitions (see ``../shared/REFERENCES.md``, "Privacy of synthetic medical images"):
-- linkage rank of s: the position of its own source among all real images of the same split, ordered
-  by d(phi s, phi r) (1 = nearest); top-1, top-5 and mean reciprocal rank, against chance (1/N, 5/N,
-  H_N / N);
-- DCR(s) = min over training images r of d(phi s, phi r); held-out real images give the reference
-  distribution (its 5th percentile; the share of synthetic images below it should be about 5%);
-- NNDR(s) = d1 / d2 to the two nearest training images;
+- linkage rank of s: the position of its own source among the real images of the search pool, ordered
+  by d(phi s, phi r) (1 = nearest); ties are split evenly (an image tied with t others at the top
+  counts 1 / (t + 1) towards top-1), so they favour neither the attacker nor the release;
+- DCR(s) = min over pool images r of d(phi s, phi r); NNDR(s) = d1 / d2 to the two nearest pool images;
 - authenticity (Alaa et al. 2022), from the definition for sets of unequal size: with r* the nearest
-  training image to s, s is authentic when d(s, r*) > d(r*, nearest other training image);
-- closer-to-training share: with the training pool subsampled to the held-out size, the share of s
-  closer to training than to held-out images (about 0.5 when nothing is memorised);
-- SSIM (scikit-image, data range 1, Gaussian window sigma 1.5) and PSNR to the own source, and the
-  margin over the most similar other real image (shortlisted by embedding).
+  pool image to s, s is authentic when d(s, r*) > d(r*, nearest other pool image);
+- each of these is computed in the same way for new real images (a held-out set, patient-disjoint from
+  training), which is the reference a verdict is calibrated against;
+- SSIM (scikit-image's definition: data range 1, Gaussian window sigma 1.5, population covariance;
+  :func:`ssim_many` computes the same numbers in batches) to the own source and to the ``k`` most
+  similar other real images (shortlisted by embedding): the own source wins the shortlist of ``k + 1``
+  by chance at rate 1 / (k + 1).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
+from scipy.ndimage import gaussian_filter
+from scipy.stats import beta, binomtest
 
 CHUNK = 512
+TIE_RTOL = 1e-9  # distances equal to this relative tolerance are ties (duplicate images give equal rows)
 
 
 def pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -37,22 +39,45 @@ def chunked(a: np.ndarray, b: np.ndarray):
         yield i, pairwise(a[i:i + CHUNK], b)
 
 
+# --- linkage -----------------------------------------------------------------------------------------
+
 def linkage(syn: np.ndarray, pool: np.ndarray, source_index: np.ndarray) -> dict:
     """Rank of each synthetic image's own source (``pool[source_index[i]]``) among the whole pool."""
-    ranks = np.empty(len(syn), dtype=np.int64)
+    less = np.empty(len(syn), dtype=np.int64)
+    ties = np.empty(len(syn), dtype=np.int64)
     for i, d in chunked(syn, pool):
         rows = np.arange(len(d))
         own = d[rows, source_index[i:i + len(d)]]
-        ranks[i:i + len(d)] = 1 + (d < own[:, None]).sum(1)  # ties count in the image's favour
-    return rank_summary(ranks, pool.shape[0])
+        tol = TIE_RTOL * np.maximum(own, 1e-12)[:, None]
+        less[i:i + len(d)] = (d < own[:, None] - tol).sum(1)
+        ties[i:i + len(d)] = (np.abs(d - own[:, None]) <= tol).sum(1) - 1  # the source itself is not a tie
+    return rank_summary(less, ties, pool.shape[0])
 
 
-def rank_summary(ranks: np.ndarray, n: int) -> dict:
-    """Top-1, top-5 and mean reciprocal rank of linkage ranks in a pool of ``n``, and their chance levels."""
-    return {"ranks": ranks, "pool_size": n, "top1": float(np.mean(ranks == 1)), "top5": float(np.mean(ranks <= 5)),
-            "mrr": float(np.mean(1.0 / ranks)), "chance_top1": 1 / n, "chance_top5": min(5 / n, 1.0),
+def _harmonic(n: np.ndarray) -> np.ndarray:
+    """H_n = sum_{j<=n} 1/j for integer arrays (exact to float precision for the sizes used here)."""
+    n = np.asarray(n, dtype=np.int64)
+    top = int(n.max()) if n.size else 0
+    table = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, top + 1))])
+    return table[n]
+
+
+def rank_summary(less: np.ndarray, ties: np.ndarray, n: int) -> dict:
+    """Top-1, top-5 and mean reciprocal rank with ties split evenly (the expectation under a random
+    order of tied images), with their chance levels in a pool of ``n``."""
+    less, ties = np.asarray(less, dtype=np.int64), np.asarray(ties, dtype=np.int64)
+    width = 1 + ties
+    top1 = (less == 0) / width
+    top5 = np.clip((5 - less) / width, 0, 1)
+    mrr = (_harmonic(less + width) - _harmonic(less)) / width if len(less) else np.zeros(0)
+    ranks = less + 1 + ties / 2  # mean rank among the tied positions
+    mean = lambda x: float(np.mean(x)) if len(x) else None
+    return {"less": less, "ties": ties, "ranks": ranks, "top1_credit": top1, "pool_size": n, "top1": mean(top1), "top5": mean(top5),
+            "mrr": mean(mrr), "ties_share": mean(ties > 0), "chance_top1": 1 / n, "chance_top5": min(5 / n, 1.0),
             "chance_mrr": float(np.sum(1.0 / np.arange(1, n + 1)) / n)}
 
+
+# --- nearest neighbours, DCR, NNDR, authenticity ---------------------------------------------------------
 
 def nearest(a: np.ndarray, b: np.ndarray, k: int = 2, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Distances and indices of the ``k`` nearest rows of ``b`` for every row of ``a`` (chunked)."""
@@ -72,75 +97,168 @@ def nearest(a: np.ndarray, b: np.ndarray, k: int = 2, exclude_self: bool = False
     return dist, idx
 
 
-def dcr(syn: np.ndarray, train: np.ndarray, heldout: np.ndarray) -> dict:
-    two, near = nearest(syn, train, 2)
-    dcr_syn, nndr = two[:, 0], two[:, 0] / np.maximum(two[:, 1], 1e-12)
-    dcr_held = nearest(heldout, train, 1)[0][:, 0] if len(heldout) else np.zeros(0)
-    # authenticity: r* = nearest training image of s; compare with r*'s distance to its nearest other training image
-    r_nn = nearest(train, train, 1, exclude_self=True)[0][:, 0] if len(train) > 1 else np.full(len(train), np.inf)
-    authentic = dcr_syn > r_nn[near[:, 0]]
-    return dcr_summary(dcr_syn, nndr, authentic, dcr_held)
+def pool_radius(pool: np.ndarray) -> np.ndarray:
+    """Distance from each pool image to its nearest *other* pool image (Alaa et al.'s r* radius)."""
+    if len(pool) < 2:
+        return np.full(len(pool), np.inf)
+    return nearest(pool, pool, 1, exclude_self=True)[0][:, 0]
 
 
-def dcr_summary(dcr_syn: np.ndarray, nndr: np.ndarray, authentic: np.ndarray, dcr_held: np.ndarray) -> dict:
-    p5 = float(np.percentile(dcr_held, 5)) if len(dcr_held) else None
-    return {"dcr": dcr_syn, "nndr": nndr, "authentic": authentic, "dcr_heldout": dcr_held,
-            "heldout_p5": p5, "share_below_heldout_p5": float(np.mean(dcr_syn < p5)) if p5 is not None else None,
-            "synthetic_p5": float(np.percentile(dcr_syn, 5)) if len(dcr_syn) else None,
-            "authentic_share": float(np.mean(authentic)) if len(authentic) else None,
-            "nndr_median": float(np.median(nndr)) if len(nndr) else None}
+def closeness(query: np.ndarray, pool: np.ndarray, radius: np.ndarray) -> dict:
+    """DCR, NNDR and authenticity of each query image against the pool (``radius``: :func:`pool_radius`)."""
+    if not len(query):
+        z = np.zeros(0)
+        return {"dcr": z, "nndr": z, "authentic": z.astype(bool)}
+    two, near = nearest(query, pool, 2)
+    return {"dcr": two[:, 0], "nndr": two[:, 0] / np.maximum(two[:, 1], 1e-12),
+            "authentic": two[:, 0] > radius[near[:, 0]]}
 
 
 def closer_to_training(syn: np.ndarray, train: np.ndarray, heldout: np.ndarray, seed: int = 0) -> float | None:
-    if not len(heldout) or not len(train):
+    """Share of ``syn`` closer to training (subsampled to the held-out size) than to held-out images;
+    about 0.5 when the images are no closer to training than to new images."""
+    if not len(heldout) or not len(train) or not len(syn):
         return None
     rng = np.random.default_rng(seed)
     sub = train[rng.choice(len(train), size=min(len(train), len(heldout)), replace=False)]
     return float(np.mean(nearest(syn, sub, 1)[0][:, 0] < nearest(syn, heldout, 1)[0][:, 0]))
 
 
+# --- SSIM ------------------------------------------------------------------------------------------------
+
+SSIM_SIGMA, SSIM_TRUNCATE = 1.5, 3.5
+NEAR_COPY_SSIM = 0.95
+
+
+def ssim_many(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """SSIM of one uint8 image against each of a stack, exactly as ``skimage.metrics.structural_similarity``
+    (data range 1, Gaussian weights, sigma 1.5, truncate 3.5, population covariance, borders cropped)."""
+    ys = np.asarray(ys)
+    if not len(ys):
+        return np.zeros(0)
+    xf = x.astype(np.float64) / 255
+    yf = ys.astype(np.float64) / 255
+    g2 = lambda z: gaussian_filter(z, SSIM_SIGMA, mode="reflect", truncate=SSIM_TRUNCATE)
+    g3 = lambda z: gaussian_filter(z, (0, SSIM_SIGMA, SSIM_SIGMA), mode="reflect", truncate=SSIM_TRUNCATE)
+    ux, uy = g2(xf), g3(yf)
+    vx, vy, vxy = g2(xf * xf) - ux * ux, g3(yf * yf) - uy * uy, g3(yf * xf) - uy * ux
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    pad = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+    return s[:, pad:-pad, pad:-pad].mean((1, 2))
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of two uint8 images on [0, 1], Gaussian window (sigma 1.5), as the references prescribe."""
-    return float(structural_similarity(a.astype(np.float64) / 255, b.astype(np.float64) / 255, data_range=1.0,
-                                       gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+    return float(ssim_many(a, b[None])[0])
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    if np.array_equal(a, b):
-        return float("inf")
-    return float(peak_signal_noise_ratio(a.astype(np.float64) / 255, b.astype(np.float64) / 255, data_range=1.0))
+    mse = float(np.mean((a.astype(np.float64) / 255 - b.astype(np.float64) / 255) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
 
 
 def source_similarity(syn_px: np.ndarray, pool_px: np.ndarray, syn_emb: np.ndarray, pool_emb: np.ndarray,
                       source_index: np.ndarray, shortlist: int = 10) -> dict:
-    """SSIM / PSNR to the own source, and the margin over the most similar *other* shortlisted real image."""
-    _, near = nearest(syn_emb, pool_emb, shortlist + 1)
-    own_ssim, own_psnr, margin, best_other = [], [], [], []
-    for i in range(len(syn_px)):
+    """SSIM to the own source against its ``shortlist`` nearest other pool images (by embedding).
+
+    ``win``: the credit of the own source for being the most similar of the shortlist (ties split
+    evenly); ``chance``: 1 / (candidates), the rate at which a source unrelated to the image wins.
+    """
+    n = len(syn_px)
+    own, best_other, win, chance, psnr_own = (np.zeros(n) for _ in range(5))
+    if n:
+        _, near = nearest(syn_emb, pool_emb, min(shortlist + 1, len(pool_emb)))
+    for i in range(n):
         src = int(source_index[i])
-        cand = [int(j) for j in near[i] if j != src][:shortlist]
-        s_own = ssim(syn_px[i], pool_px[src])
-        s_other = max((ssim(syn_px[i], pool_px[j]) for j in cand), default=-1.0)
-        own_ssim.append(s_own)
-        own_psnr.append(psnr(syn_px[i], pool_px[src]))
-        best_other.append(s_other)
-        margin.append(s_own - s_other)
-    return similarity_summary(np.asarray(own_ssim), np.asarray(own_psnr), np.asarray(best_other), np.asarray(margin))
-
-
-def similarity_summary(own_ssim: np.ndarray, own_psnr: np.ndarray, best_other: np.ndarray, margin: np.ndarray) -> dict:
-    finite = own_psnr[np.isfinite(own_psnr)]
-    return {"ssim_source": own_ssim, "psnr_source": own_psnr, "ssim_best_other": best_other,
-            "margin": margin, "ssim_source_median": float(np.median(own_ssim)),
-            "psnr_source_median": float(np.median(finite)) if len(finite) else float("inf"),
-            "share_positive_margin": float(np.mean(margin > 0))}
+        cand = [int(j) for j in dict.fromkeys(near[i].tolist()) if j != src][:shortlist]
+        s = ssim_many(syn_px[i], pool_px[[src] + cand])
+        own[i], best_other[i] = s[0], (s[1:].max() if len(cand) else -1.0)
+        top = s.max()
+        win[i] = (s[0] == top) / max(1, int((s == top).sum()))
+        chance[i] = 1 / (1 + len(cand))
+        psnr_own[i] = psnr(syn_px[i], pool_px[src])
+    finite = psnr_own[np.isfinite(psnr_own)]
+    return {"ssim_source": own, "ssim_best_other": best_other, "margin": own - best_other, "win": win,
+            "chance": chance, "psnr_source": psnr_own,
+            "ssim_source_median": float(np.median(own)) if n else None,
+            "psnr_source_median": (float(np.median(finite)) if len(finite) else float("inf")) if n else None,
+            "win_share": float(win.mean()) if n else None, "chance_rate": float(chance.mean()) if n else None}
 
 
 def max_ssim_against(syn_px: np.ndarray, ref_px: np.ndarray, syn_emb: np.ndarray, ref_emb: np.ndarray,
-                     shortlist: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """For each synthetic image: the largest SSIM among its ``shortlist`` nearest references, and its DCR to them."""
-    if not len(ref_px):
-        return np.zeros(len(syn_px)), np.full(len(syn_px), np.inf)
-    dist, near = nearest(syn_emb, ref_emb, shortlist)
-    best = np.array([max(ssim(syn_px[i], ref_px[j]) for j in dict.fromkeys(near[i].tolist())) for i in range(len(syn_px))])
-    return best, dist[:, 0]
+                     shortlist: int = 10) -> np.ndarray:
+    """For each image: the largest SSIM among its ``shortlist`` nearest references (by embedding)."""
+    if not len(ref_px) or not len(syn_px):
+        return np.full(len(syn_px), np.nan)
+    _, near = nearest(syn_emb, ref_emb, min(shortlist, len(ref_emb)))
+    return np.array([ssim_many(syn_px[i], ref_px[list(dict.fromkeys(near[i].tolist()))]).max()
+                     for i in range(len(syn_px))])
+
+
+# --- tests ---------------------------------------------------------------------------------------------
+
+def clopper_pearson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval for a proportion (``successes`` rounded to a count)."""
+    if n == 0:
+        return (0.0, 1.0)
+    k, a = int(round(successes)), (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
+
+
+def chance_test(credit: np.ndarray, chance: float) -> dict:
+    """Rate of a per-image success credit (in [0, 1], ties split) against a stated chance rate: binomial
+    test (one-sided, greater; credits summed and rounded to a count) and a 95% Clopper-Pearson interval of
+    the difference from chance."""
+    n = len(credit)
+    if n == 0:
+        return {"n": 0, "value": None, "reference": chance, "difference": None, "interval": None, "p_value": None}
+    k = float(np.sum(credit))
+    lo, hi = clopper_pearson(k, n)
+    p = float(binomtest(int(round(k)), n, min(max(chance, 0.0), 1.0), alternative="greater").pvalue)
+    value = k / n
+    return {"n": n, "value": value, "reference": chance, "difference": value - chance,
+            "interval": [lo - chance, hi - chance], "p_value": p}
+
+
+def _boot_interval(samples: np.ndarray, level: float = 0.95) -> list[float]:
+    a = (1 - level) / 2
+    return [float(np.quantile(samples, a)), float(np.quantile(samples, 1 - a))]
+
+
+def share_difference(syn_flags: np.ndarray, ref_flags: np.ndarray, boots: int = 2000, seed: int = 0) -> dict:
+    """Share of synthetic images with a property minus the same share among new real images, with a
+    95% bootstrap interval (both sets resampled)."""
+    syn_flags, ref_flags = np.asarray(syn_flags, float), np.asarray(ref_flags, float)
+    if not len(syn_flags) or not len(ref_flags):
+        return {"n": len(syn_flags), "n_reference": len(ref_flags), "value": None, "reference": None,
+                "difference": None, "interval": None}
+    rng = np.random.default_rng(seed)
+    bs = syn_flags[rng.integers(0, len(syn_flags), (boots, len(syn_flags)))].mean(1)
+    br = ref_flags[rng.integers(0, len(ref_flags), (boots, len(ref_flags)))].mean(1)
+    v, r = float(syn_flags.mean()), float(ref_flags.mean())
+    return {"n": len(syn_flags), "n_reference": len(ref_flags), "value": v, "reference": r, "difference": v - r,
+            "interval": _boot_interval(bs - br)}
+
+
+def tail_difference(syn: np.ndarray, ref: np.ndarray, q: float = 5.0, boots: int = 2000, seed: int = 0) -> dict:
+    """Share of synthetic values below the ``q``-th percentile of new real images' values, minus the same
+    share for the new real images themselves (about q%), with a 95% bootstrap interval that resamples both
+    sets and so carries the uncertainty of the percentile."""
+    syn, ref = np.asarray(syn, float), np.asarray(ref, float)
+    if not len(syn) or not len(ref):
+        return {"n": len(syn), "n_reference": len(ref), "value": None, "reference": None, "difference": None,
+                "interval": None, "cutoff": None}
+    cut = float(np.percentile(ref, q))
+    v, r = float(np.mean(syn < cut)), float(np.mean(ref < cut))
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(boots)
+    for b in range(boots):
+        rr = ref[rng.integers(0, len(ref), len(ref))]
+        sb = syn[rng.integers(0, len(syn), len(syn))]
+        c = np.percentile(rr, q)
+        diffs[b] = np.mean(sb < c) - np.mean(rr < c)
+    return {"n": len(syn), "n_reference": len(ref), "value": v, "reference": r, "difference": v - r,
+            "interval": _boot_interval(diffs), "cutoff": cut}

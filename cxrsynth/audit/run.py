@@ -1,11 +1,17 @@
-"""Auditing a release: privacy and quality, per config and overall, with a verdict per test.
+"""Auditing a release: privacy and quality, per config and overall, with a calibrated verdict per test.
 
 Reads the release folder (parquet shards), its private mapping (``<release>.private``), and the work
 folder (records, splits, plan, the private reverse generators). Writes into ``WORKDIR/audit``:
-``audit.json`` (``manifests/audit.schema.json``), ``per_image.csv`` (every score of every synthetic
-image, to filter a release with), ``figures/*.png``, ``report_section.html`` (picked up by the
-benchmark report) and, when asked, ``exclude_ids.txt`` (the images closest to their sources).
+``audit.json`` (``manifests/audit.schema.json``), ``per_image.csv`` (every score of every audited
+synthetic image), ``figures/*.png``, ``report_section.html`` (picked up by the benchmark report) and,
+when asked, ``exclude_ids.txt`` (the images closest to their sources).
 ``cxrsynth release`` puts ``audit.json``'s summary into the dataset card.
+
+Scale: the privacy measures run on a seeded random sample of synthetic images per config (``sample``),
+searched against a pool of training images that holds their sources and others drawn at random
+(``pool``), with up to ``heldout`` new real images as the reference; the reverse generator runs on
+``inverse_sample`` images per config; quality compares equal-size subsamples. Every sample size is
+written next to the numbers it produced, and each verdict carries its interval.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +27,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
-from scipy.stats import binomtest
 
 from .. import __version__
 from ..config import to_dict
-from ..errors import DataNotFoundError
+from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
 from ..paths import atomic_write, read_json, write_json
 from ..records import read_records
@@ -32,22 +38,27 @@ from ..schemas import validate
 from . import privacy as P
 from . import quality as Q
 from .embed import embed, make_embedding
-
-# Verdict thresholds, stated in the card in plain words.
-LINKAGE_MIN_TOP1 = 0.02  # and significantly above chance (binomial, p < 0.01)
-MARGIN_MAX_SHARE = 0.5  # most synthetic images more like their own source than any other real image
-DCR_MAX_SHARE = 0.10  # share below the held-out 5th percentile (5% expected)
-AUTHENTIC_MIN_SHARE = 0.5
-COPY_MAX_SSIM = 0.95
-INVERSE_MAX_SSIM = 0.8
+from .verdicts import ALPHA, THRESHOLDS, _select, evaluate, per_image, verdicts
 
 
 @dataclass(frozen=True)
 class AuditConfig:
-    embedding: str = "auto"  # auto | pixels | classifier:PATH (a benchmark model.safetensors)
+    # auto: pixels, plus the benchmark classifier of WORKDIR when there is one (each verdict is taken on
+    # the worse of them); or pixels | classifier:PATH | a comma-separated list of these
+    embedding: str = "auto"
     shortlist: int = 10  # real images compared by SSIM per synthetic image (nearest by embedding)
+    sample: int | None = 1000  # synthetic images per config for the privacy measures (seeded); null = all
+    pool: int | None = 5000  # training images searched: the sampled images' sources + others at random; null = all
+    heldout: int | None = 2000  # new real images (held-out splits, patient-disjoint) as the reference; null = all
+    inverse_sample: int | None = 200  # synthetic images per config put through the private reverse generator
+    quality_features: str = "auto"  # auto (Inception when its weights file is on disk) | inception | embedding
+    inception_weights: str | None = None  # default: $TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth
+    quality_n: int | None = 1000  # largest equal-size subsample for KID / FID / PRDC
+    quality_repeats: int = 10
+    quality_sample: int | None = 1000  # synthetic images per config (and real ones per reference label) for quality
     prdc_k: int = 5
-    max_images: int | None = None  # per config (quick looks)
+    bootstrap: int = 2000  # resamples for the intervals of the comparisons with new real images
+    seed: int = 0
     exclude_closest: float = 0.0  # write exclude_ids.txt with this share of images closest to their source
 
 
@@ -55,63 +66,54 @@ def _decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.uint8)
 
 
-def read_release_images(release: Path, max_images: int | None) -> dict[str, tuple[list[str], np.ndarray]]:
-    out: dict = {}
+def release_index(release: Path) -> dict[str, list[str]]:
+    """Ids per config, in file order, without decoding any image."""
+    out: dict[str, list[str]] = {}
     for shard in sorted((release / "data").glob("*.parquet")):
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=256, columns=["id", "image", "config"]):
-            for row in batch.to_pylist():
-                ids, imgs = out.setdefault(row["config"], ([], []))
-                if max_images is None or len(ids) < max_images:
-                    ids.append(row["id"])
-                    imgs.append(_decode_png(row["image"]["bytes"]))
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=4096, columns=["id", "config"]):
+            for i, c in zip(batch.column("id").to_pylist(), batch.column("config").to_pylist()):
+                out.setdefault(c, []).append(i)
     if not out:
         raise DataNotFoundError("no images in the release", release)
-    return {c: (ids, np.stack(imgs)) for c, (ids, imgs) in out.items()}
+    return out
 
 
-def _auto_embedding(workdir: Path) -> str:
-    runs = sorted((workdir / "benchmark" / "runs").glob("*/real/seed-0/model.safetensors"))
-    return f"classifier:{runs[0]}" if runs else "pixels"
+def read_release_images(release: Path, wanted: set[str]) -> dict[str, np.ndarray]:
+    """Decode only the images whose id is in ``wanted``."""
+    out = {}
+    for shard in sorted((release / "data").glob("*.parquet")):
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=256, columns=["id", "image"]):
+            ids = batch.column("id").to_pylist()
+            hit = [k for k, i in enumerate(ids) if i in wanted]
+            if hit:
+                images = batch.column("image").to_pylist()
+                for k in hit:
+                    out[ids[k]] = _decode_png(images[k]["bytes"])
+    return out
 
 
-def verdicts(summary: dict) -> list[dict]:
-    v = []
-    lk = summary["linkage"]
-    p = binomtest(round(lk["top1"] * lk["n"]), lk["n"], lk["chance_top1"], alternative="greater").pvalue if lk["n"] else 1
-    flagged = lk["top1"] >= LINKAGE_MIN_TOP1 and p < 0.01
-    v.append({"name": "source linkage", "flagged": flagged,
-              "verdict": "LINKABLE" if flagged else "not linkable by this test",
-              "detail": f"nearest-neighbour search finds the own source of {100 * lk['top1']:.1f}% of synthetic images "
-                        f"(top-5 {100 * lk['top5']:.1f}%; chance {100 * lk['chance_top1']:.2f}%); flagged at >= "
-                        f"{100 * LINKAGE_MIN_TOP1:.0f}% and p < 0.01 against chance"})
-    m = summary["similarity"]["share_positive_margin"]
-    v.append({"name": "similarity to own source", "flagged": m > MARGIN_MAX_SHARE,
-              "verdict": "TOO CLOSE" if m > MARGIN_MAX_SHARE else "no closer to the source than to others",
-              "detail": f"{100 * m:.1f}% of synthetic images are more similar (SSIM) to their own source than to any other "
-                        f"shortlisted real image; median SSIM to source {summary['similarity']['ssim_source_median']:.3f}; "
-                        f"flagged above {100 * MARGIN_MAX_SHARE:.0f}%"})
-    d = summary["dcr"]["share_below_heldout_p5"]
-    v.append({"name": "distance to closest record", "flagged": d is not None and d > DCR_MAX_SHARE,
-              "verdict": "MEMORISATION SUSPECTED" if d is not None and d > DCR_MAX_SHARE else "as far as new real images",
-              "detail": f"{100 * (d or 0):.1f}% of synthetic images are closer to a training image than the closest 5% of "
-                        f"held-out real images (5% expected); flagged above {100 * DCR_MAX_SHARE:.0f}%"})
-    a = summary["dcr"]["authentic_share"]
-    v.append({"name": "authenticity (Alaa et al. 2022)", "flagged": a is not None and a < AUTHENTIC_MIN_SHARE,
-              "verdict": "MOSTLY INAUTHENTIC" if a is not None and a < AUTHENTIC_MIN_SHARE else "mostly authentic",
-              "detail": f"{100 * (a or 0):.1f}% authentic; flagged below {100 * AUTHENTIC_MIN_SHARE:.0f}%"})
-    c = summary["copying"]["max_ssim"]
-    v.append({"name": "copying of COVID-19 training images", "flagged": c is not None and c > COPY_MAX_SSIM,
-              "verdict": "COPY FOUND" if c is not None and c > COPY_MAX_SSIM else "no near copy",
-              "detail": f"highest SSIM to a COVID-19 image the translators saw: {c if c is None else round(c, 3)}; "
-                        f"flagged above {COPY_MAX_SSIM}"})
-    inv = summary["inverse"]["ssim_median"]
-    v.append({"name": "inverse recovery (private reverse generator)", "flagged": inv is not None and inv > INVERSE_MAX_SSIM,
-              "verdict": "RECOVERABLE" if inv is not None and inv > INVERSE_MAX_SSIM else
-              ("not recoverable" if inv is not None else "not measured"),
-              "detail": ("reverse generator unavailable" if inv is None else
-                         f"median SSIM between the reverse translation of a synthetic image and its source: {inv:.3f}; "
-                         f"flagged above {INVERSE_MAX_SSIM}")})
-    return v
+def embedding_specs(spec, workdir: Path) -> dict[str, object]:
+    """Short key (``pixels``, ``classifier``...) -> what :func:`make_embedding` takes."""
+    if isinstance(spec, dict):
+        return dict(spec)
+    if not isinstance(spec, str):
+        return {"custom": spec}
+    if spec == "auto":
+        runs = sorted((workdir / "benchmark" / "runs").glob("*/real/seed-0/model.safetensors"))
+        return {"pixels": "pixels", **({"classifier": f"classifier:{runs[0]}"} if runs else {})}
+    out = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        key = "pixels" if part == "pixels" else ("classifier" if part.startswith("classifier:") else part)
+        if key in out:
+            key = f"{key}{len(out)}"
+        out[key] = part
+    if not out:
+        raise ConfigError("no embedding given", spec, "use auto, pixels, classifier:PATH or a comma-separated list")
+    return out
+
+
+def _take(n: int | None, total: int) -> int:
+    return total if n is None else min(int(n), total)
 
 
 def _inverse(workdir: Path, config: str, syn: np.ndarray) -> np.ndarray | None:
@@ -119,7 +121,7 @@ def _inverse(workdir: Path, config: str, syn: np.ndarray) -> np.ndarray | None:
     from ..translate.checkpoint import load_generator
 
     path = workdir / "translators" / CONFIG_TASK[config] / "private" / "reverse_generator.safetensors"
-    if not path.is_file():
+    if not path.is_file() or not len(syn):
         return None
     net, info = load_generator(path)
     size = int(info["arch"].get("size", syn.shape[-1]))
@@ -129,34 +131,6 @@ def _inverse(workdir: Path, config: str, syn: np.ndarray) -> np.ndarray | None:
     if out.shape[-1] != syn.shape[-1]:
         out = np.stack([np.asarray(Image.fromarray(a).resize(syn.shape[1:][::-1])) for a in out])
     return out
-
-
-def _summarise(link, dcr, sim, copy_ssim, copy_dcr, inv_ssim, closer) -> dict:
-    return {
-        "linkage": {"n": len(link["ranks"]), "pool_size": link["pool_size"], "top1": link["top1"], "top5": link["top5"],
-                    "mrr": link["mrr"], "chance_top1": link["chance_top1"], "chance_top5": link["chance_top5"],
-                    "chance_mrr": link["chance_mrr"]},
-        "similarity": {"ssim_source_median": sim["ssim_source_median"], "psnr_source_median": sim["psnr_source_median"],
-                       "share_positive_margin": sim["share_positive_margin"],
-                       "margin_median": float(np.median(sim["margin"]))},
-        "dcr": {"synthetic_p5": dcr["synthetic_p5"], "heldout_p5": dcr["heldout_p5"],
-                "share_below_heldout_p5": dcr["share_below_heldout_p5"], "nndr_median": dcr["nndr_median"],
-                "authentic_share": dcr["authentic_share"], "closer_to_training_share": closer},
-        "copying": {"max_ssim": float(copy_ssim.max()) if len(copy_ssim) else None,
-                    "median_ssim": float(np.median(copy_ssim)) if len(copy_ssim) else None,
-                    "min_dcr": float(copy_dcr.min()) if len(copy_dcr) and np.isfinite(copy_dcr).any() else None},
-        "inverse": {"ssim_median": float(np.median(inv_ssim)) if inv_ssim is not None else None},
-    }
-
-
-def _pooled(parts: list, n_pool: int) -> tuple:
-    """The measures of every config pooled, in the arguments :func:`_summarise` takes (closer share aside)."""
-    cat = lambda i, key: np.concatenate([p[i][key] for p in parts])  # noqa: E731
-    link = P.rank_summary(cat(0, "ranks"), n_pool)
-    dcr = P.dcr_summary(cat(1, "dcr"), cat(1, "nndr"), cat(1, "authentic"), parts[0][1]["dcr_heldout"])
-    sim = P.similarity_summary(cat(2, "ssim_source"), cat(2, "psnr_source"), cat(2, "ssim_best_other"), cat(2, "margin"))
-    inv = None if any(p[5] is None for p in parts) else np.concatenate([p[5] for p in parts])
-    return link, dcr, sim, np.concatenate([p[3] for p in parts]), np.concatenate([p[4] for p in parts]), inv
 
 
 def _release_stamp(release: Path) -> dict:
@@ -179,92 +153,151 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
         raise DataNotFoundError("the private id mapping is needed to audit linkage", private / "mapping.jsonl",
                                 "pass --private DIR (the folder `cxrsynth release` wrote beside the release)")
     mapping = {m["id"]: m["record_id"] for m in map(json.loads, (private / "mapping.jsonl").read_text().splitlines())}
-    spec = embedding if embedding is not None else (_auto_embedding(workdir) if cfg.embedding == "auto" else cfg.embedding)
-    module = make_embedding(spec)
-    emb_name = getattr(module, "name", type(module).__name__)
-    syn = read_release_images(release, cfg.max_images)
-    size = next(iter(syn.values()))[1].shape[-1]
+    modules = {k: make_embedding(s) for k, s in
+               embedding_specs(embedding if embedding is not None else cfg.embedding, workdir).items()}
+    names = {k: getattr(m, "name", type(m).__name__) for k, m in modules.items()}
+    rng = np.random.default_rng(cfg.seed)
+    timing: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(step: str) -> None:
+        now = time.perf_counter()
+        timing[step] = round(timing.get(step, 0.0) + now - clock[0], 2)
+        clock[0] = now
+
+    # --- what to read: a seeded sample per config --------------------------------------------------------
+    index = release_index(release)
+    order = {c: [ids[j] for j in rng.permutation(len(ids))] for c, ids in sorted(index.items())}
+    n_priv = {c: _take(cfg.sample, len(ids)) for c, ids in order.items()}
+    n_qual = {c: _take(cfg.quality_sample, len(ids)) for c, ids in order.items()}
+    n_inv = {c: min(_take(cfg.inverse_sample, len(ids)), n_priv[c]) for c, ids in order.items()}
+    if cfg.exclude_closest > 0 and any(n_priv[c] < len(ids) for c, ids in order.items()):
+        raise ConfigError("exclude_closest needs every synthetic image scored, but the audit samples them",
+                          f"sample={cfg.sample}", "run the audit with --set sample=null to write exclude_ids.txt")
+    pixels = read_release_images(release, {i for c, ids in order.items() for i in ids[:max(n_priv[c], n_qual[c])]})
+    size = next(iter(pixels.values())).shape[-1]
+    lap("read_release")
+
     records = {r.record_id: r for r in read_records(workdir / "records.parquet") if r.has_pixels}
     assign = read_json(workdir / "splits.json")["assignments"]
     plan = read_json(workdir / "plan.json")
+    patient = lambda r: r.patient_group or f"{r.source}:{r.patient_id}"
 
     def load(ids):
-        ids = [i for i in ids if i in records]
-        return ids, (np.stack([load_canonical(records[i].path, size) for i in ids]) if ids else np.zeros((0, size, size), np.uint8))
+        return np.stack([load_canonical(records[i].path, size) for i in ids]) if ids else np.zeros((0, size, size), np.uint8)
 
-    train_ids, train_px = load(sorted(i for i in records if assign.get(i) == "train"))
-    held_ids, held_px = load(sorted(i for i in records if assign.get(i) == "test"))
-    covid_train = sorted({i for t in plan["tasks"].values() for i in t["translator_train"]["covid"]})
-    ct_ids, ct_px = load(covid_train)
-    e_train, e_held, e_ct = embed(module, train_px), embed(module, held_px), embed(module, ct_px)
-    pos = {rid: k for k, rid in enumerate(train_ids)}
-    per_config, rows, all_parts = {}, [], []
-    for config, (ids, px) in sorted(syn.items()):
-        keep = [k for k, i in enumerate(ids) if mapping.get(i) in pos]
-        if len(keep) < len(ids):
-            raise DataNotFoundError(f"{len(ids) - len(keep)} synthetic images have no train-split source in this work folder",
-                                    config, "audit with the work folder the release was made from")
-        src = np.array([pos[mapping[i]] for i in ids])
-        e_syn = embed(module, px)
-        link = P.linkage(e_syn, e_train, src)
-        dc = P.dcr(e_syn, e_train, e_held)
-        sim = P.source_similarity(px, train_px, e_syn, e_train, src, cfg.shortlist)
-        copy_ssim, copy_dcr = P.max_ssim_against(px, ct_px, e_syn, e_ct, cfg.shortlist)
-        inv = _inverse(workdir, config, px)
-        inv_ssim = None if inv is None else np.array([P.ssim(inv[k], train_px[src[k]]) for k in range(len(px))])
-        closer = P.closer_to_training(e_syn, e_train, e_held)
-        per_config[config] = _summarise(link, dc, sim, copy_ssim, copy_dcr, inv_ssim, closer)
-        all_parts.append((link, dc, sim, copy_ssim, copy_dcr, inv_ssim, e_syn, px, src))
-        for k, i in enumerate(ids):
-            rows.append({"id": i, "config": config, "linkage_rank": int(link["ranks"][k]),
-                         "ssim_source": round(float(sim["ssim_source"][k]), 5),
-                         "ssim_best_other": round(float(sim["ssim_best_other"][k]), 5),
-                         "margin": round(float(sim["margin"][k]), 5), "dcr": round(float(dc["dcr"][k]), 5),
-                         "nndr": round(float(dc["nndr"][k]), 5), "authentic": bool(dc["authentic"][k]),
-                         "max_ssim_covid_train": round(float(copy_ssim[k]), 5),
-                         "inverse_ssim": None if inv_ssim is None else round(float(inv_ssim[k]), 5)})
-    overall = _summarise(*_pooled(all_parts, n_pool=len(train_ids)), P.closer_to_training(
-        np.concatenate([p[6] for p in all_parts]), e_train, e_held))
-    # quality
-    all_syn = np.concatenate([px for _, px in syn.values()])
-    e_all = embed(module, all_syn)
-    covid_real_ids = [i for i in (train_ids + held_ids) if records[i].label == "covid"]
-    idx_all = {i: k for k, i in enumerate(train_ids + held_ids)}
-    real_px = np.concatenate([train_px, held_px])
-    e_real = np.concatenate([e_train, e_held])
-    by_label = {lab: [idx_all[i] for i in (train_ids + held_ids) if records[i].label == lab] for lab in ("normal", "pneumonia", "covid")}
-    covid_idx = by_label["covid"]
+    train_all = sorted(i for i in records if assign.get(i) == "train")
+    train_patients = {patient(records[i]) for i in train_all}
+    not_train = sorted(i for i in records if assign.get(i) not in (None, "train"))
+    held_all = [i for i in not_train if patient(records[i]) not in train_patients]
+    held_ids = sorted(held_all[j] for j in rng.permutation(len(held_all))[:_take(cfg.heldout, len(held_all))])
+
+    # --- the privacy sample and its search pool ---------------------------------------------------------
+    syn_ids, syn_cfg = [], []
+    for c, ids in order.items():
+        syn_ids += ids[:n_priv[c]]
+        syn_cfg += [c] * n_priv[c]
+    missing = [i for i in syn_ids if mapping.get(i) not in records or assign.get(mapping.get(i)) != "train"]
+    if missing:
+        raise DataNotFoundError(f"{len(missing)} synthetic images have no train-split source in this work folder",
+                                missing[0], "audit with the work folder the release was made from")
+    sources = list(dict.fromkeys(mapping[i] for i in syn_ids))
+    others = sorted(set(train_all) - set(sources))
+    extra = _take(None if cfg.pool is None else max(0, cfg.pool - len(sources)), len(others))
+    pool_ids = sorted(sources + [others[j] for j in rng.permutation(len(others))[:extra]])
+    pos = {rid: k for k, rid in enumerate(pool_ids)}
+    src = np.array([pos[mapping[i]] for i in syn_ids], dtype=np.int64)
+    syn_px = np.stack([pixels[i] for i in syn_ids])
+    syn_cfg = np.array(syn_cfg)
+    pool_px, held_px = load(pool_ids), load(held_ids)
+    ct_ids = sorted({i for t in plan["tasks"].values() for i in t["translator_train"]["covid"]} & set(records))
+    ch_ids = [i for i in held_all if records[i].label == "covid"]
+    ct_px, ch_px = load(ct_ids), load(ch_ids)
+    lap("load_real_images")
+    inv_index = np.concatenate([np.flatnonzero(syn_cfg == c)[:n_inv[c]] for c in order]).astype(np.int64)
+    inv_parts = {c: _inverse(workdir, c, syn_px[np.flatnonzero(syn_cfg == c)[:n_inv[c]]]) for c in order}
+    inv_px = None
+    if all(v is not None for c, v in inv_parts.items() if n_inv[c]) and len(inv_index):
+        inv_px = np.concatenate([inv_parts[c] for c in order if n_inv[c]])
+    else:
+        inv_index = None
+    lap("inverse_generator")
+
+    feats = {}
+    for k, m in modules.items():
+        feats[names[k]] = {"syn": embed(m, syn_px), "pool": embed(m, pool_px), "held": embed(m, held_px),
+                           "ct": embed(m, ct_px), "ch": embed(m, ch_px),
+                           "inv": embed(m, inv_px) if inv_px is not None else None}
+    lap("embed")
+    measures = per_image(syn_px, src, pool_px, held_px, feats, ct_px, ch_px, inv_px, inv_index, cfg.shortlist)
+    overall = {e: evaluate(m, cfg.bootstrap, cfg.seed) for e, m in measures.items()}
+    population = sum(len(ids) for ids in order.values())
+    summary_v = verdicts(overall, population)
+    per_config = {}
+    for c in order:
+        mask = syn_cfg == c
+        t = {e: evaluate(_select(m, mask), cfg.bootstrap, cfg.seed) for e, m in measures.items()}
+        v = verdicts(t, len(order[c]))
+        per_config[c] = {"tests": t, "flagged": [x["name"] for x in v if x["flagged"]]}
+    closer = {e: P.closer_to_training(f["syn"], f["pool"], f["held"], cfg.seed) for e, f in feats.items()}
+    lap("privacy_measures")
+
+    # --- quality: equal-size repeated subsamples ----------------------------------------------------------
+    qual_module = modules.get("classifier", next(iter(modules.values())))
+    extractor, q_note = Q.make_extractor(cfg.quality_features, qual_module, cfg.inception_weights)
+    ext_name = getattr(extractor, "name", type(extractor).__name__)
+    covid_ids = sorted(i for i in records if records[i].label == "covid")  # every real COVID-19 image, any split
+    real_covid = load(covid_ids)
+    f_covid = embed(extractor, real_covid)
+    f_syn = {c: embed(extractor, np.stack([pixels[i] for i in order[c][:n_qual[c]]])) for c in order}
+    f_all = np.concatenate(list(f_syn.values()))
+    qkw = {"n_max": cfg.quality_n, "repeats": cfg.quality_repeats, "seed": cfg.seed, "k": cfg.prdc_k}
+    labels = {lab: [k for k, i in enumerate(pool_ids + held_ids) if records[i].label == lab] for lab in ("normal", "pneumonia")}
+    real_other = np.concatenate([pool_px, held_px])
     quality = {
-        "extractor": emb_name,
-        "synthetic_vs_real_covid": {**Q.fid_kid(real_px[covid_idx], all_syn, module), **Q.prdc(e_real[covid_idx], e_all, cfg.prdc_k)},
-        "reference_pairs": {f"{lab}_vs_covid": Q.fid_kid(real_px[covid_idx], real_px[by_label[lab]], module)
-                            for lab in ("normal", "pneumonia") if by_label[lab]},
-        "pixels": {"synthetic": Q.pixel_stats(all_syn), "real_covid": Q.pixel_stats(real_px[covid_idx]) if covid_idx else None},
+        "extractor": ext_name, "note": q_note,
+        "synthetic_vs_real_covid": Q.compare(f_covid, f_all, **qkw),
+        "per_config": {c: Q.compare(f_covid, f, **qkw) for c, f in f_syn.items()},
+        "reference_pairs": {f"{lab}_vs_covid": Q.compare(
+            f_covid, embed(extractor, real_other[rng.permutation(idx)[:_take(cfg.quality_sample, len(idx))]]), **qkw)
+            for lab, idx in labels.items() if idx},
+        "pixels": {"synthetic": Q.pixel_stats(syn_px), "real_covid": Q.pixel_stats(real_covid) if len(real_covid) else None},
     }
-    per_cfg_quality = {c: Q.fid_kid(real_px[covid_idx], px, module) for c, (_, px) in syn.items()}
-    summary_v = verdicts(overall)
+
+    lap("quality")
     flagged = [v["name"] for v in summary_v if v["flagged"]]
-    text = (f"Audited {len(rows):,} synthetic images against {len(train_ids):,} real training images and "
-            f"{len(held_ids):,} held-out real images, with the embedding: {emb_name}. "
+    for c, pc in per_config.items():
+        flagged += [f"{n} ({c})" for n in pc["flagged"] if n not in flagged]
+    sampled = any(n_priv[c] < len(order[c]) for c in order)
+    text = (f"Audited {len(syn_ids):,} synthetic images"
+            + (f" (a seeded random sample of the {population:,})" if sampled else "")
+            + f" against {len(pool_ids):,} real training images and {len(held_ids):,} new real images "
+              f"(held-out, patient-disjoint), with the embeddings: {'; '.join(names.values())}. Each verdict is "
+              "calibrated against new real images or chance, and taken on the worse embedding. "
             + (f"**Flagged: {', '.join(flagged)}.** Do not treat these images as anonymous." if flagged else
                "No test flagged the images; this is evidence, not proof, of anonymity (other attacks exist)."))
     result = {
         "kind": "cxrsynth.audit", "code_version": __version__, "config": to_dict(cfg), "release": str(release.name),
         # the stamp a card checks before it shows these results: which images were audited
         "audited_release": _release_stamp(release),
-        "embedding": emb_name, "counts": {c: len(ids) for c, (ids, _) in syn.items()},
-        "pools": {"train": len(train_ids), "heldout": len(held_ids), "covid_translator_train": len(ct_ids),
-                  "covid_real": len(covid_real_ids)},
-        "privacy": {"overall": overall, "per_config": per_config},
-        "quality": {**quality, "per_config_fid_kid": per_cfg_quality},
-        "thresholds": {"linkage_min_top1": LINKAGE_MIN_TOP1, "margin_max_share": MARGIN_MAX_SHARE,
-                       "dcr_max_share": DCR_MAX_SHARE, "authentic_min_share": AUTHENTIC_MIN_SHARE,
-                       "copy_max_ssim": COPY_MAX_SSIM, "inverse_max_ssim": INVERSE_MAX_SSIM},
+        "embedding": "; ".join(names.values()), "embeddings": list(names.values()),
+        "counts": {c: len(ids) for c, ids in order.items()},
+        "sampled": {c: {"privacy": n_priv[c], "inverse": n_inv[c] if inv_px is not None else 0, "quality": n_qual[c]}
+                    for c in order},
+        "pools": {"train": len(train_all), "searched": len(pool_ids), "heldout_available": len(held_all),
+                  "heldout": len(held_ids), "heldout_dropped_shared_patient": len(not_train) - len(held_all),
+                  "covid_translator_train": len(ct_ids), "covid_heldout": len(ch_ids), "covid_real": len(covid_ids)},
+        "privacy": {"overall": overall, "per_config": per_config, "closer_to_training_share": closer},
+        "quality": quality,
+        "thresholds": {"alpha": ALPHA, "tests": list(THRESHOLDS)},
         "summary": {"text": text, "verdicts": summary_v, "flagged": flagged},
+        "timing": timing,
     }
+    result = _jsonable(result)
     validate(result, "audit")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "audit.json", result)
+    rows = _rows(syn_ids, syn_cfg, measures, modules, names)
     with atomic_write(out / "per_image.csv") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
@@ -273,6 +306,54 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
         worst = sorted(rows, key=lambda r: (r["linkage_rank"], -r["margin"]))[: int(round(cfg.exclude_closest * len(rows)))]
         with atomic_write(out / "exclude_ids.txt") as fh:
             fh.write("".join(f"{r['id']}\n" for r in worst))
-    figs = figures.write_all(out / "figures", all_parts, train_px, dcr_held=all_parts[0][1]["dcr_heldout"])
+    first = next(iter(measures.values()))
+    figs = figures.write_all(out / "figures", first, syn_px, pool_px, src)
     figures.report_section(out / "report_section.html", result, figs)
+    lap("write")
+    result["timing"] = timing
+    write_json(out / "audit.json", result)
     return result
+
+
+def _rows(syn_ids, syn_cfg, measures, modules, names) -> list[dict]:
+    """per_image.csv: one row per audited image; ``linkage_rank`` and ``margin`` are the worst (smallest
+    rank, largest margin) over the embeddings, then each embedding's own columns."""
+    rows = []
+    first = next(iter(measures.values()))
+    inv_at = {}
+    if "inverse" in first:
+        inv_at = {int(j): k for k, j in enumerate(first["inverse_index"])}
+    r5 = lambda x: None if x is None or not np.isfinite(x) else round(float(x), 5)
+    for k, i in enumerate(syn_ids):
+        row = {"id": i, "config": str(syn_cfg[k]),
+               "linkage_rank": min(float(measures[names[e]]["linkage"]["ranks"][k]) for e in modules),
+               "margin": max(r5(measures[names[e]]["similarity"]["margin"][k]) for e in modules),
+               "ssim_source": r5(first["similarity"]["ssim_source"][k]),
+               "psnr_source": r5(first["similarity"]["psnr_source"][k])}
+        for e in modules:
+            m = measures[names[e]]
+            row.update({f"{e}_linkage_rank": float(m["linkage"]["ranks"][k]),
+                        f"{e}_ssim_best_other": r5(m["similarity"]["ssim_best_other"][k]),
+                        f"{e}_dcr": r5(m["syn"]["dcr"][k]), f"{e}_nndr": r5(m["syn"]["nndr"][k]),
+                        f"{e}_authentic": bool(m["syn"]["authentic"][k]),
+                        f"{e}_max_ssim_covid_train": r5(m["copy_syn"][k]) if "copy_syn" in m else None,
+                        f"{e}_inverse_ssim_source": (r5(m["inverse"]["ssim_source"][inv_at[k]])
+                                                     if "inverse" in m and k in inv_at else None)})
+        rows.append(row)
+    return rows
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return None  # per-image arrays go to per_image.csv, not audit.json
+    if isinstance(x, (np.floating, float)):
+        return None if not np.isfinite(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
