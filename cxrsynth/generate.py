@@ -44,19 +44,20 @@ from .config import at_least, to_dict
 from .device import autocast_dtype, pick_device, use_channels_last
 from .errors import ConfigError, DataNotFoundError
 from .images import encode_png, load_canonical
+from .layout import WorkLayout
 from .locks import hold
 from .paths import atomic_write, read_json, sha256_file, write_json
 from .records import read_records
 from .schemas import validate
+from .vocab import CONFIG_TASK, CONFIGS
 from .translate.checkpoint import load_generator
 from .translate.checkpoint import translator_id as translator_name
 
-CONFIG_TASK = {"g_nc": "normal-covid", "g_pc": "pneumonia-covid"}
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    configs: tuple[str, ...] = ("g_nc", "g_pc")
+    configs: tuple[str, ...] = CONFIGS
     shard_size: int = 1000
     batch_size: int = 8
     workers: int = 1  # DataLoader decoding processes; 0 = decode in this process
@@ -197,7 +198,7 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
     Raises :class:`~cxrsynth.errors.LockedError` when another run holds the work folder.
     """
     workdir = Path(workdir)
-    out = workdir / "generated"
+    out = WorkLayout(workdir).generated
     rank = int(os.environ.get("RANK", "0")) if rank is None else rank
     world = int(os.environ.get("WORLD_SIZE", "1")) if world is None else world
     check_ranks(rank, world)
@@ -215,15 +216,16 @@ def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[st
               world: int, progress: bool) -> dict:
     from tqdm import tqdm
 
-    plan = read_json(workdir / "plan.json")
-    by_id = {r.record_id: r for r in read_records(workdir / "records.parquet")}
+    layout = WorkLayout(workdir)
+    plan = read_json(layout.plan)
+    by_id = {r.record_id: r for r in read_records(layout.records)}
     device, amp, cl = _runtime(cfg)
     secret = _secret(out)
     report: dict = {"kind": "cxrsynth.generate_report", "code_version": __version__, "config": to_dict(cfg),
                     "rank": rank, "world": world, "device": str(device), "configs": {}}
     for config in cfg.configs:
         task = CONFIG_TASK[config]
-        gpath = Path((generators or {}).get(task) or workdir / "translators" / task / "generator.safetensors")
+        gpath = Path((generators or {}).get(task) or layout.translator(task).generator)
         net, info = load_generator(gpath, device)
         if cl:
             net = net.to(memory_format=torch.channels_last)

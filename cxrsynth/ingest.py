@@ -27,6 +27,7 @@ import numpy as np
 from . import __version__, images
 from .config import to_dict
 from .errors import BadInputError, ConfigError
+from .layout import WorkLayout
 from .paths import sha256_file, write_json
 from .records import Record, write_records
 from .schemas import validate
@@ -320,11 +321,11 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
     validate(report, "ingest_report")
     result = IngestResult(records, report)
     if out_dir is not None:
-        out = Path(out_dir)
-        result.records_path = write_records(records, out / "records.parquet",
+        out = WorkLayout(out_dir)
+        result.records_path = write_records(records, out.records,
                                             {"preprocessing": report["preprocessing"], "size": cfg.size})
-        result.report_path = write_json(out / "ingest_report.json", report)
-        write_json(out / "ingest_config.json", to_dict(cfg))
+        result.report_path = write_json(out.ingest_report, report)
+        write_json(out.ingest_config, to_dict(cfg))
     return result
 
 

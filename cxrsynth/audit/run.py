@@ -32,6 +32,7 @@ from .. import __version__
 from ..config import to_dict
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
+from ..layout import AuditFolder, WorkLayout
 from ..paths import atomic_write, read_json, write_json
 from ..records import read_records
 from ..schemas import validate
@@ -99,7 +100,7 @@ def embedding_specs(spec, workdir: Path) -> dict[str, object]:
     if not isinstance(spec, str):
         return {"custom": spec}
     if spec == "auto":
-        runs = sorted((workdir / "benchmark" / "runs").glob("*/real/seed-0/model.safetensors"))
+        runs = WorkLayout(workdir).benchmark_files.models("real", 0)
         return {"pixels": "pixels", **({"classifier": f"classifier:{runs[0]}"} if runs else {})}
     out = {}
     for part in (p.strip() for p in spec.split(",") if p.strip()):
@@ -117,10 +118,11 @@ def _take(n: int | None, total: int) -> int:
 
 
 def _inverse(workdir: Path, config: str, syn: np.ndarray) -> np.ndarray | None:
-    from ..generate import CONFIG_TASK, translate_batch
+    from ..generate import translate_batch
+    from ..vocab import CONFIG_TASK
     from ..translate.checkpoint import load_generator
 
-    path = workdir / "translators" / CONFIG_TASK[config] / "private" / "reverse_generator.safetensors"
+    path = WorkLayout(workdir).translator(CONFIG_TASK[config]).reverse_generator
     if not path.is_file() or not len(syn):
         return None
     net, info = load_generator(path)
@@ -147,7 +149,8 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
     from . import figures
 
     release, workdir = Path(release), Path(workdir)
-    out = Path(out_dir) if out_dir else workdir / "audit"
+    layout = WorkLayout(workdir)
+    out = Path(out_dir) if out_dir else layout.audit
     private = Path(private) if private else release.parent / f"{release.name}.private"
     if not (private / "mapping.jsonl").is_file():
         raise DataNotFoundError("the private id mapping is needed to audit linkage", private / "mapping.jsonl",
@@ -178,9 +181,9 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
     size = next(iter(pixels.values())).shape[-1]
     lap("read_release")
 
-    records = {r.record_id: r for r in read_records(workdir / "records.parquet") if r.has_pixels}
-    assign = read_json(workdir / "splits.json")["assignments"]
-    plan = read_json(workdir / "plan.json")
+    records = {r.record_id: r for r in read_records(layout.records) if r.has_pixels}
+    assign = read_json(layout.splits)["assignments"]
+    plan = read_json(layout.plan)
     patient = lambda r: r.patient_group or f"{r.source}:{r.patient_id}"
 
     def load(ids):
@@ -296,22 +299,23 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
     result = _jsonable(result)
     validate(result, "audit")
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "audit.json", result)
+    files = AuditFolder(out)
+    write_json(files.json, result)
     rows = _rows(syn_ids, syn_cfg, measures, modules, names)
-    with atomic_write(out / "per_image.csv") as fh:
+    with atomic_write(files.per_image) as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     if cfg.exclude_closest > 0:
         worst = sorted(rows, key=lambda r: (r["linkage_rank"], -r["margin"]))[: int(round(cfg.exclude_closest * len(rows)))]
-        with atomic_write(out / "exclude_ids.txt") as fh:
+        with atomic_write(files.exclude_ids) as fh:
             fh.write("".join(f"{r['id']}\n" for r in worst))
     first = next(iter(measures.values()))
-    figs = figures.write_all(out / "figures", first, syn_px, pool_px, src)
-    figures.report_section(out / "report_section.html", result, figs)
+    figs = figures.write_all(files.figures, first, syn_px, pool_px, src)
+    figures.report_section(files.report_section, result, figs)
     lap("write")
     result["timing"] = timing
-    write_json(out / "audit.json", result)
+    write_json(files.json, result)
     return result
 
 

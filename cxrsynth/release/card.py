@@ -14,10 +14,11 @@ from pathlib import Path
 import yaml
 
 from ..cards import render
+from ..layout import WorkLayout
+from ..vocab import SOURCE_LABEL
 from ..paths import atomic_write, read_json
 from .sources_meta import NO_LICENCE, PAPER_BIBTEX, SOURCE_TERMS, SOURCES, dataset_bibtex
 
-SOURCE_LABEL = {"g_nc": "normal", "g_pc": "pneumonia"}
 KEPT_SECTIONS = ("Benchmark", "Changes")  # carried over when the card is rendered again
 NO_CHANGES = "The first version, or no earlier version was compared (`cxrsynth diff OLD NEW` writes this section)."
 
@@ -175,7 +176,7 @@ def _audit_section(audit: dict | None, filtered: dict | None = None) -> str:
 
 
 def _benchmark_section(workdir: Path) -> str | None:
-    table = workdir / "benchmark" / "tables.md"
+    table = WorkLayout(workdir).benchmark_files.tables
     return table.read_text().strip() if table.is_file() else None
 
 

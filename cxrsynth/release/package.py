@@ -33,11 +33,14 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..config import to_dict
 from ..errors import ConfigError, DataNotFoundError
-from ..generate import CONFIG_TASK, current_shards, read_provenance, shard_is_done
+from ..generate import current_shards, read_provenance, shard_is_done
 from ..paths import atomic_write, read_json, sha256_file, write_json
 from ..plan import plan_sha256
 from ..records import LABELS, read_records
+from ..layout import WorkLayout
 from ..schemas import validate
+from ..vocab import CONFIG_TASK, CONFIGS
+from ..translate import TranslatorRun, describe_run
 from .sources_meta import SOURCE_TERMS, SOURCES, licence_counts, licence_name, release_licence
 
 PUBLIC_FIELDS = ("config", "source_label", "translator_id", "checkpoint_sha256", "png_sha256", "seed",
@@ -49,7 +52,7 @@ class ReleaseConfig:
     name: str = "covid-cxr-synth"
     pretty_name: str = "COVID-CXR-Synth: synthetic COVID-19 chest X-rays"
     version: str = "1.0.0"
-    configs: tuple[str, ...] = ("g_nc", "g_pc")
+    configs: tuple[str, ...] = CONFIGS
     max_shard_bytes: int = 300_000_000
     rows_per_group: int = 256
     license: str = "auto"  # auto: from the licences of the images used (sources_meta.release_licence)
@@ -141,7 +144,7 @@ def _environment() -> dict:
 
 def collect(workdir: Path, configs: tuple[str, ...]) -> tuple[dict[str, list[dict]], list[dict]]:
     """Public provenance per config and the private mapping, after checking every shard is finished."""
-    gen = workdir / "generated"
+    gen = WorkLayout(workdir).generated
     per_config, mapping = {}, []
     for config in configs:
         for shard in (gen / config / name for name in current_shards(gen, config)):
@@ -164,7 +167,8 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
     ``WORKDIR/translators/<task>``; the manifest describes those.
     """
     workdir, staging, private = Path(workdir), Path(staging), Path(private)
-    gen = workdir / "generated"
+    layout = WorkLayout(workdir)
+    gen = layout.generated
     per_config, mapping = collect(workdir, cfg.configs)
     filtered = None
     if cfg.exclude:
@@ -194,20 +198,20 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
                                                        "width", "height")}, sort_keys=True) + "\n")
     _sample_grid(staging / "sample_grid.png", gen, per_config, cfg.grid_images)
 
-    records = {r.record_id: r for r in read_records(workdir / "records.parquet")}
-    plan = read_json(workdir / "plan.json")
+    records = {r.record_id: r for r in read_records(layout.records)}
+    plan = read_json(layout.plan)
     translators, used_ids = [], {m["record_id"] for m in mapping}
     for config in cfg.configs:
         task = CONFIG_TASK[config]
         sha = per_config[config][0]["checkpoint_sha256"]
-        desc, trep, tcfg = _translator_run(workdir, task, generators, sha)
+        run = _translator_run(layout, task, generators, sha)
         tt = plan["tasks"][task]["translator_train"]
         used_ids |= set(tt["source"]) | set(tt["covid"])
         translators.append({
             "config": config, "task": task, "translator_id": per_config[config][0]["translator_id"],
-            "generator_sha256": sha, "arch": desc.get("arch", {}),
-            "steps": trep.get("steps"), "total_steps": trep.get("total_steps"), "finished": trep.get("finished"),
-            "seed": tcfg.get("seed"),
+            "generator_sha256": sha, "arch": run.info.get("arch", {}),
+            "steps": run.report.get("steps"), "total_steps": run.report.get("total_steps"),
+            "finished": run.report.get("finished"), "seed": run.config.get("seed"),
             "train_images": {"source": len(tt["source"]), "covid": len(tt["covid"]),
                              "covid_licences": licence_counts(records[i].license for i in tt["covid"] if i in records)},
         })
@@ -275,7 +279,7 @@ def _licensing(workdir: Path, records: dict, covid_ids: set[str], translated_ids
     per_image = licence_counts(records[i].license for i in sorted(translated_ids)
                                if i in records and records[i].source not in SOURCE_TERMS)
     hub_id, why, restricted = release_licence(learnt, translated, per_image)
-    report = workdir / "ingest_report.json"
+    report = WorkLayout(workdir).ingest_report
     excluded = {}
     if report.is_file():
         for coll in read_json(report).get("collections", {}).values():
@@ -288,19 +292,12 @@ def _licensing(workdir: Path, records: dict, covid_ids: set[str], translated_ids
             "excluded_at_ingest": excluded}
 
 
-def _translator_run(workdir: Path, task: str, given: dict[str, str] | None, sha: str) -> tuple[dict, dict, dict]:
-    """(generator.json, train_report.json, config.json) of the run that made generator ``sha``: the one passed
-    with ``--translator TASK=PATH`` if any, else ``WORKDIR/translators/<task>``. A run folder whose generator is
-    another one is not described at all (empty dicts), rather than described wrongly."""
-    path = Path(given[task]) if given and task in given else workdir / "translators" / task
-    run = path if path.is_dir() else path.parent
-    gen = path / "generator.safetensors" if path.is_dir() else path
-    desc_path = gen.with_suffix(".json")
-    desc = read_json(desc_path) if desc_path.is_file() else {}
-    if desc.get("sha256") != sha:
-        return {}, {}, {}
-    files = [run / "train_report.json", run / "config.json"]
-    return desc, *(read_json(f) if f.is_file() else {} for f in files)
+def _translator_run(layout: WorkLayout, task: str, given: dict[str, str] | None, sha: str) -> TranslatorRun:
+    """The run that made generator ``sha``: the one passed with ``--translator TASK=PATH`` if any, else
+    ``WORKDIR/translators/<task>``. A run folder whose generator is another one is not described at all
+    (empty dicts), rather than described wrongly."""
+    run = describe_run(given[task] if given and task in given else layout.translator(task).root)
+    return run if run.made(sha) else TranslatorRun(run.folder, run.generator, {}, {}, {})
 
 
 def data_fingerprint(manifest: dict) -> str:
@@ -330,7 +327,7 @@ def attach_audit(workdir: str | Path, staging: str | Path, audit_json: str | Pat
     card never shows results that were not measured on its own images.
     """
     staging = Path(staging)
-    path = Path(audit_json) if audit_json else Path(workdir) / "audit" / "audit.json"
+    path = Path(audit_json) if audit_json else WorkLayout(workdir).audit_files.json
     manifest = read_json(staging / "manifest.json")
     audit = read_json(path)
     stamp = (audit.get("audited_release") or {}).get("data_sha256")
