@@ -1,13 +1,22 @@
 """The ``cxrsynth`` command line: one thin command per stage.
 
 Every command reads and writes files in one work folder (``--workdir``, default ``$CXRSYNTH_WORKDIR``
-or ``./cxrsynth-work``), so the stages chain without flags:
+or ``./cxrsynth-work``; its file names belong to ``layout.py``), so the stages chain without flags:
 
-    cxrsynth ingest            -> records.parquet, ingest_report.json
-    cxrsynth split             -> splits.json
-    cxrsynth plan              -> plan.json
-    cxrsynth train --task ...  -> translators/<task>/
-    cxrsynth generate          -> generated/<config>/
+    cxrsynth ingest            upstream folders                 -> records.parquet, ingest_report.json
+    cxrsynth split             records.parquet                  -> splits.json
+    cxrsynth plan              records.parquet, splits.json     -> plan.json
+    cxrsynth train --task ...  plan.json, records.parquet       -> translators/<task>/
+    cxrsynth generate          plan.json, translators/          -> generated/<config>/
+    cxrsynth release           all of the above (made if need)  -> release/<name>/ (+ <name>.private/)
+    cxrsynth audit RELEASE     a release, records, splits       -> audit/ (privacy and quality)
+    cxrsynth benchmark         records, splits, a release       -> benchmark/ (classifier arms)
+    cxrsynth verify RELEASE    a release folder                 -> problems, one a line (exit 1)
+    cxrsynth diff OLD NEW      two release folders              -> what changed
+    cxrsynth push RELEASE      a verified release               -> a tagged version on the Hub
+
+``release`` runs plan -> train -> generate -> package -> audit -> describe -> verify -> promote
+(``pipeline.py``), configured by one tree: ``--set train.max_steps=5 --set generate.precision=fp32``.
 
 Results go to stdout (``--json`` for machines), progress and logs to stderr. A ``CxrsynthError``
 becomes one ``Error: ...`` line and exit code 1, and so do the errors of the machine rather than of
@@ -94,15 +103,40 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Stages(click.Group):
+    """Lists the commands in the order of the stages, not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=_Stages, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cxrsynth")
 @click.option("-w", "--workdir", type=click.Path(file_okay=False),
               default=lambda: os.environ.get("CXRSYNTH_WORKDIR", "cxrsynth-work"), show_default="./cxrsynth-work",
               help="Folder where every stage reads its inputs and writes its outputs.")
 @click.pass_context
 def cli(ctx: click.Context, workdir: str) -> None:
-    """Synthetic COVID-19 chest X-rays: ingest real sources, split by patient, plan, train CycleGAN
-    translators and generate images with provenance."""
+    """Synthetic COVID-19 chest X-rays, made reproducibly and judged honestly.
+
+    Each stage reads the previous stage's files in the work folder and writes its own:
+
+    \b
+      ingest     upstream folders             -> records.parquet, ingest_report.json
+      split      records.parquet              -> splits.json (patient-level)
+      plan       records, splits              -> plan.json (what a release will make)
+      train      plan, records                -> translators/<task>/ (one CycleGAN)
+      generate   plan, translators            -> generated/<config>/ (PNGs + provenance)
+      release    all of the above             -> release/<name>/ (verified; trains and
+                                                 generates what is missing)
+      verify     a release folder             -> its problems, one a line
+      push       a verified release           -> a tagged version on the Hub
+      diff       two release folders          -> what changed
+      benchmark  records, splits, a release   -> benchmark/ (classifiers per arm)
+      audit      a release, records, splits   -> audit/ (privacy and quality)
+
+    Run `cxrsynth COMMAND --help` for a stage's options; --set KEY=VALUE overrides its config.
+    """
     ctx.ensure_object(dict)
     ctx.obj["workdir"] = workdir
 
@@ -235,6 +269,7 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
     """
     from .layout import TranslatorFolder
     from .paths import read_json
+    from .runtime import Ranks
     from .translate.train import resolve_train_config, train as run
 
     extra = [f"task={task}"] + [f"{k}={v}" for k, v in (("max_steps", max_steps), ("size", size), ("device", device),
@@ -245,7 +280,7 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
     base = read_json(folder.config) if resume and folder.config.is_file() else None
     cfg = resolve_train_config(config_file, list(overrides) + extra, base=base)
     report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=sys.stderr.isatty())
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not Ranks.from_env().main:
         return
     if as_json:
         _echo_json(report)
@@ -276,14 +311,15 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
     from .generate import GenerateConfig, generate as run
 
     from .generate import check_ranks
+    from .runtime import Ranks
 
     gens = _task_paths(generators, "--generator")
     extra = [f"{k}={v}" for k, v in (("configs", configs), ("limit", limit), ("batch_size", batch_size))
              if v is not None]
     cfg = resolve(GenerateConfig, config_file, list(overrides) + extra)
     if rank is not None or world is not None:
-        check_ranks(rank if rank is not None else int(os.environ.get("RANK", "0")),
-                    world if world is not None else int(os.environ.get("WORLD_SIZE", "1")))
+        env = Ranks.from_env()
+        check_ranks(env.rank if rank is None else rank, env.world if world is None else world)
     _writes_to(_layout(ctx).generated, "generated images folder")
     report = run(_workdir(ctx), cfg, gens, rank, world, progress=sys.stderr.isatty())
     if as_json:

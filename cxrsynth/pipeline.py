@@ -42,7 +42,8 @@ from .layout import WorkLayout
 from .locks import check_writable, hold
 from .paths import read_json
 from .plan import PlanConfig
-from .release.package import ReleaseConfig, attach_audit, build
+from .release.describe import describe, with_audit
+from .release.package import ReleaseConfig, build
 from .release.verify import verify
 from .translate import describe_run
 from .translate.checkpoint import latest_checkpoint
@@ -173,12 +174,13 @@ def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, tran
             _ensure_translator(layout, task, cfg, progress)
     generate(layout.root, cfg.generate, translators, progress=progress)
     try:
-        manifest = build(layout.root, staging, staging_priv, cfg.release, translators)
+        manifest = build(layout.root, staging, staging_priv, cfg.release, translators, describe_release=False)
         if audit:
             from .audit.run import audit as run_audit
 
             run_audit(staging, layout.root, cfg.audit, private=staging_priv)
-            manifest = attach_audit(layout.root, staging)  # the card and manifest now carry the audit
+            manifest = with_audit(manifest, layout.audit_files.json)  # stamped with these very images
+        describe(staging, manifest, layout.root)  # card, croissant.json, SHA256SUMS: once
         _verify(staging, staging_priv, final)
         _promote([(staging, final), (staging_priv, final_priv)], replace)
     except BaseException:

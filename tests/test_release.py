@@ -12,8 +12,8 @@ import pytest
 
 from cxrsynth.errors import ConfigError
 from cxrsynth.generate import GenerateConfig
+from cxrsynth.paths import write_sha256sums
 from cxrsynth.pipeline import PipelineConfig, release
-from cxrsynth.release.package import write_sha256sums
 from cxrsynth.release.verify import verify
 
 from .conftest import copy_workdir
@@ -189,7 +189,8 @@ def test_path_search_finds_what_a_substring_search_finds():
 def test_no_audit_gives_not_yet_audited_and_a_foreign_audit_is_refused(trained, tmp_path):
     """An audit.json lying in the work folder (an earlier release's) never reaches this release's card."""
     from cxrsynth.paths import write_json
-    from cxrsynth.release.package import attach_audit, data_fingerprint
+    from cxrsynth.release.describe import attach_audit
+    from cxrsynth.release.package import data_fingerprint
 
     wd = copy_workdir(trained, tmp_path / "wd")
     write_json(wd / "audit" / "audit.json", {"summary": {"text": "STALE AUDIT OF ANOTHER RELEASE", "verdicts": []},

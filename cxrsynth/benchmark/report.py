@@ -16,7 +16,7 @@ from ..layout import BenchmarkFolder, WorkLayout
 from ..paths import atomic_write
 from . import figures
 from .arms import Cached, EvalDataset, eval_items
-from .classifiers import build
+from ..classifiers import build
 from .fit import predict
 
 

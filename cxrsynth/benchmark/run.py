@@ -28,14 +28,14 @@ from ..config import at_least, to_dict
 from ..device import pick_device
 from ..errors import ConfigError
 from ..layout import WorkLayout
-from ..paths import read_json, write_json
+from ..paths import atomic_path, read_json, write_json
 from ..records import read_records
 from ..schemas import validate
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
 from . import controls as C
 from . import metrics as M
 from .arms import Cached, EvalDataset, eval_items, train_set
-from .classifiers import build
+from ..classifiers import build
 from .fit import FitConfig, fit, predict, score
 from .release_check import FOREIGN_NOTICE, check_release, release_manifest
 
@@ -77,9 +77,8 @@ class BenchmarkConfig:
 def _save_model(model, path: Path, arch: str) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"arch": arch})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"arch": arch})
 
 
 def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[str, str]) -> Path:

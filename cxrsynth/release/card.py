@@ -16,7 +16,8 @@ import yaml
 from ..cards import render
 from ..layout import WorkLayout
 from ..vocab import SOURCE_LABEL
-from ..paths import atomic_write, read_json
+from ..paths import atomic_write, read_json, write_json, write_sha256sums
+from .features import features
 from .sources_meta import NO_LICENCE, PAPER_BIBTEX, SOURCE_TERMS, SOURCES, dataset_bibtex
 
 KEPT_SECTIONS = ("Benchmark", "Changes")  # carried over when the card is rendered again
@@ -49,8 +50,6 @@ def front_matter(manifest: dict, repo_id: str | None = None):
     from datasets.splits import SplitDict, SplitInfo
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCardData
-
-    from .package import features
 
     feats = features()
 
@@ -203,9 +202,7 @@ def sections(card: str) -> dict[str, str]:
 def rerender(release: Path, repo_id: str | None = None, changes: str | None = None) -> None:
     """Render README.md and croissant.json again from the release's manifest (with the repo id, or a
     Changes section), then SHA256SUMS, so the folder still verifies."""
-    from ..paths import write_json
     from .croissant import make_croissant
-    from .package import write_sha256sums
 
     release = Path(release)
     manifest = read_json(release / "manifest.json")

@@ -18,7 +18,6 @@ processes through ``torchrun`` (DistributedDataParallel; NCCL on CUDA, gloo on t
 from __future__ import annotations
 
 import csv
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from torch import nn
 
 from .. import __version__
 from ..config import at_least, positive, resolve, to_dict
-from ..device import autocast_dtype, pick_device, use_channels_last
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
 from ..layout import TranslatorFolder, WorkLayout
@@ -39,6 +37,7 @@ from ..locks import hold
 from ..vocab import TASKS, Task
 from ..paths import atomic_write, read_json, write_json
 from ..records import read_records
+from ..runtime import Ranks, Runtime
 from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint, translator_id
 from .losses import GANLoss
 from .networks import (KerasPatchDiscriminator, PatchDiscriminator, ResnetGenerator, UNetGenerator, default_blocks,
@@ -154,36 +153,10 @@ def resolve_train_config(file=None, overrides=(), base: dict | None = None, pref
     return resolve(TrainConfig, file, overrides, base=base, presets=PRESETS, prefix=prefix)
 
 
-@dataclass
-class Runtime:
-    """Where and how this process runs; never written into the config."""
-
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-    amp_dtype: torch.dtype | None = None
-    channels_last: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
 def seeded(*keys: int) -> torch.Generator:
     """A torch generator determined by ``keys`` alone (seed, step, purpose ...)."""
     state = int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> 1)
     return torch.Generator().manual_seed(state)
-
-
-def make_runtime(cfg: TrainConfig) -> Runtime:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    dev = pick_device(cfg.device)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Runtime(dev, rank, world, autocast_dtype(cfg.precision, dev), use_channels_last(cfg.channels_last, dev))
 
 
 class TrainingSet:
@@ -404,10 +377,8 @@ def _write_grid(path: Path, rows: list[torch.Tensor]) -> None:
 
     grid = torch.cat([torch.cat(list(r[:4, 0].float().cpu()), dim=1) for r in rows], dim=0)
     arr = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(arr, mode="L").save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as fh:
+        Image.fromarray(arr, mode="L").save(fh, format="PNG")
 
 
 LOSS_KEYS = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
@@ -428,7 +399,7 @@ def _one_run_at_a_time(fn):
         bound.apply_defaults()
         a = bound.arguments
         run = run_folder(a["workdir"], a["cfg"].task, a.get("out_dir"))
-        if int(os.environ.get("RANK", "0")) != 0:
+        if not Ranks.from_env().main:
             return fn(*args, **kwargs)
         with hold(run.root, "train", "this translator run folder"):
             return fn(*args, **kwargs)
@@ -576,7 +547,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
     """
     workdir = Path(workdir)
     run_dir = run_folder(workdir, cfg.task, out_dir).root
-    rt = make_runtime(cfg)
+    rt = Runtime.resolve(cfg.device, cfg.precision, cfg.channels_last).start_distributed()
     data = TrainingSet(workdir, cfg.task, cfg.size, cfg.jitter)
     existing = _prepare_run_dir(run_dir, cfg, resume, rt.main)
     nets = _place_models(cfg, rt)
@@ -591,7 +562,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
     elapsed = time.perf_counter() - t_start
     report = {"task": cfg.task, "preset": cfg.preset, "steps": step, "total_steps": total_steps,
               "steps_per_epoch": steps_per_epoch, "finished": step >= total_steps, "world_size": rt.world,
-              "device": str(rt.device), "precision": str(rt.amp_dtype or "fp32"), "channels_last": rt.channels_last,
+              "device": str(rt.device), "precision": rt.precision, "channels_last": rt.channels_last,
               "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(step - first, 1), 4),
               "last_losses": losses, "train_images": {k: len(v) for k, v in data.ids.items()}}
     if rt.main:
