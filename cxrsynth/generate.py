@@ -49,9 +49,9 @@ from .paths import atomic_write, read_json, sha256_file, write_json
 from .records import read_records
 from .runtime import Ranks, Runtime
 from .schemas import validate
-from .vocab import CONFIG_TASK, CONFIGS
 from .translate.checkpoint import load_generator
 from .translate.checkpoint import translator_id as translator_name
+from .vocab import CONFIG_TASK, CONFIGS
 
 
 

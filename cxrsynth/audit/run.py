@@ -119,8 +119,8 @@ def _take(n: int | None, total: int) -> int:
 
 def _inverse(workdir: Path, config: str, syn: np.ndarray) -> np.ndarray | None:
     from ..generate import translate_batch
-    from ..vocab import CONFIG_TASK
     from ..translate.checkpoint import load_generator
+    from ..vocab import CONFIG_TASK
 
     path = WorkLayout(workdir).translator(CONFIG_TASK[config]).reverse_generator
     if not path.is_file() or not len(syn):

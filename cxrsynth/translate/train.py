@@ -34,10 +34,10 @@ from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
 from ..layout import TranslatorFolder, WorkLayout
 from ..locks import hold
-from ..vocab import TASKS, Task
 from ..paths import atomic_write, read_json, write_json
 from ..records import read_records
 from ..runtime import Ranks, Runtime
+from ..vocab import TASKS, Task
 from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint, translator_id
 from .losses import GANLoss
 from .networks import (KerasPatchDiscriminator, PatchDiscriminator, ResnetGenerator, UNetGenerator, default_blocks,
