@@ -1,13 +1,22 @@
 """The ``cxrsynth`` command line: one thin command per stage.
 
 Every command reads and writes files in one work folder (``--workdir``, default ``$CXRSYNTH_WORKDIR``
-or ``./cxrsynth-work``), so the stages chain without flags:
+or ``./cxrsynth-work``; its file names belong to ``layout.py``), so the stages chain without flags:
 
-    cxrsynth ingest            -> records.parquet, ingest_report.json
-    cxrsynth split             -> splits.json
-    cxrsynth plan              -> plan.json
-    cxrsynth train --task ...  -> translators/<task>/
-    cxrsynth generate          -> generated/<config>/
+    cxrsynth ingest            upstream folders                 -> records.parquet, ingest_report.json
+    cxrsynth split             records.parquet                  -> splits.json
+    cxrsynth plan              records.parquet, splits.json     -> plan.json
+    cxrsynth train --task ...  plan.json, records.parquet       -> translators/<task>/
+    cxrsynth generate          plan.json, translators/          -> generated/<config>/
+    cxrsynth release           all of the above (made if need)  -> release/<name>/ (+ <name>.private/)
+    cxrsynth audit RELEASE     a release, records, splits       -> audit/ (privacy and quality)
+    cxrsynth benchmark         records, splits, a release       -> benchmark/ (classifier arms)
+    cxrsynth verify RELEASE    a release folder                 -> problems, one a line (exit 1)
+    cxrsynth diff OLD NEW      two release folders              -> what changed
+    cxrsynth push RELEASE      a verified release               -> a tagged version on the Hub
+
+``release`` runs plan -> train -> generate -> package -> audit -> describe -> verify -> promote
+(``pipeline.py``), configured by one tree: ``--set train.max_steps=5 --set generate.precision=fp32``.
 
 Results go to stdout (``--json`` for machines), progress and logs to stderr. A ``CxrsynthError``
 becomes one ``Error: ...`` line and exit code 1, and so do the errors of the machine rather than of
@@ -30,6 +39,7 @@ import click
 
 from . import __version__
 from .errors import ConfigError, CxrsynthError
+from .vocab import ARMS, CONFIGS, TASKS
 
 # Where the running command writes: named by the error line of an OSError that carries no path
 # (a write() that hits a full disk says only "No space left on device").
@@ -38,6 +48,13 @@ _DESTINATION: list[Path] = []
 
 def _workdir(ctx: click.Context) -> Path:
     return Path(ctx.obj["workdir"])
+
+
+def _layout(ctx: click.Context):
+    """The work folder's :class:`~cxrsynth.layout.WorkLayout`: commands name no file of it themselves."""
+    from .layout import WorkLayout
+
+    return WorkLayout(_workdir(ctx))
 
 
 def _writes_to(folder: Path, what: str) -> Path:
@@ -57,15 +74,13 @@ def _one_writer(folder: Path, name: str, what: str):
 
 def _task_paths(items: tuple[str, ...], option: str) -> dict[str, str]:
     """``TASK=PATH`` items, parsed and checked once: a known task, a path that exists, each task once."""
-    from .splits import TASKS
-
     out: dict[str, str] = {}
     for item in items:
         task, sep, path = item.partition("=")
         task, path = task.strip(), path.strip()
         if not sep or not path:
             raise ConfigError(f"{option} takes TASK=PATH", item,
-                              f"e.g. {option} normal-covid=translators/normal-covid")
+                              f"e.g. {option} {TASKS[0]}=translators/{TASKS[0]}")
         if task not in TASKS:
             raise ConfigError(f"{option}: unknown task {task!r}", item, f"tasks: {', '.join(TASKS)}")
         if task in out:
@@ -88,15 +103,40 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Stages(click.Group):
+    """Lists the commands in the order of the stages, not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=_Stages, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cxrsynth")
 @click.option("-w", "--workdir", type=click.Path(file_okay=False),
               default=lambda: os.environ.get("CXRSYNTH_WORKDIR", "cxrsynth-work"), show_default="./cxrsynth-work",
               help="Folder where every stage reads its inputs and writes its outputs.")
 @click.pass_context
 def cli(ctx: click.Context, workdir: str) -> None:
-    """Synthetic COVID-19 chest X-rays: ingest real sources, split by patient, plan, train CycleGAN
-    translators and generate images with provenance."""
+    """Synthetic COVID-19 chest X-rays, made reproducibly and judged honestly.
+
+    Each stage reads the previous stage's files in the work folder and writes its own:
+
+    \b
+      ingest     upstream folders             -> records.parquet, ingest_report.json
+      split      records.parquet              -> splits.json (patient-level)
+      plan       records, splits              -> plan.json (what a release will make)
+      train      plan, records                -> translators/<task>/ (one CycleGAN)
+      generate   plan, translators            -> generated/<config>/ (PNGs + provenance)
+      release    all of the above             -> release/<name>/ (verified; trains and
+                                                 generates what is missing)
+      verify     a release folder             -> its problems, one a line
+      push       a verified release           -> a tagged version on the Hub
+      diff       two release folders          -> what changed
+      benchmark  records, splits, a release   -> benchmark/ (classifiers per arm)
+      audit      a release, records, splits   -> audit/ (privacy and quality)
+
+    Run `cxrsynth COMMAND --help` for a stage's options; --set KEY=VALUE overrides its config.
+    """
     ctx.ensure_object(dict)
     ctx.obj["workdir"] = workdir
 
@@ -165,8 +205,8 @@ def split(ctx, method, seed, patient_maps, config_file, overrides, as_json):
     extra = ([f"method={method}"] if method is not None else []) + ([f"seed={seed}"] if seed is not None else [])
     cfg = resolve(SplitConfig, config_file, list(overrides) + extra)
     _writes_to(_workdir(ctx), "work folder")
-    records_path = _workdir(ctx) / "records.parquet"
-    manifest = make_splits(read_records(records_path), cfg, records_path, _workdir(ctx) / "splits.json",
+    layout = _layout(ctx)
+    manifest = make_splits(read_records(layout.records), cfg, layout.records, layout.splits,
                            identity=load_identity(patient_maps) if patient_maps else None)
     if as_json:
         _echo_json({k: manifest[k] for k in ("counts", "patients", "skew", "leakage", "patient_identity", "notes")})
@@ -195,8 +235,9 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
 
     cfg = resolve(PlanConfig, config_file,
                   list(overrides) + ([f"per_domain={per_domain}"] if per_domain is not None else []))
-    wd = _writes_to(_workdir(ctx), "work folder")
-    result = make_plan(read_records(wd / "records.parquet"), read_json(wd / "splits.json"), cfg, wd / "plan.json")
+    _writes_to(_workdir(ctx), "work folder")
+    layout = _layout(ctx)
+    result = make_plan(read_records(layout.records), read_json(layout.splits), cfg, layout.plan)
     if as_json:
         _echo_json({"totals": result["totals"], "tasks": {
             t: {k: v for k, v in d.items() if k != "translate"} | {"translate": {"n": d["translate"]["n"], "with_pixels": d["translate"]["with_pixels"]}}
@@ -206,7 +247,7 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
 
 
 @cli.command()
-@click.option("--task", type=click.Choice(["normal-covid", "pneumonia-covid"]), required=True)
+@click.option("--task", type=click.Choice(TASKS), required=True)
 @click.option("--preset", type=click.Choice(["canonical", "paper"]), default=None,
               help="Recipe: canonical (junyanz ResNet CycleGAN, the default) or paper (the authors' U-Net, batch 16, "
                    "100 epochs). Explicit --set values override the preset's.")
@@ -226,18 +267,20 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
     Writes checkpoints (safetensors + JSON), losses.csv, sample grids, generator.safetensors and a
     model card into the run folder. Under torchrun it trains with DistributedDataParallel.
     """
+    from .layout import TranslatorFolder
     from .paths import read_json
+    from .runtime import Ranks
     from .translate.train import resolve_train_config, train as run
 
     extra = [f"task={task}"] + [f"{k}={v}" for k, v in (("max_steps", max_steps), ("size", size), ("device", device),
                                                           ("preset", preset)) if v is not None]
-    run_dir = Path(out) if out else _workdir(ctx) / "translators" / task
-    _writes_to(run_dir, "translator run folder")
+    folder = TranslatorFolder(out) if out else _layout(ctx).translator(task)
+    _writes_to(folder.root, "translator run folder")
     # a resumed run starts from its own saved config (the preset included); the guard in train() refuses changes
-    base = read_json(run_dir / "config.json") if resume and (run_dir / "config.json").is_file() else None
+    base = read_json(folder.config) if resume and folder.config.is_file() else None
     cfg = resolve_train_config(config_file, list(overrides) + extra, base=base)
     report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=sys.stderr.isatty())
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not Ranks.from_env().main:
         return
     if as_json:
         _echo_json(report)
@@ -250,7 +293,7 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
 @cli.command()
 @click.option("--generator", "generators", multiple=True, metavar="TASK=PATH",
               help="Generator file for a task (default: WORKDIR/translators/TASK/generator.safetensors).")
-@click.option("--configs", default=None, help="Comma-separated configs to make (default g_nc,g_pc).")
+@click.option("--configs", default=None, help=f"Comma-separated configs to make (default {','.join(CONFIGS)}).")
 @click.option("--limit", type=int, default=None, help="Only the first N planned images per config.")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--rank", type=int, default=None, help="This process's share of the shards (default: $RANK or 0).")
@@ -268,15 +311,16 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
     from .generate import GenerateConfig, generate as run
 
     from .generate import check_ranks
+    from .runtime import Ranks
 
     gens = _task_paths(generators, "--generator")
     extra = [f"{k}={v}" for k, v in (("configs", configs), ("limit", limit), ("batch_size", batch_size))
              if v is not None]
     cfg = resolve(GenerateConfig, config_file, list(overrides) + extra)
     if rank is not None or world is not None:
-        check_ranks(rank if rank is not None else int(os.environ.get("RANK", "0")),
-                    world if world is not None else int(os.environ.get("WORLD_SIZE", "1")))
-    _writes_to(_workdir(ctx) / "generated", "generated images folder")
+        env = Ranks.from_env()
+        check_ranks(env.rank if rank is None else rank, env.world if world is None else world)
+    _writes_to(_layout(ctx).generated, "generated images folder")
     report = run(_workdir(ctx), cfg, gens, rank, world, progress=sys.stderr.isatty())
     if as_json:
         _echo_json(report)
@@ -295,10 +339,11 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
 @click.option("--translator", "translators", multiple=True, metavar="TASK=PATH",
               help="Use this generator for a task instead of training one.")
 @click.option("--preset", type=click.Choice(["canonical", "paper"]), default=None,
-              help="Translator recipe for translators trained here (see `cxrsynth train --help`).")
-@click.option("--train-set", "train_overrides", multiple=True, metavar="KEY=VALUE",
-              help="Training config for translators trained here (repeatable), e.g. --train-set size=128.")
-@click.option("--limit", type=int, default=None, help="Generate only the first N planned images per config.")
+              help="Translator recipe for translators trained here (see `cxrsynth train --help`); "
+                   "the same as --set train.preset=NAME.")
+@click.option("--train-set", "old_train_set", multiple=True, hidden=True)  # replaced by --set train.KEY=VALUE
+@click.option("--limit", type=int, default=None,
+              help="Generate only the first N planned images per config (--set generate.limit=N).")
 @click.option("--replace", is_flag=True, help="Move an existing release folder aside and make a new one.")
 @click.option("--audit/--no-audit", "run_audit", default=True, show_default=True,
               help="Audit the staged release (privacy and quality) and put the results in the card.")
@@ -306,31 +351,31 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
 @set_option
 @json_option
 @click.pass_context
-def release(ctx, out_dir, version, translators, preset, train_overrides, limit, replace, run_audit, config_file,
+def release(ctx, out_dir, version, translators, preset, old_train_set, limit, replace, run_audit, config_file,
             overrides, as_json):
-    """Make a verified release: plan -> train -> generate -> package -> audit -> card -> verify.
+    """Make a verified release: plan -> train -> generate -> package -> audit -> card -> verify -> promote.
 
-    Resumable; writes into a staging folder and renames it into place only when verify passes.
-    The private id mapping goes into a folder beside the release, never into it.
+    One config tree for every stage: --set SECTION.KEY=VALUE with SECTION release, plan, train,
+    generate or audit (e.g. --set train.max_steps=5 --set generate.precision=fp32); release keys may
+    drop their prefix (--set version=1.2.0). Resumable; writes into a staging folder and renames it into
+    place only when verify passes. The private id mapping goes into a folder beside the release, never into it.
     """
-    from .config import resolve
-    from .generate import GenerateConfig
-    from .release.package import ReleaseConfig
-    from .release.pipeline import release as run
+    from .pipeline import release as run, resolve_pipeline
 
-    cfg = resolve(ReleaseConfig, config_file,
-                  list(overrides) + ([f"version={version}"] if version is not None else []))
+    if old_train_set:
+        raise click.UsageError("--train-set is gone: use --set train.KEY=VALUE (e.g. --set train.max_steps=5)")
+    extra = [f"{k}={v}" for k, v in (("release.version", version), ("generate.limit", limit), ("train.preset", preset))
+             if v is not None]
+    cfg = resolve_pipeline(config_file, list(overrides) + extra)
     trans = _task_paths(translators, "--translator")
-    gcfg = GenerateConfig(configs=cfg.configs, limit=limit)
-    out = Path(out_dir) if out_dir else _workdir(ctx) / "release"
-    train_overrides = list(train_overrides) + ([f"preset={preset}"] if preset else [])
+    out = Path(out_dir) if out_dir else _layout(ctx).release
     _DESTINATION.append(out)  # the pipeline checks it (and the work folder) before any work
-    manifest = run(_workdir(ctx), out, cfg, trans, train_overrides, gcfg, replace, progress=sys.stderr.isatty(),
-                   audit=run_audit)
+    manifest = run(_workdir(ctx), out, cfg, trans, replace, progress=sys.stderr.isatty(), audit=run_audit)
     if as_json:
         _echo_json({k: manifest[k] for k in ("name", "version", "counts", "translators")})
     else:
-        click.echo(f"release {manifest['name']} {manifest['version']}: {manifest['counts']} -> {out / cfg.name} (verified)")
+        click.echo(f"release {manifest['name']} {manifest['version']}: {manifest['counts']} -> "
+                   f"{out / cfg.release.name} (verified)")
 
 
 @cli.command()
@@ -420,9 +465,8 @@ def diff(old, new, write, as_json):
 @click.option("--protocol", type=click.Choice(["rigorous", "paper"]), default=None,
               help="rigorous (default): selection on validation, several seeds; paper: the original, test-set selection.")
 @click.option("--seeds", type=int, default=None, help="Seeds per arm (default 5 rigorous, 1 paper).")
-@click.option("--task", "tasks", multiple=True, type=click.Choice(["normal-covid", "pneumonia-covid"]))
-@click.option("--arm", "arms", multiple=True,
-              type=click.Choice(["real", "real+own", "real+all", "synthetic-only", "synthetic-only-both", "real-oversampled"]))
+@click.option("--task", "tasks", multiple=True, type=click.Choice(TASKS))
+@click.option("--arm", "arms", multiple=True, type=click.Choice(ARMS))
 @click.option("--max-epochs", type=int, default=None)
 @click.option("--image-size", type=int, default=None)
 @click.option("--limit", type=int, default=None, help="At most N images per class and split (quick looks).")
@@ -446,6 +490,7 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
     from .benchmark.controls import parse_externals
     from .benchmark.run import BenchmarkConfig, evaluate_checkpoint, run_benchmark
     from .config import resolve
+    from .layout import BenchmarkFolder
 
     extra = [f"{k}={v}" for k, v in (("model", model), ("init", init), ("protocol", protocol), ("seeds", seeds),
                                       ("fit.max_epochs", max_epochs), ("image_size", image_size), ("limit", limit))
@@ -456,7 +501,7 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
         extra.append("arms=" + ",".join(arms))
     cfg = resolve(BenchmarkConfig, config_file, list(overrides) + extra)
     trans = _task_paths(translators, "--translator")
-    out = _writes_to(Path(out_dir) if out_dir else _workdir(ctx) / "benchmark", "benchmark output folder")
+    out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).benchmark, "benchmark output folder")
     if eval_only and len(cfg.tasks) != 1:
         raise click.UsageError("--eval-only needs exactly one --task")
     with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
@@ -468,8 +513,9 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
                                     externals=parse_externals(externals), allow_foreign_release=allow_foreign_release)
     for note in summary.get("notices") or []:
         click.echo(f"WARNING: {note}", err=True)
-    click.echo((out / "tables.md").read_text())
-    click.echo(f"report: {out / 'report.html'}")
+    files = BenchmarkFolder(out)
+    click.echo(files.tables.read_text())
+    click.echo(f"report: {files.report}")
 
 
 @cli.command()
@@ -497,7 +543,7 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, config
     extra = ([f"embedding={embedding}"] if embedding is not None else []) + \
         ([f"exclude_closest={exclude_closest}"] if exclude_closest is not None else [])
     cfg = resolve(AuditConfig, config_file, list(overrides) + extra)
-    out = _writes_to(Path(out_dir) if out_dir else _workdir(ctx) / "audit", "audit output folder")
+    out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).audit, "audit output folder")
     with _one_writer(out, "audit", f"the audit folder {out}"):
         result = run(release_dir, _workdir(ctx), cfg, private, out_dir)
     if as_json:

@@ -79,10 +79,11 @@ def positive(name: str, value: int | float, hint: str | None = None) -> None:
         raise ConfigError(f"{name} must be above 0", value, hint)
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge(base: dict, extra: dict) -> dict:
+    """``extra`` over ``base``, nested mappings merged key by key."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -157,20 +158,21 @@ def build(cls: type[T], data: dict | None = None, _prefix: str = "") -> T:
 
 
 def resolve(cls: type[T], file: str | Path | None = None, overrides: typing.Iterable[str] = (),
-            base: dict | None = None, presets: dict[str, dict] | None = None) -> T:
+            base: dict | None = None, presets: dict[str, dict] | None = None, prefix: str = "") -> T:
     """Defaults <- preset <- ``base`` <- config ``file`` <- ``overrides``; returns the frozen dataclass.
 
     With ``presets``, the merged data's ``preset`` key (or the class default) names a layer of defaults
     that sits under everything given explicitly: ``preset=paper`` plus ``batch_size=8`` is the paper
-    recipe at batch 8.
+    recipe at batch 8. ``prefix`` (``train.``) is put before the keys named in errors, for a config
+    that is one section of a larger tree.
     """
     data: dict = dict(base or {})
     if file:
-        data = _merge(data, load_file(file))
-    data = _merge(data, parse_overrides(overrides))
+        data = merge(data, load_file(file))
+    data = merge(data, parse_overrides(overrides))
     if presets is not None:
         name = data.get("preset", getattr(cls, "preset", None))
         if name not in presets:
-            raise ConfigError("unknown preset", name, f"known presets: {sorted(presets)}")
-        data = _merge(presets[name], data)
-    return build(cls, data)
+            raise ConfigError(f"unknown {prefix}preset", name, f"known presets: {sorted(presets)}")
+        data = merge(presets[name], data)
+    return build(cls, data, _prefix=prefix)

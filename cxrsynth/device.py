@@ -15,8 +15,10 @@ import torch
 from .errors import ConfigError
 
 
-def pick_device(spec: str = "auto") -> torch.device:
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+def pick_device(spec: str = "auto", local: int | None = None) -> torch.device:
+    """The device named by ``spec``; ``auto`` and a bare ``cuda`` mean the GPU of local rank ``local``
+    (default: ``$LOCAL_RANK``, as torchrun sets it)."""
+    local = int(os.environ.get("LOCAL_RANK", "0")) if local is None else local
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local)

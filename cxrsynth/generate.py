@@ -41,22 +41,23 @@ import torch
 
 from . import __version__
 from .config import at_least, to_dict
-from .device import autocast_dtype, pick_device, use_channels_last
 from .errors import ConfigError, DataNotFoundError
 from .images import encode_png, load_canonical
+from .layout import WorkLayout
 from .locks import hold
 from .paths import atomic_write, read_json, sha256_file, write_json
 from .records import read_records
+from .runtime import Ranks, Runtime
 from .schemas import validate
 from .translate.checkpoint import load_generator
 from .translate.checkpoint import translator_id as translator_name
+from .vocab import CONFIG_TASK, CONFIGS
 
-CONFIG_TASK = {"g_nc": "normal-covid", "g_pc": "pneumonia-covid"}
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    configs: tuple[str, ...] = ("g_nc", "g_pc")
+    configs: tuple[str, ...] = CONFIGS
     shard_size: int = 1000
     batch_size: int = 8
     workers: int = 1  # DataLoader decoding processes; 0 = decode in this process
@@ -165,9 +166,36 @@ def shard_is_done(shard_dir: Path, marker: Path, key: str | None = None) -> bool
         return False
 
 
-def _runtime(cfg: GenerateConfig) -> tuple[torch.device, torch.dtype | None, bool]:
-    dev = pick_device(cfg.device)
-    return dev, autocast_dtype(cfg.precision, dev), use_channels_last(cfg.channels_last, dev)
+@dataclass(frozen=True)
+class Translator:
+    """A loaded generator and what the provenance of its images says about it."""
+
+    net: torch.nn.Module
+    info: dict  # generator.json: arch and sha256 of the file
+    translator_id: str
+    size: int  # the image side it was trained at
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to make: ``record_ids`` of ``config`` into ``generated/<config>/<name>``, and the
+    ``key`` (:func:`shard_key`) its marker records, so that a rerun knows what it was made from."""
+
+    config: str
+    name: str
+    record_ids: list[str]
+    key: str
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every shard of one generate run shares."""
+
+    out: Path
+    by_id: dict
+    secret: bytes
+    cfg: GenerateConfig
+    rt: Runtime
 
 
 def translate_batch(net: torch.nn.Module, batch: torch.Tensor, device: torch.device,
@@ -197,10 +225,11 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
     Raises :class:`~cxrsynth.errors.LockedError` when another run holds the work folder.
     """
     workdir = Path(workdir)
-    out = workdir / "generated"
-    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
-    world = int(os.environ.get("WORLD_SIZE", "1")) if world is None else world
-    check_ranks(rank, world)
+    out = WorkLayout(workdir).generated
+    env = Ranks.from_env()
+    ranks = Ranks(env.rank if rank is None else rank, env.world if world is None else world, env.local)
+    check_ranks(ranks.rank, ranks.world)
+    rank, world = ranks.rank, ranks.world
     with contextlib.ExitStack() as locks:
         # One run at a time per work folder; the ranks of one run share the folder lock and each
         # holds its own rank lock, so two processes never make the same shard.
@@ -208,27 +237,30 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
         locks.enter_context(hold(out, "generate", what, shared=world > 1))
         if world > 1:
             locks.enter_context(hold(out, f"generate-rank{rank}", f"{what} (rank {rank})"))
-        return _generate(workdir, out, cfg, generators, rank, world, progress)
+        rt = Runtime.resolve(cfg.device, cfg.precision, cfg.channels_last, ranks)
+        return _generate(workdir, out, cfg, generators, rt, progress)
 
 
-def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[str, str] | None, rank: int,
-              world: int, progress: bool) -> dict:
+def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[str, str] | None, rt: Runtime,
+              progress: bool) -> dict:
     from tqdm import tqdm
 
-    plan = read_json(workdir / "plan.json")
-    by_id = {r.record_id: r for r in read_records(workdir / "records.parquet")}
-    device, amp, cl = _runtime(cfg)
-    secret = _secret(out)
+    layout = WorkLayout(workdir)
+    plan = read_json(layout.plan)
+    by_id = {r.record_id: r for r in read_records(layout.records)}
+    device, rank, world = rt.device, rt.rank, rt.world
+    run = _Run(out, by_id, _secret(out), cfg, rt)
     report: dict = {"kind": "cxrsynth.generate_report", "code_version": __version__, "config": to_dict(cfg),
                     "rank": rank, "world": world, "device": str(device), "configs": {}}
     for config in cfg.configs:
         task = CONFIG_TASK[config]
-        gpath = Path((generators or {}).get(task) or workdir / "translators" / task / "generator.safetensors")
+        gpath = Path((generators or {}).get(task) or layout.translator(task).generator)
         net, info = load_generator(gpath, device)
-        if cl:
+        if rt.channels_last:
             net = net.to(memory_format=torch.channels_last)
         size = int(info["arch"].get("size", 256))
         translator_id = translator_name(task, info)
+        tr = Translator(net, info, translator_id, size)
         planned = plan["tasks"][task]["translate"]["record_ids"]
         available = [i for i in planned if i in by_id and by_id[i].has_pixels]
         usable = available if cfg.limit is None else available[: cfg.limit]
@@ -254,8 +286,7 @@ def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[st
                 bar.update(len(shards[k]))
                 continue
             marker.unlink(missing_ok=True)
-            n = _run_shard(net, shards[k], by_id, config, name, out, secret, size, translator_id, info, cfg,
-                           device, amp, cl, bar, key)
+            n = _run_shard(ShardJob(config, name, shards[k], key), tr, run, bar)
             stats["generated"] += n
         bar.close()
         secs = time.perf_counter() - t0
@@ -267,15 +298,18 @@ def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[st
     return report
 
 
-def _run_shard(net, ids, by_id, config, name, out, secret, size, translator_id, info, cfg, device, amp, cl, bar,
-               key: str) -> int:
+def _run_shard(job: ShardJob, tr: Translator, run: _Run, bar) -> int:
+    """Make one shard in a temporary folder (pid-named), rename it into place, then write its private
+    mapping and, last, its marker; returns the number of images made."""
+    out, config, name, ids, cfg, by_id = run.out, job.config, job.name, job.record_ids, run.cfg, run.by_id
+    device = run.rt.device
     shard_dir = out / config / name
     for stale in (out / config).glob(f".{name}.tmp-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     tmp = out / config / f".{name}.tmp-{os.getpid()}"
     tmp.mkdir(parents=True)
     loader = torch.utils.data.DataLoader(
-        _Sources([str(by_id[i].path) for i in ids], size), batch_size=cfg.batch_size, shuffle=False,
+        _Sources([str(by_id[i].path) for i in ids], tr.size), batch_size=cfg.batch_size, shuffle=False,
         num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False,
         prefetch_factor=4 if cfg.workers > 0 else None)
     prov_lines, mapping = [], []
@@ -290,20 +324,20 @@ def _run_shard(net, ids, by_id, config, name, out, secret, size, translator_id, 
     with ThreadPoolExecutor(max_workers=max(1, cfg.encoders)) as pool:
         pending = []
         for batch in loader:
-            arrs = translate_batch(net, batch, device, amp, cl, cfg.output)
+            arrs = translate_batch(tr.net, batch, device, run.rt.amp_dtype, run.rt.channels_last, cfg.output)
             rids = ids[pos:pos + len(arrs)]
             pos += len(arrs)
-            sids = [opaque_id(secret, config, r) for r in rids]
+            sids = [opaque_id(run.secret, config, r) for r in rids]
             pending.append((rids, sids, pool.map(write_png, list(zip(sids, arrs)))))
             bar.update(len(arrs))
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for rids, sids, shas in pending:
             for rid, sid, sha in zip(rids, sids, shas):
                 rec = {"id": sid, "config": config, "file": f"{config}/{name}/{sid}.png",
-                       "label": "covid", "source_label": by_id[rid].label, "translator_id": translator_id,
-                       "checkpoint_sha256": info["sha256"], "source_split": "train", "seed": cfg.seed,
+                       "label": "covid", "source_label": by_id[rid].label, "translator_id": tr.translator_id,
+                       "checkpoint_sha256": tr.info["sha256"], "source_split": "train", "seed": cfg.seed,
                        "code_version": __version__, "created": created, "png_sha256": sha,
-                       "width": size, "height": size}
+                       "width": tr.size, "height": tr.size}
                 validate(rec, "provenance", where=f"{config}/{name}")
                 prov_lines.append(json.dumps(rec, sort_keys=True))
                 mapping.append(json.dumps({"id": sid, "config": config, "record_id": rid,
@@ -314,7 +348,7 @@ def _run_shard(net, ids, by_id, config, name, out, secret, size, translator_id, 
     os.replace(tmp, shard_dir)
     with atomic_write(_private_mapping(shard_dir)) as fh:
         fh.write("\n".join(mapping) + "\n")
-    write_json(out / config / f"{name}.done.json", {"count": len(prov_lines), "key": key,
+    write_json(out / config / f"{name}.done.json", {"count": len(prov_lines), "key": job.key,
                "provenance_sha256": sha256_file(shard_dir / "provenance.jsonl")})
     return len(prov_lines)
 

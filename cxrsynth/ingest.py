@@ -27,6 +27,7 @@ import numpy as np
 from . import __version__, images
 from .config import to_dict
 from .errors import BadInputError, ConfigError
+from .layout import WorkLayout
 from .paths import sha256_file, write_json
 from .records import Record, write_records
 from .schemas import validate
@@ -198,13 +199,38 @@ def _unreferenced(named: set[str], root: str) -> list[str]:
 
 def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir: str | Path | None = None,
            formats: list[str | None] | None = None, progress: bool = False) -> IngestResult:
-    """Read ``roots`` into records; write the table and report into ``out_dir`` when given."""
+    """Read ``roots`` into records; write the table and report into ``out_dir`` when given.
+
+    Four steps: scan the sources' metadata (:func:`_scan`), decode the images that exist
+    (:func:`_decode`), drop duplicates by content across every source (:func:`_dedupe`), and report.
+    """
     t0 = time.perf_counter()
-    scans = scan_sources([Path(r) for r in roots], cfg, formats)
+    per_collection, problems, candidates = _scan([Path(r) for r in roots], cfg, formats)
+    dec = _decode(candidates, cfg, progress)
+    kept_missing = dec.missing if cfg.on_missing == "keep" else []
+    dropped, dup_entries, patient_of = _dedupe(dec.ok, dec.thumbs, kept_missing, cfg)
+    records = [r for k, r in enumerate(dec.ok) if k not in dropped] + kept_missing
+    for r in records:
+        r.patient_group = patient_of(r)
+    records.sort(key=lambda r: (r.collection, r.rows[0] if r.rows else 0, r.record_id))
+    problems += _count_collections(per_collection, records, dec, dropped)
+    report = _report(cfg, per_collection, records, problems, dec, dropped, dup_entries, time.perf_counter() - t0)
+    result = IngestResult(records, report)
+    if out_dir is not None:
+        out = WorkLayout(out_dir)
+        result.records_path = write_records(records, out.records,
+                                            {"preprocessing": report["preprocessing"], "size": cfg.size})
+        result.report_path = write_json(out.ingest_report, report)
+        write_json(out.ingest_config, to_dict(cfg))
+    return result
+
+
+def _scan(roots: list[Path], cfg: IngestConfig, formats) -> tuple[dict[str, dict], list[Problem], list[Record]]:
+    """Every source's labelled records (not decoded yet), its counts, and the problems found."""
     per_collection: dict[str, dict] = {}
     problems: list[Problem] = []
     candidates: list[Record] = []
-    for fmt, collection, scan in scans:
+    for fmt, collection, scan in scan_sources(roots, cfg, formats):
         outside = _outside_source(scan, collection, cfg.on_bad_files)
         per_collection[collection] = {
             "format": fmt, "_root": scan.root, "_listed": scan.listed,
@@ -213,8 +239,24 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
         }
         problems += scan.problems + outside
         candidates += scan.records
+    return per_collection, problems, candidates
 
-    # Decode what exists; classify what does not.
+
+@dataclass
+class _Decoded:
+    """What decoding found: records with pixels (``ok``, with their thumbnails), files that do not
+    exist (``missing``) or do not decode (``bad``)."""
+
+    present: list[Record]
+    missing: list[Record]
+    ok: list[Record]
+    thumbs: list[np.ndarray]
+    bad: list[dict]
+    seconds: float
+
+
+def _decode(candidates: list[Record], cfg: IngestConfig, progress: bool) -> _Decoded:
+    """Decode what exists; classify what does not (``on_missing``, ``on_bad_files``)."""
     present = [r for r in candidates if r.path.is_file()]
     missing = [r for r in candidates if not r.path.is_file()]
     if missing and cfg.on_missing == "error":
@@ -222,7 +264,7 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
                             "set ingest.on_missing=keep (label-only records) or skip")
     t_decode = time.perf_counter()
     decoded = _decode_all([str(r.path) for r in present], cfg.size, cfg.max_image_pixels, cfg.workers, progress)
-    decode_s = time.perf_counter() - t_decode
+    seconds = time.perf_counter() - t_decode
     bad: list[dict] = []
     ok: list[Record] = []
     thumbs: list[np.ndarray] = []
@@ -239,9 +281,12 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
             setattr(rec, k, v)
         rec.has_pixels = True
         ok.append(rec)
-    kept_missing = missing if cfg.on_missing == "keep" else []
+    return _Decoded(present, missing, ok, thumbs, bad, seconds)
 
-    # Duplicates by content, across every source.
+
+def _dedupe(ok: list[Record], thumbs: list[np.ndarray], kept_missing: list[Record], cfg: IngestConfig):
+    """Duplicates by content, across every source: returns the indices of ``ok`` dropped, the report's
+    entries, and each record's patient group (patients joined through a shared image)."""
     dup_entries: list[dict] = []
     dropped: set[int] = set()
     uf = _UnionFind()
@@ -274,18 +319,20 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
                 })
             if relabel is not None:
                 ok[keep].label = ok[relabel].label
-    records = [r for k, r in enumerate(ok) if k not in dropped] + kept_missing
-    for r in records:
-        r.patient_group = uf.find(f"{r.source}:{r.patient_id}")
-    records.sort(key=lambda r: (r.collection, r.rows[0] if r.rows else 0, r.record_id))
+    return dropped, dup_entries, lambda r: uf.find(f"{r.source}:{r.patient_id}")
 
+
+def _count_collections(per_collection: dict[str, dict], records: list[Record], dec: _Decoded,
+                       dropped: set[int]) -> list[Problem]:
+    """Fill in each collection's counts; returns the problems of files no metadata names."""
+    problems: list[Problem] = []
     for name, info in per_collection.items():
         mine = [r for r in records if r.collection == name]
         info.update({
             "records": len(mine), "with_pixels": sum(r.has_pixels for r in mine),
-            "missing_files": sum(1 for r in missing if r.collection == name),
-            "bad_files": sum(1 for b in bad if b["collection"] == name),
-            "duplicates_dropped": sum(1 for k in dropped if ok[k].collection == name),
+            "missing_files": sum(1 for r in dec.missing if r.collection == name),
+            "bad_files": sum(1 for b in dec.bad if b["collection"] == name),
+            "duplicates_dropped": sum(1 for k in dropped if dec.ok[k].collection == name),
             "by_label": dict(Counter(r.label for r in mine)),
         })
         root = info.pop("_root")
@@ -294,7 +341,13 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
             info["unreferenced_files"] = len(extra)
             problems += [Problem(name, p, "file in the image folder is not named by the metadata")
                          for p in extra[:1000]]
-    seconds = time.perf_counter() - t0
+    return problems
+
+
+def _report(cfg: IngestConfig, per_collection: dict, records: list[Record], problems: list[Problem], dec: _Decoded,
+            dropped: set[int], dup_entries: list[dict], seconds: float) -> dict:
+    """``ingest_report.json``, checked against its schema."""
+    present, decode_s = dec.present, dec.seconds
     report = {
         "kind": "cxrsynth.ingest_report", "code_version": __version__,
         "config": to_dict(cfg), "preprocessing": dict(images.PREPROCESSING, size=cfg.size),
@@ -303,14 +356,14 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
             "label_only": sum(not r.has_pixels for r in records),
             "by_label": dict(Counter(r.label for r in records)),
             "patients": len({r.patient_group for r in records}),
-            "missing_files": len(missing), "bad_files": len(bad), "duplicates_dropped": len(dropped),
+            "missing_files": len(dec.missing), "bad_files": len(dec.bad), "duplicates_dropped": len(dropped),
             "outside_source": sum(c["outside_source"] for c in per_collection.values()),
             "problems": len(problems),
         },
         "collections": per_collection,
         "missing_files": [{"collection": r.collection, "path": r.source_path, "record_id": r.record_id,
-                           "action": cfg.on_missing} for r in missing],
-        "bad_files": bad,
+                           "action": cfg.on_missing} for r in dec.missing],
+        "bad_files": dec.bad,
         "duplicates": dup_entries,
         "problems": [dataclasses.asdict(p) for p in problems],
         "timing": {"seconds": round(seconds, 3), "decoded": len(present), "decode_seconds": round(decode_s, 3),
@@ -318,14 +371,7 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
                    "workers": cfg.workers},
     }
     validate(report, "ingest_report")
-    result = IngestResult(records, report)
-    if out_dir is not None:
-        out = Path(out_dir)
-        result.records_path = write_records(records, out / "records.parquet",
-                                            {"preprocessing": report["preprocessing"], "size": cfg.size})
-        result.report_path = write_json(out / "ingest_report.json", report)
-        write_json(out / "ingest_config.json", to_dict(cfg))
-    return result
+    return report
 
 
 def default_roots(data_dir: Path) -> list[Path]:

@@ -4,10 +4,14 @@ Labels are binary per task: 1 = COVID-19, 0 = the task's other class (normal or 
 ``(image, label)`` with ``image`` a float tensor (1, size, size) in [0, 1] (the paper's 1/255 scaling),
 passed through ``transform`` when one is given.
 
-Arms (training split only; validation and test are always real):
+Arms (training split only; validation and test are always real), in the concrete spelling of
+``vocab.concrete_arm`` (the benchmark's ``real+own`` is ``real+g_nc`` for normal-covid), or a benchmark
+arm name, which is made concrete for the task:
 - ``real``: real negatives and real COVID-19;
 - ``real+g_nc``, ``real+g_pc``, ``real+g_nc+g_pc`` (any order): real plus those synthetic configs;
-- ``synthetic-only``: real negatives, synthetic COVID-19 (both configs) instead of the real ones;
+- ``synthetic-only (g_nc)``, ``synthetic-only (g_nc+g_pc)`` ...: real negatives, those synthetic configs
+  instead of the real COVID-19; plain ``synthetic-only`` means both configs here, as it always has
+  (``vocab.LOADER_ALIASES``; the benchmark's ``synthetic-only`` is the task's own config only);
 - ``real-oversampled``: real COVID-19 repeated to the count of ``real+g_nc+g_pc`` (the count-matched control).
 """
 
@@ -20,25 +24,18 @@ import torch
 
 from .errors import ConfigError, DataNotFoundError
 from .images import load_canonical
+from .layout import WorkLayout
 from .paths import read_json
 from .records import read_records
-from .splits import TASKS
-
-CONFIGS = ("g_nc", "g_pc")
+from .vocab import ARMS, CONFIGS, LOADER_ALIASES, TASK_LABELS, TASKS, arm_parts, concrete_arm
 
 
-def parse_arm(arm: str) -> tuple[bool, tuple[str, ...], bool]:
-    """-> (use real COVID-19, synthetic configs, oversample real COVID-19)."""
-    if arm == "real":
-        return True, (), False
-    if arm == "synthetic-only":
-        return False, CONFIGS, False
-    if arm == "real-oversampled":
-        return True, (), True
-    parts = arm.split("+")
-    if parts[0] == "real" and len(parts) > 1 and set(parts[1:]) <= set(CONFIGS) and len(set(parts[1:])) == len(parts) - 1:
-        return True, tuple(parts[1:]), False
-    raise ConfigError("unknown arm", arm, "use real, real+g_nc, real+g_pc, real+g_nc+g_pc, synthetic-only or real-oversampled")
+def parse_arm(arm: str, task: str | None = None) -> tuple[bool, tuple[str, ...], bool]:
+    """-> (use real COVID-19, synthetic configs, oversample real COVID-19). A benchmark arm name
+    (``real+own``, ``real+all``, ``synthetic-only-both``) is made concrete for ``task`` first."""
+    if task is not None and arm in ARMS and arm not in LOADER_ALIASES:
+        arm = concrete_arm(task, arm)
+    return arm_parts(arm)
 
 
 class ArmDataset(torch.utils.data.Dataset):
@@ -89,13 +86,13 @@ def load(task: str, arm: str = "real", split: str = "train", workdir: str | Path
     exactly the images it used (default: the latest on ``main``)."""
     if task not in TASKS:
         raise ConfigError("unknown task", task, f"use one of {sorted(TASKS)}")
-    neg_label, pos_label = TASKS[task]
-    use_real, configs, oversample = parse_arm(arm)
+    neg_label, pos_label = TASK_LABELS[task]
+    use_real, configs, oversample = parse_arm(arm, task)
     if split != "train" and arm != "real":
         raise ConfigError("only the training split has synthetic arms", f"{arm} / {split}", "use arm real for evaluation")
-    workdir = Path(workdir)
-    assign = read_json(workdir / "splits.json")["assignments"]
-    recs = [r for r in read_records(workdir / "records.parquet")
+    layout = WorkLayout(workdir)
+    assign = read_json(layout.splits)["assignments"]
+    recs = [r for r in read_records(layout.records)
             if r.has_pixels and assign.get(r.record_id) == split and r.label in (neg_label, pos_label)]
     negatives = [(str(r.path), 0) for r in recs if r.label == neg_label]
     positives = [(str(r.path), 1) for r in recs if r.label == pos_label]

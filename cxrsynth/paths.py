@@ -56,21 +56,30 @@ def require_sample_data() -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
-    """Open a temporary sibling of ``path`` for writing (``open_kwargs`` as for ``open``, e.g.
-    ``newline=""`` for csv); rename it onto ``path`` on success only."""
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write (for writers that take a path: safetensors, a parquet
+    writer); renamed onto ``path`` on success only, removed on failure. The name carries this process's
+    pid, so ranks or processes writing the same file never write into each other's temporary."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, mode, **open_kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
+    """Open a temporary sibling of ``path`` for writing (``open_kwargs`` as for ``open``, e.g.
+    ``newline=""`` for csv); rename it onto ``path`` on success only."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **open_kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -94,3 +103,13 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def write_sha256sums(folder: str | Path) -> Path:
+    """``folder/SHA256SUMS``: ``<sha256>  <relative path>`` for every file below ``folder``, sorted."""
+    folder = Path(folder)
+    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}"
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
+    with atomic_write(folder / "SHA256SUMS") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return folder / "SHA256SUMS"

@@ -26,8 +26,7 @@ from .paths import write_json
 from .records import Record
 from .schemas import validate
 from .splits import skew
-
-TASK_CONFIG = {"normal-covid": ("normal", "g_nc"), "pneumonia-covid": ("pneumonia", "g_pc")}
+from .vocab import TASK_CONFIG, TASK_LABELS, TASKS, own_and_other, plan_arm
 
 
 @dataclass(frozen=True)
@@ -48,19 +47,21 @@ def _draw(ids: list[str], n: int, seed: int, salt: int) -> list[str]:
     return sorted(ids[i] for i in rng.choice(len(ids), size=n, replace=False))
 
 
-def arms(negatives: int, covid: int, own: int, other: int, own_name: str, other_name: str) -> dict:
-    """Training-set composition and skew of each benchmark arm for one task."""
+def arms(task: str, negatives: int, covid: int, own: int, other: int) -> dict:
+    """Training-set composition and skew of each benchmark arm (``vocab.ARMS``) for one task, keyed by
+    the arm's plan spelling (``vocab.plan_arm``: ``real+g_nc`` ...); ``own`` and ``other`` are the
+    image counts of the task's own config and of the other one."""
     both = own + other
     rows = {
         "real": (covid, 0),
-        f"real+{own_name}": (covid, own),
-        f"real+{own_name}+{other_name}": (covid, both),
-        f"synthetic-only ({own_name})": (0, own),  # the paper's Tables 1-2: the task's own translator only
-        f"synthetic-only ({own_name}+{other_name})": (0, both),
+        "real+own": (covid, own),
+        "real+all": (covid, both),
+        "synthetic-only": (0, own),  # the paper's Tables 1-2: the task's own translator only
+        "synthetic-only-both": (0, both),
         "real-oversampled": (both + covid, 0),  # count-matched control: real COVID-19 repeated
     }
-    return {name: {"negatives": negatives, "positives_real": r, "positives_synthetic": s, "skew": skew(negatives, r + s)}
-            for name, (r, s) in rows.items()}
+    return {plan_arm(task, arm): {"negatives": negatives, "positives_real": r, "positives_synthetic": s,
+                                  "skew": skew(negatives, r + s)} for arm, (r, s) in rows.items()}
 
 
 def make_plan(records: list[Record], splits: dict, cfg: PlanConfig = PlanConfig(), out_path=None) -> dict:
@@ -76,7 +77,8 @@ def make_plan(records: list[Record], splits: dict, cfg: PlanConfig = PlanConfig(
 
     covid_train = ids("covid", "train")
     tasks, translate_total, translate_pixels = {}, 0, 0
-    for salt, (task, (src, config)) in enumerate(TASK_CONFIG.items()):
+    for salt, task in enumerate(TASKS):
+        src, config = TASK_LABELS[task][0], TASK_CONFIG[task]
         src_pix = ids(src, "train", True)
         covid_pix = ids("covid", "train", True)
         a = _draw(src_pix, cfg.per_domain, cfg.seed, 2 * salt)
@@ -97,9 +99,8 @@ def make_plan(records: list[Record], splits: dict, cfg: PlanConfig = PlanConfig(
         }
     g = {t["config"]: t["translate"]["n"] for t in tasks.values()}
     for task, t in tasks.items():
-        own = t["config"]
-        other = "g_pc" if own == "g_nc" else "g_nc"
-        t["arms"] = arms(t["train"]["negatives"], len(covid_train), g[own], g[other], own, other)
+        own, other = own_and_other(task)
+        t["arms"] = arms(task, t["train"]["negatives"], len(covid_train), g[own], g[other])
     plan = {
         "kind": "cxrsynth.plan", "code_version": __version__, "config": to_dict(cfg),
         "split_method": splits["config"]["method"], "splits_sha256": splits["assignment_sha256"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -12,9 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402,F401  (re-exported for the figure 
 
 
 def save_figure(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    from .paths import atomic_write
+
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format=Path(path).suffix.lstrip(".") or "png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -34,12 +34,13 @@ from . import __version__
 from .config import at_least, to_dict
 from .errors import ConfigError, CxrsynthError, LeakageError
 from .identity import Identity, patient_groups
+from .layout import WorkLayout
 from .paths import read_json, sha256_file, write_json
 from .records import Record
 from .schemas import validate
+from .vocab import TASK_LABELS
 
 SPLITS = ("train", "validation", "test")
-TASKS = {"normal-covid": ("normal", "covid"), "pneumonia-covid": ("pneumonia", "covid")}
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def summarise(records: list[Record], assign: dict[str, str], group_of: dict[str,
         "counts": {s: dict(counts[s]) for s in SPLITS},
         "with_pixels": {s: dict(pix[s]) for s in SPLITS},
         "patients": {s: len(patients[s]) for s in SPLITS},
-        "skew": {s: {t: skew(counts[s][neg], counts[s][pos]) for t, (neg, pos) in TASKS.items()} for s in SPLITS},
+        "skew": {s: {t: skew(counts[s][neg], counts[s][pos]) for t, (neg, pos) in TASK_LABELS.items()} for s in SPLITS},
     }
 
 
@@ -198,7 +199,7 @@ def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records
     else:
         notes_pre: list[str] = []
         if label_rows is None and records_path is not None:
-            icfg = Path(records_path).with_name("ingest_config.json")
+            icfg = WorkLayout(Path(records_path).parent).ingest_config  # ingest wrote it beside the records
             try:
                 label_rows = source_label_rows(records, read_json(icfg) if icfg.is_file() else None)
             except CxrsynthError as exc:  # a source folder moved or changed since ingest

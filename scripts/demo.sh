@@ -36,7 +36,7 @@ $CX -w "$WD" generate --limit "${DEMO_IMAGES:-200}"
 
 
 echo "== 6. release: package what was generated, card, checks, verify (staging -> renamed into place)"
-$CX -w "$WD" release --out "$WD/release" --limit "${DEMO_IMAGES:-200}" --preset "$PRESET" --train-set "max_steps=$STEPS" --replace
+$CX -w "$WD" release --out "$WD/release" --limit "${DEMO_IMAGES:-200}" --preset "$PRESET" --set "train.max_steps=$STEPS" --replace
 $CX verify "$WD/release/covid-cxr-synth"
 echo "load it:  cd $WD/release && python -c \"from datasets import load_dataset; print(load_dataset('covid-cxr-synth'))\""
 

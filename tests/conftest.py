@@ -90,13 +90,12 @@ def copy_workdir(src, dst, keep_generated: bool = False):
 @pytest.fixture(scope="session")
 def built(trained, tmp_path_factory):
     """A verified release of 24 + 24 images, made by `cxrsynth release` from the trained work folder."""
-    from cxrsynth.release.package import ReleaseConfig
-    from cxrsynth.release.pipeline import release
+    from cxrsynth.pipeline import PipelineConfig, release
 
     from .test_release import GEN
 
     wd = copy_workdir(trained, tmp_path_factory.mktemp("rel") / "wd")
-    manifest = release(wd, wd / "release", ReleaseConfig(), generate_cfg=GEN, audit=False)
+    manifest = release(wd, wd / "release", PipelineConfig(generate=GEN), audit=False)
     return wd, wd / "release" / "covid-cxr-synth", manifest
 
 

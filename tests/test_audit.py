@@ -302,7 +302,7 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     assert "Not yet audited" in card and "12 images were removed after the audit" in card
     again = audit(out / "covid-cxr-synth", wd, AuditConfig(embedding="pixels", sample=None, bootstrap=300,
                                                           quality_repeats=3), out_dir=tmp_path / "audit2")
-    from cxrsynth.release.package import attach_audit
+    from cxrsynth.release.describe import attach_audit
 
     m = attach_audit(wd, out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
     card = (out / "covid-cxr-synth" / "README.md").read_text()

@@ -198,7 +198,7 @@ def test_timm_and_factory_models(built, tmp_path):
     import timm
     import torch
 
-    from cxrsynth.benchmark.classifiers import build
+    from cxrsynth.classifiers import build
     from cxrsynth.benchmark.run import _save_model
 
     ref = timm.create_model("resnet18", pretrained=False)  # with its 1000-class head, as a downloaded file has
@@ -246,7 +246,7 @@ def test_eval_only_on_a_saved_checkpoint(rigorous, tmp_path):
 
 
 def test_inits_and_clear_errors(built, tmp_path):
-    from cxrsynth.benchmark.classifiers import build
+    from cxrsynth.classifiers import build
 
     with pytest.raises(CheckpointError, match="ImageNet weights for resnet18 are not in the local torch cache") as err:
         build("resnet18", "imagenet")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from cxrsynth.release.package import ReleaseConfig
 
 from .conftest import TINY, cli_error_line as _error_line, copy_workdir
 
@@ -84,20 +83,20 @@ def test_second_train_into_one_run_folder_names_the_lock_holder(planned_workdir,
 
 def test_second_release_names_the_lock_holder(trained, tmp_path):
     from cxrsynth.errors import LockedError
-    from cxrsynth.release.pipeline import release
+    from cxrsynth.pipeline import PipelineConfig, release
 
     from .test_release import GEN
 
     out = tmp_path / "out"
     with held_elsewhere(out, "release") as pid:
         with pytest.raises(LockedError, match=f"pid {pid}"):
-            release(trained, out, ReleaseConfig(), generate_cfg=GEN, audit=False)
+            release(trained, out, PipelineConfig(generate=GEN), audit=False)
     assert sorted(p.name for p in out.iterdir()) == [".release.lock"]
 
 
 def _spy_verify(monkeypatch, act):
     """Replace the pipeline's verify with ``act(staging)``; returns the staging folders it saw."""
-    from cxrsynth.release import pipeline
+    from cxrsynth import pipeline
 
     seen = []
 
@@ -113,7 +112,7 @@ def test_swap_checks_replace_again_and_staging_is_per_process(built, tmp_path, m
     """Another writer puts a release in place while this one is verifying: without --replace it must
     be left as it is, not moved aside."""
     from cxrsynth.errors import ConfigError
-    from cxrsynth.release.pipeline import release
+    from cxrsynth.pipeline import PipelineConfig, release
 
     from .test_release import GEN
 
@@ -127,14 +126,14 @@ def test_swap_checks_replace_again_and_staging_is_per_process(built, tmp_path, m
 
     seen = _spy_verify(monkeypatch, someone_else_finished)
     with pytest.raises(ConfigError, match="a release folder already exists"):
-        release(built[0], out, ReleaseConfig(), generate_cfg=GEN, audit=False)
+        release(built[0], out, PipelineConfig(generate=GEN), audit=False)
     assert [p.name for p in seen] == [f".covid-cxr-synth.staging-{os.getpid()}"]
     assert sorted(p.name for p in out.iterdir()) == [".release.lock", "covid-cxr-synth"]  # nothing moved aside
     assert (theirs / "THEIRS").is_file()
 
 
 def test_failed_release_removes_its_staging_folders(built, tmp_path, monkeypatch):
-    from cxrsynth.release.pipeline import VerifyFailed, release
+    from cxrsynth.pipeline import PipelineConfig, VerifyFailed, release
 
     from .test_release import GEN
 
@@ -142,7 +141,7 @@ def test_failed_release_removes_its_staging_folders(built, tmp_path, monkeypatch
     (out / ".covid-cxr-synth.staging-999999").mkdir(parents=True)  # left by a killed release
     _spy_verify(monkeypatch, lambda staging: [f"problem {i}" for i in range(7)])
     with pytest.raises(VerifyFailed, match=r"7 problems: problem 0; .*problem 4 \(and 2 more\)"):
-        release(built[0], out, ReleaseConfig(), generate_cfg=GEN, audit=False)
+        release(built[0], out, PipelineConfig(generate=GEN), audit=False)
     assert sorted(p.name for p in out.iterdir()) == [".release.lock"]
 
 

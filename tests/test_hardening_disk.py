@@ -62,14 +62,14 @@ def test_read_only_destination_fails_first_in_one_line(command, planned_workdir,
     import cxrsynth.audit.run
     import cxrsynth.benchmark.run
     import cxrsynth.ingest
-    import cxrsynth.release.pipeline
+    import cxrsynth.pipeline
     import cxrsynth.translate.train
 
     def started(*a, **k):
         raise AssertionError("the stage started before its destination was checked")
 
     for mod, name in [(cxrsynth.ingest, "ingest"), (cxrsynth.translate.train, "TrainingSet"),
-                      (cxrsynth.release.pipeline, "_ensure_plan"), (cxrsynth.benchmark.run, "run_benchmark"),
+                      (cxrsynth.pipeline, "_ensure_plan"), (cxrsynth.benchmark.run, "run_benchmark"),
                       (cxrsynth.audit.run, "audit")]:
         monkeypatch.setattr(mod, name, started)
     wd = str(planned_workdir)

@@ -147,8 +147,7 @@ def test_train_report_names_the_translator_by_its_tensors(trained):
 
 
 def test_lost_private_mapping_is_remade_by_release(built, tmp_path):
-    from cxrsynth.release.package import ReleaseConfig
-    from cxrsynth.release.pipeline import release
+    from cxrsynth.pipeline import PipelineConfig, release
     from cxrsynth.release.verify import verify
 
     from .test_release import GEN
@@ -157,7 +156,7 @@ def test_lost_private_mapping_is_remade_by_release(built, tmp_path):
     lost = wd / "generated" / "private" / "g_nc" / "shard-00001.jsonl"
     before = lost.read_text()
     lost.unlink()
-    manifest = release(wd, tmp_path / "out", ReleaseConfig(), generate_cfg=GEN, audit=False)
+    manifest = release(wd, tmp_path / "out", PipelineConfig(generate=GEN), audit=False)
     assert lost.read_text() == before  # the shard was redone: same ids, same sources
     assert manifest["counts"] == built[2]["counts"]
     assert verify(tmp_path / "out" / "covid-cxr-synth") == []

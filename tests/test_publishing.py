@@ -57,8 +57,7 @@ def test_licence_allow_list_end_to_end(tmp_path):
     from cxrsynth.config import resolve
     from cxrsynth.generate import GenerateConfig
     from cxrsynth.plan import PlanConfig, make_plan
-    from cxrsynth.release.package import ReleaseConfig
-    from cxrsynth.release.pipeline import release
+    from cxrsynth.pipeline import PipelineConfig, release
     from cxrsynth.splits import SplitConfig, make_splits
     from cxrsynth.translate.train import TrainConfig, train
 
@@ -82,7 +81,7 @@ def test_licence_allow_list_end_to_end(tmp_path):
     card = (wd / "translators" / "normal-covid" / "README.md").read_text()
     assert read_front_matter(wd / "translators" / "normal-covid" / "README.md")["license"] == "cc-by-nc-sa-4.0"
     assert "no licence stated" not in card
-    m = release(wd, wd / "release", ReleaseConfig(), generate_cfg=GenerateConfig(limit=4, workers=0), audit=False)
+    m = release(wd, wd / "release", PipelineConfig(generate=GenerateConfig(limit=4, workers=0)), audit=False)
     lic = m["licensing"]
     assert set(lic["learnt_from"]) <= set(allowed) and lic["no_right_to_adapt"] == {}
     assert lic["excluded_at_ingest"] == dict(expect)

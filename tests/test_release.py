@@ -12,8 +12,8 @@ import pytest
 
 from cxrsynth.errors import ConfigError
 from cxrsynth.generate import GenerateConfig
-from cxrsynth.release.package import ReleaseConfig, write_sha256sums
-from cxrsynth.release.pipeline import release
+from cxrsynth.paths import write_sha256sums
+from cxrsynth.pipeline import PipelineConfig, release
 from cxrsynth.release.verify import verify
 
 from .conftest import copy_workdir
@@ -54,7 +54,7 @@ def test_croissant_validates_with_mlcroissant(built):
 def test_existing_release_is_not_destroyed(built, tmp_path):
     wd, rel, _ = built
     with pytest.raises(ConfigError, match="already exists"):
-        release(wd, wd / "release", ReleaseConfig(), generate_cfg=GEN, audit=False)
+        release(wd, wd / "release", PipelineConfig(generate=GEN), audit=False)
 
 
 @pytest.mark.parametrize("damage", ["byte", "delete_shard", "edit_card", "leak", "extra_file", "schema"])
@@ -162,7 +162,7 @@ def test_cxrsynth_load_arms(built):
 def test_second_release_with_audit_reproduces_image_checksums(built, trained, tmp_path):
     """The pipeline as `cxrsynth release` runs it (audit included) on a fresh copy of the same inputs."""
     wd2 = copy_workdir(trained, tmp_path / "wd2")
-    m2 = release(wd2, wd2 / "release", ReleaseConfig(), generate_cfg=GEN)
+    m2 = release(wd2, wd2 / "release", PipelineConfig(generate=GEN))
     assert m2["audit"] is not None and len(m2["audit"]["verdicts"]) == 7
     card = (wd2 / "release" / "covid-cxr-synth" / "README.md").read_text()
     assert "Not yet audited" not in card and "reverse translation leads back to its source" in card
@@ -189,12 +189,13 @@ def test_path_search_finds_what_a_substring_search_finds():
 def test_no_audit_gives_not_yet_audited_and_a_foreign_audit_is_refused(trained, tmp_path):
     """An audit.json lying in the work folder (an earlier release's) never reaches this release's card."""
     from cxrsynth.paths import write_json
-    from cxrsynth.release.package import attach_audit, data_fingerprint
+    from cxrsynth.release.describe import attach_audit
+    from cxrsynth.release.package import data_fingerprint
 
     wd = copy_workdir(trained, tmp_path / "wd")
     write_json(wd / "audit" / "audit.json", {"summary": {"text": "STALE AUDIT OF ANOTHER RELEASE", "verdicts": []},
                                             "audited_release": {"data_sha256": "0" * 64}})
-    m = release(wd, wd / "release", ReleaseConfig(), generate_cfg=GEN, audit=False)
+    m = release(wd, wd / "release", PipelineConfig(generate=GEN), audit=False)
     rel = wd / "release" / "covid-cxr-synth"
     card = (rel / "README.md").read_text()
     assert m["audit"] is None and "**Not yet audited.**" in card and "STALE" not in card
@@ -216,8 +217,7 @@ def test_manifest_describes_the_translator_that_was_passed(trained, tmp_path):
     rep = train(wd, resolve(TrainConfig, overrides=TINY + ["task=normal-covid", "max_steps=3", "seed=7"]), out_dir=other)
     own = json.loads((wd / "translators" / "normal-covid" / "train_report.json").read_text())
     assert own["generator_sha256"] != rep["generator_sha256"] and own["steps"] != 3
-    m = release(wd, wd / "release", ReleaseConfig(), translators={"normal-covid": str(other / "generator.safetensors")},
-                generate_cfg=GEN, audit=False)
+    m = release(wd, wd / "release", PipelineConfig(generate=GEN), translators={"normal-covid": str(other / "generator.safetensors")}, audit=False)
     t = {x["task"]: x for x in m["translators"]}
     assert t["normal-covid"]["generator_sha256"] == rep["generator_sha256"]
     assert t["normal-covid"]["steps"] == 3 and t["normal-covid"]["seed"] == 7

@@ -32,7 +32,7 @@ class ClassifierEmbedding(nn.Module):
         super().__init__()
         from safetensors import safe_open
 
-        from ..benchmark.classifiers import build
+        from ..classifiers import build
 
         with safe_open(str(path), framework="pt") as fh:
             arch = (fh.metadata() or {}).get("arch")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import atomic_write
 from ..plotting import plt
 from ..plotting import save_figure as _save
 
@@ -67,5 +68,6 @@ def report_section(path: Path, result: dict, figs: list[Path]) -> Path:
             f"subsamples of n = {q['n']}, mean ± sd): KID {_fmt(q.get('kid'))}, FID {_fmt(q.get('fid'))} (d = {q['dimension']}), "
             f"precision {_fmt(q.get('precision'))}, recall {_fmt(q.get('recall'))}, density {_fmt(q.get('density'))}, "
             f"coverage {_fmt(q.get('coverage'))}</p>{imgs}")
-    path.write_text(page)
+    with atomic_write(path) as fh:
+        fh.write(page)
     return path

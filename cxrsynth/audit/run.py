@@ -32,6 +32,7 @@ from .. import __version__
 from ..config import to_dict
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
+from ..layout import AuditFolder, WorkLayout
 from ..paths import atomic_write, read_json, write_json
 from ..records import read_records
 from ..schemas import validate
@@ -99,7 +100,7 @@ def embedding_specs(spec, workdir: Path) -> dict[str, object]:
     if not isinstance(spec, str):
         return {"custom": spec}
     if spec == "auto":
-        runs = sorted((workdir / "benchmark" / "runs").glob("*/real/seed-0/model.safetensors"))
+        runs = WorkLayout(workdir).benchmark_files.models("real", 0)
         return {"pixels": "pixels", **({"classifier": f"classifier:{runs[0]}"} if runs else {})}
     out = {}
     for part in (p.strip() for p in spec.split(",") if p.strip()):
@@ -117,10 +118,11 @@ def _take(n: int | None, total: int) -> int:
 
 
 def _inverse(workdir: Path, config: str, syn: np.ndarray) -> np.ndarray | None:
-    from ..generate import CONFIG_TASK, translate_batch
+    from ..generate import translate_batch
     from ..translate.checkpoint import load_generator
+    from ..vocab import CONFIG_TASK
 
-    path = workdir / "translators" / CONFIG_TASK[config] / "private" / "reverse_generator.safetensors"
+    path = WorkLayout(workdir).translator(CONFIG_TASK[config]).reverse_generator
     if not path.is_file() or not len(syn):
         return None
     net, info = load_generator(path)
@@ -144,10 +146,15 @@ def _release_stamp(release: Path) -> dict:
 
 def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConfig(), private: str | Path | None = None,
           out_dir: str | Path | None = None, embedding=None) -> dict:
-    from . import figures
+    """Audit ``release`` against the work folder it was made from; returns the result (audit.json).
 
+    Set-up (:func:`_sample`, :func:`_real_sets`), the measures (:func:`_inverse_images`,
+    :func:`_privacy`, :func:`_quality`), then the summary and the files (:func:`_write`) into
+    ``out_dir`` (default ``WORKDIR/audit``).
+    """
     release, workdir = Path(release), Path(workdir)
-    out = Path(out_dir) if out_dir else workdir / "audit"
+    layout = WorkLayout(workdir)
+    out = Path(out_dir) if out_dir else layout.audit
     private = Path(private) if private else release.parent / f"{release.name}.private"
     if not (private / "mapping.jsonl").is_file():
         raise DataNotFoundError("the private id mapping is needed to audit linkage", private / "mapping.jsonl",
@@ -165,113 +172,25 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
         timing[step] = round(timing.get(step, 0.0) + now - clock[0], 2)
         clock[0] = now
 
-    # --- what to read: a seeded sample per config --------------------------------------------------------
-    index = release_index(release)
-    order = {c: [ids[j] for j in rng.permutation(len(ids))] for c, ids in sorted(index.items())}
-    n_priv = {c: _take(cfg.sample, len(ids)) for c, ids in order.items()}
-    n_qual = {c: _take(cfg.quality_sample, len(ids)) for c, ids in order.items()}
-    n_inv = {c: min(_take(cfg.inverse_sample, len(ids)), n_priv[c]) for c, ids in order.items()}
-    if cfg.exclude_closest > 0 and any(n_priv[c] < len(ids) for c, ids in order.items()):
-        raise ConfigError("exclude_closest needs every synthetic image scored, but the audit samples them",
-                          f"sample={cfg.sample}", "run the audit with --set sample=null to write exclude_ids.txt")
-    pixels = read_release_images(release, {i for c, ids in order.items() for i in ids[:max(n_priv[c], n_qual[c])]})
-    size = next(iter(pixels.values())).shape[-1]
+    sample = _sample(release, cfg, rng)
     lap("read_release")
-
-    records = {r.record_id: r for r in read_records(workdir / "records.parquet") if r.has_pixels}
-    assign = read_json(workdir / "splits.json")["assignments"]
-    plan = read_json(workdir / "plan.json")
-    patient = lambda r: r.patient_group or f"{r.source}:{r.patient_id}"
-
-    def load(ids):
-        return np.stack([load_canonical(records[i].path, size) for i in ids]) if ids else np.zeros((0, size, size), np.uint8)
-
-    train_all = sorted(i for i in records if assign.get(i) == "train")
-    train_patients = {patient(records[i]) for i in train_all}
-    not_train = sorted(i for i in records if assign.get(i) not in (None, "train"))
-    held_all = [i for i in not_train if patient(records[i]) not in train_patients]
-    held_ids = sorted(held_all[j] for j in rng.permutation(len(held_all))[:_take(cfg.heldout, len(held_all))])
-
-    # --- the privacy sample and its search pool ---------------------------------------------------------
-    syn_ids, syn_cfg = [], []
-    for c, ids in order.items():
-        syn_ids += ids[:n_priv[c]]
-        syn_cfg += [c] * n_priv[c]
-    missing = [i for i in syn_ids if mapping.get(i) not in records or assign.get(mapping.get(i)) != "train"]
-    if missing:
-        raise DataNotFoundError(f"{len(missing)} synthetic images have no train-split source in this work folder",
-                                missing[0], "audit with the work folder the release was made from")
-    sources = list(dict.fromkeys(mapping[i] for i in syn_ids))
-    others = sorted(set(train_all) - set(sources))
-    extra = _take(None if cfg.pool is None else max(0, cfg.pool - len(sources)), len(others))
-    pool_ids = sorted(sources + [others[j] for j in rng.permutation(len(others))[:extra]])
-    pos = {rid: k for k, rid in enumerate(pool_ids)}
-    src = np.array([pos[mapping[i]] for i in syn_ids], dtype=np.int64)
-    syn_px = np.stack([pixels[i] for i in syn_ids])
-    syn_cfg = np.array(syn_cfg)
-    pool_px, held_px = load(pool_ids), load(held_ids)
-    ct_ids = sorted({i for t in plan["tasks"].values() for i in t["translator_train"]["covid"]} & set(records))
-    ch_ids = [i for i in held_all if records[i].label == "covid"]
-    ct_px, ch_px = load(ct_ids), load(ch_ids)
+    sets = _real_sets(layout, mapping, sample, cfg, rng)
     lap("load_real_images")
-    inv_index = np.concatenate([np.flatnonzero(syn_cfg == c)[:n_inv[c]] for c in order]).astype(np.int64)
-    inv_parts = {c: _inverse(workdir, c, syn_px[np.flatnonzero(syn_cfg == c)[:n_inv[c]]]) for c in order}
-    inv_px = None
-    if all(v is not None for c, v in inv_parts.items() if n_inv[c]) and len(inv_index):
-        inv_px = np.concatenate([inv_parts[c] for c in order if n_inv[c]])
-    else:
-        inv_index = None
+    inv_px, inv_index = _inverse_images(workdir, sample, sets)
     lap("inverse_generator")
-
-    feats = {}
-    for k, m in modules.items():
-        feats[names[k]] = {"syn": embed(m, syn_px), "pool": embed(m, pool_px), "held": embed(m, held_px),
-                           "ct": embed(m, ct_px), "ch": embed(m, ch_px),
-                           "inv": embed(m, inv_px) if inv_px is not None else None}
-    lap("embed")
-    measures = per_image(syn_px, src, pool_px, held_px, feats, ct_px, ch_px, inv_px, inv_index, cfg.shortlist)
-    overall = {e: evaluate(m, cfg.bootstrap, cfg.seed) for e, m in measures.items()}
-    population = sum(len(ids) for ids in order.values())
-    summary_v = verdicts(overall, population)
-    per_config = {}
-    for c in order:
-        mask = syn_cfg == c
-        t = {e: evaluate(_select(m, mask), cfg.bootstrap, cfg.seed) for e, m in measures.items()}
-        v = verdicts(t, len(order[c]))
-        per_config[c] = {"tests": t, "flagged": [x["name"] for x in v if x["flagged"]]}
-    closer = {e: P.closer_to_training(f["syn"], f["pool"], f["held"], cfg.seed) for e, f in feats.items()}
+    priv = _privacy(modules, names, sets, inv_px, inv_index, sample, cfg, lap)
     lap("privacy_measures")
-
-    # --- quality: equal-size repeated subsamples ----------------------------------------------------------
-    qual_module = modules.get("classifier", next(iter(modules.values())))
-    extractor, q_note = Q.make_extractor(cfg.quality_features, qual_module, cfg.inception_weights)
-    ext_name = getattr(extractor, "name", type(extractor).__name__)
-    covid_ids = sorted(i for i in records if records[i].label == "covid")  # every real COVID-19 image, any split
-    real_covid = load(covid_ids)
-    f_covid = embed(extractor, real_covid)
-    f_syn = {c: embed(extractor, np.stack([pixels[i] for i in order[c][:n_qual[c]]])) for c in order}
-    f_all = np.concatenate(list(f_syn.values()))
-    qkw = {"n_max": cfg.quality_n, "repeats": cfg.quality_repeats, "seed": cfg.seed, "k": cfg.prdc_k}
-    labels = {lab: [k for k, i in enumerate(pool_ids + held_ids) if records[i].label == lab] for lab in ("normal", "pneumonia")}
-    real_other = np.concatenate([pool_px, held_px])
-    quality = {
-        "extractor": ext_name, "note": q_note,
-        "synthetic_vs_real_covid": Q.compare(f_covid, f_all, **qkw),
-        "per_config": {c: Q.compare(f_covid, f, **qkw) for c, f in f_syn.items()},
-        "reference_pairs": {f"{lab}_vs_covid": Q.compare(
-            f_covid, embed(extractor, real_other[rng.permutation(idx)[:_take(cfg.quality_sample, len(idx))]]), **qkw)
-            for lab, idx in labels.items() if idx},
-        "pixels": {"synthetic": Q.pixel_stats(syn_px), "real_covid": Q.pixel_stats(real_covid) if len(real_covid) else None},
-    }
-
+    quality, n_covid = _quality(modules, sets, sample, cfg, rng)
     lap("quality")
-    flagged = [v["name"] for v in summary_v if v["flagged"]]
-    for c, pc in per_config.items():
+    order, n_priv = sample.order, sample.n_priv
+    flagged = [v["name"] for v in priv.summary if v["flagged"]]
+    for c, pc in priv.per_config.items():
         flagged += [f"{n} ({c})" for n in pc["flagged"] if n not in flagged]
+    population = sum(len(ids) for ids in order.values())
     sampled = any(n_priv[c] < len(order[c]) for c in order)
-    text = (f"Audited {len(syn_ids):,} synthetic images"
+    text = (f"Audited {len(sets.syn_ids):,} synthetic images"
             + (f" (a seeded random sample of the {population:,})" if sampled else "")
-            + f" against {len(pool_ids):,} real training images and {len(held_ids):,} new real images "
+            + f" against {len(sets.pool_ids):,} real training images and {len(sets.held_ids):,} new real images "
               f"(held-out, patient-disjoint), with the embeddings: {'; '.join(names.values())}. Each verdict is "
               "calibrated against new real images or chance, and taken on the worse embedding. "
             + (f"**Flagged: {', '.join(flagged)}.** Do not treat these images as anonymous." if flagged else
@@ -282,37 +201,213 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
         "audited_release": _release_stamp(release),
         "embedding": "; ".join(names.values()), "embeddings": list(names.values()),
         "counts": {c: len(ids) for c, ids in order.items()},
-        "sampled": {c: {"privacy": n_priv[c], "inverse": n_inv[c] if inv_px is not None else 0, "quality": n_qual[c]}
-                    for c in order},
-        "pools": {"train": len(train_all), "searched": len(pool_ids), "heldout_available": len(held_all),
-                  "heldout": len(held_ids), "heldout_dropped_shared_patient": len(not_train) - len(held_all),
-                  "covid_translator_train": len(ct_ids), "covid_heldout": len(ch_ids), "covid_real": len(covid_ids)},
-        "privacy": {"overall": overall, "per_config": per_config, "closer_to_training_share": closer},
+        "sampled": {c: {"privacy": n_priv[c], "inverse": sample.n_inv[c] if inv_px is not None else 0,
+                        "quality": sample.n_qual[c]} for c in order},
+        "pools": {"train": len(sets.train_all), "searched": len(sets.pool_ids), "heldout_available": len(sets.held_all),
+                  "heldout": len(sets.held_ids), "heldout_dropped_shared_patient": len(sets.not_train) - len(sets.held_all),
+                  "covid_translator_train": len(sets.ct_ids), "covid_heldout": len(sets.ch_ids), "covid_real": n_covid},
+        "privacy": {"overall": priv.overall, "per_config": priv.per_config, "closer_to_training_share": priv.closer},
         "quality": quality,
         "thresholds": {"alpha": ALPHA, "tests": list(THRESHOLDS)},
-        "summary": {"text": text, "verdicts": summary_v, "flagged": flagged},
+        "summary": {"text": text, "verdicts": priv.summary, "flagged": flagged},
         "timing": timing,
     }
     result = _jsonable(result)
     validate(result, "audit")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "audit.json", result)
-    rows = _rows(syn_ids, syn_cfg, measures, modules, names)
-    with atomic_write(out / "per_image.csv") as fh:
+    _write(AuditFolder(out), result, sets, priv, modules, names, cfg)
+    lap("write")
+    result["timing"] = timing
+    write_json(AuditFolder(out).json, result)
+    return result
+
+
+@dataclass
+class _Sample:
+    """The synthetic images read: a seeded order per config, how many of each config go to the privacy
+    measures, the inverse generator and the quality measures, and their pixels."""
+
+    order: dict[str, list[str]]
+    n_priv: dict[str, int]
+    n_qual: dict[str, int]
+    n_inv: dict[str, int]
+    pixels: dict[str, np.ndarray]
+    size: int
+
+
+def _sample(release: Path, cfg: AuditConfig, rng: np.random.Generator) -> _Sample:
+    index = release_index(release)
+    order = {c: [ids[j] for j in rng.permutation(len(ids))] for c, ids in sorted(index.items())}
+    n_priv = {c: _take(cfg.sample, len(ids)) for c, ids in order.items()}
+    n_qual = {c: _take(cfg.quality_sample, len(ids)) for c, ids in order.items()}
+    n_inv = {c: min(_take(cfg.inverse_sample, len(ids)), n_priv[c]) for c, ids in order.items()}
+    if cfg.exclude_closest > 0 and any(n_priv[c] < len(ids) for c, ids in order.items()):
+        raise ConfigError("exclude_closest needs every synthetic image scored, but the audit samples them",
+                          f"sample={cfg.sample}", "run the audit with --set sample=null to write exclude_ids.txt")
+    pixels = read_release_images(release, {i for c, ids in order.items() for i in ids[:max(n_priv[c], n_qual[c])]})
+    return _Sample(order, n_priv, n_qual, n_inv, pixels, next(iter(pixels.values())).shape[-1])
+
+
+@dataclass
+class _RealSets:
+    """The privacy sample (``syn_*``; ``src``: each image's source, as an index into the pool) and the
+    real images it is compared with: the training pool searched, new (held-out) real images, and the
+    real COVID-19 images the translators learnt from (``ct``) or never saw (``ch``)."""
+
+    records: dict
+    train_all: list[str]
+    not_train: list[str]
+    held_all: list[str]
+    held_ids: list[str]
+    pool_ids: list[str]
+    syn_ids: list[str]
+    syn_cfg: np.ndarray
+    src: np.ndarray
+    syn_px: np.ndarray
+    pool_px: np.ndarray
+    held_px: np.ndarray
+    ct_ids: list[str]
+    ch_ids: list[str]
+    ct_px: np.ndarray
+    ch_px: np.ndarray
+
+
+def _load(records: dict, ids: list[str], size: int) -> np.ndarray:
+    """The real images ``ids``, decoded at ``size`` (uint8, N x size x size)."""
+    if not ids:
+        return np.zeros((0, size, size), np.uint8)
+    return np.stack([load_canonical(records[i].path, size) for i in ids])
+
+
+def _real_sets(layout: WorkLayout, mapping: dict[str, str], sample: _Sample, cfg: AuditConfig,
+               rng: np.random.Generator) -> _RealSets:
+    records = {r.record_id: r for r in read_records(layout.records) if r.has_pixels}
+    assign = read_json(layout.splits)["assignments"]
+    plan = read_json(layout.plan)
+    patient = lambda r: r.patient_group or f"{r.source}:{r.patient_id}"
+
+    train_all = sorted(i for i in records if assign.get(i) == "train")
+    train_patients = {patient(records[i]) for i in train_all}
+    not_train = sorted(i for i in records if assign.get(i) not in (None, "train"))
+    held_all = [i for i in not_train if patient(records[i]) not in train_patients]
+    held_ids = sorted(held_all[j] for j in rng.permutation(len(held_all))[:_take(cfg.heldout, len(held_all))])
+
+    syn_ids, syn_cfg = [], []
+    for c, ids in sample.order.items():
+        syn_ids += ids[:sample.n_priv[c]]
+        syn_cfg += [c] * sample.n_priv[c]
+    missing = [i for i in syn_ids if mapping.get(i) not in records or assign.get(mapping.get(i)) != "train"]
+    if missing:
+        raise DataNotFoundError(f"{len(missing)} synthetic images have no train-split source in this work folder",
+                                missing[0], "audit with the work folder the release was made from")
+    sources = list(dict.fromkeys(mapping[i] for i in syn_ids))
+    others = sorted(set(train_all) - set(sources))
+    extra = _take(None if cfg.pool is None else max(0, cfg.pool - len(sources)), len(others))
+    pool_ids = sorted(sources + [others[j] for j in rng.permutation(len(others))[:extra]])
+    pos = {rid: k for k, rid in enumerate(pool_ids)}
+    src = np.array([pos[mapping[i]] for i in syn_ids], dtype=np.int64)
+    syn_px = np.stack([sample.pixels[i] for i in syn_ids])
+    ct_ids = sorted({i for t in plan["tasks"].values() for i in t["translator_train"]["covid"]} & set(records))
+    ch_ids = [i for i in held_all if records[i].label == "covid"]
+    size = sample.size
+    return _RealSets(records, train_all, not_train, held_all, held_ids, pool_ids, syn_ids, np.array(syn_cfg), src,
+                     syn_px, _load(records, pool_ids, size), _load(records, held_ids, size), ct_ids, ch_ids,
+                     _load(records, ct_ids, size), _load(records, ch_ids, size))
+
+
+def _inverse_images(workdir: Path, sample: _Sample, sets: _RealSets) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The sampled synthetic images put back through the private reverse generators (the inverse
+    recovery test), and their positions in the privacy sample; (None, None) when a generator is missing."""
+    order, n_inv, syn_cfg = sample.order, sample.n_inv, sets.syn_cfg
+    inv_index = np.concatenate([np.flatnonzero(syn_cfg == c)[:n_inv[c]] for c in order]).astype(np.int64)
+    inv_parts = {c: _inverse(workdir, c, sets.syn_px[np.flatnonzero(syn_cfg == c)[:n_inv[c]]]) for c in order}
+    if all(v is not None for c, v in inv_parts.items() if n_inv[c]) and len(inv_index):
+        return np.concatenate([inv_parts[c] for c in order if n_inv[c]]), inv_index
+    return None, None
+
+
+@dataclass
+class _Privacy:
+    feats: dict
+    measures: dict
+    overall: dict
+    summary: list
+    per_config: dict
+    closer: dict
+
+
+def _privacy(modules: dict, names: dict, sets: _RealSets, inv_px, inv_index, sample: _Sample,
+             cfg: AuditConfig, lap) -> _Privacy:
+    """Per-image measures under each embedding, their tests overall and per config, and the verdicts
+    (``lap("embed")`` is called once the embeddings are made, for the timing table)."""
+    feats = {}
+    for k, m in modules.items():
+        feats[names[k]] = {"syn": embed(m, sets.syn_px), "pool": embed(m, sets.pool_px), "held": embed(m, sets.held_px),
+                           "ct": embed(m, sets.ct_px), "ch": embed(m, sets.ch_px),
+                           "inv": embed(m, inv_px) if inv_px is not None else None}
+    lap("embed")
+    measures = per_image(sets.syn_px, sets.src, sets.pool_px, sets.held_px, feats, sets.ct_px, sets.ch_px, inv_px,
+                         inv_index, cfg.shortlist)
+    overall = {e: evaluate(m, cfg.bootstrap, cfg.seed) for e, m in measures.items()}
+    summary = verdicts(overall, sum(len(ids) for ids in sample.order.values()))
+    per_config = {}
+    for c in sample.order:
+        mask = sets.syn_cfg == c
+        t = {e: evaluate(_select(m, mask), cfg.bootstrap, cfg.seed) for e, m in measures.items()}
+        v = verdicts(t, len(sample.order[c]))
+        per_config[c] = {"tests": t, "flagged": [x["name"] for x in v if x["flagged"]]}
+    closer = {e: P.closer_to_training(f["syn"], f["pool"], f["held"], cfg.seed) for e, f in feats.items()}
+    return _Privacy(feats, measures, overall, summary, per_config, closer)
+
+
+def _quality(modules: dict, sets: _RealSets, sample: _Sample, cfg: AuditConfig,
+             rng: np.random.Generator) -> tuple[dict, int]:
+    """Synthetic vs real COVID-19 (and the real reference pairs) on equal-size repeated subsamples;
+    returns the quality section and the number of real COVID-19 images used."""
+    order, n_qual, records = sample.order, sample.n_qual, sets.records
+    qual_module = modules.get("classifier", next(iter(modules.values())))
+    extractor, q_note = Q.make_extractor(cfg.quality_features, qual_module, cfg.inception_weights)
+    ext_name = getattr(extractor, "name", type(extractor).__name__)
+    covid_ids = sorted(i for i in records if records[i].label == "covid")  # every real COVID-19 image, any split
+    real_covid = _load(records, covid_ids, sample.size)
+    f_covid = embed(extractor, real_covid)
+    f_syn = {c: embed(extractor, np.stack([sample.pixels[i] for i in order[c][:n_qual[c]]])) for c in order}
+    f_all = np.concatenate(list(f_syn.values()))
+    qkw = {"n_max": cfg.quality_n, "repeats": cfg.quality_repeats, "seed": cfg.seed, "k": cfg.prdc_k}
+    labels = {lab: [k for k, i in enumerate(sets.pool_ids + sets.held_ids) if records[i].label == lab]
+              for lab in ("normal", "pneumonia")}
+    real_other = np.concatenate([sets.pool_px, sets.held_px])
+    quality = {
+        "extractor": ext_name, "note": q_note,
+        "synthetic_vs_real_covid": Q.compare(f_covid, f_all, **qkw),
+        "per_config": {c: Q.compare(f_covid, f, **qkw) for c, f in f_syn.items()},
+        "reference_pairs": {f"{lab}_vs_covid": Q.compare(
+            f_covid, embed(extractor, real_other[rng.permutation(idx)[:_take(cfg.quality_sample, len(idx))]]), **qkw)
+            for lab, idx in labels.items() if idx},
+        "pixels": {"synthetic": Q.pixel_stats(sets.syn_px),
+                   "real_covid": Q.pixel_stats(real_covid) if len(real_covid) else None},
+    }
+    return quality, len(covid_ids)
+
+
+def _write(files: AuditFolder, result: dict, sets: _RealSets, priv: _Privacy, modules: dict, names: dict,
+           cfg: AuditConfig) -> None:
+    """audit.json, per_image.csv, exclude_ids.txt (with ``exclude_closest``), figures, report_section.html."""
+    from . import figures
+
+    files.root.mkdir(parents=True, exist_ok=True)
+    write_json(files.json, result)
+    rows = _rows(sets.syn_ids, sets.syn_cfg, priv.measures, modules, names)
+    with atomic_write(files.per_image) as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     if cfg.exclude_closest > 0:
         worst = sorted(rows, key=lambda r: (r["linkage_rank"], -r["margin"]))[: int(round(cfg.exclude_closest * len(rows)))]
-        with atomic_write(out / "exclude_ids.txt") as fh:
+        with atomic_write(files.exclude_ids) as fh:
             fh.write("".join(f"{r['id']}\n" for r in worst))
-    first = next(iter(measures.values()))
-    figs = figures.write_all(out / "figures", first, syn_px, pool_px, src)
-    figures.report_section(out / "report_section.html", result, figs)
-    lap("write")
-    result["timing"] = timing
-    write_json(out / "audit.json", result)
-    return result
+    first = next(iter(priv.measures.values()))
+    figs = figures.write_all(files.figures, first, sets.syn_px, sets.pool_px, sets.src)
+    figures.report_section(files.report_section, result, figs)
 
 
 def _rows(syn_ids, syn_cfg, measures, modules, names) -> list[dict]:

@@ -1,6 +1,6 @@
 """What each arm trains on, and the real validation / test sets it is judged on.
 
-Arm names are generic so one list serves both tasks: ``real``, ``real+own`` (the task's own synthetic
+Arm names (``vocab.ARMS``) are generic so one list serves both tasks: ``real``, ``real+own`` (the task's own synthetic
 config: g_nc for normal-covid, g_pc for pneumonia-covid), ``real+all`` (both configs),
 ``synthetic-only`` (the task's own config replaces the real COVID-19 images, as Tables 1-2 of the
 paper: G_NC for normal-covid, G_PC for pneumonia-covid), ``synthetic-only-both`` (both configs replace
@@ -16,30 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError
 from ..images import load_canonical
-from ..loader import CONFIGS, ArmDataset, load
+from ..layout import WorkLayout
+from ..loader import ArmDataset, load
 from ..paths import read_json
 from ..records import read_records
-from ..splits import TASKS
-
-ARMS = ("real", "real+own", "real+all", "synthetic-only", "synthetic-only-both", "real-oversampled")
-OWN = {"normal-covid": "g_nc", "pneumonia-covid": "g_pc"}
-
-
-def concrete_arm(task: str, arm: str) -> str:
-    if arm == "real+own":
-        return f"real+{OWN[task]}"
-    if arm == "real+all":
-        other = "g_pc" if OWN[task] == "g_nc" else "g_nc"
-        return f"real+{OWN[task]}+{other}"
-    if arm == "synthetic-only":
-        return f"synthetic-only ({OWN[task]})"
-    if arm == "synthetic-only-both":
-        return "synthetic-only (g_nc+g_pc)"
-    if arm in ("real", "real-oversampled"):
-        return arm
-    raise ConfigError("unknown arm", arm, f"use {', '.join(ARMS)}")
+from ..vocab import CONFIGS, TASK_LABELS, concrete_arm
 
 
 @dataclass
@@ -64,9 +46,10 @@ class EvalDataset(torch.utils.data.Dataset):
 
 
 def eval_items(workdir: Path, task: str, split: str, limit: int | None = None) -> list[EvalItem]:
-    neg, pos = TASKS[task]
-    assign = read_json(workdir / "splits.json")["assignments"]
-    recs = [r for r in read_records(workdir / "records.parquet")
+    neg, pos = TASK_LABELS[task]
+    layout = WorkLayout(workdir)
+    assign = read_json(layout.splits)["assignments"]
+    recs = [r for r in read_records(layout.records)
             if r.has_pixels and assign.get(r.record_id) == split and r.label in (neg, pos)]
     items = [EvalItem(str(r.path), int(r.label == pos), r.patient_group or r.patient_id, r.record_id) for r in recs]
     if limit:
@@ -75,18 +58,13 @@ def eval_items(workdir: Path, task: str, split: str, limit: int | None = None) -
 
 
 def train_set(workdir: Path, task: str, arm: str, release, size: int, limit: int | None) -> ArmDataset:
-    if arm.startswith("synthetic-only"):
-        ds = load(task, "synthetic-only", "train", workdir, release, size)  # real negatives + g_nc, g_pc
-        if arm == "synthetic-only":  # the task's own translator only
-            ds = ArmDataset(ds.real, [ds.synthetic[CONFIGS.index(OWN[task])]], size, ds.transform)
-    else:
-        ds = load(task, concrete_arm(task, arm), "train", workdir, release, size)
+    ds = load(task, concrete_arm(task, arm), "train", workdir, release, size)
     if limit:
         # keep the arm's composition, capped: at most `limit` real of each class and `limit` per synthetic config
         neg = [x for x in ds.real if x[1] == 0][:limit]
         pos = [x for x in ds.real if x[1] == 1]
         if arm == "real-oversampled":
-            pos = pos[: limit * (1 + len(OWN))]
+            pos = pos[: limit * (1 + len(CONFIGS))]
         else:
             pos = pos[:limit]
         synth = [s.select(range(min(limit, len(s)))) for s in ds.synthetic]

@@ -29,14 +29,15 @@ import numpy as np
 
 from ..errors import BadInputError, ConfigError
 from ..images import decode, thumbnail
+from ..layout import WorkLayout
 from ..paths import read_json
 from ..records import Record, read_records
 from ..sources.base import read_csv_rows
 from ..sources.covid_collection import NAME as COLLECTION
 from ..sources.covid_collection import is_covid
-from ..splits import TASKS
 from . import metrics as M
-from .arms import OWN, EvalItem
+from ..vocab import CONFIGS, TASK_LABELS
+from .arms import EvalItem
 
 PROBE_SIDE = 32  # pixels per side of the probe's input: small on purpose (a linear probe, not a model)
 PROBE_MAX = 200  # images per side at most
@@ -143,13 +144,14 @@ def load_external(name: str, folder: str, workdir: Path) -> External:
 
     icfg = IngestConfig()
     res = ingest([folder], icfg)
-    assign = read_json(workdir / "splits.json")["assignments"]
-    train = [r for r in read_records(workdir / "records.parquet") if assign.get(r.record_id) == "train"]
+    layout = WorkLayout(workdir)
+    assign = read_json(layout.splits)["assignments"]
+    train = [r for r in read_records(layout.records) if assign.get(r.record_id) == "train"]
     recs = [r for r in res.records if r.has_pixels]
     dups = _training_duplicates(recs, train, icfg.dedupe_max_hamming, icfg.dedupe_max_zmad)
     kept = [r for r in recs if r.record_id not in dups]
     items = {}
-    for task, (neg, pos) in TASKS.items():
+    for task, (neg, pos) in TASK_LABELS.items():
         items[task] = [EvalItem(str(r.path), int(r.label == pos), f"{name}:{r.patient_group or r.patient_id}",
                                 r.record_id) for r in kept if r.label in (neg, pos)]
     report = {"folder": str(folder), "images": len(res.records), "with_pixels": len(recs),
@@ -240,7 +242,7 @@ def real_vs_synthetic(records: list[Record], assign: dict, release, bootstrap: i
         return {"skipped": f"{len(real)} real COVID-19 training images with pixels (need 5)"}
     x_real = _pixels([str(r.path) for r in real])
     out = {}
-    for config in OWN.values():
+    for config in CONFIGS:
         ds = _synthetic(release, config)
         idx = _cap(len(ds), PROBE_MAX, 2)
         rows = ds.select(idx.tolist())

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError, DataNotFoundError
+from ..layout import WorkLayout
 from ..paths import read_json
 from ..plan import plan_sha256
 
@@ -51,7 +52,8 @@ def _private_mapping(release: str, private: str | Path | None) -> Path | None:
 def check_release(workdir: Path, release: str, allow_foreign: bool = False, private: str | Path | None = None) -> dict:
     """Compare the release with ``workdir``'s split and plan; raise :class:`ConfigError` on a mismatch
     unless ``allow_foreign``. Returns what was checked, for results.json."""
-    splits = read_json(workdir / "splits.json")
+    layout = WorkLayout(workdir)
+    splits = read_json(layout.splits)
     manifest = release_manifest(release)
     problems = []
     want, got = splits["assignment_sha256"], manifest.get("split_assignment_sha256")
@@ -60,7 +62,7 @@ def check_release(workdir: Path, release: str, allow_foreign: bool = False, priv
     elif got != want:
         problems.append(f"it was made from another split (assignment sha256 {got[:12]}..., "
                         f"this work folder's {want[:12]}...)")
-    plan_file = workdir / "plan.json"
+    plan_file = layout.plan
     plan_want = plan_sha256(read_json(plan_file)) if plan_file.is_file() else None
     plan_got = manifest.get("plan_sha256")
     if plan_want and plan_got and plan_got != plan_want and got == want:

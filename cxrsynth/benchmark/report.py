@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..layout import BenchmarkFolder, WorkLayout
 from ..paths import atomic_write
 from . import figures
 from .arms import Cached, EvalDataset, eval_items
-from .classifiers import build
+from ..classifiers import build
 from .fit import predict
 
 
@@ -193,7 +194,7 @@ def _umap_set(workdir: Path, task: str, release, size: int, limit: int | None):
     """The paper's Fig. 8 groups: up to 180 training images each of the negatives, real COVID-19 and
     synthetic COVID-19 of the task's own translator (when a release is given); -> (dataset, group)."""
     from ..loader import ArmDataset, _synthetic
-    from .arms import OWN
+    from ..vocab import TASK_CONFIG
 
     n = min(UMAP_PER_GROUP, limit) if limit else UMAP_PER_GROUP
     train = eval_items(workdir, task, "train")
@@ -204,7 +205,7 @@ def _umap_set(workdir: Path, task: str, release, size: int, limit: int | None):
         real += [mine[k] for k in sorted(rng.choice(len(mine), size=min(n, len(mine)), replace=False))]
     synth = []
     if release:
-        ds = _synthetic(release, OWN[task])
+        ds = _synthetic(release, TASK_CONFIG[task])
         synth = [ds.select(range(min(n, len(ds))))]
     arm = ArmDataset(real, synth, size)
     group = np.asarray([lab if o == "real" else 2 for lab, o in zip(arm.labels, arm.origins)])
@@ -275,7 +276,7 @@ def _md_table_to_html(md: str) -> str:
 
 def write_outputs(out_dir: Path, summary: dict, results: list[dict], workdir: Path, cfg, models_from: str | None = None) -> Path:
     md, rows = tables(summary)
-    with atomic_write(out_dir / "tables.md") as fh:
+    with atomic_write(BenchmarkFolder(out_dir).tables) as fh:
         fh.write(md + "\n")
     buf = io.StringIO()
     csv.writer(buf).writerows(rows)
@@ -283,7 +284,7 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], workdir: Pa
         fh.write(buf.getvalue())
     figs = _figures(out_dir, results, workdir, cfg, models_from, summary.get("release"))
     extra = ""
-    audit = workdir / "audit" / "report_section.html"
+    audit = WorkLayout(workdir).audit_files.report_section
     if audit.is_file():
         extra = audit.read_text()
     page = f"""<!doctype html>
@@ -300,8 +301,8 @@ figure{{margin:1em 0}}</style></head><body>
 {extra}
 </body></html>
 """
-    with atomic_write(out_dir / "report.html") as fh:
+    with atomic_write(BenchmarkFolder(out_dir).report) as fh:
         fh.write(page)
-    return out_dir / "report.html"
+    return BenchmarkFolder(out_dir).report
 
 

@@ -27,14 +27,15 @@ from .. import __version__
 from ..config import at_least, to_dict
 from ..device import pick_device
 from ..errors import ConfigError
-from ..paths import read_json, write_json
+from ..layout import WorkLayout
+from ..paths import atomic_path, read_json, write_json
 from ..records import read_records
 from ..schemas import validate
-from ..splits import TASKS
+from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
 from . import controls as C
 from . import metrics as M
-from .arms import ARMS, Cached, EvalDataset, concrete_arm, eval_items, train_set
-from .classifiers import build
+from .arms import Cached, EvalDataset, eval_items, train_set
+from ..classifiers import build
 from .fit import FitConfig, fit, predict, score
 from .release_check import FOREIGN_NOTICE, check_release, release_manifest
 
@@ -45,7 +46,7 @@ class BenchmarkConfig:
     init: str = "imagenet"  # imagenet (local torch cache only) | random | PATH to a checkpoint
     protocol: Literal["rigorous", "paper"] = "rigorous"
     seeds: int | None = None  # default: 5 for rigorous, 1 for paper
-    tasks: tuple[str, ...] = ("normal-covid", "pneumonia-covid")
+    tasks: tuple[str, ...] = TASKS
     arms: tuple[str, ...] = ARMS
     image_size: int = 256
     limit: int | None = None  # at most N images per class (and per synthetic config) in each split: quick looks
@@ -76,9 +77,8 @@ class BenchmarkConfig:
 def _save_model(model, path: Path, arch: str) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"arch": arch})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"arch": arch})
 
 
 def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[str, str]) -> Path:
@@ -89,12 +89,14 @@ def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[s
     syn = out_dir / "synthetic"
     work = syn / "work"
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("records.parquet", "splits.json", "plan.json"):
-        if not (work / name).is_file():
-            shutil.copy(workdir / name, work / name)
-    configs = tuple(c for c, t in (("g_nc", "normal-covid"), ("g_pc", "pneumonia-covid")) if t in translators)
-    if set(configs) != {"g_nc", "g_pc"}:
-        raise ConfigError("give a translator for both tasks", sorted(translators), "--translator normal-covid=PATH --translator pneumonia-covid=PATH")
+    src, dst = WorkLayout(workdir), WorkLayout(work)
+    for name in ("records", "splits", "plan"):
+        if not getattr(dst, name).is_file():
+            shutil.copy(getattr(src, name), getattr(dst, name))
+    configs = tuple(c for c, t in CONFIG_TASK.items() if t in translators)
+    if set(configs) != set(CONFIG_TASK):
+        raise ConfigError("give a translator for both tasks", sorted(translators),
+                          " ".join(f"--translator {t}=PATH" for t in TASKS))
     generate(work, GenerateConfig(configs=configs), translators)
     release = syn / "covid-cxr-synth"
     if not (release / "manifest.json").is_file():
@@ -113,7 +115,7 @@ class ControlSets:
 
 
 def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]) -> tuple[ControlSets, dict]:
-    records = read_records(workdir / "records.parquet")
+    records = read_records(WorkLayout(workdir).records)
     neg, findings, ss_report = C.same_source_negatives(records)
     ext, ext_reports = {}, {}
     for name, folder in externals.items():
@@ -281,7 +283,7 @@ def run_inputs(workdir: Path, cfg: BenchmarkConfig, release: str | None) -> dict
         manifest = release_manifest(release)
         data = manifest.get("data_sha256") or hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     return {"config": {k: v for k, v in to_dict(cfg).items() if k != "device"}, "release_data_sha256": data,
-            "split_assignment_sha256": read_json(workdir / "splits.json").get("assignment_sha256"),
+            "split_assignment_sha256": read_json(WorkLayout(workdir).splits).get("assignment_sha256"),
             "code_version": __version__}
 
 
@@ -337,7 +339,7 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     claim_run_folder(out_dir, run_inputs(workdir, cfg, release))
     write_json(out_dir / "config.json", to_dict(cfg) | {"release": release, "translators": translators,
                                                         "externals": externals, "allow_foreign_release": allow_foreign_release})
-    split_method = read_json(workdir / "splits.json")["config"]["method"]
+    split_method = read_json(WorkLayout(workdir).splits)["config"]["method"]
     notices = _notices(cfg, split_method, checked)
     sets, ctl = _control_sets(workdir, cfg, externals or {})
     device = pick_device(cfg.device)
@@ -346,7 +348,7 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     for task, arm, seed in tqdm(jobs, desc="benchmark", unit="run", disable=not progress):
         results.append(run_one(workdir, out_dir / "runs" / task / arm / f"seed-{seed}", task, arm, seed, cfg, release,
                                device, sets))
-    assign = read_json(workdir / "splits.json")["assignments"]
+    assign = read_json(WorkLayout(workdir).splits)["assignments"]
     summary = {
         "kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
         "protocol": cfg.protocol, "test_used_for_selection": cfg.protocol == "paper",
@@ -388,7 +390,7 @@ def evaluate_checkpoint(workdir: str | Path, out_dir: str | Path, checkpoint: st
     score_controls(res, None, cfg, sets, device, model)
     summary = {"kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
                "protocol": cfg.protocol, "test_used_for_selection": False, "warning": None, "notices": [],
-               "split_method": read_json(workdir / "splits.json")["config"]["method"], "release": None,
+               "split_method": read_json(WorkLayout(workdir).splits)["config"]["method"], "release": None,
                "release_check": None, "eval_only": True, "summary": aggregate([res], cfg.bootstrap),
                "controls": {"same_source": ctl["same_source"], "external": ctl["external"], "source_probe": None,
                             "real_vs_synthetic": None},

@@ -14,10 +14,12 @@ from pathlib import Path
 import yaml
 
 from ..cards import render
-from ..paths import atomic_write, read_json
+from ..layout import WorkLayout
+from ..vocab import SOURCE_LABEL
+from ..paths import atomic_write, read_json, write_json, write_sha256sums
+from .features import features
 from .sources_meta import NO_LICENCE, PAPER_BIBTEX, SOURCE_TERMS, SOURCES, dataset_bibtex
 
-SOURCE_LABEL = {"g_nc": "normal", "g_pc": "pneumonia"}
 KEPT_SECTIONS = ("Benchmark", "Changes")  # carried over when the card is rendered again
 NO_CHANGES = "The first version, or no earlier version was compared (`cxrsynth diff OLD NEW` writes this section)."
 
@@ -48,8 +50,6 @@ def front_matter(manifest: dict, repo_id: str | None = None):
     from datasets.splits import SplitDict, SplitInfo
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCardData
-
-    from .package import features
 
     feats = features()
 
@@ -175,7 +175,7 @@ def _audit_section(audit: dict | None, filtered: dict | None = None) -> str:
 
 
 def _benchmark_section(workdir: Path) -> str | None:
-    table = workdir / "benchmark" / "tables.md"
+    table = WorkLayout(workdir).benchmark_files.tables
     return table.read_text().strip() if table.is_file() else None
 
 
@@ -202,9 +202,7 @@ def sections(card: str) -> dict[str, str]:
 def rerender(release: Path, repo_id: str | None = None, changes: str | None = None) -> None:
     """Render README.md and croissant.json again from the release's manifest (with the repo id, or a
     Changes section), then SHA256SUMS, so the folder still verifies."""
-    from ..paths import write_json
     from .croissant import make_croissant
-    from .package import write_sha256sums
 
     release = Path(release)
     manifest = read_json(release / "manifest.json")

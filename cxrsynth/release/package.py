@@ -33,11 +33,15 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..config import to_dict
 from ..errors import ConfigError, DataNotFoundError
-from ..generate import CONFIG_TASK, current_shards, read_provenance, shard_is_done
-from ..paths import atomic_write, read_json, sha256_file, write_json
+from ..generate import current_shards, read_provenance, shard_is_done
+from ..layout import WorkLayout
+from ..paths import atomic_path, atomic_write, read_json, sha256_file, write_json
 from ..plan import plan_sha256
 from ..records import LABELS, read_records
-from ..schemas import validate
+from ..translate import TranslatorRun, describe_run
+from ..vocab import CONFIG_TASK, CONFIGS
+from .describe import describe, write_manifest
+from .features import arrow_schema
 from .sources_meta import SOURCE_TERMS, SOURCES, licence_counts, licence_name, release_licence
 
 PUBLIC_FIELDS = ("config", "source_label", "translator_id", "checkpoint_sha256", "png_sha256", "seed",
@@ -49,7 +53,7 @@ class ReleaseConfig:
     name: str = "covid-cxr-synth"
     pretty_name: str = "COVID-CXR-Synth: synthetic COVID-19 chest X-rays"
     version: str = "1.0.0"
-    configs: tuple[str, ...] = ("g_nc", "g_pc")
+    configs: tuple[str, ...] = CONFIGS
     max_shard_bytes: int = 300_000_000
     rows_per_group: int = 256
     license: str = "auto"  # auto: from the licences of the images used (sources_meta.release_licence)
@@ -63,26 +67,6 @@ class ReleaseConfig:
             raise ConfigError("release name must be letters, digits, '.', '_' or '-'", self.name)
         if not re.fullmatch(r"\d+\.\d+\.\d+", self.version):
             raise ConfigError("version must look like 1.2.3", self.version)
-
-
-def features():
-    """The ``datasets`` features of every row (the same for all configs)."""
-    import datasets
-
-    label = datasets.ClassLabel(names=list(LABELS))
-    return datasets.Features({
-        "id": datasets.Value("string"), "image": datasets.Image(), "label": label,
-        "config": datasets.Value("string"), "source_label": label,
-        "translator_id": datasets.Value("string"), "checkpoint_sha256": datasets.Value("string"),
-        "png_sha256": datasets.Value("string"), "seed": datasets.Value("int64"),
-        "code_version": datasets.Value("string"), "created": datasets.Value("string"),
-    })
-
-
-def arrow_schema() -> pa.Schema:
-    feats = features()
-    schema = feats.arrow_schema
-    return schema.with_metadata({"huggingface": json.dumps({"info": {"features": feats.to_dict()}})})
 
 
 def _plan_shards(items: list[tuple[dict, int]], max_bytes: int) -> list[list[dict]]:
@@ -100,8 +84,8 @@ def _plan_shards(items: list[tuple[dict, int]], max_bytes: int) -> list[list[dic
 
 def _write_shard(path: Path, rows: list[dict], gen_dir: Path, schema: pa.Schema, rows_per_group: int) -> dict:
     label_idx = {n: i for i, n in enumerate(LABELS)}
-    tmp = path.with_name(f".{path.name}.tmp")
-    with pq.ParquetWriter(tmp, schema, compression="none") as writer:  # PNG bytes do not compress further
+    # PNG bytes do not compress further
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="none") as writer:
         for start in range(0, len(rows), rows_per_group):
             group = rows[start:start + rows_per_group]
             cols = {
@@ -114,7 +98,6 @@ def _write_shard(path: Path, rows: list[dict], gen_dir: Path, schema: pa.Schema,
                                                       "code_version", "created")},
             }
             writer.write_table(pa.Table.from_pydict(cols, schema=schema))
-    tmp.replace(path)
     return {"path": f"data/{path.name}", "num_rows": len(rows), "num_bytes": path.stat().st_size,
             "sha256": sha256_file(path)}
 
@@ -141,7 +124,7 @@ def _environment() -> dict:
 
 def collect(workdir: Path, configs: tuple[str, ...]) -> tuple[dict[str, list[dict]], list[dict]]:
     """Public provenance per config and the private mapping, after checking every shard is finished."""
-    gen = workdir / "generated"
+    gen = WorkLayout(workdir).generated
     per_config, mapping = {}, []
     for config in configs:
         for shard in (gen / config / name for name in current_shards(gen, config)):
@@ -157,23 +140,71 @@ def collect(workdir: Path, configs: tuple[str, ...]) -> tuple[dict[str, list[dic
 
 
 def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: ReleaseConfig = ReleaseConfig(),
-          generators: dict[str, str] | None = None) -> dict:
+          generators: dict[str, str] | None = None, describe_release: bool = True) -> dict:
     """Write a complete release into ``staging`` (created fresh) and its private files; returns the manifest.
 
     ``generators`` ({task: generator file or run folder}) names the generators that were used instead of
-    ``WORKDIR/translators/<task>``; the manifest describes those.
+    ``WORKDIR/translators/<task>``; the manifest describes those. With ``describe_release=False`` only
+    the data, ``manifest.json`` and the private files are written: the release pipeline audits them
+    first and then renders the card, Croissant file and checksums once (``describe.describe``).
     """
     workdir, staging, private = Path(workdir), Path(staging), Path(private)
-    gen = workdir / "generated"
+    layout = WorkLayout(workdir)
     per_config, mapping = collect(workdir, cfg.configs)
-    filtered = None
-    if cfg.exclude:
-        drop = {line.strip() for line in Path(cfg.exclude).read_text().splitlines() if line.strip()}
-        before = sum(len(p) for p in per_config.values())
-        per_config = {c: [p for p in provs if p["id"] not in drop] for c, provs in per_config.items()}
-        mapping = [m for m in mapping if m["id"] not in drop]
-        filtered = {"removed": before - sum(len(p) for p in per_config.values()), "file": Path(cfg.exclude).name,
-                    "reason": "images closest to their sources in the privacy audit (per_image.csv: linkage rank, SSIM margin)"}
+    per_config, mapping, filtered = _exclude(per_config, mapping, cfg.exclude)
+    files, config_info = _write_data(staging, layout.generated, per_config, cfg)
+    records = {r.record_id: r for r in read_records(layout.records)}
+    plan = read_json(layout.plan)
+    translators = [_translator_entry(layout, config, per_config[config][0], plan, records, generators)
+                   for config in cfg.configs]
+    used_ids = {m["record_id"] for m in mapping} | {i for c in cfg.configs for side in ("source", "covid")
+                                                    for i in plan["tasks"][CONFIG_TASK[c]]["translator_train"][side]}
+    used = [records[i] for i in sorted(used_ids) if i in records]
+    licensing = _licensing(workdir, records, {i for c in cfg.configs for i in plan["tasks"][CONFIG_TASK[c]]["translator_train"]["covid"]},
+                           {m["record_id"] for m in mapping}, cfg)
+    manifest = {
+        "kind": "cxrsynth.release_manifest", "name": cfg.name, "pretty_name": cfg.pretty_name, "version": cfg.version,
+        "license": licensing.pop("license"), "licensing": licensing, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code_version": __version__, "environment": _environment(),
+        # paths are never published: the exclude file is named, not located
+        "config": {**to_dict(cfg), "exclude": Path(cfg.exclude).name if cfg.exclude else None},
+        "counts": {**{c: len(p) for c, p in per_config.items()}, "all": sum(len(p) for p in per_config.values())},
+        "configs": config_info, "translators": translators, "sources": _sources(used),
+        "split_method": plan["split_method"],
+        # what `cxrsynth benchmark` checks a release against: the split assignment and the plan it came from
+        "split_assignment_sha256": plan["splits_sha256"], "plan_sha256": plan_sha256(plan),
+        "plan": {"per_domain": plan["config"]["per_domain"], "seed": plan["config"]["seed"],
+                 "planned": {c: plan["tasks"][CONFIG_TASK[c]]["translate"]["n"] for c in cfg.configs}},
+        "audit": None,  # only an audit of these very images is attached (describe.with_audit checks the stamp)
+        "filtered": filtered,
+        "files": files,
+    }
+    manifest["data_sha256"] = data_fingerprint(manifest)
+    if describe_release:
+        describe(staging, manifest, workdir)
+    else:
+        write_manifest(staging, manifest)
+    _write_private(private, mapping, used_ids, used)
+    return manifest
+
+
+def _exclude(per_config: dict[str, list[dict]], mapping: list[dict], exclude: str | None):
+    """Leave out the synthetic ids listed in the file ``exclude`` (e.g. the audit's exclude_ids.txt);
+    returns the kept provenance, the kept mapping and what the manifest says about the removal."""
+    if not exclude:
+        return per_config, mapping, None
+    drop = {line.strip() for line in Path(exclude).read_text().splitlines() if line.strip()}
+    before = sum(len(p) for p in per_config.values())
+    per_config = {c: [p for p in provs if p["id"] not in drop] for c, provs in per_config.items()}
+    mapping = [m for m in mapping if m["id"] not in drop]
+    filtered = {"removed": before - sum(len(p) for p in per_config.values()), "file": Path(exclude).name,
+                "reason": "images closest to their sources in the privacy audit (per_image.csv: linkage rank, SSIM margin)"}
+    return per_config, mapping, filtered
+
+
+def _write_data(staging: Path, gen: Path, per_config: dict[str, list[dict]], cfg: ReleaseConfig) -> tuple[list, dict]:
+    """``staging`` made fresh with ``data/`` (the parquet shards), ``provenance.jsonl`` and
+    ``sample_grid.png``; returns the shard entries and the per-config summary of the manifest."""
     if staging.exists():
         shutil.rmtree(staging)
     (staging / "data").mkdir(parents=True)
@@ -193,25 +224,29 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
                 fh.write(json.dumps({k: p[k] for k in ("id", "file", *PUBLIC_FIELDS, "label", "source_split",
                                                        "width", "height")}, sort_keys=True) + "\n")
     _sample_grid(staging / "sample_grid.png", gen, per_config, cfg.grid_images)
+    return files, config_info
 
-    records = {r.record_id: r for r in read_records(workdir / "records.parquet")}
-    plan = read_json(workdir / "plan.json")
-    translators, used_ids = [], {m["record_id"] for m in mapping}
-    for config in cfg.configs:
-        task = CONFIG_TASK[config]
-        sha = per_config[config][0]["checkpoint_sha256"]
-        desc, trep, tcfg = _translator_run(workdir, task, generators, sha)
-        tt = plan["tasks"][task]["translator_train"]
-        used_ids |= set(tt["source"]) | set(tt["covid"])
-        translators.append({
-            "config": config, "task": task, "translator_id": per_config[config][0]["translator_id"],
-            "generator_sha256": sha, "arch": desc.get("arch", {}),
-            "steps": trep.get("steps"), "total_steps": trep.get("total_steps"), "finished": trep.get("finished"),
-            "seed": tcfg.get("seed"),
-            "train_images": {"source": len(tt["source"]), "covid": len(tt["covid"]),
-                             "covid_licences": licence_counts(records[i].license for i in tt["covid"] if i in records)},
-        })
-    used = [records[i] for i in sorted(used_ids) if i in records]
+
+def _translator_entry(layout: WorkLayout, config: str, first: dict, plan: dict, records: dict,
+                      generators: dict[str, str] | None) -> dict:
+    """The manifest's description of the translator that made ``config`` (``first``: one of its images'
+    provenance, which names the generator's checksum)."""
+    task = CONFIG_TASK[config]
+    sha = first["checkpoint_sha256"]
+    run = _translator_run(layout, task, generators, sha)
+    tt = plan["tasks"][task]["translator_train"]
+    return {
+        "config": config, "task": task, "translator_id": first["translator_id"],
+        "generator_sha256": sha, "arch": run.info.get("arch", {}),
+        "steps": run.report.get("steps"), "total_steps": run.report.get("total_steps"),
+        "finished": run.report.get("finished"), "seed": run.config.get("seed"),
+        "train_images": {"source": len(tt["source"]), "covid": len(tt["covid"]),
+                         "covid_licences": licence_counts(records[i].license for i in tt["covid"] if i in records)},
+    }
+
+
+def _sources(used: list) -> list[dict]:
+    """Per upstream source of the records ``used``: its terms, citation, and how many images came from it."""
     sources = []
     for src in sorted({r.source for r in used}):
         meta = SOURCES[src]
@@ -221,28 +256,11 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
                         "citation": meta["citation"], "collections": sorted({r.collection for r in mine}),
                         "images_used": len(mine), "by_label": {lab: sum(r.label == lab for r in mine) for lab in LABELS
                                                                if any(r.label == lab for r in mine)}})
-    licensing = _licensing(workdir, records, {i for c in cfg.configs for i in plan["tasks"][CONFIG_TASK[c]]["translator_train"]["covid"]},
-                           {m["record_id"] for m in mapping}, cfg)
-    manifest = {
-        "kind": "cxrsynth.release_manifest", "name": cfg.name, "pretty_name": cfg.pretty_name, "version": cfg.version,
-        "license": licensing.pop("license"), "licensing": licensing, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "code_version": __version__, "environment": _environment(),
-        # paths are never published: the exclude file is named, not located
-        "config": {**to_dict(cfg), "exclude": Path(cfg.exclude).name if cfg.exclude else None},
-        "counts": {**{c: len(p) for c, p in per_config.items()}, "all": sum(len(p) for p in per_config.values())},
-        "configs": config_info, "translators": translators, "sources": sources,
-        "split_method": plan["split_method"],
-        # what `cxrsynth benchmark` checks a release against: the split assignment and the plan it came from
-        "split_assignment_sha256": plan["splits_sha256"], "plan_sha256": plan_sha256(plan),
-        "plan": {"per_domain": plan["config"]["per_domain"], "seed": plan["config"]["seed"],
-                 "planned": {c: plan["tasks"][CONFIG_TASK[c]]["translate"]["n"] for c in cfg.configs}},
-        "audit": None,  # only an audit of these very images is attached (attach_audit checks the stamp)
-        "filtered": filtered,
-        "files": files,
-    }
-    manifest["data_sha256"] = data_fingerprint(manifest)
-    _write_metadata(staging, manifest, workdir)
+    return sources
 
+
+def _write_private(private: Path, mapping: list[dict], used_ids: set[str], used: list) -> None:
+    """``mapping.jsonl`` (synthetic id -> source record) and ``identifiers.json`` (for the leak check)."""
     private.mkdir(parents=True, exist_ok=True)
     with atomic_write(private / "mapping.jsonl") as fh:
         for m in mapping:
@@ -255,7 +273,6 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
         "source_paths": sorted({r.source_path for r in used}),
         "source_roots": sorted({r.source_root for r in used}),
     })
-    return manifest
 
 
 def _source_licences(src: str, records: list) -> dict[str, int]:
@@ -275,7 +292,7 @@ def _licensing(workdir: Path, records: dict, covid_ids: set[str], translated_ids
     per_image = licence_counts(records[i].license for i in sorted(translated_ids)
                                if i in records and records[i].source not in SOURCE_TERMS)
     hub_id, why, restricted = release_licence(learnt, translated, per_image)
-    report = workdir / "ingest_report.json"
+    report = WorkLayout(workdir).ingest_report
     excluded = {}
     if report.is_file():
         for coll in read_json(report).get("collections", {}).values():
@@ -288,19 +305,12 @@ def _licensing(workdir: Path, records: dict, covid_ids: set[str], translated_ids
             "excluded_at_ingest": excluded}
 
 
-def _translator_run(workdir: Path, task: str, given: dict[str, str] | None, sha: str) -> tuple[dict, dict, dict]:
-    """(generator.json, train_report.json, config.json) of the run that made generator ``sha``: the one passed
-    with ``--translator TASK=PATH`` if any, else ``WORKDIR/translators/<task>``. A run folder whose generator is
-    another one is not described at all (empty dicts), rather than described wrongly."""
-    path = Path(given[task]) if given and task in given else workdir / "translators" / task
-    run = path if path.is_dir() else path.parent
-    gen = path / "generator.safetensors" if path.is_dir() else path
-    desc_path = gen.with_suffix(".json")
-    desc = read_json(desc_path) if desc_path.is_file() else {}
-    if desc.get("sha256") != sha:
-        return {}, {}, {}
-    files = [run / "train_report.json", run / "config.json"]
-    return desc, *(read_json(f) if f.is_file() else {} for f in files)
+def _translator_run(layout: WorkLayout, task: str, given: dict[str, str] | None, sha: str) -> TranslatorRun:
+    """The run that made generator ``sha``: the one passed with ``--translator TASK=PATH`` if any, else
+    ``WORKDIR/translators/<task>``. A run folder whose generator is another one is not described at all
+    (empty dicts), rather than described wrongly."""
+    run = describe_run(given[task] if given and task in given else layout.translator(task).root)
+    return run if run.made(sha) else TranslatorRun(run.folder, run.generator, {}, {}, {})
 
 
 def data_fingerprint(manifest: dict) -> str:
@@ -308,43 +318,3 @@ def data_fingerprint(manifest: dict) -> str:
     Croissant file and the audit summary change around the same data; this does not."""
     shards = sorted((f["path"], f["sha256"]) for f in manifest["files"])
     return hashlib.sha256(json.dumps(shards).encode()).hexdigest()
-
-
-def _write_metadata(staging: Path, manifest: dict, workdir: Path) -> None:
-    """manifest.json, croissant.json, the card and SHA256SUMS: everything derived from the manifest."""
-    from .card import render_dataset_card
-    from .croissant import make_croissant
-
-    validate(manifest, "release_manifest")
-    write_json(staging / "manifest.json", manifest)
-    write_json(staging / "croissant.json", make_croissant(manifest))
-    render_dataset_card(staging / "README.md", manifest, workdir)
-    write_sha256sums(staging)
-
-
-def attach_audit(workdir: str | Path, staging: str | Path, audit_json: str | Path | None = None) -> dict:
-    """Put an audit's summary into a built release's manifest and card (the data stays).
-
-    ``audit_json`` (default ``WORKDIR/audit/audit.json``) must be stamped with this release's
-    ``data_sha256``: an audit of other images (an earlier release, another --limit) is refused, so a
-    card never shows results that were not measured on its own images.
-    """
-    staging = Path(staging)
-    path = Path(audit_json) if audit_json else Path(workdir) / "audit" / "audit.json"
-    manifest = read_json(staging / "manifest.json")
-    audit = read_json(path)
-    stamp = (audit.get("audited_release") or {}).get("data_sha256")
-    if stamp != manifest["data_sha256"]:
-        raise ConfigError("the audit was made on other images than this release's", path,
-                          f"its stamp is {stamp}, the release's data_sha256 is {manifest['data_sha256']}; audit this release")
-    manifest["audit"] = audit.get("summary")
-    _write_metadata(staging, manifest, Path(workdir))
-    return manifest
-
-
-def write_sha256sums(folder: Path) -> Path:
-    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}"
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
-    with atomic_write(folder / "SHA256SUMS") as fh:
-        fh.write("\n".join(lines) + "\n")
-    return folder / "SHA256SUMS"

@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 from ..errors import CxrsynthError, SchemaError
 from ..records import LABELS
 from ..schemas import validate
-from .card import SOURCE_LABEL
+from ..vocab import SOURCE_LABEL
 from .sources_meta import SOURCES
 
 REQUIRED = ("README.md", "manifest.json", "provenance.jsonl", "croissant.json", "SHA256SUMS", "sample_grid.png")

@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save, save_file
 from torch import nn
 
 from ..errors import CheckpointError, CxrsynthError
+from ..layout import TranslatorFolder
 from ..paths import atomic_write, read_json, sha256_file, write_json
 
 
@@ -248,7 +249,7 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tupl
 
     path = Path(path)
     if path.is_dir():
-        path = path / "generator.safetensors"
+        path = TranslatorFolder(path).generator
     if not path.is_file():
         raise CheckpointError("generator file not found", path, "train one with `cxrsynth train` or pass --generator")
     desc_path = path.with_suffix(".json")

@@ -18,7 +18,6 @@ processes through ``torchrun`` (DistributedDataParallel; NCCL on CUDA, gloo on t
 from __future__ import annotations
 
 import csv
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -31,19 +30,20 @@ from torch import nn
 
 from .. import __version__
 from ..config import at_least, positive, resolve, to_dict
-from ..device import autocast_dtype, pick_device, use_channels_last
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
+from ..layout import TranslatorFolder, WorkLayout
 from ..locks import hold
 from ..paths import atomic_write, read_json, write_json
 from ..records import read_records
+from ..runtime import Ranks, Runtime
+from ..vocab import TASKS, Task
 from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint, translator_id
 from .losses import GANLoss
 from .networks import (KerasPatchDiscriminator, PatchDiscriminator, ResnetGenerator, UNetGenerator, default_blocks,
                        init_weights)
 from .pool import ImagePool
 
-TASKS = ("normal-covid", "pneumonia-covid")
 
 #: Named recipes: each is a layer of defaults under whatever is set explicitly (``config.resolve``).
 #: ``canonical`` is the junyanz CycleGAN (the class defaults). ``paper`` is every detail of the authors'
@@ -68,7 +68,7 @@ class TrainConfig:
     Build one with :func:`resolve_train_config`, which applies the ``preset`` layer.
     """
 
-    task: Literal["normal-covid", "pneumonia-covid"] = "normal-covid"
+    task: Task = TASKS[0]
     preset: Literal["canonical", "paper"] = "canonical"  # a named recipe (PRESETS) under the fields below
     size: int = 256
     generator: Literal["resnet", "unet"] = "resnet"  # canonical ResNet-9/6 or the authors' U-Net
@@ -148,24 +148,9 @@ RUN_DEFINING = ("task", "preset", "size", "generator", "base", "disc_base", "blo
 DEFAULTS = to_dict(TrainConfig())
 
 
-def resolve_train_config(file=None, overrides=(), base: dict | None = None) -> TrainConfig:
+def resolve_train_config(file=None, overrides=(), base: dict | None = None, prefix: str = "") -> TrainConfig:
     """Defaults <- preset (``preset=...`` in any layer) <- ``base`` <- ``file`` <- ``overrides``."""
-    return resolve(TrainConfig, file, overrides, base=base, presets=PRESETS)
-
-
-@dataclass
-class Runtime:
-    """Where and how this process runs; never written into the config."""
-
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-    amp_dtype: torch.dtype | None = None
-    channels_last: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
+    return resolve(TrainConfig, file, overrides, base=base, presets=PRESETS, prefix=prefix)
 
 
 def seeded(*keys: int) -> torch.Generator:
@@ -174,26 +159,16 @@ def seeded(*keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(state)
 
 
-def make_runtime(cfg: TrainConfig) -> Runtime:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    dev = pick_device(cfg.device)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Runtime(dev, rank, world, autocast_dtype(cfg.precision, dev), use_channels_last(cfg.channels_last, dev))
-
-
 class TrainingSet:
     """The plan's two balanced image sets, decoded once and held in memory as uint8."""
 
     def __init__(self, workdir: Path, task: str, size: int, jitter: bool):
-        plan = read_json(workdir / "plan.json")
+        layout = WorkLayout(workdir)
+        plan = read_json(layout.plan)
         if task not in plan["tasks"]:
             raise ConfigError("task not in plan", task)
         tt = plan["tasks"][task]["translator_train"]
-        by_id = {r.record_id: r for r in read_records(workdir / "records.parquet")}
+        by_id = {r.record_id: r for r in read_records(layout.records)}
         self.ids = {"A": tt["source"], "B": tt["covid"]}
         # what the translator learns from, for its model card's licence (the records' own licences)
         self.licence_inputs = {"covid": [by_id[r].license for r in tt["covid"] if r in by_id],
@@ -204,7 +179,7 @@ class TrainingSet:
         for dom, ids in self.ids.items():
             if not ids:
                 raise DataNotFoundError(f"the plan has no {'source' if dom == 'A' else 'covid'} images with pixels for {task}",
-                                        workdir / "plan.json", "ingest folders with image files, then split and plan again")
+                                        layout.plan, "ingest folders with image files, then split and plan again")
             arrs = []
             for rid in ids:
                 rec = by_id.get(rid)
@@ -402,10 +377,8 @@ def _write_grid(path: Path, rows: list[torch.Tensor]) -> None:
 
     grid = torch.cat([torch.cat(list(r[:4, 0].float().cpu()), dim=1) for r in rows], dim=0)
     arr = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(arr, mode="L").save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as fh:
+        Image.fromarray(arr, mode="L").save(fh, format="PNG")
 
 
 LOSS_KEYS = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
@@ -425,10 +398,10 @@ def _one_run_at_a_time(fn):
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         a = bound.arguments
-        run_dir = Path(a["out_dir"]) if a.get("out_dir") else Path(a["workdir"]) / "translators" / a["cfg"].task
-        if int(os.environ.get("RANK", "0")) != 0:
+        run = run_folder(a["workdir"], a["cfg"].task, a.get("out_dir"))
+        if not Ranks.from_env().main:
             return fn(*args, **kwargs)
-        with hold(run_dir, "train", "this translator run folder"):
+        with hold(run.root, "train", "this translator run folder"):
             return fn(*args, **kwargs)
 
     return wrapper
@@ -507,6 +480,11 @@ class LossLog:
             self.tb.close()
 
 
+def run_folder(workdir: str | Path, task: str, out_dir: str | Path | None = None) -> TranslatorFolder:
+    """Where a run trains: ``out_dir`` when given, else the work folder's ``translators/<task>``."""
+    return TranslatorFolder(out_dir) if out_dir else WorkLayout(workdir).translator(task)
+
+
 def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, main: bool) -> Path | None:
     """Refuse to overwrite a run or to resume it under another config; save the resolved config.
     Returns the checkpoint to resume from, if any."""
@@ -515,7 +493,7 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, main: bool) 
         raise ConfigError("this run folder already has checkpoints", existing,
                           "pass --resume to continue it, or choose another --out")
     if main:
-        saved_cfg = run_dir / "config.json"
+        saved_cfg = TranslatorFolder(run_dir).config
         if resume and saved_cfg.is_file():
             old = read_json(saved_cfg)
             diff = {k for k in RUN_DEFINING if old.get(k, DEFAULTS.get(k)) != to_dict(cfg).get(k)}
@@ -568,8 +546,8 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
     resume), the loop (:func:`_loop`) and the export (:func:`_export`).
     """
     workdir = Path(workdir)
-    run_dir = Path(out_dir) if out_dir else workdir / "translators" / cfg.task
-    rt = make_runtime(cfg)
+    run_dir = run_folder(workdir, cfg.task, out_dir).root
+    rt = Runtime.resolve(cfg.device, cfg.precision, cfg.channels_last).start_distributed()
     data = TrainingSet(workdir, cfg.task, cfg.size, cfg.jitter)
     existing = _prepare_run_dir(run_dir, cfg, resume, rt.main)
     nets = _place_models(cfg, rt)
@@ -584,7 +562,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
     elapsed = time.perf_counter() - t_start
     report = {"task": cfg.task, "preset": cfg.preset, "steps": step, "total_steps": total_steps,
               "steps_per_epoch": steps_per_epoch, "finished": step >= total_steps, "world_size": rt.world,
-              "device": str(rt.device), "precision": str(rt.amp_dtype or "fp32"), "channels_last": rt.channels_last,
+              "device": str(rt.device), "precision": rt.precision, "channels_last": rt.channels_last,
               "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(step - first, 1), 4),
               "last_losses": losses, "train_images": {k: len(v) for k, v in data.ids.items()}}
     if rt.main:
@@ -601,7 +579,7 @@ def _loop(model: CycleGAN, data: TrainingSet, cfg: TrainConfig, rt: Runtime, run
     from tqdm import tqdm
 
     nets, per_step = model.nets, cfg.batch_size * rt.world
-    log = LossLog(run_dir / "losses.csv", cfg.log_every, step, enabled=rt.main)
+    log = LossLog(TranslatorFolder(run_dir).losses, cfg.log_every, step, enabled=rt.main)
     clock = _SaveClock(cfg, rt, last)
     # four fixed source images (centre crop), the same in every sample grid of the run
     off = (data.load - cfg.size) // 2
@@ -623,7 +601,7 @@ def _loop(model: CycleGAN, data: TrainingSet, cfg: TrainConfig, rt: Runtime, run
             log.add(step, epoch, model.opt["G"].param_groups[0]["lr"], losses, per_step)
             bar.update(1)
             if rt.main and (step % cfg.sample_every == 0 or step == last):
-                _write_grid(run_dir / "samples" / f"step-{step:08d}.png", sample_rows(nets, fixed))
+                _write_grid(TranslatorFolder(run_dir).sample_grid(step), sample_rows(nets, fixed))
             if clock.due(step):
                 newest = log.flush()
                 bar.set_postfix({"G": f"{newest.get('G_A', 0) + newest.get('G_B', 0):.3f}",
@@ -642,15 +620,16 @@ def _loop(model: CycleGAN, data: TrainingSet, cfg: TrainConfig, rt: Runtime, run
 
 def _export(run_dir: Path, nets: dict[str, nn.Module], cfg: TrainConfig, report: dict, data: TrainingSet) -> None:
     """The published generator (G_A), the private reverse one, ``train_report.json`` and the model card."""
+    run = TranslatorFolder(run_dir)
     ckpt = latest_checkpoint(run_dir)
     extra = {"task": cfg.task, "step": report["steps"], "code_version": __version__,
              "checkpoint": ckpt.name if ckpt else None, "translates": {"from": cfg.task.split("-")[0], "to": "covid"}}
-    info = export_generator(nets["G_A"], run_dir / "generator.safetensors", cfg.arch(), extra)
-    export_generator(nets["G_B"], run_dir / "private" / "reverse_generator.safetensors", cfg.arch(),
+    info = export_generator(nets["G_A"], run.generator, cfg.arch(), extra)
+    export_generator(nets["G_B"], run.reverse_generator, cfg.arch(),
                      dict(extra, translates={"from": "covid", "to": cfg.task.split("-")[0]}))
     report["translator_id"] = translator_id(cfg.task, info)
     report["generator_sha256"] = info["sha256"]
-    write_json(run_dir / "train_report.json", report)
+    write_json(run.report, report)
     from ..cards import render_translator_card
 
     render_translator_card(run_dir, cfg, report, data.ids, data.licence_inputs)

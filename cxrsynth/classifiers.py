@@ -1,4 +1,6 @@
-"""Classifiers: a convolutional trunk with the paper's head (global average pooling, one dense layer of
+"""Classifiers: shared by the benchmark (which trains them) and the audit (which embeds images with one).
+
+A convolutional trunk with the paper's head (global average pooling, one dense layer of
 2 units, softmax), taking 1-channel images repeated to 3 channels.
 
 The trunk is named by ``model``:
@@ -26,7 +28,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError
 
 PAPER_MODELS = ("vgg16", "resnet50", "densenet121")
 ACCEPTED = ("a torchvision classifier name (vgg16, resnet50, densenet121, ...: torchvision.models.list_models()), "

@@ -1,0 +1,220 @@
+"""``cxrsynth release``: the maintainers' one command, a straight line of file-in/file-out stages.
+
+    plan (made if missing)         records.parquet, splits.json        -> plan.json
+    train each missing translator  plan.json, records.parquet          -> translators/<task>/ (resumed)
+    generate                       plan.json, translators              -> generated/<config>/ (resumable)
+    package                        generated/, plan.json, records      -> <out>/.<name>.staging-<pid>/
+    audit                          the staged release + its mapping    -> WORKDIR/audit/ (stamped)
+    describe                       manifest + that audit               -> card, croissant.json, SHA256SUMS
+    verify                         the staged release                  -> problems, or none
+    promote                        staging                             -> <out>/<name> (the old one moved aside)
+
+The stages are the library's own functions; this module only orders them, so it sits above
+``release/`` (packaging) rather than inside it. Its configuration is one tree, :class:`PipelineConfig`,
+made of the stage configs: ``--set train.max_steps=5 --set generate.precision=fp32``.
+
+Nothing finished is destroyed: a rerun resumes training and generation; an existing release folder
+is only replaced with ``replace=True``, and then moved aside (``<name>.previous-<time>``), not deleted.
+
+Concurrency and failure: the whole release holds an exclusive lock on ``--out`` (``locks.py``), so a
+second release into the same place stops at once, naming the first one's pid; the final swap checks
+``replace`` again just before renaming. The staging folders carry this process's pid, and a release
+that fails for any reason (verification, a full disk, Ctrl-C) removes them, so it never leaves a
+half-made copy filling the disk; staging folders of a killed release are removed by the next one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .audit.run import AuditConfig
+from .config import build as build_config
+from .config import load_file, merge, parse_overrides
+from .errors import ConfigError, CxrsynthError, DataNotFoundError
+from .generate import GenerateConfig, generate
+from .layout import WorkLayout
+from .locks import check_writable, hold
+from .paths import read_json
+from .plan import PlanConfig
+from .release.describe import describe, with_audit
+from .release.package import ReleaseConfig, build
+from .release.verify import verify
+from .translate import describe_run
+from .translate.checkpoint import latest_checkpoint
+from .translate.train import resolve_train_config, train
+from .vocab import CONFIG_TASK
+
+
+class VerifyFailed(CxrsynthError):
+    """A release did not pass verification."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The configuration of a whole release, one section per stage (``--set SECTION.KEY=VALUE``).
+
+    ``train`` holds TrainConfig keys (``preset`` included) checked at once, then laid over each
+    translator's own saved config when the run exists (a resumed run keeps its recipe), or over the
+    defaults; the task is set per translator. ``generate.configs`` defaults to ``release.configs`` and
+    must equal it. A top-level key of the release section may be given without its prefix
+    (``--set version=1.2.0`` is ``--set release.version=1.2.0``), as before the tree existed.
+    """
+
+    release: ReleaseConfig = ReleaseConfig()
+    plan: PlanConfig = PlanConfig()
+    train: dict[str, Any] = field(default_factory=dict)
+    generate: GenerateConfig = GenerateConfig()
+    audit: AuditConfig = AuditConfig()
+
+    def __post_init__(self):
+        if not isinstance(self.train, dict):
+            raise ConfigError("train must be a mapping of TrainConfig keys", self.train, "e.g. --set train.max_steps=5")
+        if "task" in self.train:
+            raise ConfigError("train.task is set per translator by the release", self.train["task"],
+                              "leave it out; the release trains every task its configs need")
+        resolve_train_config(base=dict(self.train), prefix="train.")  # unknown keys and wrong types fail now
+        if tuple(self.generate.configs) != tuple(self.release.configs):
+            raise ConfigError("generate.configs differ from release.configs", self.generate.configs,
+                              f"leave generate.configs out, or make it {','.join(self.release.configs)}")
+
+    def train_config(self, task: str, saved: dict | None = None):
+        """The TrainConfig of ``task``'s translator: its ``saved`` config (if any) <- ``train``."""
+        return resolve_train_config(base=merge(dict(saved or {}), dict(self.train) | {"task": task}))
+
+
+def resolve_pipeline(file: str | Path | None = None, overrides=()) -> PipelineConfig:
+    """Defaults <- config ``file`` <- ``--set`` overrides, as :func:`cxrsynth.config.resolve`, for the tree."""
+    data = merge(load_file(file) if file else {}, parse_overrides(overrides))
+    short = {f.name for f in dataclasses.fields(ReleaseConfig)} & set(data)
+    if short:  # --set version=1.2.0 is release.version
+        section = data.get("release", {})
+        if not isinstance(section, dict):
+            raise ConfigError("release must be a mapping", section)
+        data["release"] = merge(section, {k: data.pop(k) for k in sorted(short)})
+    gen, rel = data.get("generate", {}), data.get("release", {})
+    if isinstance(gen, dict) and "configs" not in gen and isinstance(rel, dict) and "configs" in rel:
+        data["generate"] = dict(gen, configs=rel["configs"])  # generate makes what the release packages
+    return build_config(PipelineConfig, data)
+
+
+def _ensure_plan(layout: WorkLayout, cfg: PlanConfig) -> None:
+    if layout.plan.is_file():
+        return
+    from .plan import make_plan
+    from .records import read_records
+
+    if not layout.splits.is_file():
+        raise DataNotFoundError("no splits in the work folder", layout.splits,
+                                "run `cxrsynth ingest` and `cxrsynth split` first")
+    make_plan(read_records(layout.records), read_json(layout.splits), cfg, layout.plan)
+
+
+def _ensure_translator(layout: WorkLayout, task: str, cfg: PipelineConfig, progress: bool) -> None:
+    run = describe_run(layout.translator(task).root)
+    # A run that exists continues with its own saved config; the train section (e.g. max_steps) still applies.
+    tcfg = cfg.train_config(task, run.config)
+    if run.exported:
+        rep = run.report
+        target = min(rep["total_steps"], tcfg.max_steps) if tcfg.max_steps else rep["total_steps"]
+        if rep["steps"] >= target:
+            return
+    # any intact checkpoint, even when latest.json was lost (latest_checkpoint falls back and says so)
+    resume = latest_checkpoint(run.folder.root) is not None
+    train(layout.root, tcfg, resume=resume, progress=progress)
+
+
+def _refuse_existing(final: Path, replace: bool) -> None:
+    if final.exists() and not replace:
+        raise ConfigError("a release folder already exists", final, "pass --replace to move it aside and make a new one")
+
+
+def _aside(path: Path, stamp: str) -> Path:
+    """A free ``<name>.previous-<stamp>[-N]`` beside ``path``: two replaced releases in one second must
+    not collide."""
+    target, n = path.with_name(f"{path.name}.previous-{stamp}"), 1
+    while target.exists():
+        target, n = path.with_name(f"{path.name}.previous-{stamp}-{n}"), n + 1
+    return target
+
+
+def release(workdir: str | Path, out_dir: str | Path, cfg: PipelineConfig = PipelineConfig(),
+            translators: dict[str, str] | None = None, replace: bool = False, progress: bool = False,
+            audit: bool = True) -> dict:
+    """Run the whole release; returns the manifest of the release folder put in place.
+
+    ``translators`` ({task: generator file or run folder}) are used instead of training; ``audit=False``
+    leaves the card saying "Not yet audited". Raises :class:`~cxrsynth.errors.LockedError` when another
+    release writes into ``out_dir``, and :class:`~cxrsynth.errors.DestinationError` when ``out_dir``
+    cannot be written, both before any work.
+    """
+    workdir, out_dir = Path(workdir), Path(out_dir)
+    final = out_dir / cfg.release.name
+    _refuse_existing(final, replace)
+    check_writable(out_dir, "release output folder")
+    check_writable(workdir, "work folder")
+    with hold(out_dir, "release", f"the release folder {out_dir}"):
+        _refuse_existing(final, replace)  # another release may have finished while we waited to start
+        return _release_locked(WorkLayout(workdir), out_dir, cfg, dict(translators or {}), replace, progress, audit)
+
+
+def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, translators: dict[str, str],
+                    replace: bool, progress: bool, audit: bool) -> dict:
+    name = cfg.release.name
+    final, final_priv = out_dir / name, out_dir / f"{name}.private"
+    staging, staging_priv = _fresh_staging(out_dir, name)
+    _ensure_plan(layout, cfg.plan)
+    for task in dict.fromkeys(CONFIG_TASK[c] for c in cfg.release.configs):
+        if task not in translators:
+            _ensure_translator(layout, task, cfg, progress)
+    generate(layout.root, cfg.generate, translators, progress=progress)
+    try:
+        manifest = build(layout.root, staging, staging_priv, cfg.release, translators, describe_release=False)
+        if audit:
+            from .audit.run import audit as run_audit
+
+            run_audit(staging, layout.root, cfg.audit, private=staging_priv)
+            manifest = with_audit(manifest, layout.audit_files.json)  # stamped with these very images
+        describe(staging, manifest, layout.root)  # card, croissant.json, SHA256SUMS: once
+        _verify(staging, staging_priv, final)
+        _promote([(staging, final), (staging_priv, final_priv)], replace)
+    except BaseException:
+        # A failed release leaves nothing half-made behind (a full disk stays full otherwise).
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging_priv, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _fresh_staging(out_dir: Path, name: str) -> tuple[Path, Path]:
+    """This process's staging folders for the release and its private files. Under the release lock no
+    other release uses staging folders here: any left are from a killed run, and are removed."""
+    for stale in [*out_dir.glob(f".{name}.staging*"), *out_dir.glob(f".{name}.private.staging*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+    pid = os.getpid()
+    return out_dir / f".{name}.staging-{pid}", out_dir / f".{name}.private.staging-{pid}"
+
+
+def _verify(staging: Path, staging_priv: Path, final: Path) -> None:
+    problems = verify(staging, staging_priv)
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise VerifyFailed(f"the release failed verification with {len(problems)} problems: "
+                           + "; ".join(problems[:5]) + more, final,
+                           "nothing was put in place; fix the cause and rerun (training and images are reused)")
+
+
+def _promote(moves: list[tuple[Path, Path]], replace: bool) -> None:
+    """Rename each staging folder onto its final name, moving what is there aside (``replace`` checked
+    again here: another release may have put one in place while this one was verifying)."""
+    _refuse_existing(moves[0][1], replace)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    for src, dst in moves:
+        if dst.exists():
+            os.replace(dst, _aside(dst, stamp))
+        os.replace(src, dst)

@@ -1,0 +1,75 @@
+"""Where and how this process runs: one :class:`Runtime`, resolved once and handed to the stages.
+
+Device, autocast dtype, memory format, and the process's place among several (``torchrun`` sets
+``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; ``generate --rank/--world`` may say it instead). Before,
+training, generation and the CLI each read the environment and chose the device their own way. The
+choices themselves (what ``auto`` means on which hardware) stay in ``device.py``; this module only
+gathers them. A Runtime is never written into a config: the same config runs anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .device import autocast_dtype, pick_device, use_channels_last
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place: ``rank`` of ``world`` processes, ``local`` on its machine."""
+
+    rank: int = 0
+    world: int = 1
+    local: int = 0
+
+    @classmethod
+    def from_env(cls) -> Ranks:
+        """``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as torchrun sets them (0, 1, 0 without it)."""
+        env = os.environ
+        return cls(int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1")), int(env.get("LOCAL_RANK", "0")))
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the process that writes what is written once (reports, exports, results)."""
+        return self.rank == 0
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The device and numerics one process runs with, and its rank among ``world`` processes."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    amp_dtype: torch.dtype | None = None  # autocast dtype; None: fp32
+    channels_last: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def precision(self) -> str:
+        """``bf16`` or ``fp32``, as reports state it."""
+        return str(self.amp_dtype or "fp32")
+
+    @classmethod
+    def resolve(cls, device: str = "auto", precision: str = "auto", channels_last: bool | None = None,
+                ranks: Ranks | None = None) -> Runtime:
+        """Choose the device (``auto`` | cpu | cuda | cuda:N | mps; under torchrun ``cuda`` is the
+        local rank's GPU), the autocast dtype and the memory format (``device.py``)."""
+        ranks = ranks or Ranks.from_env()
+        dev = pick_device(device, ranks.local)
+        return cls(dev, ranks.rank, ranks.world, autocast_dtype(precision, dev), use_channels_last(channels_last, dev))
+
+    def start_distributed(self) -> Runtime:
+        """Bind this process to its GPU and, with several processes, join their process group (NCCL on
+        CUDA, gloo on the CPU). Training needs it; generation shares shards through files instead."""
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        return self

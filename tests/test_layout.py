@@ -1,0 +1,110 @@
+"""The work folder has one owner (cxrsynth/layout.py): its paths, and no file name joined elsewhere."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from cxrsynth.layout import AuditFolder, BenchmarkFolder, TranslatorFolder, WorkLayout, translator_folder
+from cxrsynth.translate import describe_run
+
+pytestmark = pytest.mark.no_data
+
+PACKAGE = Path(__file__).resolve().parent.parent / "cxrsynth"
+
+# A work folder joined by hand (`workdir / "plan.json"`, `wd / ...`, `_workdir(ctx) / ...`), or one of
+# its file names spelt out: both belong to layout.py alone.
+JOIN = re.compile(r"\b(?:workdir|wd|work|_workdir\(ctx\))\s*/\s*")
+NAMES = re.compile(r'"(?:records\.parquet|ingest_report\.json|ingest_config\.json|splits\.json|plan\.json|'
+                   r'train_report\.json|generator\.safetensors|reverse_generator\.safetensors|audit\.json|'
+                   r'tables\.md|report_section\.html)"')
+
+
+def _offending_lines() -> list[str]:
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "layout.py" and path.parent == PACKAGE:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if JOIN.search(code) or NAMES.search(code):
+                out.append(f"{path.relative_to(PACKAGE.parent)}:{n}: {line.strip()}")
+    return out
+
+
+def test_no_module_but_layout_joins_work_folder_paths():
+    assert _offending_lines() == []
+
+
+def test_the_scan_would_see_a_hand_made_join():
+    assert JOIN.search('plan = read_json(workdir / "plan.json")')
+    assert JOIN.search('x = _workdir(ctx) / "generated"')
+    assert NAMES.search('p = out / "records.parquet"')
+    assert not JOIN.search("network / 2") and not NAMES.search('"plan"')
+
+
+def test_work_layout_names_every_stage_file(tmp_path):
+    wl = WorkLayout(str(tmp_path))  # a string is accepted and kept as a Path
+    assert wl.root == tmp_path
+    assert wl.records == tmp_path / "records.parquet"
+    assert wl.ingest_report == tmp_path / "ingest_report.json"
+    assert wl.ingest_config == tmp_path / "ingest_config.json"
+    assert wl.splits == tmp_path / "splits.json"
+    assert wl.plan == tmp_path / "plan.json"
+    assert wl.translator("normal-covid") == TranslatorFolder(tmp_path / "translators" / "normal-covid")
+    assert wl.generated == tmp_path / "generated"
+    assert wl.generated_config("g_nc") == tmp_path / "generated" / "g_nc"
+    assert wl.release == tmp_path / "release"
+    assert wl.audit_files == AuditFolder(tmp_path / "audit")
+    assert wl.audit_files.json == tmp_path / "audit" / "audit.json"
+    assert wl.benchmark_files.tables == tmp_path / "benchmark" / "tables.md"
+    assert not list(tmp_path.iterdir())  # naming creates nothing
+
+
+def test_layout_is_frozen(tmp_path):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        WorkLayout(tmp_path).root = tmp_path / "other"
+
+
+def test_translator_folder_files(tmp_path):
+    run = TranslatorFolder(tmp_path)
+    assert run.generator == tmp_path / "generator.safetensors"
+    assert run.generator_info == tmp_path / "generator.json"
+    assert run.reverse_generator == tmp_path / "private" / "reverse_generator.safetensors"
+    assert run.report == tmp_path / "train_report.json"
+    assert run.config == tmp_path / "config.json"
+    assert run.checkpoints == tmp_path / "checkpoints"
+    assert run.sample_grid(12) == tmp_path / "samples" / "step-00000012.png"
+    # --translator TASK=PATH takes a run folder or its generator file
+    (tmp_path / "generator.safetensors").write_bytes(b"")
+    assert translator_folder(tmp_path) == translator_folder(tmp_path / "generator.safetensors") == run
+
+
+def test_benchmark_models_sorted_per_task(tmp_path):
+    for task in ("pneumonia-covid", "normal-covid"):
+        model = tmp_path / "runs" / task / "real" / "seed-0" / "model.safetensors"
+        model.parent.mkdir(parents=True)
+        model.write_bytes(b"")
+    assert [p.parts[-4] for p in BenchmarkFolder(tmp_path).models()] == ["normal-covid", "pneumonia-covid"]
+    assert BenchmarkFolder(tmp_path).models("real+own") == []
+
+
+def test_describe_run_reads_a_run_folder_or_generator(tmp_path):
+    run = TranslatorFolder(tmp_path / "run")
+    run.root.mkdir()
+    run.generator.write_bytes(b"weights")
+    run.generator_info.write_text(json.dumps({"sha256": "abc", "arch": {"size": 64}}))
+    run.report.write_text(json.dumps({"steps": 2, "total_steps": 4}))
+    run.config.write_text(json.dumps({"seed": 3}))
+    for given in (run.root, run.generator):
+        d = describe_run(given)
+        assert d.folder == run and d.generator == run.generator
+        assert d.info["arch"] == {"size": 64} and d.report["steps"] == 2 and d.config["seed"] == 3
+        assert d.exported and d.made("abc") and not d.made("other")
+    empty = describe_run(tmp_path / "none")
+    assert (empty.info, empty.report, empty.config, empty.exported) == ({}, {}, {}, False)

@@ -1,0 +1,89 @@
+"""Who imports whom: no stage reaches into another's internals, and no two modules import each other.
+
+Function-local imports count too: they hide a cycle from Python's import machinery, not from a reader.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.no_data
+
+PACKAGE = Path(__file__).resolve().parent.parent / "cxrsynth"
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every cxrsynth module ``path`` imports, anywhere in it, as dotted names."""
+    here = _module(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            name = ".".join(base + ([node.module] if node.module else []))
+            out.add(name)
+            out |= {f"{name}.{a.name}" for a in node.names}  # `from . import privacy`
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    modules = {_module(p) for p in PACKAGE.rglob("*.py")}
+    return {m for m in out if m in modules and m != _module(path)}
+
+
+GRAPH = {_module(p): _imports(p) for p in PACKAGE.rglob("*.py")}
+
+
+def test_no_two_modules_import_each_other():
+    pairs = sorted((a, b) for a, deps in GRAPH.items() for b in deps
+                   if a < b and a in GRAPH.get(b, set()) and not (a == "cxrsynth" or b == "cxrsynth"))
+    assert pairs == []
+
+
+def test_card_and_package_do_not_import_each_other():
+    assert "cxrsynth.release.package" not in GRAPH["cxrsynth.release.card"]
+    assert "cxrsynth.release.card" not in GRAPH["cxrsynth.release.package"]
+
+
+def test_the_audit_does_not_import_the_benchmark():
+    audit = {m: deps for m, deps in GRAPH.items() if m.startswith("cxrsynth.audit")}
+    assert {m: sorted(d for d in deps if d.startswith("cxrsynth.benchmark")) for m, deps in audit.items()} == \
+        {m: [] for m in audit}
+
+
+def test_the_release_orchestrator_sits_above_packaging():
+    """release/ holds the packaging stages; nothing in it runs the whole pipeline."""
+    assert not (PACKAGE / "release" / "pipeline.py").exists()
+    assert not any("cxrsynth.pipeline" in deps for m, deps in GRAPH.items() if m != "cxrsynth.cli")
+
+
+def test_no_fixed_temporary_names():
+    """Temporary files carry the pid (paths.atomic_path): a fixed ``.tmp`` name is shared by every rank."""
+    import re
+
+    fixed = re.compile(r"""\.tmp["'.]""")
+    found = [f"{p.name}:{n}" for p in PACKAGE.rglob("*.py")
+             for n, line in enumerate(p.read_text().splitlines(), 1) if fixed.search(line)]
+    assert found == []
+
+
+def test_atomic_path_renames_on_success_only(tmp_path):
+    from cxrsynth.paths import atomic_path
+
+    target = tmp_path / "sub" / "model.safetensors"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and str(os.getpid()) in tmp.name
+        tmp.write_bytes(b"weights")
+    assert target.read_bytes() == b"weights"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert target.read_bytes() == b"weights" and sorted(p.name for p in target.parent.iterdir()) == [target.name]
