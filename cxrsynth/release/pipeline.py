@@ -16,13 +16,16 @@ half-made copy filling the disk; staging folders of a killed release are removed
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ConfigError, CxrsynthError, DataNotFoundError
 from ..generate import CONFIG_TASK, GenerateConfig, generate
+from ..launch import Job, Launcher, launch, raise_failed
 from ..locks import check_writable, hold
 from ..paths import read_json
 from ..translate.checkpoint import latest_checkpoint
@@ -81,8 +84,11 @@ def _aside(path: Path, stamp: str) -> Path:
 def release(workdir: str | Path, out_dir: str | Path, cfg: ReleaseConfig = ReleaseConfig(),
             translators: dict[str, str] | None = None, train_overrides: list[str] = (),
             generate_cfg: GenerateConfig | None = None, replace: bool = False, progress: bool = False,
-            audit: bool = True, audit_cfg=None) -> dict:
+            audit: bool = True, audit_cfg=None, launcher: Launcher | None = None) -> dict:
     """Run the whole release; returns the manifest of the release folder put in place.
+
+    ``launcher`` (``local``/``slurm``): the translators to train are trained as one job each (logs in
+    ``out_dir/jobs/``), at the same time; the rest runs here once both are done.
 
     Raises :class:`~cxrsynth.errors.LockedError` when another release writes into ``out_dir``, and
     :class:`~cxrsynth.errors.DestinationError` when ``out_dir`` cannot be written, both before any work.
@@ -95,21 +101,23 @@ def release(workdir: str | Path, out_dir: str | Path, cfg: ReleaseConfig = Relea
     with hold(out_dir, "release", f"the release folder {out_dir}"):
         _refuse_existing(final, replace)  # another release may have finished while we waited to start
         return _release_locked(workdir, out_dir, cfg, translators, train_overrides, generate_cfg, replace,
-                               progress, audit, audit_cfg)
+                               progress, audit, audit_cfg, launcher or Launcher())
 
 
 def _release_locked(workdir: Path, out_dir: Path, cfg: ReleaseConfig, translators, train_overrides, generate_cfg,
-                    replace: bool, progress: bool, audit: bool, audit_cfg) -> dict:
+                    replace: bool, progress: bool, audit: bool, audit_cfg, launcher: Launcher) -> dict:
     final, final_priv = out_dir / cfg.name, out_dir / f"{cfg.name}.private"
     # Under the lock no other release uses staging folders here: any left are from a killed run.
     for stale in [*out_dir.glob(f".{cfg.name}.staging*"), *out_dir.glob(f".{cfg.name}.private.staging*")]:
         shutil.rmtree(stale, ignore_errors=True)
     _ensure_plan(workdir)
     translators = dict(translators or {})
-    for config in cfg.configs:
-        task = CONFIG_TASK[config]
-        if task not in translators:
-            _ensure_translator(workdir, task, list(train_overrides), progress)
+    to_train = [CONFIG_TASK[c] for c in cfg.configs if CONFIG_TASK[c] not in translators]
+    serial = launcher.kind == "serial"
+    outcomes = launch(launcher, [Job(f"train {task}", _ensure_translator,
+                                     (workdir, task, list(train_overrides), progress and serial)) for task in to_train],
+                      out_dir / "jobs", echo=functools.partial(print, file=sys.stderr))
+    raise_failed(outcomes, "translator trainings", "rerun the same command: training resumes from its last checkpoint")
     gcfg = generate_cfg or GenerateConfig(configs=cfg.configs)
     if tuple(gcfg.configs) != tuple(cfg.configs):
         raise ConfigError("generate configs differ from the release configs", gcfg.configs)
