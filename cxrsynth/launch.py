@@ -43,6 +43,7 @@ SLURM_OPTIONS = {"partition": "--slurm-partition", "gpus_per_job": "--slurm-gpus
 LOCAL_OPTIONS = {"local_parallelism": "--local-parallelism"}
 DEFAULT_SLURM_TIME_MIN = 240
 LOCAL_TIME_MIN = 7 * 24 * 60  # a local job is never cut short by a time limit of ours
+RESULT_GRACE_S = 15  # as submitit waits for a result file that SLURM's accounting announced
 
 
 class JobsFailed(CxrsynthError):
@@ -219,9 +220,13 @@ def _last_line(text: str | None) -> str:
 
 
 def _finish(job, spec: Job, kind: str) -> Outcome:
-    """The outcome of a finished submitit job; a job that left no result (killed, out of time or
-    memory) is reported without waiting for one."""
+    """The outcome of a finished submitit job. A local job writes its result before its process ends;
+    a SLURM job's may reach this node a little after SLURM says the job ended (a shared file system),
+    so it is waited for, briefly. A job without one was killed, out of time or out of memory."""
     base = {"name": spec.name, "job_id": str(job.job_id), "stdout": job.paths.stdout, "stderr": job.paths.stderr}
+    deadline = time.monotonic() + (RESULT_GRACE_S if kind == "slurm" else 0)
+    while not job.paths.result_pickle.exists() and time.monotonic() < deadline:
+        time.sleep(1)
     if job.paths.result_pickle.exists():
         exc = job.exception()
         if exc is None:
@@ -319,7 +324,7 @@ def generate_launched(workdir: Path, cfg, generators: dict[str, str] | None, wor
     from .generate import check_ranks, generate
 
     workdir = Path(workdir)
-    world = world or planned_shards(workdir, cfg)
+    world = planned_shards(workdir, cfg) if world is None else world
     check_ranks(0, world)
     jobs = [Job(f"generate rank {r} of {world}", generate, (workdir, cfg, generators, r, world)) for r in range(world)]
     outcomes = launch(launcher, jobs, workdir / "generated" / "jobs", echo)
