@@ -290,6 +290,43 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
                    f"translator {report['translator_id']}")
 
 
+def launcher_options(f):
+    """``--launcher serial|local|slurm`` and its options, shared by benchmark, generate and release."""
+    opts = [
+        click.option("--launcher", "launcher_kind", type=click.Choice(["serial", "local", "slurm"]), default=None,
+                     help="Where the jobs run: here, one after another (serial, the default), as local "
+                          "subprocesses (local) or as a SLURM job array (slurm), through submitit."),
+        click.option("--launcher-config", type=click.Path(dir_okay=False, exists=True), default=None,
+                     help="YAML file with a `slurm:` section (partition, gpus_per_job, cpus_per_job, time_min, "
+                          "array_parallelism, options); command-line options win."),
+        click.option("--slurm-partition", default=None, help="SLURM partition."),
+        click.option("--slurm-gpus-per-job", type=int, default=None, help="GPUs per job (gpus-per-node)."),
+        click.option("--slurm-cpus-per-job", type=int, default=None, help="CPUs per job (cpus-per-task)."),
+        click.option("--slurm-time", type=int, default=None, metavar="MINUTES",
+                     help="Time limit of each job in minutes (default 240)."),
+        click.option("--slurm-array-parallelism", type=int, default=None,
+                     help="At most this many jobs of the array run at once."),
+        click.option("--slurm-option", "slurm_options", multiple=True, metavar="KEY=VALUE",
+                     help="Extra sbatch option (repeatable), e.g. --slurm-option account=proj42; KEY alone for a flag."),
+        click.option("--local-parallelism", type=int, default=None,
+                     help="With --launcher local: at most this many subprocesses at once (default: CPUs, at most 4)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _launcher(opts: dict):
+    """The :class:`~cxrsynth.launch.Launcher` the ``launcher_options`` describe."""
+    from .launch import launcher_from_cli
+
+    return launcher_from_cli(
+        opts["launcher_kind"], opts["launcher_config"], partition=opts["slurm_partition"],
+        gpus_per_job=opts["slurm_gpus_per_job"], cpus_per_job=opts["slurm_cpus_per_job"], time_min=opts["slurm_time"],
+        array_parallelism=opts["slurm_array_parallelism"], options=tuple(opts["slurm_options"]),
+        local_parallelism=opts["local_parallelism"])
+
+
 @cli.command()
 @click.option("--generator", "generators", multiple=True, metavar="TASK=PATH",
               help="Generator file for a task (default: WORKDIR/translators/TASK/generator.safetensors).")
@@ -297,15 +334,18 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
 @click.option("--limit", type=int, default=None, help="Only the first N planned images per config.")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--rank", type=int, default=None, help="This process's share of the shards (default: $RANK or 0).")
-@click.option("--world", type=int, default=None, help="Number of processes sharing the shards (default: $WORLD_SIZE or 1).")
+@click.option("--world", type=int, default=None, help="Number of processes sharing the shards (default: $WORLD_SIZE "
+              "or 1; with --launcher local|slurm: the number of jobs, default one per shard).")
+@launcher_options
 @config_option
 @set_option
 @json_option
 @click.pass_context
-def generate(ctx, generators, configs, limit, batch_size, rank, world, config_file, overrides, as_json):
+def generate(ctx, generators, configs, limit, batch_size, rank, world, config_file, overrides, as_json, **launch_opts):
     """Translate every planned source image into a synthetic COVID-19 PNG with provenance.
 
-    Resumable: finished shards are checked and kept, a rerun does only what is missing.
+    Resumable: finished shards are checked and kept, a rerun does only what is missing. With
+    --launcher local|slurm, job i of --world N runs rank i (logs in WORKDIR/generated/jobs/).
     """
     from .config import resolve
     from .generate import GenerateConfig, generate as run
@@ -313,15 +353,23 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
     from .generate import check_ranks
     from .runtime import Ranks
 
+    launcher = _launcher(launch_opts)
     gens = _task_paths(generators, "--generator")
     extra = [f"{k}={v}" for k, v in (("configs", configs), ("limit", limit), ("batch_size", batch_size))
              if v is not None]
     cfg = resolve(GenerateConfig, config_file, list(overrides) + extra)
-    if rank is not None or world is not None:
+    if rank is not None and launcher.kind != "serial":
+        raise click.UsageError("with --launcher each job gets its rank; give only --world (the number of jobs)")
+    if launcher.kind == "serial" and (rank is not None or world is not None):
         env = Ranks.from_env()
         check_ranks(env.rank if rank is None else rank, env.world if world is None else world)
     _writes_to(_layout(ctx).generated, "generated images folder")
-    report = run(_workdir(ctx), cfg, gens, rank, world, progress=sys.stderr.isatty())
+    if launcher.kind == "serial":
+        report = run(_workdir(ctx), cfg, gens, rank, world, progress=sys.stderr.isatty())
+    else:
+        from .launch import generate_launched
+
+        report = generate_launched(_workdir(ctx), cfg, gens, world, launcher, echo=lambda x: click.echo(x, err=True))
     if as_json:
         _echo_json(report)
         return
@@ -347,21 +395,25 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
 @click.option("--replace", is_flag=True, help="Move an existing release folder aside and make a new one.")
 @click.option("--audit/--no-audit", "run_audit", default=True, show_default=True,
               help="Audit the staged release (privacy and quality) and put the results in the card.")
+@launcher_options
 @config_option
 @set_option
 @json_option
 @click.pass_context
 def release(ctx, out_dir, version, translators, preset, old_train_set, limit, replace, run_audit, config_file,
-            overrides, as_json):
+            overrides, as_json, **launch_opts):
     """Make a verified release: plan -> train -> generate -> package -> audit -> card -> verify -> promote.
 
     One config tree for every stage: --set SECTION.KEY=VALUE with SECTION release, plan, train,
     generate or audit (e.g. --set train.max_steps=5 --set generate.precision=fp32); release keys may
     drop their prefix (--set version=1.2.0). Resumable; writes into a staging folder and renames it into
-    place only when verify passes. The private id mapping goes into a folder beside the release, never into it.
+    place only when verify passes. The private id mapping goes into a folder beside the release, never
+    into it. With --launcher local|slurm the two translators train as two jobs at once (logs in
+    OUT/jobs/); the rest runs here.
     """
     from .pipeline import release as run, resolve_pipeline
 
+    launcher = _launcher(launch_opts)
     if old_train_set:
         raise click.UsageError("--train-set is gone: use --set train.KEY=VALUE (e.g. --set train.max_steps=5)")
     extra = [f"{k}={v}" for k, v in (("release.version", version), ("generate.limit", limit), ("train.preset", preset))
@@ -370,7 +422,8 @@ def release(ctx, out_dir, version, translators, preset, old_train_set, limit, re
     trans = _task_paths(translators, "--translator")
     out = Path(out_dir) if out_dir else _layout(ctx).release
     _DESTINATION.append(out)  # the pipeline checks it (and the work folder) before any work
-    manifest = run(_workdir(ctx), out, cfg, trans, replace, progress=sys.stderr.isatty(), audit=run_audit)
+    manifest = run(_workdir(ctx), out, cfg, trans, replace, progress=sys.stderr.isatty(), audit=run_audit,
+                   launcher=launcher)
     if as_json:
         _echo_json({k: manifest[k] for k in ("name", "version", "counts", "translators")})
     else:
@@ -478,19 +531,33 @@ def diff(old, new, write, as_json):
               help="Run on a release made from another split or plan (refused otherwise); stated in every output.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: WORKDIR/benchmark).")
+@click.option("--status", "status_dir", type=click.Path(file_okay=False, exists=True), default=None, metavar="OUT",
+              help="Say which cells of the benchmark in OUT are done, running, failed or missing; run nothing.")
+@launcher_options
 @config_option
 @set_option
+@json_option
 @click.pass_context
 def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size, limit,
-              eval_only, externals, allow_foreign_release, out_dir, config_file, overrides):
+              eval_only, externals, allow_foreign_release, out_dir, status_dir, config_file, overrides, as_json,
+              **launch_opts):
     """Train and score classifiers on the real / real+synthetic / synthetic-only arms.
 
     Writes results.json, tables.md/csv, figures/ and report.html; finished runs are kept on a rerun.
+    With --launcher local|slurm each cell (task, arm, seed) is one job; a failed cell is named with its
+    log, and rerunning the same command runs only the cells that are not finished.
     """
     from .benchmark.controls import parse_externals
     from .benchmark.run import BenchmarkConfig, evaluate_checkpoint, run_benchmark
     from .config import resolve
     from .layout import BenchmarkFolder
+
+    if status_dir:
+        _benchmark_status(Path(status_dir), as_json)
+        return
+    if as_json:
+        raise click.UsageError("--json goes with --status")
+    launcher = _launcher(launch_opts)
 
     extra = [f"{k}={v}" for k, v in (("model", model), ("init", init), ("protocol", protocol), ("seeds", seeds),
                                       ("fit.max_epochs", max_epochs), ("image_size", image_size), ("limit", limit))
@@ -504,18 +571,37 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).benchmark, "benchmark output folder")
     if eval_only and len(cfg.tasks) != 1:
         raise click.UsageError("--eval-only needs exactly one --task")
+    if eval_only and launcher.kind != "serial":
+        raise click.UsageError("--eval-only trains nothing: it runs here, without --launcher")
     with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
         if eval_only:
             summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg,
                                           externals=parse_externals(externals))
         else:
             summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=sys.stderr.isatty(),
-                                    externals=parse_externals(externals), allow_foreign_release=allow_foreign_release)
+                                    externals=parse_externals(externals), allow_foreign_release=allow_foreign_release,
+                                    launcher=launcher, echo=lambda line: click.echo(line, err=True))
     for note in summary.get("notices") or []:
         click.echo(f"WARNING: {note}", err=True)
     files = BenchmarkFolder(out)
     click.echo(files.tables.read_text())
     click.echo(f"report: {files.report}")
+
+
+def _benchmark_status(out: Path, as_json: bool) -> None:
+    """``benchmark --status OUT``: one line per cell that is not done, and the counts."""
+    from .benchmark.run import benchmark_status
+
+    st = benchmark_status(out)
+    if as_json:
+        _echo_json(st)
+        return
+    for c in st["cells"]:
+        extra = "; ".join(x for x in (c["detail"], f"log {c['log']}" if c["log"] and c["state"] == "failed" else None) if x)
+        click.echo(f"{c['state']:8s} {c['cell']}" + (f"  ({extra})" if extra else ""))
+    counts = ", ".join(f"{n} {s}" for s, n in st["counts"].items())
+    click.echo(f"{out}: {counts} of {len(st['cells'])} cells; results.json "
+               + ("written" if st["results"] else "not written yet"))
 
 
 @cli.command()

@@ -117,3 +117,23 @@ def hold(folder: str | Path, name: str, what: str, shared: bool = False) -> Iter
             del _HELD[key]
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def holder_of(folder: str | Path, name: str) -> str | None:
+    """Who holds ``<folder>/.<name>.lock`` now ("pid N on HOST"), or ``None`` when nobody does.
+
+    A probe for status reports: it takes and at once drops a shared lock, so it never waits and never
+    keeps a holder out for longer than that instant.
+    """
+    path = Path(folder) / f".{name}.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(path)
+    finally:
+        os.close(fd)  # releases the probe's lock, if it got one
+    return None

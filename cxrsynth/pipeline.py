@@ -26,8 +26,10 @@ half-made copy filling the disk; staging folders of a killed release are removed
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +40,7 @@ from .config import build as build_config
 from .config import load_file, merge, parse_overrides
 from .errors import ConfigError, CxrsynthError, DataNotFoundError
 from .generate import GenerateConfig, generate
+from .launch import Job, Launcher, launch, raise_failed
 from .layout import WorkLayout
 from .locks import check_writable, hold
 from .paths import read_json
@@ -145,8 +148,11 @@ def _aside(path: Path, stamp: str) -> Path:
 
 def release(workdir: str | Path, out_dir: str | Path, cfg: PipelineConfig = PipelineConfig(),
             translators: dict[str, str] | None = None, replace: bool = False, progress: bool = False,
-            audit: bool = True) -> dict:
+            audit: bool = True, launcher: Launcher | None = None) -> dict:
     """Run the whole release; returns the manifest of the release folder put in place.
+
+    ``launcher`` (``local``/``slurm``): the translators to train are trained as one job each (logs in
+    ``out_dir/jobs/``), at the same time; the rest runs here once both are done.
 
     ``translators`` ({task: generator file or run folder}) are used instead of training; ``audit=False``
     leaves the card saying "Not yet audited". Raises :class:`~cxrsynth.errors.LockedError` when another
@@ -160,18 +166,21 @@ def release(workdir: str | Path, out_dir: str | Path, cfg: PipelineConfig = Pipe
     check_writable(workdir, "work folder")
     with hold(out_dir, "release", f"the release folder {out_dir}"):
         _refuse_existing(final, replace)  # another release may have finished while we waited to start
-        return _release_locked(WorkLayout(workdir), out_dir, cfg, dict(translators or {}), replace, progress, audit)
+        return _release_locked(WorkLayout(workdir), out_dir, cfg, dict(translators or {}), replace, progress, audit,
+                               launcher or Launcher())
 
 
 def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, translators: dict[str, str],
-                    replace: bool, progress: bool, audit: bool) -> dict:
+                    replace: bool, progress: bool, audit: bool, launcher: Launcher) -> dict:
     name = cfg.release.name
     final, final_priv = out_dir / name, out_dir / f"{name}.private"
     staging, staging_priv = _fresh_staging(out_dir, name)
     _ensure_plan(layout, cfg.plan)
-    for task in dict.fromkeys(CONFIG_TASK[c] for c in cfg.release.configs):
-        if task not in translators:
-            _ensure_translator(layout, task, cfg, progress)
+    to_train = [t for t in dict.fromkeys(CONFIG_TASK[c] for c in cfg.release.configs) if t not in translators]
+    serial = launcher.kind == "serial"
+    outcomes = launch(launcher, [Job(f"train {task}", _ensure_translator, (layout, task, cfg, progress and serial))
+                                 for task in to_train], out_dir / "jobs", echo=functools.partial(print, file=sys.stderr))
+    raise_failed(outcomes, "translator trainings", "rerun the same command: training resumes from its last checkpoint")
     generate(layout.root, cfg.generate, translators, progress=progress)
     try:
         manifest = build(layout.root, staging, staging_priv, cfg.release, translators, describe_release=False)

@@ -10,13 +10,21 @@ release, the synthetic arms are generated first into ``synthetic/`` (cached) by 
 Every run also scores the shortcut controls (``controls.py``): the COVID-19 collection's own non-COVID
 X-rays and each ``--external`` set. A release is first checked against the work folder's split
 (``release_check.py``).
+
+Cells (task x arm x seed) run here one after another, or, with ``--launcher local|slurm``
+(``launch.py``), one job each: a cell's ``result.json`` carries its key (:func:`cell_key`) and is
+written last, so a finished cell is skipped whichever way it was made; ``job.json`` beside it records
+its job (id, log, failure) for ``--status``, and ``jobs/`` holds submitit's pickles and logs. The
+outputs are made from the cells' result files by one function (:func:`summarise`) for every launcher.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,9 +33,12 @@ import torch
 
 from .. import __version__
 from ..config import at_least, to_dict
+from ..config import build as build_config
 from ..device import pick_device
-from ..errors import ConfigError
+from ..errors import ConfigError, DataNotFoundError
+from ..launch import Job, Launcher, launch, raise_failed, read_record
 from ..layout import WorkLayout
+from ..locks import hold, holder_of
 from ..paths import atomic_path, read_json, write_json
 from ..records import read_records
 from ..schemas import validate
@@ -156,8 +167,10 @@ def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: 
 
 
 def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: BenchmarkConfig, release, device,
-            sets: ControlSets | None = None) -> dict:
-    if (run_dir / "result.json").is_file():
+            sets: ControlSets | None = None, key: str | None = None) -> dict:
+    """Train and score one cell into ``run_dir/result.json`` (written atomically, last), or read the one
+    there when it is finished (``cell_done``); ``key`` (see :func:`cell_key`) is recorded in it."""
+    if cell_done(run_dir, key):
         res = read_json(run_dir / "result.json")
         return score_controls(res, run_dir, cfg, sets, device) if sets else res
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +206,7 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
         "test": score(test["labels"], test["scores"], [i.patient for i in test_items], threshold, cfg.bootstrap, seed),
         "test_scores": [round(float(s), 6) for s in test["scores"]], "test_labels": [int(v) for v in test["labels"]],
         "test_patients": [i.patient for i in test_items], "test_record_ids": [i.record_id for i in test_items],
-    }
+    } | ({"cell_key": key} if key else {})
     _save_model(model, run_dir / "model.safetensors", cfg.model)
     write_json(run_dir / "result.json", res)
     return score_controls(res, run_dir, cfg, sets, device, model) if sets else res
@@ -203,8 +216,8 @@ PER_IMAGE = ("history", "test_scores", "test_labels", "test_patients", "test_rec
 
 
 def _public_run(r: dict) -> dict:
-    """A run as results.json keeps it: without per-image lists (those stay in runs/*/result.json)."""
-    return {k: v for k, v in r.items() if k not in PER_IMAGE}
+    """A run as results.json keeps it: without per-image lists (those stay in runs/*/result.json) nor its key."""
+    return {k: v for k, v in r.items() if k not in PER_IMAGE and k != "cell_key"}
 
 
 def _control_summary(runs: list[dict]) -> dict | None:
@@ -315,19 +328,83 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig(),
-                  release: str | None = None, translators: dict[str, str] | None = None, progress: bool = False,
-                  externals: dict[str, str] | None = None, allow_foreign_release: bool = False) -> dict:
-    """Train and score every task x arm x seed, score the shortcut controls, write every output.
+@dataclass(frozen=True)
+class Cell:
+    """One classifier training of the grid: a task, an arm and a seed (the model is the config's)."""
 
-    ``externals``: {NAME: DIR} of external test sets (any folder ``cxrsynth ingest`` reads).
-    ``allow_foreign_release``: run on a release that does not match this split (stated in every output).
-    """
-    from tqdm import tqdm
+    task: str
+    arm: str
+    seed: int
 
-    from .report import write_outputs
+    @property
+    def name(self) -> str:
+        return f"{self.task}/{self.arm}/seed-{self.seed}"
 
-    workdir, out_dir = Path(workdir), Path(out_dir)
+    def folder(self, out_dir: Path) -> Path:
+        return Path(out_dir) / "runs" / self.task / self.arm / f"seed-{self.seed}"
+
+
+def list_cells(cfg: BenchmarkConfig) -> list[Cell]:
+    """Every cell of the grid, in the order results are reported."""
+    return [Cell(t, a, s) for t in cfg.tasks for a in cfg.arms for s in range(cfg.n_seeds)]
+
+
+def cell_key(inputs: dict, cell: Cell) -> str:
+    """What one cell's numbers depend on: the run's inputs (:func:`run_inputs`) and the cell itself."""
+    text = json.dumps({"inputs": inputs, "cell": [cell.task, cell.arm, cell.seed]}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cell_done(run_dir: Path, key: str | None) -> bool:
+    """A cell is finished when its ``result.json`` reads and carries ``key``. A result without a key was
+    written before keys were recorded; the folder's ``inputs.json`` claim covers it."""
+    path = run_dir / "result.json"
+    if not path.is_file():
+        return False
+    try:
+        found = read_json(path).get("cell_key")
+    except (OSError, ValueError):
+        return False  # a result that does not read is redone, not trusted
+    return key is None or found in (None, key)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything a cell needs, picklable: a launched job gets this and its :class:`Cell`."""
+
+    workdir: Path
+    out_dir: Path
+    cfg: BenchmarkConfig
+    release: str | None
+    externals: dict[str, str]
+    inputs: dict
+
+    def key(self, cell: Cell) -> str:
+        return cell_key(self.inputs, cell)
+
+
+def run_cell(setup: Setup, cell: Cell, device, sets: ControlSets) -> dict:
+    """Run (or read, when finished) one cell under its lock, ``.cell.lock`` in its folder: a cell is
+    never computed twice at once, and ``--status`` sees it running."""
+    run_dir = cell.folder(setup.out_dir)
+    with hold(run_dir, "cell", f"the benchmark cell {cell.name}"):
+        return run_one(setup.workdir, run_dir, cell.task, cell.arm, cell.seed, setup.cfg, setup.release, device, sets,
+                       key=setup.key(cell))
+
+
+def run_cell_job(setup: Setup, cell: Cell) -> dict:
+    """A launched job (``--launcher local|slurm``): one cell, in its own process; its controls are
+    decoded here. Returns a small summary; the numbers are in the cell's ``result.json``."""
+    sets, _ = _control_sets(setup.workdir, setup.cfg, setup.externals)
+    res = run_cell(setup, cell, pick_device(setup.cfg.device), sets)
+    return {"cell": cell.name, "auroc": res["test"]["auroc"]}
+
+
+def prepare(workdir: Path, out_dir: Path, cfg: BenchmarkConfig, release: str | None,
+            translators: dict[str, str] | None, externals: dict[str, str] | None,
+            allow_foreign_release: bool) -> tuple[Setup, dict | None]:
+    """Before any cell: synthetic images from translators (when given), the release check, the folder's
+    claim (``inputs.json``) and ``config.json``. Returns the cells' setup and the release check."""
     out_dir.mkdir(parents=True, exist_ok=True)
     needs_synth = any(a != "real" for a in cfg.arms)
     if translators:
@@ -336,24 +413,26 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
         raise ConfigError("the synthetic arms need a release or translators", "--release / --translator",
                           "or run only --arms real")
     checked = check_release(workdir, release, allow_foreign_release) if release else None
-    claim_run_folder(out_dir, run_inputs(workdir, cfg, release))
+    inputs = run_inputs(workdir, cfg, release)
+    claim_run_folder(out_dir, inputs)
     write_json(out_dir / "config.json", to_dict(cfg) | {"release": release, "translators": translators,
                                                         "externals": externals, "allow_foreign_release": allow_foreign_release})
+    return Setup(workdir, out_dir, cfg, release, dict(externals or {}), json.loads(json.dumps(inputs, default=str))), checked
+
+
+def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict) -> dict:
+    """results.json from every cell's result (validated and written), then tables, figures and report:
+    the same for every launcher."""
+    from .report import write_outputs
+
+    workdir, out_dir, cfg, release = setup.workdir, setup.out_dir, setup.cfg, setup.release
     split_method = read_json(WorkLayout(workdir).splits)["config"]["method"]
-    notices = _notices(cfg, split_method, checked)
-    sets, ctl = _control_sets(workdir, cfg, externals or {})
-    device = pick_device(cfg.device)
-    jobs = [(t, a, s) for t in cfg.tasks for a in cfg.arms for s in range(cfg.n_seeds)]
-    results = []
-    for task, arm, seed in tqdm(jobs, desc="benchmark", unit="run", disable=not progress):
-        results.append(run_one(workdir, out_dir / "runs" / task / arm / f"seed-{seed}", task, arm, seed, cfg, release,
-                               device, sets))
     assign = read_json(WorkLayout(workdir).splits)["assignments"]
     summary = {
         "kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
         "protocol": cfg.protocol, "test_used_for_selection": cfg.protocol == "paper",
         "warning": PAPER_WARNING if cfg.protocol == "paper" else None,
-        "notices": notices, "split_method": split_method,
+        "notices": _notices(cfg, split_method, checked), "split_method": split_method,
         "release": release, "release_check": checked, "eval_only": False,
         "summary": aggregate(results, cfg.bootstrap),
         "controls": {
@@ -367,6 +446,91 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     write_json(out_dir / "results.json", summary)
     write_outputs(out_dir, summary, results, workdir, cfg)
     return summary
+
+
+CELL_STATES = ("done", "running", "failed", "missing")
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cell_state(out_dir: Path, cell: Cell, key: str) -> dict:
+    folder = cell.folder(out_dir)
+    rec = read_record(folder) or {}
+    here = rec.get("host") == socket.gethostname()
+    entry = {"cell": cell.name, "state": "missing", "job_id": rec.get("job_id"), "log": rec.get("stderr"),
+             "detail": None}
+    if cell_done(folder, key):
+        return entry | {"state": "done", "detail": None if rec.get("job_id") else "run here"}
+    holder = holder_of(folder, "cell")
+    if holder:
+        return entry | {"state": "running", "detail": holder}
+    state = rec.get("state")
+    if state == "submitted" and rec.get("launcher") == "local" and here and not _pid_alive(rec.get("job_id")):
+        return entry | {"state": "failed", "detail": "the job ended without a result"}
+    if state == "submitted":
+        return entry | {"state": "running", "detail": f"submitted as {rec.get('launcher')} job {rec.get('job_id')}"
+                                                      " (queued or starting)"}
+    if state == "queued" and here and _pid_alive(rec.get("launcher_pid")):
+        return entry | {"state": "running", "detail": f"waiting for a free slot (launcher pid {rec.get('launcher_pid')})"}
+    if state == "failed":
+        return entry | {"state": "failed", "detail": rec.get("error")}
+    return entry
+
+
+def benchmark_status(out_dir: str | Path) -> dict:
+    """Where a benchmark folder stands, cell by cell: done (its result file carries its key), running
+    (its lock is held, or a job was submitted and is not known to have ended), failed (with the job's
+    log) or missing. Reads only files (``inputs.json``, each cell's ``result.json`` and ``job.json``):
+    SLURM is not asked, so a job it dropped without a trace shows as submitted."""
+    out_dir = Path(out_dir)
+    path = out_dir / "inputs.json"
+    if not path.is_file():
+        raise DataNotFoundError("no benchmark in this folder", path, "give the --out folder of a `cxrsynth benchmark` run")
+    inputs = read_json(path)
+    cfg = build_config(BenchmarkConfig, inputs["config"])
+    cells = [_cell_state(out_dir, c, cell_key(inputs, c)) for c in list_cells(cfg)]
+    return {"out": str(out_dir), "counts": {s: sum(c["state"] == s for c in cells) for s in CELL_STATES},
+            "results": (out_dir / "results.json").is_file(), "cells": cells}
+
+
+def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig(),
+                  release: str | None = None, translators: dict[str, str] | None = None, progress: bool = False,
+                  externals: dict[str, str] | None = None, allow_foreign_release: bool = False,
+                  launcher: Launcher | None = None, echo=None) -> dict:
+    """Train and score every task x arm x seed, score the shortcut controls, write every output.
+
+    ``externals``: {NAME: DIR} of external test sets (any folder ``cxrsynth ingest`` reads).
+    ``allow_foreign_release``: run on a release that does not match this split (stated in every output).
+    ``launcher``: ``serial`` (default) trains the cells here, one after another; ``local``/``slurm``
+    runs each unfinished cell as one job (logs in ``out_dir/jobs/``), and raises
+    :class:`~cxrsynth.launch.JobsFailed` naming the failed cells and their logs, before any output is
+    written; a rerun runs only those. Either way the outputs come from the cells' result files.
+    """
+    from tqdm import tqdm
+
+    workdir, out_dir, launcher = Path(workdir), Path(out_dir), launcher or Launcher()
+    setup, checked = prepare(workdir, out_dir, cfg, release, translators, externals, allow_foreign_release)
+    cells = list_cells(cfg)
+    if launcher.kind != "serial":
+        todo = [c for c in cells if not cell_done(c.folder(out_dir), setup.key(c))]
+        outcomes = launch(launcher, [Job(c.name, run_cell_job, (setup, c), c.folder(out_dir)) for c in todo],
+                          out_dir / "jobs", echo)
+        raise_failed(outcomes, "benchmark cells",
+                     f"rerun the same command: finished cells are kept and only these run again "
+                     f"(`cxrsynth benchmark --status {out_dir}` lists them)")
+    sets, ctl = _control_sets(workdir, cfg, setup.externals)
+    device = pick_device(cfg.device)
+    results = [run_cell(setup, c, device, sets)
+               for c in tqdm(cells, desc="benchmark", unit="run", disable=not progress or launcher.kind != "serial")]
+    return summarise(setup, results, checked, ctl)
 
 
 def evaluate_checkpoint(workdir: str | Path, out_dir: str | Path, checkpoint: str, task: str,

@@ -1,0 +1,342 @@
+"""Where independent jobs run: in this process (``serial``, the default), as local subprocesses
+(``local``) or as a SLURM job array (``slurm``), through submitit.
+
+Why: the rigorous benchmark is 150 classifier trainings and a release is 2 translator trainings plus
+tens of thousands of generations; one process does them one after another. submitit submits plain
+Python functions to SLURM and ships a local executor that runs each job as a real subprocess, so the
+same code path is tested here without a cluster. Hand-written schedulers are not the answer.
+
+The caller (benchmark, generate, release) makes the work resumable itself (a finished cell or shard is
+checked and skipped), so a failed job is simply run again by running the same command again:
+:func:`launch` does not retry, it reports. For each job it writes ``job.json`` into the job's own
+state folder (when given): the job id, its log files, and ``submitted``, ``done`` or ``failed`` with
+the error's last line, so that ``--status`` can say where things stand without asking the scheduler.
+
+Pickles: submitit pickles each job's function and arguments, and the job's return value, into the log
+folder that the caller places inside its own output folder (``<out>/jobs/``). Only those pickles are
+loaded, by the jobs and by this process; they are written by this process or by the jobs it launched,
+never taken from elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from .config import at_least
+from .errors import ConfigError, CxrsynthError
+from .paths import read_json, write_json
+
+KINDS = ("serial", "local", "slurm")
+# Launcher field -> the command-line option that sets it (named in errors).
+SLURM_OPTIONS = {"partition": "--slurm-partition", "gpus_per_job": "--slurm-gpus-per-job",
+                 "cpus_per_job": "--slurm-cpus-per-job", "time_min": "--slurm-time",
+                 "array_parallelism": "--slurm-array-parallelism", "options": "--slurm-option"}
+LOCAL_OPTIONS = {"local_parallelism": "--local-parallelism"}
+DEFAULT_SLURM_TIME_MIN = 240
+LOCAL_TIME_MIN = 7 * 24 * 60  # a local job is never cut short by a time limit of ours
+RESULT_GRACE_S = 15  # as submitit waits for a result file that SLURM's accounting announced
+
+
+class JobsFailed(CxrsynthError):
+    """Some launched jobs ended without their result; ``where`` names them and their logs."""
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """How jobs are run. ``serial`` runs them one after another in this process (exceptions propagate,
+    as they always did); ``local`` starts each as a subprocess, at most ``local_parallelism`` at once;
+    ``slurm`` submits them as one array (``array_parallelism``: at most that many running at once).
+
+    ``options`` are extra sbatch options as ``KEY=VALUE`` (``KEY`` alone for a flag, e.g.
+    ``exclusive``), e.g. ``account=proj42`` or ``qos=high`` or ``mem=32G``.
+    """
+
+    kind: Literal["serial", "local", "slurm"] = "serial"
+    partition: str | None = None
+    gpus_per_job: int | None = None
+    cpus_per_job: int | None = None
+    time_min: int | None = None
+    array_parallelism: int | None = None
+    options: tuple[str, ...] = ()
+    local_parallelism: int | None = None
+    poll_s: float = 2.0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError("unknown launcher", self.kind, f"use one of {', '.join(KINDS)}")
+        for names, kind in ((SLURM_OPTIONS, "slurm"), (LOCAL_OPTIONS, "local")):
+            given = [opt for name, opt in names.items() if getattr(self, name) not in (None, ())]
+            if given and self.kind != kind:
+                raise ConfigError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} only for --launcher {kind}",
+                                  f"--launcher {self.kind}", f"pass --launcher {kind}, or leave {'it' if len(given) == 1 else 'them'} out")
+        for name in ("gpus_per_job",):
+            if getattr(self, name) is not None:
+                at_least(name, getattr(self, name), 0)
+        for name in ("cpus_per_job", "time_min", "array_parallelism", "local_parallelism"):
+            if getattr(self, name) is not None:
+                at_least(name, getattr(self, name), 1)
+        self.sbatch_options()  # KEY=VALUE checked now, not at submission
+
+    @classmethod
+    def from_file(cls, path: str | Path, **given) -> Launcher:
+        """A launcher from a YAML (or JSON) file, with the options given on the command line (``given``,
+        ``None`` = not given) taking precedence.
+
+        The file holds ``launcher: KIND`` (optional) and a section per kind, ``slurm:`` (``partition``,
+        ``gpus_per_job``, ``cpus_per_job``, ``time_min``, ``array_parallelism``, and ``options``: a mapping
+        or a list of ``KEY=VALUE``) and/or ``local:`` (``local_parallelism``); only the chosen kind's
+        section applies, so one file serves both. The kind: ``given``, else the file's, else ``slurm``
+        when the file has that section.
+        """
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read the launcher config: {exc}", path) from exc
+        if not isinstance(data, dict) or set(data) - {"slurm", "local", "launcher"}:
+            raise ConfigError("a launcher config holds `launcher: KIND` and `slurm:` and/or `local:` sections",
+                              path, "e.g. slurm: {partition: gpu, gpus_per_job: 1, time_min: 120}")
+        kind = given.pop("kind", None) or data.get("launcher") or ("slurm" if data.get("slurm") else "serial")
+        known = {"slurm": set(SLURM_OPTIONS), "local": set(LOCAL_OPTIONS)}
+        for section, names in known.items():
+            sec = data.get(section) or {}
+            if not isinstance(sec, dict) or set(sec) - names:
+                raise ConfigError(f"unknown keys in the `{section}:` section", path, f"known: {', '.join(sorted(names))}")
+        values = dict(data.get(kind) or {})
+        opts = values.get("options")
+        if isinstance(opts, dict):
+            values["options"] = tuple(k if v is True else f"{k}={v}" for k, v in opts.items())
+        elif opts is not None:
+            values["options"] = tuple(str(o) for o in opts)
+        values |= {k: v for k, v in given.items() if v not in (None, ())}
+        return cls(kind=kind, **values)
+
+    def sbatch_options(self) -> dict[str, Any]:
+        """``options`` as submitit's ``additional_parameters`` (``KEY`` alone is a flag)."""
+        out: dict[str, Any] = {}
+        for item in self.options:
+            key, sep, value = item.partition("=")
+            key = key.strip().lstrip("-")
+            if not key or (sep and not value.strip()):
+                raise ConfigError("--slurm-option takes KEY=VALUE (or KEY alone for a flag)", item,
+                                  "e.g. --slurm-option account=proj42 --slurm-option exclusive")
+            out[key] = value.strip() if sep else True
+        return out
+
+    def slurm_parameters(self) -> dict[str, Any]:
+        """What :class:`submitit.SlurmExecutor` is given (its ``update_parameters`` names)."""
+        params = {"partition": self.partition, "gpus_per_node": self.gpus_per_job, "cpus_per_task": self.cpus_per_job,
+                  "time": self.time_min or DEFAULT_SLURM_TIME_MIN, "array_parallelism": self.array_parallelism,
+                  "additional_parameters": self.sbatch_options() or None}
+        return {k: v for k, v in params.items() if v is not None}
+
+    def executor(self, folder: Path):
+        """A submitit executor writing its pickles and logs into ``folder``."""
+        import submitit
+
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.kind == "local":
+            ex = submitit.LocalExecutor(folder)
+            ex.update_parameters(timeout_min=self.time_min or LOCAL_TIME_MIN)
+            return ex
+        if self.kind == "slurm":
+            if shutil.which("srun") is None or shutil.which("sbatch") is None:
+                raise ConfigError("--launcher slurm needs SLURM's sbatch and srun on PATH", "sbatch/srun not found",
+                                  "run on the cluster's login node, or use --launcher local")
+            ex = submitit.SlurmExecutor(folder)
+            ex.update_parameters(**self.slurm_parameters())
+            return ex
+        raise ConfigError("the serial launcher has no executor", self.kind)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: ``fn(*args)`` must be picklable (a module-level function and plain data).
+    ``state_dir``: where ``job.json`` records this job for ``--status`` (none: not recorded)."""
+
+    name: str
+    fn: Callable[..., Any]
+    args: tuple = ()
+    state_dir: Path | None = None
+
+
+@dataclass
+class Outcome:
+    """What became of one job: ``ok`` with the function's return ``value``, or not, with the error's
+    last line and the job's log files."""
+
+    name: str
+    ok: bool
+    value: Any = None
+    job_id: str | None = None
+    stdout: Path | None = None
+    stderr: Path | None = None
+    error: str | None = None
+
+    def line(self) -> str:
+        if self.ok:
+            return f"{self.name}: done" + (f" (job {self.job_id})" if self.job_id else "")
+        return f"{self.name}: FAILED (job {self.job_id}): {self.error}; log {self.stderr}"
+
+
+JOB_RECORD = "job.json"
+
+
+def record(state_dir: Path | None, **info) -> None:
+    """Update ``<state_dir>/job.json`` (written atomically, read by ``--status``)."""
+    if state_dir is None:
+        return
+    path = Path(state_dir) / JOB_RECORD
+    old = read_json(path) if path.is_file() else {}
+    write_json(path, old | {k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()})
+
+
+def read_record(state_dir: Path) -> dict | None:
+    path = Path(state_dir) / JOB_RECORD
+    try:
+        return read_json(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _last_line(text: str | None) -> str:
+    lines = [x.strip() for x in (text or "").splitlines() if x.strip() and not set(x.strip()) <= {"-"}]
+    return lines[-1][:300] if lines else ""
+
+
+def _finish(job, spec: Job, kind: str) -> Outcome:
+    """The outcome of a finished submitit job. A local job writes its result before its process ends;
+    a SLURM job's may reach this node a little after SLURM says the job ended (a shared file system),
+    so it is waited for, briefly. A job without one was killed, out of time or out of memory."""
+    base = {"name": spec.name, "job_id": str(job.job_id), "stdout": job.paths.stdout, "stderr": job.paths.stderr}
+    deadline = time.monotonic() + (RESULT_GRACE_S if kind == "slurm" else 0)
+    while not job.paths.result_pickle.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    if job.paths.result_pickle.exists():
+        exc = job.exception()
+        if exc is None:
+            out = Outcome(ok=True, value=job.result(), **base)
+            record(spec.state_dir, state="done", finished=_now())
+            return out
+        error = _last_line(str(exc).split("----------------------")[1] if "------" in str(exc) else str(exc))
+    else:
+        tail = job.paths.stderr.read_text(errors="replace") if job.paths.stderr.is_file() else ""
+        error = f"the job ended without a result (state {job.state}: killed, out of time or out of memory?)" + (
+            f", last log line: {_last_line(tail)}" if _last_line(tail) else "")
+    record(spec.state_dir, state="failed", finished=_now(), error=error)
+    return Outcome(ok=False, error=error, **base)
+
+
+def launch(launcher: Launcher, jobs: list[Job], log_dir: Path, echo: Callable[[str], None] | None = None) -> list[Outcome]:
+    """Run ``jobs`` as ``launcher`` says, wait for all, and return their outcomes in order.
+
+    ``serial``: each runs here, in order; an exception propagates at once (today's behaviour).
+    ``local``/``slurm``: submitit jobs with pickles and logs in ``log_dir``; nothing is raised for a
+    failed job, its :class:`Outcome` says what failed and where its log is (see :func:`raise_failed`).
+    Interrupting this process leaves submitted jobs running (a SLURM array stays queued): rerunning
+    the command skips what they finished.
+    """
+    echo = echo or (lambda _: None)
+    if launcher.kind == "serial":
+        return [Outcome(name=j.name, ok=True, value=j.fn(*j.args)) for j in jobs]
+    if not jobs:
+        return []
+    ex = launcher.executor(Path(log_dir))
+    by_spec: dict[int, Any] = {}
+    outcomes: dict[int, Outcome] = {}
+    pending = list(range(len(jobs)))
+    for j in jobs:  # --status: waiting for a slot while this process lives
+        record(j.state_dir, state="queued", launcher=launcher.kind, job_id=None, launcher_pid=os.getpid(),
+               host=socket.gethostname(), error=None, finished=None)
+
+    def submitted(i: int, job) -> None:
+        by_spec[i] = job
+        record(jobs[i].state_dir, state="submitted", launcher=launcher.kind, job_id=str(job.job_id),
+               stdout=job.paths.stdout, stderr=job.paths.stderr, submitted=_now())
+        echo(f"{jobs[i].name}: submitted as job {job.job_id} (log {job.paths.stderr})")
+
+    if launcher.kind == "slurm":  # one array; SLURM itself holds back all but array_parallelism
+        for i, job in zip(pending, ex.submit_array([functools.partial(j.fn, *j.args) for j in jobs])):
+            submitted(i, job)
+        pending = []
+    at_once = launcher.local_parallelism or max(1, min(4, os.cpu_count() or 1))
+    while pending or len(outcomes) < len(jobs):
+        while pending and len(by_spec) - len(outcomes) < at_once:
+            i = pending.pop(0)
+            submitted(i, ex.submit(jobs[i].fn, *jobs[i].args))
+        for i, job in by_spec.items():
+            if i not in outcomes and job.done():
+                outcomes[i] = _finish(job, jobs[i], launcher.kind)
+                echo(outcomes[i].line())
+        if len(outcomes) < len(jobs):
+            time.sleep(launcher.poll_s)
+    return [outcomes[i] for i in range(len(jobs))]
+
+
+def raise_failed(outcomes: list[Outcome], what: str, rerun: str) -> None:
+    """Raise :class:`JobsFailed` naming every failed job and its log, when any failed."""
+    bad = [o for o in outcomes if not o.ok]
+    if bad:
+        shown = "; ".join(f"{o.name}: {o.error} (log {o.stderr})" for o in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise JobsFailed(f"{len(bad)} of {len(outcomes)} {what} failed", shown + more, rerun)
+
+
+def launcher_from_cli(kind: str | None, config_file: str | None, **given) -> Launcher:
+    """The launcher the command-line options describe (``given``: field -> value, ``None`` = not given)."""
+    if config_file:
+        return Launcher.from_file(config_file, **({"kind": kind} if kind else {}), **given)
+    return Launcher(kind=kind or "serial", **{k: v for k, v in given.items() if v not in (None, ())})
+
+
+
+def planned_shards(workdir: Path, cfg) -> int:
+    """An upper bound on the shards of the largest config ``generate`` would make (label-only records are
+    counted; a rank left without a shard does nothing): one job per shard by default."""
+    from .layout import WorkLayout
+    from .vocab import CONFIG_TASK
+
+    plan = read_json(WorkLayout(Path(workdir)).plan)
+
+    sizes = [len(plan["tasks"][CONFIG_TASK[c]]["translate"]["record_ids"]) for c in cfg.configs]
+    sizes = [min(n, cfg.limit) if cfg.limit else n for n in sizes]
+    return max(1, max(-(-n // cfg.shard_size) for n in sizes))
+
+
+def generate_launched(workdir: Path, cfg, generators: dict[str, str] | None, world: int | None, launcher: Launcher,
+                      echo: Callable[[str], None] | None = None) -> dict:
+    """``generate --launcher local|slurm``: ``world`` jobs (default: one per shard), job ``i`` running
+    ``generate(rank=i, world=world)``, which splits the shards round-robin and keeps finished ones; logs
+    in ``generated/jobs/``. Returns the ranks' reports merged (counts summed)."""
+    from .generate import check_ranks, generate
+    from .layout import WorkLayout
+
+    workdir = Path(workdir)
+    world = planned_shards(workdir, cfg) if world is None else world
+    check_ranks(0, world)
+    jobs = [Job(f"generate rank {r} of {world}", generate, (workdir, cfg, generators, r, world)) for r in range(world)]
+    outcomes = launch(launcher, jobs, WorkLayout(workdir).generated / "jobs", echo)
+    raise_failed(outcomes, "generation jobs", "rerun the same command: finished shards are kept, only the rest is made")
+    reports = [o.value for o in outcomes]
+    merged = dict(reports[0], rank=None, world=world)
+    merged["configs"] = {}
+    for config, first in reports[0]["configs"].items():
+        per_rank = [r["configs"][config] for r in reports]
+        merged["configs"][config] = dict(first, images_per_second=None, **{
+            k: sum(s[k] for s in per_rank) for k in ("generated", "shards_skipped_done", "shards_mine")})
+    return merged
