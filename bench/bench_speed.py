@@ -65,10 +65,17 @@ def slug(name: str) -> str:
 class Table:
     """Rows as they are measured (printed as JSON lines), with the references they are compared with."""
 
-    def __init__(self, peaks: dict | None = None):
+    def __init__(self, stem: Path, meta: dict):
         self.rows: list[dict] = []
-        self.peaks = peaks or {}
+        self.stem, self.meta = stem, meta
+        self.peaks: dict = {}
         self.canonical_s: float | None = None
+
+    def write(self) -> None:
+        """Both files, rewritten after every row: a run cut short keeps what it measured."""
+        self.stem.parent.mkdir(parents=True, exist_ok=True)
+        self.stem.with_suffix(".json").write_text(json.dumps({"meta": self.meta, "rows": self.rows}, indent=2) + "\n")
+        self.stem.with_suffix(".md").write_text(markdown(self.meta, self.rows))
 
     def add(self, part: str, what: str, seconds: float | None = None, flops: float | None = None, **extra) -> dict:
         row = {"part": part, "what": what, **extra}
@@ -82,6 +89,7 @@ class Table:
                     row["fraction_of_bf16_peak"] = round(flops / seconds / 1e12 / self.peaks["bf16"], 3)
         self.rows.append(row)
         print(json.dumps(row), flush=True)
+        self.write()
         return row
 
 
@@ -239,7 +247,7 @@ def main() -> None:
             "quick": args.quick, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "args": vars(args)}
     print(json.dumps(meta), flush=True)
-    t = Table()
+    t = Table(Path(args.out_dir) / f"speed-{slug(name)}{'-quick' if args.quick else ''}", meta)
     if "peak" in args.parts:
         part_peak(t, device, args.quick)
     if "canonical" in args.parts:
@@ -251,12 +259,8 @@ def main() -> None:
     if "classifier" in args.parts:
         part_classifier(t, device, args.classifier_model, args.classifier_size, args.classifier_images, args.reps)
     meta["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"speed-{slug(name)}{'-quick' if args.quick else ''}"
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": t.rows}, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown(meta, t.rows))
-    print(f"wrote {out / stem}.json and .md", flush=True)
+    t.write()
+    print(f"wrote {t.stem}.json and .md", flush=True)
 
 
 if __name__ == "__main__":

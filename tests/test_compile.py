@@ -71,6 +71,7 @@ def test_compiled_generation_matches_eager_and_files_do_not_depend_on_it(trained
     for mode in ("off", "on"):
         rep = generate(wd, resolve(GenerateConfig, overrides=base + [f"compile={mode}"]))
         assert rep["configs"]["g_nc"]["generated"] == 6 and rep["config"]["compile"] == mode
+        assert rep["configs"]["g_nc"]["compiled"] is (mode == "on")
         pngs[mode] = {p["id"]: np.asarray(Image.open(wd / "generated" / p["file"])).astype(int)
                       for p in read_provenance(wd / "generated", "g_nc")}
         (wd / "generated" / "g_nc" / "shard-00000.done.json").unlink()  # make the next run redo the shard

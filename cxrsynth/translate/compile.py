@@ -8,7 +8,8 @@ Why and where ``auto`` turns it on (decided from measurements, not by hope):
   Compiling costs tens of seconds per process on a 2-core CPU (inductor writes and builds C++ kernels;
   the on-disk inductor cache makes later processes cheaper), so at ~0.07 s saved per image it only pays
   from about :data:`AUTO_MIN_IMAGES` images per generator onwards; shorter runs (tests, ``--limit``
-  looks) stay eager.
+  looks) stay eager. The count is the config's whole count, not one rank's share, so that every rank of
+  a ``--world N`` run makes the same choice (compiled pixels may differ from eager ones by a grey level).
 - **Training: off under ``auto`` everywhere.** The training step compiles forward *and* backward graphs
   of four networks, recompiles the discriminators for their frozen/trainable phases, and was not measured
   faster for the canonical step on the CI CPUs with enough margin to be worth the compile cost and risk;
@@ -46,7 +47,7 @@ CompileMode = Literal["auto", "on", "off"]
 Stage = Literal["train", "generate"]
 
 #: Under ``auto``, generation on the CPU compiles only when one generator translates at least this many
-#: images in this process: ~40 s of compile on a 2-core CPU over ~0.07 s saved per 256 px image.
+#: images: tens of seconds of compile on a 2-core CPU over ~0.07 s saved per 256 px image.
 AUTO_MIN_IMAGES = 1000
 
 _ATTR = "_cxrsynth_compiled"  # set on a module compiled by maybe_compile: its mode
