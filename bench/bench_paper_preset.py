@@ -59,9 +59,16 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: i
     return 2 * n ** 3 / best / 1e12
 
 
-def time_update(preset: str, size: int, batch: int, amp, channels_last: bool, device: torch.device, iters: int
-                ) -> tuple[float, float]:
-    """Median seconds of ``iters`` updates (after one warm-up) and the FLOPs of one update."""
+def time_update(preset: str, size: int, batch: int, amp, channels_last: bool, device: torch.device, iters: int,
+                compiled: bool = False) -> dict:
+    """One update of ``preset`` timed: median wall and CPU seconds of ``iters`` updates after a warm-up,
+    the warm-up's seconds (with ``compiled``: the compile) and the FLOPs of one update.
+
+    FLOPs are counted on the eager update (compiled kernels bypass the counter; the maths is the same).
+    CPU seconds are this process's CPU time: on a shared machine they are less inflated than wall time.
+    """
+    from cxrsynth.translate.compile import maybe_compile
+
     cfg = resolve_train_config(overrides=[f"preset={preset}", f"size={size}", f"batch_size={batch}"])
     nets = build_models(cfg)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -72,14 +79,23 @@ def time_update(preset: str, size: int, batch: int, amp, channels_last: bool, de
     b = (torch.rand(batch, 1, size, size, device=device) * 2 - 1).contiguous(memory_format=fmt)
     with FlopCounterMode(display=False) as fc:
         model.step(a, b, 0)
-    times = []
+    if compiled:
+        for n in nets.values():
+            maybe_compile(n, "on", device, "train")
+    t = time.perf_counter()
+    model.step(a, b, 1)
+    _sync(device)
+    first = time.perf_counter() - t
+    times, cpu = [], []
     for i in range(iters):
         _sync(device)
-        t = time.perf_counter()
-        model.step(a, b, i + 1)
+        t, c = time.perf_counter(), time.process_time()
+        model.step(a, b, i + 2)
         _sync(device)
         times.append(time.perf_counter() - t)
-    return statistics.median(times), fc.get_total_flops()
+        cpu.append(time.process_time() - c)
+    return {"seconds": statistics.median(times), "cpu_seconds": statistics.median(cpu), "first_s": first,
+            "flops": fc.get_total_flops()}
 
 
 def main() -> None:
@@ -105,7 +121,8 @@ def main() -> None:
     variants = [("fp32", None, False), ("bf16", torch.bfloat16, False), ("bf16 + channels_last", torch.bfloat16, True)]
     for size in args.sizes:
         for name, amp, cl in variants:
-            sec, flops = time_update("paper", size, 16, amp, cl, device, args.iters)
+            r = time_update("paper", size, 16, amp, cl, device, args.iters)
+            sec, flops = r["seconds"], r["flops"]
             peak = peaks["fp32" if amp is None else "bf16"]
             emit({"bench": "paper_update", "size": size, "batch": 16, "variant": name, "seconds": round(sec, 3),
                   "tflop_per_update": round(flops / 1e12, 3), "tflops": round(flops / sec / 1e12, 3),
@@ -114,7 +131,8 @@ def main() -> None:
                   "full_run_hours_1000_updates": round(sec * 1000 / 3600, 2)})
     if not args.skip_canonical:
         for name, amp, cl in variants[:2]:
-            sec, flops = time_update("canonical", 256, 1, amp, cl, device, args.iters)
+            r = time_update("canonical", 256, 1, amp, cl, device, args.iters)
+            sec, flops = r["seconds"], r["flops"]
             emit({"bench": "canonical_step", "size": 256, "batch": 1, "variant": name, "seconds": round(sec, 3),
                   "tflop_per_step": round(flops / 1e12, 3), "tflops": round(flops / sec / 1e12, 3),
                   "fraction_of_bf16_peak": round(flops / sec / 1e12 / peaks["bf16"], 3)})

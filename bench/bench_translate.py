@@ -93,33 +93,44 @@ def bare_forward(device: torch.device, batches: list[int], repeats: int, rows: l
     return best
 
 
-def end_to_end(device: torch.device, n_images: int, best: dict, rows: list, replicate: int = 1,
-               workers_list: tuple[int, ...] = (0, 1), encoders: int = 2) -> None:
-    """cxrsynth.generate on real NIH images with a freshly initialised 256 px generator."""
+def generation_workdir(wd: Path, replicate: int = 1, size: int = 256) -> Path:
+    """A work folder whose plan translates every NIH sample image (``replicate`` copies of each), with a
+    freshly initialised canonical generator at ``size`` px as its normal-covid translator."""
     from cxrsynth.config import resolve
-    from cxrsynth.generate import GenerateConfig, generate
     from cxrsynth.ingest import IngestConfig, ingest
     from cxrsynth.paths import read_json, sample_data_dir
     from cxrsynth.plan import PlanConfig, make_plan
     from cxrsynth.records import read_records
     from cxrsynth.splits import SplitConfig, make_splits
     from cxrsynth.translate.checkpoint import export_generator
+    from cxrsynth.translate.networks import default_blocks
+
+    src = replicated_nih(wd / "nih", replicate) if replicate > 1 else sample_data_dir() / "nih-chestxray14-sample"
+    ingest([src], resolve(IngestConfig, overrides=["nih.min_age=null", "dedupe=false", "workers=4"]), wd)
+    recs = read_records(wd / "records.parquet")
+    make_splits(recs, SplitConfig(fractions=(1.0, 0.0, 0.0)), wd / "records.parquet", wd / "splits.json")
+    make_plan(recs, read_json(wd / "splits.json"), PlanConfig(per_domain=1), wd / "plan.json")
+    blocks = default_blocks(size)
+    arch = {"name": "resnet_generator", "in_channels": 1, "out_channels": 1, "base": 64, "blocks": blocks, "size": size}
+    export_generator(ResnetGenerator(1, 1, 64, blocks), wd / "translators" / "normal-covid" / "generator.safetensors", arch)
+    return wd
+
+
+def end_to_end(device: torch.device, n_images: int, best: dict, rows: list, replicate: int = 1,
+               workers_list: tuple[int, ...] = (0, 1), encoders: int = 2) -> None:
+    """cxrsynth.generate on real NIH images with a freshly initialised 256 px generator."""
+    from cxrsynth.generate import GenerateConfig, generate
 
     wd = Path(tempfile.mkdtemp(prefix="bench-gen-"))
     try:
-        src = replicated_nih(wd / "nih", replicate) if replicate > 1 else sample_data_dir() / "nih-chestxray14-sample"
-        ingest([src], resolve(IngestConfig, overrides=["nih.min_age=null", "dedupe=false", "workers=4"]), wd)
-        recs = read_records(wd / "records.parquet")
-        make_splits(recs, SplitConfig(fractions=(1.0, 0.0, 0.0)), wd / "records.parquet", wd / "splits.json")
-        make_plan(recs, read_json(wd / "splits.json"), PlanConfig(per_domain=1), wd / "plan.json")
-        arch = {"name": "resnet_generator", "in_channels": 1, "out_channels": 1, "base": 64, "blocks": 9, "size": 256}
-        export_generator(ResnetGenerator(1, 1, 64, 9), wd / "translators" / "normal-covid" / "generator.safetensors", arch)
+        generation_workdir(wd, replicate)
         for name, prec, cl in (("fp32", "fp32", False), ("bf16", "bf16", False), ("bf16 + channels_last", "bf16", True)):
             bs = best[name]["batch"]
             for workers in workers_list:
                 shutil.rmtree(wd / "generated", ignore_errors=True)
                 cfg = GenerateConfig(configs=("g_nc",), limit=n_images, batch_size=bs, workers=workers,
-                                     encoders=encoders, shard_size=n_images, device=str(device), precision=prec, channels_last=cl)
+                                     encoders=encoders, shard_size=n_images, device=str(device), precision=prec, channels_last=cl,
+                                     compile="off")
                 t = time.perf_counter()
                 rep = generate(wd, cfg)["configs"]["g_nc"]
                 wall = time.perf_counter() - t  # includes loading the generator and the record table

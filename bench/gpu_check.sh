@@ -6,7 +6,10 @@
 #     a few thousand images (the 400 sample images repeated, stated in the output);
 #  4. the `paper` preset: bench_paper_preset.py (update at batch 16, 128 and 256 px, beside the bf16 peak),
 #     then both paper translators trained to completion at 256 px (100 epochs) with their losses, grids and
-#     fp16 generators collected into $OUT/paper-translators.tgz.
+#     fp16 generators collected into $OUT/paper-translators.tgz;
+#  6. eager vs compiled (compile=on: torch.compile with CUDA graphs, mode reduce-overhead) side by side:
+#     bench_speed.py (peaks, canonical step, paper update, generation, classifier training), then the
+#     compiled step in the real loop via the CLI, resumed with compile off (checkpoints must not care).
 # Expects wheels in .whl/ (what the device image lacks) and 256 px copies of the sample data in
 # .device/data (made by bench/make_device_data.py).
 set -uo pipefail
@@ -38,4 +41,11 @@ for TASK in normal-covid pneumonia-covid; do
 done
 python3 bench/collect_translators.py /tmp/wd/paper bench/results/paper-translators-256-cuda && \
   tar czf "$OUT/paper-translators.tgz" bench/results/paper-translators-256-cuda
+echo "== 6. eager vs compiled steps (CUDA graphs)"
+python3 bench/bench_speed.py --device cuda --reps 20 --gen-images 1000 --gen-batch 32 --classifier-images 512 \
+  --out-dir "$OUT"; echo "bench_speed rc=$?"
+/usr/bin/time -f "compiled train wall %e s" $CX train --task normal-covid --device cuda --max-steps 300 --set compile=on \
+  --set save_every=100 --set sample_every=100 --out /tmp/wd/compiled --json > "$OUT/train_cuda_compiled.json" && \
+$CX train --task normal-covid --device cuda --max-steps 350 --set compile=off --out /tmp/wd/compiled --resume --json \
+  > "$OUT/train_cuda_compiled_resumed.json"; echo "compiled train + eager resume rc=$?"
 echo "done"
