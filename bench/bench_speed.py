@@ -163,7 +163,7 @@ def part_generate(t: Table, device: torch.device, size: int, images: int, batch:
 def part_classifier(t: Table, device: torch.device, model: str, size: int, n: int, reps: int) -> None:
     """One epoch of ``fit`` on ``n`` random k/255 images: before (a DataLoader over float tensors, fp32,
     as fit.py trained until issue 14) and now (uint8 cache), in fp32 and at the default precision."""
-    from cxrsynth.benchmark.classifiers import build
+    from cxrsynth.classifiers import build
     from cxrsynth.benchmark.fit import FitConfig, bce_softmax, fit, optimizer
 
     g = torch.Generator().manual_seed(0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from cxrsynth.benchmark.classifiers import Classifier
+from cxrsynth.classifiers import Classifier
 from cxrsynth.benchmark.fit import FitConfig, decode_once, fit
 from cxrsynth.config import resolve
 from cxrsynth.errors import ConfigError
