@@ -26,7 +26,9 @@ if [ "${SR_REBUILD:-0}" = 1 ] || [ ! -f "$REL/manifest.json" ]; then
   $CX -w "$WD" release --out "$WD/release" --preset paper --replace
 fi
 $CX verify "$REL"
-BENCH="--release $REL --model $MODEL --init random --image-size $SIZE --max-epochs $EPOCHS"
+# fp32 classifier training: the committed numbers were made in fp32, before fit.precision (auto = bf16
+# autocast where native) existed; SR_PRECISION=auto trains faster and gives slightly different numbers.
+BENCH="--release $REL --model $MODEL --init random --image-size $SIZE --max-epochs $EPOCHS --set fit.precision=${SR_PRECISION:-fp32}"
 echo "== benchmark, rigorous protocol ($MODEL, $SIZE px, $EPOCHS epochs, $SEEDS seeds)"
 /usr/bin/time -f "benchmark rigorous: %e s, %M KB peak" $CX -w "$WD" benchmark $BENCH --seeds "$SEEDS" --out "$WD/benchmark"
 echo "== benchmark, paper protocol (arms: $PAPER_ARMS; on this work folder's split: stated in its results)"
