@@ -33,7 +33,9 @@ from typing import Any, Literal
 
 from .config import at_least
 from .errors import ConfigError, CxrsynthError
+from .layout import WorkLayout
 from .paths import read_json, write_json
+from .vocab import CONFIG_TASK
 
 KINDS = ("serial", "local", "slurm")
 # Launcher field -> the command-line option that sets it (named in errors).
@@ -308,9 +310,6 @@ def launcher_from_cli(kind: str | None, config_file: str | None, **given) -> Lau
 def planned_shards(workdir: Path, cfg) -> int:
     """An upper bound on the shards of the largest config ``generate`` would make (label-only records are
     counted; a rank left without a shard does nothing): one job per shard by default."""
-    from .layout import WorkLayout
-    from .vocab import CONFIG_TASK
-
     plan = read_json(WorkLayout(Path(workdir)).plan)
 
     sizes = [len(plan["tasks"][CONFIG_TASK[c]]["translate"]["record_ids"]) for c in cfg.configs]
@@ -324,7 +323,6 @@ def generate_launched(workdir: Path, cfg, generators: dict[str, str] | None, wor
     ``generate(rank=i, world=world)``, which splits the shards round-robin and keeps finished ones; logs
     in ``generated/jobs/``. Returns the ranks' reports merged (counts summed)."""
     from .generate import check_ranks, generate
-    from .layout import WorkLayout
 
     workdir = Path(workdir)
     world = planned_shards(workdir, cfg) if world is None else world
