@@ -289,3 +289,41 @@ def test_png_text_reads_every_text_chunk(tmp_path):
     for part in ("plain-00001280_004.png", "zipped-/work/shared/data/x", "itxt-c64d5667-a776-4f95-9e21-bfabafb07740"):
         assert part in text
     assert png_text(b"GIF89a...") == ""
+
+
+def _png(pixels: bytes, width: int, chunks=(), trailing=b"") -> bytes:
+    """A grey 8-bit PNG whose pixel bytes sit verbatim in IDAT (zlib level 0, filter None), with extra
+    chunks before IEND and bytes after it."""
+    import struct
+    import zlib
+
+    def chunk(ctype, body):
+        return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body))
+
+    rows = [b"\0" + pixels[i:i + width] for i in range(0, len(pixels), width)]
+    ihdr = struct.pack(">IIBBBBB", width, len(rows), 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"".join(rows), 0))
+    body += b"".join(chunk(t, b) for t, b in chunks)
+    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"") + trailing
+
+
+def test_pixels_that_spell_a_path_are_not_a_leak_but_hidden_text_is(built, tmp_path):
+    """Compressed pixels are random bytes and sometimes read like a path: a demo release's sample grid
+    failed verify on ``/O/S9``. Pixels are not scanned; any other chunk and bytes after IEND are."""
+    import io
+
+    from PIL import Image
+
+    noise = b"/O/S9/x" + bytes(range(57))
+    grid = _png(noise, 16)
+    assert b"/O/S9/x" in grid and Image.open(io.BytesIO(grid)).size == (16, 4)
+    rel = _fresh_copy(built, tmp_path)
+    (rel / "sample_grid.png").write_bytes(grid)
+    write_sha256sums(rel)
+    assert not [p for p in verify(rel) if "sample_grid.png" in p]
+    for hidden in (_png(noise, 16, chunks=[(b"prVt", b"from /srv/data/images/a.png")]),
+                   _png(noise, 16, trailing=b"from /srv/data/images/a.png"),
+                   _png(noise, 16)[:-20] + b"\0\0\xff\xffIDAT /srv/data/images/a.png"):  # a chunk past the end
+        (rel / "sample_grid.png").write_bytes(hidden)
+        write_sha256sums(rel)
+        assert _has(verify(rel), "sample_grid.png: contains an absolute path"), hidden[-40:]

@@ -179,6 +179,33 @@ def png_text(data: bytes) -> str:
     return "\n".join(out)
 
 
+PNG_PIXEL_CHUNKS = {b"IDAT", b"fdAT"}  # compressed pixels (fdAT: an animated PNG's frames)
+
+
+def searchable_text(data: bytes) -> str:
+    """The text a file could publish, for the leak scan.
+
+    A PNG: the body of every chunk but the compressed pixels, the text chunks decompressed, and any bytes
+    after IEND (or after a chunk that does not parse). Anything else: all its bytes. Compressed pixels are
+    left out because they are random bytes, and random bytes match the absolute-path pattern now and then
+    (``/O/S9`` in a 300 KB sample grid failed a demo release); no string can hide in them as text.
+    """
+    if not data.startswith(PNG_SIGNATURE):
+        return data.decode("utf-8", "replace")
+    out, pos = [], len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        if pos + 12 + length > len(data):
+            break  # a chunk that runs past the end: the rest is searched as raw bytes
+        if ctype not in PNG_PIXEL_CHUNKS:
+            out.append(ctype + b" " + data[pos + 8:pos + 8 + length])
+        pos += 12 + length
+        if ctype == b"IEND":
+            break
+    out.append(data[pos:])  # trailing bytes after IEND, or an unparsed remainder
+    return "\n".join([b"\n".join(out).decode("utf-8", "replace"), png_text(data)])
+
+
 class _Verifier:
     """One pass over one release folder; ``problems`` gathers every finding in order."""
 
@@ -547,8 +574,8 @@ class _Verifier:
     def _public_text(self, rel: str) -> str:
         """All the text a file publishes. A readable shard: its schema metadata and every value but the
         image bytes, of which only the PNG text chunks count (read once, by the row checks, or here for a
-        shard the manifest does not list). Anything else, or a shard that cannot be parsed: its bytes, plus
-        PNG text chunks decompressed."""
+        shard the manifest does not list). Anything else, or a shard that cannot be parsed: its bytes (a PNG's
+        less its compressed pixels), plus PNG text chunks decompressed (:func:`searchable_text`)."""
         strings = self.parquet_text.get(rel)
         if strings is None and rel.endswith(".parquet"):
             try:
@@ -559,8 +586,7 @@ class _Verifier:
                 strings = None
         if strings is not None:
             return "\n".join([rel, *strings])
-        data = _read_regular(self.files[rel])
-        return "\n".join([rel, data.decode("utf-8", "replace"), png_text(data)])
+        return "\n".join([rel, searchable_text(_read_regular(self.files[rel]))])
 
 
 def _schema_strings(pf: pq.ParquetFile) -> list[str]:
