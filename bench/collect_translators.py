@@ -3,9 +3,10 @@
     .venv/bin/python bench/collect_translators.py WORKDIR OUT
 
 For each ``WORKDIR/translators/<task>/``: ``config.json``, ``train_report.json``, ``losses.csv``, the model
-card, every sample grid, a loss-curve figure, and the published generator (G_A) as an fp16 safetensors file
-with its description (architecture, sha256 of the fp16 file and of the fp32 original). Never checkpoints,
-optimizer state or the private reverse generator.
+card, every sample grid, a loss-curve figure, and, for a run that finished its schedule, the published
+generator (G_A) as an fp16 safetensors file with its description (architecture, sha256 of the fp16 file and
+of the fp32 original). A run stopped early (``--max-steps``) is reported but its generator is not a release
+artefact, so it is not copied. Never checkpoints, optimizer state or the private reverse generator.
 """
 
 from __future__ import annotations
@@ -67,10 +68,15 @@ def collect(workdir: Path, out: Path) -> None:
                 shutil.copy2(run / name, dst / name)
         for grid in sorted((run / "samples").glob("*.png")):
             shutil.copy2(grid, dst / "samples" / grid.name)
-        desc = fp16_generator(run / "generator.safetensors", dst / "generator-fp16.safetensors")
-        (dst / "generator-fp16.json").write_text(json.dumps(desc, indent=2) + "\n")
         if (run / "losses.csv").is_file():
             loss_figure(run / "losses.csv", dst / "losses.png", f"{run.name}: losses per update")
+        report = json.loads((run / "train_report.json").read_text()) if (run / "train_report.json").is_file() else {}
+        if not report.get("finished"):
+            print(f"{run.name}: {dst} (stopped at step {report.get('steps', '?')} of "
+                  f"{report.get('total_steps', '?')}; generator not copied)")
+            continue
+        desc = fp16_generator(run / "generator.safetensors", dst / "generator-fp16.safetensors")
+        (dst / "generator-fp16.json").write_text(json.dumps(desc, indent=2) + "\n")
         print(f"{run.name}: {dst} (generator-fp16 sha256 {desc['sha256']})")
 
 

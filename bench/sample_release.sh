@@ -3,7 +3,7 @@
 # committed under bench/results/sample-release/: card, manifest, audit summaries (pixel and classifier
 # embeddings), benchmark tables and figures in both protocols.
 #
-#   bash scripts/train_paper_translators.sh   # first (hours on 2 CPU cores; resumable)
+#   bash scripts/train_translators.sh paper   # first (hours on 2 CPU cores; resumable)
 #   bash bench/sample_release.sh              # resumable: a built release and finished cells are kept
 #
 # Benchmark model: $SR_MODEL (default resnet18, random init: no ImageNet weights offline) at $SR_SIZE px
@@ -12,13 +12,14 @@
 # $SR_PAPER_ARMS (default real, real+own, synthetic-only): what ran in about 80 minutes on 2 shared
 # cores. SR_REBUILD=1 rebuilds the release (its benchmark cells are then recomputed: they are keyed by
 # the release's checksum).
-source "$(dirname "$0")/../scripts/_paper_env.sh"
+source "$(dirname "$0")/../scripts/_env.sh"
+WD=${PAPER_WD:-runs/paper}  # where scripts/train_translators.sh paper trained them
 OUT=${SR_OUT:-bench/results/sample-release}
 MODEL=${SR_MODEL:-resnet18}; SIZE=${SR_SIZE:-128}; EPOCHS=${SR_EPOCHS:-6}; SEEDS=${SR_SEEDS:-2}
 PAPER_ARMS=${SR_PAPER_ARMS:-real real+own synthetic-only}
 for TASK in normal-covid pneumonia-covid; do
   .venv/bin/python -c "import json,sys; r=json.load(open('$WD/translators/$TASK/train_report.json')); sys.exit(0 if r['finished'] else 1)" \
-    || { echo "Error: the $TASK translator in $WD is not trained to completion; run scripts/train_paper_translators.sh" >&2; exit 1; }
+    || { echo "Error: the $TASK translator in $WD is not trained to completion; run scripts/train_translators.sh paper" >&2; exit 1; }
 done
 REL="$WD/release/covid-cxr-synth"
 if [ "${SR_REBUILD:-0}" = 1 ] || [ ! -f "$REL/manifest.json" ]; then
