@@ -22,7 +22,8 @@ $CX -w "$WD/paper-plan" plan | tail -n 1
 
 # Translators: a short run at 128 px so the demo takes minutes on 2 CPU cores; the release uses 256 px and
 # the full schedule. DEMO_PRESET=paper trains the authors' recipe (U-Net, batch 16) instead of the canonical
-# CycleGAN (batch 1): 30 of its updates cost about what 150 canonical steps do. --resume continues a run.
+# CycleGAN (batch 1): 30 of its updates take about two thirds of the time of 150 canonical steps (README).
+# --resume continues a run.
 PRESET=${DEMO_PRESET:-canonical}
 if [ "$PRESET" = paper ]; then STEPS=${DEMO_STEPS:-30}; else STEPS=${DEMO_STEPS:-150}; fi
 for TASK in normal-covid pneumonia-covid; do
