@@ -150,6 +150,31 @@ def _sha256_regular(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _png_chunks(data: bytes):
+    """(type, body start, body length) of each chunk of a PNG, up to and including IEND. The last one may
+    run past the end of ``data``: a body sliced from it is then cut short."""
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        yield ctype, pos + 8, length
+        if ctype == b"IEND":
+            return
+        pos += 12 + length
+
+
+def _chunk_text(ctype: bytes, body: bytes) -> str:
+    """A text chunk's keyword and text, decompressed where it is compressed."""
+    key, _, rest = body.partition(b"\0")
+    # zTXt: keyword\0 method data; iTXt: keyword\0 flag method language\0 translated\0 data
+    if ctype == b"zTXt" or (ctype == b"iTXt" and rest[:1] == b"\1"):
+        payload = rest[1:] if ctype == b"zTXt" else rest[2:].split(b"\0", 2)[-1]
+        try:
+            body = key + b" " + zlib.decompressobj().decompress(payload, MAX_TEXT_INFLATE)
+        except zlib.error:
+            pass  # not inflatable: its raw bytes are searched
+    return body.decode("utf-8", "replace")
+
+
 def png_text(data: bytes) -> str:
     """The text a PNG carries besides its pixels (tEXt, zTXt, iTXt, eXIf chunks), decompressed.
 
@@ -158,25 +183,8 @@ def png_text(data: bytes) -> str:
     """
     if not data.startswith(PNG_SIGNATURE):
         return ""
-    out, pos = [], len(PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
-        start, pos = pos + 8, pos + 12 + length
-        if ctype == b"IEND":
-            break
-        if ctype not in PNG_TEXT_CHUNKS:
-            continue  # pixels and the like: not copied, not searched
-        body = data[start:start + length]
-        key, _, rest = body.partition(b"\0")
-        # zTXt: keyword\0 method data; iTXt: keyword\0 flag method language\0 translated\0 data
-        if ctype == b"zTXt" or (ctype == b"iTXt" and rest[:1] == b"\1"):
-            payload = rest[1:] if ctype == b"zTXt" else rest[2:].split(b"\0", 2)[-1]
-            try:
-                body = key + b" " + zlib.decompressobj().decompress(payload, MAX_TEXT_INFLATE)
-            except zlib.error:
-                pass  # not inflatable: its raw bytes are searched
-        out.append(body.decode("utf-8", "replace"))
-    return "\n".join(out)
+    return "\n".join(_chunk_text(ctype, data[start:start + length])
+                     for ctype, start, length in _png_chunks(data) if ctype in PNG_TEXT_CHUNKS)
 
 
 PNG_PIXEL_CHUNKS = {b"IDAT", b"fdAT"}  # compressed pixels (fdAT: an animated PNG's frames)
@@ -192,18 +200,18 @@ def searchable_text(data: bytes) -> str:
     """
     if not data.startswith(PNG_SIGNATURE):
         return data.decode("utf-8", "replace")
-    out, pos = [], len(PNG_SIGNATURE)
-    while pos + 12 <= len(data):
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
-        if pos + 12 + length > len(data):
+    raw, text, end = [], [], len(PNG_SIGNATURE)
+    for ctype, start, length in _png_chunks(data):
+        body = data[start:start + length]
+        if ctype in PNG_TEXT_CHUNKS:
+            text.append(_chunk_text(ctype, body))  # cut short or not, as png_text reads it
+        if start + length + 4 > len(data):
             break  # a chunk that runs past the end: the rest is searched as raw bytes
         if ctype not in PNG_PIXEL_CHUNKS:
-            out.append(ctype + b" " + data[pos + 8:pos + 8 + length])
-        pos += 12 + length
-        if ctype == b"IEND":
-            break
-    out.append(data[pos:])  # trailing bytes after IEND, or an unparsed remainder
-    return "\n".join([b"\n".join(out).decode("utf-8", "replace"), png_text(data)])
+            raw.append(ctype + b" " + body)
+        end = start + length + 4
+    raw.append(data[end:])  # trailing bytes after IEND, or an unparsed remainder
+    return "\n".join([b"\n".join(raw).decode("utf-8", "replace"), *text])
 
 
 class _Verifier:
