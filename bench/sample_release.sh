@@ -18,7 +18,7 @@ OUT=${SR_OUT:-bench/results/sample-release}
 MODEL=${SR_MODEL:-resnet18}; SIZE=${SR_SIZE:-128}; EPOCHS=${SR_EPOCHS:-6}; SEEDS=${SR_SEEDS:-2}
 PAPER_ARMS=${SR_PAPER_ARMS:-real real+own synthetic-only}
 for TASK in normal-covid pneumonia-covid; do
-  .venv/bin/python -c "import json,sys; r=json.load(open('$WD/translators/$TASK/train_report.json')); sys.exit(0 if r['finished'] else 1)" \
+  run_finished "$WD/translators/$TASK" \
     || { echo "Error: the $TASK translator in $WD is not trained to completion; run scripts/train_translators.sh paper" >&2; exit 1; }
 done
 REL="$WD/release/covid-cxr-synth"

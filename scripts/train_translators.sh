@@ -30,7 +30,7 @@ esac
 pids=()
 for TASK in normal-covid pneumonia-covid; do
   RUN="$WD/translators/$TASK"
-  if [ -f "$RUN/train_report.json" ] && .venv/bin/python -c "import json,sys; sys.exit(0 if json.load(open('$RUN/train_report.json'))['finished'] else 1)"; then
+  if run_finished "$RUN"; then
     echo "$TASK: already finished"; continue
   fi
   RESUME=; [ -f "$RUN/checkpoints/latest.json" ] && RESUME=--resume
