@@ -33,7 +33,7 @@ def _architecture(cfg) -> str:
 def render_translator_card(run_dir: Path, cfg, report: dict, ids: dict, licence_inputs: dict | None = None) -> Path:
     """The model card of a trained translator. Its licence follows from what it learnt from
     (``licence_inputs``: the COVID-19 images' licences and the source datasets), as the release's does."""
-    from .release.sources_meta import licence_counts, release_licence
+    from .sources.terms import licence_counts, release_licence
 
     inputs = licence_inputs or {"covid": [], "sources": []}
     learnt = licence_counts(inputs["covid"])

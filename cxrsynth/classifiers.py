@@ -30,7 +30,6 @@ from torch import nn
 
 from .errors import CheckpointError, ConfigError
 
-PAPER_MODELS = ("vgg16", "resnet50", "densenet121")
 ACCEPTED = ("a torchvision classifier name (vgg16, resnet50, densenet121, ...: torchvision.models.list_models()), "
             "timm:NAME (timm.list_models()), or package.module:factory (a function returning an nn.Module)")
 

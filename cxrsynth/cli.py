@@ -165,8 +165,7 @@ def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
     roots = [Path(s) for s in sources] or default_roots(require_sample_data())
     if formats and len(formats) != len(roots):
         raise click.UsageError("give --format once per SOURCE, or not at all")
-    extra = [f"workers={workers}"] if workers is not None else []
-    cfg = resolve(IngestConfig, config_file, list(overrides) + extra)
+    cfg = resolve(IngestConfig, config_file, overrides, given={"workers": workers})
     _writes_to(_workdir(ctx), "work folder")
     with _one_writer(_workdir(ctx), "ingest", "the work folder's record table"):
         result = run(roots, cfg, _workdir(ctx), list(formats) or None, progress=sys.stderr.isatty())
@@ -202,8 +201,7 @@ def split(ctx, method, seed, patient_maps, config_file, overrides, as_json):
     from .records import read_records
     from .splits import SPLITS, SplitConfig, make_splits
 
-    extra = ([f"method={method}"] if method is not None else []) + ([f"seed={seed}"] if seed is not None else [])
-    cfg = resolve(SplitConfig, config_file, list(overrides) + extra)
+    cfg = resolve(SplitConfig, config_file, overrides, given={"method": method, "seed": seed})
     _writes_to(_workdir(ctx), "work folder")
     layout = _layout(ctx)
     manifest = make_splits(read_records(layout.records), cfg, layout.records, layout.splits,
@@ -234,7 +232,7 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
     from .records import read_records
 
     cfg = resolve(PlanConfig, config_file,
-                  list(overrides) + ([f"per_domain={per_domain}"] if per_domain is not None else []))
+                  overrides, given={"per_domain": per_domain})
     _writes_to(_workdir(ctx), "work folder")
     layout = _layout(ctx)
     result = make_plan(read_records(layout.records), read_json(layout.splits), cfg, layout.plan)
@@ -272,13 +270,12 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
     from .runtime import Ranks
     from .translate.train import resolve_train_config, train as run
 
-    extra = [f"task={task}"] + [f"{k}={v}" for k, v in (("max_steps", max_steps), ("size", size), ("device", device),
-                                                          ("preset", preset)) if v is not None]
+    given = {"task": task, "max_steps": max_steps, "size": size, "device": device, "preset": preset}
     folder = TranslatorFolder(out) if out else _layout(ctx).translator(task)
     _writes_to(folder.root, "translator run folder")
     # a resumed run starts from its own saved config (the preset included); the guard in train() refuses changes
     base = read_json(folder.config) if resume and folder.config.is_file() else None
-    cfg = resolve_train_config(config_file, list(overrides) + extra, base=base)
+    cfg = resolve_train_config(config_file, overrides, base=base, given=given)
     report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=sys.stderr.isatty())
     if not Ranks.from_env().main:
         return
@@ -355,9 +352,8 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
 
     launcher = _launcher(launch_opts)
     gens = _task_paths(generators, "--generator")
-    extra = [f"{k}={v}" for k, v in (("configs", configs), ("limit", limit), ("batch_size", batch_size))
-             if v is not None]
-    cfg = resolve(GenerateConfig, config_file, list(overrides) + extra)
+    cfg = resolve(GenerateConfig, config_file, overrides,
+                  given={"configs": configs, "limit": limit, "batch_size": batch_size})
     if rank is not None and launcher.kind != "serial":
         raise click.UsageError("with --launcher each job gets its rank; give only --world (the number of jobs)")
     if launcher.kind == "serial" and (rank is not None or world is not None):
@@ -416,9 +412,8 @@ def release(ctx, out_dir, version, translators, preset, old_train_set, limit, re
     launcher = _launcher(launch_opts)
     if old_train_set:
         raise click.UsageError("--train-set is gone: use --set train.KEY=VALUE (e.g. --set train.max_steps=5)")
-    extra = [f"{k}={v}" for k, v in (("release.version", version), ("generate.limit", limit), ("train.preset", preset))
-             if v is not None]
-    cfg = resolve_pipeline(config_file, list(overrides) + extra)
+    cfg = resolve_pipeline(config_file, overrides,
+                           given={"release.version": version, "generate.limit": limit, "train.preset": preset})
     trans = _task_paths(translators, "--translator")
     out = Path(out_dir) if out_dir else _layout(ctx).release
     _DESTINATION.append(out)  # the pipeline checks it (and the work folder) before any work
@@ -559,14 +554,9 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
         raise click.UsageError("--json goes with --status")
     launcher = _launcher(launch_opts)
 
-    extra = [f"{k}={v}" for k, v in (("model", model), ("init", init), ("protocol", protocol), ("seeds", seeds),
-                                      ("fit.max_epochs", max_epochs), ("image_size", image_size), ("limit", limit))
-             if v is not None]
-    if tasks:
-        extra.append("tasks=" + ",".join(tasks))
-    if arms:
-        extra.append("arms=" + ",".join(arms))
-    cfg = resolve(BenchmarkConfig, config_file, list(overrides) + extra)
+    cfg = resolve(BenchmarkConfig, config_file, overrides, given={
+        "model": model, "init": init, "protocol": protocol, "seeds": seeds, "fit.max_epochs": max_epochs,
+        "image_size": image_size, "limit": limit, "tasks": tuple(tasks) or None, "arms": tuple(arms) or None})
     trans = _task_paths(translators, "--translator")
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).benchmark, "benchmark output folder")
     if eval_only and len(cfg.tasks) != 1:
@@ -626,9 +616,7 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, config
     from .audit.run import AuditConfig, audit as run
     from .config import resolve
 
-    extra = ([f"embedding={embedding}"] if embedding is not None else []) + \
-        ([f"exclude_closest={exclude_closest}"] if exclude_closest is not None else [])
-    cfg = resolve(AuditConfig, config_file, list(overrides) + extra)
+    cfg = resolve(AuditConfig, config_file, overrides, given={"embedding": embedding, "exclude_closest": exclude_closest})
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).audit, "audit output folder")
     with _one_writer(out, "audit", f"the audit folder {out}"):
         result = run(release_dir, _workdir(ctx), cfg, private, out_dir)

@@ -57,6 +57,21 @@ def parse_overrides(items: typing.Iterable[str]) -> dict:
     return out
 
 
+def nest(given: dict[str, Any] | None) -> dict:
+    """Typed values by dotted key (``{"fit.max_epochs": 3}``, from command-line options) -> a nested
+    dict, leaving out what was not given (``None``). No string round trip: a value keeps its type."""
+    out: dict = {}
+    for key, value in (given or {}).items():
+        if value is None:
+            continue
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
 def _scalar(text: str) -> Any:
     """One item of a comma-separated list, parsed as a YAML scalar (``0.6`` -> 0.6, ``g_nc`` -> 'g_nc')."""
     try:
@@ -158,8 +173,10 @@ def build(cls: type[T], data: dict | None = None, _prefix: str = "") -> T:
 
 
 def resolve(cls: type[T], file: str | Path | None = None, overrides: typing.Iterable[str] = (),
-            base: dict | None = None, presets: dict[str, dict] | None = None, prefix: str = "") -> T:
-    """Defaults <- preset <- ``base`` <- config ``file`` <- ``overrides``; returns the frozen dataclass.
+            base: dict | None = None, presets: dict[str, dict] | None = None, prefix: str = "",
+            given: dict[str, Any] | None = None) -> T:
+    """Defaults <- preset <- ``base`` <- config ``file`` <- ``overrides`` <- ``given``; returns the frozen
+    dataclass. ``given`` holds the command line's own options, typed, by dotted key (see :func:`nest`).
 
     With ``presets``, the merged data's ``preset`` key (or the class default) names a layer of defaults
     that sits under everything given explicitly: ``preset=paper`` plus ``batch_size=8`` is the paper
@@ -169,7 +186,7 @@ def resolve(cls: type[T], file: str | Path | None = None, overrides: typing.Iter
     data: dict = dict(base or {})
     if file:
         data = merge(data, load_file(file))
-    data = merge(data, parse_overrides(overrides))
+    data = merge(merge(data, parse_overrides(overrides)), nest(given))
     if presets is not None:
         name = data.get("preset", getattr(cls, "preset", None))
         if name not in presets:

@@ -53,3 +53,23 @@ class LockedError(CxrsynthError):
 
 class DestinationError(CxrsynthError):
     """An output folder cannot be written (read-only, no permission, no space)."""
+
+
+class StampError(ConfigError):
+    """A result (audit, benchmark) was measured on other images than the release it is attached to."""
+
+
+class VerifyError(CxrsynthError):
+    """A release folder does not verify (raised by ``release.verify.publishable_files``)."""
+
+
+class VerifyFailed(CxrsynthError):
+    """A release did not pass verification, so nothing was put in place."""
+
+
+class PushError(CxrsynthError):
+    """The Hub refused or failed a push."""
+
+
+class JobsFailed(CxrsynthError):
+    """Some launched jobs ended without their result; ``where`` names them and their logs."""

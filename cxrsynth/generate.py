@@ -40,8 +40,9 @@ import numpy as np
 import torch
 
 from . import __version__
+from .artifacts import GeneratedSet, shard_name
 from .config import at_least, to_dict
-from .errors import ConfigError, DataNotFoundError
+from .errors import ConfigError
 from .images import encode_png, load_canonical
 from .layout import WorkLayout
 from .locks import hold
@@ -115,8 +116,8 @@ def opaque_id(secret: bytes, config: str, record_id: str) -> str:
     return hmac.new(secret, f"{config}:{record_id}".encode(), hashlib.sha256).hexdigest()[:20]
 
 
-def _secret(out: Path) -> bytes:
-    path = out / "private" / "id_secret"
+def _secret(gen: GeneratedSet) -> bytes:
+    path = gen.secret_path
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".id_secret.tmp-{os.getpid()}")
@@ -138,37 +139,6 @@ def shard_key(checkpoint_sha256: str, record_ids: list[str], translator: str | N
     head = [checkpoint_sha256] + ([f"translator:{translator}"] if translator else []) \
         + ([f"output={output}"] if output != "clamp" else [])
     return hashlib.sha256("\n".join([*head, *record_ids]).encode()).hexdigest()
-
-
-def _private_mapping(shard_dir: Path) -> Path:
-    """``generated/private/<config>/<shard>.jsonl`` for ``generated/<config>/<shard>``."""
-    return shard_dir.parent.parent / "private" / shard_dir.parent.name / f"{shard_dir.name}.jsonl"
-
-
-def shard_is_done(shard_dir: Path, marker: Path, key: str | None = None) -> bool:
-    """A shard counts as done only if its marker, provenance, private id mapping and every PNG checksum
-    agree, and (when ``key`` is given) it was made from the same translator and records as asked for
-    now. A shard whose private mapping was lost is redone: a release needs it to prove where each image
-    came from."""
-    if not marker.is_file() or not shard_dir.is_dir():
-        return False
-    try:
-        done = read_json(marker)
-        if key is not None and done.get("key") != key:
-            return False
-        prov = shard_dir / "provenance.jsonl"
-        if sha256_file(prov) != done["provenance_sha256"]:
-            return False
-        lines = [json.loads(x) for x in prov.read_text().splitlines() if x.strip()]
-        if len(lines) != done["count"]:
-            return False
-        mapped = [json.loads(x)["id"] for x in _private_mapping(shard_dir).read_text().splitlines() if x.strip()]
-        if mapped != [p["id"] for p in lines]:
-            return False
-        return all((shard_dir / f"{p['id']}.png").is_file()
-                   and sha256_file(shard_dir / f"{p['id']}.png") == p["png_sha256"] for p in lines)
-    except (OSError, ValueError, KeyError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -196,7 +166,7 @@ class ShardJob:
 class _Run:
     """What every shard of one generate run shares."""
 
-    out: Path
+    gen: GeneratedSet
     by_id: dict
     secret: bytes
     cfg: GenerateConfig
@@ -254,7 +224,8 @@ def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[st
     plan = read_json(layout.plan)
     by_id = {r.record_id: r for r in read_records(layout.records)}
     device, rank, world = rt.device, rt.rank, rt.world
-    run = _Run(out, by_id, _secret(out), cfg, rt)
+    gen = GeneratedSet(out)
+    run = _Run(gen, by_id, _secret(gen), cfg, rt)
     report: dict = {"kind": "cxrsynth.generate_report", "code_version": __version__, "config": to_dict(cfg),
                     "rank": rank, "world": world, "device": str(device), "configs": {}}
     for config in cfg.configs:
@@ -276,7 +247,7 @@ def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[st
         if rank == 0:
             # The shards that make up this config now; older shards past the end are left alone but
             # are not part of it (package reads this file).
-            write_json(out / config / "layout.json", {"shards": len(shards), "shard_size": cfg.shard_size,
+            write_json(gen.layout_path(config), {"shards": len(shards), "shard_size": cfg.shard_size,
                                                       "images": len(usable), "checkpoint_sha256": info["sha256"]})
         stats = {"planned": len(planned), "label_only_skipped": len(planned) - len(available),
                  "to_generate": len(usable), "shards": len(shards), "shards_mine": len(mine),
@@ -285,14 +256,13 @@ def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[st
         t0 = time.perf_counter()
         bar = tqdm(total=sum(len(shards[k]) for k in mine), desc=f"generate {config}", unit="img", disable=not progress)
         for k in mine:
-            name = f"shard-{k:05d}"
-            shard_dir, marker = out / config / name, out / config / f"{name}.done.json"
+            name = shard_name(k)
             key = shard_key(info["sha256"], shards[k], translator_id, cfg.output)
-            if shard_is_done(shard_dir, marker, key):
+            if gen.shard_is_done(config, name, key):
                 stats["shards_skipped_done"] += 1
                 bar.update(len(shards[k]))
                 continue
-            marker.unlink(missing_ok=True)
+            gen.marker(config, name).unlink(missing_ok=True)
             n = _run_shard(ShardJob(config, name, shards[k], key), tr, run, bar)
             stats["generated"] += n
         bar.close()
@@ -300,20 +270,19 @@ def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[st
         stats["seconds"] = round(secs, 3)
         stats["images_per_second"] = round(stats["generated"] / secs, 3) if stats["generated"] else None
         report["configs"][config] = stats
-    name = "generate_report.json" if world == 1 else f"generate_report.rank{rank}.json"
-    write_json(out / name, report)
+    write_json(gen.report_path(rank, world), report)
     return report
 
 
 def _run_shard(job: ShardJob, tr: Translator, run: _Run, bar) -> int:
     """Make one shard in a temporary folder (pid-named), rename it into place, then write its private
     mapping and, last, its marker; returns the number of images made."""
-    out, config, name, ids, cfg, by_id = run.out, job.config, job.name, job.record_ids, run.cfg, run.by_id
+    gen, config, name, ids, cfg, by_id = run.gen, job.config, job.name, job.record_ids, run.cfg, run.by_id
     device = run.rt.device
-    shard_dir = out / config / name
-    for stale in (out / config).glob(f".{name}.tmp-*"):  # left by a killed run
+    shard_dir = gen.shard_dir(config, name)
+    for stale in gen.config_dir(config).glob(f".{name}.tmp-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = out / config / f".{name}.tmp-{os.getpid()}"
+    tmp = gen.config_dir(config) / f".{name}.tmp-{os.getpid()}"
     tmp.mkdir(parents=True)
     loader = torch.utils.data.DataLoader(
         _Sources([str(by_id[i].path) for i in ids], tr.size), batch_size=cfg.batch_size, shuffle=False,
@@ -353,28 +322,8 @@ def _run_shard(job: ShardJob, tr: Translator, run: _Run, bar) -> int:
     if shard_dir.exists():
         shutil.rmtree(shard_dir)
     os.replace(tmp, shard_dir)
-    with atomic_write(_private_mapping(shard_dir)) as fh:
+    with atomic_write(gen.private_mapping(config, name)) as fh:
         fh.write("\n".join(mapping) + "\n")
-    write_json(out / config / f"{name}.done.json", {"count": len(prov_lines), "key": job.key,
+    write_json(gen.marker(config, name), {"count": len(prov_lines), "key": job.key,
                "provenance_sha256": sha256_file(shard_dir / "provenance.jsonl")})
     return len(prov_lines)
-
-
-def current_shards(out: Path, config: str) -> list[str]:
-    """Names of the shards that make up a config as last generated (``layout.json``)."""
-    layout = out / config / "layout.json"
-    if not layout.is_file():
-        raise DataNotFoundError("no generated images for this config", out / config, "run `cxrsynth generate` first")
-    return [f"shard-{k:05d}" for k in range(read_json(layout)["shards"])]
-
-
-def read_provenance(out: Path, config: str) -> list[dict]:
-    """All provenance records of one config, in shard order."""
-    rows = []
-    for name in current_shards(out, config):
-        prov = out / config / name / "provenance.jsonl"
-        if prov.is_file():
-            rows += [json.loads(x) for x in prov.read_text().splitlines() if x.strip()]
-    return rows
-
-

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .config import at_least
-from .errors import ConfigError, CxrsynthError
+from .errors import ConfigError, JobsFailed
 from .layout import WorkLayout
 from .paths import read_json, write_json
 from .vocab import CONFIG_TASK
@@ -46,10 +46,6 @@ LOCAL_OPTIONS = {"local_parallelism": "--local-parallelism"}
 DEFAULT_SLURM_TIME_MIN = 240
 LOCAL_TIME_MIN = 7 * 24 * 60  # a local job is never cut short by a time limit of ours
 RESULT_GRACE_S = 15  # as submitit waits for a result file that SLURM's accounting announced
-
-
-class JobsFailed(CxrsynthError):
-    """Some launched jobs ended without their result; ``where`` names them and their logs."""
 
 
 @dataclass(frozen=True)

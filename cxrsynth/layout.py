@@ -90,6 +90,7 @@ class BenchmarkFolder(_Folder):
     ``benchmark/run.py`` owns the rest (``runs/``, ``inputs.json``, ``results.json``)."""
 
     tables = _at("tables.md")
+    results = _at("results.json", doc="Stamped with the release's data_sha256 (release_data_sha256).")
     report = _at("report.html")
 
     def models(self, arm: str = "real", seed: int = 0) -> list[Path]:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import DataNotFoundError
+from .errors import BadInputError, DataNotFoundError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -95,6 +95,23 @@ def read_json(path: str | Path) -> Any:
         raise DataNotFoundError("file not found", path)
     with open(path) as fh:
         return json.load(fh)
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """One JSON value per non-blank line of ``path``. A line that does not parse raises
+    :class:`~cxrsynth.errors.BadInputError` naming the file and the line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError("file not found", path)
+    rows = []
+    with open(path) as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise BadInputError(f"line {n} is not JSON ({exc.msg})", path) from exc
+    return rows
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

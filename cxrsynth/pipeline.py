@@ -35,27 +35,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .artifacts import ReleaseFolder, final_pair, stale_staging, staging_pair
 from .audit.run import AuditConfig
 from .config import build as build_config
-from .config import load_file, merge, parse_overrides
-from .errors import ConfigError, CxrsynthError, DataNotFoundError
+from .config import load_file, merge, nest, parse_overrides
+from .errors import ConfigError, DataNotFoundError, VerifyFailed
 from .generate import GenerateConfig, generate
 from .launch import Job, Launcher, launch, raise_failed
 from .layout import WorkLayout
 from .locks import check_writable, hold
 from .paths import read_json
 from .plan import PlanConfig
-from .release.describe import describe, with_audit
+from .release.describe import describe, stamped_benchmark_or_none, with_audit
 from .release.package import ReleaseConfig, build
 from .release.verify import verify
 from .translate import describe_run
 from .translate.checkpoint import latest_checkpoint
 from .translate.train import resolve_train_config, train
 from .vocab import CONFIG_TASK
-
-
-class VerifyFailed(CxrsynthError):
-    """A release did not pass verification."""
 
 
 @dataclass(frozen=True)
@@ -91,9 +88,10 @@ class PipelineConfig:
         return resolve_train_config(base=merge(dict(saved or {}), dict(self.train) | {"task": task}))
 
 
-def resolve_pipeline(file: str | Path | None = None, overrides=()) -> PipelineConfig:
-    """Defaults <- config ``file`` <- ``--set`` overrides, as :func:`cxrsynth.config.resolve`, for the tree."""
-    data = merge(load_file(file) if file else {}, parse_overrides(overrides))
+def resolve_pipeline(file: str | Path | None = None, overrides=(), given: dict | None = None) -> PipelineConfig:
+    """Defaults <- config ``file`` <- ``--set`` overrides <- ``given`` (typed command-line options by
+    dotted key), as :func:`cxrsynth.config.resolve`, for the tree."""
+    data = merge(merge(load_file(file) if file else {}, parse_overrides(overrides)), nest(given))
     short = {f.name for f in dataclasses.fields(ReleaseConfig)} & set(data)
     if short:  # --set version=1.2.0 is release.version
         section = data.get("release", {})
@@ -173,8 +171,7 @@ def release(workdir: str | Path, out_dir: str | Path, cfg: PipelineConfig = Pipe
 def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, translators: dict[str, str],
                     replace: bool, progress: bool, audit: bool, launcher: Launcher) -> dict:
     name = cfg.release.name
-    final, final_priv = out_dir / name, out_dir / f"{name}.private"
-    staging, staging_priv = _fresh_staging(out_dir, name)
+    final, staging = final_pair(out_dir, name), _fresh_staging(out_dir, name)
     _ensure_plan(layout, cfg.plan)
     to_train = [t for t in dict.fromkeys(CONFIG_TASK[c] for c in cfg.release.configs) if t not in translators]
     serial = launcher.kind == "serial"
@@ -183,38 +180,39 @@ def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, tran
     raise_failed(outcomes, "translator trainings", "rerun the same command: training resumes from its last checkpoint")
     generate(layout.root, cfg.generate, translators, progress=progress)
     try:
-        manifest = build(layout.root, staging, staging_priv, cfg.release, translators, describe_release=False)
+        manifest = build(layout.root, staging, cfg.release, translators, describe_release=False)
         if audit:
             from .audit.run import audit as run_audit
 
-            run_audit(staging, layout.root, cfg.audit, private=staging_priv)
-            manifest = with_audit(manifest, layout.audit_files.json)  # stamped with these very images
-        describe(staging, manifest, layout.root)  # card, croissant.json, SHA256SUMS: once
-        _verify(staging, staging_priv, final)
-        _promote([(staging, final), (staging_priv, final_priv)], replace)
+            result = run_audit(staging.root, layout.root, cfg.audit, private=staging.private)
+            manifest = with_audit(manifest, result)  # stamped with these very images
+        # the work folder's benchmark goes into the card only if it judged these very images (a rerun
+        # of the same release); card, croissant.json, SHA256SUMS: once
+        describe(staging, manifest, stamped_benchmark_or_none(layout.benchmark, manifest["data_sha256"]))
+        _verify(staging, final)
+        _promote([(staging.root, final.root), (staging.private, final.private)], replace)
     except BaseException:
         # A failed release leaves nothing half-made behind (a full disk stays full otherwise).
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(staging_priv, ignore_errors=True)
+        shutil.rmtree(staging.root, ignore_errors=True)
+        shutil.rmtree(staging.private, ignore_errors=True)
         raise
     return manifest
 
 
-def _fresh_staging(out_dir: Path, name: str) -> tuple[Path, Path]:
-    """This process's staging folders for the release and its private files. Under the release lock no
-    other release uses staging folders here: any left are from a killed run, and are removed."""
-    for stale in [*out_dir.glob(f".{name}.staging*"), *out_dir.glob(f".{name}.private.staging*")]:
+def _fresh_staging(out_dir: Path, name: str) -> ReleaseFolder:
+    """This process's staging release (and its private folder). Under the release lock no other release
+    uses staging folders here: any left are from a killed run, and are removed."""
+    for stale in stale_staging(out_dir, name):
         shutil.rmtree(stale, ignore_errors=True)
-    pid = os.getpid()
-    return out_dir / f".{name}.staging-{pid}", out_dir / f".{name}.private.staging-{pid}"
+    return staging_pair(out_dir, name, os.getpid())
 
 
-def _verify(staging: Path, staging_priv: Path, final: Path) -> None:
-    problems = verify(staging, staging_priv)
+def _verify(staging: ReleaseFolder, final: ReleaseFolder) -> None:
+    problems = verify(staging.root, staging.private)
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise VerifyFailed(f"the release failed verification with {len(problems)} problems: "
-                           + "; ".join(problems[:5]) + more, final,
+                           + "; ".join(problems[:5]) + more, final.root,
                            "nothing was put in place; fix the cause and rerun (training and images are reused)")
 
 

@@ -17,6 +17,9 @@ import torch
 from .device import autocast_dtype, pick_device, use_channels_last
 
 
+PRECISION_NAMES = {None: "fp32", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
 @dataclass(frozen=True)
 class Ranks:
     """This process's place: ``rank`` of ``world`` processes, ``local`` on its machine."""
@@ -53,8 +56,8 @@ class Runtime:
 
     @property
     def precision(self) -> str:
-        """``bf16`` or ``fp32``, as reports state it."""
-        return str(self.amp_dtype or "fp32")
+        """``"bf16"``, ``"fp16"`` or ``"fp32"``, as reports state it (never a torch dtype's repr)."""
+        return PRECISION_NAMES[self.amp_dtype]
 
     @classmethod
     def resolve(cls, device: str = "auto", precision: str = "auto", channels_last: bool | None = None,

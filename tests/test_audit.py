@@ -265,6 +265,7 @@ def test_fresh_real_images_are_not_flagged(sets):
 # --- the audit of a release ------------------------------------------------------------------------------
 
 def test_audit_of_a_release_reaches_the_card(built, tmp_path):
+    from cxrsynth.artifacts import ReleaseFolder
     from cxrsynth.release.package import ReleaseConfig, build
 
     from .conftest import copy_workdir
@@ -293,8 +294,7 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     # images than the audited one, so its card does not carry that audit (the stamp differs) until it is
     # audited itself
     out = tmp_path / "rel2"
-    m = build(wd, out / "covid-cxr-synth", out / "covid-cxr-synth.private",
-              ReleaseConfig(exclude=str(wd / "audit" / "exclude_ids.txt")))
+    m = build(wd, ReleaseFolder(out / "covid-cxr-synth"), ReleaseConfig(exclude=str(wd / "audit" / "exclude_ids.txt")))
     assert m["counts"]["all"] == 36 and m["filtered"]["removed"] == 12
     assert res["audited_release"]["data_sha256"] == json.loads((rel / "manifest.json").read_text())["data_sha256"]
     assert res["audited_release"]["data_sha256"] != m["data_sha256"]
@@ -304,7 +304,7 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
                                                           quality_repeats=3), out_dir=tmp_path / "audit2")
     from cxrsynth.release.describe import attach_audit
 
-    m = attach_audit(wd, out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
+    m = attach_audit(out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
     card = (out / "covid-cxr-synth" / "README.md").read_text()
     assert sum(again["counts"].values()) == 36
     assert "Not yet audited" not in card and "12 images were removed after the audit" in card

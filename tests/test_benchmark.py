@@ -291,10 +291,12 @@ def test_translators_instead_of_a_release(trained, tmp_path):
 
     wd = copy_workdir(trained, tmp_path / "wd")
     trans = {t: str(wd / "translators" / t / "generator.safetensors") for t in ("normal-covid", "pneumonia-covid")}
-    cfg = resolve(BenchmarkConfig, overrides=TINY + ["seeds=1", "tasks=normal-covid", "arms=real,real+all"])
+    cfg = resolve(BenchmarkConfig, overrides=TINY + ["seeds=1", "tasks=normal-covid", "arms=real,real+all",
+                                                     "figures=false"])
     summary = run_benchmark(wd, tmp_path / "b", cfg, translators=trans)
-    assert Path(summary["release"]).name == "covid-cxr-synth"
-    assert (tmp_path / "b" / "synthetic" / "covid-cxr-synth" / "manifest.json").is_file()
+    rel = Path(summary["release"])  # synthetic/release-<what its images were made from>/covid-cxr-synth
+    assert rel.name == "covid-cxr-synth" and rel.parent.parent == tmp_path / "b" / "synthetic"
+    assert summary["release_data_sha256"] == json.loads((rel / "manifest.json").read_text())["data_sha256"]
     assert summary["summary"]["normal-covid"]["real+all"]["seeds"] == 1
 
 
@@ -371,12 +373,54 @@ def test_paper_umap_takes_180_training_images_per_group(built):
     from collections import Counter
 
     from cxrsynth.benchmark.arms import eval_items
-    from cxrsynth.benchmark.report import _umap_set
+    from cxrsynth.benchmark.figure_inputs import umap_set
 
     wd, rel, _ = built
-    ds, groups = _umap_set(wd, "normal-covid", str(rel), 32, None)
+    ds, groups = umap_set(wd, "normal-covid", str(rel), 32, None)
     train = eval_items(wd, "normal-covid", "train")
     covid_train = sum(i.label == 1 for i in train)
     assert sum(i.label == 0 for i in train) > 180 and covid_train > 100
     assert Counter(groups.tolist()) == {0: 180, 1: min(180, covid_train), 2: 24}  # the release holds 24 g_nc images
     assert len(ds) == len(groups)
+
+
+def test_report_is_rendered_from_files_alone(rigorous, tmp_path, monkeypatch):
+    """The report reads result.json and figure_inputs.npz; with every model constructor made to fail it
+    still draws every figure, Grad-CAM and UMAP included."""
+    import torchvision
+
+    import cxrsynth.classifiers as classifiers
+    from cxrsynth.benchmark.report import write_outputs
+
+    wd, out, summary = rigorous
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "figures")
+    (copy / "report.html").unlink()
+    for runs_dir in (copy / "runs").glob("*/*/seed-*"):
+        (runs_dir / "model.safetensors").unlink()  # no model to load, even if the report tried
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report built a model")
+
+    monkeypatch.setattr(classifiers, "build", refuse)
+    for name in torchvision.models.list_models():
+        monkeypatch.setattr(torchvision.models, name, refuse, raising=False)
+    results = [json.loads(p.read_text()) for p in sorted((copy / "runs").glob("*/*/seed-*/result.json"))]
+    cfg = resolve(BenchmarkConfig, overrides=TINY + ["seeds=2"])
+    write_outputs(copy, summary, results, cfg)
+    names = sorted(p.name for p in (copy / "figures").glob("*.png"))
+    assert names == sorted(f"{t}-{f}.png" for t in ("normal-covid", "pneumonia-covid")
+                           for f in ("confidence", "roc-pr", "gradcam", "umap"))
+    page = (copy / "report.html").read_text()
+    assert page.count("<figure>") == 8 and "no Grad-CAM" not in page
+
+
+def test_figures_off_writes_no_figure_inputs_and_says_so(built, tmp_path):
+    wd, rel, _ = built
+    out = tmp_path / "nofig"
+    run_benchmark(wd, out, resolve(BenchmarkConfig, overrides=TINY + ["seeds=1", "figures=false",
+                                                                      "arms=[real]", "tasks=[normal-covid]"]))
+    assert not list((out / "runs").glob("*/*/*/figure_inputs.npz"))
+    assert sorted(p.name for p in (out / "figures").glob("*.png")) == []
+    assert "figures were off" in (out / "report.html").read_text()

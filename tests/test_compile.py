@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from cxrsynth.config import resolve
 from cxrsynth.errors import ConfigError
-from cxrsynth.generate import GenerateConfig, generate, read_provenance
+from cxrsynth.artifacts import GeneratedSet
+from cxrsynth.generate import GenerateConfig, generate
 from cxrsynth.translate import compile as C
 from cxrsynth.translate.checkpoint import export_generator, latest_checkpoint, load_generator
 from cxrsynth.translate.networks import ResnetGenerator
@@ -73,7 +74,7 @@ def test_compiled_generation_matches_eager_and_files_do_not_depend_on_it(trained
         assert rep["configs"]["g_nc"]["generated"] == 6 and rep["config"]["compile"] == mode
         assert rep["configs"]["g_nc"]["compiled"] is (mode == "on")
         pngs[mode] = {p["id"]: np.asarray(Image.open(wd / "generated" / p["file"])).astype(int)
-                      for p in read_provenance(wd / "generated", "g_nc")}
+                      for p in GeneratedSet(wd / "generated").provenance("g_nc")}
         (wd / "generated" / "g_nc" / "shard-00000.done.json").unlink()  # make the next run redo the shard
     assert pngs["on"].keys() == pngs["off"].keys() and len(pngs["on"]) == 6
     diff = np.stack([np.abs(pngs["on"][k] - pngs["off"][k]) for k in pngs["on"]])

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from cxrsynth.config import resolve
-from cxrsynth.generate import GenerateConfig, generate, read_provenance, shard_is_done
+from cxrsynth.artifacts import GeneratedSet
+from cxrsynth.generate import GenerateConfig, generate
 from cxrsynth.paths import read_json, sha256_file
 from cxrsynth.schemas import validate
 
@@ -37,7 +38,7 @@ def test_exact_count_provenance_and_privacy(trained, tmp_path):
         assert s["planned"] == plan["tasks"][task]["translate"]["n"]
         assert s["to_generate"] == 45 and s["label_only_skipped"] == sum(
             1 for r in plan["tasks"][task]["translate"]["record_ids"] if r in _label_only(wd))
-        prov = read_provenance(wd / "generated", config)
+        prov = GeneratedSet(wd / "generated").provenance(config)
         assert len(prov) == 45 and len({p["id"] for p in prov}) == 45
         for p in prov:
             validate(p, "provenance")
@@ -68,7 +69,7 @@ def test_translation_is_the_generator_applied(trained, tmp_path):
 
     wd = copy_workdir(trained, tmp_path / "wd")
     generate(wd, resolve(GenerateConfig, overrides=["limit=3", "configs=g_nc", "workers=0", "precision=fp32"]))
-    p = read_provenance(wd / "generated", "g_nc")[1]
+    p = GeneratedSet(wd / "generated").provenance("g_nc")[1]
     m = [json.loads(x) for x in (wd / "generated/private/g_nc/shard-00000.jsonl").read_text().splitlines()][1]
     rec = {r.record_id: r for r in read_records(wd / "records.parquet")}[m["record_id"]]
     net, _ = load_generator(wd / "translators/normal-covid/generator.safetensors")
@@ -84,14 +85,14 @@ def test_resume_keeps_finished_shards_and_redoes_damaged_ones(trained, tmp_path)
     cfg = resolve(GenerateConfig, overrides=["limit=30", "shard_size=10", "configs=g_nc", "workers=0"])
     generate(wd, cfg)
     out = wd / "generated" / "g_nc"
-    before = {p["id"]: p["png_sha256"] for p in read_provenance(wd / "generated", "g_nc")}
+    before = {p["id"]: p["png_sha256"] for p in GeneratedSet(wd / "generated").provenance("g_nc")}
     victim = next((out / "shard-00001").glob("*.png"))
     victim.write_bytes(b"broken")
     (out / "shard-00002.done.json").unlink()  # as if killed before the marker
-    assert not shard_is_done(out / "shard-00001", out / "shard-00001.done.json")
+    assert not GeneratedSet(wd / "generated").shard_is_done("g_nc", "shard-00001")
     rep = generate(wd, cfg)["configs"]["g_nc"]
     assert rep["shards_skipped_done"] == 1 and rep["generated"] == 20
-    after = {p["id"]: p["png_sha256"] for p in read_provenance(wd / "generated", "g_nc")}
+    after = {p["id"]: p["png_sha256"] for p in GeneratedSet(wd / "generated").provenance("g_nc")}
     assert after == before  # same ids and same pixels: the translation is deterministic
 
 
@@ -111,7 +112,7 @@ def test_kill_during_generation_then_resume(trained, tmp_path):
     res = subprocess.run(args + ["--json"], capture_output=True, text=True, check=True)
     rep = json.loads(res.stdout)["configs"]["g_nc"]
     assert rep["shards_skipped_done"] == done_before
-    prov = read_provenance(wd / "generated", "g_nc")
+    prov = GeneratedSet(wd / "generated").provenance("g_nc")
     assert len(prov) == 120 and len({p["id"] for p in prov}) == 120
     assert not list(out.glob(".shard-*"))  # no temporary folder left behind as a shard
 
@@ -128,8 +129,8 @@ def test_ranks_split_the_shards(trained, tmp_path):
     r1 = generate(two, cfg, rank=1, world=2)["configs"]["g_pc"]
     assert (r0["shards_mine"], r1["shards_mine"]) == (3, 2)
     assert r0["generated"] + r1["generated"] == 25
-    a = {p["id"]: p["png_sha256"] for p in read_provenance(one / "generated", "g_pc")}
-    b = {p["id"]: p["png_sha256"] for p in read_provenance(two / "generated", "g_pc")}
+    a = {p["id"]: p["png_sha256"] for p in GeneratedSet(one / "generated").provenance("g_pc")}
+    b = {p["id"]: p["png_sha256"] for p in GeneratedSet(two / "generated").provenance("g_pc")}
     assert a == b
 
 
@@ -150,10 +151,10 @@ def test_minmax_output_stretches_each_image_and_is_its_own_shard(trained, tmp_pa
     base = ["limit=6", "shard_size=6", "batch_size=3", "workers=0", "configs=[g_nc]"]
     clamp = generate(wd, resolve(GenerateConfig, overrides=base))
     assert clamp["configs"]["g_nc"]["generated"] == 6
-    before = {p["id"]: p["png_sha256"] for p in read_provenance(wd / "generated", "g_nc")}
+    before = {p["id"]: p["png_sha256"] for p in GeneratedSet(wd / "generated").provenance("g_nc")}
     rep = generate(wd, resolve(GenerateConfig, overrides=base + ["output=minmax"]))
     assert rep["configs"]["g_nc"]["generated"] == 6 and rep["configs"]["g_nc"]["shards_skipped_done"] == 0
-    prov = read_provenance(wd / "generated", "g_nc")
+    prov = GeneratedSet(wd / "generated").provenance("g_nc")
     assert all(before[p["id"]] != p["png_sha256"] for p in prov)
     for p in prov:
         arr = np.asarray(Image.open(wd / "generated" / p["file"]))

@@ -163,7 +163,7 @@ def _finish(procs):
 
 
 def test_two_generate_runs_at_once(trained, tmp_path):
-    from cxrsynth.generate import read_provenance, shard_is_done
+    from cxrsynth.artifacts import GeneratedSet
 
     wd = copy_workdir(trained, tmp_path / "wd")
     args = ["-w", str(wd), "generate", "--configs", "g_nc", "--limit", "30", "--set", "shard_size=10",
@@ -173,8 +173,8 @@ def test_two_generate_runs_at_once(trained, tmp_path):
     for rc, _, err in results:
         assert rc == 0 or "in use by another cxrsynth process" in err
     gen = wd / "generated" / "g_nc"
-    assert all(shard_is_done(gen / f"shard-{k:05d}", gen / f"shard-{k:05d}.done.json") for k in range(3))
-    assert len({p["id"] for p in read_provenance(wd / "generated", "g_nc")}) == 30
+    assert all(GeneratedSet(wd / "generated").shard_is_done("g_nc", f"shard-{k:05d}") for k in range(3))
+    assert len({p["id"] for p in GeneratedSet(wd / "generated").provenance("g_nc")}) == 30
     assert not list(gen.glob(".shard-*"))
 
 

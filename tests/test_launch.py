@@ -22,7 +22,7 @@ from cxrsynth.launch import JobsFailed, Launcher, read_record
 from .conftest import cli_error_line
 
 CFG = ["model=resnet18", "init=random", "image_size=32", "limit=6", "fit.max_epochs=1", "bootstrap=50", "seeds=2",
-       "tasks=normal-covid", "arms=real"]
+       "tasks=normal-covid", "arms=real", "figures=false"]
 LOCAL = Launcher(kind="local", local_parallelism=2, poll_s=0.2)
 CELL0, CELL1 = ("runs", "normal-covid", "real", "seed-0"), ("runs", "normal-covid", "real", "seed-1")
 
@@ -180,7 +180,8 @@ def test_launcher_options_are_checked(tmp_path, capsys):
 
 def test_generate_as_an_array_over_the_shards(trained, tmp_path):
     """Job i of N runs rank i: the same images as one serial run (same id secret), one job per shard."""
-    from cxrsynth.generate import GenerateConfig, generate, read_provenance
+    from cxrsynth.artifacts import GeneratedSet
+    from cxrsynth.generate import GenerateConfig, generate
     from cxrsynth.launch import generate_launched
 
     from .conftest import copy_workdir
@@ -195,8 +196,8 @@ def test_generate_as_an_array_over_the_shards(trained, tmp_path):
     assert rep["world"] == 2 and s["generated"] == 10 and s["shards_mine"] == 2
     assert sorted(p.name for p in (many / "generated").glob("generate_report.rank*.json")) == [
         "generate_report.rank0.json", "generate_report.rank1.json"]
-    a = {p["id"]: p["png_sha256"] for p in read_provenance(one / "generated", "g_pc")}
-    assert {p["id"]: p["png_sha256"] for p in read_provenance(many / "generated", "g_pc")} == a and len(a) == 10
+    a = {p["id"]: p["png_sha256"] for p in GeneratedSet(one / "generated").provenance("g_pc")}
+    assert {p["id"]: p["png_sha256"] for p in GeneratedSet(many / "generated").provenance("g_pc")} == a and len(a) == 10
     again = generate_launched(many, cfg, None, 2, LOCAL)  # a rerun keeps every finished shard
     assert again["configs"]["g_pc"]["generated"] == 0 and again["configs"]["g_pc"]["shards_skipped_done"] == 2
 

@@ -23,20 +23,22 @@ NAMES = re.compile(r'"(?:records\.parquet|ingest_report\.json|ingest_config\.jso
                    r'tables\.md|report_section\.html)"')
 
 
-def _offending_lines() -> list[str]:
+def _offending_lines(patterns, owner) -> list[str]:
+    """Lines of the package's code (comments left out) that match one of ``patterns``, outside the
+    modules for which ``owner(path)`` is true."""
     out = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name == "layout.py" and path.parent == PACKAGE:
+        if owner(path):
             continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
-            if JOIN.search(code) or NAMES.search(code):
+            if any(p.search(code) for p in patterns):
                 out.append(f"{path.relative_to(PACKAGE.parent)}:{n}: {line.strip()}")
     return out
 
 
 def test_no_module_but_layout_joins_work_folder_paths():
-    assert _offending_lines() == []
+    assert _offending_lines((JOIN, NAMES), lambda p: p.name == "layout.py" and p.parent == PACKAGE) == []
 
 
 def test_the_scan_would_see_a_hand_made_join():
@@ -108,3 +110,37 @@ def test_describe_run_reads_a_run_folder_or_generator(tmp_path):
         assert d.exported and d.made("abc") and not d.made("other")
     empty = describe_run(tmp_path / "none")
     assert (empty.info, empty.report, empty.config, empty.exported) == ({}, {}, {}, False)
+
+
+# The release folder's names and its ``.private`` sibling rule belong to cxrsynth/artifacts/ alone.
+RELEASE_NAMES = re.compile(r'"(?:manifest\.json|mapping\.jsonl|identifiers\.json|layout\.json)"|'
+                           r'\.private\b["}]|\.done\.json"')
+
+
+def test_only_artifacts_name_release_and_generated_files():
+    assert _offending_lines((RELEASE_NAMES,), lambda p: p.parent.name == "artifacts") == []
+
+
+def test_the_release_scan_would_see_a_hand_made_join():
+    assert RELEASE_NAMES.search('read_json(release / "manifest.json")')
+    assert RELEASE_NAMES.search('release.parent / f"{release.name}.private"')
+    assert RELEASE_NAMES.search('priv / "mapping.jsonl"')
+    assert RELEASE_NAMES.search('out / config / f"{name}.done.json"')
+    assert not RELEASE_NAMES.search("info.private") and not RELEASE_NAMES.search('"manifest"')
+
+
+def test_release_folder_names_and_private_sibling(tmp_path):
+    from cxrsynth.artifacts import ReleaseFolder, staging_pair
+    from cxrsynth.errors import DataNotFoundError
+
+    rel = ReleaseFolder(tmp_path / "covid-cxr-synth")
+    assert rel.private == tmp_path / "covid-cxr-synth.private"
+    assert rel.mapping_path == tmp_path / "covid-cxr-synth.private" / "mapping.jsonl"
+    assert ReleaseFolder(rel.root, tmp_path / "p").identifiers_path == tmp_path / "p" / "identifiers.json"
+    st = staging_pair(tmp_path, "x", 42)
+    assert (st.root.name, st.private.name) == (".x.staging-42", ".x.private.staging-42")
+    with pytest.raises(DataNotFoundError, match="not a release folder"):
+        rel.manifest()
+    rel.root.mkdir()
+    rel.write_manifest({"data_sha256": "ab"})
+    assert rel.is_release() and rel.data_sha256 == "ab"

@@ -105,3 +105,37 @@ def test_config_file_sections(tmp_path):
     assert (cfg.train, cfg.generate.precision, cfg.release.version) == ({"max_steps": 9}, "bf16", "3.1.4")
     with pytest.raises(ConfigError, match="train must be a mapping"):
         resolve_pipeline(overrides=["train=5"])
+
+
+def test_benchmark_typed_options_and_sets_reach_its_config(monkeypatch, tmp_path):
+    """Command-line options arrive typed (no k=v string round trip) and sit above --set."""
+    import cxrsynth.benchmark.run as bench
+    from cxrsynth.cli import main
+
+    seen = []
+
+    def fake(*args, **kwargs):
+        seen.append((args, kwargs))
+        raise Stop
+
+    monkeypatch.setattr(bench, "run_benchmark", fake)
+    (tmp_path / "splits.json").write_text("{}")
+    with pytest.raises(Stop):
+        main(["-w", str(tmp_path), "benchmark", "--set", "fit.precision=fp32", "--set", "fit.max_epochs=9",
+              "--max-epochs", "2", "--task", "normal-covid", "--arm", "real", "--arm", "real-oversampled",
+              "--limit", "4", "--out", str(tmp_path / "b")])
+    cfg = seen[0][0][2]
+    assert (cfg.fit.precision, cfg.fit.max_epochs, cfg.limit) == ("fp32", 2, 4)
+    assert cfg.tasks == ("normal-covid",) and cfg.arms == ("real", "real-oversampled")
+
+
+@pytest.mark.parametrize("setting, key", [("fit.no_such_key=1", "fit.no_such_key"), ("no_such=1", "no_such")])
+def test_benchmark_unknown_keys_fail_naming_the_key(setting, key, tmp_path, capsys):
+    line = cli_error_line(capsys, ["-w", str(tmp_path), "benchmark", "--set", setting, "--out", str(tmp_path / "b")])
+    assert f"unknown config key {key}" in line
+
+
+def test_nest_keeps_types_and_drops_what_was_not_given():
+    from cxrsynth.config import nest
+
+    assert nest({"a.b": 1.5, "a.c": None, "d": ("x", "y"), "e": False}) == {"a": {"b": 1.5}, "d": ("x", "y"), "e": False}

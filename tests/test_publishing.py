@@ -168,7 +168,7 @@ def test_citation_cff_cites_the_dataset():
 
 @pytest.mark.no_data
 def test_release_licence_follows_the_inputs():
-    from cxrsynth.release.sources_meta import release_licence
+    from cxrsynth.sources.terms import release_licence
 
     assert release_licence({"CC BY": 3}, ["nih"])[0] == "cc-by-4.0"
     assert release_licence({"CC BY-SA 4.0": 3, "Apache 2.0": 1}, ["rsna"])[0] == "cc-by-sa-4.0"

@@ -201,7 +201,7 @@ def test_no_audit_gives_not_yet_audited_and_a_foreign_audit_is_refused(trained, 
     assert m["audit"] is None and "**Not yet audited.**" in card and "STALE" not in card
     assert m["data_sha256"] == data_fingerprint(m) and len(m["data_sha256"]) == 64
     with pytest.raises(ConfigError, match="other images"):
-        attach_audit(wd, rel)
+        attach_audit(rel, wd / "audit" / "audit.json")
     assert verify(rel) == []
 
 

@@ -21,7 +21,7 @@ def test_ranks_from_torchrun_environment(monkeypatch):
     assert Ranks.from_env() == Ranks(3, 4, 1) and not Ranks.from_env().main
 
 
-@pytest.mark.parametrize("precision, dtype, name", [("fp32", None, "fp32"), ("bf16", torch.bfloat16, "torch.bfloat16")])
+@pytest.mark.parametrize("precision, dtype, name", [("fp32", None, "fp32"), ("bf16", torch.bfloat16, "bf16")])
 def test_resolve_on_the_cpu(precision, dtype, name):
     rt = Runtime.resolve("cpu", precision, None, Ranks(1, 2, 0))
     assert (rt.device, rt.amp_dtype, rt.precision, rt.channels_last) == (torch.device("cpu"), dtype, name, False)

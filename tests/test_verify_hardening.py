@@ -181,7 +181,7 @@ def _rewrite_shard(rel, wd, change):
     manifest["files"] = [entry if f["path"] == entry["path"] else f for f in manifest["files"]]
     manifest["configs"]["g_nc"]["files"] = [entry]
     manifest["configs"]["g_nc"]["num_bytes"] = entry["num_bytes"]
-    describe(rel, manifest, wd)
+    describe(rel, manifest)
 
 
 def test_duplicate_image_content_is_caught(built, tmp_path):
@@ -252,7 +252,7 @@ def test_manifest_is_checked_against_rows(built, tmp_path, edit):
         manifest["counts"]["all"] += 1
         manifest["configs"]["g_nc"]["num_examples"] += 1
         expect = "manifest.json: counts.g_nc is 25, the parquet shards hold 24 rows"
-    describe(rel, manifest, built[0])
+    describe(rel, manifest)
     problems = verify(rel)
     assert _has(problems, expect), problems
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 from PIL import Image
 
 from .. import __version__
+from ..artifacts import ReleaseFolder
 from ..config import to_dict
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
@@ -70,7 +70,7 @@ def _decode_png(data: bytes) -> np.ndarray:
 def release_index(release: Path) -> dict[str, list[str]]:
     """Ids per config, in file order, without decoding any image."""
     out: dict[str, list[str]] = {}
-    for shard in sorted((release / "data").glob("*.parquet")):
+    for shard in ReleaseFolder(release).shards():
         for batch in pq.ParquetFile(shard).iter_batches(batch_size=4096, columns=["id", "config"]):
             for i, c in zip(batch.column("id").to_pylist(), batch.column("config").to_pylist()):
                 out.setdefault(c, []).append(i)
@@ -82,7 +82,7 @@ def release_index(release: Path) -> dict[str, list[str]]:
 def read_release_images(release: Path, wanted: set[str]) -> dict[str, np.ndarray]:
     """Decode only the images whose id is in ``wanted``."""
     out = {}
-    for shard in sorted((release / "data").glob("*.parquet")):
+    for shard in ReleaseFolder(release).shards():
         for batch in pq.ParquetFile(shard).iter_batches(batch_size=256, columns=["id", "image"]):
             ids = batch.column("id").to_pylist()
             hit = [k for k, i in enumerate(ids) if i in wanted]
@@ -139,7 +139,7 @@ def _release_stamp(release: Path) -> dict:
     """Name, version and ``data_sha256`` (the fingerprint of its shards) of the release audited."""
     from ..release.package import data_fingerprint
 
-    manifest = read_json(release / "manifest.json")
+    manifest = ReleaseFolder(release).manifest()
     return {"name": manifest.get("name"), "version": manifest.get("version"),
             "data_sha256": manifest.get("data_sha256") or data_fingerprint(manifest)}
 
@@ -155,11 +155,11 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
     release, workdir = Path(release), Path(workdir)
     layout = WorkLayout(workdir)
     out = Path(out_dir) if out_dir else layout.audit
-    private = Path(private) if private else release.parent / f"{release.name}.private"
-    if not (private / "mapping.jsonl").is_file():
-        raise DataNotFoundError("the private id mapping is needed to audit linkage", private / "mapping.jsonl",
+    folder = ReleaseFolder(release, private)
+    if not folder.has_mapping():
+        raise DataNotFoundError("the private id mapping is needed to audit linkage", folder.mapping_path,
                                 "pass --private DIR (the folder `cxrsynth release` wrote beside the release)")
-    mapping = {m["id"]: m["record_id"] for m in map(json.loads, (private / "mapping.jsonl").read_text().splitlines())}
+    mapping = {m["id"]: m["record_id"] for m in folder.mapping()}
     modules = {k: make_embedding(s) for k, s in
                embedding_specs(embedding if embedding is not None else cfg.embedding, workdir).items()}
     names = {k: getattr(m, "name", type(m).__name__) for k, m in modules.items()}

@@ -50,30 +50,25 @@ def roc_pr(path: Path, task: str, runs: dict[str, dict]) -> Path:
     return _save(fig, path)
 
 
-def gradcam(path: Path, task: str, models: dict[str, tuple], images: dict[str, list]) -> Path:
-    """``models[arm] = (model, device)``, ``images[arm] = [(tensor 1xHxW, score)]`` of correct COVID-19 images."""
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    n = max((len(v) for v in images.values()), default=0)
-    fig, axes = plt.subplots(len(models), max(n, 1), figsize=(2.2 * max(n, 1), 2.3 * len(models)), squeeze=False)
-    for row, (arm, (model, device)) in enumerate(models.items()):
+def gradcam(path: Path, task: str, inputs: dict[str, dict]) -> Path:
+    """Grad-CAM maps computed by each cell (``inputs[arm]``: its ``figure_inputs.npz`` arrays) over the
+    correctly classified COVID-19 test images they were computed on."""
+    n = max((len(v["cam_images"]) for v in inputs.values()), default=0)
+    fig, axes = plt.subplots(len(inputs), max(n, 1), figsize=(2.2 * max(n, 1), 2.3 * len(inputs)), squeeze=False)
+    for row, (arm, v) in enumerate(inputs.items()):
         for col in range(max(n, 1)):
             ax = axes[row][col]
             ax.axis("off")
-            if not images[arm] and col == 0:
+            if not len(v["cam_images"]) and col == 0:
                 ax.text(0.5, 0.5, f"{arm}:\nno COVID-19 test image\nclassified correctly", ha="center", va="center", fontsize=8)
-            if col >= len(images[arm]):
+            if col >= len(v["cam_images"]):
                 continue
-            x, sc = images[arm][col]
-            if model.cam_layer is None:
+            sc = float(v["cam_scores"][col])
+            if not int(v["cam_layer"]):
                 ax.text(0.5, 0.5, f"{arm}:\nno convolutional layer\nfor Grad-CAM", ha="center", va="center", fontsize=8)
                 continue
-            model.eval()
-            with GradCAM(model=model, target_layers=[model.cam_layer]) as cam:
-                heat = cam(input_tensor=x.unsqueeze(0).to(device), targets=[ClassifierOutputTarget(1)])[0]
-            ax.imshow(x[0].numpy(), cmap="gray")
-            ax.imshow(heat, cmap="jet", alpha=0.35)
+            ax.imshow(v["cam_images"][col].astype(np.float32), cmap="gray")
+            ax.imshow(v["cam_maps"][col].astype(np.float32), cmap="jet", alpha=0.35)
             ax.set_title(f"{arm}\nscore {sc:.2f}" if col == 0 else f"score {sc:.2f}", fontsize=7)
     fig.suptitle(f"{task}: Grad-CAM of correctly classified COVID-19 test images", fontsize=10)
     return _save(fig, path)

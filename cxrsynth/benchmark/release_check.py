@@ -18,7 +18,9 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataNotFoundError
 from ..layout import WorkLayout
-from ..paths import read_json
+from ..artifacts import ReleaseFolder
+from ..artifacts.release_folder import MANIFEST
+from ..paths import read_json, read_jsonl
 from ..plan import plan_sha256
 
 FOREIGN_NOTICE = "FOREIGN RELEASE: --allow-foreign-release let through a release that does not match this split"
@@ -26,15 +28,12 @@ FOREIGN_NOTICE = "FOREIGN RELEASE: --allow-foreign-release let through a release
 
 def release_manifest(release: str) -> dict:
     """``manifest.json`` of a release folder, or of a Hub dataset (``ORG/NAME``, through the Hub cache)."""
-    path = Path(release)
-    if path.is_dir():
-        if not (path / "manifest.json").is_file():
-            raise DataNotFoundError("the release has no manifest.json", path, "use a folder made by `cxrsynth release`")
-        return read_json(path / "manifest.json")
+    if Path(release).is_dir():
+        return ReleaseFolder(release).manifest()
     from huggingface_hub import hf_hub_download
 
     try:
-        local = hf_hub_download(release, "manifest.json", repo_type="dataset")
+        local = hf_hub_download(release, MANIFEST, repo_type="dataset")
     except Exception as exc:  # the hub raises many types (offline, missing repo, missing file)
         raise DataNotFoundError("cannot read the release's manifest.json", release,
                                 f"{type(exc).__name__}; give a release folder or a reachable Hub dataset") from exc
@@ -42,11 +41,13 @@ def release_manifest(release: str) -> dict:
 
 
 def _private_mapping(release: str, private: str | Path | None) -> Path | None:
+    """The mapping given with ``--private``, else the one beside a local release if it is there."""
     if private:
-        return Path(private) / "mapping.jsonl"
-    path = Path(release)
-    guess = path.with_name(f"{path.name}.private") / "mapping.jsonl" if path.is_dir() else None
-    return guess if guess is not None and guess.is_file() else None
+        return ReleaseFolder(release, private).mapping_path
+    if not Path(release).is_dir():
+        return None
+    guess = ReleaseFolder(release).mapping_path
+    return guess if guess.is_file() else None
 
 
 def check_release(workdir: Path, release: str, allow_foreign: bool = False, private: str | Path | None = None) -> dict:
@@ -74,7 +75,7 @@ def check_release(workdir: Path, release: str, allow_foreign: bool = False, priv
         if not mapping.is_file():
             raise DataNotFoundError("private mapping not found", mapping)
         assign = splits["assignments"]
-        ids = [json.loads(line)["record_id"] for line in mapping.read_text().splitlines() if line.strip()]
+        ids = [m["record_id"] for m in read_jsonl(mapping)]
         where = Counter(assign.get(i, "not in this split") for i in ids)
         sources = {"checked": len(ids), "by_split": dict(where)}
         bad = {k: v for k, v in where.items() if k != "train"}

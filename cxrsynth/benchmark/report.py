@@ -9,19 +9,11 @@ import html
 import io
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from ..layout import BenchmarkFolder, WorkLayout
+from ..artifacts.stamps import stamped_audit
+from ..errors import StampError
+from ..layout import AuditFolder, BenchmarkFolder
 from ..paths import atomic_write
-from . import figures
-from .arms import Cached, EvalDataset, eval_items
-from ..classifiers import build
-from .fit import predict
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.2f}"
+from . import figure_inputs, figures
 
 
 def _ms(stat: dict, pct: bool = True, digits: int = 2) -> str:
@@ -190,54 +182,39 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
     return "\n".join(md), rows
 
 
-def _umap_set(workdir: Path, task: str, release, size: int, limit: int | None):
-    """The paper's Fig. 8 groups: up to 180 training images each of the negatives, real COVID-19 and
-    synthetic COVID-19 of the task's own translator (when a release is given); -> (dataset, group)."""
-    from ..loader import ArmDataset, _synthetic
-    from ..vocab import TASK_CONFIG
+def _figures(out_dir: Path, results: list[dict]) -> tuple[list[Path], list[str]]:
+    """The figures from files alone: scores from each seed-0 ``result.json``, Grad-CAM maps and pooled
+    features from each cell's ``figure_inputs.npz`` (written by the cell; absent when figures were off).
+    Returns the figures and a note per task whose model figures could not be drawn."""
+    from .run import Cell
 
-    n = min(UMAP_PER_GROUP, limit) if limit else UMAP_PER_GROUP
-    train = eval_items(workdir, task, "train")
-    rng = np.random.default_rng(0)  # a fixed draw across collections, not the first rows of one of them
-    real = []
-    for lab in (0, 1):
-        mine = [(i.path, i.label) for i in train if i.label == lab]
-        real += [mine[k] for k in sorted(rng.choice(len(mine), size=min(n, len(mine)), replace=False))]
-    synth = []
-    if release:
-        ds = _synthetic(release, TASK_CONFIG[task])
-        synth = [ds.select(range(min(n, len(ds))))]
-    arm = ArmDataset(real, synth, size)
-    group = np.asarray([lab if o == "real" else 2 for lab, o in zip(arm.labels, arm.origins)])
-    return Cached(arm), group
-
-
-UMAP_PER_GROUP = 180  # the paper's Fig. 8
-
-
-def _figures(out_dir: Path, results: list[dict], workdir: Path, cfg, models_from: str | None,
-             release: str | None = None) -> list[Path]:
-    figs = []
-    device = torch.device("cpu")
+    figs, notes = [], []
     for task in sorted({r["task"] for r in results}):
         seed0 = {r["arm"]: r for r in results if r["task"] == task and r["seed"] == 0}
         figs.append(figures.confidence_scores(out_dir / "figures" / f"{task}-confidence.png", task, seed0))
         figs.append(figures.roc_pr(out_dir / "figures" / f"{task}-roc-pr.png", task, seed0))
-        items = eval_items(workdir, task, "test", cfg.limit)
-        ds = Cached(EvalDataset(items, cfg.image_size))
-        models, cams, feats = {}, {}, {}
-        umap_ds, groups = _umap_set(workdir, task, release, cfg.image_size, cfg.limit)
-        for arm, r in seed0.items():
-            ckpt = models_from or str(out_dir / "runs" / task / arm / "seed-0" / "model.safetensors")
-            model = build(cfg.model, ckpt).to(device).eval()
-            pred = predict(model, ds, device)
-            feats[arm] = (predict(model, umap_ds, device, features=True)["features"], groups)
-            correct = [i for i in range(len(items)) if items[i].label == 1 and pred["scores"][i] >= r["threshold"]]
-            cams[arm] = [(ds[i][0], float(pred["scores"][i])) for i in correct[:4]]
-            models[arm] = (model, device)
-        figs.append(figures.gradcam(out_dir / "figures" / f"{task}-gradcam.png", task, models, cams))
-        figs.append(figures.umap_features(out_dir / "figures" / f"{task}-umap.png", task, feats))
-    return figs
+        inputs = {arm: figure_inputs.read(Cell(task, arm, 0).folder(out_dir)) for arm in seed0}
+        missing = sorted(arm for arm, v in inputs.items() if v is None)
+        if missing:
+            notes.append(f"{task}: no Grad-CAM or UMAP figure for {', '.join(missing)} (run with figures on)")
+        drawn = {arm: v for arm, v in inputs.items() if v is not None}
+        if drawn:
+            figs.append(figures.gradcam(out_dir / "figures" / f"{task}-gradcam.png", task, drawn))
+            figs.append(figures.umap_features(out_dir / "figures" / f"{task}-umap.png", task,
+                                              {arm: (v["umap_features"], v["umap_groups"]) for arm, v in drawn.items()}))
+    return figs, notes
+
+
+def _audit_section(audit: AuditFolder | None, summary: dict) -> str:
+    """The audit's HTML section, only when that audit judged the release these arms were trained on."""
+    stamp = summary.get("release_data_sha256")
+    if audit is None or not stamp or not audit.report_section.is_file() or not audit.json.is_file():
+        return ""
+    try:
+        stamped_audit(audit.json, stamp)
+    except (StampError, ValueError, OSError):
+        return ""
+    return audit.report_section.read_text()
 
 
 def _img_tag(path: Path) -> str:
@@ -274,7 +251,8 @@ def _md_table_to_html(md: str) -> str:
     return "\n".join(out)
 
 
-def write_outputs(out_dir: Path, summary: dict, results: list[dict], workdir: Path, cfg, models_from: str | None = None) -> Path:
+def write_outputs(out_dir: Path, summary: dict, results: list[dict], cfg, audit: AuditFolder | None = None) -> Path:
+    """tables.md, tables.csv, figures/ and report.html from the results alone (no model is built)."""
     md, rows = tables(summary)
     with atomic_write(BenchmarkFolder(out_dir).tables) as fh:
         fh.write(md + "\n")
@@ -282,11 +260,8 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], workdir: Pa
     csv.writer(buf).writerows(rows)
     with atomic_write(out_dir / "tables.csv") as fh:
         fh.write(buf.getvalue())
-    figs = _figures(out_dir, results, workdir, cfg, models_from, summary.get("release"))
-    extra = ""
-    audit = WorkLayout(workdir).audit_files.report_section
-    if audit.is_file():
-        extra = audit.read_text()
+    figs, notes = _figures(out_dir, results) if getattr(cfg, "figures", True) else ([], ["figures were off"])
+    extra = _audit_section(audit, summary)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cxrsynth benchmark</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;}} table{{border-collapse:collapse;margin:1em 0}}
@@ -297,6 +272,7 @@ figure{{margin:1em 0}}</style></head><body>
 {max((a['seeds'] for t in summary['summary'].values() for a in t.values()), default=1)} seeds. Decision threshold: {'0.5 (paper)' if summary['protocol'] == 'paper' else 'chosen on validation'}.</p>
 {_md_table_to_html(md)}
 <h2>Figures</h2>
+{''.join(f"<p>{html.escape(n)}</p>" for n in notes)}
 {''.join(_img_tag(p) for p in figs)}
 {extra}
 </body></html>

@@ -32,6 +32,7 @@ from typing import Literal
 import torch
 
 from .. import __version__
+from ..artifacts import GeneratedSet, ReleaseFolder
 from ..config import at_least, to_dict
 from ..config import build as build_config
 from ..device import pick_device
@@ -44,6 +45,7 @@ from ..records import read_records
 from ..schemas import validate
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
 from . import controls as C
+from . import figure_inputs
 from . import metrics as M
 from .arms import Cached, EvalDataset, eval_items, train_set
 from ..classifiers import build
@@ -63,6 +65,10 @@ class BenchmarkConfig:
     limit: int | None = None  # at most N images per class (and per synthetic config) in each split: quick looks
     bootstrap: int = 1000
     device: str = "auto"
+    # The report's model figures (Grad-CAM, UMAP): each seed-0 cell computes their inputs beside its
+    # result.json (figure_inputs.py); false skips both, and the report then draws only score figures.
+    # It changes no number, so it is not part of a cell's key.
+    figures: bool = True
     fit: FitConfig = field(default_factory=FitConfig)
 
     def __post_init__(self):
@@ -93,7 +99,8 @@ def _save_model(model, path: Path, arch: str) -> None:
 
 
 def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[str, str]) -> Path:
-    """Generate both synthetic configs with the given translators (cached) and package them as a release."""
+    """Generate both synthetic configs with the given translators (cached) and package them as a release
+    (cached under the generated set's fingerprint, so other translators never reuse it)."""
     from ..generate import GenerateConfig, generate
     from ..release.package import ReleaseConfig, build
 
@@ -109,10 +116,13 @@ def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[s
         raise ConfigError("give a translator for both tasks", sorted(translators),
                           " ".join(f"--translator {t}=PATH" for t in TASKS))
     generate(work, GenerateConfig(configs=configs), translators)
-    release = syn / "covid-cxr-synth"
-    if not (release / "manifest.json").is_file():
-        build(work, release, syn / "covid-cxr-synth.private", ReleaseConfig())
-    return release
+    # The release is keyed by what its images were made from (every shard's translator sha and records):
+    # new translator files regenerate the shards and so make a new release, never reuse the old one.
+    made_from = GeneratedSet(dst.generated).fingerprint(configs)
+    release = ReleaseFolder(syn / f"release-{made_from[:16]}" / ReleaseConfig.name)
+    if not release.is_release():
+        build(work, release, ReleaseConfig())
+    return release.root
 
 
 @dataclass
@@ -166,13 +176,22 @@ def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: 
     return res
 
 
+def _wants_figure_inputs(cfg: BenchmarkConfig, seed: int, run_dir: Path) -> bool:
+    return cfg.figures and seed == 0 and not figure_inputs.path_in(run_dir).is_file()
+
+
 def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: BenchmarkConfig, release, device,
             sets: ControlSets | None = None, key: str | None = None) -> dict:
     """Train and score one cell into ``run_dir/result.json`` (written atomically, last), or read the one
     there when it is finished (``cell_done``); ``key`` (see :func:`cell_key`) is recorded in it."""
     if cell_done(run_dir, key):
         res = read_json(run_dir / "result.json")
-        return score_controls(res, run_dir, cfg, sets, device) if sets else res
+        res = score_controls(res, run_dir, cfg, sets, device) if sets else res
+        if _wants_figure_inputs(cfg, seed, run_dir):  # a cell finished with figures off, or by an older version
+            model = build(cfg.model, str(run_dir / "model.safetensors")).to(device)
+            test_ds = Cached(EvalDataset(eval_items(workdir, task, "test", cfg.limit), cfg.image_size))
+            figure_inputs.write(run_dir, model, res, test_ds, workdir, release, cfg.image_size, cfg.limit, device)
+        return res
     run_dir.mkdir(parents=True, exist_ok=True)
     train = train_set(workdir, task, arm, release, cfg.image_size, cfg.limit)
     val_items = eval_items(workdir, task, "validation", cfg.limit)
@@ -208,7 +227,9 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
         "test_patients": [i.patient for i in test_items], "test_record_ids": [i.record_id for i in test_items],
     } | ({"cell_key": key} if key else {})
     _save_model(model, run_dir / "model.safetensors", cfg.model)
-    write_json(run_dir / "result.json", res)
+    if _wants_figure_inputs(cfg, seed, run_dir):
+        figure_inputs.write(run_dir, model, res, test_ds, workdir, release, cfg.image_size, cfg.limit, device)
+    write_json(run_dir / "result.json", res)  # last: it marks the cell finished
     return score_controls(res, run_dir, cfg, sets, device, model) if sets else res
 
 
@@ -288,6 +309,10 @@ PAPER_WARNING = ("PAPER PROTOCOL: model selection, learning-rate schedule and ea
                  "as the original code did; these numbers are optimistic and not a valid estimate.")
 
 
+#: Config keys that change no number of a cell (where it runs; whether figure inputs are written).
+NOT_RUN_DEFINING = ("device", "figures")
+
+
 def run_inputs(workdir: Path, cfg: BenchmarkConfig, release: str | None) -> dict:
     """Everything a finished run's numbers depend on: the config (less the device), the release's images,
     the split assignment and the code version. Run folders are reused only for the same inputs."""
@@ -295,7 +320,7 @@ def run_inputs(workdir: Path, cfg: BenchmarkConfig, release: str | None) -> dict
     if release:
         manifest = release_manifest(release)
         data = manifest.get("data_sha256") or hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
-    return {"config": {k: v for k, v in to_dict(cfg).items() if k != "device"}, "release_data_sha256": data,
+    return {"config": {k: v for k, v in to_dict(cfg).items() if k not in NOT_RUN_DEFINING}, "release_data_sha256": data,
             "split_assignment_sha256": read_json(WorkLayout(workdir).splits).get("assignment_sha256"),
             "code_version": __version__}
 
@@ -433,7 +458,8 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         "protocol": cfg.protocol, "test_used_for_selection": cfg.protocol == "paper",
         "warning": PAPER_WARNING if cfg.protocol == "paper" else None,
         "notices": _notices(cfg, split_method, checked), "split_method": split_method,
-        "release": release, "release_check": checked, "eval_only": False,
+        "release": release, "release_data_sha256": setup.inputs.get("release_data_sha256"),
+        "release_check": checked, "eval_only": False,
         "summary": aggregate(results, cfg.bootstrap),
         "controls": {
             "same_source": ctl["same_source"], "external": ctl["external"],
@@ -444,7 +470,7 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
     }
     validate(summary, "benchmark_results")
     write_json(out_dir / "results.json", summary)
-    write_outputs(out_dir, summary, results, workdir, cfg)
+    write_outputs(out_dir, summary, results, cfg, audit=WorkLayout(workdir).audit_files)
     return summary
 
 
@@ -552,6 +578,9 @@ def evaluate_checkpoint(workdir: str | Path, out_dir: str | Path, checkpoint: st
            "test_patients": [i.patient for i in items], "test_record_ids": [i.record_id for i in items]}
     sets, ctl = _control_sets(workdir, cfg, externals or {})
     score_controls(res, None, cfg, sets, device, model)
+    if cfg.figures:
+        figure_inputs.write(Cell(task, "eval-only", 0).folder(out_dir), model, res,
+                            Cached(EvalDataset(items, cfg.image_size)), workdir, None, cfg.image_size, cfg.limit, device)
     summary = {"kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
                "protocol": cfg.protocol, "test_used_for_selection": False, "warning": None, "notices": [],
                "split_method": read_json(WorkLayout(workdir).splits)["config"]["method"], "release": None,
@@ -562,7 +591,7 @@ def evaluate_checkpoint(workdir: str | Path, out_dir: str | Path, checkpoint: st
     validate(summary, "benchmark_results")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "results.json", summary)
-    write_outputs(out_dir, summary, [res], workdir, cfg, models_from=checkpoint)
+    write_outputs(out_dir, summary, [res], cfg)
     return summary
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import yaml
 
 from ..cards import render
-from ..layout import WorkLayout
+from ..artifacts.release_folder import as_release
 from ..vocab import SOURCE_LABEL
-from ..paths import atomic_write, read_json, write_json, write_sha256sums
+from ..paths import atomic_write, write_json, write_sha256sums
 from .features import features
-from .sources_meta import NO_LICENCE, PAPER_BIBTEX, SOURCE_TERMS, SOURCES, dataset_bibtex
+from ..sources.terms import NO_LICENCE, PAPER_BIBTEX, SOURCE_TERMS, SOURCES, dataset_bibtex
 
 KEPT_SECTIONS = ("Benchmark", "Changes")  # carried over when the card is rendered again
 NO_CHANGES = "The first version, or no earlier version was compared (`cxrsynth diff OLD NEW` writes this section)."
@@ -174,17 +174,12 @@ def _audit_section(audit: dict | None, filtered: dict | None = None) -> str:
     return "\n".join(lines) + removed
 
 
-def _benchmark_section(workdir: Path) -> str | None:
-    table = WorkLayout(workdir).benchmark_files.tables
-    return table.read_text().strip() if table.is_file() else None
-
-
-def render_dataset_card(path: Path, manifest: dict, workdir: Path | None = None, repo_id: str | None = None) -> Path:
-    """Write the card; the benchmark section comes from ``workdir`` when it has one, else from the card there."""
+def render_dataset_card(path: Path, manifest: dict, benchmark: str | None = None, repo_id: str | None = None) -> Path:
+    """Write the card; ``benchmark`` (the tables of a benchmark stamped with this release, checked by the
+    caller) is its Benchmark section, else the one of the card already there is kept."""
     kept = sections(Path(path).read_text()) if Path(path).is_file() else {}
-    bench = _benchmark_section(workdir) if workdir else None
-    if bench:
-        kept["Benchmark"] = bench
+    if benchmark:
+        kept["Benchmark"] = benchmark
     with atomic_write(path) as fh:
         fh.write(card_text(manifest, repo_id, kept))
     return path
@@ -204,15 +199,15 @@ def rerender(release: Path, repo_id: str | None = None, changes: str | None = No
     Changes section), then SHA256SUMS, so the folder still verifies."""
     from .croissant import make_croissant
 
-    release = Path(release)
-    manifest = read_json(release / "manifest.json")
-    kept = sections((release / "README.md").read_text()) if (release / "README.md").is_file() else {}
+    folder = as_release(release)
+    manifest = folder.manifest()
+    kept = sections(folder.card.read_text()) if folder.card.is_file() else {}
     if changes is not None:
         kept["Changes"] = changes
-    with atomic_write(release / "README.md") as fh:
+    with atomic_write(folder.card) as fh:
         fh.write(card_text(manifest, repo_id, kept))
-    write_json(release / "croissant.json", make_croissant(manifest, repo_id))
-    write_sha256sums(release)
+    write_json(folder.croissant, make_croissant(manifest, repo_id))
+    write_sha256sums(folder.root)
 
 
 def read_front_matter(path: Path) -> dict:

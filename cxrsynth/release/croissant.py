@@ -10,7 +10,7 @@ both are written), and the label columns reference an enumeration that names the
 from __future__ import annotations
 
 from ..records import LABELS
-from .sources_meta import CREATOR, SOURCES, dataset_bibtex
+from ..sources.terms import CREATOR, SOURCES, dataset_bibtex
 
 CONFORMS_TO = ["http://mlcommons.org/croissant/1.0", "http://mlcommons.org/croissant/RAI/1.0"]
 # What the Croissant 1.0 specification requires of every dataset. ``url`` is the dataset's address, known

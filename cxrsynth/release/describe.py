@@ -2,56 +2,80 @@
 
 ``manifest.json``, ``croissant.json``, the dataset card (``README.md``) and, last, ``SHA256SUMS``. The
 release pipeline writes them once, after the audit, from explicit inputs: the manifest that packaging
-made and (when one was run) an audit stamped with that manifest's ``data_sha256``. ``attach_audit``
-does the same for a release built on its own (``package.build``) and audited afterwards.
+made and, when they were measured on these very images, an audit and a benchmark, each stamped with
+the manifest's ``data_sha256`` (``artifacts/stamps.py``). Nothing is picked up from a work folder here:
+the caller says which results to attach, and a result of other images is refused.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..layout import WorkLayout
-from ..paths import read_json, write_json, write_sha256sums
+from ..artifacts import ReleaseFolder
+from ..artifacts.release_folder import as_release
+from ..artifacts.stamps import stamped_audit, stamped_benchmark
+from ..paths import write_json, write_sha256sums
 from ..schemas import validate
 from .card import render_dataset_card
 from .croissant import make_croissant
 
 
-def write_manifest(folder: Path, manifest: dict) -> None:
+def write_manifest(release: ReleaseFolder | str | Path, manifest: dict) -> None:
     """``manifest.json`` alone, checked against its schema (what the audit reads of a staged release)."""
     validate(manifest, "release_manifest")
-    write_json(Path(folder) / "manifest.json", manifest)
+    as_release(release).write_manifest(manifest)
 
 
-def describe(folder: str | Path, manifest: dict, workdir: str | Path | None = None) -> dict:
-    """Write manifest.json, croissant.json, the card and SHA256SUMS into ``folder``; returns ``manifest``.
+def describe(release: ReleaseFolder | str | Path, manifest: dict, benchmark: str | Path | None = None) -> dict:
+    """Write manifest.json, croissant.json, the card and SHA256SUMS into ``release``; returns ``manifest``.
 
-    The card's benchmark section comes from ``workdir``'s benchmark tables when there are any.
+    ``benchmark``: a benchmark folder whose ``results.json`` is stamped with this release's
+    ``data_sha256``; its tables become the card's Benchmark section (anything else raises
+    :class:`~cxrsynth.errors.StampError`). Without it, a Benchmark section already in the card is kept.
     """
-    folder = Path(folder)
-    write_manifest(folder, manifest)
-    write_json(folder / "croissant.json", make_croissant(manifest))
-    render_dataset_card(folder / "README.md", manifest, Path(workdir) if workdir is not None else None)
-    write_sha256sums(folder)
+    release = as_release(release)
+    table = benchmark_table(benchmark, manifest["data_sha256"]) if benchmark is not None else None
+    write_manifest(release, manifest)
+    write_json(release.croissant, make_croissant(manifest))
+    render_dataset_card(release.card, manifest, table)
+    write_sha256sums(release.root)
     return manifest
 
 
-def with_audit(manifest: dict, audit_json: str | Path) -> dict:
-    """``manifest`` carrying the summary of the audit in ``audit_json``, which must be stamped with this
+def benchmark_table(benchmark: str | Path, data_sha256: str) -> str:
+    """The markdown tables of a benchmark run made on the release ``data_sha256`` (stamp checked)."""
+    from ..layout import BenchmarkFolder
+
+    folder = BenchmarkFolder(benchmark)
+    stamped_benchmark(folder.results, data_sha256)
+    return folder.tables.read_text().strip()
+
+
+def stamped_benchmark_or_none(benchmark: str | Path, data_sha256: str) -> Path | None:
+    """``benchmark`` when it holds results stamped with ``data_sha256``, else ``None`` (the release
+    pipeline attaches a work folder's benchmark only when it judged these very images)."""
+    from ..errors import CxrsynthError
+    from ..layout import BenchmarkFolder
+
+    folder = BenchmarkFolder(benchmark)
+    if not folder.results.is_file() or not folder.tables.is_file():
+        return None
+    try:
+        stamped_benchmark(folder.results, data_sha256)
+    except CxrsynthError:
+        return None
+    return folder.root
+
+
+def with_audit(manifest: dict, audit_json: dict | str | Path) -> dict:
+    """``manifest`` carrying the summary of the audit (``audit.json`` or its content), stamped with this
     release's ``data_sha256``: an audit of other images (an earlier release, another --limit) is
     refused, so a card never shows results that were not measured on its own images."""
-    audit = read_json(audit_json)
-    stamp = (audit.get("audited_release") or {}).get("data_sha256")
-    if stamp != manifest["data_sha256"]:
-        raise ConfigError("the audit was made on other images than this release's", audit_json,
-                          f"its stamp is {stamp}, the release's data_sha256 is {manifest['data_sha256']}; audit this release")
-    return dict(manifest, audit=audit.get("summary"))
+    return dict(manifest, audit=stamped_audit(audit_json, manifest["data_sha256"]).get("summary"))
 
 
-def attach_audit(workdir: str | Path, folder: str | Path, audit_json: str | Path | None = None) -> dict:
-    """Put an audit's summary into a built release's manifest and card (the data stays); ``audit_json``
-    defaults to ``WORKDIR/audit/audit.json``. Returns the new manifest."""
-    folder = Path(folder)
-    path = Path(audit_json) if audit_json else WorkLayout(workdir).audit_files.json
-    return describe(folder, with_audit(read_json(folder / "manifest.json"), path), workdir)
+def attach_audit(release: ReleaseFolder | str | Path, audit_json: str | Path, benchmark: str | Path | None = None) -> dict:
+    """Put an audit's summary into a built release's manifest and card (the data stays). Returns the new
+    manifest."""
+    release = as_release(release)
+    return describe(release, with_audit(release.manifest(), audit_json), benchmark)

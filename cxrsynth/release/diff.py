@@ -9,22 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..artifacts import ReleaseFolder
 from ..errors import DataNotFoundError
-from ..paths import read_json
 
 
 def _sums(folder: Path) -> dict[str, str]:
-    path = folder / "SHA256SUMS"
+    path = ReleaseFolder(folder).checksums
     if not path.is_file():
         raise DataNotFoundError("release has no SHA256SUMS", path, "give a release folder made by `cxrsynth release`")
     return {rel: sha for sha, rel in (line.split("  ", 1) for line in path.read_text().splitlines() if "  " in line)}
 
 
 def _manifest(folder: Path) -> dict:
-    path = folder / "manifest.json"
-    if not path.is_file():
-        raise DataNotFoundError("release has no manifest.json", path, "give a release folder made by `cxrsynth release`")
-    return read_json(path)
+    return ReleaseFolder(folder).manifest()
 
 
 def diff_releases(old: str | Path, new: str | Path) -> dict:

@@ -30,20 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..errors import ConfigError, CxrsynthError
-from ..paths import read_json, sha256_file
+from ..artifacts import ReleaseFolder
+from ..errors import ConfigError, PushError
+from ..paths import sha256_file
 from .card import rerender
 from .verify import VerifyError, find_private, publishable_files, verify
-
-
-class PushError(CxrsynthError):
-    """The Hub refused or failed a push."""
 
 
 @dataclass
 class PushReport:
     repo_id: str
-    revision: str = "main"
     uploaded: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
@@ -186,7 +182,7 @@ def push(release: str | Path, repo_id: str, tag: str | None = None, private: boo
     if gated not in (None, "auto", "manual", "off"):
         raise ConfigError("gated must be auto, manual or off", gated)
     files = publishable(root, check)
-    manifest = read_json(root / "manifest.json")
+    manifest = ReleaseFolder(root).manifest()
     tag = tag or f"v{manifest['version']}"
     report = PushReport(repo_id=repo_id, tag=tag, dry_run=dry_run, private=private, gated=gated)
     with _staged(root, repo_id, files) as stage:

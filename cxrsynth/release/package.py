@@ -31,9 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
+from ..artifacts import GeneratedSet, ReleaseFolder
 from ..config import to_dict
-from ..errors import ConfigError, DataNotFoundError
-from ..generate import current_shards, read_provenance, shard_is_done
+from ..errors import ConfigError
 from ..layout import WorkLayout
 from ..paths import atomic_path, atomic_write, read_json, sha256_file, write_json
 from ..plan import plan_sha256
@@ -42,7 +42,7 @@ from ..translate import TranslatorRun, describe_run
 from ..vocab import CONFIG_TASK, CONFIGS
 from .describe import describe, write_manifest
 from .features import arrow_schema
-from .sources_meta import SOURCE_TERMS, SOURCES, licence_counts, licence_name, release_licence
+from ..sources.terms import SOURCE_TERMS, SOURCES, licence_counts, licence_name, release_licence
 
 PUBLIC_FIELDS = ("config", "source_label", "translator_id", "checkpoint_sha256", "png_sha256", "seed",
                  "code_version", "created")
@@ -56,7 +56,7 @@ class ReleaseConfig:
     configs: tuple[str, ...] = CONFIGS
     max_shard_bytes: int = 300_000_000
     rows_per_group: int = 256
-    license: str = "auto"  # auto: from the licences of the images used (sources_meta.release_licence)
+    license: str = "auto"  # auto: from the licences of the images used (sources.terms.release_licence)
     grid_images: int = 8  # per config, in sample_grid.png
     exclude: str | None = None  # a file of synthetic ids to leave out (e.g. the audit's exclude_ids.txt)
 
@@ -82,7 +82,7 @@ def _plan_shards(items: list[tuple[dict, int]], max_bytes: int) -> list[list[dic
     return shards
 
 
-def _write_shard(path: Path, rows: list[dict], gen_dir: Path, schema: pa.Schema, rows_per_group: int) -> dict:
+def _write_shard(path: Path, rows: list[dict], gen: GeneratedSet, schema: pa.Schema, rows_per_group: int) -> dict:
     label_idx = {n: i for i, n in enumerate(LABELS)}
     # PNG bytes do not compress further
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="none") as writer:
@@ -90,7 +90,7 @@ def _write_shard(path: Path, rows: list[dict], gen_dir: Path, schema: pa.Schema,
             group = rows[start:start + rows_per_group]
             cols = {
                 "id": [p["id"] for p in group],
-                "image": [{"bytes": (gen_dir / p["file"]).read_bytes(), "path": f"{p['id']}.png"} for p in group],
+                "image": [{"bytes": gen.image(p).read_bytes(), "path": f"{p['id']}.png"} for p in group],
                 "label": [label_idx["covid"]] * len(group),
                 "config": [p["config"] for p in group],
                 "source_label": [label_idx[p["source_label"]] for p in group],
@@ -102,12 +102,12 @@ def _write_shard(path: Path, rows: list[dict], gen_dir: Path, schema: pa.Schema,
             "sha256": sha256_file(path)}
 
 
-def _sample_grid(path: Path, gen_dir: Path, per_config: dict[str, list[dict]], n: int) -> None:
+def _sample_grid(path: Path, gen: GeneratedSet, per_config: dict[str, list[dict]], n: int) -> None:
     from PIL import Image
 
     rows = []
     for config, provs in per_config.items():
-        tiles = [np.asarray(Image.open(gen_dir / p["file"]).convert("L").resize((128, 128))) for p in provs[:n]]
+        tiles = [np.asarray(Image.open(gen.image(p)).convert("L").resize((128, 128))) for p in provs[:n]]
         tiles += [np.zeros((128, 128), np.uint8)] * (n - len(tiles))
         rows.append(np.concatenate(tiles, axis=1))
     with atomic_write(path, "wb") as fh:
@@ -122,37 +122,21 @@ def _environment() -> dict:
             "datasets": datasets.__version__, "numpy": np.__version__, "pyarrow": pa.__version__}
 
 
-def collect(workdir: Path, configs: tuple[str, ...]) -> tuple[dict[str, list[dict]], list[dict]]:
-    """Public provenance per config and the private mapping, after checking every shard is finished."""
-    gen = WorkLayout(workdir).generated
-    per_config, mapping = {}, []
-    for config in configs:
-        for shard in (gen / config / name for name in current_shards(gen, config)):
-            if not shard_is_done(shard, gen / config / f"{shard.name}.done.json"):
-                raise DataNotFoundError("generation is not finished (a shard is incomplete)", shard,
-                                        "rerun `cxrsynth generate`: it completes what is missing")
-            priv = gen / "private" / config / f"{shard.name}.jsonl"
-            mapping += [json.loads(x) for x in priv.read_text().splitlines() if x.strip()]
-        per_config[config] = read_provenance(gen, config)
-        if not per_config[config]:
-            raise DataNotFoundError(f"no generated images for {config}", gen / config)
-    return per_config, mapping
-
-
-def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: ReleaseConfig = ReleaseConfig(),
+def build(workdir: str | Path, target: ReleaseFolder, cfg: ReleaseConfig = ReleaseConfig(),
           generators: dict[str, str] | None = None, describe_release: bool = True) -> dict:
-    """Write a complete release into ``staging`` (created fresh) and its private files; returns the manifest.
+    """Write a complete release into ``target.root`` (created fresh) and its private files into
+    ``target.private``; returns the manifest.
 
     ``generators`` ({task: generator file or run folder}) names the generators that were used instead of
     ``WORKDIR/translators/<task>``; the manifest describes those. With ``describe_release=False`` only
     the data, ``manifest.json`` and the private files are written: the release pipeline audits them
     first and then renders the card, Croissant file and checksums once (``describe.describe``).
     """
-    workdir, staging, private = Path(workdir), Path(staging), Path(private)
+    workdir = Path(workdir)
     layout = WorkLayout(workdir)
-    per_config, mapping = collect(workdir, cfg.configs)
+    per_config, mapping = GeneratedSet(layout.generated).collect(cfg.configs)
     per_config, mapping, filtered = _exclude(per_config, mapping, cfg.exclude)
-    files, config_info = _write_data(staging, layout.generated, per_config, cfg)
+    files, config_info = _write_data(target, GeneratedSet(layout.generated), per_config, cfg)
     records = {r.record_id: r for r in read_records(layout.records)}
     plan = read_json(layout.plan)
     translators = [_translator_entry(layout, config, per_config[config][0], plan, records, generators)
@@ -181,10 +165,10 @@ def build(workdir: str | Path, staging: str | Path, private: str | Path, cfg: Re
     }
     manifest["data_sha256"] = data_fingerprint(manifest)
     if describe_release:
-        describe(staging, manifest, workdir)
+        describe(target, manifest)
     else:
-        write_manifest(staging, manifest)
-    _write_private(private, mapping, used_ids, used)
+        write_manifest(target, manifest)
+    _write_private(target, mapping, used_ids, used)
     return manifest
 
 
@@ -202,28 +186,29 @@ def _exclude(per_config: dict[str, list[dict]], mapping: list[dict], exclude: st
     return per_config, mapping, filtered
 
 
-def _write_data(staging: Path, gen: Path, per_config: dict[str, list[dict]], cfg: ReleaseConfig) -> tuple[list, dict]:
-    """``staging`` made fresh with ``data/`` (the parquet shards), ``provenance.jsonl`` and
+def _write_data(target: ReleaseFolder, gen: GeneratedSet, per_config: dict[str, list[dict]],
+                cfg: ReleaseConfig) -> tuple[list, dict]:
+    """``target.root`` made fresh with ``data/`` (the parquet shards), ``provenance.jsonl`` and
     ``sample_grid.png``; returns the shard entries and the per-config summary of the manifest."""
-    if staging.exists():
-        shutil.rmtree(staging)
-    (staging / "data").mkdir(parents=True)
+    if target.root.exists():
+        shutil.rmtree(target.root)
+    target.data.mkdir(parents=True)
     schema = arrow_schema()
     files, config_info = [], {}
     for config, provs in per_config.items():
-        items = [(p, (gen / p["file"]).stat().st_size) for p in provs]
+        items = [(p, gen.image(p).stat().st_size) for p in provs]
         shards = _plan_shards(items, cfg.max_shard_bytes)
-        written = [_write_shard(staging / "data" / f"{config}-{i:05d}-of-{len(shards):05d}.parquet", rows, gen, schema,
+        written = [_write_shard(target.data / f"{config}-{i:05d}-of-{len(shards):05d}.parquet", rows, gen, schema,
                                 cfg.rows_per_group) for i, rows in enumerate(shards)]
         files += written
         config_info[config] = {"task": CONFIG_TASK[config], "num_examples": len(provs), "files": written,
                                "num_bytes": sum(w["num_bytes"] for w in written)}
-    with atomic_write(staging / "provenance.jsonl") as fh:
+    with atomic_write(target.provenance_path) as fh:
         for provs in per_config.values():
             for p in provs:
                 fh.write(json.dumps({k: p[k] for k in ("id", "file", *PUBLIC_FIELDS, "label", "source_split",
                                                        "width", "height")}, sort_keys=True) + "\n")
-    _sample_grid(staging / "sample_grid.png", gen, per_config, cfg.grid_images)
+    _sample_grid(target.sample_grid, gen, per_config, cfg.grid_images)
     return files, config_info
 
 
@@ -259,13 +244,13 @@ def _sources(used: list) -> list[dict]:
     return sources
 
 
-def _write_private(private: Path, mapping: list[dict], used_ids: set[str], used: list) -> None:
+def _write_private(target: ReleaseFolder, mapping: list[dict], used_ids: set[str], used: list) -> None:
     """``mapping.jsonl`` (synthetic id -> source record) and ``identifiers.json`` (for the leak check)."""
-    private.mkdir(parents=True, exist_ok=True)
-    with atomic_write(private / "mapping.jsonl") as fh:
+    target.private.mkdir(parents=True, exist_ok=True)
+    with atomic_write(target.mapping_path) as fh:
         for m in mapping:
             fh.write(json.dumps(m, sort_keys=True) + "\n")
-    write_json(private / "identifiers.json", {
+    write_json(target.identifiers_path, {
         "note": "private: every source identifier this release derives from; used by `cxrsynth verify` to prove none leaks",
         "record_ids": sorted(used_ids),
         "patient_ids": sorted({r.patient_id for r in used if len(r.patient_id) >= 4}),

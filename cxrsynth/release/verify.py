@@ -45,13 +45,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ..errors import CxrsynthError, SchemaError
+from ..artifacts import ReleaseFolder
+from ..artifacts.release_folder import MANIFEST, REQUIRED, identifiers_in, private_sibling
+from ..errors import CxrsynthError, SchemaError, VerifyError
 from ..records import LABELS
 from ..schemas import validate
 from ..vocab import SOURCE_LABEL
-from .sources_meta import SOURCES
+from ..sources.terms import SOURCES
 
-REQUIRED = ("README.md", "manifest.json", "provenance.jsonl", "croissant.json", "SHA256SUMS", "sample_grid.png")
 # What `hf download --local-dir` adds beside the files of the repo: the Hub's own .gitattributes and the
 # download cache's bookkeeping. They are not part of the release and are never published by cxrsynth.
 HUB_COPY_FILES = (".gitattributes",)
@@ -72,13 +73,9 @@ PNG_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"eXIf"}
 MAX_TEXT_INFLATE = 16 << 20  # a compressed PNG text chunk is read up to this size (a zip bomb stops there)
 
 
-class VerifyError(CxrsynthError):
-    """A release folder does not verify (raised by :func:`publishable_files`)."""
-
-
 def find_private(release: Path) -> Path | None:
-    cand = release.parent / f"{release.name}.private"
-    return cand if (cand / "identifiers.json").is_file() else None
+    cand = ReleaseFolder(release)
+    return cand.private if cand.identifiers_path.is_file() else None
 
 
 def verify(release: str | Path, private: str | Path | None = None, croissant_strict: bool = False,
@@ -265,7 +262,7 @@ class _Verifier:
         if not any(r.startswith("data/") and r.endswith(".parquet") for r in self.files):
             self.add("data/: no parquet shards")
         self.guarded("SHA256SUMS", self._check_sums)
-        manifest = self.guarded("manifest.json", self._manifest)
+        manifest = self.guarded(MANIFEST, self._manifest)
         if manifest is not None:
             self.expected = set(REQUIRED) | {f["path"] for f in manifest["files"]}
             for rel in sorted(set(self.files) - self.expected):
@@ -273,7 +270,7 @@ class _Verifier:
             prov = self.guarded("provenance.jsonl", self._provenance) or {}
             rows = self.guarded("data/", self._check_parquet, manifest, prov)
             if rows is not None:
-                self.guarded("manifest.json", self._check_against_rows, manifest, prov, rows)
+                self.guarded(MANIFEST, self._check_against_rows, manifest, prov, rows)
             self.guarded("README.md", self._check_card, manifest)
             self.guarded("croissant.json", self._check_croissant, manifest)
         self._scan_leaks()
@@ -340,11 +337,11 @@ class _Verifier:
                 self.add(f"{rel}: not listed in SHA256SUMS")
 
     def _manifest(self) -> dict | None:
-        manifest = self.read_json("manifest.json")
+        manifest = self.read_json(MANIFEST)
         if manifest is None:
             return None
         try:
-            validate(manifest, "release_manifest", "manifest.json")
+            validate(manifest, "release_manifest", MANIFEST)
         except SchemaError as exc:
             self.add(f"manifest.json: {exc.what}")
             return None
@@ -563,7 +560,7 @@ class _Verifier:
             return {}
         priv = Path(self.private) if self.private else find_private(self.root)
         if priv is None:
-            self.add(f"{self.root.name}.private/identifiers.json: not found beside the release, so the scan for "
+            self.add(f"{identifiers_in(private_sibling(self.root.name))}: not found beside the release, so the scan for "
                      "source record ids, patient ids and paths cannot run; pass --private DIR, or --no-identifiers "
                      "to verify without it")
             return {}
@@ -660,7 +657,7 @@ def _identifiers(private: Path) -> dict[str, list[str]]:
     """Source identifiers to look for, each kind sorted. Bare numbers under 6 digits (COVID-collection and
     NIH patient ids like "61" or "1300") are left out: they occur in any text as counts and sizes, and alone
     they identify nobody; the images' file names and ids that carry them are checked."""
-    path = private / "identifiers.json"
+    path = identifiers_in(private)
     if not path.is_file():
         raise VerifyError("no identifiers.json in the private folder, so the source-identifier scan cannot run",
                           private, "pass the release's private folder, or --no-identifiers")

@@ -153,9 +153,11 @@ RUN_DEFINING = ("task", "preset", "size", "generator", "base", "disc_base", "blo
 DEFAULTS = to_dict(TrainConfig())
 
 
-def resolve_train_config(file=None, overrides=(), base: dict | None = None, prefix: str = "") -> TrainConfig:
-    """Defaults <- preset (``preset=...`` in any layer) <- ``base`` <- ``file`` <- ``overrides``."""
-    return resolve(TrainConfig, file, overrides, base=base, presets=PRESETS, prefix=prefix)
+def resolve_train_config(file=None, overrides=(), base: dict | None = None, prefix: str = "",
+                         given: dict | None = None) -> TrainConfig:
+    """Defaults <- preset (``preset=...`` in any layer) <- ``base`` <- ``file`` <- ``overrides`` <- ``given``
+    (typed command-line options)."""
+    return resolve(TrainConfig, file, overrides, base=base, presets=PRESETS, prefix=prefix, given=given)
 
 
 def seeded(*keys: int) -> torch.Generator:

@@ -1,0 +1,14 @@
+"""Typed artefacts: the file sets that cross a stage boundary, each with one reader and one namer.
+
+- :class:`GeneratedSet`: ``WORKDIR/generated`` (shards, provenance, the private mapping, completeness);
+- :class:`ReleaseFolder`: a release folder, its manifest and shards, and its ``.private`` sibling;
+- :class:`Stamped`: a result (audit, benchmark) stamped with the ``data_sha256`` of the release it judged.
+
+A stage takes artefacts in and hands one out; only ``pipeline.py`` and ``cli.py`` decide where they live.
+"""
+
+from .generated_set import GeneratedSet, shard_name
+from .release_folder import ReleaseFolder, as_release, final_pair, private_sibling, stale_staging, staging_pair
+
+__all__ = ["GeneratedSet", "ReleaseFolder", "as_release", "final_pair", "private_sibling", "shard_name", "stale_staging",
+           "staging_pair"]
