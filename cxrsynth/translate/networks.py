@@ -200,18 +200,22 @@ def check_generator_options(upsample: str, padding: str, upsamples: tuple[str, .
         raise ValueError(f"padding must be 'zero' or 'reflect', not {padding!r}")
 
 
-def spectral_norm_(net: nn.Module) -> nn.Module:
+def spectral_norm_(net: nn.Module, generator: torch.Generator) -> nn.Module:
     """Spectral normalisation (one power iteration per forward) on every conv of ``net``, in place.
 
     Applied after :func:`init_weights`: the parametrisation keeps the initialised weight as its
     ``original`` and divides by its largest singular value at each call. Its ``u``/``v`` vectors are
-    buffers, so a checkpoint holds them and a resumed run continues the same iteration.
+    buffers, so a checkpoint holds them and a resumed run continues the same iteration. torch draws
+    their starting values from the global RNG, which is not seeded per run: they are drawn here under
+    a global seed taken from ``generator`` (and the global RNG is put back afterwards).
     """
     from torch.nn.utils.parametrizations import spectral_norm
 
-    for m in list(net.modules()):
-        if isinstance(m, nn.Conv2d):
-            spectral_norm(m)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(generator.initial_seed())
+        for m in list(net.modules()):
+            if isinstance(m, nn.Conv2d):
+                spectral_norm(m)
     return net
 
 

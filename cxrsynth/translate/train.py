@@ -290,8 +290,8 @@ def build_models(cfg: TrainConfig) -> dict[str, nn.Module]:
     for i, net in enumerate(nets.values()):
         init_weights(net, 0.02, seeded(cfg.seed, 0, 100 + i), scheme=cfg.init)
     if cfg.spectral_norm:
-        for k in ("D_A", "D_B"):
-            spectral_norm_(nets[k])
+        for i, k in enumerate(("D_A", "D_B")):
+            spectral_norm_(nets[k], seeded(cfg.seed, 0, 200 + i))
     return nets
 
 
