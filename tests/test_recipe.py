@@ -21,7 +21,7 @@ from cxrsynth.errors import ConfigError
 from cxrsynth.translate.augment import POLICIES, apply, diff_augment, draw, parse_policy
 from cxrsynth.translate.checkpoint import latest_checkpoint, load_generator
 from cxrsynth.translate.networks import ResnetGenerator, UNetGenerator, build_generator, init_weights
-from cxrsynth.translate.train import PRESETS, TrainConfig, resolve_train_config, train
+from cxrsynth.translate.train import PRESETS, resolve_train_config, train
 
 from .conftest import copy_workdir
 from .test_train import _run_killed_and_resumed, _tensors

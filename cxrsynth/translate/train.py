@@ -38,9 +38,9 @@ from ..paths import atomic_write, read_json, write_json
 from ..records import read_records
 from ..runtime import Ranks, Runtime
 from ..vocab import TASKS, Task
+from .augment import diff_augment, parse_policy
 from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint, translator_id
 from .compile import begin_step, compile_mode, eager, maybe_compile
-from .augment import diff_augment, parse_policy
 from .losses import GANLoss
 from .networks import (KerasPatchDiscriminator, PatchDiscriminator, build_generator, default_blocks, init_weights,
                        spectral_norm_)
