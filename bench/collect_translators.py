@@ -57,19 +57,24 @@ def loss_figure(losses_csv: Path, out: Path, title: str) -> None:
     plt.close(fig)
 
 
+def copy_small_artefacts(run: Path, dst: Path, title: str) -> None:
+    """Config, train report, losses (and their figure), model card and sample grids of one run folder."""
+    (dst / "samples").mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "train_report.json", "losses.csv", "README.md"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, dst / name)
+    for grid in sorted((run / "samples").glob("*.png")):
+        shutil.copy2(grid, dst / "samples" / grid.name)
+    if (run / "losses.csv").is_file():
+        loss_figure(run / "losses.csv", dst / "losses.png", title)
+
+
 def collect(workdir: Path, out: Path) -> None:
     for run in sorted((workdir / "translators").iterdir()):
         if not (run / "generator.safetensors").is_file():
             continue
         dst = out / run.name
-        (dst / "samples").mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "train_report.json", "losses.csv", "README.md"):
-            if (run / name).is_file():
-                shutil.copy2(run / name, dst / name)
-        for grid in sorted((run / "samples").glob("*.png")):
-            shutil.copy2(grid, dst / "samples" / grid.name)
-        if (run / "losses.csv").is_file():
-            loss_figure(run / "losses.csv", dst / "losses.png", f"{run.name}: losses per update")
+        copy_small_artefacts(run, dst, f"{run.name}: losses per update")
         report = json.loads((run / "train_report.json").read_text()) if (run / "train_report.json").is_file() else {}
         if not report.get("finished"):
             print(f"{run.name}: {dst} (stopped at step {report.get('steps', '?')} of "

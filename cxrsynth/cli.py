@@ -246,9 +246,10 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
 
 @cli.command()
 @click.option("--task", type=click.Choice(TASKS), required=True)
-@click.option("--preset", type=click.Choice(["canonical", "paper"]), default=None,
-              help="Recipe: canonical (junyanz ResNet CycleGAN, the default) or paper (the authors' U-Net, batch 16, "
-                   "100 epochs). Explicit --set values override the preset's.")
+@click.option("--preset", type=click.Choice(["canonical", "paper", "refined"]), default=None,
+              help="Recipe: canonical (junyanz ResNet CycleGAN, the default), paper (the authors' U-Net, batch 16, "
+                   "100 epochs) or refined (paper + DiffAugment, resize-conv, reflection padding, spectral norm, "
+                   "EMA generator, 100 more epochs of linear decay). Explicit --set values override the preset's.")
 @click.option("--resume", is_flag=True, help="Continue the run in the output folder from its latest checkpoint.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: WORKDIR/translators/TASK).")
@@ -382,7 +383,7 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
 @click.option("--version", "version", default=None, help="Release version, e.g. 1.0.0.")
 @click.option("--translator", "translators", multiple=True, metavar="TASK=PATH",
               help="Use this generator for a task instead of training one.")
-@click.option("--preset", type=click.Choice(["canonical", "paper"]), default=None,
+@click.option("--preset", type=click.Choice(["canonical", "paper", "refined"]), default=None,
               help="Translator recipe for translators trained here (see `cxrsynth train --help`); "
                    "the same as --set train.preset=NAME.")
 @click.option("--train-set", "old_train_set", multiple=True, hidden=True)  # replaced by --set train.KEY=VALUE

@@ -27,6 +27,13 @@ The authors' Keras-GAN networks (hasibzunair/synthetic-covid-cxr-gen, notebook 2
 The authors read grayscale X-rays as 3-channel RGB; ours take and give one channel (the same pixels
 without the copies), which only changes the first and last layers' widths.
 
+Recipe options (the ``refined`` preset, issue 19), each off by default so the two recipes above are
+unchanged: ``upsample`` ``"nearest"``/``"bilinear"`` resizes then convolves instead of the ResNet's
+transposed convs (Odena et al. 2016: a stride-2 transposed conv paints a checkerboard, a resize cannot),
+and ``padding="reflect"`` pads every generator conv by reflection instead of zeros (zero borders are a
+constant the network can key on and show up as edge artefacts). :func:`spectral_norm_` wraps every conv of
+a discriminator in spectral normalisation (Miyato et al. 2018).
+
 Constructors take plain arguments, never a config object; :func:`build_generator` maps the ``arch``
 dict saved beside every exported generator back to a network.
 """
@@ -57,17 +64,25 @@ class ResnetBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """Image -> image of the same size, in [-1, 1]."""
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, base: int = 64, blocks: int = 9):
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, base: int = 64, blocks: int = 9,
+                 upsample: str = "transposed", padding: str = "zero"):
         super().__init__()
+        check_generator_options(upsample, padding, ("transposed", "nearest", "bilinear"))
+        pad_mode = "reflect" if padding == "reflect" else "zeros"
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, base, 7, bias=True), _norm(base), nn.ReLU(True)]
         ch = base
         for _ in range(2):
-            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=True), _norm(ch * 2), nn.ReLU(True)]
+            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=True, padding_mode=pad_mode), _norm(ch * 2),
+                       nn.ReLU(True)]
             ch *= 2
         layers += [ResnetBlock(ch) for _ in range(blocks)]
         for _ in range(2):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
-                       _norm(ch // 2), nn.ReLU(True)]
+            if upsample == "transposed":
+                up: list[nn.Module] = [nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=True)]
+            else:
+                up = [nn.Upsample(scale_factor=2, mode=upsample),
+                      nn.Conv2d(ch, ch // 2, 3, padding=1, bias=True, padding_mode=pad_mode)]
+            layers += [*up, _norm(ch // 2), nn.ReLU(True)]
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
@@ -111,41 +126,53 @@ class LayerInstanceNorm(nn.Module):
 class SameConv(nn.Conv2d):
     """A 4x4 conv with Keras ``padding='same'``: TF puts the odd pixel of padding at the bottom and right."""
 
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, reflect: bool = False):
         super().__init__(cin, cout, 4, stride=stride, padding=0)
         # total padding for an even input: 2 at stride 2 (1 + 1), 3 at stride 1 (1 + 2)
         self.pad = (1, 1, 1, 1) if stride == 2 else (1, 2, 1, 2)
+        self.pad_mode = "reflect" if reflect else "constant"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.pad(x, self.pad))
+        return super().forward(F.pad(x, self.pad, mode=self.pad_mode))
 
 
 class _Down(nn.Sequential):
-    def __init__(self, cin: int, cout: int, norm: bool = True):
-        super().__init__(SameConv(cin, cout, 2), nn.LeakyReLU(0.2), *( [LayerInstanceNorm()] if norm else []))
+    def __init__(self, cin: int, cout: int, norm: bool = True, reflect: bool = False):
+        super().__init__(SameConv(cin, cout, 2, reflect), nn.LeakyReLU(0.2), *( [LayerInstanceNorm()] if norm else []))
+
+
+def _upsample(x: torch.Tensor, mode: str) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
 
 
 class _Up(nn.Module):
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, upsample: str = "nearest", reflect: bool = False):
         super().__init__()
-        self.conv = SameConv(cin, cout, 1)
+        self.conv = SameConv(cin, cout, 1, reflect)
         self.norm = LayerInstanceNorm()
+        self.mode = upsample
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = _upsample(x, self.mode)
         return torch.cat([self.norm(F.relu(self.conv(x))), skip], dim=1)
 
 
 class UNetGenerator(nn.Module):
     """The authors' U-Net translator: image -> image of the same size (a multiple of 16), in [-1, 1]."""
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, base: int = 32):
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, base: int = 32, upsample: str = "nearest",
+                 padding: str = "zero"):
         super().__init__()
+        check_generator_options(upsample, padding, ("nearest", "bilinear"))
+        r = padding == "reflect"
         w = [base, base * 2, base * 4, base * 8]
-        self.down = nn.ModuleList([_Down(in_channels, w[0]), _Down(w[0], w[1]), _Down(w[1], w[2]), _Down(w[2], w[3])])
+        self.down = nn.ModuleList([_Down(in_channels, w[0], reflect=r), _Down(w[0], w[1], reflect=r),
+                                   _Down(w[1], w[2], reflect=r), _Down(w[2], w[3], reflect=r)])
         # each up block sees the previous block's output concatenated with its skip: 2 x its width
-        self.up = nn.ModuleList([_Up(w[3], w[2]), _Up(2 * w[2], w[1]), _Up(2 * w[1], w[0])])
-        self.out = SameConv(2 * w[0], out_channels, 1)
+        self.up = nn.ModuleList([_Up(w[3], w[2], upsample, r), _Up(2 * w[2], w[1], upsample, r),
+                                 _Up(2 * w[1], w[0], upsample, r)])
+        self.out = SameConv(2 * w[0], out_channels, 1, r)
+        self.mode = upsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -154,7 +181,7 @@ class UNetGenerator(nn.Module):
             skips.append(x)
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = block(x, skip)
-        return torch.tanh(self.out(F.interpolate(x, scale_factor=2, mode="nearest")))
+        return torch.tanh(self.out(_upsample(x, self.mode)))
 
 
 class KerasPatchDiscriminator(nn.Sequential):
@@ -163,6 +190,33 @@ class KerasPatchDiscriminator(nn.Sequential):
     def __init__(self, in_channels: int = 1, base: int = 64):
         super().__init__(_Down(in_channels, base, norm=False), _Down(base, base * 2), _Down(base * 2, base * 4),
                          _Down(base * 4, base * 8), SameConv(base * 8, 1, 1))
+
+
+def check_generator_options(upsample: str, padding: str, upsamples: tuple[str, ...]) -> None:
+    """Refuse an upsampling or padding a generator does not have (an arch dict from elsewhere)."""
+    if upsample not in upsamples:
+        raise ValueError(f"upsample must be one of {list(upsamples)} for this generator, not {upsample!r}")
+    if padding not in ("zero", "reflect"):
+        raise ValueError(f"padding must be 'zero' or 'reflect', not {padding!r}")
+
+
+def spectral_norm_(net: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Spectral normalisation (one power iteration per forward) on every conv of ``net``, in place.
+
+    Applied after :func:`init_weights`: the parametrisation keeps the initialised weight as its
+    ``original`` and divides by its largest singular value at each call. Its ``u``/``v`` vectors are
+    buffers, so a checkpoint holds them and a resumed run continues the same iteration. torch draws
+    their starting values from the global RNG, which is not seeded per run: they are drawn here under
+    a global seed taken from ``generator`` (and the global RNG is put back afterwards).
+    """
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(generator.initial_seed())
+        for m in list(net.modules()):
+            if isinstance(m, nn.Conv2d):
+                spectral_norm(m)
+    return net
 
 
 def init_weights(net: nn.Module, gain: float = 0.02, generator: torch.Generator | None = None,
@@ -186,10 +240,12 @@ def build_generator(arch: dict) -> nn.Module:
     """The generator an ``arch`` dict describes (as saved in ``generator.json`` and the safetensors metadata)."""
     name = arch.get("name", "resnet_generator")
     io = {k: arch[k] for k in ("in_channels", "out_channels") if k in arch}
+    # upsample/padding are written only when they differ from the network's own (older files lack them)
+    opts = {k: arch[k] for k in ("upsample", "padding") if k in arch}
     if name == "unet_generator":
-        return UNetGenerator(**io, base=arch.get("base", 32))
+        return UNetGenerator(**io, base=arch.get("base", 32), **opts)
     if name == "resnet_generator":
-        return ResnetGenerator(**io, **{k: arch[k] for k in ("base", "blocks") if k in arch})
+        return ResnetGenerator(**io, **{k: arch[k] for k in ("base", "blocks") if k in arch}, **opts)
     raise ValueError(f"unknown generator architecture {name!r}")
 
 

@@ -38,11 +38,12 @@ from ..paths import atomic_write, read_json, write_json
 from ..records import read_records
 from ..runtime import Ranks, Runtime
 from ..vocab import TASKS, Task
+from .augment import diff_augment, parse_policy
 from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint, translator_id
 from .compile import begin_step, compile_mode, eager, maybe_compile
 from .losses import GANLoss
-from .networks import (KerasPatchDiscriminator, PatchDiscriminator, ResnetGenerator, UNetGenerator, default_blocks,
-                       init_weights)
+from .networks import (KerasPatchDiscriminator, PatchDiscriminator, build_generator, default_blocks, init_weights,
+                       spectral_norm_)
 from .pool import ImagePool
 
 
@@ -60,6 +61,12 @@ PRESETS: dict[str, dict] = {
         "epochs_decay": 0, "batch_size": 16, "jitter": False, "flip": True, "init": "glorot", "loop": "keras",
     },
 }
+#: ``refined`` (issue 19): the paper recipe plus the small-data GAN and artefact remedies, a first guess to
+#: be settled by ``bench/ablate_translators.py``: DiffAugment on every discriminator input, bilinear
+#: resize-convolution and reflection padding in the generator, spectral norm in D, an EMA generator, and
+#: the paper's 100 epochs followed by 100 of linear decay.
+PRESETS["refined"] = dict(PRESETS["paper"], diff_augment="color,translation,cutout", upsample="bilinear",
+                          reflect_pad=True, spectral_norm=True, ema_decay=0.999, epochs_decay=100)
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ class TrainConfig:
     """
 
     task: Task = TASKS[0]
-    preset: Literal["canonical", "paper"] = "canonical"  # a named recipe (PRESETS) under the fields below
+    preset: Literal["canonical", "paper", "refined"] = "canonical"  # a named recipe (PRESETS) under the fields below
     size: int = 256
     generator: Literal["resnet", "unet"] = "resnet"  # canonical ResNet-9/6 or the authors' U-Net
     blocks: int | None = None  # residual blocks; default 9 at >= 256 px, 6 below
@@ -92,6 +99,18 @@ class TrainConfig:
     batch_size: int = 1
     jitter: bool = True  # resize to size * 286/256, random crop back (canonical)
     flip: bool = False  # a chest is not left-right symmetric
+    # Recipe options (issue 19); each default is the behaviour before them, so canonical and paper are unchanged.
+    # DiffAugment policies applied to every discriminator input, real and fake, in the D and G losses
+    # (augment.py): a comma-separated subset of color, translation, cutout; "" = none.
+    diff_augment: str = ""
+    # generator upsampling: auto = the network's own (transposed conv for the ResNet, nearest resize
+    # then conv for the U-Net); nearest/bilinear = resize then conv (Odena et al. 2016)
+    upsample: Literal["auto", "transposed", "nearest", "bilinear"] = "auto"
+    reflect_pad: bool = False  # reflection instead of zero padding in every generator conv
+    spectral_norm: bool = False  # spectral normalisation of every discriminator conv
+    # exponential moving average of the generators' weights, with the warm-up min(decay, (1+t)/(10+t));
+    # the exported generators and the sample grids are the averaged ones. None: no average.
+    ema_decay: float | None = None
     seed: int = 0
     max_steps: int | None = None  # stop early (quick runs, tests); the schedule still assumes the epochs above
     save_every: int = 200  # steps between checkpoints (and one at the last step)
@@ -134,22 +153,41 @@ class TrainConfig:
             raise ConfigError("beta1 must be in [0, 1)", self.beta1)
         if self.generator == "unet" and self.size % 16:
             raise ConfigError("the U-Net generator needs a size that is a multiple of 16", self.size)
+        parse_policy(self.diff_augment)
+        if self.generator == "unet" and self.upsample == "transposed":
+            raise ConfigError("the U-Net generator upsamples by resizing: upsample must be auto, nearest or bilinear",
+                              self.upsample)
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError("ema_decay must be in (0, 1); leave it out for no average", self.ema_decay)
 
     @property
     def n_blocks(self) -> int:
         return self.blocks if self.blocks is not None else default_blocks(self.size)
 
+    @property
+    def upsample_mode(self) -> str:
+        """The generator's upsampling with ``auto`` resolved."""
+        if self.upsample != "auto":
+            return self.upsample
+        return "nearest" if self.generator == "unet" else "transposed"
+
     def arch(self) -> dict:
+        """What ``networks.build_generator`` needs; the recipe options appear only when they change the
+        network, so a generator of the existing recipes describes itself (and hashes) as before."""
+        native = "nearest" if self.generator == "unet" else "transposed"
+        opts = {**({"upsample": self.upsample_mode} if self.upsample_mode != native else {}),
+                **({"padding": "reflect"} if self.reflect_pad else {})}
         if self.generator == "unet":
             return {"name": "unet_generator", "in_channels": 1, "out_channels": 1, "base": self.base,
-                    "size": self.size, "preset": self.preset}
+                    "size": self.size, "preset": self.preset, **opts}
         return {"name": "resnet_generator", "in_channels": 1, "out_channels": 1, "base": self.base,
-                "blocks": self.n_blocks, "size": self.size, "preset": self.preset}
+                "blocks": self.n_blocks, "size": self.size, "preset": self.preset, **opts}
 
 
 #: Fields a resumed run must keep: changing any of them would make it another run.
 RUN_DEFINING = ("task", "preset", "size", "generator", "base", "disc_base", "blocks", "init", "loop", "seed",
-                "batch_size", "gan_loss", "pool_size", "jitter", "flip")
+                "batch_size", "gan_loss", "pool_size", "jitter", "flip", "diff_augment", "upsample", "reflect_pad",
+                "spectral_norm", "ema_decay")
 DEFAULTS = to_dict(TrainConfig())
 
 
@@ -245,21 +283,17 @@ class TrainingSet:
 
 def build_models(cfg: TrainConfig) -> dict[str, nn.Module]:
     d_base = cfg.disc_base or cfg.base
-    if cfg.generator == "unet":
-        def gen():
-            return UNetGenerator(1, 1, cfg.base)
 
-        def disc():
-            return KerasPatchDiscriminator(1, d_base)
-    else:
-        def gen():
-            return ResnetGenerator(1, 1, cfg.base, cfg.n_blocks)
+    def disc():
+        return KerasPatchDiscriminator(1, d_base) if cfg.generator == "unet" else PatchDiscriminator(1, d_base)
 
-        def disc():
-            return PatchDiscriminator(1, d_base)
-    nets = {"G_A": gen(), "G_B": gen(), "D_A": disc(), "D_B": disc()}
+    # the generator is the one its exported arch dict rebuilds, so training and `generate` cannot disagree
+    nets = {"G_A": build_generator(cfg.arch()), "G_B": build_generator(cfg.arch()), "D_A": disc(), "D_B": disc()}
     for i, net in enumerate(nets.values()):
         init_weights(net, 0.02, seeded(cfg.seed, 0, 100 + i), scheme=cfg.init)
+    if cfg.spectral_norm:
+        for i, k in enumerate(("D_A", "D_B")):
+            spectral_norm_(nets[k], seeded(cfg.seed, 0, 200 + i))
     return nets
 
 
@@ -290,6 +324,42 @@ class CycleGAN:
             return 1.0 - max(0, epoch + 1 - cfg.epochs_constant) / float(cfg.epochs_decay + 1)
 
         self.sched = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in self.opt.items()}
+        self.policy = parse_policy(cfg.diff_augment)
+        self.ema: dict[str, nn.Module] = {}
+        if cfg.ema_decay is not None:
+            for k in ("G_A", "G_B"):
+                avg = build_generator(cfg.arch()).to(rt.device)
+                avg.load_state_dict(_inner(nets[k]).state_dict())
+                self.ema[k] = avg.requires_grad_(False)
+
+    def d_input(self, img: torch.Tensor, step: int, purpose: int) -> torch.Tensor:
+        """What a discriminator sees of ``img``: a fresh DiffAugment draw per (step, rank, purpose), or
+        ``img`` itself when the recipe has no policy."""
+        if not self.policy:
+            return img
+        return diff_augment(img, self.policy, seeded(self.cfg.seed, step, self.rt.rank, purpose))
+
+    @torch.no_grad()
+    def update_ema(self, step: int) -> None:
+        """Move the averaged generators towards the trained ones after update ``step`` (0-based); the
+        warm-up keeps the early average from being mostly the random initialisation."""
+        if not self.ema:
+            return
+        decay = min(self.cfg.ema_decay, (1 + step) / (10 + step))
+        for k, avg in self.ema.items():
+            for a, p in zip(avg.state_dict().values(), _inner(self.nets[k]).state_dict().values()):
+                if a.is_floating_point():
+                    a.lerp_(p.to(a.dtype), 1 - decay)
+                else:
+                    a.copy_(p)
+
+    def published(self) -> dict[str, nn.Module]:
+        """The generators the run exports and draws its sample grids with: the averaged ones when set."""
+        return {k: self.ema.get(k, self.nets[k]) for k in ("G_A", "G_B")}
+
+    def checkpointed(self) -> dict[str, nn.Module]:
+        """Every network whose weights a checkpoint holds (the averages as ``EMA_G_A``/``EMA_G_B``)."""
+        return dict(self.nets, **{f"EMA_{k}": v for k, v in self.ema.items()})
 
     def autocast(self):
         if self.rt.amp_dtype is None:
@@ -299,10 +369,13 @@ class CycleGAN:
     def step(self, real_A: torch.Tensor, real_B: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         begin_step(self.nets.values())  # CUDA graphs (compile=on on CUDA): a new iteration
         if self.cfg.loop == "keras":
-            return self.step_keras(real_A, real_B)
-        return self.step_canonical(real_A, real_B, step)
+            out = self.step_keras(real_A, real_B, step)
+        else:
+            out = self.step_canonical(real_A, real_B, step)
+        self.update_ema(step)
+        return out
 
-    def _generator_losses(self, real_A: torch.Tensor, real_B: torch.Tensor
+    def _generator_losses(self, real_A: torch.Tensor, real_B: torch.Tensor, step: int
                           ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Adversarial, cycle and identity terms of the generators, and the two fakes.
 
@@ -312,7 +385,9 @@ class CycleGAN:
         lam, lam_idt = c.lambda_cycle, c.lambda_identity * c.lambda_cycle
         fake_B = n["G_A"](real_A)
         fake_A = n["G_B"](real_B)
-        out = {"G_A": self.gan(_inner(n["D_A"])(fake_B), True), "G_B": self.gan(_inner(n["D_B"])(fake_A), True),
+        d_A, d_B = _inner(n["D_A"]), _inner(n["D_B"])
+        out = {"G_A": self.gan(d_A(self.d_input(fake_B, step, 24)), True),
+               "G_B": self.gan(d_B(self.d_input(fake_A, step, 25)), True),
                "cycle_A": self.l1(n["G_B"](fake_B).float(), real_A) * lam,
                "cycle_B": self.l1(n["G_A"](fake_A).float(), real_B) * lam}
         zero = torch.zeros((), device=real_A.device)
@@ -320,7 +395,7 @@ class CycleGAN:
         out["idt_B"] = self.l1(n["G_B"](real_A).float(), real_A) * lam_idt if lam_idt > 0 else zero
         return out, fake_B, fake_A
 
-    def step_keras(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+    def step_keras(self, real_A: torch.Tensor, real_B: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         """The authors' Keras-GAN update: D on real, D on the current fakes (two optimiser steps, no pool),
         then the generators against the updated, frozen discriminators."""
         n = self.nets
@@ -331,14 +406,15 @@ class CycleGAN:
         for target, (img_B, img_A) in ((True, (real_B, real_A)), (False, (fake_B, fake_A))):
             self.opt["D"].zero_grad(set_to_none=True)
             with self.autocast():
-                l_A, l_B = self.gan(n["D_A"](img_B), target), self.gan(n["D_B"](img_A), target)
+                aug_B, aug_A = self.d_input(img_B, step, 20 + 2 * target), self.d_input(img_A, step, 21 + 2 * target)
+                l_A, l_B = self.gan(n["D_A"](aug_B), target), self.gan(n["D_B"](aug_A), target)
             (l_A + l_B).backward()
             self.opt["D"].step()
             d_losses[target] = (l_A.detach(), l_B.detach())
         _set_grad([n["D_A"], n["D_B"]], False)
         self.opt["G"].zero_grad(set_to_none=True)
         with self.autocast():
-            g = self._generator_losses(real_A, real_B)[0]
+            g = self._generator_losses(real_A, real_B, step)[0]
             loss_G = sum(g.values())
         loss_G.backward()
         self.opt["G"].step()
@@ -354,7 +430,7 @@ class CycleGAN:
         _set_grad([n["D_A"], n["D_B"]], False)
         self.opt["G"].zero_grad(set_to_none=True)
         with self.autocast():
-            g, fake_B, fake_A = self._generator_losses(real_A, real_B)
+            g, fake_B, fake_A = self._generator_losses(real_A, real_B, step)
             loss_G = sum(g.values())
         loss_G.backward()
         self.opt["G"].step()
@@ -366,8 +442,10 @@ class CycleGAN:
         if self.rt.channels_last:
             pool_A, pool_B = (t.contiguous(memory_format=torch.channels_last) for t in (pool_A, pool_B))
         with self.autocast():
-            loss_D_A = 0.5 * (self.gan(n["D_A"](real_B), True) + self.gan(n["D_A"](pool_B), False))
-            loss_D_B = 0.5 * (self.gan(n["D_B"](real_A), True) + self.gan(n["D_B"](pool_A), False))
+            loss_D_A = 0.5 * (self.gan(n["D_A"](self.d_input(real_B, step, 22)), True)
+                              + self.gan(n["D_A"](self.d_input(pool_B, step, 20)), False))
+            loss_D_B = 0.5 * (self.gan(n["D_B"](self.d_input(real_A, step, 23)), True)
+                              + self.gan(n["D_B"](self.d_input(pool_A, step, 21)), False))
         (loss_D_A + loss_D_B).backward()
         self.opt["D"].step()
         return {k: v.detach() for k, v in dict(g, D_A=loss_D_A, D_B=loss_D_B).items()}
@@ -566,7 +644,8 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
     steps_per_epoch = data.steps_per_epoch(cfg.loop, per_step)
     total_steps = steps_per_epoch * (cfg.epochs_constant + cfg.epochs_decay)
     last = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
-    step = load_checkpoint(existing, nets, model.opt, model.sched, model.pools, rt.device)["step"] if existing else 0
+    step = load_checkpoint(existing, model.checkpointed(), model.opt, model.sched, model.pools, rt.device)["step"] \
+        if existing else 0
     t_start, first = time.perf_counter(), step
     step, losses = _loop(model, data, cfg, rt, run_dir, step, last, steps_per_epoch, progress)
     elapsed = time.perf_counter() - t_start
@@ -576,7 +655,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
               "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(step - first, 1), 4),
               "last_losses": losses, "train_images": {k: len(v) for k, v in data.ids.items()}}
     if rt.main:
-        _export(run_dir, nets, cfg, report, data)
+        _export(run_dir, model.published(), cfg, report, data)
     if rt.world > 1:
         torch.distributed.barrier()
     return report
@@ -588,7 +667,7 @@ def _loop(model: CycleGAN, data: TrainingSet, cfg: TrainConfig, rt: Runtime, run
     and the newest losses."""
     from tqdm import tqdm
 
-    nets, per_step = model.nets, cfg.batch_size * rt.world
+    per_step = cfg.batch_size * rt.world
     log = LossLog(TranslatorFolder(run_dir).losses, cfg.log_every, step, enabled=rt.main)
     clock = _SaveClock(cfg, rt, last)
     # four fixed source images (centre crop), the same in every sample grid of the run
@@ -611,13 +690,13 @@ def _loop(model: CycleGAN, data: TrainingSet, cfg: TrainConfig, rt: Runtime, run
             log.add(step, epoch, model.opt["G"].param_groups[0]["lr"], losses, per_step)
             bar.update(1)
             if rt.main and (step % cfg.sample_every == 0 or step == last):
-                _write_grid(TranslatorFolder(run_dir).sample_grid(step), sample_rows(nets, fixed))
+                _write_grid(TranslatorFolder(run_dir).sample_grid(step), sample_rows(model.published(), fixed))
             if clock.due(step):
                 newest = log.flush()
                 bar.set_postfix({"G": f"{newest.get('G_A', 0) + newest.get('G_B', 0):.3f}",
                                  "cyc": f"{newest.get('cycle_A', 0):.3f}"}, refresh=False)
                 if rt.main:
-                    save_checkpoint(run_dir, step, step // steps_per_epoch, nets, model.opt, model.sched,
+                    save_checkpoint(run_dir, step, step // steps_per_epoch, model.checkpointed(), model.opt, model.sched,
                                     model.pools, {"config": to_dict(cfg), "code_version": __version__},
                                     cfg.keep_checkpoints)
                 if rt.world > 1:

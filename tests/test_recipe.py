@@ -1,0 +1,202 @@
+"""The recipe options of issue 19 (augment.py, the networks' upsample/padding, spectral norm, EMA) and the
+``refined`` preset: each trains, does what it claims, resumes exactly and regenerates through ``generate``;
+the ``paper`` and ``canonical`` recipes are unchanged by them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from cxrsynth.config import resolve, to_dict
+from cxrsynth.errors import ConfigError
+from cxrsynth.translate.augment import POLICIES, apply, diff_augment, draw, parse_policy
+from cxrsynth.translate.checkpoint import latest_checkpoint, load_generator
+from cxrsynth.translate.networks import ResnetGenerator, UNetGenerator, build_generator, init_weights
+from cxrsynth.translate.train import PRESETS, resolve_train_config, train
+
+from .conftest import copy_workdir
+from .test_train import _run_killed_and_resumed, _tensors
+
+REPO = Path(__file__).resolve().parents[1]
+# the paper recipe shrunk to the 8-image plan: 32 px, batch 4 (one keras update per epoch)
+SMALL = ["preset=paper", "size=32", "base=8", "disc_base=8", "batch_size=4", "epochs_constant=4",
+         "save_every=1", "sample_every=2"]
+OPTIONS = {
+    "diffaug": ["diff_augment=color,translation,cutout"],
+    "resize": ["upsample=bilinear", "reflect_pad=true"],
+    "sn": ["spectral_norm=true"],
+    "ema": ["ema_decay=0.9"],
+    "decay": ["epochs_constant=1", "epochs_decay=2"],
+    "refined": ["preset=refined", "epochs_constant=1", "epochs_decay=2"],
+}
+
+
+def test_options_are_validated_and_default_to_the_existing_recipes():
+    for bad, match in ((["diff_augment=color,blur"], "subset"), (["diff_augment=color,color"], "twice"),
+                       (["preset=paper", "upsample=transposed"], "U-Net"), (["ema_decay=1.0"], "ema_decay"),
+                       (["ema_decay=0"], "ema_decay"), (["upsample=cubic"], "upsample")):
+        with pytest.raises(ConfigError, match=match):
+            resolve_train_config(overrides=bad)
+    for preset in ("canonical", "paper"):
+        cfg = resolve_train_config(overrides=[f"preset={preset}"])
+        assert (cfg.diff_augment, cfg.upsample, cfg.reflect_pad, cfg.spectral_norm, cfg.ema_decay) == \
+            ("", "auto", False, False, None)
+        assert not {"upsample", "padding"} & set(cfg.arch())  # the exported description is as before
+    ref = resolve_train_config(overrides=["preset=refined"])
+    assert ref.generator == "unet" and ref.loop == "keras" and ref.batch_size == 16
+    assert (ref.upsample_mode, ref.reflect_pad, ref.spectral_norm) == ("bilinear", True, True)
+    assert parse_policy(ref.diff_augment) == POLICIES and ref.ema_decay == 0.999 and ref.epochs_decay == 100
+    assert ref.arch()["upsample"] == "bilinear" and ref.arch()["padding"] == "reflect"
+
+
+def test_paper_preset_resolves_to_the_committed_paper_run_config():
+    """The committed paper translators' config, minus the run's own settings, is what the preset gives today."""
+    old = json.loads((REPO / "bench/results/paper-translators/normal-covid/config.json").read_text())
+    run_specific = {"size", "max_steps", "save_every", "sample_every", "channels_last", "device", "precision"}
+    new = to_dict(resolve_train_config(overrides=["preset=paper", "size=128"]))
+    assert {k: old[k] for k in old if k not in run_specific} == {k: new[k] for k in old if k not in run_specific}
+    assert len(set(old) - run_specific) >= 20
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_each_option_trains_and_exports(option, planned_workdir, tmp_path):
+    run = tmp_path / option
+    cfg = resolve_train_config(overrides=SMALL + OPTIONS[option] + ["max_steps=3"])
+    rep = train(planned_workdir, cfg, out_dir=run)
+    assert rep["steps"] == 3 and all(np.isfinite(v) for v in rep["last_losses"].values())
+    saved = json.loads((run / "config.json").read_text())
+    for kv in OPTIONS[option]:
+        key, value = kv.split("=", 1)
+        assert str(saved[key]).lower() == value.lower() or saved[key] == float(value)
+    net, info = load_generator(run / "generator.safetensors")
+    assert info["arch"] == cfg.arch()
+    with torch.no_grad():
+        assert net(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+    tensors = load_file(str(latest_checkpoint(run) / "tensors.safetensors"))
+    assert any("parametrizations.weight.original" in k for k in tensors) == (option in ("sn", "refined"))
+    assert any(k.startswith("net.EMA_G_A.") for k in tensors) == (option in ("ema", "refined"))
+    with open(run / "losses.csv", newline="") as fh:
+        lrs = [float(r["lr"]) for r in csv.DictReader(fh)]
+    # the log's lr is the rate after the step's scheduler update: epochs done = step // steps_per_epoch; the
+    # linear decay (over epochs_decay + 1, as junyanz's rule) runs in the keras loop as in the canonical one
+    done = [s // rep["steps_per_epoch"] for s in range(1, 4)]
+    ec, ed = cfg.epochs_constant, cfg.epochs_decay
+    assert lrs == [pytest.approx(2e-4 * (1 - max(0, e + 1 - ec) / (ed + 1)), rel=1e-3) for e in done]  # 4 digits
+    assert (lrs[-1] < lrs[0]) == (option in ("decay", "refined"))
+
+
+def test_diff_augment_is_seeded_differentiable_and_pairs_real_and_fake():
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.rand(3, 1, 16, 16, generator=g) * 2 - 1, torch.rand(3, 1, 16, 16, generator=g) * 2 - 1
+    assert diff_augment(real, (), torch.Generator()) is real
+    p1, p2 = draw(POLICIES, 3, 16, torch.Generator().manual_seed(5)), draw(POLICIES, 3, 16, torch.Generator().manual_seed(5))
+    assert all(torch.equal(p1[k], p2[k]) for k in p1)
+    assert not torch.equal(apply(real, p1), apply(real, draw(POLICIES, 3, 16, torch.Generator().manual_seed(6))))
+    # one draw, applied to a pair: the same shift moves both, the same square is cut from both
+    p = draw(("translation", "cutout"), 3, 16, torch.Generator().manual_seed(1))
+    p["shift"] = torch.tensor([[2, -1], [0, 0], [-2, 2]])
+    out_r, out_f = apply(real, p), apply(fake, p)
+    for i, ((sy, sx), (cy, cx)) in enumerate(zip(p["shift"].tolist(), p["cutout"].tolist())):
+        cut = torch.zeros(16, 16, dtype=torch.bool)
+        cut[max(0, cy - 4):cy + 4, max(0, cx - 4):cx + 4] = True  # the 8x8 square centred there, clipped
+        ys, xs = slice(max(0, -sy), 16 - max(0, sy)), slice(max(0, -sx), 16 - max(0, sx))
+        src_y, src_x = slice(ys.start + sy, ys.stop + sy), slice(xs.start + sx, xs.stop + sx)
+        for out, src in ((out_r, real), (out_f, fake)):
+            assert cut.any() and bool((out[i, 0][cut] == 0).all())
+            kept = ~cut[ys, xs]
+            assert torch.equal(out[i, 0, ys, xs][kept], src[i, 0, src_y, src_x][kept])
+    # differentiable in the image: the generator's adversarial loss reaches it through D's augmented input
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    q = draw(POLICIES, 2, 8, torch.Generator().manual_seed(2))
+    assert torch.autograd.gradcheck(lambda t: apply(t, q), (x,))
+
+
+def _nyquist_share(y: torch.Tensor) -> float:
+    """Share of the (border-trimmed) output's spectral energy on the Nyquist row and column: a
+    checkerboard's frequency."""
+    y = y[0, 0, 8:-8, 8:-8] - y[0, 0, 8:-8, 8:-8].mean()
+    f = torch.fft.fft2(y).abs() ** 2
+    n = y.shape[0]
+    return float((f[n // 2, :].sum() + f[:, n // 2].sum()) / f.sum())
+
+
+def test_resize_convolution_paints_no_checkerboard():
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+    smooth = (0.5 * torch.sin(3 * xx) + 0.4 * yy)[None, None]
+    with torch.no_grad():
+        for seed in range(3):
+            def resnet(up):
+                net = ResnetGenerator(1, 1, 8, 2, up, "reflect")
+                return init_weights(net, generator=torch.Generator().manual_seed(seed))(smooth)
+
+            resized = _nyquist_share(resnet("bilinear"))
+            assert resized < 0.01 and _nyquist_share(resnet("transposed")) > 10 * resized
+        # the U-Net with reflection padding: a constant image stays constant in space (no border, no pattern)
+        const = torch.full((1, 1, 64, 64), 0.3)
+        for pad, flat in (("reflect", True), ("zero", False)):
+            net = init_weights(UNetGenerator(1, 1, 8, "bilinear", pad), generator=torch.Generator().manual_seed(0),
+                               scheme="glorot")
+            assert (float(net(const).std()) < 1e-5) == flat
+
+
+def test_ema_generator_is_exported_and_resumes_exactly(planned_workdir, tmp_path):
+    """All options on, killed part-way and resumed: every tensor (EMA and spectral-norm vectors included)
+    equals the uninterrupted run's, and the published generator is the average, not the raw weights."""
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    sets = SMALL[1:] + ["epochs_constant=3", "epochs_decay=3", "ema_decay=0.9"]
+
+    def cmd(out, *extra):
+        return [sys.executable, "-m", "cxrsynth.cli", "-w", str(planned_workdir), "train", "--task", "normal-covid",
+                "--preset", "refined", "--out", str(out), "--max-steps", "6", *extra] \
+            + [x for kv in sets for x in ("--set", kv)]
+
+    _run_killed_and_resumed(cmd, full, killed, 2, 6, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    a, b = _tensors(full), _tensors(killed)
+    assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
+    ema = {k[len("net.EMA_G_A."):]: v for k, v in b.items() if k.startswith("net.EMA_G_A.")}
+    raw = {k[len("net.G_A."):]: v for k, v in b.items() if k.startswith("net.G_A.")}
+    assert ema.keys() == raw.keys() and any(not torch.equal(ema[k], raw[k]) for k in ema)
+    published = load_file(str(killed / "generator.safetensors"))
+    assert all(torch.equal(published[k], ema[k]) for k in ema)
+    assert any(k.endswith("_u") for k in b)  # spectral norm's power-iteration vectors are checkpointed
+
+
+def test_generator_with_new_arch_fields_regenerates_through_generate(planned_workdir, tmp_path):
+    """A refined translator in a work folder: `generate` rebuilds the bilinear, reflect-padded U-Net from the
+    file's arch alone, and its PNG equals the network rebuilt by hand from the weights."""
+    from cxrsynth.generate import GenerateConfig, generate, read_provenance
+    from cxrsynth.images import load_canonical
+    from cxrsynth.records import read_records
+
+    wd = copy_workdir(planned_workdir, tmp_path / "wd")
+    train(wd, resolve_train_config(overrides=["preset=refined", "size=64", "base=8", "disc_base=8", "batch_size=4",
+                                              "epochs_constant=1", "epochs_decay=1", "max_steps=2"]))
+    path = wd / "translators/normal-covid/generator.safetensors"
+    net, info = load_generator(path)
+    assert info["arch"]["upsample"] == "bilinear" and info["arch"]["padding"] == "reflect"
+    assert net.mode == "bilinear" and net.out.pad_mode == "reflect"
+    by_hand = UNetGenerator(1, 1, 8, upsample="bilinear", padding="reflect")
+    by_hand.load_state_dict(load_file(str(path)))
+    generate(wd, resolve(GenerateConfig, overrides=["limit=2", "configs=g_nc", "workers=0", "precision=fp32"]))
+    p = read_provenance(wd / "generated", "g_nc")[0]
+    m = json.loads((wd / "generated/private/g_nc/shard-00000.jsonl").read_text().splitlines()[0])
+    rec = {r.record_id: r for r in read_records(wd / "records.parquet")}[m["record_id"]]
+    x = torch.from_numpy(load_canonical(rec.path, 64)).float()[None, None] / 127.5 - 1
+    with torch.no_grad():
+        y = ((by_hand(x).clamp(-1, 1) + 1) * 127.5).round().byte()[0, 0].numpy()
+    assert np.array_equal(np.asarray(Image.open(wd / "generated" / p["file"])), y)
+    # the same weights under the old (nearest, zero-padded) architecture give another image
+    old = build_generator({"name": "unet_generator", "in_channels": 1, "out_channels": 1, "base": 8})
+    old.load_state_dict(load_file(str(path)))
+    with torch.no_grad():
+        assert not torch.equal(old(x), by_hand(x))
+    assert "refined" in PRESETS
