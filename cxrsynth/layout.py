@@ -93,6 +93,10 @@ class BenchmarkFolder(_Folder):
     results = _at("results.json", doc="Stamped with the release's data_sha256 (release_data_sha256).")
     report = _at("report.html")
 
+    def cell(self, task: str, arm: str, seed: int) -> Path:
+        """One cell's run folder (its result.json, model and figure inputs)."""
+        return self.root / "runs" / task / arm / f"seed-{seed}"
+
     def models(self, arm: str = "real", seed: int = 0) -> list[Path]:
         """The classifiers saved for ``arm`` and ``seed``, one per task, sorted (the audit embeds
         images with one)."""

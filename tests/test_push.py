@@ -43,6 +43,7 @@ def _copy(built, tmp_path, name="a"):
 
 def _version(built, tmp_path, version: str, max_shard_bytes: int, drop: int = 0):
     """Another release from the same work folder: a new version, other shard names, ``drop`` images fewer."""
+    from cxrsynth.artifacts import ReleaseFolder
     from cxrsynth.release.package import ReleaseConfig, build
 
     wd, rel, manifest = built
@@ -52,7 +53,7 @@ def _version(built, tmp_path, version: str, max_shard_bytes: int, drop: int = 0)
         exclude = tmp_path / f"exclude-{version}.txt"
         exclude.write_text("\n".join(ids) + "\n")
     out = tmp_path / f"v{version}-{max_shard_bytes}" / rel.name
-    build(wd, out, out.parent / f"{rel.name}.private",
+    build(wd, ReleaseFolder(out),
           ReleaseConfig(version=version, max_shard_bytes=max_shard_bytes, exclude=str(exclude) if exclude else None))
     return out
 

@@ -186,14 +186,12 @@ def _figures(out_dir: Path, results: list[dict]) -> tuple[list[Path], list[str]]
     """The figures from files alone: scores from each seed-0 ``result.json``, Grad-CAM maps and pooled
     features from each cell's ``figure_inputs.npz`` (written by the cell; absent when figures were off).
     Returns the figures and a note per task whose model figures could not be drawn."""
-    from .run import Cell
-
     figs, notes = [], []
     for task in sorted({r["task"] for r in results}):
         seed0 = {r["arm"]: r for r in results if r["task"] == task and r["seed"] == 0}
         figs.append(figures.confidence_scores(out_dir / "figures" / f"{task}-confidence.png", task, seed0))
         figs.append(figures.roc_pr(out_dir / "figures" / f"{task}-roc-pr.png", task, seed0))
-        inputs = {arm: figure_inputs.read(Cell(task, arm, 0).folder(out_dir)) for arm in seed0}
+        inputs = {arm: figure_inputs.read(BenchmarkFolder(out_dir).cell(task, arm, 0)) for arm in seed0}
         missing = sorted(arm for arm, v in inputs.items() if v is None)
         if missing:
             notes.append(f"{task}: no Grad-CAM or UMAP figure for {', '.join(missing)} (run with figures on)")

@@ -38,7 +38,7 @@ from ..config import build as build_config
 from ..device import pick_device
 from ..errors import ConfigError, DataNotFoundError
 from ..launch import Job, Launcher, launch, raise_failed, read_record
-from ..layout import WorkLayout
+from ..layout import BenchmarkFolder, WorkLayout
 from ..locks import hold, holder_of
 from ..paths import atomic_path, read_json, write_json
 from ..records import read_records
@@ -366,7 +366,7 @@ class Cell:
         return f"{self.task}/{self.arm}/seed-{self.seed}"
 
     def folder(self, out_dir: Path) -> Path:
-        return Path(out_dir) / "runs" / self.task / self.arm / f"seed-{self.seed}"
+        return BenchmarkFolder(out_dir).cell(self.task, self.arm, self.seed)
 
 
 def list_cells(cfg: BenchmarkConfig) -> list[Cell]:
