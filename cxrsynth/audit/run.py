@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from ..schemas import validate
 from . import privacy as P
 from . import quality as Q
 from .embed import embed, make_embedding
+from .own_classifier import own_classifier
 from .verdicts import ALPHA, THRESHOLDS, _select, evaluate, per_image, verdicts
 
 
@@ -99,9 +101,11 @@ def embedding_specs(spec, workdir: Path) -> dict[str, object]:
         return dict(spec)
     if not isinstance(spec, str):
         return {"custom": spec}
-    if spec == "auto":
-        runs = WorkLayout(workdir).benchmark_files.models("real", 0)
-        return {"pixels": "pixels", **({"classifier": f"classifier:{runs[0]}"} if runs else {})}
+    if spec == "auto":  # only this work folder's own benchmark classifier; any other file is skipped, said once
+        model, skipped = own_classifier(workdir)
+        for line in skipped:
+            print(f"cxrsynth: {line}", file=sys.stderr)
+        return {"pixels": "pixels", **({"classifier": f"classifier:{model}"} if model else {})}
     out = {}
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         key = "pixels" if part == "pixels" else ("classifier" if part.startswith("classifier:") else part)
