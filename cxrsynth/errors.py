@@ -53,3 +53,7 @@ class LockedError(CxrsynthError):
 
 class DestinationError(CxrsynthError):
     """An output folder cannot be written (read-only, no permission, no space)."""
+
+
+class NonFiniteError(CxrsynthError):
+    """A loss or weight became NaN or infinite: training stops, and nothing is saved from it."""

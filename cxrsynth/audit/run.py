@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from .. import __version__
-from ..config import to_dict
+from ..config import between, to_dict
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
 from ..layout import AuditFolder, WorkLayout
@@ -63,6 +63,9 @@ class AuditConfig:
     bootstrap: int = 2000  # resamples for the intervals of the comparisons with new real images
     seed: int = 0
     exclude_closest: float = 0.0  # write exclude_ids.txt with this share of images closest to their source
+
+    def __post_init__(self):
+        between("exclude_closest", self.exclude_closest, 0, 1, "a share of the images, e.g. 0.05")
 
 
 def _decode_png(data: bytes) -> np.ndarray:

@@ -40,6 +40,7 @@ from ..runtime import Ranks, Runtime
 from ..vocab import TASKS, Task
 from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint, translator_id
 from .compile import begin_step, compile_mode, eager, maybe_compile
+from .finite import stop_at_non_finite_loss
 from .losses import GANLoss
 from .networks import (KerasPatchDiscriminator, PatchDiscriminator, ResnetGenerator, UNetGenerator, default_blocks,
                        init_weights)
@@ -476,8 +477,10 @@ class LossLog:
                 for k, v in zip(LOSS_KEYS, row):
                     self.tb.add_scalar(f"loss/{k}", v, step)
             self.last = dict(zip(LOSS_KEYS, row))
+        steps = [p[0] for p in self.pending]
         self.pending.clear()
         self.fh.flush()
+        stop_at_non_finite_loss(steps, LOSS_KEYS, values, self.path.parent)  # the bad rows are logged first
         return self.last
 
     def close(self) -> None:
