@@ -461,7 +461,8 @@ def verify(release_dir, private, croissant_strict, no_identifiers):
 @cli.command()
 @click.argument("release_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--repo-id", required=True, help="ORG/NAME on the Hub (or on the server in $HF_ENDPOINT).")
-@click.option("--tag", default=None, help="Tag to create (default: v<manifest version>).")
+@click.option("--tag", default=None, help="Tag to create (default: v<manifest version>); git's ref-name rules "
+                                          "apply, and a branch name (main) is refused.")
 @click.option("--private/--public", "private_repo", default=None,
               help="Make the repo private or public (an existing repo's visibility is changed); default: leave it.")
 @click.option("--gated", type=click.Choice(["auto", "manual", "off"]), default=None,

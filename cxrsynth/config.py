@@ -54,7 +54,10 @@ def parse_overrides(items: typing.Iterable[str]) -> dict:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:  # e.g. a !!python tag, which safe_load refuses (nothing runs)
+            raise ConfigError("override value does not parse", item, str(exc).splitlines()[0]) from exc
     return out
 
 

@@ -64,14 +64,19 @@ def test_split_fractions_are_checked_in_the_dataclass_too():
             SplitConfig(fractions=bad)
 
 
+def ingested_copy(workdir, dst):
+    """A new work folder holding only ``workdir``'s ingest (records and reports), ready to split."""
+    dst.mkdir()
+    for name in ("records.parquet", "ingest_report.json", "ingest_config.json"):
+        (dst / name).write_bytes((workdir / name).read_bytes())
+    return dst
+
+
 def test_empty_validation_and_test_are_said_plainly(planned_workdir, tmp_path, capsys):
     """N04: fractions [1, 0, 0] is what the user asked for, so it is made, and said plainly."""
     from cxrsynth.cli import main
 
-    wd = tmp_path / "wd"
-    wd.mkdir()
-    for name in ("records.parquet", "ingest_report.json", "ingest_config.json"):
-        (wd / name).write_bytes((planned_workdir / name).read_bytes())
+    wd = ingested_copy(planned_workdir, tmp_path / "wd")
     main(["-w", str(wd), "split", "--set", "fractions=[1, 0, 0]"])
     out = capsys.readouterr().out
     manifest = json.loads((wd / "splits.json").read_text())

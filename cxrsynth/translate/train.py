@@ -41,6 +41,7 @@ from ..vocab import TASKS, Task
 from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint, translator_id
 from .compile import begin_step, compile_mode, eager, maybe_compile
 from .finite import stop_at_non_finite_loss
+from .timing import keep_timing
 from .losses import GANLoss
 from .networks import (KerasPatchDiscriminator, PatchDiscriminator, ResnetGenerator, UNetGenerator, default_blocks,
                        init_weights)
@@ -576,6 +577,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
               "device": str(rt.device), "precision": rt.precision, "channels_last": rt.channels_last,
               "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(step - first, 1), 4),
               "last_losses": losses, "train_images": {k: len(v) for k, v in data.ids.items()}}
+    report = keep_timing(report, TranslatorFolder(run_dir).report, step - first)  # a no-op resume keeps the real time
     if rt.main:
         _export(run_dir, nets, cfg, report, data)
     if rt.world > 1:
