@@ -9,7 +9,9 @@ The trunk is named by ``model``:
 - ``timm:NAME``: a timm model (``timm.list_models()``), built without its classifier; its weights come
   from a local file only (``init`` PATH), never from the network;
 - ``package.module:factory``: a function taking no arguments and returning an ``nn.Module`` that maps
-  (B, 3, H, W) images to feature maps (B, C, h, w), tokens (B, N, C) or features (B, C).
+  (B, 3, H, W) images to feature maps (B, C, h, w), tokens (B, N, C) or features (B, C). This imports
+  ``package.module`` and calls ``factory``: it runs that code, so it is taken only from the command line or
+  a config file the user gave, never from a file being loaded (:func:`build_from_file` refuses it).
 
 ``init`` for torchvision models: ``random``; ``imagenet`` (torchvision's weights from the local torch hub cache,
 ``$TORCH_HOME/hub/checkpoints/<file>``: nothing is downloaded, and a missing file is a clear error
@@ -22,6 +24,8 @@ are left out).
 from __future__ import annotations
 
 import importlib
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -31,7 +35,10 @@ from torch import nn
 from .errors import CheckpointError, ConfigError
 
 ACCEPTED = ("a torchvision classifier name (vgg16, resnet50, densenet121, ...: torchvision.models.list_models()), "
-            "timm:NAME (timm.list_models()), or package.module:factory (a function returning an nn.Module)")
+            "timm:NAME (timm.list_models()), or package.module:factory (a function returning an nn.Module; "
+            "it is imported and run)")
+# What a checkpoint file may name as its architecture: a torchvision name or timm:NAME, never code to import.
+FILE_ARCH = re.compile(r"[A-Za-z0-9_]+|timm:[A-Za-z0-9_.-]+")
 
 
 class GlobalPool(nn.Module):
@@ -137,12 +144,55 @@ def load_state_file(path: str | Path) -> dict:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors and torch raise several types
         raise CheckpointError("checkpoint is not a readable safetensors file or state dict", path,
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from exc
+                              why_unreadable(exc)) from exc
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
         raise CheckpointError("checkpoint does not hold a state dict", path)
     return sd
+
+
+def why_unreadable(exc: Exception) -> str:
+    """Why a checkpoint did not load, in a few words. A refused pickle is named as such, without torch's
+    advice to retry with ``weights_only=False``: that advice, next to an untrusted file, is how code gets run."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if isinstance(exc, pickle.UnpicklingError):
+        detail = next((ln for ln in lines[1:] if "weights_only" not in ln and "torch.load" not in ln), "")
+        return "a pickle that holds more than tensors, refused unread (loading it could run code)" + \
+            (f": {detail[:160]}" if detail else "")
+    first = lines[0] if lines else ""
+    return f"{type(exc).__name__}: {'' if 'weights_only' in first else first[:200]}".rstrip(": ")
+
+
+def file_arch(path: str | Path) -> str:
+    """The architecture a cxrsynth classifier safetensors file names in its metadata, checked: only a
+    torchvision name or ``timm:NAME``. A file never chooses code to run, so ``package.module:factory`` in
+    a file is refused unread (give such a model on the command line or in your config instead)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("classifier checkpoint not found", path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            arch = (fh.metadata() or {}).get("arch")
+    except Exception as exc:  # safetensors raises its own error type (not exported under a stable name)
+        raise CheckpointError("classifier checkpoint is not a readable safetensors file", path,
+                              f"{why_unreadable(exc)}; use a model.safetensors written by `cxrsynth benchmark`") from exc
+    if not arch:
+        raise CheckpointError("classifier checkpoint has no architecture in its metadata", path,
+                              "use a model.safetensors written by `cxrsynth benchmark`")
+    if not FILE_ARCH.fullmatch(arch):
+        raise CheckpointError("a checkpoint file may name only a torchvision or timm: architecture, never code to run",
+                              path, f"its metadata names {arch[:80]!r}; a package.module:factory model is taken "
+                              "only from the command line or your config file")
+    return arch
+
+
+def build_from_file(path: str | Path) -> Classifier:
+    """The classifier saved in a cxrsynth safetensors file, its architecture read (and checked) from the
+    file's metadata by :func:`file_arch`: nothing named by the file is imported or called."""
+    return build(file_arch(path), str(path))
 
 
 def _timm_trunk(name: str) -> tuple[nn.Module, str | None]:
@@ -161,6 +211,9 @@ def _factory_trunk(spec: str) -> nn.Module:
         factory = getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError("cannot import the model factory", spec, f"{type(exc).__name__}: {exc}; accepted: {ACCEPTED}") from exc
+    if not callable(factory):
+        raise ConfigError("the model factory is not a function", spec,
+                          f"{attr} is a {type(factory).__name__}; name a function returning an nn.Module")
     net = factory()
     if not isinstance(net, nn.Module):
         raise ConfigError("the model factory did not return an nn.Module", spec, f"it returned {type(net).__name__}")

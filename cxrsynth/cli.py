@@ -97,7 +97,8 @@ def _echo_json(obj) -> None:
 
 
 config_option = click.option("--config", "config_file", type=click.Path(dir_okay=False),
-                             help="YAML or JSON config file for this stage.")
+                             help="YAML or JSON config file for this stage (a model: package.module:factory "
+                                  "in it imports and runs that code, as --model does).")
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override one config field (repeatable), e.g. --set nih.min_age=16.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -456,7 +457,8 @@ def verify(release_dir, private, croissant_strict, no_identifiers):
 @cli.command()
 @click.argument("release_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--repo-id", required=True, help="ORG/NAME on the Hub (or on the server in $HF_ENDPOINT).")
-@click.option("--tag", default=None, help="Tag to create (default: v<manifest version>).")
+@click.option("--tag", default=None, help="Tag to create (default: v<manifest version>); git's ref-name rules "
+                                          "apply, and a branch name (main) is refused.")
 @click.option("--private/--public", "private_repo", default=None,
               help="Make the repo private or public (an existing repo's visibility is changed); default: leave it.")
 @click.option("--gated", type=click.Choice(["auto", "manual", "off"]), default=None,
@@ -508,7 +510,8 @@ def diff(old, new, write, as_json):
 @click.option("--translator", "translators", multiple=True, metavar="TASK=PATH",
               help="Judge translators instead of a release: their images are generated first (cached).")
 @click.option("--model", default=None,
-              help="vgg16 (default), resnet50, densenet121, any torchvision classifier, timm:NAME or package.module:factory.")
+              help="vgg16 (default), resnet50, densenet121, any torchvision classifier, timm:NAME or "
+                   "package.module:factory (imports that module and runs that function: name only code you trust).")
 @click.option("--init", default=None,
               help="imagenet (default, torchvision models; local torch cache only), random, or a checkpoint path.")
 @click.option("--protocol", type=click.Choice(["rigorous", "paper"]), default=None,
@@ -600,7 +603,10 @@ def _benchmark_status(out: Path, as_json: bool) -> None:
 @click.option("--private", type=click.Path(file_okay=False), default=None,
               help="The private folder with mapping.jsonl (default: RELEASE_DIR.private beside it).")
 @click.option("--embedding", default=None,
-              help="auto (default: a benchmark classifier of WORKDIR if any, else pixels), pixels, or classifier:PATH.")
+              help="auto (default: pixels, plus this work folder's own benchmark classifier when its result.json "
+                   "and sha256 check out; any other file is skipped with a line saying why), pixels, or classifier:PATH "
+                   "(a cxrsynth classifier safetensors of a torchvision or timm: architecture; a file naming "
+                   "package.module:factory is refused, since a file never chooses code to run).")
 @click.option("--exclude-closest", type=float, default=None,
               help="Also write exclude_ids.txt with this share of images closest to their sources (e.g. 0.05).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Default: WORKDIR/audit.")

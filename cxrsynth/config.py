@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -53,7 +54,10 @@ def parse_overrides(items: typing.Iterable[str]) -> dict:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:  # e.g. a !!python tag, which safe_load refuses (nothing runs)
+            raise ConfigError("override value does not parse", item, str(exc).splitlines()[0]) from exc
     return out
 
 
@@ -81,17 +85,39 @@ def _scalar(text: str) -> Any:
     return value if isinstance(value, (int, float, str, bool)) else text
 
 
+def finite(name: str, value: int | float, hint: str | None = None) -> None:
+    """Refuse NaN and +-infinity, naming the field. A range check alone lets one of them through:
+    ``inf`` is "above 0" and "at least 1", and NaN fails every comparison, so ``value < low`` is False."""
+    try:
+        ok = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name} must be a finite number", value, hint)
+
+
 def at_least(name: str, value: int | float, low: int | float, hint: str | None = None) -> None:
-    """Refuse a config number below ``low``, naming the field; each stage's ``__post_init__`` uses it,
-    so that 0 or a negative number never silently means something else (no limit, the default)."""
+    """Refuse a config number below ``low`` (or not finite), naming the field; each stage's
+    ``__post_init__`` uses it, so that 0 or a negative number never silently means something else (no
+    limit, the default)."""
+    finite(name, value, hint)
     if value < low:
         raise ConfigError(f"{name} must be at least {low}", value, hint)
 
 
 def positive(name: str, value: int | float, hint: str | None = None) -> None:
-    """Refuse a config number that is not above 0 (learning rates, weights that must act)."""
+    """Refuse a config number that is not above 0 or not finite (learning rates, weights that must act):
+    ``lr=.inf`` trained a translator made of NaN."""
+    finite(name, value, hint)
     if not value > 0:
         raise ConfigError(f"{name} must be above 0", value, hint)
+
+
+def between(name: str, value: int | float, low: int | float, high: int | float, hint: str | None = None) -> None:
+    """Refuse a config number outside ``[low, high]`` or not finite (shares, fractions)."""
+    finite(name, value, hint)
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}", value, hint)
 
 
 def merge(base: dict, extra: dict) -> dict:
@@ -147,6 +173,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key} must be true or false", value)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            finite(key, value)  # every float option: NaN and infinity are never a setting
             return float(value)
         raise ConfigError(f"{key} must be a number", value)
     if tp is int:

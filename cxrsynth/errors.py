@@ -73,3 +73,7 @@ class PushError(CxrsynthError):
 
 class JobsFailed(CxrsynthError):
     """Some launched jobs ended without their result; ``where`` names them and their logs."""
+
+
+class NonFiniteError(CxrsynthError):
+    """A loss or weight became NaN or infinite: training stops, and nothing is saved from it."""

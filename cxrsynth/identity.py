@@ -54,6 +54,8 @@ def _norm(pid: str) -> str:
 def _read_rsna_mapping(path: Path) -> dict[str, str]:
     try:
         rows = json.loads(path.read_text())
+    except RecursionError as exc:  # a deeply nested list: json gives up on the stack, not on the syntax
+        raise BadInputError("RSNA mapping file is not readable JSON", path, "nested too deeply") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInputError("RSNA mapping file is not readable JSON", path, str(exc).splitlines()[0]) from exc
     if not isinstance(rows, list):
@@ -69,6 +71,8 @@ def _read_rsna_mapping(path: Path) -> dict[str, str]:
 def _read_data_entry(path: Path) -> dict[str, str]:
     header, rows = read_csv_rows(path)
     require_columns(path, header, {"Image Index", "Patient ID"})
+    if rows.problems:  # a row left out would put that image's patient apart from its other images
+        raise BadInputError("patient mapping file has a malformed row", path, rows.problems[0].reason)
     return {r["Image Index"]: r["Patient ID"] for r in rows if r["Image Index"]}
 
 

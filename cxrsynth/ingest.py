@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 
 from . import __version__, images
-from .config import to_dict
+from .config import at_least, to_dict
 from .errors import BadInputError, ConfigError
 from .layout import WorkLayout
 from .paths import sha256_file, write_json
@@ -70,6 +70,7 @@ class IngestConfig:
             raise ConfigError("size must be at least 16", self.size)
         if self.max_image_pixels < 1:
             raise ConfigError("max_image_pixels must be at least 1", self.max_image_pixels)
+        at_least("dedupe_max_zmad", self.dedupe_max_zmad, 0)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import at_least
+from .config import at_least, positive
 from .errors import ConfigError, JobsFailed
 from .layout import WorkLayout
 from .paths import read_json, write_json
@@ -82,6 +82,7 @@ class Launcher:
         for name in ("cpus_per_job", "time_min", "array_parallelism", "local_parallelism"):
             if getattr(self, name) is not None:
                 at_least(name, getattr(self, name), 1)
+        positive("poll_s", self.poll_s)
         self.sbatch_options()  # KEY=VALUE checked now, not at submission
 
     @classmethod

@@ -23,6 +23,7 @@ Skew (negatives / positives) is reported for every split and task.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,10 @@ class SplitConfig:
     paper_train_fraction: float = 0.8
 
     def __post_init__(self):
-        if len(self.fractions) != 3 or any(f < 0 for f in self.fractions) or abs(sum(self.fractions) - 1) > 1e-6:
-            raise ConfigError("fractions must be three non-negative numbers summing to 1", self.fractions)
+        fr = self.fractions  # NaN passed "non-negative" and the sum test alike, and put every record in train
+        if len(fr) != 3 or not all(math.isfinite(f) and f >= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+            raise ConfigError("fractions must be three finite, non-negative numbers summing to 1 "
+                              "(train, validation, test)", fr)
         if not 0 < self.paper_train_fraction < 1:
             raise ConfigError("paper_train_fraction must be between 0 and 1", self.paper_train_fraction)
         at_least("seed", self.seed, 0)  # numpy refuses a negative seed with a traceback
@@ -89,6 +92,26 @@ def rigorous_split(records: list[Record], fractions=(0.7, 0.1, 0.2), seed: int =
         for r in groups[key]:
             assign[r.record_id] = SPLITS[best]
     return assign
+
+
+def empty_split_notes(assign: dict[str, str], fractions) -> list[str]:
+    """The rigorous benchmark needs validation and test images: a split that came out empty although its
+    fraction asked for images is refused (too few patient groups for that fraction), and one left empty
+    because its fraction is 0 is said plainly, once, in the notes (``fractions=[1, 0, 0]`` was silent)."""
+    counts = Counter(assign.values())
+    asked_empty = []
+    for name, frac in zip(SPLITS, fractions):
+        if counts[name]:
+            continue
+        if frac > 0:
+            raise ConfigError(f"the {name} split came out empty", f"fractions {list(fractions)}, {len(assign)} records",
+                              f"raise the {name} fraction, or split more records")
+        asked_empty.append(name)
+    if not asked_empty:
+        return []
+    return [f"{' and '.join(asked_empty)} {'is' if len(asked_empty) == 1 else 'are'} empty, as fractions "
+            f"{list(fractions)} asks: the rigorous benchmark cannot use this split (it needs validation and test "
+            "images of both classes)"]
 
 
 def source_label_rows(records: list[Record], ingest_config: dict | None = None) -> dict[tuple[str, str], list[int]]:
@@ -195,7 +218,8 @@ def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records
     if cfg.method == "rigorous":
         assign = rigorous_split(records, cfg.fractions, cfg.seed, group_of)
         check_leakage(records, assign, group_of)
-        notes, leakage = id_notes, {"checked": True, "patients_in_several_splits": 0}
+        notes = id_notes + empty_split_notes(assign, cfg.fractions)
+        leakage = {"checked": True, "patients_in_several_splits": 0}
     else:
         notes_pre: list[str] = []
         if label_rows is None and records_path is not None:

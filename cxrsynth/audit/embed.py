@@ -3,7 +3,8 @@
 - ``pixels`` (fallback): the image downsampled to 32x32 and z-scored, flattened (1,024 values). Crude,
   but it needs nothing and it is what an attacker with no model could do.
 - ``classifier:PATH``: the pooled features of a benchmark classifier (``runs/.../model.safetensors``,
-  its architecture read from the file), as the issue asks; any cxrsynth classifier checkpoint works.
+  its architecture read from the file, torchvision or ``timm:`` only), as the issue asks; any cxrsynth
+  classifier checkpoint of such an architecture works.
 - Any ``torch.nn.Module`` mapping (N, 1, H, W) floats in [0, 1] to (N, d), passed from Python.
 """
 
@@ -28,18 +29,16 @@ class PixelEmbedding(nn.Module):
 
 
 class ClassifierEmbedding(nn.Module):
+    """A benchmark classifier's pooled features. Its architecture comes from the file's metadata, which
+    may name only a torchvision or ``timm:`` architecture (:func:`~cxrsynth.classifiers.file_arch`):
+    a file never chooses code to run."""
+
     def __init__(self, path: str | Path):
         super().__init__()
-        from safetensors import safe_open
+        from ..classifiers import build_from_file
 
-        from ..classifiers import build
-
-        with safe_open(str(path), framework="pt") as fh:
-            arch = (fh.metadata() or {}).get("arch")
-        if not arch:
-            raise ConfigError("classifier checkpoint has no architecture in its metadata", path,
-                              "use a model.safetensors written by `cxrsynth benchmark`")
-        self.model = build(arch, str(path)).eval()
+        self.model = build_from_file(path).eval()
+        arch = self.model.arch
         self.num_features = self.model.head.in_features
         self.name = f"classifier {arch} pooled features ({Path(path).name})"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from PIL import Image
 
 from .. import __version__
 from ..artifacts import ReleaseFolder
-from ..config import to_dict
+from ..config import between, to_dict
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
 from ..layout import AuditFolder, WorkLayout
@@ -39,6 +40,7 @@ from ..schemas import validate
 from . import privacy as P
 from . import quality as Q
 from .embed import embed, make_embedding
+from .own_classifier import own_classifier
 from .verdicts import ALPHA, THRESHOLDS, _select, evaluate, per_image, verdicts
 
 
@@ -61,6 +63,9 @@ class AuditConfig:
     bootstrap: int = 2000  # resamples for the intervals of the comparisons with new real images
     seed: int = 0
     exclude_closest: float = 0.0  # write exclude_ids.txt with this share of images closest to their source
+
+    def __post_init__(self):
+        between("exclude_closest", self.exclude_closest, 0, 1, "a share of the images, e.g. 0.05")
 
 
 def _decode_png(data: bytes) -> np.ndarray:
@@ -99,9 +104,11 @@ def embedding_specs(spec, workdir: Path) -> dict[str, object]:
         return dict(spec)
     if not isinstance(spec, str):
         return {"custom": spec}
-    if spec == "auto":
-        runs = WorkLayout(workdir).benchmark_files.models("real", 0)
-        return {"pixels": "pixels", **({"classifier": f"classifier:{runs[0]}"} if runs else {})}
+    if spec == "auto":  # only this work folder's own benchmark classifier; any other file is skipped, said once
+        model, skipped = own_classifier(workdir)
+        for line in skipped:
+            print(f"cxrsynth: {line}", file=sys.stderr)
+        return {"pixels": "pixels", **({"classifier": f"classifier:{model}"} if model else {})}
     out = {}
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         key = "pixels" if part == "pixels" else ("classifier" if part.startswith("classifier:") else part)

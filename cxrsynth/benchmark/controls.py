@@ -21,6 +21,7 @@ that. These controls can:
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,9 @@ class External:
     report: dict
 
 
+EXTERNAL_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
 def parse_externals(specs) -> dict[str, str]:
     """``["NAME=DIR", ...]`` -> {NAME: DIR}; a clear error for a malformed or repeated name."""
     out: dict[str, str] = {}
@@ -103,6 +107,9 @@ def parse_externals(specs) -> dict[str, str]:
         name, sep, folder = str(spec).partition("=")
         if not sep or not name or not folder:
             raise ConfigError("an external set is NAME=DIR", spec, "e.g. --external site-b=/data/site-b")
+        if not EXTERNAL_NAME.fullmatch(name):  # it becomes a column of tables.md / tables.csv and a JSON key
+            raise ConfigError("an external set's NAME may hold only letters, digits, '.', '_' and '-'", name,
+                              "e.g. --external site-b=/data/site-b")
         if name in out:
             raise ConfigError("external set named twice", name)
         if not Path(folder).is_dir():

@@ -40,7 +40,7 @@ from ..errors import ConfigError, DataNotFoundError
 from ..launch import Job, Launcher, launch, raise_failed, read_record
 from ..layout import BenchmarkFolder, WorkLayout
 from ..locks import hold, holder_of
-from ..paths import atomic_path, read_json, write_json
+from ..paths import atomic_path, read_json, sha256_file, write_json
 from ..records import read_records
 from ..schemas import validate
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
@@ -91,11 +91,15 @@ class BenchmarkConfig:
         return self.seeds if self.seeds is not None else (5 if self.protocol == "rigorous" else 1)
 
 
-def _save_model(model, path: Path, arch: str) -> None:
+def _save_model(model, path: Path, arch: str) -> str:
+    """Write the classifier; returns the file's sha256, which result.json records so that the audit can
+    tell this run's model from a file put in its place."""
     from safetensors.torch import save_file
 
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"arch": arch})
+        sha = sha256_file(tmp)
+    return sha
 
 
 def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[str, str]) -> Path:
@@ -226,7 +230,7 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
         "test_scores": [round(float(s), 6) for s in test["scores"]], "test_labels": [int(v) for v in test["labels"]],
         "test_patients": [i.patient for i in test_items], "test_record_ids": [i.record_id for i in test_items],
     } | ({"cell_key": key} if key else {})
-    _save_model(model, run_dir / "model.safetensors", cfg.model)
+    res["model_sha256"] = _save_model(model, run_dir / "model.safetensors", cfg.model)
     if _wants_figure_inputs(cfg, seed, run_dir):
         figure_inputs.write(run_dir, model, res, test_ds, workdir, release, cfg.image_size, cfg.limit, device)
     write_json(run_dir / "result.json", res)  # last: it marks the cell finished

@@ -34,6 +34,7 @@ from ..artifacts import ReleaseFolder
 from ..errors import ConfigError, PushError
 from ..paths import sha256_file
 from .card import rerender
+from .refname import check_tag
 from .verify import VerifyError, find_private, publishable_files, verify
 
 
@@ -181,6 +182,8 @@ def push(release: str | Path, repo_id: str, tag: str | None = None, private: boo
         raise ConfigError("repo id must be ORG/NAME", repo_id)
     if gated not in (None, "auto", "manual", "off"):
         raise ConfigError("gated must be auto, manual or off", gated)
+    if tag is not None:
+        check_tag(tag)  # before any work; the default, v<version>, comes from the verified manifest
     files = publishable(root, check)
     manifest = ReleaseFolder(root).manifest()
     tag = tag or f"v{manifest['version']}"

@@ -37,6 +37,7 @@ from torch import nn
 from ..errors import CheckpointError, CxrsynthError
 from ..layout import TranslatorFolder
 from ..paths import atomic_write, read_json, sha256_file, write_json
+from .finite import refuse_non_finite_weights
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -68,11 +69,12 @@ def save_checkpoint(run_dir: Path, step: int, epoch: int, nets: dict[str, nn.Mod
         for stale in ckpt_root.glob(".step-*.tmp-*"):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
     tmp = ckpt_root / f".step-{step:08d}.tmp-{os.getpid()}"
-    tmp.mkdir(parents=True)
     tensors: dict[str, torch.Tensor] = {}
     for name, net in nets.items():
         for k, v in _unwrap(net).state_dict().items():
             tensors[f"net.{name}.{k}"] = v.detach().float().cpu().contiguous()
+    refuse_non_finite_weights(tensors, final)
+    tmp.mkdir(parents=True)
     opt_meta = {}
     for name, opt in optimizers.items():
         t, meta = _optimizer_tensors(opt, f"opt.{name}")
@@ -234,6 +236,7 @@ def export_generator(net: nn.Module, path: Path, arch: dict, extra: dict | None 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().float().cpu().contiguous() for k, v in _unwrap(net).state_dict().items()}
+    refuse_non_finite_weights(sd, path)
     data = _canonical_safetensors(save(sd, metadata={"format": "pt", "arch": json.dumps(arch, sort_keys=True)}))
     with atomic_write(path, "wb") as fh:
         fh.write(data)

@@ -41,6 +41,8 @@ from ..vocab import TASKS, Task
 from .augment import diff_augment, parse_policy
 from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint, translator_id
 from .compile import begin_step, compile_mode, eager, maybe_compile
+from .finite import stop_at_non_finite_loss
+from .timing import keep_timing
 from .losses import GANLoss
 from .networks import (KerasPatchDiscriminator, PatchDiscriminator, build_generator, default_blocks, init_weights,
                        spectral_norm_)
@@ -556,8 +558,10 @@ class LossLog:
                 for k, v in zip(LOSS_KEYS, row):
                     self.tb.add_scalar(f"loss/{k}", v, step)
             self.last = dict(zip(LOSS_KEYS, row))
+        steps = [p[0] for p in self.pending]
         self.pending.clear()
         self.fh.flush()
+        stop_at_non_finite_loss(steps, LOSS_KEYS, values, self.path.parent)  # the bad rows are logged first
         return self.last
 
     def close(self) -> None:
@@ -654,6 +658,7 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
               "device": str(rt.device), "precision": rt.precision, "channels_last": rt.channels_last,
               "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(step - first, 1), 4),
               "last_losses": losses, "train_images": {k: len(v) for k, v in data.ids.items()}}
+    report = keep_timing(report, TranslatorFolder(run_dir).report, step - first)  # a no-op resume keeps the real time
     if rt.main:
         _export(run_dir, model.published(), cfg, report, data)
     if rt.world > 1:
