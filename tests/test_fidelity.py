@@ -134,6 +134,17 @@ def test_radial_spectrum_peaks_at_the_frequency_of_a_sinusoid():
     assert spec.shape == (1, 33) and int(np.argmax(spec[0, 1:])) + 1 == 8
 
 
+def test_section_matches_the_audit_schema(scored):
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((ROOT / "manifests" / "audit.schema.json").read_text())
+    sub = {"$defs": schema["$defs"], **schema["properties"]["fidelity"]}
+    doc = json.loads(json.dumps(scored))
+    Draft202012Validator(sub).validate(doc)
+    del doc["overall"]["probes"]["real_halves"]
+    assert list(Draft202012Validator(sub).iter_errors(doc))  # the schema does check the parts
+
+
 def test_sentence_row_and_report(scored, tmp_path):
     text = F.sentence(scored)
     k = scored["overall"]["kid"]["cxr_encoder"]

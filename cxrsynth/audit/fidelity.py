@@ -330,7 +330,7 @@ def sentence(section: dict) -> str:
         k = o["kid"][name]
         p = k["placement"]
         where = ("n/a" if p is None else "farther from real COVID-19 than the untranslated sources" if p < 0
-                 else "as close as real images" if p >= 1 else f"{p:.0%} of the way from untranslated to as good as real")
+                 else "at the real floor or closer" if p >= 1 else f"{p:.0%} of the way from untranslated to as good as real")
         parts.append(f"{name.replace('_', ' ')}: {where} (KID {_kid(k['synthetic_vs_heldout'])}; untranslated "
                      f"{_kid(k['untranslated_vs_heldout'])}, real {_kid(k['floor_train_vs_heldout'])})")
     pr = o["probes"]
