@@ -370,13 +370,21 @@ def spectrum_figure(section: dict, path: Path) -> Path:
     from ..plotting import save_figure
 
     m = section["overall"]["spectrum"]["mean_log_power"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key, label, style in (("train", "real COVID-19 (train)", "-"), ("held", "real COVID-19 (held-out)", "--"),
-                              ("src", "untranslated sources", ":"), ("syn", "synthetic", "-")):
+    fig, (ax, dx) = plt.subplots(1, 2, figsize=(10, 3.5))
+    held = np.asarray(m["held"])[1:]
+    freq = np.arange(1, len(held) + 1) / (2 * len(held))
+    for key, label, style, colour in (("train", "real COVID-19 (train)", "-", "C0"), ("held", "real COVID-19 (held-out)", "--", "C1"),
+                                      ("src", "untranslated sources", ":", "C2"), ("syn", "synthetic", "-", "C3")):
         y = np.asarray(m[key])[1:]
-        ax.plot(np.arange(1, len(y) + 1) / (2 * (len(y))), y, style, label=label, lw=1.5 if key == "syn" else 1)
+        kw = {"label": label, "lw": 1.5 if key == "syn" else 1, "color": colour}
+        ax.plot(freq, y, style, **kw)
+        if key != "held":
+            dx.plot(freq, y - held, style, **kw)
     ax.set(xlabel="spatial frequency (cycles per pixel)", ylabel="log10 share of power",
            title="Azimuthally averaged power spectrum")
+    dx.axhline(0, color="k", lw=0.5)
+    dx.set(xlabel="spatial frequency (cycles per pixel)", ylabel="difference of log10 power",
+           title="Minus real COVID-19 (held-out)")
     ax.legend(fontsize=8)
     return save_figure(fig, Path(path))
 
