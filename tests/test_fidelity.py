@@ -65,6 +65,7 @@ def test_encoder_is_cached_with_its_sha256_and_training(wd):
     assert layout.cxr_encoder.is_file() and info["sha256"] == sha256_file(layout.cxr_encoder)
     assert set(info["by_class"]) == {"normal", "pneumonia", "covid"} and all(info["by_class"].values())
     assert info["images"] == sum(info["by_class"].values()) and info["epochs"] == CFG.encoder_epochs
+    assert 0 <= info["validation_accuracy"] <= 1  # measured on the validation split, never trained on
     mtime = layout.cxr_encoder.stat().st_mtime_ns
     _, again = cxr_encoder(wd, CFG.encoder_epochs)
     assert again["sha256"] == info["sha256"] and layout.cxr_encoder.stat().st_mtime_ns == mtime  # not retrained

@@ -124,6 +124,21 @@ def _train(images: np.ndarray, labels: np.ndarray, epochs: int, seed: int, batch
     return net, {"train_accuracy": float((pred == y_all).float().mean()), "last_loss": last}
 
 
+@torch.no_grad()
+def _validation_accuracy(net: CXREncoder, workdir: Path) -> float | None:
+    """Accuracy on the validation split's real images (never trained on): does the feature space
+    generalise beyond the images it was fitted to? None when the split has none."""
+    layout = WorkLayout(workdir)
+    assign = read_json(layout.splits)["assignments"]
+    recs = [r for r in read_records(layout.records) if r.has_pixels and assign.get(r.record_id) == "validation"]
+    if not recs:
+        return None
+    x = torch.from_numpy(np.stack([load_canonical(r.path, SIDE) for r in recs]).astype(np.float32) / 255).unsqueeze(1)
+    y = torch.tensor([LABELS.index(r.label) for r in recs])
+    pred = torch.cat([net.head(net.features(x[i:i + 256])).argmax(1) for i in range(0, len(x), 256)])
+    return float((pred == y).float().mean())
+
+
 def cxr_encoder(workdir: str | Path, epochs: int = 20, seed: int = 0) -> tuple[CXREncoder, dict]:
     """The work folder's encoder, trained on first use and then read from its cache; returns the model
     and its description (``sha256`` of the weights file, how it was trained)."""
@@ -141,6 +156,7 @@ def cxr_encoder(workdir: str | Path, epochs: int = 20, seed: int = 0) -> tuple[C
             return net.eval(), info
     images = np.stack([load_canonical(r.path, SIDE) for r in recs])
     net, fit = train_encoder(images, labels, epochs, seed)
+    fit["validation_accuracy"] = _validation_accuracy(net, Path(workdir))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))

@@ -232,8 +232,8 @@ def feature_spaces(workdir: str | Path, classifier: str | Path | None = "auto", 
     spaces: dict[str, nn.Module] = {"pixels": PixelEmbedding()}
     enc, enc_info = cxr_encoder(workdir, encoder_epochs, seed)
     spaces["cxr_encoder"] = enc
-    info = {"cxr_encoder": {k: enc_info[k] for k in ("sha256", "images", "by_class", "epochs", "seed",
-                                                     "train_accuracy", "ids_sha256", "architecture")}}
+    info = {"cxr_encoder": {k: enc_info.get(k) for k in ("sha256", "images", "by_class", "epochs", "seed", "train_accuracy",
+                                                         "validation_accuracy", "ids_sha256", "architecture")}}
     if classifier == "auto":
         models = WorkLayout(workdir).benchmark_files.models("real", 0)
         classifier = models[0] if models else None

@@ -7,6 +7,11 @@ synthetic image), ``figures/*.png``, ``report_section.html`` (picked up by the b
 when asked, ``exclude_ids.txt`` (the images closest to their sources).
 ``cxrsynth release`` puts ``audit.json``'s summary into the dataset card.
 
+Fidelity (``fidelity.py``, section ``fidelity`` of audit.json, one sentence in the summary and the card):
+the quality sample against real COVID-19, beside the untranslated sources and real training vs held-out
+images, in pixels, a chest X-ray encoder (trained once per work folder, cached by ``WorkLayout``), the
+audit's classifier embedding when it has one and Inception when its file is on disk.
+
 Scale: the privacy measures run on a seeded random sample of synthetic images per config (``sample``),
 searched against a pool of training images that holds their sources and others drawn at random
 (``pool``), with up to ``heldout`` new real images as the reference; the reverse generator runs on
