@@ -17,6 +17,7 @@ other's private files; a renamed file then broke a stage far away, silently. Now
       generated/private/       generate: the id secret and the synthetic id -> record mapping
       release/                 release: default place of the release folders
       audit/                   audit: audit.json, per_image.csv, figures, report_section.html
+      fidelity/                audit: the chest X-ray encoder of the fidelity measures (cached)
       benchmark/               benchmark: results.json, tables.md, runs/<task>/<arm>/seed-N/
 
 The layout only names paths; it creates and reads nothing, so it is cheap to make anywhere.
@@ -120,6 +121,9 @@ class WorkLayout(_Folder):
     release = _at("release", doc="Default parent of release folders (cxrsynth release without --out).")
     audit = _at("audit")
     benchmark = _at("benchmark")
+    cxr_encoder = _at("fidelity", "cxr_encoder.safetensors",
+                      doc="The fidelity measures' chest X-ray encoder, trained on this folder's real training images.")
+    cxr_encoder_info = _at("fidelity", "cxr_encoder.json", doc="How it was trained, and its sha256.")
 
     def translator(self, task: str) -> TranslatorFolder:
         """The default run folder of ``task`` (``cxrsynth train --task TASK`` without ``--out``)."""

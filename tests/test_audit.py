@@ -20,6 +20,8 @@ from cxrsynth.audit.run import AuditConfig, audit
 from cxrsynth.audit.verdicts import TABLE, THRESHOLDS, evaluate, per_image, verdicts
 from cxrsynth.errors import ConfigError
 from cxrsynth.images import load_canonical
+from cxrsynth.layout import WorkLayout
+from cxrsynth.paths import sha256_file
 
 from .conftest import COVID, NIH
 
@@ -288,8 +290,13 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     assert len(rows) == 1 + 48 and rows[0].startswith("id,config,linkage_rank,margin,ssim_source")
     excluded = (wd / "audit" / "exclude_ids.txt").read_text().split()
     assert len(excluded) == 12
-    assert sorted(p.name for p in (wd / "audit" / "figures").glob("*.png")) == ["dcr.png", "nearest_pairs.png", "ssim.png"]
+    assert sorted(p.name for p in (wd / "audit" / "figures").glob("*.png")) == [
+        "dcr.png", "nearest_pairs.png", "spectrum.png", "ssim.png"]
     assert "Audit: privacy and quality" in (wd / "audit" / "report_section.html").read_text()
+    fid = res["fidelity"]  # fidelity against its baselines, per config too, with the encoder named by sha256
+    assert set(fid["per_config"]) == {"g_nc", "g_pc"} and fid["overall"]["n"]["synthetic"] == 48
+    assert fid["feature_space_notes"]["cxr_encoder"]["sha256"] == sha256_file(WorkLayout(wd).cxr_encoder)
+    assert "Fidelity, against baselines" in (wd / "audit" / "report_section.html").read_text()
     # a release made after the audit can leave out the images closest to their sources; it holds other
     # images than the audited one, so its card does not carry that audit (the stamp differs) until it is
     # audited itself
@@ -306,6 +313,7 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
 
     m = attach_audit(out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
     card = (out / "covid-cxr-synth" / "README.md").read_text()
+    assert f"**Fidelity.** {again['summary']['fidelity']}" in card and "untranslated" in again["summary"]["fidelity"]
     assert sum(again["counts"].values()) == 36
     assert "Not yet audited" not in card and "12 images were removed after the audit" in card
     for v in again["summary"]["verdicts"]:  # every verdict reaches the card by name, with the embedding that decided it

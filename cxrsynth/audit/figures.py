@@ -12,6 +12,7 @@ import numpy as np
 from ..paths import atomic_write
 from ..plotting import plt
 from ..plotting import save_figure as _save
+from .fidelity import report_html
 
 
 def write_all(out: Path, m: dict, syn_px: np.ndarray, pool_px: np.ndarray, src: np.ndarray) -> list[Path]:
@@ -67,7 +68,7 @@ def report_section(path: Path, result: dict, figs: list[Path]) -> Path:
             f"<p>Quality against real COVID-19 ({html.escape(result['quality']['extractor'])}; {q['repeats']} equal-size "
             f"subsamples of n = {q['n']}, mean ± sd): KID {_fmt(q.get('kid'))}, FID {_fmt(q.get('fid'))} (d = {q['dimension']}), "
             f"precision {_fmt(q.get('precision'))}, recall {_fmt(q.get('recall'))}, density {_fmt(q.get('density'))}, "
-            f"coverage {_fmt(q.get('coverage'))}</p>{imgs}")
+            f"coverage {_fmt(q.get('coverage'))}</p>{report_html(result.get('fidelity'))}{imgs}")
     with atomic_write(path) as fh:
         fh.write(page)
     return path

@@ -7,6 +7,11 @@ synthetic image), ``figures/*.png``, ``report_section.html`` (picked up by the b
 when asked, ``exclude_ids.txt`` (the images closest to their sources).
 ``cxrsynth release`` puts ``audit.json``'s summary into the dataset card.
 
+Fidelity (``fidelity.py``, section ``fidelity`` of audit.json, one sentence in the summary and the card):
+the quality sample against real COVID-19, beside the untranslated sources and real training vs held-out
+images, in pixels, a chest X-ray encoder (trained once per work folder, cached by ``WorkLayout``), the
+audit's classifier embedding when it has one and Inception when its file is on disk.
+
 Scale: the privacy measures run on a seeded random sample of synthetic images per config (``sample``),
 searched against a pool of training images that holds their sources and others drawn at random
 (``pool``), with up to ``heldout`` new real images as the reference; the reverse generator runs on
@@ -37,6 +42,7 @@ from ..layout import AuditFolder, WorkLayout
 from ..paths import atomic_write, read_json, write_json
 from ..records import read_records
 from ..schemas import validate
+from . import fidelity as F
 from . import privacy as P
 from . import quality as Q
 from .embed import embed, make_embedding
@@ -63,6 +69,8 @@ class AuditConfig:
     bootstrap: int = 2000  # resamples for the intervals of the comparisons with new real images
     seed: int = 0
     exclude_closest: float = 0.0  # write exclude_ids.txt with this share of images closest to their source
+    fidelity: bool = True  # the fidelity section (fidelity.py): KID, probe, spectrum against two baselines
+    fidelity_encoder_epochs: int = 20  # of the chest X-ray encoder, trained once per work folder and cached
 
     def __post_init__(self):
         between("exclude_closest", self.exclude_closest, 0, 1, "a share of the images, e.g. 0.05")
@@ -189,6 +197,8 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
     lap("privacy_measures")
     quality, n_covid = _quality(modules, sets, sample, cfg, rng)
     lap("quality")
+    fidelity = _fidelity(workdir, modules, sample, mapping, cfg) if cfg.fidelity else None
+    lap("fidelity")
     order, n_priv = sample.order, sample.n_priv
     flagged = [v["name"] for v in priv.summary if v["flagged"]]
     for c, pc in priv.per_config.items():
@@ -215,8 +225,10 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
                   "covid_translator_train": len(sets.ct_ids), "covid_heldout": len(sets.ch_ids), "covid_real": n_covid},
         "privacy": {"overall": priv.overall, "per_config": priv.per_config, "closer_to_training_share": priv.closer},
         "quality": quality,
+        **({"fidelity": fidelity} if fidelity else {}),
         "thresholds": {"alpha": ALPHA, "tests": list(THRESHOLDS)},
-        "summary": {"text": text, "verdicts": priv.summary, "flagged": flagged},
+        "summary": {"text": text, "verdicts": priv.summary, "flagged": flagged,
+                    **({"fidelity": F.sentence(fidelity)} if fidelity else {})},
         "timing": timing,
     }
     result = _jsonable(result)
@@ -396,6 +408,24 @@ def _quality(modules: dict, sets: _RealSets, sample: _Sample, cfg: AuditConfig,
     return quality, len(covid_ids)
 
 
+def _fidelity(workdir: Path, modules: dict, sample: _Sample, mapping: dict[str, str], cfg: AuditConfig) -> dict:
+    """The fidelity section (:mod:`cxrsynth.audit.fidelity`) of the quality sample, overall and per
+    config, in pixels, the chest X-ray encoder, the audit's classifier embedding when it has one, and
+    Inception when its file is on disk."""
+    ids = [i for c in sample.order for i in sample.order[c][:sample.n_qual[c]]]
+    configs = [c for c in sample.order for _ in range(sample.n_qual[c])]
+    spaces, notes = F.feature_spaces(workdir, classifier=None, inception_weights=cfg.inception_weights,
+                                     encoder_epochs=cfg.fidelity_encoder_epochs, seed=cfg.seed)
+    if "classifier" in modules:
+        spaces["classifier"] = modules["classifier"]
+    else:
+        notes["classifier"] = "the audit has no classifier embedding (--embedding classifier:PATH): not measured"
+    fcfg = F.FidelityConfig(n_max=cfg.quality_n, probe_bootstrap=cfg.bootstrap,
+                            encoder_epochs=cfg.fidelity_encoder_epochs, seed=cfg.seed)
+    return F.score(workdir, np.stack([sample.pixels[i] for i in ids]), [mapping[i] for i in ids], configs, fcfg,
+                   (spaces, notes))
+
+
 def _write(files: AuditFolder, result: dict, sets: _RealSets, priv: _Privacy, modules: dict, names: dict,
            cfg: AuditConfig) -> None:
     """audit.json, per_image.csv, exclude_ids.txt (with ``exclude_closest``), figures, report_section.html."""
@@ -414,6 +444,8 @@ def _write(files: AuditFolder, result: dict, sets: _RealSets, priv: _Privacy, mo
             fh.write("".join(f"{r['id']}\n" for r in worst))
     first = next(iter(priv.measures.values()))
     figs = figures.write_all(files.figures, first, sets.syn_px, sets.pool_px, sets.src)
+    if result.get("fidelity"):
+        figs.append(F.spectrum_figure(result["fidelity"], files.figures / "spectrum.png"))
     figures.report_section(files.report_section, result, figs)
 
 

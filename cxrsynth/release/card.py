@@ -169,6 +169,8 @@ def _audit_section(audit: dict | None, filtered: dict | None = None) -> str:
         return ("**Not yet audited.** No quality or privacy audit was run for this version: do not assume the "
                 "images are unlinkable to their sources." + removed)
     lines = [audit.get("text", ""), ""]
+    if audit.get("fidelity"):  # one sentence from the audit's fidelity section (audit/fidelity.py)
+        lines += [f"**Fidelity.** {audit['fidelity']}", ""]
     for test in audit.get("verdicts", []):
         lines.append(f"- **{test['name']}**: {test['verdict']} ({test['detail']})")
     return "\n".join(lines) + removed

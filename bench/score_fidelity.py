@@ -1,0 +1,69 @@
+"""Score folders of held-out translations against the work folder they were made from: one JSON row
+per folder, with the same columns for every run, appended to ``--out`` (JSON lines), so an ablation
+table can be built from the rows.
+
+A folder holds PNG files and ``sources.json`` (``{"file.png": "record_id", ...}`` or a list of
+``{"file", "record_id"}``; see :func:`cxrsynth.audit.fidelity.read_translations`), e.g.
+``runs/ablation/<variant>/heldout``. The run is named after the folder (``heldout`` folders after their
+parent), or ``--name``.
+
+    python bench/score_fidelity.py --workdir runs/ablation/wd --out bench/results/ablation/fidelity.jsonl \\
+        runs/ablation/*/heldout
+
+The work folder's chest X-ray encoder is trained on first use and cached there; every row carries its
+sha256 (rows compare only when it is the same). ``--set KEY=VALUE`` overrides :class:`FidelityConfig`
+(n_max, repeats, probe_bootstrap, encoder_epochs, seed). ``--section DIR`` also writes each run's full
+fidelity section (``<run>.json``) and its spectrum figure there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from cxrsynth.audit import fidelity as F
+from cxrsynth.config import resolve
+from cxrsynth.errors import CxrsynthError
+from cxrsynth.paths import atomic_write, write_json
+
+
+def run_name(folder: Path) -> str:
+    return folder.parent.name if folder.name == "heldout" else folder.name
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--workdir", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path, help="JSON lines file; one row per folder is appended")
+    ap.add_argument("--name", help="run name (one folder only)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--section", type=Path, help="also write each run's full section and spectrum figure here")
+    a = ap.parse_args(argv)
+    try:
+        cfg = resolve(F.FidelityConfig, overrides=a.set)
+        spaces = F.feature_spaces(a.workdir, encoder_epochs=cfg.encoder_epochs, seed=cfg.seed)
+        for folder in a.folders:
+            t = time.perf_counter()
+            name = a.name if a.name and len(a.folders) == 1 else run_name(folder)
+            syn, ids, _ = F.read_translations(folder)
+            section = F.score(a.workdir, syn, ids, cfg=cfg, spaces=spaces)
+            row = F.row(section, name) | {"seconds": round(time.perf_counter() - t, 1)}
+            old = a.out.read_text() if a.out.is_file() else ""
+            with atomic_write(a.out) as fh:
+                fh.write(old + json.dumps(row) + "\n")
+            if a.section:
+                write_json(a.section / f"{name}.json", section)
+                F.spectrum_figure(section, a.section / f"{name}-spectrum.png")
+            print(f"{name}: {F.sentence(section)}")
+    except CxrsynthError as exc:
+        print(f"Error: {exc.one_line()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

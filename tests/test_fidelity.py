@@ -1,0 +1,180 @@
+"""Fidelity against baselines (cxrsynth/audit/fidelity.py), on images whose answer is known.
+
+One score of a small work folder (the COVID-19 and NIH samples, split by patient) with three made-up
+"translations" as configs: the untranslated sources themselves (must sit at the baseline), copies of
+the real COVID-19 training images (must sit at the floor) and those copies with horizontal stripes
+(must move the spectral distance).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrsynth.audit import fidelity as F
+from cxrsynth.audit.encoder import cxr_encoder
+from cxrsynth.errors import BadInputError
+from cxrsynth.images import load_canonical
+from cxrsynth.layout import WorkLayout
+from cxrsynth.paths import read_json, sha256_file
+
+from .conftest import copy_workdir
+
+SIZE = 64
+CFG = F.FidelityConfig(repeats=8, probe_bootstrap=100, encoder_epochs=4)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stripes(images: np.ndarray) -> np.ndarray:
+    """Horizontal banding: every other pair of rows 40 grey levels brighter."""
+    out = images.astype(np.int16)
+    out[:, (np.arange(images.shape[1]) // 2) % 2 == 1, :] += 40
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def wd(planned_workdir, tmp_path_factory):
+    return copy_workdir(planned_workdir, tmp_path_factory.mktemp("fid") / "wd")
+
+
+@pytest.fixture(scope="module")
+def scored(wd):
+    records, train, _, _, _ = F.real_sets(wd, SIZE)
+    assign = read_json(WorkLayout(wd).splits)["assignments"]
+    covid = sorted(i for i, r in records.items() if r.label == "covid" and assign.get(i) == "train")
+    others = sorted(i for i, r in records.items() if r.label != "covid" and assign.get(i) == "train")
+    n = len(covid)
+    src_a, src_b = others[:n], others[n:2 * n]
+    untranslated = np.stack([load_canonical(records[i].path, SIZE) for i in src_a])
+    syn = np.concatenate([untranslated, train, stripes(train)])
+    ids = src_a + src_b + src_b
+    configs = ["untranslated"] * n + ["copy"] * n + ["striped"] * n
+    spaces = F.feature_spaces(wd, encoder_epochs=CFG.encoder_epochs)
+    return F.score(wd, syn, ids, configs, CFG, spaces)
+
+
+def test_encoder_is_cached_with_its_sha256_and_training(wd):
+    layout = WorkLayout(wd)
+    net, info = cxr_encoder(wd, CFG.encoder_epochs)
+    assert layout.cxr_encoder.is_file() and info["sha256"] == sha256_file(layout.cxr_encoder)
+    assert set(info["by_class"]) == {"normal", "pneumonia", "covid"} and all(info["by_class"].values())
+    assert info["images"] == sum(info["by_class"].values()) and info["epochs"] == CFG.encoder_epochs
+    assert 0 <= info["validation_accuracy"] <= 1  # measured on the validation split, never trained on
+    mtime = layout.cxr_encoder.stat().st_mtime_ns
+    _, again = cxr_encoder(wd, CFG.encoder_epochs)
+    assert again["sha256"] == info["sha256"] and layout.cxr_encoder.stat().st_mtime_ns == mtime  # not retrained
+    x = np.random.default_rng(0).integers(0, 256, (3, 128, 128), dtype=np.uint8)
+    from cxrsynth.audit.embed import embed
+
+    assert embed(net, x).shape == (3, 64)
+
+
+def test_untranslated_sources_sit_at_the_baseline(scored):
+    part = scored["per_config"]["untranslated"]
+    for name, k in part["kid"].items():
+        assert k["synthetic_vs_heldout"]["mean"] == pytest.approx(k["untranslated_vs_heldout"]["mean"]), name
+        assert k["placement"] == pytest.approx(0.0, abs=1e-9), name
+    assert part["change"]["ssim_to_source"]["median"] == pytest.approx(1.0)
+    assert part["probes"]["translated_vs_own_source"]["auroc"] == pytest.approx(0.5)
+    assert part["probes"]["real_vs_synthetic"]["auroc"] == part["probes"]["real_vs_untranslated"]["auroc"] > 0.7
+
+
+def test_a_copy_of_real_covid_sits_at_the_floor(scored):
+    part = scored["per_config"]["copy"]
+    assert {"pixels", "cxr_encoder"} <= set(part["kid"])
+    for name, k in part["kid"].items():
+        floor = k["floor_train_vs_heldout"]
+        assert k["synthetic_vs_heldout"]["mean"] == pytest.approx(floor["mean"]), name
+        assert k["placement"] == pytest.approx(1.0), name
+        # and the untranslated baseline is far from it: the placement scale is not degenerate
+        assert k["untranslated_vs_heldout"]["interval"][0] > floor["interval"][1], name
+    assert part["probes"]["real_vs_synthetic"]["auroc"] < 0.65
+    assert part["change"]["ssim_to_source"]["median"] < 0.6  # copies of other images, not of their sources
+
+
+def test_stripes_move_the_spectral_distance(scored):
+    copy, striped = scored["per_config"]["copy"]["spectrum"], scored["per_config"]["striped"]["spectrum"]
+    assert copy["synthetic_vs_heldout"] == pytest.approx(copy["floor_train_vs_heldout"])
+    assert striped["synthetic_vs_heldout"] > 2 * max(copy["synthetic_vs_heldout"], striped["untranslated_vs_heldout"])
+    # the banding's own frequency (period 4 rows: a quarter cycle per pixel) is where the spectra part most
+    syn, held = (np.asarray(scored["per_config"]["striped"]["spectrum"]["mean_log_power"][k]) for k in ("syn", "held"))
+    assert int(np.argmax(np.abs(syn - held)[1:])) + 1 == SIZE // 4
+    assert striped["placement"] is None or striped["placement"] < 0  # farther from real than doing nothing
+
+
+def test_kid_intervals_contain_their_means_and_halves_of_real_are_near_chance(scored):
+    for part in [scored["overall"], *scored["per_config"].values()]:
+        for k in part["kid"].values():
+            for c in ("synthetic_vs_train", "synthetic_vs_heldout", "untranslated_vs_heldout", "floor_train_vs_heldout"):
+                lo, hi = k[c]["interval"]
+                assert lo <= k[c]["mean"] <= hi and k[c]["n"] == k["floor_train_vs_heldout"]["n"]
+    halves = scored["overall"]["probes"]["real_halves"]
+    assert abs(halves["auroc"] - 0.5) < 0.15 and halves["n_a"] > 20 and halves["n_b"] > 20
+
+
+def test_kid_interval_and_placement_on_known_features():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 16)), rng.normal(size=(200, 16))
+    same = F.kid_interval(a, b, 100, 20)
+    moved = F.kid_interval(a, b + 1.0, 100, 20)
+    assert same["interval"][0] < 0.01 < moved["interval"][0] and same["n"] == 100
+    assert F.placement(0.5, 0.5, 0.1) == 0 and F.placement(0.1, 0.5, 0.1) == 1 and F.placement(0.9, 0.5, 0.1) < 0
+    assert F.placement(0.3, 0.2, 0.2) is None and F.placement(0.3, 0.2, 0.25) is None
+
+
+def test_radial_spectrum_peaks_at_the_frequency_of_a_sinusoid():
+    y = np.arange(64)[:, None] * np.ones((1, 64))
+    img = (127 + 100 * np.sin(2 * np.pi * 8 * y / 64)).astype(np.uint8)
+    spec = F.radial_spectrum(img[None])
+    assert spec.shape == (1, 33) and int(np.argmax(spec[0, 1:])) + 1 == 8
+
+
+def test_section_matches_the_audit_schema(scored):
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((ROOT / "manifests" / "audit.schema.json").read_text())
+    sub = {"$defs": schema["$defs"], **schema["properties"]["fidelity"]}
+    doc = json.loads(json.dumps(scored))
+    Draft202012Validator(sub).validate(doc)
+    del doc["overall"]["probes"]["real_halves"]
+    assert list(Draft202012Validator(sub).iter_errors(doc))  # the schema does check the parts
+
+
+def test_sentence_row_and_report(scored, tmp_path):
+    text = F.sentence(scored)
+    k = scored["overall"]["kid"]["cxr_encoder"]
+    assert f"{k['untranslated_vs_heldout']['mean']:.3g}" in text and "untranslated" in text and "cxr encoder" in text
+    r = F.row(scored, "x")
+    assert r["kid_pixels_placement"] == scored["overall"]["kid"]["pixels"]["placement"]
+    assert r["kid_inception_floor"] is None or "inception" in scored["overall"]["kid"]
+    fig = F.spectrum_figure(scored, tmp_path / "spectrum.png")
+    page = F.report_html(scored, fig)
+    assert "Fidelity" in page and "data:image/png;base64" in page and f"{k['placement']:.2f}" in page
+
+
+def test_score_fidelity_script_scores_a_folder_of_translations(wd, scored, tmp_path):
+    records, train, _, _, _ = F.real_sets(wd, SIZE)
+    assign = read_json(WorkLayout(wd).splits)["assignments"]
+    ids = sorted(i for i, r in records.items() if r.label == "normal" and assign.get(i) == "train")[:40]
+    folder = tmp_path / "variant-a" / "heldout"
+    folder.mkdir(parents=True)
+    for k, i in enumerate(ids):
+        Image.fromarray(load_canonical(records[i].path, SIZE)).save(folder / f"{k:03d}.png")
+    (folder / "sources.json").write_text(json.dumps({f"{k:03d}.png": i for k, i in enumerate(ids)}))
+    out = tmp_path / "rows.jsonl"
+    args = [sys.executable, str(ROOT / "bench" / "score_fidelity.py"), "--workdir", str(wd), "--out", str(out),
+            "--set", "repeats=4", "--set", "probe_bootstrap=50", "--set", f"encoder_epochs={CFG.encoder_epochs}", str(folder)]
+    subprocess.run(args, check=True, cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["run"] == "variant-a" and rows[0]["n_synthetic"] == 40
+    assert set(rows[0]) - {"seconds"} == set(F.row(scored, "x"))  # the same columns as every other run
+    assert rows[0]["kid_pixels_placement"] == pytest.approx(0.0, abs=1e-9)  # untranslated: at the baseline
+    (folder / "sources.json").write_text(json.dumps({"missing.png": ids[0]}))
+    with pytest.raises(BadInputError, match="missing.png"):
+        F.read_translations(folder)
