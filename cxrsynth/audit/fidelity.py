@@ -117,8 +117,8 @@ def ssim_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def probe(a: np.ndarray, b: np.ndarray, groups_a: list[str], groups_b: list[str], bootstrap: int, seed: int) -> dict:
     """The benchmark's classifier two-sample test (logistic regression on 32x32 pixels, folds by
     patient), with both sets brought to 32 px by :func:`resample`."""
-    from ..benchmark.controls import PROBE_SIDE
-    from ..benchmark.controls import probe as _probe
+    from ..probe import PROBE_SIDE
+    from ..probe import probe as _probe
 
     x = lambda im: resample(im, PROBE_SIDE).reshape(len(im), -1)
     out = _probe(x(a), x(b), groups_a, groups_b, bootstrap, seed)
@@ -187,7 +187,7 @@ def measure(sets: Sets, spaces: dict[str, nn.Module], cfg: FidelityConfig = Fide
                 "mean_log_power": {k: v.mean(0).round(5).tolist() for k, v in spec.items()}}
     spectrum["placement"] = placement(spectrum["synthetic_vs_heldout"], spectrum["untranslated_vs_heldout"],
                                       spectrum["floor_train_vs_heldout"])
-    from ..benchmark.controls import PROBE_MAX
+    from ..probe import PROBE_MAX
 
     i_syn, i_train = _cap(len(s.syn), PROBE_MAX, rng), _cap(len(s.train), PROBE_MAX, rng)
     syn_g = [f"source:{s.src_groups[i]}" for i in i_syn]

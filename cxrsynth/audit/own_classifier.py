@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..artifacts.benchmark_run import cell_key
 from ..errors import CxrsynthError
 from ..layout import WorkLayout
 from ..paths import read_json, sha256_file
@@ -47,7 +48,6 @@ def _read_dict(path: Path) -> dict | None:
 
 def _not_own(path: Path, workdir: Path) -> str | None:
     """Why ``path`` is not this work folder's own benchmark classifier (None: it is)."""
-    from ..benchmark.run import Cell, cell_key
     from ..classifiers import file_arch
 
     layout = WorkLayout(workdir)
@@ -61,7 +61,7 @@ def _not_own(path: Path, workdir: Path) -> str | None:
     if result is None:
         return "no readable result.json beside it"
     task, arm, seed = path.parts[-4], path.parts[-3], int(path.parts[-2].removeprefix("seed-"))
-    if result.get("cell_key") != cell_key(inputs, Cell(task, arm, seed)):
+    if result.get("cell_key") != cell_key(inputs, task, arm, seed):
         return "its result.json does not carry the key of this benchmark's inputs"
     if not result.get("model_sha256"):
         return "its result.json records no model sha256 (rerun the benchmark to record it)"

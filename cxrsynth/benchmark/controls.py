@@ -36,12 +36,10 @@ from ..records import Record, read_records
 from ..sources.base import read_csv_rows
 from ..sources.covid_collection import NAME as COLLECTION
 from ..sources.covid_collection import is_covid
-from . import metrics as M
+from .. import metrics as M
 from ..vocab import CONFIGS, TASK_LABELS
 from .arms import EvalItem
 
-PROBE_SIDE = 32  # pixels per side of the probe's input: small on purpose (a linear probe, not a model)
-PROBE_MAX = 200  # images per side at most
 
 
 # -- same-source negatives --------------------------------------------------------------------------
@@ -181,40 +179,6 @@ def _pil_pixels(images) -> np.ndarray:
 
     return np.stack([np.asarray(im.convert("L").resize((PROBE_SIDE, PROBE_SIDE), Image.Resampling.BILINEAR),
                                 dtype=np.float32).ravel() / 255.0 for im in images])
-
-
-def _cap(n: int, cap: int, seed: int) -> np.ndarray:
-    idx = np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False)) if n > cap else idx
-
-
-def probe(x_a: np.ndarray, x_b: np.ndarray, groups_a: list[str], groups_b: list[str], bootstrap: int,
-          seed: int = 0) -> dict:
-    """Out-of-fold AUROC of a logistic regression telling group ``b`` (1) from ``a`` (0), folds by patient.
-
-    Each image is scored by a model that never saw its patient; the interval resamples patients.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    x = np.concatenate([x_a, x_b])
-    y = np.r_[np.zeros(len(x_a)), np.ones(len(x_b))].astype(int)
-    groups = np.asarray(list(groups_a) + list(groups_b))
-    n_folds = min(5, len(set(groups_a)), len(set(groups_b)))
-    if n_folds < 2:
-        return {"n_a": len(x_a), "n_b": len(x_b), "auroc": None, "auroc_ci95": None,
-                "note": "too few patients on one side for a cross-validated probe"}
-    scores = np.zeros(len(y))
-    for tr, te in StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(x, y, groups):
-        if len(set(y[tr].tolist())) < 2:
-            scores[te] = 0.5
-            continue
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=2000))
-        scores[te] = clf.fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
-    return {"n_a": len(x_a), "n_b": len(x_b), "folds": n_folds, "auroc": M.auroc(y, scores),
-            "auroc_ci95": M.bootstrap_auroc(y, scores, groups.tolist(), bootstrap, seed) if bootstrap else None}
 
 
 def source_probes(records: list[Record], same_source: list[EvalItem], findings: list[str], bootstrap: int) -> dict:

@@ -38,7 +38,7 @@ from torch import nn
 from ..config import at_least, positive
 from ..device import autocast_dtype, use_channels_last
 from ..errors import ConfigError
-from . import metrics as M
+from .. import metrics as M
 
 
 ADADELTA_RHO, ADADELTA_EPS = 0.95, 1e-7  # keras.optimizers.Adadelta defaults (Keras 2.3.1)

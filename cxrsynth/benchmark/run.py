@@ -33,6 +33,7 @@ import torch
 
 from .. import __version__
 from ..artifacts import GeneratedSet, ReleaseFolder
+from ..artifacts.benchmark_run import cell_key as run_cell_key
 from ..config import at_least, to_dict
 from ..config import build as build_config
 from ..device import pick_device
@@ -46,7 +47,7 @@ from ..schemas import validate
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
 from . import controls as C
 from . import figure_inputs
-from . import metrics as M
+from .. import metrics as M
 from .arms import Cached, EvalDataset, eval_items, train_set
 from ..classifiers import build
 from .fit import FitConfig, fit, predict, score
@@ -380,8 +381,7 @@ def list_cells(cfg: BenchmarkConfig) -> list[Cell]:
 
 def cell_key(inputs: dict, cell: Cell) -> str:
     """What one cell's numbers depend on: the run's inputs (:func:`run_inputs`) and the cell itself."""
-    text = json.dumps({"inputs": inputs, "cell": [cell.task, cell.arm, cell.seed]}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return run_cell_key(inputs, cell.task, cell.arm, cell.seed)
 
 
 def cell_done(run_dir: Path, key: str | None) -> bool:
