@@ -173,7 +173,8 @@ def test_ema_generator_is_exported_and_resumes_exactly(planned_workdir, tmp_path
 def test_generator_with_new_arch_fields_regenerates_through_generate(planned_workdir, tmp_path):
     """A refined translator in a work folder: `generate` rebuilds the bilinear, reflect-padded U-Net from the
     file's arch alone, and its PNG equals the network rebuilt by hand from the weights."""
-    from cxrsynth.generate import GenerateConfig, generate, read_provenance
+    from cxrsynth.artifacts import GeneratedSet
+    from cxrsynth.generate import GenerateConfig, generate
     from cxrsynth.images import load_canonical
     from cxrsynth.records import read_records
 
@@ -187,13 +188,14 @@ def test_generator_with_new_arch_fields_regenerates_through_generate(planned_wor
     by_hand = UNetGenerator(1, 1, 8, upsample="bilinear", padding="reflect")
     by_hand.load_state_dict(load_file(str(path)))
     generate(wd, resolve(GenerateConfig, overrides=["limit=2", "configs=g_nc", "workers=0", "precision=fp32"]))
-    p = read_provenance(wd / "generated", "g_nc")[0]
-    m = json.loads((wd / "generated/private/g_nc/shard-00000.jsonl").read_text().splitlines()[0])
+    gen = GeneratedSet(wd / "generated")
+    p = gen.provenance("g_nc")[0]
+    m = json.loads(gen.private_mapping("g_nc", "shard-00000").read_text().splitlines()[0])
     rec = {r.record_id: r for r in read_records(wd / "records.parquet")}[m["record_id"]]
     x = torch.from_numpy(load_canonical(rec.path, 64)).float()[None, None] / 127.5 - 1
     with torch.no_grad():
         y = ((by_hand(x).clamp(-1, 1) + 1) * 127.5).round().byte()[0, 0].numpy()
-    assert np.array_equal(np.asarray(Image.open(wd / "generated" / p["file"])), y)
+    assert np.array_equal(np.asarray(Image.open(gen.image(p))), y)
     # the same weights under the old (nearest, zero-padded) architecture give another image
     old = build_generator({"name": "unet_generator", "in_channels": 1, "out_channels": 1, "base": 8})
     old.load_state_dict(load_file(str(path)))
