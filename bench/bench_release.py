@@ -73,9 +73,10 @@ def phase(name: str, wd: Path, total: int) -> dict:
         n = r1["configs"]["g_nc"]["generated"] + r2["configs"]["g_pc"]["generated"]
         extra = {"images": n}
     elif name == "package":
+        from cxrsynth.artifacts import ReleaseFolder
         from cxrsynth.release.package import ReleaseConfig, build
 
-        m = build(wd, wd / "release" / "covid-cxr-synth", wd / "release" / "covid-cxr-synth.private", ReleaseConfig())
+        m = build(wd, ReleaseFolder(wd / "release" / "covid-cxr-synth"), ReleaseConfig())
         extra = {"counts": m["counts"], "shards": len(m["files"]),
                  "bytes": sum(f["num_bytes"] for f in m["files"])}
     elif name == "verify":
