@@ -724,6 +724,6 @@ def _export(run_dir: Path, nets: dict[str, nn.Module], cfg: TrainConfig, report:
     report["translator_id"] = translator_id(cfg.task, info)
     report["generator_sha256"] = info["sha256"]
     write_json(run.report, report)
-    from ..cards import render_translator_card
+    from .card import render_translator_card
 
     render_translator_card(run_dir, cfg, report, data.ids, data.licence_inputs)
