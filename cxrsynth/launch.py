@@ -366,21 +366,18 @@ def _run(cmd: list[str]) -> str | tuple[int, str]:
     return p.stdout if p.returncode == 0 else (p.returncode, _last_line(p.stderr) or f"exit status {p.returncode}")
 
 
-SLURM_JOB_ID = re.compile(r"^\d+_\d+$")  # an array task: every SLURM job launched here is one
-
-
 def scheduler_view(cells: list[dict]) -> str:
     """``--status``: correct what the files say about each unfinished SLURM job (``cells``: dicts with
-    ``state``, ``job_id``, ``detail``, updated in place, ``scheduler_state`` added) with SLURM's own
+    ``state``, ``job_id``, ``launcher``, ``detail``, updated in place, ``scheduler_state`` added) with SLURM's own
     state: a job SLURM ended without a result is failed (TIMEOUT, CANCELLED ...) even when the command
     that launched it was killed before it could write so; a pending or running one is running. Returns
     where the states came from (see :func:`scheduler_states`), ``files`` when no job was SLURM's."""
-    ids = [str(c["job_id"]) for c in cells if c["state"] != "done" and SLURM_JOB_ID.match(str(c.get("job_id") or ""))]
+    ids = [str(c["job_id"]) for c in cells if c["state"] != "done" and c.get("launcher") == "slurm" and c.get("job_id")]
     if not ids:
         return "files"
     source, states = scheduler_states(ids)
     for c in cells:
-        state = states.get(str(c.get("job_id"))) if c["state"] != "done" else None
+        state = states.get(str(c.get("job_id"))) if c["state"] != "done" and c.get("launcher") == "slurm" else None
         if state is None:
             continue
         c["scheduler_state"] = state

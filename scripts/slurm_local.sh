@@ -4,7 +4,10 @@
 #   bash scripts/slurm_local.sh start   # install slurm-wlm + munge if missing (apt, as root), start, print the env
 #   eval "$(bash scripts/slurm_local.sh env)"   # SLURM_CONF for sbatch/squeue/sacct and for cxrsynth
 #   bash scripts/slurm_local.sh stop    # end exactly the daemons `start` started (by their pid files)
+#   bash scripts/slurm_local.sh status  # exit 0 when its cluster is up
 #
+# Exit status of `start`: 0 up; 3 slurm-wlm/munge missing and apt-get could not install them (the last
+# line on stderr says why); 1 installed but the cluster did not come up (logs named).
 # Why a script: the tests marked `slurm` need a real scheduler (sbatch, scancel, time limits), and CI
 # runs on a clean clone as root. Everything lives in a private folder ($CXRSYNTH_SLURM_DIR, default
 # /tmp/cxrsynth-slurm-$UID): munge key and socket, slurm.conf, state, spool, logs and pid files. Nothing
@@ -42,7 +45,7 @@ install() {
   export DEBIAN_FRONTEND=noninteractive
   { apt-get update -q && apt-get install -y -q --no-install-recommends slurm-wlm munge; } >"${TMPDIR:-/tmp}/slurm_local.apt.log" 2>&1 || {
     say "apt-get could not install slurm-wlm and munge (log: ${TMPDIR:-/tmp}/slurm_local.apt.log: $(tail -n 1 "${TMPDIR:-/tmp}/slurm_local.apt.log"))"; return 1; }
-  installed
+  installed || { say "slurm-wlm and munge installed, but slurmctld, slurmd, sbatch or munged is not on PATH ($PATH)"; return 1; }
 }
 
 write_conf() {
@@ -104,7 +107,6 @@ stop() {
 }
 
 start() {
-  install
   local running=0 d
   for d in "${DAEMONS[@]}"; do [ -n "$(pid_of "$d" || true)" ] && running=$((running + 1)); done
   if [ "$running" = 3 ] && [ -f "$CONF" ] && node_idle; then
@@ -132,8 +134,9 @@ start() {
 }
 
 case "${1:-}" in
-  start) start ;;
+  start) install || exit 3; start ;;
   stop) stop ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  status) for d in "${DAEMONS[@]}"; do [ -n "$(pid_of "$d" || true)" ] || exit 1; done; node_idle ;;
+  *) echo "usage: $0 start|stop|env|status" >&2; exit 2 ;;
 esac

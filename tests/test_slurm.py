@@ -34,21 +34,25 @@ SETS = [x for kv in CFG for x in ("--set", kv)]
 
 
 def _cluster() -> None:
-    """Skip (saying why) when there is no cluster to use; fail when one was meant to be there and is not."""
+    """Skip the module (one line saying why) when there is no cluster to use; fail when one was meant to
+    be there and is not. Checked at collection, before any fixture builds data."""
     if os.environ.get("CXRSYNTH_SLURM_SKIP"):
-        pytest.skip(f"no SLURM cluster: {os.environ['CXRSYNTH_SLURM_SKIP']}")
+        pytest.skip(f"no SLURM cluster: {os.environ['CXRSYNTH_SLURM_SKIP']}", allow_module_level=True)
     if os.environ.get("CXRSYNTH_SLURM_ERROR"):
-        pytest.fail(f"the local SLURM cluster did not start: {os.environ['CXRSYNTH_SLURM_ERROR']}")
+        pytest.fail(f"the local SLURM cluster did not start: {os.environ['CXRSYNTH_SLURM_ERROR']}", pytrace=False)
     if not shutil.which("sbatch") or not os.environ.get("SLURM_CONF"):
-        pytest.skip("no SLURM cluster: run `bash scripts/slurm_local.sh start` and "
-                    "`eval \"$(bash scripts/slurm_local.sh env)\"` first (scripts/test.sh does)")
+        pytest.skip("no SLURM cluster: run `bash scripts/slurm_local.sh start` and `eval \"$(bash scripts/slurm_local.sh "
+                    "env)\"` first (scripts/test.sh does)", allow_module_level=True)
     got = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
-    assert got.returncode == 0 and got.stdout.split(), f"sinfo: {got.stderr.strip()}"
+    if got.returncode or not got.stdout.split():
+        pytest.fail(f"SLURM_CONF={os.environ['SLURM_CONF']} but sinfo answers: {got.stderr.strip()}", pytrace=False)
+
+
+_cluster()
 
 
 @pytest.fixture(scope="module")
 def serial(planned_workdir, tmp_path_factory):
-    _cluster()
     out = tmp_path_factory.mktemp("slurm") / "serial"
     run_benchmark(planned_workdir, out, resolve(BenchmarkConfig, overrides=CFG))
     return planned_workdir, out
@@ -124,7 +128,7 @@ def test_benchmark_array_gives_the_serial_numbers(serial, timed_out, tmp_path, c
     assert all(c["job_id"] and c["log"] for c in after["cells"])
 
 
-def test_scancel_mid_run_then_rerun_submits_only_that_cell(serial, tmp_path, capsys):
+def test_scancel_mid_run_then_rerun_submits_only_that_cell(serial, timed_out, tmp_path, capsys):
     """Scenario 2: seed-0 is finished, seed-1's job is cancelled while it runs; the rerun submits seed-1 alone."""
     wd, ref = serial
     out = resumable_copy(ref, tmp_path / "cancelled")
