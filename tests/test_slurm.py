@@ -233,3 +233,45 @@ def test_time_limit_is_reported_as_timed_out(timed_out, capsys):
     assert time.monotonic() - started >= 60
     st = status(out, capsys)
     assert st["cells"][1]["state"] == "failed" and st["cells"][1]["scheduler_state"] == "TIMEOUT"
+
+
+def starts_then_waits(folder: str) -> int:
+    """A launched job for the preemption test: counts its starts in ``folder/starts``, waits for
+    ``folder/go``, and returns how many times it started."""
+    starts = Path(folder) / "starts"
+    n = int(starts.read_text()) + 1 if starts.exists() else 1
+    starts.write_text(str(n))
+    while not (Path(folder) / "go").exists():
+        time.sleep(0.2)
+    return n
+
+
+def test_a_preempted_job_is_requeued_and_runs_again(tmp_path):
+    """What a preemption sends (SIGTERM, then submitit's USR2, as submitit's own ``_interrupt`` does): the
+    job checkpoints, requeues itself through SLURM and runs again under the same id; the launcher waits
+    for it and gets its result. Every launched job goes this way (benchmark cells too: each is redone)."""
+    import threading
+
+    from cxrsynth.launch import Job, Launcher, launch
+
+    got: list = []
+    run = threading.Thread(target=lambda: got.extend(launch(
+        Launcher(kind="slurm", time_min=30, poll_s=0.5), [Job("held", starts_then_waits, (str(tmp_path),), tmp_path)],
+        tmp_path / "jobs")))
+    run.start()
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "starts").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job = read_record(tmp_path)["job_id"]
+    time.sleep(1)  # the job's signal handlers are set before it counts its start; let its log show it
+    for sig in ("TERM", "USR2"):
+        subprocess.run(["scancel", "--signal", sig, job], check=True)
+    while slurm_state(job) != "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)  # skip the requeue delay
+    while (tmp_path / "starts").read_text() != "2" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (tmp_path / "go").touch()
+    run.join(120)
+    assert [(o.ok, o.value, o.job_id) for o in got] == [(True, 2, job)]
+    assert "this job is preempted" in Path(got[0].stderr).read_text()
