@@ -48,6 +48,7 @@ LOCAL_OPTIONS = {"local_parallelism": "--local-parallelism"}
 DEFAULT_SLURM_TIME_MIN = 240
 LOCAL_TIME_MIN = 7 * 24 * 60  # a local job is never cut short by a time limit of ours
 RESULT_GRACE_S = 15  # as submitit waits for a result file that SLURM's accounting announced
+SCHEDULER_POLL_MAX_S = 60  # sacct/scontrol at most this seldom: a tenth of the time since submission, from poll_s
 
 
 class JobsFailed(CxrsynthError):
@@ -396,8 +397,10 @@ def launch(launcher: Launcher, jobs: list[Job], log_dir: Path, echo: Callable[[s
     ``serial``: each runs here, in order; an exception propagates at once (today's behaviour).
     ``local``/``slurm``: submitit jobs with pickles and logs in ``log_dir``; nothing is raised for a
     failed job, its :class:`Outcome` says what failed and where its log is (see :func:`raise_failed`).
-    A SLURM job is finished when its result file is there or SLURM says it ended (asked every
-    ``poll_s`` with :func:`scheduler_states`, so a cancelled or timed-out job is seen at once).
+    A SLURM job is finished when its result file is there (looked for every ``poll_s``) or SLURM says it
+    ended (:func:`scheduler_states`, asked every ``poll_s`` at first and then more seldom, a tenth of the
+    time since submission, at most every minute: a cancelled or timed-out job is seen soon, and a long
+    array does not hammer the controller or the accounting database).
     Interrupting this process leaves submitted jobs running (a SLURM array stays queued): rerunning
     the command skips what they finished.
     """
@@ -425,12 +428,16 @@ def launch(launcher: Launcher, jobs: list[Job], log_dir: Path, echo: Callable[[s
             submitted(i, job)
         pending = []
     at_once = launcher.local_parallelism or max(1, min(4, os.cpu_count() or 1))
+    began, asked = time.monotonic(), float("-inf")  # the first poll asks SLURM
     while pending or len(outcomes) < len(jobs):
         while pending and len(by_spec) - len(outcomes) < at_once:
             i = pending.pop(0)
             submitted(i, ex.submit(jobs[i].fn, *jobs[i].args))
         open_ = [i for i in by_spec if i not in outcomes]
-        states = scheduler_states([str(by_spec[i].job_id) for i in open_])[1] if launcher.kind == "slurm" else {}
+        states = {}
+        now = time.monotonic()
+        if launcher.kind == "slurm" and now - asked >= min(SCHEDULER_POLL_MAX_S, max(launcher.poll_s, (now - began) / 10)):
+            states, asked = scheduler_states([str(by_spec[i].job_id) for i in open_])[1], now
         for i in open_:
             job, state = by_spec[i], states.get(str(by_spec[i].job_id))
             if launcher.kind == "slurm":

@@ -259,11 +259,10 @@ def test_a_preempted_job_is_requeued_and_runs_again(tmp_path):
         Launcher(kind="slurm", time_min=30, poll_s=0.5), [Job("held", starts_then_waits, (str(tmp_path),), tmp_path)],
         tmp_path / "jobs")))
     run.start()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while not (tmp_path / "starts").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    job = read_record(tmp_path)["job_id"]
-    time.sleep(1)  # the job's signal handlers are set before it counts its start; let its log show it
+    job = read_record(tmp_path)["job_id"]  # submitit set the job's signal handlers before it counted its start
     for sig in ("TERM", "USR2"):
         subprocess.run(["scancel", "--signal", sig, job], check=True)
     while slurm_state(job) != "PENDING" and time.monotonic() < deadline:
@@ -272,6 +271,6 @@ def test_a_preempted_job_is_requeued_and_runs_again(tmp_path):
     while (tmp_path / "starts").read_text() != "2" and time.monotonic() < deadline:
         time.sleep(0.2)
     (tmp_path / "go").touch()
-    run.join(120)
+    run.join(300)
     assert [(o.ok, o.value, o.job_id) for o in got] == [(True, 2, job)]
     assert "this job is preempted" in Path(got[0].stderr).read_text()
