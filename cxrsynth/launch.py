@@ -100,9 +100,9 @@ class Launcher:
 
         The file holds ``launcher: KIND`` (optional) and a section per kind, ``slurm:`` (``partition``,
         ``gpus_per_job``, ``cpus_per_job``, ``time_min``, ``array_parallelism``, ``options``: a mapping
-        or a list of ``KEY=VALUE``, and ``setup``: a list of shell lines) and/or ``local:`` (``local_parallelism``); only the chosen kind's
-        section applies, so one file serves both. The kind: ``given``, else the file's, else ``slurm``
-        when the file has that section.
+        or a list of ``KEY=VALUE``, and ``setup``: a list of shell lines) and/or ``local:``
+        (``local_parallelism``); only the chosen kind's section applies, so one file serves both. The
+        kind: ``given``, else the file's, else ``slurm`` when the file has that section.
         """
         import yaml
 
@@ -266,8 +266,9 @@ def _ended_without_result(kind: str, state: str | None, time_min: int | None) ->
     if state == "TIMEOUT":
         limit = f" ({time_min} min, --slurm-time)" if time_min else ""
         return f"timed out: SLURM ended the job at its time limit{limit}, state TIMEOUT"
-    why = {"CANCELLED": "cancelled (scancel, or an administrator)", "OUT_OF_MEMORY": "out of memory (--slurm-option mem=...)",
-           "NODE_FAIL": "its node failed", "PREEMPTED": "preempted and not requeued"}.get(state or "", "ended without a result")
+    why = {"CANCELLED": "cancelled (scancel, or an administrator)",
+           "OUT_OF_MEMORY": "out of memory (--slurm-option mem=...)", "NODE_FAIL": "its node failed",
+           "PREEMPTED": "preempted and not requeued"}.get(state or "", "ended without a result")
     return f"{why}: SLURM state {state or 'unknown (no longer known to SLURM)'}"
 
 
