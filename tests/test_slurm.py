@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,7 +25,8 @@ import pytest
 
 from cxrsynth.benchmark.run import BenchmarkConfig, run_benchmark
 from cxrsynth.config import resolve
-from cxrsynth.launch import read_record
+from cxrsynth.launch import launcher_from_cli, read_record
+from cxrsynth.locks import holder_of
 
 from .conftest import TINY, copy_workdir
 from .test_launch import CELL0, CELL1, CFG, numbers, resumable_copy
@@ -102,12 +104,30 @@ def timed_out(serial, tmp_path_factory):
         proc.kill()
 
 
+def in_thread(fn, *args, **kw) -> tuple[threading.Thread, dict]:
+    """``fn`` running in a thread; its return value or exception lands in the dict."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = fn(*args, **kw)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, box
+
+
 def test_benchmark_array_gives_the_serial_numbers(serial, timed_out, tmp_path, capsys):
-    """Scenario 1: a two-cell array; the options as sbatch read them; --status while it runs and after."""
+    """Scenario 1: a two-cell array with the launcher the CLI options make (in this process, as the
+    rerun below: a command's own process would spend half its time warming caches); the options as
+    sbatch read them; --status while it runs and after."""
     wd, ref = serial
-    out = tmp_path / "array"
-    proc = cx("-w", wd, "benchmark", "--out", out, "--launcher", "slurm", "--slurm-time", "7",
-              "--slurm-array-parallelism", "2", "--slurm-option", "comment=cxrsynth-test", *SETS)
+    out, lines = tmp_path / "array", []
+    launcher = launcher_from_cli("slurm", None, time_min=7, array_parallelism=2, options=("comment=cxrsynth-test",))
+    thread, box = in_thread(run_benchmark, wd, out, resolve(BenchmarkConfig, overrides=CFG), launcher=launcher,
+                            echo=lines.append)
     job = wait_for_job(out.joinpath(*CELL0))
     shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
     assert "TimeLimit=00:07:00" in shown and "ArrayTaskThrottle=2" in shown and "Comment=cxrsynth-test" in shown
@@ -116,41 +136,43 @@ def test_benchmark_array_gives_the_serial_numbers(serial, timed_out, tmp_path, c
     # this cluster keeps no accounting: scontrol answers (a cluster with slurmdbd: sacct)
     assert running["states_from"].split()[0] in ("sacct", "scontrol") and cell["state"] == "running", running
     assert cell["job_id"] == job and cell["scheduler_state"] == "RUNNING" and cell["log"].endswith("_log.err")
-    stdout, stderr = proc.communicate(timeout=400)
-    assert proc.returncode == 0, stderr[-3000:]
-    assert numbers(out) == numbers(ref)
+    thread.join(400)
+    assert "error" not in box and numbers(out) == numbers(ref), box
     for cell in (CELL0, CELL1):  # every job: its id and log, on the command's output and in --status
         rec = read_record(out.joinpath(*cell))
         assert rec["state"] == "done" and rec["launcher"] == "slurm" and re.fullmatch(r"\d+_[01]", rec["job_id"])
-        assert f"submitted as job {rec['job_id']} (log {rec['stderr']})" in stderr
-        assert f"done (job {rec['job_id']}, log {rec['stderr']})" in stderr
+        assert f"{'/'.join(cell[1:])}: submitted as job {rec['job_id']} (log {rec['stderr']})" in lines
+        assert f"{'/'.join(cell[1:])}: done (job {rec['job_id']}, log {rec['stderr']})" in lines
     after = status(out, capsys)
     assert after["counts"] == {"done": 2, "running": 0, "failed": 0, "missing": 0} and after["results"]
     assert all(c["job_id"] and c["log"] for c in after["cells"])
 
 
 def test_scancel_mid_run_then_rerun_submits_only_that_cell(serial, timed_out, tmp_path, capsys):
-    """Scenario 2: seed-0 is finished, seed-1's job is cancelled while it runs; the rerun submits seed-1 alone."""
+    """Scenario 2: seed-0 is finished, seed-1's job is cancelled while it runs: the command exits 1 naming
+    the cell, its log and SLURM's state; the rerun submits seed-1 alone and gives the serial numbers."""
     wd, ref = serial
     out = resumable_copy(ref, tmp_path / "cancelled")
     stamp = out.joinpath(*CELL0, "result.json").stat().st_mtime_ns
-    args = ["-w", wd, "benchmark", "--out", out, "--launcher", "slurm", "--slurm-time", "7", *SETS]
-    proc = cx(*args)
+    proc = cx("-w", wd, "benchmark", "--out", out, "--launcher", "slurm", "--slurm-time", "7", *SETS)
     job = wait_for_job(out.joinpath(*CELL1))
+    log = Path(read_record(out.joinpath(*CELL1))["stderr"])
+    deadline = time.monotonic() + 180
+    while not holder_of(out.joinpath(*CELL1), "cell") and time.monotonic() < deadline:  # the cell is training
+        time.sleep(0.1)
+    assert slurm_state(job) == "RUNNING"
     subprocess.run(["scancel", job], check=True)
     _, stderr = proc.communicate(timeout=300)
-    log = read_record(out.joinpath(*CELL1))["stderr"]
     err = [x for x in stderr.splitlines() if x.startswith("Error: ")]
     assert proc.returncode == 1 and len(err) == 1, stderr[-3000:]
     assert "1 of 1 benchmark cells failed" in err[0] and "normal-covid/real/seed-1" in err[0] and f"(log {log})" in err[0]
     assert "cancelled (scancel, or an administrator): SLURM state CANCELLED" in err[0]
     st = status(out, capsys)
     assert [(c["state"], c.get("scheduler_state")) for c in st["cells"]] == [("done", None), ("failed", "CANCELLED")]
-    again = cx(*args)
-    _, stderr = again.communicate(timeout=400)
-    assert again.returncode == 0, stderr[-3000:]
-    assert [x for x in stderr.splitlines() if "submitted as job" in x] == [
-        x for x in stderr.splitlines() if x.startswith("normal-covid/real/seed-1: submitted as job")] != []
+    lines: list[str] = []
+    run_benchmark(wd, out, resolve(BenchmarkConfig, overrides=CFG), launcher=launcher_from_cli("slurm", None, time_min=7),
+                  echo=lines.append)
+    assert [x.split(" as job")[0] for x in lines if "submitted as job" in x] == ["normal-covid/real/seed-1: submitted"]
     assert out.joinpath(*CELL0, "result.json").stat().st_mtime_ns == stamp
     assert numbers(out) == numbers(ref)
 
@@ -251,8 +273,6 @@ def test_a_preempted_job_is_requeued_and_runs_again(tmp_path):
     """What a preemption sends (SIGTERM, then submitit's USR2, as submitit's own ``_interrupt`` does): the
     job checkpoints, requeues itself through SLURM and runs again under the same id; the launcher waits
     for it and gets its result. Every launched job goes this way (benchmark cells too: each is redone)."""
-    import threading
-
     from cxrsynth.launch import Job, Launcher, launch
 
     got: list = []
