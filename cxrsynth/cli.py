@@ -297,7 +297,7 @@ def launcher_options(f):
                           "subprocesses (local) or as a SLURM job array (slurm), through submitit."),
         click.option("--launcher-config", type=click.Path(dir_okay=False, exists=True), default=None,
                      help="YAML file with a `slurm:` section (partition, gpus_per_job, cpus_per_job, time_min, "
-                          "array_parallelism, options); command-line options win."),
+                          "array_parallelism, options, setup); command-line options win."),
         click.option("--slurm-partition", default=None, help="SLURM partition."),
         click.option("--slurm-gpus-per-job", type=int, default=None, help="GPUs per job (gpus-per-node)."),
         click.option("--slurm-cpus-per-job", type=int, default=None, help="CPUs per job (cpus-per-task)."),
@@ -307,6 +307,9 @@ def launcher_options(f):
                      help="At most this many jobs of the array run at once."),
         click.option("--slurm-option", "slurm_options", multiple=True, metavar="KEY=VALUE",
                      help="Extra sbatch option (repeatable), e.g. --slurm-option account=proj42; KEY alone for a flag."),
+        click.option("--slurm-setup", "slurm_setup", multiple=True, metavar="LINE",
+                     help="Shell line the job script runs before the job (repeatable), e.g. "
+                          "--slurm-setup 'module load cuda' --slurm-setup 'source /scratch/env/bin/activate'."),
         click.option("--local-parallelism", type=int, default=None,
                      help="With --launcher local: at most this many subprocesses at once (default: CPUs, at most 4)."),
     ]
@@ -323,6 +326,7 @@ def _launcher(opts: dict):
         opts["launcher_kind"], opts["launcher_config"], partition=opts["slurm_partition"],
         gpus_per_job=opts["slurm_gpus_per_job"], cpus_per_job=opts["slurm_cpus_per_job"], time_min=opts["slurm_time"],
         array_parallelism=opts["slurm_array_parallelism"], options=tuple(opts["slurm_options"]),
+        setup=tuple(opts["slurm_setup"]),
         local_parallelism=opts["local_parallelism"])
 
 
@@ -583,19 +587,25 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
 
 
 def _benchmark_status(out: Path, as_json: bool) -> None:
-    """``benchmark --status OUT``: one line per cell that is not done, and the counts."""
-    from .benchmark.run import benchmark_status
+    """``benchmark --status OUT``: one line per cell (with its job id and log when it was launched),
+    the counts, and where the states came from: SLURM's ``sacct`` when it answers, else ``scontrol``,
+    else the files alone."""
+    from .benchmark.run import CELL_STATES, benchmark_status
+    from .launch import scheduler_view
 
     st = benchmark_status(out)
+    st["states_from"] = scheduler_view(st["cells"])
+    st["counts"] = {s: sum(c["state"] == s for c in st["cells"]) for s in CELL_STATES}
     if as_json:
         _echo_json(st)
         return
     for c in st["cells"]:
-        extra = "; ".join(x for x in (c["detail"], f"log {c['log']}" if c["log"] and c["state"] == "failed" else None) if x)
+        job = f"job {c['job_id']}, log {c['log']}" if c.get("job_id") and c["log"] else None
+        extra = "; ".join(x for x in (c["detail"], job) if x)
         click.echo(f"{c['state']:8s} {c['cell']}" + (f"  ({extra})" if extra else ""))
     counts = ", ".join(f"{n} {s}" for s, n in st["counts"].items())
     click.echo(f"{out}: {counts} of {len(st['cells'])} cells; results.json "
-               + ("written" if st["results"] else "not written yet"))
+               + ("written" if st["results"] else "not written yet") + f"; states from {st['states_from']}")
 
 
 @cli.command()

@@ -20,10 +20,11 @@ never taken from elsewhere.
 
 from __future__ import annotations
 
-import functools
 import os
+import re
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,11 +42,13 @@ KINDS = ("serial", "local", "slurm")
 # Launcher field -> the command-line option that sets it (named in errors).
 SLURM_OPTIONS = {"partition": "--slurm-partition", "gpus_per_job": "--slurm-gpus-per-job",
                  "cpus_per_job": "--slurm-cpus-per-job", "time_min": "--slurm-time",
-                 "array_parallelism": "--slurm-array-parallelism", "options": "--slurm-option"}
+                 "array_parallelism": "--slurm-array-parallelism", "options": "--slurm-option",
+                 "setup": "--slurm-setup"}
 LOCAL_OPTIONS = {"local_parallelism": "--local-parallelism"}
 DEFAULT_SLURM_TIME_MIN = 240
 LOCAL_TIME_MIN = 7 * 24 * 60  # a local job is never cut short by a time limit of ours
 RESULT_GRACE_S = 15  # as submitit waits for a result file that SLURM's accounting announced
+SCHEDULER_POLL_MAX_S = 60  # sacct/scontrol at most this seldom: a tenth of the time since submission, from poll_s
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ class Launcher:
     ``slurm`` submits them as one array (``array_parallelism``: at most that many running at once).
 
     ``options`` are extra sbatch options as ``KEY=VALUE`` (``KEY`` alone for a flag, e.g.
-    ``exclusive``), e.g. ``account=proj42`` or ``qos=high`` or ``mem=32G``.
+    ``exclusive``), e.g. ``account=proj42`` or ``qos=high`` or ``mem=32G``. ``setup`` are shell lines
+    the job script runs before the job's command (``module load cuda``, ``source env/bin/activate``).
     """
 
     kind: Literal["serial", "local", "slurm"] = "serial"
@@ -65,6 +69,7 @@ class Launcher:
     time_min: int | None = None
     array_parallelism: int | None = None
     options: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()
     local_parallelism: int | None = None
     poll_s: float = 2.0
 
@@ -91,10 +96,10 @@ class Launcher:
         ``None`` = not given) taking precedence.
 
         The file holds ``launcher: KIND`` (optional) and a section per kind, ``slurm:`` (``partition``,
-        ``gpus_per_job``, ``cpus_per_job``, ``time_min``, ``array_parallelism``, and ``options``: a mapping
-        or a list of ``KEY=VALUE``) and/or ``local:`` (``local_parallelism``); only the chosen kind's
-        section applies, so one file serves both. The kind: ``given``, else the file's, else ``slurm``
-        when the file has that section.
+        ``gpus_per_job``, ``cpus_per_job``, ``time_min``, ``array_parallelism``, ``options``: a mapping
+        or a list of ``KEY=VALUE``, and ``setup``: a list of shell lines) and/or ``local:``
+        (``local_parallelism``); only the chosen kind's section applies, so one file serves both. The
+        kind: ``given``, else the file's, else ``slurm`` when the file has that section.
         """
         import yaml
 
@@ -118,6 +123,9 @@ class Launcher:
             values["options"] = tuple(k if v is True else f"{k}={v}" for k, v in opts.items())
         elif opts is not None:
             values["options"] = tuple(str(o) for o in opts)
+        if values.get("setup") is not None:
+            setup = values["setup"]
+            values["setup"] = (setup,) if isinstance(setup, str) else tuple(str(x) for x in setup)
         values |= {k: v for k, v in given.items() if v not in (None, ())}
         return cls(kind=kind, **values)
 
@@ -137,7 +145,7 @@ class Launcher:
         """What :class:`submitit.SlurmExecutor` is given (its ``update_parameters`` names)."""
         params = {"partition": self.partition, "gpus_per_node": self.gpus_per_job, "cpus_per_task": self.cpus_per_job,
                   "time": self.time_min or DEFAULT_SLURM_TIME_MIN, "array_parallelism": self.array_parallelism,
-                  "additional_parameters": self.sbatch_options() or None}
+                  "additional_parameters": self.sbatch_options() or None, "setup": list(self.setup) or None}
         return {k: v for k, v in params.items() if v is not None}
 
     def executor(self, folder: Path):
@@ -153,7 +161,8 @@ class Launcher:
             if shutil.which("srun") is None or shutil.which("sbatch") is None:
                 raise ConfigError("--launcher slurm needs SLURM's sbatch and srun on PATH", "sbatch/srun not found",
                                   "run on the cluster's login node, or use --launcher local")
-            ex = submitit.SlurmExecutor(folder)
+            # A timed-out job is not requeued (it would time out again): it fails, named with its state.
+            ex = submitit.SlurmExecutor(folder, max_num_timeout=0)
             ex.update_parameters(**self.slurm_parameters())
             return ex
         raise ConfigError("the serial launcher has no executor", self.kind)
@@ -185,7 +194,7 @@ class Outcome:
 
     def line(self) -> str:
         if self.ok:
-            return f"{self.name}: done" + (f" (job {self.job_id})" if self.job_id else "")
+            return f"{self.name}: done" + (f" (job {self.job_id}, log {self.stderr})" if self.job_id else "")
         return f"{self.name}: FAILED (job {self.job_id}): {self.error}; log {self.stderr}"
 
 
@@ -218,27 +227,166 @@ def _last_line(text: str | None) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _finish(job, spec: Job, kind: str) -> Outcome:
+def _finish(job, spec: Job, kind: str, slurm_state: str | None = None, time_min: int | None = None) -> Outcome:
     """The outcome of a finished submitit job. A local job writes its result before its process ends;
-    a SLURM job's may reach this node a little after SLURM says the job ended (a shared file system),
-    so it is waited for, briefly. A job without one was killed, out of time or out of memory."""
+    a SLURM job that SLURM says completed or failed may have its result reach this node a little later
+    (a shared file system), so it is waited for, briefly. A job without one was ended from outside: for
+    SLURM, its state says how (TIMEOUT, CANCELLED, OUT_OF_MEMORY, NODE_FAIL ...), and it is named."""
     base = {"name": spec.name, "job_id": str(job.job_id), "stdout": job.paths.stdout, "stderr": job.paths.stderr}
-    deadline = time.monotonic() + (RESULT_GRACE_S if kind == "slurm" else 0)
+    wait = kind == "slurm" and slurm_state in (None, "COMPLETED", "FAILED")
+    deadline = time.monotonic() + (RESULT_GRACE_S if wait else 0)
     while not job.paths.result_pickle.exists() and time.monotonic() < deadline:
         time.sleep(1)
     if job.paths.result_pickle.exists():
         exc = job.exception()
         if exc is None:
             out = Outcome(ok=True, value=job.result(), **base)
-            record(spec.state_dir, state="done", finished=_now())
+            record(spec.state_dir, state="done", finished=_now(), scheduler_state=slurm_state)
             return out
         error = _last_line(str(exc).split("----------------------")[1] if "------" in str(exc) else str(exc))
+        if kind == "slurm" and "timed-out" in error:  # submitit stopped it when SLURM signalled the time limit
+            error = f"timed out: the job reached its time limit ({time_min} min, --slurm-time) and stopped " \
+                    f"(SLURM state {slurm_state or 'unknown'}): {error}"
     else:
         tail = job.paths.stderr.read_text(errors="replace") if job.paths.stderr.is_file() else ""
-        error = f"the job ended without a result (state {job.state}: killed, out of time or out of memory?)" + (
-            f", last log line: {_last_line(tail)}" if _last_line(tail) else "")
-    record(spec.state_dir, state="failed", finished=_now(), error=error)
+        error = _ended_without_result(kind, slurm_state or (None if kind == "slurm" else job.state), time_min)
+        if _last_line(tail):
+            error += f", last log line: {_last_line(tail)}"
+    record(spec.state_dir, state="failed", finished=_now(), error=error, scheduler_state=slurm_state)
     return Outcome(ok=False, error=error, **base)
+
+
+def _ended_without_result(kind: str, state: str | None, time_min: int | None) -> str:
+    """Why a job has no result, in words, from the scheduler's state when there is one."""
+    if kind != "slurm":
+        return f"the job ended without a result (state {state}: killed, out of time or out of memory?)"
+    if state == "TIMEOUT":
+        limit = f" ({time_min} min, --slurm-time)" if time_min else ""
+        return f"timed out: SLURM ended the job at its time limit{limit}, state TIMEOUT"
+    why = {"CANCELLED": "cancelled (scancel, or an administrator)",
+           "OUT_OF_MEMORY": "out of memory (--slurm-option mem=...)", "NODE_FAIL": "its node failed",
+           "PREEMPTED": "preempted and not requeued"}.get(state or "", "ended without a result")
+    return f"{why}: SLURM state {state or 'unknown (no longer known to SLURM)'}"
+
+
+class Requeueable:
+    """A launched job's function, made checkpointable for submitit: when SLURM preempts the job,
+    submitit calls :meth:`checkpoint` and requeues the same call, which then starts again. Every job
+    launched here is resumable (a benchmark cell is redone, a generation rank keeps its finished
+    shards, a translator resumes from its newest checkpoint), so nothing else is saved. A job past its
+    time limit is not requeued (``max_num_timeout=0``): it would run out of time again."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple):
+        self.fn, self.args = fn, args
+
+    def __call__(self):
+        return self.fn(*self.args)
+
+    def checkpoint(self):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+# SLURM states after which a job never runs again (PREEMPTED is not one: a requeued job runs again).
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
+         "SPECIAL_EXIT", "REVOKED"}
+
+
+def _task_ids(spec: str) -> list[str]:
+    """Array task ids from SLURM's notation: ``3``, ``2-4%2``, ``[5,7-8]`` -> each id."""
+    out: list[str] = []
+    for part in spec.strip("[]").split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit():
+            out += [str(i) for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+def _parse_sacct(text: str) -> dict[str, str]:
+    states: dict[str, str] = {}
+    for line in text.splitlines():
+        job_id, _, state = line.partition("|")
+        base, sep, tasks = job_id.partition("_")
+        if "." in job_id or not state:
+            continue
+        for key in ([f"{base}_{t}" for t in _task_ids(tasks)] if sep else [base]):
+            states[key] = state.split()[0]  # "CANCELLED by 0" -> CANCELLED
+    return states
+
+
+def _parse_scontrol(text: str) -> dict[str, str]:
+    states: dict[str, str] = {}
+    for line in text.splitlines():
+        field = dict(re.findall(r"\b(JobId|ArrayJobId|ArrayTaskId|JobState)=(\S+)", line))
+        if "JobState" not in field:
+            continue
+        keys = ([f"{field['ArrayJobId']}_{t}" for t in _task_ids(field["ArrayTaskId"])]
+                if "ArrayTaskId" in field else [field.get("JobId", "")])
+        states.update(dict.fromkeys(keys, field["JobState"]))
+    return states
+
+
+def scheduler_states(job_ids: list[str]) -> tuple[str, dict[str, str]]:
+    """SLURM's state of each job id (``123`` or array task ``123_4``), and where it came from:
+    ``sacct`` (the accounting database: every job, also long after it ended) when it answers, else
+    ``scontrol`` (jobs that ended within the controller's MinJobAge, default 5 min), else ``files``
+    (no scheduler reachable: no states). A job neither knows is left out."""
+    bases = sorted({str(j).split("_")[0] for j in job_ids if j})
+    if not bases:
+        return "files", {}
+    why = "sacct not on PATH"
+    if shutil.which("sacct"):
+        got = _run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(bases)])
+        if isinstance(got, str):
+            return "sacct", _parse_sacct(got)
+        why = got[1]
+    if shutil.which("scontrol"):
+        states: dict[str, str] = {}
+        answered = False
+        for base in bases:
+            got = _run(["scontrol", "-o", "show", "job", base])
+            if isinstance(got, str):
+                answered = True
+                states |= _parse_scontrol(got)
+            elif "Invalid job id" in got[1]:
+                answered = True  # the controller answered: it has forgotten this job
+        if answered:
+            return f"scontrol (sacct: {why})", states
+    return f"files (no scheduler answered; sacct: {why})", {}
+
+
+def _run(cmd: list[str]) -> str | tuple[int, str]:
+    """stdout of ``cmd``, or (exit status, its last error line)."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return (-1, str(exc))
+    return p.stdout if p.returncode == 0 else (p.returncode, _last_line(p.stderr) or f"exit status {p.returncode}")
+
+
+def scheduler_view(cells: list[dict]) -> str:
+    """``--status``: correct what the files say about each unfinished SLURM job (``cells``: dicts with
+    ``state``, ``job_id``, ``launcher``, ``detail``, updated in place, ``scheduler_state`` added) with SLURM's own
+    state: a job SLURM ended without a result is failed (TIMEOUT, CANCELLED ...) even when the command
+    that launched it was killed before it could write so; a pending or running one is running. Returns
+    where the states came from (see :func:`scheduler_states`), ``files`` when no job was SLURM's."""
+    ids = [str(c["job_id"]) for c in cells if c["state"] != "done" and c.get("launcher") == "slurm" and c.get("job_id")]
+    if not ids:
+        return "files"
+    source, states = scheduler_states(ids)
+    for c in cells:
+        state = states.get(str(c.get("job_id"))) if c["state"] != "done" and c.get("launcher") == "slurm" else None
+        if state is None:
+            continue
+        c["scheduler_state"] = state
+        if state in ENDED:
+            if c["state"] != "failed" or not c["detail"]:
+                c["detail"] = _ended_without_result("slurm", state, None)
+            c["state"] = "failed"
+        else:
+            c["state"], c["detail"] = "running", f"SLURM job {c['job_id']}: {state}"
+    return source
 
 
 def launch(launcher: Launcher, jobs: list[Job], log_dir: Path, echo: Callable[[str], None] | None = None) -> list[Outcome]:
@@ -247,6 +395,10 @@ def launch(launcher: Launcher, jobs: list[Job], log_dir: Path, echo: Callable[[s
     ``serial``: each runs here, in order; an exception propagates at once (today's behaviour).
     ``local``/``slurm``: submitit jobs with pickles and logs in ``log_dir``; nothing is raised for a
     failed job, its :class:`Outcome` says what failed and where its log is (see :func:`raise_failed`).
+    A SLURM job is finished when its result file is there (looked for every ``poll_s``) or SLURM says it
+    ended (:func:`scheduler_states`, asked every ``poll_s`` at first and then more seldom, a tenth of the
+    time since submission, at most every minute: a cancelled or timed-out job is seen soon, and a long
+    array does not hammer the controller or the accounting database).
     Interrupting this process leaves submitted jobs running (a SLURM array stays queued): rerunning
     the command skips what they finished.
     """
@@ -261,7 +413,7 @@ def launch(launcher: Launcher, jobs: list[Job], log_dir: Path, echo: Callable[[s
     pending = list(range(len(jobs)))
     for j in jobs:  # --status: waiting for a slot while this process lives
         record(j.state_dir, state="queued", launcher=launcher.kind, job_id=None, launcher_pid=os.getpid(),
-               host=socket.gethostname(), error=None, finished=None)
+               host=socket.gethostname(), error=None, finished=None, scheduler_state=None)
 
     def submitted(i: int, job) -> None:
         by_spec[i] = job
@@ -270,17 +422,28 @@ def launch(launcher: Launcher, jobs: list[Job], log_dir: Path, echo: Callable[[s
         echo(f"{jobs[i].name}: submitted as job {job.job_id} (log {job.paths.stderr})")
 
     if launcher.kind == "slurm":  # one array; SLURM itself holds back all but array_parallelism
-        for i, job in zip(pending, ex.submit_array([functools.partial(j.fn, *j.args) for j in jobs])):
+        for i, job in zip(pending, ex.submit_array([Requeueable(j.fn, j.args) for j in jobs])):
             submitted(i, job)
         pending = []
     at_once = launcher.local_parallelism or max(1, min(4, os.cpu_count() or 1))
+    began, asked = time.monotonic(), float("-inf")  # the first poll asks SLURM
     while pending or len(outcomes) < len(jobs):
         while pending and len(by_spec) - len(outcomes) < at_once:
             i = pending.pop(0)
             submitted(i, ex.submit(jobs[i].fn, *jobs[i].args))
-        for i, job in by_spec.items():
-            if i not in outcomes and job.done():
-                outcomes[i] = _finish(job, jobs[i], launcher.kind)
+        open_ = [i for i in by_spec if i not in outcomes]
+        states = {}
+        now = time.monotonic()
+        if launcher.kind == "slurm" and now - asked >= min(SCHEDULER_POLL_MAX_S, max(launcher.poll_s, (now - began) / 10)):
+            states, asked = scheduler_states([str(by_spec[i].job_id) for i in open_])[1], now
+        for i in open_:
+            job, state = by_spec[i], states.get(str(by_spec[i].job_id))
+            if launcher.kind == "slurm":
+                ended = job.paths.result_pickle.exists() or state in ENDED
+            else:
+                ended = job.done()
+            if ended:
+                outcomes[i] = _finish(job, jobs[i], launcher.kind, state, launcher.time_min or DEFAULT_SLURM_TIME_MIN)
                 echo(outcomes[i].line())
         if len(outcomes) < len(jobs):
             time.sleep(launcher.poll_s)

@@ -216,3 +216,21 @@ def test_release_trains_both_translators_as_jobs(planned_workdir, tmp_path):
     assert len(logs) == 2  # one job per translator
     for task in ("normal-covid", "pneumonia-covid"):
         assert json.loads((wd / "translators" / task / "train_report.json").read_text())["steps"] == 2
+
+
+@pytest.mark.no_data
+def test_scheduler_answers_are_read_per_array_task():
+    """sacct -X -n -P -o JobID,State and scontrol -o show job, as SLURM 22.05 writes them (the scontrol
+    lines abridged from the local cluster of scripts/slurm_local.sh): one state per job or array task."""
+    from cxrsynth.launch import ENDED, _parse_sacct, _parse_scontrol, _task_ids
+
+    assert _task_ids("3") == ["3"] and _task_ids("2-4%2") == ["2", "3", "4"] and _task_ids("[5,7-8]") == ["5", "7", "8"]
+    sacct = "12_0|COMPLETED\n12_1|CANCELLED by 0\n12_1.batch|CANCELLED\n12_[2-3%2]|PENDING\n20|TIMEOUT\n"
+    assert _parse_sacct(sacct) == {"12_0": "COMPLETED", "12_1": "CANCELLED", "12_2": "PENDING", "12_3": "PENDING",
+                                   "20": "TIMEOUT"}
+    scontrol = ("JobId=2 ArrayJobId=2 ArrayTaskId=2-4%2 ArrayTaskThrottle=2 JobName=wrap JobState=PENDING Reason=JobArrayTaskLimit\n"
+                "JobId=4 ArrayJobId=2 ArrayTaskId=1 JobName=wrap JobState=RUNNING Reason=None\n"
+                "JobId=20 JobName=submitit UserId=root(0) JobState=TIMEOUT Reason=TimeLimit\n")
+    assert _parse_scontrol(scontrol) == {"2_2": "PENDING", "2_3": "PENDING", "2_4": "PENDING", "2_1": "RUNNING",
+                                         "20": "TIMEOUT"}
+    assert {"TIMEOUT", "CANCELLED", "OUT_OF_MEMORY"} <= ENDED and not {"PENDING", "RUNNING", "PREEMPTED"} & ENDED

@@ -496,7 +496,7 @@ def _cell_state(out_dir: Path, cell: Cell, key: str) -> dict:
     rec = read_record(folder) or {}
     here = rec.get("host") == socket.gethostname()
     entry = {"cell": cell.name, "state": "missing", "job_id": rec.get("job_id"), "log": rec.get("stderr"),
-             "detail": None}
+             "launcher": rec.get("launcher"), "detail": None}
     if cell_done(folder, key):
         return entry | {"state": "done", "detail": None if rec.get("job_id") else "run here"}
     holder = holder_of(folder, "cell")
