@@ -37,6 +37,8 @@ from ..sources.base import read_csv_rows
 from ..sources.covid_collection import NAME as COLLECTION
 from ..sources.covid_collection import is_covid
 from .. import metrics as M
+from ..probe import PROBE_MAX, PROBE_SIDE, probe
+from ..probe import cap as _cap
 from ..vocab import CONFIGS, TASK_LABELS
 from .arms import EvalItem
 
