@@ -327,7 +327,7 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
 
 def test_audit_samples_and_says_so(built, tmp_path):
     wd, rel = built[0], built[1]
-    cfg = AuditConfig(embedding="pixels", sample=10, pool=30, heldout=20, inverse_sample=4, quality_sample=12,
+    cfg = AuditConfig(embedding="pixels", sample=10, pool=30, heldout=20, inverse_sample=4, quality_sample=12, fidelity=False,
                       quality_repeats=2, bootstrap=200)
     res = audit(rel, wd, cfg, out_dir=tmp_path / "a")
     assert res["sampled"] == {c: {"privacy": 10, "inverse": 4, "quality": 12} for c in ("g_nc", "g_pc")}
@@ -339,4 +339,4 @@ def test_audit_samples_and_says_so(built, tmp_path):
     again = audit(rel, wd, cfg, out_dir=tmp_path / "b")  # seeded: the same numbers
     assert again["summary"]["verdicts"] == res["summary"]["verdicts"]
     with pytest.raises(ConfigError, match="sample=null"):
-        audit(rel, wd, AuditConfig(embedding="pixels", sample=10, exclude_closest=0.1), out_dir=tmp_path / "c")
+        audit(rel, wd, AuditConfig(embedding="pixels", sample=10, exclude_closest=0.1, fidelity=False), out_dir=tmp_path / "c")
