@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -179,6 +180,7 @@ def test_generator_with_new_arch_fields_regenerates_through_generate(planned_wor
     from cxrsynth.records import read_records
 
     wd = copy_workdir(planned_workdir, tmp_path / "wd")
+    shutil.rmtree(wd / "translators", ignore_errors=True)  # the session's `trained` fixture trains in place
     train(wd, resolve_train_config(overrides=["preset=refined", "size=64", "base=8", "disc_base=8", "batch_size=4",
                                               "epochs_constant=1", "epochs_decay=1", "max_steps=2"]))
     path = wd / "translators/normal-covid/generator.safetensors"
