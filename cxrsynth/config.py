@@ -50,12 +50,9 @@ def parse_overrides(items: typing.Iterable[str]) -> dict:
         if "=" not in item:
             raise ConfigError("override must look like key=value", item)
         key, raw = item.split("=", 1)
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
+        node, last = _dotted_slot(out, key.strip())
         try:
-            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+            node[last] = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:  # e.g. a !!python tag, which safe_load refuses (nothing runs)
             raise ConfigError("override value does not parse", item, str(exc).splitlines()[0]) from exc
     return out
@@ -68,12 +65,18 @@ def nest(given: dict[str, Any] | None) -> dict:
     for key, value in (given or {}).items():
         if value is None:
             continue
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        node, last = _dotted_slot(out, key)
+        node[last] = value
     return out
+
+
+def _dotted_slot(out: dict, key: str) -> tuple[dict, str]:
+    """The dict inside ``out`` that a dotted ``key`` (``fit.lr``) ends in, made as needed, and its last part."""
+    parts = key.split(".")
+    node = out
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    return node, parts[-1]
 
 
 def _scalar(text: str) -> Any:

@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from .artifacts import GeneratedSet
 from .config import at_least, positive
 from .errors import ConfigError, JobsFailed
 from .layout import WorkLayout
@@ -488,7 +489,7 @@ def generate_launched(workdir: Path, cfg, generators: dict[str, str] | None, wor
     world = planned_shards(workdir, cfg) if world is None else world
     check_ranks(0, world)
     jobs = [Job(f"generate rank {r} of {world}", generate, (workdir, cfg, generators, r, world)) for r in range(world)]
-    outcomes = launch(launcher, jobs, WorkLayout(workdir).generated / "jobs", echo)
+    outcomes = launch(launcher, jobs, GeneratedSet(WorkLayout(workdir).generated).jobs, echo)
     raise_failed(outcomes, "generation jobs", "rerun the same command: finished shards are kept, only the rest is made")
     reports = [o.value for o in outcomes]
     merged = dict(reports[0], rank=None, world=world)

@@ -125,8 +125,9 @@ class GeneratedSet:
                                             self.shard_dir(config, name),
                                             "rerun `cxrsynth generate`: it completes what is missing")
                 mapping += read_jsonl(self.private_mapping(config, name))
-            per_config[config] = self.provenance(config)
-            if not per_config[config]:
+                # read once here: every current shard is finished, so this is provenance(config)
+                per_config.setdefault(config, []).extend(read_jsonl(self.shard_dir(config, name) / "provenance.jsonl"))
+            if not per_config.get(config):
                 raise DataNotFoundError(f"no generated images for {config}", self.config_dir(config))
         return per_config, mapping
 

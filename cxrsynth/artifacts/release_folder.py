@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
 
 from ..errors import DataNotFoundError
 from ..paths import read_json, read_jsonl, write_json
@@ -63,10 +62,6 @@ class ReleaseFolder:
     identifiers_path = property(lambda self: identifiers_in(self.private),
                                 doc="Private: every source identifier the release derives from (verify's leak scan).")
 
-    def file(self, relative: str) -> Path:
-        """A file of the release by its path relative to the root (as SHA256SUMS and the manifest list them)."""
-        return self.root / relative
-
     # --- reading -----------------------------------------------------------------------------------
     def is_release(self) -> bool:
         return self.manifest_path.is_file()
@@ -102,15 +97,6 @@ class ReleaseFolder:
             raise DataNotFoundError("the private id mapping is not beside the release", self.mapping_path,
                                     "pass --private DIR (the folder holding mapping.jsonl)")
         return read_jsonl(self.mapping_path)
-
-    def iter_rows(self, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
-        """Every row of every shard (``columns`` only, when given), streamed a row group at a time."""
-        import pyarrow.parquet as pq
-
-        for shard in self.shards():
-            pf = pq.ParquetFile(shard)
-            for i in range(pf.num_row_groups):
-                yield from pf.read_row_group(i, columns=columns).to_pylist()
 
 
 def mapping_in(private: str | Path) -> Path:
