@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,9 +36,8 @@ from .. import __version__
 from ..artifacts import GeneratedSet, ReleaseFolder
 from ..artifacts.benchmark_run import cell_key as run_cell_key
 from ..config import at_least, to_dict
-from ..config import build as build_config
 from ..device import pick_device
-from ..errors import ConfigError, DataNotFoundError
+from ..errors import ConfigError
 from ..launch import Job, Launcher, launch, raise_failed, read_record
 from ..layout import BenchmarkFolder, WorkLayout
 from ..locks import hold, holder_of
@@ -52,6 +52,7 @@ from .arms import Cached, EvalDataset, eval_items, train_set
 from ..classifiers import build
 from .fit import FitConfig, fit, predict, score
 from .release_check import FOREIGN_NOTICE, check_release, release_manifest
+from .run_files import finished_cells, inputs_config, read_inputs, result_problem
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
             sets: ControlSets | None = None, key: str | None = None) -> dict:
     """Train and score one cell into ``run_dir/result.json`` (written atomically, last), or read the one
     there when it is finished (``cell_done``); ``key`` (see :func:`cell_key`) is recorded in it."""
-    if cell_done(run_dir, key):
+    if cell_done(run_dir, key, (task, arm, seed)):
         res = read_json(run_dir / "result.json")
         res = score_controls(res, run_dir, cfg, sets, device) if sets else res
         if _wants_figure_inputs(cfg, seed, run_dir):  # a cell finished with figures off, or by an older version
@@ -334,11 +335,12 @@ def claim_run_folder(out_dir: Path, inputs: dict) -> None:
     """Record ``inputs`` as ``out_dir/inputs.json``; refuse a folder whose finished runs came from others.
 
     Finished runs are reused by name on a rerun (resume); without this check a rerun with another release,
-    model or --max-epochs would return the old numbers under the new config.
+    model or --max-epochs would return the old numbers under the new config. A folder with no finished
+    cell (a start that failed before any cell finished) has nothing to protect and is claimed afresh.
     """
     path = out_dir / "inputs.json"
-    if path.is_file() and (out_dir / "runs").is_dir():
-        old = read_json(path)
+    if finished_cells(out_dir):
+        old = read_inputs(out_dir) if path.is_file() else {}
         if old != json.loads(json.dumps(inputs)):
             flat_old, flat_new = _flatten(old), _flatten(json.loads(json.dumps(inputs)))
             differ = sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
@@ -384,17 +386,15 @@ def cell_key(inputs: dict, cell: Cell) -> str:
     return run_cell_key(inputs, cell.task, cell.arm, cell.seed)
 
 
-def cell_done(run_dir: Path, key: str | None) -> bool:
-    """A cell is finished when its ``result.json`` reads and carries ``key``. A result without a key was
-    written before keys were recorded; the folder's ``inputs.json`` claim covers it."""
-    path = run_dir / "result.json"
-    if not path.is_file():
-        return False
-    try:
-        found = read_json(path).get("cell_key")
-    except (OSError, ValueError):
-        return False  # a result that does not read is redone, not trusted
-    return key is None or found in (None, key)
+def cell_done(run_dir: Path, key: str | None, cell: tuple[str, str, int]) -> bool:
+    """A cell (task, arm, seed) is finished when its ``result.json`` is that cell's finished result
+    and carries ``key`` (:func:`~cxrsynth.benchmark.run_files.result_problem`). Anything else is run
+    again; a result file that exists but is not trusted is said so on stderr."""
+    problem = result_problem(run_dir, key, cell)
+    if problem and problem != "no result yet":
+        print(f"cxrsynth: {cell[0]}/{cell[1]}/seed-{cell[2]} is run again: {problem} ({run_dir / 'result.json'})",
+              file=sys.stderr)
+    return problem is None
 
 
 @dataclass(frozen=True)
@@ -497,8 +497,11 @@ def _cell_state(out_dir: Path, cell: Cell, key: str) -> dict:
     here = rec.get("host") == socket.gethostname()
     entry = {"cell": cell.name, "state": "missing", "job_id": rec.get("job_id"), "log": rec.get("stderr"),
              "launcher": rec.get("launcher"), "detail": None}
-    if cell_done(folder, key):
+    problem = result_problem(folder, key, (cell.task, cell.arm, cell.seed))
+    if problem is None:
         return entry | {"state": "done", "detail": None if rec.get("job_id") else "run here"}
+    if problem != "no result yet":  # a result file that is not trusted: said, and the cell counts as to do
+        entry["detail"] = f"{problem}; it is run again"
     holder = holder_of(folder, "cell")
     if holder:
         return entry | {"state": "running", "detail": holder}
@@ -521,11 +524,8 @@ def benchmark_status(out_dir: str | Path) -> dict:
     log) or missing. Reads only files (``inputs.json``, each cell's ``result.json`` and ``job.json``):
     SLURM is not asked, so a job it dropped without a trace shows as submitted."""
     out_dir = Path(out_dir)
-    path = out_dir / "inputs.json"
-    if not path.is_file():
-        raise DataNotFoundError("no benchmark in this folder", path, "give the --out folder of a `cxrsynth benchmark` run")
-    inputs = read_json(path)
-    cfg = build_config(BenchmarkConfig, inputs["config"])
+    inputs = read_inputs(out_dir)
+    cfg = inputs_config(inputs, out_dir, BenchmarkConfig)
     cells = [_cell_state(out_dir, c, cell_key(inputs, c)) for c in list_cells(cfg)]
     return {"out": str(out_dir), "counts": {s: sum(c["state"] == s for c in cells) for s in CELL_STATES},
             "results": (out_dir / "results.json").is_file(), "cells": cells}
@@ -550,7 +550,7 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     setup, checked = prepare(workdir, out_dir, cfg, release, translators, externals, allow_foreign_release)
     cells = list_cells(cfg)
     if launcher.kind != "serial":
-        todo = [c for c in cells if not cell_done(c.folder(out_dir), setup.key(c))]
+        todo = [c for c in cells if not cell_done(c.folder(out_dir), setup.key(c), (c.task, c.arm, c.seed))]
         outcomes = launch(launcher, [Job(c.name, run_cell_job, (setup, c), c.folder(out_dir)) for c in todo],
                           out_dir / "jobs", echo)
         raise_failed(outcomes, "benchmark cells",
