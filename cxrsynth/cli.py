@@ -502,6 +502,8 @@ def diff(old, new, write, as_json):
     d = diff_releases(old, new)
     if write:
         write_changes(new, d)
+    for note in d["warnings"]:
+        click.echo(f"WARNING: {note}", err=True)
     if as_json:
         _echo_json(d)
         return
