@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 
 from . import __version__
-from .config import at_least, to_dict
+from .config import at_least, between, to_dict
 from .errors import ConfigError, CxrsynthError, LeakageError
 from .identity import Identity, patient_groups
 from .layout import WorkLayout
@@ -50,6 +50,10 @@ class SplitConfig:
     seed: int = 0
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train, validation, test (rigorous)
     paper_train_fraction: float = 0.8
+    # The most of all records one patient group may hold (rigorous). A real patient holds a tiny share
+    # (the largest NIH patient: 184 of 112,120 images); a patient map that joins thousands of images to
+    # one patient is wrong, and would move them all into one split. Raise it to accept such a group.
+    max_group_share: float = 0.05
 
     def __post_init__(self):
         fr = self.fractions  # NaN passed "non-negative" and the sum test alike, and put every record in train
@@ -59,6 +63,7 @@ class SplitConfig:
         if not 0 < self.paper_train_fraction < 1:
             raise ConfigError("paper_train_fraction must be between 0 and 1", self.paper_train_fraction)
         at_least("seed", self.seed, 0)  # numpy refuses a negative seed with a traceback
+        between("max_group_share", self.max_group_share, 0, 1)
 
 
 def _key(r: Record, group_of: dict[str, str] | None) -> str:
@@ -198,6 +203,31 @@ def summarise(records: list[Record], assign: dict[str, str], group_of: dict[str,
     }
 
 
+def largest_group(records: list[Record], group_of: dict[str, str] | None) -> dict:
+    """The biggest patient group: how many records it holds and their share of all records."""
+    sizes = Counter(_key(r, group_of) for r in records)
+    n = max(sizes.values())
+    return {"records": n, "share": round(n / len(records), 4), "groups": len(sizes)}
+
+
+def check_group_sizes(largest: dict, cfg: SplitConfig, total: int) -> list[str]:
+    """A warning note when one patient group holds more than the default share of the records, and a
+    refusal (rigorous) above ``cfg.max_group_share``: such a group comes from a wrong patient map (N34:
+    one NIH image named for every RSNA id made one "patient" of 96% of the records, and the test split
+    fell from 5,557 to 221 records)."""
+    default = SplitConfig.__dataclass_fields__["max_group_share"].default
+    if largest["share"] <= min(default, cfg.max_group_share):
+        return []
+    what = (f"one patient group holds {largest['share']:.1%} of the records ({largest['records']:,} of {total:,}), "
+            "more than any real patient")
+    if cfg.method == "rigorous" and largest["share"] > cfg.max_group_share:
+        raise ConfigError(what, f"max_group_share {cfg.max_group_share}",
+                          "check the --patient-map files (a wrong map joins many images to one patient); if the "
+                          "group is right, raise it with --set max_group_share=1")
+    effect = "all its records are in one split" if cfg.method == "rigorous" else "the leakage count takes it as one patient"
+    return [f"WARNING: {what}; {effect} (check the --patient-map files)"]
+
+
 RSNA_PER_IMAGE = ("RSNA is split per image: its patientId is an image id, and without a patient mapping "
                   "(RSNA's pneumonia-challenge-dataset-mappings_2018.json or NIH's Data_Entry_2017.csv, "
                   "`cxrsynth split --patient-map FILE`) images of one NIH patient can land in different splits")
@@ -215,6 +245,8 @@ def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records
         raise ConfigError("no records to split", records_path, "check the ingest report")
     group_of, identity_report = patient_groups(records, identity)
     id_notes = [RSNA_PER_IMAGE] if identity_report["rsna"] == "per image" else []
+    largest = largest_group(records, group_of)
+    id_notes += check_group_sizes(largest, cfg, len(records))
     if cfg.method == "rigorous":
         assign = rigorous_split(records, cfg.fractions, cfg.seed, group_of)
         check_leakage(records, assign, group_of)
@@ -245,6 +277,7 @@ def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records
         "records_sha256": sha256_file(records_path) if records_path else None,
         "assignment_sha256": hashlib.sha256("\n".join(f"{k}\t{assign[k]}" for k in sorted(assign)).encode()).hexdigest(),
         **summarise(records, assign, group_of), "leakage": leakage, "patient_identity": identity_report,
+        "largest_group": largest,
         "notes": notes, "assignments": assign,
     }
     validate(manifest, "splits")

@@ -1,10 +1,12 @@
 """New inputs refused in one line, and a no-op resume that keeps the run's time (issue 24: N05, N28,
-N31, N32, N37, N01).
+N31, N32, N37, N01, N34).
 
 On main: a ``!!python`` tag in ``--set`` gave a ``ConstructorError`` traceback (N05); an external NAME with
 ``|`` shifted the markdown table (N28); a deeply nested patient-map JSON gave ``RecursionError`` (N31) and
 a Data_Entry CSV row with an extra field a ``TypeError`` (N32); ``push --tag '../../main'`` was accepted
-(N37); ``train --resume`` on a finished run rewrote ``train_report.json`` with the no-op's time (N01).
+(N37); ``train --resume`` on a finished run rewrote ``train_report.json`` with the no-op's time (N01); a
+patient map that joined 26,684 RSNA ids to one NIH image made one "patient" of 96% of the records, silently
+(N34).
 """
 
 from __future__ import annotations
@@ -93,3 +95,33 @@ def test_resume_of_a_finished_run_keeps_its_time(planned_workdir, tmp_path):
     for key in ("seconds", "seconds_per_step", "last_losses"):
         assert again[key] == first[key] == saved[key]
     assert saved["steps"] == 3 and saved["translator_id"] == first["translator_id"]
+
+
+def test_a_patient_map_that_makes_one_huge_patient_is_refused_or_warned(tmp_path):
+    """N34: a map that names one NIH image for half of the RSNA ids makes one "patient" of half the records."""
+    from cxrsynth.identity import RSNA_MAPPING, load_identity
+    from cxrsynth.sources.rsna import RsnaConfig, read
+    from cxrsynth.splits import SplitConfig, make_splits
+
+    from .conftest import RSNA_META
+
+    recs = read(RSNA_META, RsnaConfig(), "rsna").records[:2000]
+    plain = make_splits(recs, SplitConfig(seed=0))
+    assert plain["largest_group"] == {"records": 1, "share": 0.0005, "groups": 2000}
+    assert not any("patient group" in n for n in plain["notes"])
+    collapse = tmp_path / RSNA_MAPPING
+    collapse.write_text(json.dumps([{"subset_img_id": r.image_key, "img_id": "00000013_005.png"} for r in recs[:1000]]))
+    ident = load_identity([collapse])
+    with pytest.raises(ConfigError, match=r"one patient group holds 50.0% of the records \(1,000 of 2,000\)") as err:
+        make_splits(recs, SplitConfig(seed=0), identity=ident)
+    assert "max_group_share 0.05" in err.value.one_line() and "--set max_group_share=1" in err.value.one_line()
+    allowed = make_splits(recs, SplitConfig(seed=0, max_group_share=1), identity=ident)
+    assert allowed["largest_group"]["share"] == 0.5
+    assert any(n.startswith("WARNING: one patient group holds 50.0%") and "all its records are in one split" in n
+               for n in allowed["notes"])
+    paper = make_splits(recs, SplitConfig(method="paper"), identity=ident)  # the paper rule splits by rows: warned
+    assert any(n.startswith("WARNING: one patient group holds 50.0%") for n in paper["notes"])
+    with pytest.raises(ConfigError, match="max_group_share must be a finite number"):
+        SplitConfig(max_group_share=float("nan"))
+    with pytest.raises(ConfigError, match="max_group_share must be between 0 and 1"):
+        SplitConfig(max_group_share=2)
