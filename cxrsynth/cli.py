@@ -57,11 +57,26 @@ def _layout(ctx: click.Context):
     return WorkLayout(_workdir(ctx))
 
 
+# The topmost folder each destination made anew: removed again when the command fails and left it with
+# nothing but empty folders and free lock files (``locks.remove_if_unused``).
+_CREATED: list[Path] = []
+
+
+def _remember_new(folder: Path) -> None:
+    """Note the topmost missing folder of ``folder``'s path, before the command makes it."""
+    folder, top = Path(folder).absolute(), None
+    while not folder.exists() and folder != folder.parent:
+        folder, top = folder.parent, folder
+    if top is not None:
+        _CREATED.append(top)
+
+
 def _writes_to(folder: Path, what: str) -> Path:
     """Check that ``folder`` can be written before the command's work starts, and remember it."""
     from .locks import check_writable
 
     _DESTINATION.append(Path(folder))
+    _remember_new(Path(folder))
     return check_writable(folder, what)
 
 
@@ -274,10 +289,10 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
 
     given = {"task": task, "max_steps": max_steps, "size": size, "device": device, "preset": preset}
     folder = TranslatorFolder(out) if out else _layout(ctx).translator(task)
-    _writes_to(folder.root, "translator run folder")
     # a resumed run starts from its own saved config (the preset included); the guard in train() refuses changes
     base = read_json(folder.config) if resume and folder.config.is_file() else None
     cfg = resolve_train_config(config_file, overrides, base=base, given=given)
+    _writes_to(folder.root, "translator run folder")  # after the options are checked
     report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=sys.stderr.isatty())
     if not Ranks.from_env().main:
         return
@@ -423,6 +438,8 @@ def release(ctx, out_dir, version, translators, preset, old_train_set, limit, re
     trans = _task_paths(translators, "--translator")
     out = Path(out_dir) if out_dir else _layout(ctx).release
     _DESTINATION.append(out)  # the pipeline checks it (and the work folder) before any work
+    _remember_new(out)
+    _remember_new(_workdir(ctx))
     manifest = run(_workdir(ctx), out, cfg, trans, replace, progress=sys.stderr.isatty(), audit=run_audit,
                    launcher=launcher)
     if as_json:
@@ -568,11 +585,11 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
         "model": model, "init": init, "protocol": protocol, "seeds": seeds, "fit.max_epochs": max_epochs,
         "image_size": image_size, "limit": limit, "tasks": tuple(tasks) or None, "arms": tuple(arms) or None})
     trans = _task_paths(translators, "--translator")
-    out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).benchmark, "benchmark output folder")
     if eval_only and len(cfg.tasks) != 1:
         raise click.UsageError("--eval-only needs exactly one --task")
     if eval_only and launcher.kind != "serial":
         raise click.UsageError("--eval-only trains nothing: it runs here, without --launcher")
+    out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).benchmark, "benchmark output folder")
     with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
         if eval_only:
             summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg,
@@ -649,8 +666,11 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, config
 
 def main(argv: list[str] | None = None) -> None:
     _DESTINATION.clear()
+    _CREATED.clear()
+    done = False
     try:
         cli.main(args=argv, prog_name="cxrsynth", standalone_mode=False)
+        done = True
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -666,6 +686,12 @@ def main(argv: list[str] | None = None) -> None:
             raise  # a bug: keep the traceback
         click.echo(f"Error: {line}", err=True)
         sys.exit(1)
+    finally:
+        if not done:  # a failed command leaves no empty folder (nor lock files) that it made itself
+            from .locks import remove_if_unused
+
+            for folder in reversed(_CREATED):
+                remove_if_unused(folder)
 
 
 _NETWORK_LIBRARIES = {"httpx", "httpx2", "httpcore", "requests", "urllib3"}

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import socket
 from pathlib import Path
 from typing import Iterator
@@ -137,3 +138,20 @@ def holder_of(folder: str | Path, name: str) -> str | None:
     finally:
         os.close(fd)  # releases the probe's lock, if it got one
     return None
+
+
+def remove_if_unused(folder: str | Path) -> bool:
+    """Remove ``folder`` when it holds nothing but empty folders and lock files that no one holds: what a
+    command that failed early leaves in a folder it had just made (the CLI calls this for those only).
+    Anything else in it (a file, a link, a held lock) keeps it. Returns whether it was removed."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    for p in folder.rglob("*"):
+        if p.is_symlink() or not (p.is_dir() or p.is_file()):
+            return False
+        if p.is_file() and not (p.name.startswith(".") and p.name.endswith(".lock") and p.stat().st_size < 4096
+                                and holder_of(p.parent, p.name[1:-len(".lock")]) is None):
+            return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return not folder.exists()
