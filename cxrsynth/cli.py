@@ -111,6 +111,10 @@ def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
+record_paths_option = click.option(
+    "--record-paths", is_flag=True,
+    help="Record absolute local paths in the JSON outputs (default: relative to the work or output folder, else "
+         "a name and sha256, so that results can be shared without user names and home folders).")
 config_option = click.option("--config", "config_file", type=click.Path(dir_okay=False),
                              help="YAML or JSON config file for this stage (a model: package.module:factory "
                                   "in it imports and runs that code, as --model does).")
@@ -555,14 +559,15 @@ def diff(old, new, write, as_json):
               help="Run folder (default: WORKDIR/benchmark).")
 @click.option("--status", "status_dir", type=click.Path(file_okay=False, exists=True), default=None, metavar="OUT",
               help="Say which cells of the benchmark in OUT are done, running, failed or missing; run nothing.")
+@record_paths_option
 @launcher_options
 @config_option
 @set_option
 @json_option
 @click.pass_context
 def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size, limit,
-              eval_only, externals, allow_foreign_release, out_dir, status_dir, config_file, overrides, as_json,
-              **launch_opts):
+              eval_only, externals, allow_foreign_release, out_dir, status_dir, record_paths, config_file, overrides,
+              as_json, **launch_opts):
     """Train and score classifiers on the real / real+synthetic / synthetic-only arms.
 
     Writes results.json, tables.md/csv, figures/ and report.html; finished runs are kept on a rerun.
@@ -593,11 +598,12 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
     with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
         if eval_only:
             summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg,
-                                          externals=parse_externals(externals))
+                                          externals=parse_externals(externals), record_paths=record_paths)
         else:
             summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=sys.stderr.isatty(),
                                     externals=parse_externals(externals), allow_foreign_release=allow_foreign_release,
-                                    launcher=launcher, echo=lambda line: click.echo(line, err=True))
+                                    launcher=launcher, echo=lambda line: click.echo(line, err=True),
+                                    record_paths=record_paths)
     for note in summary.get("notices") or []:
         click.echo(f"WARNING: {note}", err=True)
     files = BenchmarkFolder(out)
@@ -639,11 +645,12 @@ def _benchmark_status(out: Path, as_json: bool) -> None:
 @click.option("--exclude-closest", type=float, default=None,
               help="Also write exclude_ids.txt with this share of images closest to their sources (e.g. 0.05).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Default: WORKDIR/audit.")
+@record_paths_option
 @config_option
 @set_option
 @json_option
 @click.pass_context
-def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, config_file, overrides, as_json):
+def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, record_paths, config_file, overrides, as_json):
     """Measure a release's privacy (linkage, similarity, DCR, authenticity, copying, inverse recovery)
     and quality (FID, KID, precision/recall/density/coverage); writes audit.json, per_image.csv, figures.
 
@@ -655,7 +662,7 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, config
     cfg = resolve(AuditConfig, config_file, overrides, given={"embedding": embedding, "exclude_closest": exclude_closest})
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).audit, "audit output folder")
     with _one_writer(out, "audit", f"the audit folder {out}"):
-        result = run(release_dir, _workdir(ctx), cfg, private, out_dir)
+        result = run(release_dir, _workdir(ctx), cfg, private, out_dir, record_paths=record_paths)
     if as_json:
         _echo_json(result["summary"])
         return

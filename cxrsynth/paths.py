@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -130,3 +131,37 @@ def write_sha256sums(folder: str | Path) -> Path:
     with atomic_write(folder / "SHA256SUMS") as fh:
         fh.write("\n".join(lines) + "\n")
     return folder / "SHA256SUMS"
+
+
+# "classifier:/home/me/model.safetensors": an option value that names a kind, then a path
+_KIND_THEN_PATH = re.compile(r"([A-Za-z][A-Za-z0-9_.+-]*:)(/.+)")
+
+
+def shareable(obj: Any, bases: tuple[str | Path, ...] = (), record: bool = False) -> Any:
+    """``obj`` (JSON-ready) as an output a user may share: every string that is an absolute local path
+    (whole, or after ``kind:``) becomes the path relative to the first of ``bases`` (the work or output
+    folder) it lies below, else the file's or folder's name; a file also gets its sha256, so the name
+    still says which file it was. Results, configs and audits are shared; the user names and home
+    folders in absolute paths should not be. ``record=True`` (``--record-paths``) keeps ``obj`` as it is."""
+    if record:
+        return obj
+    if isinstance(obj, dict):
+        return {k: shareable(v, bases) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [shareable(v, bases) for v in obj]
+    if not isinstance(obj, str) or "\n" in obj or len(obj) > 4096:
+        return obj
+    m = _KIND_THEN_PATH.fullmatch(obj)
+    kind, text = (m.group(1), m.group(2)) if m else ("", obj)
+    if not os.path.isabs(text):
+        return obj
+    path = Path(text)
+    shown = path.name
+    for base in bases:
+        with contextlib.suppress(ValueError):
+            shown = path.relative_to(Path(base).absolute()).as_posix() or "."
+            break
+    if path.is_file():
+        with contextlib.suppress(OSError):
+            shown += f" (sha256 {sha256_file(path)})"
+    return kind + shown

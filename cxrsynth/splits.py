@@ -273,7 +273,7 @@ def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records
             notes.append(f"paper split is by rows, not patients: {len(leaks)} patients are in both train and test")
     manifest = {
         "kind": "cxrsynth.splits", "code_version": __version__, "config": to_dict(cfg),
-        "records_file": str(records_path) if records_path else None,
+        "records_file": Path(records_path).name if records_path else None,  # the work folder's own, by name
         "records_sha256": sha256_file(records_path) if records_path else None,
         "assignment_sha256": hashlib.sha256("\n".join(f"{k}\t{assign[k]}" for k in sorted(assign)).encode()).hexdigest(),
         **summarise(records, assign, group_of), "leakage": leakage, "patient_identity": identity_report,

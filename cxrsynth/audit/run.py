@@ -39,7 +39,7 @@ from ..config import between, to_dict
 from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
 from ..layout import AuditFolder, WorkLayout
-from ..paths import atomic_write, read_json, write_json
+from ..paths import atomic_write, read_json, shareable, write_json
 from ..records import read_records
 from ..schemas import validate
 from . import fidelity as F
@@ -160,12 +160,14 @@ def _release_stamp(release: Path) -> dict:
 
 
 def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConfig(), private: str | Path | None = None,
-          out_dir: str | Path | None = None, embedding=None) -> dict:
+          out_dir: str | Path | None = None, embedding=None, record_paths: bool = False) -> dict:
     """Audit ``release`` against the work folder it was made from; returns the result (audit.json).
 
     Set-up (:func:`_sample`, :func:`_real_sets`), the measures (:func:`_inverse_images`,
     :func:`_privacy`, :func:`_quality`), then the summary and the files (:func:`_write`) into
-    ``out_dir`` (default ``WORKDIR/audit``).
+    ``out_dir`` (default ``WORKDIR/audit``). Absolute local paths (a ``classifier:PATH`` embedding, the
+    Inception weights) are recorded relative to the work folder, or by name and sha256, unless
+    ``record_paths`` (:func:`~cxrsynth.paths.shareable`).
     """
     release, workdir = Path(release), Path(workdir)
     layout = WorkLayout(workdir)
@@ -231,7 +233,7 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
                     **({"fidelity": F.sentence(fidelity)} if fidelity else {})},
         "timing": timing,
     }
-    result = _jsonable(result)
+    result = shareable(_jsonable(result), (out, workdir), record_paths)
     validate(result, "audit")
     _write(AuditFolder(out), result, sets, priv, modules, names, cfg)
     lap("write")

@@ -41,7 +41,7 @@ from ..errors import ConfigError
 from ..launch import Job, Launcher, launch, raise_failed, read_record
 from ..layout import BenchmarkFolder, WorkLayout
 from ..locks import hold, holder_of
-from ..paths import atomic_path, read_json, sha256_file, write_json
+from ..paths import atomic_path, read_json, sha256_file, shareable, write_json
 from ..records import read_records
 from ..schemas import validate
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
@@ -321,14 +321,17 @@ NOT_RUN_DEFINING = ("device", "figures")
 
 def run_inputs(workdir: Path, cfg: BenchmarkConfig, release: str | None) -> dict:
     """Everything a finished run's numbers depend on: the config (less the device), the release's images,
-    the split assignment and the code version. Run folders are reused only for the same inputs."""
+    the split assignment and the code version. Run folders are reused only for the same inputs. A checkpoint
+    given as ``init`` is named by its path in the work folder (or its name) and its sha256: the key follows
+    the file's content, not where it lies, and no absolute local path is recorded."""
     data = None
     if release:
         manifest = release_manifest(release)
         data = manifest.get("data_sha256") or hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
-    return {"config": {k: v for k, v in to_dict(cfg).items() if k not in NOT_RUN_DEFINING}, "release_data_sha256": data,
-            "split_assignment_sha256": read_json(WorkLayout(workdir).splits).get("assignment_sha256"),
-            "code_version": __version__}
+    return shareable({"config": {k: v for k, v in to_dict(cfg).items() if k not in NOT_RUN_DEFINING},
+                      "release_data_sha256": data,
+                      "split_assignment_sha256": read_json(WorkLayout(workdir).splits).get("assignment_sha256"),
+                      "code_version": __version__}, (workdir,))
 
 
 def claim_run_folder(out_dir: Path, inputs: dict) -> None:
@@ -407,6 +410,7 @@ class Setup:
     release: str | None
     externals: dict[str, str]
     inputs: dict
+    record_paths: bool = False  # --record-paths: outputs keep absolute local paths (see paths.shareable)
 
     def key(self, cell: Cell) -> str:
         return cell_key(self.inputs, cell)
@@ -431,7 +435,7 @@ def run_cell_job(setup: Setup, cell: Cell) -> dict:
 
 def prepare(workdir: Path, out_dir: Path, cfg: BenchmarkConfig, release: str | None,
             translators: dict[str, str] | None, externals: dict[str, str] | None,
-            allow_foreign_release: bool) -> tuple[Setup, dict | None]:
+            allow_foreign_release: bool, record_paths: bool = False) -> tuple[Setup, dict | None]:
     """Before any cell: synthetic images from translators (when given), the release check, the folder's
     claim (``inputs.json``) and ``config.json``. Returns the cells' setup and the release check."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -444,9 +448,11 @@ def prepare(workdir: Path, out_dir: Path, cfg: BenchmarkConfig, release: str | N
     checked = check_release(workdir, release, allow_foreign_release) if release else None
     inputs = run_inputs(workdir, cfg, release)
     claim_run_folder(out_dir, inputs)
-    write_json(out_dir / "config.json", to_dict(cfg) | {"release": release, "translators": translators,
-                                                        "externals": externals, "allow_foreign_release": allow_foreign_release})
-    return Setup(workdir, out_dir, cfg, release, dict(externals or {}), json.loads(json.dumps(inputs, default=str))), checked
+    write_json(out_dir / "config.json", shareable(to_dict(cfg) | {
+        "release": release, "translators": translators, "externals": externals,
+        "allow_foreign_release": allow_foreign_release}, (out_dir, workdir), record_paths))
+    return Setup(workdir, out_dir, cfg, release, dict(externals or {}), json.loads(json.dumps(inputs, default=str)),
+                 record_paths), checked
 
 
 def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict) -> dict:
@@ -472,10 +478,11 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         },
         "runs": [_public_run(r) for r in results],
     }
-    validate(summary, "benchmark_results")
-    write_json(out_dir / "results.json", summary)
-    write_outputs(out_dir, summary, results, cfg, audit=WorkLayout(workdir).audit_files)
-    return summary
+    shared = shareable(summary, (out_dir, workdir), setup.record_paths)  # the files: no absolute local paths
+    validate(shared, "benchmark_results")
+    write_json(out_dir / "results.json", shared)
+    write_outputs(out_dir, shared, results, cfg, audit=WorkLayout(workdir).audit_files)
+    return summary  # the caller's copy keeps the paths it gave
 
 
 CELL_STATES = ("done", "running", "failed", "missing")
@@ -534,7 +541,7 @@ def benchmark_status(out_dir: str | Path) -> dict:
 def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig(),
                   release: str | None = None, translators: dict[str, str] | None = None, progress: bool = False,
                   externals: dict[str, str] | None = None, allow_foreign_release: bool = False,
-                  launcher: Launcher | None = None, echo=None) -> dict:
+                  launcher: Launcher | None = None, echo=None, record_paths: bool = False) -> dict:
     """Train and score every task x arm x seed, score the shortcut controls, write every output.
 
     ``externals``: {NAME: DIR} of external test sets (any folder ``cxrsynth ingest`` reads).
@@ -543,11 +550,14 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     runs each unfinished cell as one job (logs in ``out_dir/jobs/``), and raises
     :class:`~cxrsynth.launch.JobsFailed` naming the failed cells and their logs, before any output is
     written; a rerun runs only those. Either way the outputs come from the cells' result files.
+    ``record_paths``: results.json and config.json keep absolute local paths (default: relative to the
+    folders, or names with sha256; :func:`~cxrsynth.paths.shareable`).
     """
     from tqdm import tqdm
 
     workdir, out_dir, launcher = Path(workdir), Path(out_dir), launcher or Launcher()
-    setup, checked = prepare(workdir, out_dir, cfg, release, translators, externals, allow_foreign_release)
+    setup, checked = prepare(workdir, out_dir, cfg, release, translators, externals, allow_foreign_release,
+                             record_paths)
     cells = list_cells(cfg)
     if launcher.kind != "serial":
         todo = [c for c in cells if not cell_done(c.folder(out_dir), setup.key(c), (c.task, c.arm, c.seed))]
@@ -565,7 +575,7 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
 
 def evaluate_checkpoint(workdir: str | Path, out_dir: str | Path, checkpoint: str, task: str,
                         cfg: BenchmarkConfig = BenchmarkConfig(), threshold: float = 0.5,
-                        externals: dict[str, str] | None = None) -> dict:
+                        externals: dict[str, str] | None = None, record_paths: bool = False) -> dict:
     """``--eval-only``: score a trained classifier on the held-out test split and the controls, no training."""
     from .report import write_outputs
 
@@ -592,10 +602,11 @@ def evaluate_checkpoint(workdir: str | Path, out_dir: str | Path, checkpoint: st
                "controls": {"same_source": ctl["same_source"], "external": ctl["external"], "source_probe": None,
                             "real_vs_synthetic": None},
                "runs": [_public_run(res)]}
-    validate(summary, "benchmark_results")
+    shared = shareable(summary, (out_dir, workdir), record_paths)
+    validate(shared, "benchmark_results")
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "results.json", summary)
-    write_outputs(out_dir, summary, [res], cfg)
+    write_json(out_dir / "results.json", shared)
+    write_outputs(out_dir, shared, [res], cfg)
     return summary
 
 
