@@ -672,8 +672,11 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, record
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .locks import MADE
+
     _DESTINATION.clear()
     _CREATED.clear()
+    MADE.clear()
     done = False
     try:
         cli.main(args=argv, prog_name="cxrsynth", standalone_mode=False)
@@ -694,9 +697,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {line}", err=True)
         sys.exit(1)
     finally:
-        if not done:  # a failed command leaves no empty folder (nor lock files) that it made itself
-            from .locks import remove_if_unused
+        if not done:  # a failed command leaves no lock file, nor empty folder, that it made itself
+            from .locks import MADE, remove_free_locks, remove_if_unused
 
+            remove_free_locks(MADE)
             for folder in reversed(_CREATED):
                 remove_if_unused(folder)
 

@@ -7,6 +7,10 @@ long as it runs. The kernel drops the lock when the process exits, however it ex
 included), so a stale lock file never blocks anyone: only a live holder does. The holder writes its
 pid into the file, so that a second process fails at once with one line naming it.
 
+A command that fails removes the lock files it made (:func:`remove_free_locks`, called by the CLI):
+each is locked, then unlinked while locked, and :func:`hold` checks after its flock that the path is
+still the file it locked, so removal never lets two processes hold one lock.
+
 The lock is taken without waiting: a second run is a mistake to report, not a job to queue. Within one
 process the same lock may be taken again (``release`` runs ``generate``); only the outermost release
 frees it. Locks are advisory and work on local file systems (flock on NFS is emulated, with byte-range
@@ -90,18 +94,10 @@ def hold(folder: str | Path, name: str, what: str, shared: bool = False) -> Iter
         finally:
             _HELD[key][1] -= 1
         return
+    fd, made = _open_locked(folder, path, what, shared)
+    if made:
+        MADE.append(path)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise DestinationError(f"cannot create a lock file for {what}: {_describe(exc)}", path,
-                               "choose a writable place with free space") from exc
-    try:
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockedError(f"{what} is in use by another cxrsynth process, {_holder(path)}", path,
-                              "wait for it to finish, or stop it; the lock goes when that process ends") from None
         # Who holds it, for the error of the next one (with shared holders: the latest). A full disk
         # fails here, before any work.
         try:
@@ -118,6 +114,56 @@ def hold(folder: str | Path, name: str, what: str, shared: bool = False) -> Iter
             del _HELD[key]
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _open_locked(folder: Path, path: Path, what: str, shared: bool) -> tuple[int, bool]:
+    """Open (or make) ``path`` and flock it without waiting; returns the descriptor and whether this call
+    made the file. A lock file may be removed (:func:`remove_free_locks`) between our open and our flock:
+    the lock is then on a file no one else will open, so the path is checked to be still that file, and
+    opened anew when it is not."""
+    while True:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            made = not path.exists()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise DestinationError(f"cannot create a lock file for {what}: {_describe(exc)}", path,
+                                   "choose a writable place with free space") from exc
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockedError(f"{what} is in use by another cxrsynth process, {_holder(path)}", path,
+                              "wait for it to finish, or stop it; the lock goes when that process ends") from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd, made
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+# Lock files this process made; a command that fails takes away the ones no one holds (remove_free_locks).
+MADE: list[Path] = []
+
+
+def remove_free_locks(paths: list[Path]) -> None:
+    """Delete each lock file of ``paths`` that no one holds. It is locked exclusively first and unlinked
+    while locked, so a process that opened it meanwhile finds, once it gets the lock, that the path is
+    no longer its file and opens it anew (:func:`_open_locked`): no two holders, ever."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                os.unlink(path)
+        except OSError:  # held (BlockingIOError), or gone already
+            pass
+        finally:
+            os.close(fd)
 
 
 def holder_of(folder: str | Path, name: str) -> str | None:

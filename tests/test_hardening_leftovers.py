@@ -55,3 +55,51 @@ def test_folders_that_existed_or_hold_anything_are_kept(tmp_path, capsys):
     with hold(held, "stage", "a stage"):
         assert not remove_if_unused(held)  # a lock someone holds keeps its folder
     assert remove_if_unused(held) and not held.exists()
+
+
+def test_a_failed_command_removes_the_lock_files_it_made_and_only_those(tmp_path, capsys):
+    from cxrsynth.locks import hold
+
+    out = tmp_path / "audit-out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")  # the folder existed and holds a file: it stays
+    rel = tmp_path / "not-a-release"
+    rel.mkdir()
+    cli_error_line(capsys, ["-w", str(tmp_path / "wd"), "audit", str(rel), "--out", str(out)])
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    with hold(out, "audit", "the audit folder"):  # a lock file that was there before the command stays
+        pass
+    cli_error_line(capsys, ["-w", str(tmp_path / "wd"), "audit", str(rel), "--out", str(out)])
+    assert sorted(p.name for p in out.iterdir()) == [".audit.lock", "notes.txt"]
+
+
+def test_a_lock_file_removed_between_open_and_flock_is_opened_anew(tmp_path, monkeypatch):
+    """The race that removing lock files opens: B opens the file, A removes it, B locks the removed
+    file while C makes a new one; B must see that its file is gone and open the path again."""
+    import fcntl as real_fcntl
+
+    from cxrsynth import locks
+
+    folder = tmp_path / "f"
+    path = folder / ".stage.lock"
+    folder.mkdir()
+    path.write_text("")
+    calls = []
+
+    class Racing:
+        LOCK_EX, LOCK_SH, LOCK_NB = real_fcntl.LOCK_EX, real_fcntl.LOCK_SH, real_fcntl.LOCK_NB
+
+        @staticmethod
+        def flock(fd, op):
+            calls.append(fd)
+            if len(calls) == 1:  # A: the file is free, so removed while B holds only an open descriptor
+                locks.remove_free_locks([path])  # (its own flock is calls[1])
+            return real_fcntl.flock(fd, op)
+
+    monkeypatch.setattr(locks, "fcntl", Racing)
+    with locks.hold(folder, "stage", "a stage") as held:
+        assert len(calls) == 3 and held.is_file()  # B locked the removed file, saw it, and locked the new one
+        monkeypatch.setattr(locks, "fcntl", real_fcntl)
+        assert locks.holder_of(folder, "stage") is not None  # the path's file is the one held
+        locks.remove_free_locks([path])
+        assert path.is_file()  # a held lock is never removed
