@@ -33,6 +33,7 @@ import torchvision
 from torch import nn
 
 from .errors import CheckpointError, ConfigError
+from .extras import require
 
 ACCEPTED = ("a torchvision classifier name (vgg16, resnet50, densenet121, ...: torchvision.models.list_models()), "
             "timm:NAME (timm.list_models()), or package.module:factory (a function returning an nn.Module; "
@@ -196,7 +197,7 @@ def build_from_file(path: str | Path) -> Classifier:
 
 
 def _timm_trunk(name: str) -> tuple[nn.Module, str | None]:
-    import timm
+    timm = require("timm", f"--model timm:{name}")
 
     try:
         net = timm.create_model(name, pretrained=False, num_classes=0)
