@@ -99,8 +99,14 @@ def _echo_json(obj) -> None:
 config_option = click.option("--config", "config_file", type=click.Path(dir_okay=False),
                              help="YAML or JSON config file for this stage (a model: package.module:factory "
                                   "in it imports and runs that code, as --model does).")
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override one config field (repeatable), e.g. --set nih.min_age=16.")
+
+
+def set_option(example: str):
+    """``--set KEY=VALUE``, its help showing a key that this command's config has."""
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                        help=f"Override one config field (repeatable), e.g. --set {example}.")
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
@@ -116,8 +122,12 @@ class _Stages(click.Group):
 @click.option("-w", "--workdir", type=click.Path(file_okay=False),
               default=lambda: os.environ.get("CXRSYNTH_WORKDIR", "cxrsynth-work"), show_default="./cxrsynth-work",
               help="Folder where every stage reads its inputs and writes its outputs.")
+@click.option("-v", "--verbose", count=True, help="Say more on stderr (repeatable).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr: no stage or progress lines.")
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+              help="Also write every log line, with a UTC timestamp, to this file (appended).")
 @click.pass_context
-def cli(ctx: click.Context, workdir: str) -> None:
+def cli(ctx: click.Context, workdir: str, verbose: int, quiet: bool, log_file: str | None) -> None:
     """Synthetic COVID-19 chest X-rays, made reproducibly and judged honestly.
 
     Each stage reads the previous stage's files in the work folder and writes its own:
@@ -138,6 +148,9 @@ def cli(ctx: click.Context, workdir: str) -> None:
 
     Run `cxrsynth COMMAND --help` for a stage's options; --set KEY=VALUE overrides its config.
     """
+    from .progress import configure
+
+    configure(-1 if quiet else verbose, log_file)
     ctx.ensure_object(dict)
     ctx.obj["workdir"] = workdir
 
@@ -149,7 +162,7 @@ def cli(ctx: click.Context, workdir: str) -> None:
               help="Format of each SOURCE, in order (default: detected from the files).")
 @click.option("--workers", type=int, default=None, help="Decoding processes (default 0: this process).")
 @config_option
-@set_option
+@set_option("nih.min_age=16")
 @json_option
 @click.pass_context
 def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
@@ -169,7 +182,7 @@ def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
     cfg = resolve(IngestConfig, config_file, overrides, given={"workers": workers})
     _writes_to(_workdir(ctx), "work folder")
     with _one_writer(_workdir(ctx), "ingest", "the work folder's record table"):
-        result = run(roots, cfg, _workdir(ctx), list(formats) or None, progress=sys.stderr.isatty())
+        result = run(roots, cfg, _workdir(ctx), list(formats) or None, progress=True)
     if as_json:
         _echo_json(result.report["totals"])
         return
@@ -187,12 +200,12 @@ def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
 @cli.command()
 @click.option("--method", type=click.Choice(["rigorous", "paper"]), default=None,
               help="rigorous: patient-level train/validation/test (default); paper: the original row rule.")
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=int, default=None, help="Seed of the split's random order (default 0).")
 @click.option("--patient-map", "patient_maps", multiple=True, type=click.Path(dir_okay=False),
               help="RSNA's pneumonia-challenge-dataset-mappings_2018.json and/or NIH's Data_Entry_2017.csv: "
                    "group RSNA images by NIH patient (without, RSNA is split per image).")
 @config_option
-@set_option
+@set_option("fractions=[0.8,0.1,0.1]")
 @json_option
 @click.pass_context
 def split(ctx, method, seed, patient_maps, config_file, overrides, as_json):
@@ -222,7 +235,7 @@ def split(ctx, method, seed, patient_maps, config_file, overrides, as_json):
 @cli.command()
 @click.option("--per-domain", type=int, default=None, help="Translator training images per domain (default 180).")
 @config_option
-@set_option
+@set_option("seed=1")
 @json_option
 @click.pass_context
 def plan(ctx, per_domain, config_file, overrides, as_json):
@@ -246,7 +259,7 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
 
 
 @cli.command()
-@click.option("--task", type=click.Choice(TASKS), required=True)
+@click.option("--task", type=click.Choice(TASKS), required=True, help="Which translator: Normal -> COVID-19 or Pneumonia -> COVID-19.")
 @click.option("--preset", type=click.Choice(["canonical", "paper", "refined"]), default=None,
               help="Recipe: canonical (junyanz ResNet CycleGAN, the default), paper (the authors' U-Net, batch 16, "
                    "100 epochs) or refined (paper + DiffAugment, resize-conv, reflection padding, spectral norm, "
@@ -258,7 +271,7 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
 @click.option("--size", type=int, default=None, help="Image side (default 256; 128 uses 6 residual blocks).")
 @click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps.")
 @config_option
-@set_option
+@set_option("lr=0.0001")
 @json_option
 @click.pass_context
 def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, overrides, as_json):
@@ -278,7 +291,7 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
     # a resumed run starts from its own saved config (the preset included); the guard in train() refuses changes
     base = read_json(folder.config) if resume and folder.config.is_file() else None
     cfg = resolve_train_config(config_file, overrides, base=base, given=given)
-    report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=sys.stderr.isatty())
+    report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=True)
     if not Ranks.from_env().main:
         return
     if as_json:
@@ -335,13 +348,13 @@ def _launcher(opts: dict):
               help="Generator file for a task (default: WORKDIR/translators/TASK/generator.safetensors).")
 @click.option("--configs", default=None, help=f"Comma-separated configs to make (default {','.join(CONFIGS)}).")
 @click.option("--limit", type=int, default=None, help="Only the first N planned images per config.")
-@click.option("--batch-size", type=int, default=None)
+@click.option("--batch-size", type=int, default=None, help="Images translated at once (default 8).")
 @click.option("--rank", type=int, default=None, help="This process's share of the shards (default: $RANK or 0).")
 @click.option("--world", type=int, default=None, help="Number of processes sharing the shards (default: $WORLD_SIZE "
               "or 1; with --launcher local|slurm: the number of jobs, default one per shard).")
 @launcher_options
 @config_option
-@set_option
+@set_option("precision=fp32")
 @json_option
 @click.pass_context
 def generate(ctx, generators, configs, limit, batch_size, rank, world, config_file, overrides, as_json, **launch_opts):
@@ -367,7 +380,7 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
         check_ranks(env.rank if rank is None else rank, env.world if world is None else world)
     _writes_to(_layout(ctx).generated, "generated images folder")
     if launcher.kind == "serial":
-        report = run(_workdir(ctx), cfg, gens, rank, world, progress=sys.stderr.isatty())
+        report = run(_workdir(ctx), cfg, gens, rank, world, progress=True)
     else:
         from .launch import generate_launched
 
@@ -399,7 +412,7 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
               help="Audit the staged release (privacy and quality) and put the results in the card.")
 @launcher_options
 @config_option
-@set_option
+@set_option("train.max_steps=5")
 @json_option
 @click.pass_context
 def release(ctx, out_dir, version, translators, preset, old_train_set, limit, replace, run_audit, config_file,
@@ -423,12 +436,13 @@ def release(ctx, out_dir, version, translators, preset, old_train_set, limit, re
     trans = _task_paths(translators, "--translator")
     out = Path(out_dir) if out_dir else _layout(ctx).release
     _DESTINATION.append(out)  # the pipeline checks it (and the work folder) before any work
-    manifest = run(_workdir(ctx), out, cfg, trans, replace, progress=sys.stderr.isatty(), audit=run_audit,
+    manifest = run(_workdir(ctx), out, cfg, trans, replace, progress=True, audit=run_audit,
                    launcher=launcher)
     if as_json:
         _echo_json({k: manifest[k] for k in ("name", "version", "counts", "translators")})
     else:
-        click.echo(f"release {manifest['name']} {manifest['version']}: {manifest['counts']} -> "
+        counts = ", ".join(f"{config} {n:,}" for config, n in manifest["counts"].items())
+        click.echo(f"release {manifest['name']} {manifest['version']}: {counts} images -> "
                    f"{out / cfg.release.name} (verified)")
 
 
@@ -521,10 +535,10 @@ def diff(old, new, write, as_json):
 @click.option("--protocol", type=click.Choice(["rigorous", "paper"]), default=None,
               help="rigorous (default): selection on validation, several seeds; paper: the original, test-set selection.")
 @click.option("--seeds", type=int, default=None, help="Seeds per arm (default 5 rigorous, 1 paper).")
-@click.option("--task", "tasks", multiple=True, type=click.Choice(TASKS))
-@click.option("--arm", "arms", multiple=True, type=click.Choice(ARMS))
-@click.option("--max-epochs", type=int, default=None)
-@click.option("--image-size", type=int, default=None)
+@click.option("--task", "tasks", multiple=True, type=click.Choice(TASKS), help="Only this task (repeatable; default both).")
+@click.option("--arm", "arms", multiple=True, type=click.Choice(ARMS), help="Only this arm (repeatable; default all).")
+@click.option("--max-epochs", type=int, default=None, help="Epochs per classifier at most (early stopping may end sooner).")
+@click.option("--image-size", type=int, default=None, help="Classifier input side in pixels (default 256).")
 @click.option("--limit", type=int, default=None, help="At most N images per class and split (quick looks).")
 @click.option("--eval-only", "eval_only", default=None, metavar="CHECKPOINT",
               help="Score a trained classifier on the test split (needs one --task), no training.")
@@ -538,7 +552,7 @@ def diff(old, new, write, as_json):
               help="Say which cells of the benchmark in OUT are done, running, failed or missing; run nothing.")
 @launcher_options
 @config_option
-@set_option
+@set_option("fit.max_epochs=10")
 @json_option
 @click.pass_context
 def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size, limit,
@@ -576,7 +590,7 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
             summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg,
                                           externals=parse_externals(externals))
         else:
-            summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=sys.stderr.isatty(),
+            summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=True,
                                     externals=parse_externals(externals), allow_foreign_release=allow_foreign_release,
                                     launcher=launcher, echo=lambda line: click.echo(line, err=True))
     for note in summary.get("notices") or []:
@@ -621,7 +635,7 @@ def _benchmark_status(out: Path, as_json: bool) -> None:
               help="Also write exclude_ids.txt with this share of images closest to their sources (e.g. 0.05).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Default: WORKDIR/audit.")
 @config_option
-@set_option
+@set_option("sample=500")
 @json_option
 @click.pass_context
 def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, config_file, overrides, as_json):

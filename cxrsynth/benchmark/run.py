@@ -544,7 +544,7 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     :class:`~cxrsynth.launch.JobsFailed` naming the failed cells and their logs, before any output is
     written; a rerun runs only those. Either way the outputs come from the cells' result files.
     """
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     workdir, out_dir, launcher = Path(workdir), Path(out_dir), launcher or Launcher()
     setup, checked = prepare(workdir, out_dir, cfg, release, translators, externals, allow_foreign_release)
@@ -559,7 +559,7 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     sets, ctl = _control_sets(workdir, cfg, setup.externals)
     device = pick_device(cfg.device)
     results = [run_cell(setup, c, device, sets)
-               for c in tqdm(cells, desc="benchmark", unit="run", disable=not progress or launcher.kind != "serial")]
+               for c in progress_bar(cells, desc="benchmark", unit="run", enabled=progress and launcher.kind == "serial")]
     return summarise(setup, results, checked, ctl)
 
 
