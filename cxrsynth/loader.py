@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataNotFoundError
-from .images import load_canonical
+from .images import load_canonical, resize_square
 from .layout import WorkLayout
 from .paths import read_json
 from .records import read_records
@@ -63,9 +63,7 @@ class ArmDataset(torch.utils.data.Dataset):
             j = i - len(self.real)
             k = int(np.searchsorted(self._offsets, j, side="right") - 1)
             img = self.synthetic[k][int(j - self._offsets[k])]["image"].convert("L")
-            if img.size != (self.size, self.size):
-                img = img.resize((self.size, self.size))
-            arr, label = np.asarray(img, dtype=np.uint8), 1
+            arr, label = resize_square(img, self.size), 1  # as real images are resized (bilinear)
         x = torch.from_numpy(arr.astype(np.float32) / 255.0).unsqueeze(0)
         return (self.transform(x) if self.transform else x), label
 
