@@ -527,7 +527,16 @@ def diff(old, new, write, as_json):
 @click.option("--image-size", type=int, default=None)
 @click.option("--limit", type=int, default=None, help="At most N images per class and split (quick looks).")
 @click.option("--eval-only", "eval_only", default=None, metavar="CHECKPOINT",
-              help="Score a trained classifier on the test split (needs one --task), no training.")
+              help="Score a trained classifier on the test split (needs one --task), no training: a cxrsynth "
+                   "model.safetensors, or a --model's own state dict whose head has 1 logit (sigmoid) or 2 (softmax).")
+@click.option("--threshold", default=None, metavar="NUMBER|youden",
+              help="--eval-only: decision threshold on the COVID-19 probability, or youden (chosen on the validation "
+                   "split). Default: as --protocol (youden for rigorous, 0.5 for paper).")
+@click.option("--normalize", type=click.Choice(["none", "imagenet", "xrv"]), default=None,
+              help="--eval-only: the input the classifier was trained on: none = [0, 1] (default, as the benchmark "
+                   "trains), imagenet = ImageNet mean/std, xrv = torchxrayvision's [-1024, 1024].")
+@click.option("--positive-index", type=click.IntRange(0, 1), default=None,
+              help="--eval-only, 2-logit heads: which output is COVID-19 (default 1).")
 @click.option("--external", "externals", multiple=True, metavar="NAME=DIR",
               help="An external test set (any folder `cxrsynth ingest` reads) scored by every model; repeatable.")
 @click.option("--allow-foreign-release", is_flag=True,
@@ -542,8 +551,8 @@ def diff(old, new, write, as_json):
 @json_option
 @click.pass_context
 def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size, limit,
-              eval_only, externals, allow_foreign_release, out_dir, status_dir, config_file, overrides, as_json,
-              **launch_opts):
+              eval_only, threshold, normalize, positive_index, externals, allow_foreign_release, out_dir, status_dir,
+              config_file, overrides, as_json, **launch_opts):
     """Train and score classifiers on the real / real+synthetic / synthetic-only arms.
 
     Writes results.json, tables.md/csv, figures/ and report.html; finished runs are kept on a rerun.
@@ -551,7 +560,8 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
     log, and rerunning the same command runs only the cells that are not finished.
     """
     from .benchmark.controls import parse_externals
-    from .benchmark.run import BenchmarkConfig, evaluate_checkpoint, run_benchmark
+    from .benchmark.evaluate import evaluate
+    from .benchmark.run import BenchmarkConfig, run_benchmark
     from .config import resolve
     from .layout import BenchmarkFolder
 
@@ -571,10 +581,17 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
         raise click.UsageError("--eval-only needs exactly one --task")
     if eval_only and launcher.kind != "serial":
         raise click.UsageError("--eval-only trains nothing: it runs here, without --launcher")
+    if not eval_only and (threshold, normalize, positive_index) != (None, None, None):
+        raise click.UsageError("--threshold, --normalize and --positive-index go with --eval-only")
     with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
         if eval_only:
-            summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg,
-                                          externals=parse_externals(externals))
+            named = model or config_file or any(o.startswith("model=") for o in overrides)  # else: the file's own
+            summary = evaluate(eval_only, cfg.tasks[0], _workdir(ctx), model=cfg.model if named else None,
+                               threshold=threshold,
+                               normalize=normalize or "none", positive_index=positive_index,
+                               image_size=cfg.image_size, limit=cfg.limit, protocol=cfg.protocol,
+                               bootstrap=cfg.bootstrap, device=cfg.device, externals=parse_externals(externals),
+                               out_dir=out, figures=cfg.figures).results
         else:
             summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=sys.stderr.isatty(),
                                     externals=parse_externals(externals), allow_foreign_release=allow_foreign_release,

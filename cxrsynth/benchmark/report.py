@@ -130,6 +130,17 @@ EXPLAIN = [
 ]
 
 
+def header_lines(summary: dict) -> list[str]:
+    """What the numbers below were measured on, before any table: for ``--eval-only`` the checkpoint,
+    its head, the input normalisation and the threshold (and where it came from)."""
+    ev = summary.get("evaluation")
+    if not ev:
+        return []
+    what = ev["checkpoint"] or "a model given in Python"
+    return [f"Evaluated: {ev['model']} from {what}; head {ev['head']}; input normalisation {ev['normalize']}; "
+            f"threshold {ev['threshold']:.4g} ({ev['threshold_source']}).\n"]
+
+
 def tables(summary: dict) -> tuple[str, list[list[str]]]:
     """The paper's table (sensitivity %, FN per arm), a full table (all metrics, mean ± sd over seeds, each
     arm against ``real`` paired by seed), the shortcut controls per arm, and the probes."""
@@ -143,6 +154,7 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
     notices = summary.get("notices") or ([summary["warning"]] if summary.get("warning") else [])
     for note in notices:
         md.append(f"> **{note}**\n")
+    md += header_lines(summary)
     for task, arms in summary["summary"].items():
         names = list(arms)
         md.append(f"### {task} ({model}, {summary['protocol']} protocol, {summary.get('split_method', '?')} split)\n")

@@ -440,7 +440,7 @@ def prepare(workdir: Path, out_dir: Path, cfg: BenchmarkConfig, release: str | N
         release = str(synthetic_from_translators(workdir, out_dir, translators))
     if needs_synth and not release:
         raise ConfigError("the synthetic arms need a release or translators", "--release / --translator",
-                          "or run only --arms real")
+                          "or train only the real arm: --arm real")
     checked = check_release(workdir, release, allow_foreign_release) if release else None
     inputs = run_inputs(workdir, cfg, release)
     claim_run_folder(out_dir, inputs)
@@ -561,41 +561,4 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     results = [run_cell(setup, c, device, sets)
                for c in tqdm(cells, desc="benchmark", unit="run", disable=not progress or launcher.kind != "serial")]
     return summarise(setup, results, checked, ctl)
-
-
-def evaluate_checkpoint(workdir: str | Path, out_dir: str | Path, checkpoint: str, task: str,
-                        cfg: BenchmarkConfig = BenchmarkConfig(), threshold: float = 0.5,
-                        externals: dict[str, str] | None = None) -> dict:
-    """``--eval-only``: score a trained classifier on the held-out test split and the controls, no training."""
-    from .report import write_outputs
-
-    workdir, out_dir = Path(workdir), Path(out_dir)
-    device = pick_device(cfg.device)
-    model = build(cfg.model, checkpoint).to(device)
-    items = eval_items(workdir, task, "test", cfg.limit)
-    test = predict(model, Cached(EvalDataset(items, cfg.image_size)), device)
-    res = {"task": task, "arm": "eval-only", "concrete_arm": "eval-only", "seed": 0, "protocol": cfg.protocol,
-           "test_used_for_selection": False, "model": cfg.model, "init": checkpoint,
-           "train": None, "fit": None, "threshold": threshold, "threshold_source": "given", "validation": None,
-           "test": score(test["labels"], test["scores"], [i.patient for i in items], threshold, cfg.bootstrap, 0),
-           "test_scores": [round(float(s), 6) for s in test["scores"]], "test_labels": [int(v) for v in test["labels"]],
-           "test_patients": [i.patient for i in items], "test_record_ids": [i.record_id for i in items]}
-    sets, ctl = _control_sets(workdir, cfg, externals or {})
-    score_controls(res, None, cfg, sets, device, model)
-    if cfg.figures:
-        figure_inputs.write(Cell(task, "eval-only", 0).folder(out_dir), model, res,
-                            Cached(EvalDataset(items, cfg.image_size)), workdir, None, cfg.image_size, cfg.limit, device)
-    summary = {"kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
-               "protocol": cfg.protocol, "test_used_for_selection": False, "warning": None, "notices": [],
-               "split_method": read_json(WorkLayout(workdir).splits)["config"]["method"], "release": None,
-               "release_check": None, "eval_only": True, "summary": aggregate([res], cfg.bootstrap),
-               "controls": {"same_source": ctl["same_source"], "external": ctl["external"], "source_probe": None,
-                            "real_vs_synthetic": None},
-               "runs": [_public_run(res)]}
-    validate(summary, "benchmark_results")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "results.json", summary)
-    write_outputs(out_dir, summary, [res], cfg)
-    return summary
-
 
