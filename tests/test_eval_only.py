@@ -225,3 +225,38 @@ def test_a_benchmark_checkpoint_names_its_own_architecture(wd, tmp_path, capsys)
     line = cli_error_line(capsys, ["-w", str(wd), "benchmark", "--task", "normal-covid", "--eval-only",
                                    str(tmp_path / "headless.safetensors"), "--out", str(tmp_path / "o2"), *FAST])
     assert "has no head (head.weight)" in line and "headless.safetensors" in line
+
+
+def grey_binary_net():
+    """A factory for --model tests.test_eval_only:grey_binary_net (the README's third example)."""
+    torch.manual_seed(5)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(4, 1))
+
+
+def test_timm_and_factory_checkpoints(wd, tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    x, y = split_images(wd, "test")
+    torch.manual_seed(6)
+    tnet = timm.create_model("resnet18", pretrained=False, num_classes=2)
+    save_file(tnet.state_dict(), str(tmp_path / "timm.safetensors"))
+    res = cxrsynth.evaluate(tmp_path / "timm.safetensors", "normal-covid", wd, model="timm:resnet18", image_size=SIZE,
+                            normalize="imagenet", threshold=0.5, bootstrap=0)
+    want = torch.softmax(by_hand(tnet, x, "imagenet"), 1)[:, 1].numpy()
+    assert np.allclose(res.scores, want, atol=1e-5) and res.head.startswith("2 logits")
+    fnet = grey_binary_net()
+    with torch.no_grad():  # the checkpoint's weights, not the factory's own, must be scored
+        fnet.get_submodule("0").weight.add_(0.5)
+        fnet.get_submodule("3").bias.add_(-0.2)
+    torch.save(fnet.state_dict(), tmp_path / "factory.pth")
+    res = cxrsynth.evaluate(tmp_path / "factory.pth", "normal-covid", wd, model="tests.test_eval_only:grey_binary_net",
+                            image_size=SIZE, threshold=0.5, bootstrap=0)
+    with torch.no_grad():
+        want = torch.sigmoid(fnet.eval()(x))[:, 0].numpy()
+        assert not np.allclose(want, torch.sigmoid(grey_binary_net().eval()(x))[:, 0].numpy(), atol=1e-3)
+    assert np.allclose(res.scores, want, atol=1e-5) and res.head == "1 logit (sigmoid)"
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), tmp_path / "timm1000.pth")
+    with pytest.raises(CheckpointError, match="fc has 1000 outputs"):
+        cxrsynth.evaluate(tmp_path / "timm1000.pth", "normal-covid", wd, model="timm:resnet18", image_size=SIZE)
