@@ -510,7 +510,10 @@ def diff(old, new, write, as_json):
 
 
 @cli.command()
-@click.option("--release", default=None, help="Synthetic release: a folder or a Hub id (ORG/NAME).")
+@click.option("--release", default=None,
+              help="Synthetic release: a folder, or a Hub id ORG/NAME[@REVISION] (a tag such as v1.0.1, a branch or "
+                   "a commit; default main). A Hub revision is resolved to its commit, which results.json records.")
+@click.option("--revision", default=None, help="The Hub revision of --release (the same as ORG/NAME@REVISION).")
 @click.option("--translator", "translators", multiple=True, metavar="TASK=PATH",
               help="Judge translators instead of a release: their images are generated first (cached).")
 @click.option("--model", default=None,
@@ -550,8 +553,8 @@ def diff(old, new, write, as_json):
 @set_option
 @json_option
 @click.pass_context
-def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size, limit,
-              eval_only, threshold, normalize, positive_index, externals, allow_foreign_release, out_dir, status_dir,
+def benchmark(ctx, release, revision, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size,
+              limit, eval_only, threshold, normalize, positive_index, externals, allow_foreign_release, out_dir, status_dir,
               config_file, overrides, as_json, **launch_opts):
     """Train and score classifiers on the real / real+synthetic / synthetic-only arms.
 
@@ -576,6 +579,12 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
         "model": model, "init": init, "protocol": protocol, "seeds": seeds, "fit.max_epochs": max_epochs,
         "image_size": image_size, "limit": limit, "tasks": tuple(tasks) or None, "arms": tuple(arms) or None})
     trans = _task_paths(translators, "--translator")
+    if revision and not release:
+        raise click.UsageError("--revision goes with --release ORG/NAME")
+    if revision:
+        from .artifacts.release_ref import parse
+
+        release = str(parse(release, revision))
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).benchmark, "benchmark output folder")
     if eval_only and len(cfg.tasks) != 1:
         raise click.UsageError("--eval-only needs exactly one --task")

@@ -131,14 +131,21 @@ EXPLAIN = [
 
 
 def header_lines(summary: dict) -> list[str]:
-    """What the numbers below were measured on, before any table: for ``--eval-only`` the checkpoint,
-    its head, the input normalisation and the threshold (and where it came from)."""
+    """What the numbers below were measured on, before any table: the release the synthetic arms used
+    (name, version, data_sha256 and, from the Hub, the resolved commit); for ``--eval-only`` the
+    checkpoint, its head, the input normalisation and the threshold (and where it came from)."""
+    out = []
+    rel = summary.get("release_info")
+    if rel:
+        where = (f"Hub {rel['id']}, revision {rel['revision']}, commit {rel['commit']}" if rel["source"] == "hub"
+                 else f"folder {rel['id']}")
+        out.append(f"Release: {rel['name']} {rel['version']} (data_sha256 {rel['data_sha256']}; {where}).\n")
     ev = summary.get("evaluation")
-    if not ev:
-        return []
-    what = ev["checkpoint"] or "a model given in Python"
-    return [f"Evaluated: {ev['model']} from {what}; head {ev['head']}; input normalisation {ev['normalize']}; "
-            f"threshold {ev['threshold']:.4g} ({ev['threshold_source']}).\n"]
+    if ev:
+        what = ev["checkpoint"] or "a model given in Python"
+        out.append(f"Evaluated: {ev['model']} from {what}; head {ev['head']}; input normalisation {ev['normalize']}; "
+                   f"threshold {ev['threshold']:.4g} ({ev['threshold_source']}).\n")
+    return out
 
 
 def tables(summary: dict) -> tuple[str, list[list[str]]]:

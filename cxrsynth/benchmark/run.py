@@ -34,6 +34,7 @@ import torch
 from .. import __version__
 from ..artifacts import GeneratedSet, ReleaseFolder
 from ..artifacts.benchmark_run import cell_key as run_cell_key
+from ..artifacts.release_ref import describe as describe_release, parse as parse_release, pin as pin_release
 from ..config import at_least, to_dict
 from ..config import build as build_config
 from ..device import pick_device
@@ -407,6 +408,7 @@ class Setup:
     release: str | None
     externals: dict[str, str]
     inputs: dict
+    release_info: dict | None = None  # artifacts.release_ref.describe: name, version, data_sha256, commit
 
     def key(self, cell: Cell) -> str:
         return cell_key(self.inputs, cell)
@@ -441,12 +443,18 @@ def prepare(workdir: Path, out_dir: Path, cfg: BenchmarkConfig, release: str | N
     if needs_synth and not release:
         raise ConfigError("the synthetic arms need a release or translators", "--release / --translator",
                           "or train only the real arm: --arm real")
+    # A Hub release is pinned to the commit its revision (default main) names now: every read below
+    # (manifest, shards, controls, figures, launched cells) uses that commit, and results record it.
+    asked = parse_release(release) if release else None
+    pinned = pin_release(asked) if asked else None
+    release = str(pinned) if pinned else None
     checked = check_release(workdir, release, allow_foreign_release) if release else None
     inputs = run_inputs(workdir, cfg, release)
     claim_run_folder(out_dir, inputs)
     write_json(out_dir / "config.json", to_dict(cfg) | {"release": release, "translators": translators,
                                                         "externals": externals, "allow_foreign_release": allow_foreign_release})
-    return Setup(workdir, out_dir, cfg, release, dict(externals or {}), json.loads(json.dumps(inputs, default=str))), checked
+    return Setup(workdir, out_dir, cfg, release, dict(externals or {}), json.loads(json.dumps(inputs, default=str)),
+                 describe_release(pinned, asked) if pinned else None), checked
 
 
 def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict) -> dict:
@@ -463,6 +471,7 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         "warning": PAPER_WARNING if cfg.protocol == "paper" else None,
         "notices": _notices(cfg, split_method, checked), "split_method": split_method,
         "release": release, "release_data_sha256": setup.inputs.get("release_data_sha256"),
+        "release_info": setup.release_info,
         "release_check": checked, "eval_only": False,
         "summary": aggregate(results, cfg.bootstrap),
         "controls": {
