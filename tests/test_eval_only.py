@@ -260,3 +260,9 @@ def test_timm_and_factory_checkpoints(wd, tmp_path):
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), tmp_path / "timm1000.pth")
     with pytest.raises(CheckpointError, match="fc has 1000 outputs"):
         cxrsynth.evaluate(tmp_path / "timm1000.pth", "normal-covid", wd, model="timm:resnet18", image_size=SIZE)
+
+
+def test_a_model_that_cannot_take_the_input_is_one_clear_error(wd):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 1))  # made for 8 px only
+    with pytest.raises(ConfigError, match="does not run on a blank 3-channel 32 px image"):
+        cxrsynth.evaluate(net, "normal-covid", wd, image_size=SIZE)

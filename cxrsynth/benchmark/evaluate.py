@@ -120,7 +120,8 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
     ``xrv`` ([-1024, 1024]). ``positive_index``: for 2 logits, which is COVID-19 (default 1).
     ``channels``: what the model reads (default: its first convolution's). ``out_dir``: where to
     write results.json, tables and report.html (nothing is written without it). ``figures``: also the
-    Grad-CAM / UMAP inputs (cxrsynth classifiers only).
+    Grad-CAM / UMAP inputs (cxrsynth classifiers only). A module given is put in eval mode and moved to
+    ``device`` (``auto``: CUDA when there is one).
     """
     if task not in TASKS:
         raise ConfigError("unknown task", task, f"use one of {sorted(TASKS)}")
@@ -131,10 +132,10 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
     if path is None:
         named = getattr(model_or_path, "arch", None)  # a cxrsynth Classifier names its architecture
         arch = model or (named if isinstance(named, str) else type(model_or_path).__name__)
-        scorer = from_module(model_or_path, normalize, positive_index, channels)
+        scorer = from_module(model_or_path, normalize, positive_index, channels, image_size)
     else:
         arch = model or _named_by_file(path)
-        scorer = from_file(arch, path, normalize, positive_index)
+        scorer = from_file(arch, path, normalize, positive_index, image_size)
     cfg = BenchmarkConfig(model=arch, init=path or "given in Python", protocol=protocol, tasks=(task,),
                           arms=("real",), image_size=image_size, limit=limit, bootstrap=bootstrap, device=device,
                           figures=figures)

@@ -137,9 +137,16 @@ def from_module(net: nn.Module, normalize: Normalize = "none", positive_index: i
         raise ConfigError("evaluate() takes an nn.Module or a checkpoint path", type(net).__name__)
     channels = channels or input_channels(net)
     was = net.training
-    with torch.no_grad():
-        out = net.eval()(torch.zeros(1, channels, image_size, image_size))
-    net.train(was)
+    where = next(net.parameters(), torch.zeros(0)).device  # a model given on a GPU is probed there
+    try:
+        with torch.no_grad():
+            out = net.eval()(torch.zeros(1, channels, image_size, image_size, device=where))
+    except RuntimeError as exc:  # wrong channels, a size the model cannot take...
+        raise ConfigError(f"the model does not run on a blank {channels}-channel {image_size} px image",
+                          type(net).__name__, f"{str(exc).splitlines()[0][:200]}; give the channels and image size "
+                          "it was trained with") from exc
+    finally:
+        net.train(was)
     out = out[0] if isinstance(out, (tuple, list)) else out
     n = out.reshape(1, -1).shape[1]
     head_outputs(n, f"the model's output {list(out.shape)}", type(net).__name__)
