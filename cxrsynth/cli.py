@@ -524,7 +524,10 @@ def diff(old, new, write, as_json):
 
 
 @cli.command()
-@click.option("--release", default=None, help="Synthetic release: a folder or a Hub id (ORG/NAME).")
+@click.option("--release", default=None,
+              help="Synthetic release: a folder, or a Hub id ORG/NAME[@REVISION] (a tag such as v1.0.1, a branch or "
+                   "a commit; default main). A Hub revision is resolved to its commit, which results.json records.")
+@click.option("--revision", default=None, help="The Hub revision of --release (the same as ORG/NAME@REVISION).")
 @click.option("--translator", "translators", multiple=True, metavar="TASK=PATH",
               help="Judge translators instead of a release: their images are generated first (cached).")
 @click.option("--model", default=None,
@@ -541,7 +544,16 @@ def diff(old, new, write, as_json):
 @click.option("--image-size", type=int, default=None, help="Classifier input side in pixels (default 256).")
 @click.option("--limit", type=int, default=None, help="At most N images per class and split (quick looks).")
 @click.option("--eval-only", "eval_only", default=None, metavar="CHECKPOINT",
-              help="Score a trained classifier on the test split (needs one --task), no training.")
+              help="Score a trained classifier on the test split (needs one --task), no training: a cxrsynth "
+                   "model.safetensors, or a --model's own state dict whose head has 1 logit (sigmoid) or 2 (softmax).")
+@click.option("--threshold", default=None, metavar="NUMBER|youden",
+              help="--eval-only: decision threshold on the COVID-19 probability, or youden (chosen on the validation "
+                   "split). Default: as --protocol (youden for rigorous, 0.5 for paper).")
+@click.option("--normalize", type=click.Choice(["none", "imagenet", "xrv"]), default=None,
+              help="--eval-only: the input the classifier was trained on: none = [0, 1] (default, as the benchmark "
+                   "trains), imagenet = ImageNet mean/std, xrv = torchxrayvision's [-1024, 1024].")
+@click.option("--positive-index", type=click.IntRange(0, 1), default=None,
+              help="--eval-only, 2-logit heads: which output is COVID-19 (default 1).")
 @click.option("--external", "externals", multiple=True, metavar="NAME=DIR",
               help="An external test set (any folder `cxrsynth ingest` reads) scored by every model; repeatable.")
 @click.option("--allow-foreign-release", is_flag=True,
@@ -555,9 +567,9 @@ def diff(old, new, write, as_json):
 @set_option("fit.max_epochs=10")
 @json_option
 @click.pass_context
-def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size, limit,
-              eval_only, externals, allow_foreign_release, out_dir, status_dir, config_file, overrides, as_json,
-              **launch_opts):
+def benchmark(ctx, release, revision, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size,
+              limit, eval_only, threshold, normalize, positive_index, externals, allow_foreign_release, out_dir, status_dir,
+              config_file, overrides, as_json, **launch_opts):
     """Train and score classifiers on the real / real+synthetic / synthetic-only arms.
 
     Writes results.json, tables.md/csv, figures/ and report.html; finished runs are kept on a rerun.
@@ -565,7 +577,8 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
     log, and rerunning the same command runs only the cells that are not finished.
     """
     from .benchmark.controls import parse_externals
-    from .benchmark.run import BenchmarkConfig, evaluate_checkpoint, run_benchmark
+    from .benchmark.evaluate import evaluate
+    from .benchmark.run import BenchmarkConfig, run_benchmark
     from .config import resolve
     from .layout import BenchmarkFolder
 
@@ -580,15 +593,28 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
         "model": model, "init": init, "protocol": protocol, "seeds": seeds, "fit.max_epochs": max_epochs,
         "image_size": image_size, "limit": limit, "tasks": tuple(tasks) or None, "arms": tuple(arms) or None})
     trans = _task_paths(translators, "--translator")
+    if revision and not release:
+        raise click.UsageError("--revision goes with --release ORG/NAME")
+    if revision:
+        from .artifacts.release_ref import parse
+
+        release = str(parse(release, revision))
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).benchmark, "benchmark output folder")
     if eval_only and len(cfg.tasks) != 1:
         raise click.UsageError("--eval-only needs exactly one --task")
     if eval_only and launcher.kind != "serial":
         raise click.UsageError("--eval-only trains nothing: it runs here, without --launcher")
+    if not eval_only and (threshold, normalize, positive_index) != (None, None, None):
+        raise click.UsageError("--threshold, --normalize and --positive-index go with --eval-only")
     with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
         if eval_only:
-            summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg,
-                                          externals=parse_externals(externals))
+            named = model or config_file or any(o.startswith("model=") for o in overrides)  # else: the file's own
+            summary = evaluate(eval_only, cfg.tasks[0], _workdir(ctx), model=cfg.model if named else None,
+                               threshold=threshold,
+                               normalize=normalize or "none", positive_index=positive_index,
+                               image_size=cfg.image_size, limit=cfg.limit, protocol=cfg.protocol,
+                               bootstrap=cfg.bootstrap, device=cfg.device, externals=parse_externals(externals),
+                               out_dir=out, figures=cfg.figures).results
         else:
             summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=True,
                                     externals=parse_externals(externals), allow_foreign_release=allow_foreign_release,

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .artifacts.release_ref import parse
 from .errors import ConfigError, DataNotFoundError
 from .images import load_canonical, resize_square
 from .layout import WorkLayout
@@ -69,10 +70,12 @@ class ArmDataset(torch.utils.data.Dataset):
 
 
 def _synthetic(release: str | Path, config: str, revision: str | None = None):
+    """One config of a release folder or a Hub release (``ORG/NAME``, ``ORG/NAME@REV`` or ``revision``)."""
     import datasets
 
+    ref = parse(release, revision)
     try:
-        return datasets.load_dataset(str(release), config, split="train", revision=revision)
+        return datasets.load_dataset(ref.id, config, split="train", revision=ref.revision)
     except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
         raise DataNotFoundError(f"cannot load config {config} of the release", release, str(exc).splitlines()[0]) from exc
 
