@@ -33,6 +33,7 @@ import torchvision
 from torch import nn
 
 from .errors import CheckpointError, ConfigError
+from .extras import require
 
 ACCEPTED = ("a torchvision classifier name (vgg16, resnet50, densenet121, ...: torchvision.models.list_models()), "
             "timm:NAME (timm.list_models()), or package.module:factory (a function returning an nn.Module; "
@@ -196,7 +197,7 @@ def build_from_file(path: str | Path) -> Classifier:
 
 
 def _timm_trunk(name: str) -> tuple[nn.Module, str | None]:
-    import timm
+    timm = require("timm", f"--model timm:{name}")
 
     try:
         net = timm.create_model(name, pretrained=False, num_classes=0)
@@ -205,7 +206,8 @@ def _timm_trunk(name: str) -> tuple[nn.Module, str | None]:
     return net, (net.pretrained_cfg or {}).get("classifier")
 
 
-def _factory_trunk(spec: str) -> nn.Module:
+def factory_model(spec: str) -> nn.Module:
+    """What ``package.module:factory`` returns (imported and called: it runs that code), checked to be an nn.Module."""
     mod_name, _, attr = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(mod_name), attr)
@@ -220,15 +222,44 @@ def _factory_trunk(spec: str) -> nn.Module:
     return net
 
 
+def load_checked(module: nn.Module, sd: dict, path: str | Path, arch: str,
+                 may_miss: tuple[str, ...] = ()) -> None:
+    """Load ``sd`` into ``module``, or raise one :class:`CheckpointError` naming what does not fit.
+
+    torch's ``load_state_dict`` raises a ``RuntimeError`` listing every size mismatch, even with
+    ``strict=False``; here the first mismatched tensor is named with both shapes, then missing and
+    unexpected keys are counted. ``may_miss``: key prefixes that may be absent (a head the caller adds).
+    """
+    own = module.state_dict()
+    bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in sd.items()
+           if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)]
+    if bad:
+        k, theirs, ours = bad[0]
+        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+        raise CheckpointError("checkpoint tensors do not fit the architecture", path,
+                              f"{k} is {list(theirs)} in the file, {list(ours)} in {arch}{more}")
+    missing, unexpected = module.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith(may_miss)] if may_miss else missing
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        raise CheckpointError("checkpoint does not fit the architecture", path,
+                              f"{len(missing)} missing, {len(unexpected)} unexpected keys for {arch} "
+                              f"(e.g. {first})")
+
+
+def final_linear(net: nn.Module) -> str | None:
+    """The name of a torchvision classifier's output layer (``fc``, ``classifier.6``, ``heads.head``...):
+    its last ``nn.Linear``, which comes after any auxiliary heads in every torchvision model."""
+    names = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    return names[-1] if names else None
+
+
 def _load_trunk(net: nn.Module, init: str, arch: str, skip: str | None) -> None:
     """A plain state dict of the trunk's own architecture; ``skip``: the prefix of its classifier keys."""
     sd = load_state_file(init)
     if skip:
         sd = {k: v for k, v in sd.items() if not k.startswith(f"{skip}.")}
-    missing, unexpected = net.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise CheckpointError("checkpoint does not fit the architecture", init,
-                              f"{len(missing)} missing, {len(unexpected)} unexpected keys for {arch}")
+    load_checked(net, sd, init, arch)
 
 
 def _build_other(arch: str, init: str) -> Classifier:
@@ -240,7 +271,7 @@ def _build_other(arch: str, init: str) -> Classifier:
         net, skip = _timm_trunk(arch[5:])
         trunk = ForwardFeatures(net)
     else:
-        net, skip = _factory_trunk(arch), None
+        net, skip = factory_model(arch), None
         trunk = net
     own = init not in ("random",) and any(k.startswith(("stem.", "head.")) for k in load_state_file(init))
     if init != "random" and not own:
@@ -251,10 +282,7 @@ def _build_other(arch: str, init: str) -> Classifier:
         trunk.train(was)
     model = Classifier(arch, trunk, out.shape[1], last_conv(trunk))
     if own:
-        missing, unexpected = model.load_state_dict(load_state_file(init), strict=False)
-        if missing or unexpected:
-            raise CheckpointError("checkpoint does not fit the architecture", init,
-                                  f"{len(missing)} missing, {len(unexpected)} unexpected keys for {arch}")
+        load_checked(model, load_state_file(init), init, arch)
     return model
 
 
@@ -273,13 +301,14 @@ def build(arch: str, init: str = "random") -> Classifier:
     if init not in ("random", "imagenet"):
         sd = load_state_file(init)
         if any(k.startswith(("stem.", "head.")) for k in sd):  # a cxrsynth classifier
-            missing, unexpected = model.load_state_dict(sd, strict=False)
+            load_checked(model, sd, init, arch, may_miss=("head.",))
         else:  # a plain torchvision state dict: the trunk only
             full = torchvision.models.get_model(arch, weights=None)
-            missing, unexpected = full.load_state_dict(sd, strict=False)
+            # Its classifier (ImageNet's 1000 classes, or a fine-tune's 1 or 2) is replaced by the
+            # benchmark's head, so it is not loaded: a 2-class fc no longer fails on its size (N09).
+            out = final_linear(full)
+            trunk_sd = {k: v for k, v in sd.items() if not (out and k.startswith(f"{out}."))}
+            load_checked(full, trunk_sd, init, arch, may_miss=(f"{out}.",) if out else ())
             stem, channels, cam = _stem(arch, full)
             model = Classifier(arch, stem, channels, cam)
-        if unexpected or (missing and any(not k.startswith("head.") for k in missing)):
-            raise CheckpointError("checkpoint does not fit the architecture", init,
-                                  f"{len(missing)} missing, {len(unexpected)} unexpected keys for {arch}")
     return model

@@ -118,8 +118,14 @@ record_paths_option = click.option(
 config_option = click.option("--config", "config_file", type=click.Path(dir_okay=False),
                              help="YAML or JSON config file for this stage (a model: package.module:factory "
                                   "in it imports and runs that code, as --model does).")
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override one config field (repeatable), e.g. --set nih.min_age=16.")
+
+
+def set_option(example: str):
+    """``--set KEY=VALUE``, its help showing a key that this command's config has."""
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                        help=f"Override one config field (repeatable), e.g. --set {example}.")
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
@@ -135,8 +141,12 @@ class _Stages(click.Group):
 @click.option("-w", "--workdir", type=click.Path(file_okay=False),
               default=lambda: os.environ.get("CXRSYNTH_WORKDIR", "cxrsynth-work"), show_default="./cxrsynth-work",
               help="Folder where every stage reads its inputs and writes its outputs.")
+@click.option("-v", "--verbose", count=True, help="Say more on stderr (repeatable).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr: no stage or progress lines.")
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+              help="Also write every log line, with a UTC timestamp, to this file (appended).")
 @click.pass_context
-def cli(ctx: click.Context, workdir: str) -> None:
+def cli(ctx: click.Context, workdir: str, verbose: int, quiet: bool, log_file: str | None) -> None:
     """Synthetic COVID-19 chest X-rays, made reproducibly and judged honestly.
 
     Each stage reads the previous stage's files in the work folder and writes its own:
@@ -157,6 +167,9 @@ def cli(ctx: click.Context, workdir: str) -> None:
 
     Run `cxrsynth COMMAND --help` for a stage's options; --set KEY=VALUE overrides its config.
     """
+    from .progress import configure
+
+    configure(-1 if quiet else verbose, log_file)
     ctx.ensure_object(dict)
     ctx.obj["workdir"] = workdir
 
@@ -168,7 +181,7 @@ def cli(ctx: click.Context, workdir: str) -> None:
               help="Format of each SOURCE, in order (default: detected from the files).")
 @click.option("--workers", type=int, default=None, help="Decoding processes (default 0: this process).")
 @config_option
-@set_option
+@set_option("nih.min_age=16")
 @json_option
 @click.pass_context
 def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
@@ -188,7 +201,7 @@ def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
     cfg = resolve(IngestConfig, config_file, overrides, given={"workers": workers})
     _writes_to(_workdir(ctx), "work folder")
     with _one_writer(_workdir(ctx), "ingest", "the work folder's record table"):
-        result = run(roots, cfg, _workdir(ctx), list(formats) or None, progress=sys.stderr.isatty())
+        result = run(roots, cfg, _workdir(ctx), list(formats) or None, progress=True)
     if as_json:
         _echo_json(result.report["totals"])
         return
@@ -206,12 +219,12 @@ def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
 @cli.command()
 @click.option("--method", type=click.Choice(["rigorous", "paper"]), default=None,
               help="rigorous: patient-level train/validation/test (default); paper: the original row rule.")
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=int, default=None, help="Seed of the split's random order (default 0).")
 @click.option("--patient-map", "patient_maps", multiple=True, type=click.Path(dir_okay=False),
               help="RSNA's pneumonia-challenge-dataset-mappings_2018.json and/or NIH's Data_Entry_2017.csv: "
                    "group RSNA images by NIH patient (without, RSNA is split per image).")
 @config_option
-@set_option
+@set_option("fractions=[0.8,0.1,0.1]")
 @json_option
 @click.pass_context
 def split(ctx, method, seed, patient_maps, config_file, overrides, as_json):
@@ -241,7 +254,7 @@ def split(ctx, method, seed, patient_maps, config_file, overrides, as_json):
 @cli.command()
 @click.option("--per-domain", type=int, default=None, help="Translator training images per domain (default 180).")
 @config_option
-@set_option
+@set_option("seed=1")
 @json_option
 @click.pass_context
 def plan(ctx, per_domain, config_file, overrides, as_json):
@@ -265,7 +278,7 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
 
 
 @cli.command()
-@click.option("--task", type=click.Choice(TASKS), required=True)
+@click.option("--task", type=click.Choice(TASKS), required=True, help="Which translator: Normal -> COVID-19 or Pneumonia -> COVID-19.")
 @click.option("--preset", type=click.Choice(["canonical", "paper", "refined"]), default=None,
               help="Recipe: canonical (junyanz ResNet CycleGAN, the default), paper (the authors' U-Net, batch 16, "
                    "100 epochs) or refined (paper + DiffAugment, resize-conv, reflection padding, spectral norm, "
@@ -277,7 +290,7 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
 @click.option("--size", type=int, default=None, help="Image side (default 256; 128 uses 6 residual blocks).")
 @click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps.")
 @config_option
-@set_option
+@set_option("lr=0.0001")
 @json_option
 @click.pass_context
 def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, overrides, as_json):
@@ -297,7 +310,7 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
     base = read_json(folder.config) if resume and folder.config.is_file() else None
     cfg = resolve_train_config(config_file, overrides, base=base, given=given)
     _writes_to(folder.root, "translator run folder")  # after the options are checked
-    report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=sys.stderr.isatty())
+    report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=True)
     if not Ranks.from_env().main:
         return
     if as_json:
@@ -354,13 +367,13 @@ def _launcher(opts: dict):
               help="Generator file for a task (default: WORKDIR/translators/TASK/generator.safetensors).")
 @click.option("--configs", default=None, help=f"Comma-separated configs to make (default {','.join(CONFIGS)}).")
 @click.option("--limit", type=int, default=None, help="Only the first N planned images per config.")
-@click.option("--batch-size", type=int, default=None)
+@click.option("--batch-size", type=int, default=None, help="Images translated at once (default 8).")
 @click.option("--rank", type=int, default=None, help="This process's share of the shards (default: $RANK or 0).")
 @click.option("--world", type=int, default=None, help="Number of processes sharing the shards (default: $WORLD_SIZE "
               "or 1; with --launcher local|slurm: the number of jobs, default one per shard).")
 @launcher_options
 @config_option
-@set_option
+@set_option("precision=fp32")
 @json_option
 @click.pass_context
 def generate(ctx, generators, configs, limit, batch_size, rank, world, config_file, overrides, as_json, **launch_opts):
@@ -386,7 +399,7 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
         check_ranks(env.rank if rank is None else rank, env.world if world is None else world)
     _writes_to(_layout(ctx).generated, "generated images folder")
     if launcher.kind == "serial":
-        report = run(_workdir(ctx), cfg, gens, rank, world, progress=sys.stderr.isatty())
+        report = run(_workdir(ctx), cfg, gens, rank, world, progress=True)
     else:
         from .launch import generate_launched
 
@@ -418,7 +431,7 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
               help="Audit the staged release (privacy and quality) and put the results in the card.")
 @launcher_options
 @config_option
-@set_option
+@set_option("train.max_steps=5")
 @json_option
 @click.pass_context
 def release(ctx, out_dir, version, translators, preset, old_train_set, limit, replace, run_audit, config_file,
@@ -444,12 +457,13 @@ def release(ctx, out_dir, version, translators, preset, old_train_set, limit, re
     _DESTINATION.append(out)  # the pipeline checks it (and the work folder) before any work
     _remember_new(out)
     _remember_new(_workdir(ctx))
-    manifest = run(_workdir(ctx), out, cfg, trans, replace, progress=sys.stderr.isatty(), audit=run_audit,
+    manifest = run(_workdir(ctx), out, cfg, trans, replace, progress=True, audit=run_audit,
                    launcher=launcher)
     if as_json:
         _echo_json({k: manifest[k] for k in ("name", "version", "counts", "translators")})
     else:
-        click.echo(f"release {manifest['name']} {manifest['version']}: {manifest['counts']} -> "
+        counts = ", ".join(f"{config} {n:,}" for config, n in manifest["counts"].items())
+        click.echo(f"release {manifest['name']} {manifest['version']}: {counts} images -> "
                    f"{out / cfg.release.name} (verified)")
 
 
@@ -533,7 +547,10 @@ def diff(old, new, write, as_json):
 
 
 @cli.command()
-@click.option("--release", default=None, help="Synthetic release: a folder or a Hub id (ORG/NAME).")
+@click.option("--release", default=None,
+              help="Synthetic release: a folder, or a Hub id ORG/NAME[@REVISION] (a tag such as v1.0.1, a branch or "
+                   "a commit; default main). A Hub revision is resolved to its commit, which results.json records.")
+@click.option("--revision", default=None, help="The Hub revision of --release (the same as ORG/NAME@REVISION).")
 @click.option("--translator", "translators", multiple=True, metavar="TASK=PATH",
               help="Judge translators instead of a release: their images are generated first (cached).")
 @click.option("--model", default=None,
@@ -544,13 +561,22 @@ def diff(old, new, write, as_json):
 @click.option("--protocol", type=click.Choice(["rigorous", "paper"]), default=None,
               help="rigorous (default): selection on validation, several seeds; paper: the original, test-set selection.")
 @click.option("--seeds", type=int, default=None, help="Seeds per arm (default 5 rigorous, 1 paper).")
-@click.option("--task", "tasks", multiple=True, type=click.Choice(TASKS))
-@click.option("--arm", "arms", multiple=True, type=click.Choice(ARMS))
-@click.option("--max-epochs", type=int, default=None)
-@click.option("--image-size", type=int, default=None)
+@click.option("--task", "tasks", multiple=True, type=click.Choice(TASKS), help="Only this task (repeatable; default both).")
+@click.option("--arm", "arms", multiple=True, type=click.Choice(ARMS), help="Only this arm (repeatable; default all).")
+@click.option("--max-epochs", type=int, default=None, help="Epochs per classifier at most (early stopping may end sooner).")
+@click.option("--image-size", type=int, default=None, help="Classifier input side in pixels (default 256).")
 @click.option("--limit", type=int, default=None, help="At most N images per class and split (quick looks).")
 @click.option("--eval-only", "eval_only", default=None, metavar="CHECKPOINT",
-              help="Score a trained classifier on the test split (needs one --task), no training.")
+              help="Score a trained classifier on the test split (needs one --task), no training: a cxrsynth "
+                   "model.safetensors, or a --model's own state dict whose head has 1 logit (sigmoid) or 2 (softmax).")
+@click.option("--threshold", default=None, metavar="NUMBER|youden",
+              help="--eval-only: decision threshold on the COVID-19 probability, or youden (chosen on the validation "
+                   "split). Default: as --protocol (youden for rigorous, 0.5 for paper).")
+@click.option("--normalize", type=click.Choice(["none", "imagenet", "xrv"]), default=None,
+              help="--eval-only: the input the classifier was trained on: none = [0, 1] (default, as the benchmark "
+                   "trains), imagenet = ImageNet mean/std, xrv = torchxrayvision's [-1024, 1024].")
+@click.option("--positive-index", type=click.IntRange(0, 1), default=None,
+              help="--eval-only, 2-logit heads: which output is COVID-19 (default 1).")
 @click.option("--external", "externals", multiple=True, metavar="NAME=DIR",
               help="An external test set (any folder `cxrsynth ingest` reads) scored by every model; repeatable.")
 @click.option("--allow-foreign-release", is_flag=True,
@@ -562,12 +588,12 @@ def diff(old, new, write, as_json):
 @record_paths_option
 @launcher_options
 @config_option
-@set_option
+@set_option("fit.max_epochs=10")
 @json_option
 @click.pass_context
-def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size, limit,
-              eval_only, externals, allow_foreign_release, out_dir, status_dir, record_paths, config_file, overrides,
-              as_json, **launch_opts):
+def benchmark(ctx, release, revision, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size,
+              limit, eval_only, threshold, normalize, positive_index, externals, allow_foreign_release, out_dir, status_dir,
+              record_paths, config_file, overrides, as_json, **launch_opts):
     """Train and score classifiers on the real / real+synthetic / synthetic-only arms.
 
     Writes results.json, tables.md/csv, figures/ and report.html; finished runs are kept on a rerun.
@@ -575,7 +601,8 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
     log, and rerunning the same command runs only the cells that are not finished.
     """
     from .benchmark.controls import parse_externals
-    from .benchmark.run import BenchmarkConfig, evaluate_checkpoint, run_benchmark
+    from .benchmark.evaluate import evaluate
+    from .benchmark.run import BenchmarkConfig, run_benchmark
     from .config import resolve
     from .layout import BenchmarkFolder
 
@@ -590,17 +617,31 @@ def benchmark(ctx, release, translators, model, init, protocol, seeds, tasks, ar
         "model": model, "init": init, "protocol": protocol, "seeds": seeds, "fit.max_epochs": max_epochs,
         "image_size": image_size, "limit": limit, "tasks": tuple(tasks) or None, "arms": tuple(arms) or None})
     trans = _task_paths(translators, "--translator")
+    if revision and not release:
+        raise click.UsageError("--revision goes with --release ORG/NAME")
+    if revision:
+        from .artifacts.release_ref import parse
+
+        release = str(parse(release, revision))
     if eval_only and len(cfg.tasks) != 1:
         raise click.UsageError("--eval-only needs exactly one --task")
     if eval_only and launcher.kind != "serial":
         raise click.UsageError("--eval-only trains nothing: it runs here, without --launcher")
+    if not eval_only and (threshold, normalize, positive_index) != (None, None, None):
+        raise click.UsageError("--threshold, --normalize and --positive-index go with --eval-only")
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).benchmark, "benchmark output folder")
     with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
         if eval_only:
-            summary = evaluate_checkpoint(_workdir(ctx), out, eval_only, cfg.tasks[0], cfg,
-                                          externals=parse_externals(externals), record_paths=record_paths)
+            named = model or config_file or any(o.startswith("model=") for o in overrides)  # else: the file's own
+            summary = evaluate(eval_only, cfg.tasks[0], _workdir(ctx), model=cfg.model if named else None,
+                               threshold=threshold,
+                               normalize=normalize or "none", positive_index=positive_index,
+                               image_size=cfg.image_size, limit=cfg.limit, protocol=cfg.protocol,
+                               bootstrap=cfg.bootstrap, device=cfg.device, externals=parse_externals(externals),
+                               out_dir=out, figures=cfg.figures,
+                               record_paths=record_paths).results
         else:
-            summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=sys.stderr.isatty(),
+            summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=True,
                                     externals=parse_externals(externals), allow_foreign_release=allow_foreign_release,
                                     launcher=launcher, echo=lambda line: click.echo(line, err=True),
                                     record_paths=record_paths)
@@ -647,7 +688,7 @@ def _benchmark_status(out: Path, as_json: bool) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Default: WORKDIR/audit.")
 @record_paths_option
 @config_option
-@set_option
+@set_option("sample=500")
 @json_option
 @click.pass_context
 def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, record_paths, config_file, overrides, as_json):

@@ -218,7 +218,7 @@ def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), genera
 
 def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[str, str] | None, rt: Runtime,
               progress: bool) -> dict:
-    from tqdm import tqdm
+    from .progress import bar as progress_bar
 
     layout = WorkLayout(workdir)
     plan = read_json(layout.plan)
@@ -254,7 +254,7 @@ def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[st
                  "shards_skipped_done": 0, "generated": 0, "translator_id": translator_id,
                  "checkpoint_sha256": info["sha256"], "size": size, "compiled": is_compiled(net)}
         t0 = time.perf_counter()
-        bar = tqdm(total=sum(len(shards[k]) for k in mine), desc=f"generate {config}", unit="img", disable=not progress)
+        bar = progress_bar(total=sum(len(shards[k]) for k in mine), desc=f"generate {config}", unit="img", enabled=progress)
         for k in mine:
             name = shard_name(k)
             key = shard_key(info["sha256"], shards[k], translator_id, cfg.output)

@@ -155,10 +155,15 @@ def decode(path: str | Path, size: int = 256, max_pixels: int = MAX_IMAGE_PIXELS
         raise BadInputError("image is blank", path, f"every pixel has the value {gray.flat[0] if gray.size else None}"
                             " (after windowing); nothing to learn from")
     h, w = gray.shape
-    img = Image.fromarray(gray, mode="L")
-    if (w, h) != (size, size):
+    return Decoded(resize_square(Image.fromarray(gray, mode="L"), size), w, h, spacing)
+
+
+def resize_square(img: Image.Image, size: int) -> np.ndarray:
+    """``img`` (mode L) as uint8 (size, size), by the one resampling every image in cxrsynth takes (PIL
+    bilinear), so that real and synthetic images never differ by how they were resized."""
+    if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR)
-    return Decoded(np.asarray(img, dtype=np.uint8).copy(), w, h, spacing)
+    return np.asarray(img, dtype=np.uint8).copy()
 
 
 def pixel_sha256(pixels: np.ndarray) -> str:

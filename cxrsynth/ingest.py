@@ -96,14 +96,14 @@ def _decode_one(args: tuple[str, int, int]) -> dict:
 
 
 def _decode_all(paths: list[str], size: int, max_pixels: int, workers: int, progress: bool) -> list[dict]:
-    from tqdm import tqdm
+    from .progress import bar as progress_bar
 
     jobs = [(p, size, max_pixels) for p in paths]
-    bar = dict(total=len(jobs), desc="decode", unit="img", disable=not progress, leave=False)
+    bar = dict(total=len(jobs), desc="decode", unit="img", enabled=progress, leave=False)
     if workers and workers > 0 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            return list(tqdm(pool.map(_decode_one, jobs, chunksize=16), **bar))
-    return [_decode_one(j) for j in tqdm(jobs, **bar)]
+            return list(progress_bar(pool.map(_decode_one, jobs, chunksize=16), **bar))
+    return [_decode_one(j) for j in progress_bar(jobs, **bar)]
 
 
 class _UnionFind:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from .artifacts import GeneratedSet
 from .config import at_least, positive
 from .errors import ConfigError, JobsFailed
+from .extras import require
 from .layout import WorkLayout
 from .paths import read_json, write_json
 from .vocab import CONFIG_TASK
@@ -151,7 +152,7 @@ class Launcher:
 
     def executor(self, folder: Path):
         """A submitit executor writing its pickles and logs into ``folder``."""
-        import submitit
+        submitit = require("submitit", f"--launcher {self.kind}", "use --launcher serial")
 
         folder.mkdir(parents=True, exist_ok=True)
         if self.kind == "local":

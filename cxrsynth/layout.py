@@ -104,6 +104,20 @@ class BenchmarkFolder(_Folder):
         return sorted((self.root / "runs").glob(f"*/{arm}/seed-{seed}/model.safetensors"))
 
 
+#: the work folder's stage files, and the command that makes each (named when one is missing)
+MADE_BY = {"records.parquet": "ingest", "splits.json": "split", "plan.json": "plan"}
+
+
+def missing_hint(path: Path) -> str | None:
+    """What to run when a stage file is missing: ``run `cxrsynth plan` first ...``; ``None`` for other files."""
+    command = MADE_BY.get(Path(path).name)
+    if command is None:
+        return None
+    return (f"run `cxrsynth {command}` first (or point -w/--workdir at the folder that has it; "
+            "`cxrsynth release` makes the plan itself)" if command == "plan" else
+            f"run `cxrsynth {command}` first (or point -w/--workdir at the folder that has it)")
+
+
 @dataclass(frozen=True)
 class WorkLayout(_Folder):
     """Every file and folder of one work folder, by name (see the module docstring)."""

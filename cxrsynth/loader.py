@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .artifacts.release_ref import parse
 from .errors import ConfigError, DataNotFoundError
-from .images import load_canonical
+from .images import load_canonical, resize_square
 from .layout import WorkLayout
 from .paths import read_json
 from .records import read_records
@@ -63,18 +64,18 @@ class ArmDataset(torch.utils.data.Dataset):
             j = i - len(self.real)
             k = int(np.searchsorted(self._offsets, j, side="right") - 1)
             img = self.synthetic[k][int(j - self._offsets[k])]["image"].convert("L")
-            if img.size != (self.size, self.size):
-                img = img.resize((self.size, self.size))
-            arr, label = np.asarray(img, dtype=np.uint8), 1
+            arr, label = resize_square(img, self.size), 1  # as real images are resized (bilinear)
         x = torch.from_numpy(arr.astype(np.float32) / 255.0).unsqueeze(0)
         return (self.transform(x) if self.transform else x), label
 
 
 def _synthetic(release: str | Path, config: str, revision: str | None = None):
+    """One config of a release folder or a Hub release (``ORG/NAME``, ``ORG/NAME@REV`` or ``revision``)."""
     import datasets
 
+    ref = parse(release, revision)
     try:
-        return datasets.load_dataset(str(release), config, split="train", revision=revision)
+        return datasets.load_dataset(ref.id, config, split="train", revision=ref.revision)
     except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
         raise DataNotFoundError(f"cannot load config {config} of the release", release, str(exc).splitlines()[0]) from exc
 

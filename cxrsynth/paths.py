@@ -93,7 +93,9 @@ def write_json(path: str | Path, obj: Any) -> Path:
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise DataNotFoundError("file not found", path)
+        from .layout import missing_hint
+
+        raise DataNotFoundError("file not found", path, missing_hint(path))
     with open(path) as fh:
         return json.load(fh)
 

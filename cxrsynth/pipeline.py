@@ -26,10 +26,8 @@ half-made copy filling the disk; staging folders of a killed release are removed
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +43,7 @@ from .launch import Job, Launcher, launch, raise_failed
 from .layout import WorkLayout
 from .locks import check_writable, hold
 from .paths import read_json
+from .progress import log, stage
 from .plan import PlanConfig
 from .release.describe import describe, stamped_benchmark_or_none, with_audit
 from .release.package import ReleaseConfig, build
@@ -172,25 +171,33 @@ def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, tran
                     replace: bool, progress: bool, audit: bool, launcher: Launcher) -> dict:
     name = cfg.release.name
     final, staging = final_pair(out_dir, name), _fresh_staging(out_dir, name)
-    _ensure_plan(layout, cfg.plan)
+    with stage("plan", progress):
+        _ensure_plan(layout, cfg.plan)
     to_train = [t for t in dict.fromkeys(CONFIG_TASK[c] for c in cfg.release.configs) if t not in translators]
     serial = launcher.kind == "serial"
-    outcomes = launch(launcher, [Job(f"train {task}", _ensure_translator, (layout, task, cfg, progress and serial))
-                                 for task in to_train], out_dir / "jobs", echo=functools.partial(print, file=sys.stderr))
-    raise_failed(outcomes, "translator trainings", "rerun the same command: training resumes from its last checkpoint")
-    generate(layout.root, cfg.generate, translators, progress=progress)
+    with stage(f"train ({', '.join(to_train) or 'translators given'})", progress):
+        outcomes = launch(launcher, [Job(f"train {task}", _ensure_translator, (layout, task, cfg, progress and serial))
+                                     for task in to_train], out_dir / "jobs", echo=log.info)
+        raise_failed(outcomes, "translator trainings", "rerun the same command: training resumes from its last checkpoint")
+    with stage("generate", progress):
+        generate(layout.root, cfg.generate, translators, progress=progress)
     try:
-        manifest = build(layout.root, staging, cfg.release, translators, describe_release=False)
+        with stage("package", progress):
+            manifest = build(layout.root, staging, cfg.release, translators, describe_release=False)
         if audit:
             from .audit.run import audit as run_audit
 
-            result = run_audit(staging.root, layout.root, cfg.audit, private=staging.private)
+            with stage("audit", progress):
+                result = run_audit(staging.root, layout.root, cfg.audit, private=staging.private)
             manifest = with_audit(manifest, result)  # stamped with these very images
         # the work folder's benchmark goes into the card only if it judged these very images (a rerun
         # of the same release); card, croissant.json, SHA256SUMS: once
-        describe(staging, manifest, stamped_benchmark_or_none(layout.benchmark, manifest["data_sha256"]))
-        _verify(staging, final)
-        _promote([(staging.root, final.root), (staging.private, final.private)], replace)
+        with stage("card", progress):
+            describe(staging, manifest, stamped_benchmark_or_none(layout.benchmark, manifest["data_sha256"]))
+        with stage("verify", progress):
+            _verify(staging, final)
+        with stage("promote", progress):
+            _promote([(staging.root, final.root), (staging.private, final.private)], replace)
     except BaseException:
         # A failed release leaves nothing half-made behind (a full disk stays full otherwise).
         shutil.rmtree(staging.root, ignore_errors=True)

@@ -6,6 +6,7 @@ Caches are redirected to a temporary folder and the Hub is off, so no test downl
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -99,12 +100,21 @@ def built(trained, tmp_path_factory):
     return wd, wd / "release" / "covid-cxr-synth", manifest
 
 
+_PROGRESS = re.compile(r"^(stage .+( \.\.\.|: done in \S+|: FAILED after \S+)|[^:]+: (\d+(/\d+)? \S+ \(|\d+ \S+, |done, ).*)$")
+
+
+def error_lines(text: str) -> list[str]:
+    """stderr without the stage and progress lines (cxrsynth.progress) that precede a failure."""
+    return [line for line in text.strip().splitlines() if not _PROGRESS.match(line)]
+
+
 def cli_error_line(capsys, argv) -> str:
-    """Run the CLI in-process; assert it failed with exactly one `Error: ` line on stderr and return it."""
+    """Run the CLI in-process; assert it failed with exactly one `Error: ` line on stderr (besides stage and
+    progress lines) and return it."""
     from cxrsynth.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
+    err = error_lines(capsys.readouterr().err)
     assert exc.value.code == 1 and len(err) == 1 and err[0].startswith("Error: "), err
     return err[0]

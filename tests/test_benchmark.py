@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cxrsynth.benchmark.run import BenchmarkConfig, evaluate_checkpoint, run_benchmark
+from cxrsynth.benchmark.evaluate import evaluate
+from cxrsynth.benchmark.run import BenchmarkConfig, run_benchmark
 from cxrsynth.config import resolve
 from cxrsynth.errors import CheckpointError, ConfigError
 from cxrsynth.schemas import validate
@@ -216,8 +217,8 @@ def test_timm_and_factory_models(built, tmp_path):
     assert fac.head.in_features == 4 and fac.cam_layer is fac.stem[0]
     # --eval-only takes a checkpoint of a timm model
     _save_model(model, tmp_path / "m.safetensors", "timm:resnet18")
-    cfg = resolve(BenchmarkConfig, overrides=TINY + ["model=timm:resnet18", "tasks=normal-covid"])
-    summary = evaluate_checkpoint(built[0], tmp_path / "eval", str(tmp_path / "m.safetensors"), "normal-covid", cfg)
+    summary = evaluate(str(tmp_path / "m.safetensors"), "normal-covid", built[0], model="timm:resnet18", image_size=32,
+                       limit=6, bootstrap=100, out_dir=tmp_path / "eval").results
     run = summary["runs"][0]
     assert run["model"] == "timm:resnet18" and sum(run["test"]["confusion"].values()) == 12
     assert run["controls"]["same_source"]["n_negatives"] == 56
@@ -236,8 +237,8 @@ def test_fit_uses_kerass_adadelta_and_plateau():
 def test_eval_only_on_a_saved_checkpoint(rigorous, tmp_path):
     wd, out, _ = rigorous
     ckpt = out / "runs" / "pneumonia-covid" / "real+all" / "seed-1" / "model.safetensors"
-    cfg = resolve(BenchmarkConfig, overrides=TINY + ["tasks=pneumonia-covid"])
-    summary = evaluate_checkpoint(wd, tmp_path / "eval", str(ckpt), "pneumonia-covid", cfg)
+    summary = evaluate(str(ckpt), "pneumonia-covid", wd, model="resnet18", image_size=32, limit=6, bootstrap=100,
+                       out_dir=tmp_path / "eval", figures=True).results
     run = summary["runs"][0]
     assert summary["eval_only"] and run["arm"] == "eval-only"
     trained = json.loads((ckpt.parent / "result.json").read_text())

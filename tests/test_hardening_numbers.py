@@ -15,13 +15,15 @@ from cxrsynth.cli import main
 from cxrsynth.config import resolve
 from cxrsynth.errors import ConfigError
 
+from .conftest import error_lines
+
 pytestmark = pytest.mark.no_data
 
 
 def _error(capsys, *argv) -> str:
     with pytest.raises(SystemExit) as exc:
         main(list(argv))
-    err = capsys.readouterr().err.strip().splitlines()
+    err = error_lines(capsys.readouterr().err)
     assert exc.value.code == 1, err
     assert len(err) == 1 and err[0].startswith("Error: "), err
     return err[0]

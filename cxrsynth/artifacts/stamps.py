@@ -36,7 +36,7 @@ def stamped_audit(audit: dict | str | Path, data_sha256: str) -> dict:
 
 def stamped_benchmark(results_json: str | Path, data_sha256: str) -> dict:
     """The benchmark results in ``results_json`` when they were measured on the release ``data_sha256``;
-    else :class:`StampError` (unstamped results, e.g. ``--arms real`` alone, judged no release)."""
+    else :class:`StampError` (unstamped results, e.g. ``--arm real`` alone, judged no release)."""
     results = read_json(results_json)
     stamp = benchmark_stamp(results)
     if stamp is None:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..extras import available, require
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -42,9 +43,7 @@ def inception_weights(path: str | Path | None = None) -> Path:
 
 
 def inception_available(path: str | Path | None = None) -> Path | None:
-    try:
-        import torch_fidelity  # noqa: F401  (only whether it is installed matters)
-    except ImportError:
+    if not available("torch_fidelity"):
         return None
     where = Path(path) if path else default_inception_path()
     return where if where.is_file() else None
@@ -58,13 +57,8 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, weights: str | Path):
         super().__init__()
-        try:
-            from torch_fidelity.feature_extractor_inceptionv3 import (
-                FeatureExtractorInceptionV3,
-            )
-        except ImportError as exc:
-            raise ConfigError("torch-fidelity is needed for Inception FID/KID", "torch_fidelity",
-                              "pip install torch-fidelity") from exc
+        require("torch_fidelity", "Inception FID/KID", "pass quality_features=embedding")
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
                                                feature_extractor_weights_path=str(weights))
         self.name = f"inception-v3 pool3, 2048-d (torch-fidelity; weights {Path(weights).name})"
@@ -114,6 +108,7 @@ def _sqrt_psd(s: np.ndarray) -> np.ndarray:
 def kid_from_features(a: np.ndarray, b: np.ndarray, subset_size: int, subsets: int = 1, seed: int = 0) -> float:
     """KID: the unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3, by torch-fidelity,
     averaged over ``subsets`` draws of ``subset_size`` (<= both set sizes) from each set."""
+    require("torch_fidelity", "KID (the audit's fidelity and quality measures)", "--set fidelity=false")
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
 
     out = kid_features_to_metric(torch.from_numpy(np.asarray(a, np.float64)), torch.from_numpy(np.asarray(b, np.float64)),

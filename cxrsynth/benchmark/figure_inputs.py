@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..extras import require
 from ..paths import atomic_path
 from .arms import Cached, eval_items
 from .fit import predict
@@ -62,6 +63,7 @@ def _grad_cams(model, test_ds, test_labels, test_scores, threshold: float, devic
     if not correct or model.cam_layer is None:
         return {"cam_images": images, "cam_maps": np.zeros((0, 1, 1), np.float16), "cam_scores": scores,
                 "cam_layer": np.asarray(int(model.cam_layer is not None))}
+    require("pytorch_grad_cam", "the benchmark's Grad-CAM figures", "--set figures=false")
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 

@@ -5,6 +5,7 @@ classifier's pooled features per arm (Fig. 8: 180 training images per group, n_n
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,13 +82,17 @@ def umap_features(path: Path, task: str, feats: dict[str, tuple[np.ndarray, np.n
                   n_neighbors: int = 15) -> Path:
     """The paper's Fig. 8: 2-D UMAP (n_neighbors 15) of pooled features of training images, one panel
     per arm; ``feats[arm] = (features, group)`` with group 0 negative, 1 real COVID-19, 2 synthetic."""
-    import umap
+    with warnings.catch_warnings():  # "Tensorflow not installed; ParametricUMAP will be unavailable"
+        warnings.simplefilter("ignore")
+        import umap
 
     fig, axes = plt.subplots(1, len(feats), figsize=(3.3 * len(feats), 3.2), squeeze=False)
     for ax, (arm, (x, g)) in zip(axes[0], feats.items()):
         if len(x) >= 5:
-            emb = umap.UMAP(n_neighbors=min(n_neighbors, len(x) - 1), n_components=2, random_state=seed,
-                            init="random").fit_transform(x)
+            with warnings.catch_warnings():  # "n_jobs overridden to 1 by setting random_state": chosen, not news
+                warnings.filterwarnings("ignore", category=UserWarning, module=r"umap(\.|$)")
+                emb = umap.UMAP(n_neighbors=min(n_neighbors, len(x) - 1), n_components=2, random_state=seed,
+                                init="random").fit_transform(x)
             for lab, (name, color) in GROUPS.items():
                 m = g == lab
                 if m.any():

@@ -12,14 +12,13 @@ folder), every synthetic image's source must also be a train image of this split
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError, DataNotFoundError
 from ..layout import WorkLayout
 from ..artifacts import ReleaseFolder
-from ..artifacts.release_folder import MANIFEST
+from ..artifacts.release_ref import parse, read_manifest
 from ..paths import read_json, read_jsonl
 from ..plan import plan_sha256
 
@@ -27,17 +26,8 @@ FOREIGN_NOTICE = "FOREIGN RELEASE: --allow-foreign-release let through a release
 
 
 def release_manifest(release: str) -> dict:
-    """``manifest.json`` of a release folder, or of a Hub dataset (``ORG/NAME``, through the Hub cache)."""
-    if Path(release).is_dir():
-        return ReleaseFolder(release).manifest()
-    from huggingface_hub import hf_hub_download
-
-    try:
-        local = hf_hub_download(release, MANIFEST, repo_type="dataset")
-    except Exception as exc:  # the hub raises many types (offline, missing repo, missing file)
-        raise DataNotFoundError("cannot read the release's manifest.json", release,
-                                f"{type(exc).__name__}; give a release folder or a reachable Hub dataset") from exc
-    return json.loads(Path(local).read_text())
+    """``manifest.json`` of a release folder, or of a Hub dataset (``ORG/NAME[@REV]``, through the Hub cache)."""
+    return read_manifest(parse(release))
 
 
 def _private_mapping(release: str, private: str | Path | None) -> Path | None:

@@ -130,6 +130,24 @@ EXPLAIN = [
 ]
 
 
+def header_lines(summary: dict) -> list[str]:
+    """What the numbers below were measured on, before any table: the release the synthetic arms used
+    (name, version, data_sha256 and, from the Hub, the resolved commit); for ``--eval-only`` the
+    checkpoint, its head, the input normalisation and the threshold (and where it came from)."""
+    out = []
+    rel = summary.get("release_info")
+    if rel:
+        where = (f"Hub {rel['id']}, revision {rel['revision']}, commit {rel['commit']}" if rel["source"] == "hub"
+                 else f"folder {rel['id']}")
+        out.append(f"Release: {rel['name']} {rel['version']} (data_sha256 {rel['data_sha256']}; {where}).\n")
+    ev = summary.get("evaluation")
+    if ev:
+        what = ev["checkpoint"] or "a model given in Python"
+        out.append(f"Evaluated: {ev['model']} from {what}; head {ev['head']}; input normalisation {ev['normalize']}; "
+                   f"threshold {ev['threshold']:.4g} ({ev['threshold_source']}).\n")
+    return out
+
+
 def tables(summary: dict) -> tuple[str, list[list[str]]]:
     """The paper's table (sensitivity %, FN per arm), a full table (all metrics, mean ± sd over seeds, each
     arm against ``real`` paired by seed), the shortcut controls per arm, and the probes."""
@@ -143,6 +161,7 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
     notices = summary.get("notices") or ([summary["warning"]] if summary.get("warning") else [])
     for note in notices:
         md.append(f"> **{note}**\n")
+    md += header_lines(summary)
     for task, arms in summary["summary"].items():
         names = list(arms)
         md.append(f"### {task} ({model}, {summary['protocol']} protocol, {summary.get('split_method', '?')} split)\n")

@@ -35,6 +35,7 @@ import torch
 from .. import __version__
 from ..artifacts import GeneratedSet, ReleaseFolder
 from ..artifacts.benchmark_run import cell_key as run_cell_key
+from ..artifacts.release_ref import describe as describe_release, parse as parse_release, pin as pin_release
 from ..config import at_least, to_dict
 from ..device import pick_device
 from ..errors import ConfigError
@@ -410,6 +411,7 @@ class Setup:
     release: str | None
     externals: dict[str, str]
     inputs: dict
+    release_info: dict | None = None  # artifacts.release_ref.describe: name, version, data_sha256, commit
     record_paths: bool = False  # --record-paths: outputs keep absolute local paths (see paths.shareable)
 
     def key(self, cell: Cell) -> str:
@@ -444,7 +446,12 @@ def prepare(workdir: Path, out_dir: Path, cfg: BenchmarkConfig, release: str | N
         release = str(synthetic_from_translators(workdir, out_dir, translators))
     if needs_synth and not release:
         raise ConfigError("the synthetic arms need a release or translators", "--release / --translator",
-                          "or run only --arms real")
+                          "or train only the real arm: --arm real")
+    # A Hub release is pinned to the commit its revision (default main) names now: every read below
+    # (manifest, shards, controls, figures, launched cells) uses that commit, and results record it.
+    asked = parse_release(release) if release else None
+    pinned = pin_release(asked) if asked else None
+    release = str(pinned) if pinned else None
     checked = check_release(workdir, release, allow_foreign_release) if release else None
     inputs = run_inputs(workdir, cfg, release)
     claim_run_folder(out_dir, inputs)
@@ -452,7 +459,7 @@ def prepare(workdir: Path, out_dir: Path, cfg: BenchmarkConfig, release: str | N
         "release": release, "translators": translators, "externals": externals,
         "allow_foreign_release": allow_foreign_release}, (out_dir, workdir), record_paths))
     return Setup(workdir, out_dir, cfg, release, dict(externals or {}), json.loads(json.dumps(inputs, default=str)),
-                 record_paths), checked
+                 describe_release(pinned, asked) if pinned else None, record_paths), checked
 
 
 def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict) -> dict:
@@ -469,6 +476,7 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         "warning": PAPER_WARNING if cfg.protocol == "paper" else None,
         "notices": _notices(cfg, split_method, checked), "split_method": split_method,
         "release": release, "release_data_sha256": setup.inputs.get("release_data_sha256"),
+        "release_info": setup.release_info,
         "release_check": checked, "eval_only": False,
         "summary": aggregate(results, cfg.bootstrap),
         "controls": {
@@ -553,7 +561,7 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     ``record_paths``: results.json and config.json keep absolute local paths (default: relative to the
     folders, or names with sha256; :func:`~cxrsynth.paths.shareable`).
     """
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     workdir, out_dir, launcher = Path(workdir), Path(out_dir), launcher or Launcher()
     setup, checked = prepare(workdir, out_dir, cfg, release, translators, externals, allow_foreign_release,
@@ -569,44 +577,6 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     sets, ctl = _control_sets(workdir, cfg, setup.externals)
     device = pick_device(cfg.device)
     results = [run_cell(setup, c, device, sets)
-               for c in tqdm(cells, desc="benchmark", unit="run", disable=not progress or launcher.kind != "serial")]
+               for c in progress_bar(cells, desc="benchmark", unit="run", enabled=progress and launcher.kind == "serial")]
     return summarise(setup, results, checked, ctl)
-
-
-def evaluate_checkpoint(workdir: str | Path, out_dir: str | Path, checkpoint: str, task: str,
-                        cfg: BenchmarkConfig = BenchmarkConfig(), threshold: float = 0.5,
-                        externals: dict[str, str] | None = None, record_paths: bool = False) -> dict:
-    """``--eval-only``: score a trained classifier on the held-out test split and the controls, no training."""
-    from .report import write_outputs
-
-    workdir, out_dir = Path(workdir), Path(out_dir)
-    device = pick_device(cfg.device)
-    model = build(cfg.model, checkpoint).to(device)
-    items = eval_items(workdir, task, "test", cfg.limit)
-    test = predict(model, Cached(EvalDataset(items, cfg.image_size)), device)
-    res = {"task": task, "arm": "eval-only", "concrete_arm": "eval-only", "seed": 0, "protocol": cfg.protocol,
-           "test_used_for_selection": False, "model": cfg.model, "init": checkpoint,
-           "train": None, "fit": None, "threshold": threshold, "threshold_source": "given", "validation": None,
-           "test": score(test["labels"], test["scores"], [i.patient for i in items], threshold, cfg.bootstrap, 0),
-           "test_scores": [round(float(s), 6) for s in test["scores"]], "test_labels": [int(v) for v in test["labels"]],
-           "test_patients": [i.patient for i in items], "test_record_ids": [i.record_id for i in items]}
-    sets, ctl = _control_sets(workdir, cfg, externals or {})
-    score_controls(res, None, cfg, sets, device, model)
-    if cfg.figures:
-        figure_inputs.write(Cell(task, "eval-only", 0).folder(out_dir), model, res,
-                            Cached(EvalDataset(items, cfg.image_size)), workdir, None, cfg.image_size, cfg.limit, device)
-    summary = {"kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
-               "protocol": cfg.protocol, "test_used_for_selection": False, "warning": None, "notices": [],
-               "split_method": read_json(WorkLayout(workdir).splits)["config"]["method"], "release": None,
-               "release_check": None, "eval_only": True, "summary": aggregate([res], cfg.bootstrap),
-               "controls": {"same_source": ctl["same_source"], "external": ctl["external"], "source_probe": None,
-                            "real_vs_synthetic": None},
-               "runs": [_public_run(res)]}
-    shared = shareable(summary, (out_dir, workdir), record_paths)
-    validate(shared, "benchmark_results")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "results.json", shared)
-    write_outputs(out_dir, shared, [res], cfg)
-    return summary
-
 

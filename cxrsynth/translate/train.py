@@ -670,7 +670,7 @@ def _loop(model: CycleGAN, data: TrainingSet, cfg: TrainConfig, rt: Runtime, run
           steps_per_epoch: int, progress: bool) -> tuple[int, dict[str, float]]:
     """Steps ``step`` .. ``last``, with sample grids, the loss log and checkpoints; returns the step reached
     and the newest losses."""
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     per_step = cfg.batch_size * rt.world
     log = LossLog(TranslatorFolder(run_dir).losses, cfg.log_every, step, enabled=rt.main)
@@ -678,7 +678,7 @@ def _loop(model: CycleGAN, data: TrainingSet, cfg: TrainConfig, rt: Runtime, run
     # four fixed source images (centre crop), the same in every sample grid of the run
     off = (data.load - cfg.size) // 2
     fixed = (data.images["A"][:4, :, off:off + cfg.size, off:off + cfg.size].float() / 127.5 - 1).to(rt.device)
-    bar = tqdm(total=last, initial=step, desc=f"train {cfg.task}", unit="it", disable=not (progress and rt.main))
+    bar = progress_bar(total=last, initial=step, desc=f"train {cfg.task}", unit="it", enabled=progress and rt.main)
     try:
         while step < last:
             epoch, it = divmod(step, steps_per_epoch)
