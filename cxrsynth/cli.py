@@ -467,9 +467,13 @@ def verify(release_dir, private, croissant_strict, no_identifiers):
               help="Make the repo private or public (an existing repo's visibility is changed); default: leave it.")
 @click.option("--gated", type=click.Choice(["auto", "manual", "off"]), default=None,
               help="Access requests: approved automatically or by hand, or off; default: leave as it is.")
+@click.option("--allow-older", is_flag=True,
+              help="Publish a version lower than the highest v* tag on the repo (main then serves it); refused without.")
+@click.option("--restore-main", is_flag=True,
+              help="When this version is already tagged but main holds another one, commit its files to main again.")
 @click.option("--dry-run", is_flag=True, help="Say what would be uploaded; contact nothing.")
 @json_option
-def push(release_dir, repo_id, tag, private_repo, gated, dry_run, as_json):
+def push(release_dir, repo_id, tag, private_repo, gated, allow_older, restore_main, dry_run, as_json):
     """Publish a verified release as one version (a tag) of a Hub dataset repo.
 
     Files the new version no longer has are deleted from main; a tag is never moved to other files; a
@@ -477,7 +481,8 @@ def push(release_dir, repo_id, tag, private_repo, gated, dry_run, as_json):
     """
     from .release.hub import push as run
 
-    rep = run(release_dir, repo_id, tag, private_repo, dry_run, gated=gated)
+    rep = run(release_dir, repo_id, tag, private_repo, dry_run, gated=gated, allow_older=allow_older,
+              restore_main=restore_main)
     if as_json:
         _echo_json(rep.__dict__)
         return

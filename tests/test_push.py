@@ -220,3 +220,49 @@ def test_dry_run_contacts_nothing_and_bad_release_is_refused(built, hub, tmp_pat
     assert res.returncode == 1 and "does not verify" in res.stderr and hub.state.requests == []
     res = _cli(hub, "push", str(rel), "--repo-id", "noslash")
     assert res.returncode == 1 and "repo id must be ORG/NAME" in res.stderr
+
+
+def test_version_order_and_restoring_main(built, hub, tmp_path):
+    """The review's sequence: v1.0.1, then v0.9.0 (refused; accepted with --allow-older), then v1.0.1
+    again (main holds 0.9.0: said, and --restore-main puts 1.0.1 back on main)."""
+    new = _version(built, tmp_path, "1.0.1", max_shard_bytes=60_000)  # 48 images
+    old = _version(built, tmp_path, "0.9.0", max_shard_bytes=1_000_000, drop=4)  # 44 images, other shards
+    r1 = _push(hub, new)
+    repo = hub.state.repos[REPO]
+    res = _cli(hub, "push", str(old), "--repo-id", REPO)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1, res.stderr[-2000:]
+    assert lines[0].startswith("Error: version 0.9.0 is older than the newest published version v1.0.1") and "--allow-older" in lines[0]
+    assert repo.branches["main"] == r1["tag_commit"] and set(repo.tags) == {"v1.0.1"}  # nothing moved
+    r0 = _push(hub, old, "--allow-older")
+    assert repo.tags["v0.9.0"] == r0["tag_commit"] == repo.branches["main"] != r1["tag_commit"]
+    assert any("older than v1.0.1" in n for n in r0["notes"])
+    # v1.0.1 again: not "nothing to upload" but where main is
+    res = _cli(hub, "push", str(new), "--repo-id", REPO)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1, res.stderr[-2000:]
+    assert f"v1.0.1 is already published with these files (commit {r1['tag_commit']}), but main" in lines[0]
+    assert "holds version 0.9.0" in lines[0] and "--restore-main" in lines[0] and "nothing to upload" not in lines[0]
+    assert repo.branches["main"] == r0["tag_commit"]
+    rep = _push(hub, new, "--restore-main")
+    assert repo.branches["main"] == rep["commits"][0] and repo.tags == {"v1.0.1": r1["tag_commit"], "v0.9.0": r0["tag_commit"]}
+    assert _files(repo, "main") == _files(repo, "v1.0.1") and any("main held version 0.9.0" in n for n in rep["notes"])
+    assert {k: e.sha256 for k, e in repo.commits[repo.branches["main"]].items()} == \
+        {k: e.sha256 for k, e in repo.commits[r1["tag_commit"]].items()}  # the tag's tree, byte for byte
+    # main, downloaded, verifies and loads as 1.0.1 (no revision: what users get by default)
+    code = """
+import json, subprocess, sys
+from datasets import load_dataset
+from huggingface_hub import snapshot_download
+d = snapshot_download("org/covid-cxr-synth", repo_type="dataset", local_dir=sys.argv[1] + "/main-copy/covid-cxr-synth")
+v = subprocess.run([sys.executable, "-m", "cxrsynth.cli", "verify", d, "--private", sys.argv[2]], capture_output=True, text=True)
+ds = load_dataset("org/covid-cxr-synth", split="train")
+print(json.dumps({"verify": v.returncode, "out": v.stdout[-500:], "n": ds.num_rows,
+                  "version": json.load(open(d + "/manifest.json"))["version"]}))
+"""
+    got = _py(hub, code, str(tmp_path), str(new.parent / f"{new.name}.private"))
+    assert got["verify"] == 0, got["out"]
+    assert (got["n"], got["version"]) == (48, "1.0.1")
+    # once main holds it, a push of v1.0.1 is a no-op again; --allow-older does not bypass a changed tag
+    again = _push(hub, new)
+    assert again["commits"] == [] and any("main serves it" in n for n in again["notes"])

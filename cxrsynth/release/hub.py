@@ -6,12 +6,16 @@ Through ``huggingface_hub``'s own primitives, in this order, so that a refusal l
 1. the release is copied (hard links) into a staging folder beside it, and its card and Croissant file
    are rendered there with the real repo id; the copy is verified;
 2. the card's YAML is validated by the Hub (``DatasetCard.validate``) before any repo is created;
-3. an existing tag for this version must mark exactly these files, else the push is refused: a
-   published version never changes (a tag that marks them already means there is nothing to do);
+3. the version order is kept (``list_repo_refs``): an existing tag for this version must mark exactly
+   these files, else the push is refused (a published version never changes); a version lower than the
+   highest ``v*`` tag is refused unless ``allow_older``; when this version's tag exists but ``main``
+   holds another version, the push says so and stops, unless ``restore_main`` asks to commit this
+   version's files to ``main`` again (``load_dataset`` without a revision reads ``main``);
 4. the repo is created (``exist_ok``) and its gating and visibility set as asked, before any data goes up;
 5. ``upload_folder`` uploads the files and deletes from ``main`` every remote file this version no
-   longer has (``delete_patterns``); the library skips unchanged files and, with hf_xet, splits large
-   uploads into resumable commits; without it the version is one commit;
+   longer has (``delete_patterns``); the library skips unchanged files (blobs already on the Hub, e.g. a
+   restored version's, are not sent again) and, with hf_xet, splits large uploads into resumable
+   commits; without it the version is one commit;
 6. the tag is created on the commit just made (``create_tag(revision=...)``) and read back.
 
 An interrupted push is completed by running it again: uploaded blobs are not sent twice, and the tag is
@@ -23,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..artifacts import ReleaseFolder
+from ..artifacts.release_folder import MANIFEST
 from ..errors import ConfigError, PushError
 from ..paths import sha256_file
 from .card import rerender
@@ -168,11 +174,15 @@ def _settings(api, repo_id: str, private: bool | None, gated, report: PushReport
 
 def push(release: str | Path, repo_id: str, tag: str | None = None, private: bool | None = None,
          dry_run: bool = False, token: str | None = None, check: bool = True,
-         gated: Literal["auto", "manual", "off"] | None = None) -> PushReport:
+         gated: Literal["auto", "manual", "off"] | None = None, allow_older: bool = False,
+         restore_main: bool = False) -> PushReport:
     """Publish ``release`` as version ``tag`` (default ``v<manifest version>``) of ``repo_id``.
 
     ``private``: None leaves an existing repo's visibility as it is (a new repo is public); True or
     False sets it. ``gated``: "auto", "manual" or "off" sets access requests; None leaves them.
+    ``allow_older``: publish a version lower than the highest ``v*`` tag (``main`` then serves it).
+    ``restore_main``: when this version is already tagged but ``main`` holds another one, commit this
+    version's files to ``main``.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -198,13 +208,27 @@ def push(release: str | Path, repo_id: str, tag: str | None = None, private: boo
         api = HfApi(token=token)
         try:
             refs = _refs(api, repo_id)
-            done = refs is not None and tag in refs["tags"] and _already_tagged(api, repo_id, tag, refs, stage, files, report)
+            # every check of the version order comes before anything on the Hub changes
+            tagged = refs is not None and tag in refs["tags"] and _already_tagged(api, repo_id, tag, refs, stage, files, report)
+            main = _remote_tree(api, repo_id, "main") if refs is not None else {}
+            restoring = tagged and _main_holds_other(api, repo_id, tag, refs, stage, files, main, restore_main, report)
+            if not tagged or restoring:  # main will move to this version
+                _check_order(refs, manifest["version"], tag, allow_older, restoring, report)
             api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
             _settings(api, repo_id, private, gated, report)
-            if done:
+            if tagged and not restoring:
                 return report
-            changed, unchanged, gone = _diff(stage, files, _remote_tree(api, repo_id, "main"))
+            changed, unchanged, gone = _diff(stage, files, main)
             report.uploaded, report.unchanged, report.deleted = changed, unchanged, gone
+            if restoring:
+                info = api.upload_folder(repo_id=repo_id, folder_path=stage, repo_type="dataset", revision="main",
+                                         commit_message=f"{manifest['name']} {manifest['version']} (restored to main)",
+                                         commit_description=f"main holds {tag} (commit {report.tag_commit}) again.",
+                                         delete_patterns="*")
+                if changed or gone:
+                    report.commits.append(info.oid)
+                report.notes.append(f"main restored to {tag}: commit {info.oid} holds its files")
+                return report
             info = api.upload_folder(repo_id=repo_id, folder_path=stage, repo_type="dataset", revision="main",
                                      commit_message=f"{manifest['name']} {manifest['version']}",
                                      commit_description=f"Release {tag} of {manifest['name']} (cxrsynth "
@@ -253,7 +277,8 @@ def _refs(api, repo_id: str) -> dict | None:
 
 
 def _already_tagged(api, repo_id: str, tag: str, refs: dict, stage: Path, files: list[str], report: PushReport) -> bool:
-    """A tag names one set of files for ever: the same files are a finished push (True), others are refused."""
+    """A tag names one set of files for ever: the same files are this version, published (True); others
+    are refused. Whether ``main`` still holds it is :func:`_main_holds_other`'s question."""
     commit = refs["tags"][tag]
     changed, unchanged, gone = _diff(stage, files, _remote_tree(api, repo_id, commit))
     if changed or gone:
@@ -262,5 +287,62 @@ def _already_tagged(api, repo_id: str, tag: str, refs: dict, stage: Path, files:
                         f"{len(gone)} absent here, e.g. {first}); main is at commit {refs['main']}", repo_id,
                         "a published version never changes: bump the version (release --version) and push that")
     report.unchanged, report.tag_commit = unchanged, commit
-    report.notes.append(f"{tag} is already published with these files (commit {commit}); nothing to upload")
     return True
+
+
+VERSION_TAG = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.split("."))
+
+
+def newest_version_tag(tags) -> str | None:
+    """The highest ``vX.Y.Z`` tag among ``tags`` by number (v1.0.10 above v1.0.9); other tags do not count."""
+    versions = [t for t in tags if VERSION_TAG.fullmatch(t)]
+    return max(versions, key=lambda t: _version_key(t[1:]), default=None)
+
+
+def _check_order(refs: dict | None, version: str, tag: str, allow_older: bool, restoring: bool,
+                 report: PushReport) -> None:
+    """Refuse to move ``main`` to a version lower than the highest published one, unless ``allow_older``."""
+    newest = newest_version_tag((refs or {"tags": {}})["tags"])
+    if newest is None or _version_key(version) >= _version_key(newest[1:]):
+        return
+    doing = f"restoring {tag} to main" if restoring else f"publishing {version}"
+    if not allow_older:
+        raise PushError(f"version {version} is older than the newest published version {newest}", tag,
+                        f"{doing} would make main (what load_dataset reads without a revision) serve the older "
+                        "version: bump the version, or pass --allow-older if that is what you want")
+    report.notes.append(f"main now serves {version}, older than {newest} (--allow-older)")
+
+
+def _main_holds_other(api, repo_id: str, tag: str, refs: dict, stage: Path, files: list[str], main: dict[str, str],
+                      restore_main: bool, report: PushReport) -> bool:
+    """Whether ``main`` must be given this (already tagged) version's files again: False when it holds
+    them; True with ``restore_main`` when it holds another version; else a refusal that names it."""
+    changed, _, gone = _diff(stage, files, main)
+    if not changed and not gone:
+        report.notes.append(f"{tag} is already published with these files (commit {report.tag_commit}) and main "
+                            "serves it; nothing to upload")
+        return False
+    held = _remote_version(api, repo_id, refs["main"])
+    if not restore_main:
+        raise PushError(f"{tag} is already published with these files (commit {report.tag_commit}), but main "
+                        f"(commit {refs['main']}) holds {held}, so load_dataset(\"{repo_id}\") without a revision "
+                        f"serves that", repo_id, f"pass --restore-main to commit {tag}'s files to main")
+    report.notes.append(f"main held {held}")
+    return True
+
+
+def _remote_version(api, repo_id: str, commit: str | None) -> str:
+    """'version X' of the manifest at ``commit``, in words ('no release' when there is none)."""
+    from huggingface_hub.errors import EntryNotFoundError
+
+    if commit is None:
+        return "no release"
+    try:
+        path = api.hf_hub_download(repo_id, MANIFEST, repo_type="dataset", revision=commit)
+        return f"version {json.loads(Path(path).read_text()).get('version')}"
+    except (EntryNotFoundError, ValueError, OSError):
+        return "no readable manifest.json"
