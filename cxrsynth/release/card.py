@@ -17,6 +17,7 @@ from ..cards import render
 from ..artifacts.release_folder import as_release
 from ..vocab import SOURCE_LABEL
 from ..paths import atomic_write, write_json, write_sha256sums
+from .access import access_paragraph, contact_section
 from .features import features
 from ..sources.terms import NO_LICENCE, PAPER_BIBTEX, SOURCE_TERMS, SOURCES, dataset_bibtex
 
@@ -43,9 +44,10 @@ def gated_fields(license_id: str) -> tuple[str, dict]:
     }
 
 
-def front_matter(manifest: dict, repo_id: str | None = None):
+def front_matter(manifest: dict, repo_id: str | None = None, access: str | None = None):
     """The card's metadata as a ``DatasetCardData``: configs and dataset_info through ``datasets``' own
-    helpers, so the YAML has the shapes ``load_dataset`` reads."""
+    helpers, so the YAML has the shapes ``load_dataset`` reads. ``repo_id`` and ``access`` (the repo's
+    setting as read back at push) are recorded under ``cxrsynth:`` so that verify renders the same card."""
     from datasets.info import DatasetInfo, DatasetInfosDict
     from datasets.splits import SplitDict, SplitInfo
     from datasets.utils.metadata import MetadataConfigs
@@ -72,7 +74,7 @@ def front_matter(manifest: dict, repo_id: str | None = None):
         tags=["medical", "chest-x-ray", "covid-19", "synthetic", "cyclegan", "image-to-image-translation"],
         extra_gated_prompt=prompt, extra_gated_fields=fields,
         cxrsynth={"version": manifest["version"], "counts": manifest["counts"], "code_version": manifest["code_version"],
-                  **({"repo_id": repo_id} if repo_id else {})},
+                  **({"repo_id": repo_id} if repo_id else {}), **({"access": access} if access else {})},
     )
     if manifest["license"] == "other":  # the Hub then wants a name and a link: the card's Licence section
         card.license_name = "cxrsynth-mixed-inputs"
@@ -107,7 +109,8 @@ def _licence_section(manifest: dict) -> tuple[str, str, str]:
     return table, note, attribution
 
 
-def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] | None = None) -> str:
+def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] | None = None,
+              access: str | None = None) -> str:
     kept = kept or {}
     rows = [f"| `{c}` | {SOURCE_LABEL[c]} | {info['num_examples']:,} | `{t['translator_id']}` | `{t['generator_sha256'][:16]}...` |"
             for (c, info), t in zip(manifest["configs"].items(), manifest["translators"])]
@@ -145,6 +148,7 @@ def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] |
                                   for c in configs),
         "license": manifest["license"], "license_why": why, "licence_table": table,
         "licence_excluded": excluded_note, "attribution_list": attribution,
+        "access_paragraph": access_paragraph(access), "contact_section": contact_section(manifest.get("contact")),
         "audit_section": _audit_section(manifest.get("audit"), manifest.get("filtered")),
         "benchmark_section": kept.get("Benchmark") or "No benchmark was run for this version (`cxrsynth benchmark` produces one).",
         "changes_section": kept.get("Changes") or NO_CHANGES,
@@ -155,8 +159,10 @@ def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] |
     })
 
 
-def card_text(manifest: dict, repo_id: str | None = None, kept: dict[str, str] | None = None) -> str:
-    return "---\n" + front_matter(manifest, repo_id).to_yaml() + "\n---\n\n" + card_body(manifest, repo_id, kept)
+def card_text(manifest: dict, repo_id: str | None = None, kept: dict[str, str] | None = None,
+              access: str | None = None) -> str:
+    return ("---\n" + front_matter(manifest, repo_id, access).to_yaml() + "\n---\n\n"
+            + card_body(manifest, repo_id, kept, access))
 
 
 def _audit_section(audit: dict | None, filtered: dict | None = None) -> str:
@@ -196,9 +202,9 @@ def sections(card: str) -> dict[str, str]:
     return out
 
 
-def rerender(release: Path, repo_id: str | None = None, changes: str | None = None) -> None:
-    """Render README.md and croissant.json again from the release's manifest (with the repo id, or a
-    Changes section), then SHA256SUMS, so the folder still verifies."""
+def rerender(release: Path, repo_id: str | None = None, changes: str | None = None, access: str | None = None) -> None:
+    """Render README.md and croissant.json again from the release's manifest (with the repo id and the
+    repo's access as read back at push, or a Changes section), then SHA256SUMS, so the folder still verifies."""
     from .croissant import make_croissant
 
     folder = as_release(release)
@@ -207,8 +213,8 @@ def rerender(release: Path, repo_id: str | None = None, changes: str | None = No
     if changes is not None:
         kept["Changes"] = changes
     with atomic_write(folder.card) as fh:
-        fh.write(card_text(manifest, repo_id, kept))
-    write_json(folder.croissant, make_croissant(manifest, repo_id))
+        fh.write(card_text(manifest, repo_id, kept, access))
+    write_json(folder.croissant, make_croissant(manifest, repo_id, access))
     write_sha256sums(folder.root)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..records import LABELS
 from ..sources.terms import CREATOR, SOURCES, dataset_bibtex
+from .access import access_sentence
 
 CONFORMS_TO = ["http://mlcommons.org/croissant/1.0", "http://mlcommons.org/croissant/RAI/1.0"]
 # What the Croissant 1.0 specification requires of every dataset. ``url`` is the dataset's address, known
@@ -57,8 +58,9 @@ def _label_classes() -> dict:
             "data": [{"label_classes/index": i, "label_classes/name": name} for i, name in enumerate(LABELS)]}
 
 
-def make_croissant(manifest: dict, repo_id: str | None = None) -> dict:
-    """The Croissant document of a release; ``repo_id`` (ORG/NAME) once it is known, at push time."""
+def make_croissant(manifest: dict, repo_id: str | None = None, access: str | None = None) -> dict:
+    """The Croissant document of a release; ``repo_id`` (ORG/NAME) and ``access`` (the repo's setting as
+    read back from the Hub, see ``access.py``) once they are known, at push time."""
     sources = [SOURCES[s["source"]] for s in manifest["sources"]]
     distribution = [{
         "@type": "cr:FileObject", "@id": f["path"], "name": f["path"], "contentUrl": f["path"],
@@ -114,11 +116,13 @@ def make_croissant(manifest: dict, repo_id: str | None = None) -> dict:
                                  "the need to share real patient images."),
         "rai:personalSensitiveInformation": ["No identifiers are published; each image derives from one real patient's "
                                              "X-ray and may be linkable to it (see the audit in the dataset card); "
-                                             "access is gated."],
+                                             + access_sentence(access) + "."],
         "rai:dataReleaseMaintenancePlan": ("Versioned releases; each version is immutable (a tag on the Hub) and "
                                            "verifiable with SHA256SUMS and `cxrsynth verify`. Licence: "
                                            + manifest["license"] + (f" (COVID-19 images learnt from, by licence: {learnt})"
-                                                                    if learnt else "") + "."),
+                                                                    if learnt else "") + "."
+                                           + (f" Questions and takedown requests: {manifest['contact']}."
+                                              if manifest.get("contact") else "")),
     }
     if repo_id:
         doc["url"] = f"https://huggingface.co/datasets/{repo_id}"

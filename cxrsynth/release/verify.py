@@ -223,6 +223,7 @@ class _Verifier:
         self.expected: set[str] = set()  # the files the release consists of
         self.parquet_text: dict[str, list[str]] = {}  # rel -> the strings a shard publishes (read once)
         self.repo_id: str | None = None  # from the card's front matter: the Hub repo it was rendered for
+        self.access: str | None = None  # from the card's front matter: the repo's access at push
 
     def add(self, text: str) -> None:
         self.problems.append(text)
@@ -525,7 +526,8 @@ class _Verifier:
         if "**Not for clinical use.**" not in text:
             self.add("README.md: the not-for-clinical-use statement is missing")
         self.repo_id = meta.get("repo_id")  # set when the card was rendered for a Hub repo (push)
-        where = _first_difference(text, expected_card(manifest, self.repo_id))
+        self.access = meta.get("access")  # the repo's access as push read it back from the Hub
+        where = _first_difference(text, expected_card(manifest, self.repo_id, self.access))
         if where:
             self.add(f"README.md: {where}; the card must be what manifest.json generates (cxrsynth "
                      f"{manifest['code_version']} made it)")
@@ -541,7 +543,7 @@ class _Verifier:
             self.add("croissant.json: version disagrees with manifest.json")
         from .croissant import make_croissant
 
-        want = json.loads(json.dumps(make_croissant(manifest, self.repo_id), default=str))
+        want = json.loads(json.dumps(make_croissant(manifest, self.repo_id, self.access), default=str))
         differ = sorted(k for k in set(want) | set(cr) if want.get(k) != cr.get(k))
         if differ:
             self.add(f"croissant.json: {', '.join(differ[:5])} differ from what manifest.json generates")
@@ -623,7 +625,7 @@ def read_front_matter_text(text: str) -> dict:
 FREE_MARK = "\0cxrsynth-free-section\0"
 
 
-def expected_card(manifest: dict, repo_id: str | None = None) -> list[str]:
+def expected_card(manifest: dict, repo_id: str | None = None, access: str | None = None) -> list[str]:
     """The card ``manifest`` generates, as the fixed pieces around its free sections.
 
     Two sections are not generated from the manifest: Benchmark (from the work folder's
@@ -633,7 +635,7 @@ def expected_card(manifest: dict, repo_id: str | None = None) -> list[str]:
     """
     from .card import card_text
 
-    return card_text(manifest, repo_id, {"Benchmark": FREE_MARK, "Changes": FREE_MARK}).split(FREE_MARK)
+    return card_text(manifest, repo_id, {"Benchmark": FREE_MARK, "Changes": FREE_MARK}, access).split(FREE_MARK)
 
 
 def _first_difference(text: str, pieces: list[str]) -> str | None:
