@@ -4,6 +4,7 @@ mlcroissant reads it, the card's YAML and body, the translator card's licence, d
 from __future__ import annotations
 
 import csv
+import shutil
 import json
 import subprocess
 import sys
@@ -199,3 +200,62 @@ def test_hub_rejects_what_it_would_reject_in_our_fields(built, tmp_path):
     assert yaml_errors(bad["size"]) == ['"size_categories" must be one of the size categories, got "n>1M"']
     assert yaml_errors(bad["configs"])[0].startswith('"configs.all.data_files" must be')
     assert yaml_errors(bad["licence"])[0].startswith('"license" must be a license id')
+
+
+@pytest.fixture(scope="module")
+def paper_release(planned_workdir, tmp_path_factory):
+    """A tiny release made by two `paper`-preset translators (1 update each, 64 px, 4 images a config)."""
+    from cxrsynth.generate import GenerateConfig
+    from cxrsynth.layout import WorkLayout
+    from cxrsynth.pipeline import PipelineConfig, release
+    from cxrsynth.translate.train import resolve_train_config, train
+
+    from .conftest import copy_workdir
+
+    wd = copy_workdir(planned_workdir, tmp_path_factory.mktemp("paper") / "wd")
+    for task in ("normal-covid", "pneumonia-covid"):
+        shutil.rmtree(WorkLayout(wd).translator(task).root, ignore_errors=True)  # `trained` may have put some there
+        train(wd, resolve_train_config(overrides=["preset=paper", "size=64", "base=8", "disc_base=8", "batch_size=4",
+                                                  "max_steps=1", "save_every=1", "sample_every=4", f"task={task}"]))
+    manifest = release(wd, wd / "release", PipelineConfig(generate=GenerateConfig(limit=4, workers=0)), audit=False)
+    return wd / "release" / "covid-cxr-synth", manifest
+
+
+def test_paper_release_card_describes_its_own_translators(paper_release, tmp_path):
+    rel, manifest = paper_release
+    t = manifest["translators"][0]
+    assert t["preset"] == "paper" and t["arch"]["name"] == "unet_generator" and t["recipe"]["disc_base"] == 8
+    assert t["architecture"].startswith("U-Net generator (4 down, 3 up blocks, skips), width 8")
+    card = (rel / "README.md").read_text()
+    made = card.split("- **Translators**", 1)[1].split("- **Generation**", 1)[0]
+    for t in manifest["translators"]:
+        tr = t["train_images"]
+        assert f"`{t['config']}` ({t['task']}): `paper` recipe (the seed authors' own Keras-GAN recipe" in made
+        assert f"learnt from {tr['source']} " in made and f"+ {tr['covid']} COVID-19 images at 64x64 px" in made
+    assert "U-Net generator" in made and "lsgan GAN loss, cycle weight 10.0, identity weight 0.1 x cycle, batch 4" in made
+    # what the review found in a paper release's card: none of it here
+    for wrong in ("ResNet", "PatchGAN", "None blocks", "images per domain:", "checkerboard", "transposed"):
+        assert wrong not in card, wrong
+    assert verify(rel) == []
+    # verify catches a manifest that calls the U-Net a ResNet, even with its checksums rewritten
+    from cxrsynth.paths import write_sha256sums
+    from cxrsynth.release.card import rerender
+
+    bad = tmp_path / "bad" / rel.name
+    shutil.copytree(rel, bad)
+    shutil.copytree(rel.parent / f"{rel.name}.private", bad.parent / f"{rel.name}.private")
+    m = read_json(bad / "manifest.json")
+    m["translators"][0]["architecture"] = "ResNet generator, 9 residual blocks, width 64"
+    (bad / "manifest.json").write_text(json.dumps(m))
+    rerender(bad)
+    write_sha256sums(bad)
+    problems = verify(bad)
+    assert any("is described as 'ResNet generator, 9 residual blocks, wid" in p and "is a U-Net" in p for p in problems), problems
+
+
+def test_canonical_release_card_names_resnet_and_its_artefacts(built):
+    card = (built[1] / "README.md").read_text()
+    t = built[2]["translators"][0]
+    assert t["preset"] == "canonical" and "None" not in t["architecture"]
+    assert "`canonical` recipe" in card and "ResNet generator, 2 residual blocks, width 8" in card
+    assert "checkerboard" in card

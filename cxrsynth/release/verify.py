@@ -476,6 +476,8 @@ class _Verifier:
                          f"names {sorted(str(t[0]) for t in translators.get(config, set()))}")
         for config, n in sorted(wrong_source.items()):
             self.add(f"data/: {n} {config} rows do not have source_label {SOURCE_LABEL.get(config)}")
+        for t in manifest["translators"]:
+            self._check_translator(t)
         for s in manifest["sources"]:
             reg = SOURCES.get(s.get("source"))
             if reg is None:
@@ -494,6 +496,19 @@ class _Verifier:
         if isinstance(audited, int) and audited > counts.get("all", 0) + removed:
             self.add(f"manifest.json: the audit covers {audited} images, the release has {counts.get('all')} "
                      f"and removed {removed}")
+
+    def _check_translator(self, t: dict) -> None:
+        """The words the card prints about a translator agree with its generator's recorded ``arch``: the
+        preset, and the kind of generator (a hand-edited manifest cannot call a U-Net a ResNet)."""
+        arch = t.get("arch") or {}
+        if t.get("preset") and arch.get("preset") and t["preset"] != arch["preset"]:
+            self.add(f"manifest.json: translator {t.get('config')} has preset {t['preset']}, its generator's arch "
+                     f"says {arch['preset']}")
+        kind = {"unet_generator": "U-Net", "resnet_generator": "ResNet"}.get(arch.get("name", "resnet_generator")) if arch else None
+        words = t.get("architecture")
+        if words and kind and not str(words).startswith(kind):
+            self.add(f"manifest.json: translator {t.get('config')} is described as {str(words)[:40]!r}, its generator "
+                     f"is a {kind}")
 
     # -- generated text -------------------------------------------------------------------------------------
 
