@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from ..cards import render
-from ..artifacts.release_folder import as_release
+from ..artifacts.release_folder import NOT_IN_SUMS, as_release
 from ..vocab import SOURCE_LABEL
 from ..paths import atomic_write, write_json, write_sha256sums
 from .access import access_paragraph, contact_section
@@ -250,7 +250,7 @@ def rerender(release: Path, repo_id: str | None = None, changes: str | None = No
     with atomic_write(folder.card) as fh:
         fh.write(card_text(manifest, repo_id, kept, access))
     write_json(folder.croissant, make_croissant(manifest, repo_id, access))
-    write_sha256sums(folder.root)
+    write_sha256sums(folder.root, NOT_IN_SUMS)
 
 
 def read_front_matter(path: Path) -> dict:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..artifacts import ReleaseFolder
-from ..artifacts.release_folder import MANIFEST
+from ..artifacts.release_folder import MANIFEST, NOT_IN_SUMS
 from ..errors import ConfigError, PushError
 from ..paths import sha256_file
 from .access import access_of, check_contact
@@ -78,7 +78,7 @@ def publishable(root: Path, check: bool = True) -> list[str]:
     With ``check`` (the default): exactly :func:`verify.publishable_files`, i.e. the release's metadata and
     the manifest's shards after every verify check passed, so no stray, linked or private file rides
     along (and an ``hf download`` copy's ``.gitattributes`` / ``.cache/`` stay home). Without: SHA256SUMS
-    and what it lists (tests of the upload path only).
+    and what it lists, and the card (tests of the upload path only).
     """
     if check:
         try:
@@ -87,7 +87,7 @@ def publishable(root: Path, check: bool = True) -> list[str]:
             raise PushError(exc.what, root, exc.hint) from None
     sums = root / "SHA256SUMS"
     listed = [line.split("  ", 1)[1] for line in sums.read_text().splitlines() if "  " in line] if sums.is_file() else []
-    return sorted(set(listed) | {"SHA256SUMS"})
+    return sorted(set(listed) | {"SHA256SUMS"} | set(NOT_IN_SUMS))
 
 
 @contextmanager
