@@ -109,6 +109,9 @@ def test_croissant_reads_back_with_mlcroissant(built):
     assert [k for k in REQUIRED if k not in doc] == ["url"]  # the address comes at push time (test_push)
     fields = {f["@id"]: f for f in next(r for r in doc["recordSet"] if r["@id"] == "images")["field"]}
     assert fields["images/label"]["references"] == {"field": {"@id": "label_classes/index"}}
+    # the release's own size (64 px here), never a hard-coded 256x256
+    assert fields["images/image"]["description"] == "8-bit grayscale 64x64 PNG." and "256x256" not in json.dumps(doc)
+    assert "stretched to 64x64" in doc["rai:dataPreprocessingProtocol"][0]
     # mlcroissant reads the records: labels name their classes, `created` is a date-time
     classes = {r["label_classes/index"]: r["label_classes/name"] for r in ds.records("label_classes")}
     assert classes == {0: "normal", 1: "pneumonia", 2: "covid"}
@@ -129,6 +132,7 @@ def test_card_yaml_and_body(built):
     body = card.split("\n---\n", 1)[1]
     covid = next(s for s in built[2]["sources"] if s["source"] == "covid-collection")["by_label"]["covid"]
     assert "{'" not in body and "arch {" not in body and f"(covid {covid:,})" in body  # counts as words, not a dict
+    assert f"and the toolkit that made it, cxrsynth {built[2]['code_version']} (its `CITATION.cff`)" in body
     assert not [line for line in body.splitlines() if "{'" in line or "': " in line]
     got = [size_category(n) for n in (0, 999, 1_000, 999_999, 1_000_000, 10**7, 10**12, 10**13)]
     assert got == ["n<1K", "n<1K", "1K<n<10K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "n>1T", "n>1T"]
@@ -158,12 +162,15 @@ def test_diff_writes_the_changes_into_the_new_card(built, tmp_path):
     assert "all 48 -> 44" in (new / "README.md").read_text() and verify(new) == []
 
 
-def test_citation_cff_cites_the_dataset():
+def test_citation_cff_cites_the_toolkit_and_names_the_dataset():
+    from cxrsynth import __version__
     from cxrsynth.release.package import ReleaseConfig
 
     cff = yaml.safe_load((REPO_ROOT / "CITATION.cff").read_text())
-    assert cff["cff-version"] == "1.2.0" and cff["type"] == "dataset"
-    assert cff["title"] == ReleaseConfig().pretty_name and cff["version"] == ReleaseConfig().version
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    assert cff["title"].startswith("cxrsynth:") and cff["version"] == __version__ and cff["license"] == "Apache-2.0"
+    data = [r for r in cff["references"] if r["type"] == "data"]
+    assert [r["title"] for r in data] == [ReleaseConfig().pretty_name] and "version" not in data[0]
     assert any("Zunair" in a["family-names"] for r in cff["references"] for a in r["authors"] if "family-names" in a)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..records import LABELS
 from ..sources.terms import CREATOR, SOURCES, dataset_bibtex
 from .access import access_sentence
+from .features import image_format, image_size
 
 CONFORMS_TO = ["http://mlcommons.org/croissant/1.0", "http://mlcommons.org/croissant/RAI/1.0"]
 # What the Croissant 1.0 specification requires of every dataset. ``url`` is the dataset's address, known
@@ -73,10 +74,11 @@ def make_croissant(manifest: dict, repo_id: str | None = None, access: str | Non
                **({"references": {"field": {"@id": "label_classes/index"}}} if name in ("label", "source_label") else {})}
               for name, dtype, desc in FIELDS]
     fields.insert(1, {"@type": "cr:Field", "@id": "images/image", "name": "images/image",
-                      "description": "8-bit grayscale 256x256 PNG.", "dataType": "sc:ImageObject",
+                      "description": image_format(manifest) + ".", "dataType": "sc:ImageObject",
                       "source": {"fileSet": {"@id": "parquet-files"}, "extract": {"column": "image"},
                                  "transform": {"jsonPath": "bytes"}}})
     counts = ", ".join(f"{k}: {v}" for k, v in manifest["counts"].items())
+    size = image_size(manifest)
     licensing = manifest.get("licensing") or {}
     learnt = ", ".join(f"{n} {name}" for name, n in licensing.get("learnt_from", {}).items())
     creator = {"@type": "sc:Organization", "name": CREATOR}
@@ -102,7 +104,8 @@ def make_croissant(manifest: dict, repo_id: str | None = None, access: str | Non
         "rai:dataCollection": ("Each image is the output of a CycleGAN generator applied to one real train-split chest "
                                "X-ray: " + "; ".join(f"{s['name']} ({s['url']})" for s in sources) + "."),
         "rai:dataCollectionType": ["Secondary Data Analysis", "Synthetic Data"],
-        "rai:dataPreprocessingProtocol": ["Real images decoded to 8-bit grayscale and stretched to 256x256 (DICOM: "
+        "rai:dataPreprocessingProtocol": ["Real images decoded to 8-bit grayscale and stretched to "
+                                          + (f"{size}x{size}" if size else "the translators' size") + " (DICOM: "
                                           "modality and VOI LUTs, MONOCHROME1 inverted); duplicates across sources "
                                           "removed by content; patient-level splits."],
         "rai:dataDataManipulationProtocol": manipulation,
