@@ -499,12 +499,21 @@ def verify(release_dir, private, croissant_strict, no_identifiers):
 @click.option("--tag", default=None, help="Tag to create (default: v<manifest version>); git's ref-name rules "
                                           "apply, and a branch name (main) is refused.")
 @click.option("--private/--public", "private_repo", default=None,
-              help="Make the repo private or public (an existing repo's visibility is changed); default: leave it.")
+              help="Make the repo private or public (an existing repo's visibility is changed); default: leave it "
+                   "(a new repo is public, and gated).")
 @click.option("--gated", type=click.Choice(["auto", "manual", "off"]), default=None,
-              help="Access requests: approved automatically or by hand, or off; default: leave as it is.")
+              help="Access requests: approved automatically or by hand, or off; default: manual for a new repo, "
+                   "an existing one's left as it is. A public ungated repo needs --public --gated off.")
+@click.option("--contact", default=None, metavar="EMAIL-OR-URL",
+              help="Where questions and takedown requests go; stored in the published manifest and shown in the "
+                   "card (default: the release's, else the one on main; a new version needs one).")
+@click.option("--allow-older", is_flag=True,
+              help="Publish a version lower than the highest v* tag on the repo (main then serves it); refused without.")
+@click.option("--restore-main", is_flag=True,
+              help="When this version is already tagged but main holds another one, commit its files to main again.")
 @click.option("--dry-run", is_flag=True, help="Say what would be uploaded; contact nothing.")
 @json_option
-def push(release_dir, repo_id, tag, private_repo, gated, dry_run, as_json):
+def push(release_dir, repo_id, tag, private_repo, gated, contact, allow_older, restore_main, dry_run, as_json):
     """Publish a verified release as one version (a tag) of a Hub dataset repo.
 
     Files the new version no longer has are deleted from main; a tag is never moved to other files; a
@@ -512,7 +521,8 @@ def push(release_dir, repo_id, tag, private_repo, gated, dry_run, as_json):
     """
     from .release.hub import push as run
 
-    rep = run(release_dir, repo_id, tag, private_repo, dry_run, gated=gated)
+    rep = run(release_dir, repo_id, tag, private_repo, dry_run, gated=gated, allow_older=allow_older,
+              restore_main=restore_main, contact=contact)
     if as_json:
         _echo_json(rep.__dict__)
         return

@@ -125,11 +125,12 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def write_sha256sums(folder: str | Path) -> Path:
-    """``folder/SHA256SUMS``: ``<sha256>  <relative path>`` for every file below ``folder``, sorted."""
+def write_sha256sums(folder: str | Path, leave_out: tuple[str, ...] = ()) -> Path:
+    """``folder/SHA256SUMS``: ``<sha256>  <relative path>`` for every file below ``folder`` but those in
+    ``leave_out`` (relative paths), sorted."""
     folder = Path(folder)
-    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}"
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
+    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}" for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.name != "SHA256SUMS" and p.relative_to(folder).as_posix() not in leave_out]
     with atomic_write(folder / "SHA256SUMS") as fh:
         fh.write("\n".join(lines) + "\n")
     return folder / "SHA256SUMS"

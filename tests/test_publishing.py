@@ -4,6 +4,7 @@ mlcroissant reads it, the card's YAML and body, the translator card's licence, d
 from __future__ import annotations
 
 import csv
+import shutil
 import json
 import subprocess
 import sys
@@ -108,6 +109,9 @@ def test_croissant_reads_back_with_mlcroissant(built):
     assert [k for k in REQUIRED if k not in doc] == ["url"]  # the address comes at push time (test_push)
     fields = {f["@id"]: f for f in next(r for r in doc["recordSet"] if r["@id"] == "images")["field"]}
     assert fields["images/label"]["references"] == {"field": {"@id": "label_classes/index"}}
+    # the release's own size (64 px here), never a hard-coded 256x256
+    assert fields["images/image"]["description"] == "8-bit grayscale 64x64 PNG." and "256x256" not in json.dumps(doc)
+    assert "stretched to 64x64" in doc["rai:dataPreprocessingProtocol"][0]
     # mlcroissant reads the records: labels name their classes, `created` is a date-time
     classes = {r["label_classes/index"]: r["label_classes/name"] for r in ds.records("label_classes")}
     assert classes == {0: "normal", 1: "pneumonia", 2: "covid"}
@@ -128,6 +132,7 @@ def test_card_yaml_and_body(built):
     body = card.split("\n---\n", 1)[1]
     covid = next(s for s in built[2]["sources"] if s["source"] == "covid-collection")["by_label"]["covid"]
     assert "{'" not in body and "arch {" not in body and f"(covid {covid:,})" in body  # counts as words, not a dict
+    assert f"and the toolkit that made it, cxrsynth {built[2]['code_version']} (its `CITATION.cff`)" in body
     assert not [line for line in body.splitlines() if "{'" in line or "': " in line]
     got = [size_category(n) for n in (0, 999, 1_000, 999_999, 1_000_000, 10**7, 10**12, 10**13)]
     assert got == ["n<1K", "n<1K", "1K<n<10K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "n>1T", "n>1T"]
@@ -157,12 +162,15 @@ def test_diff_writes_the_changes_into_the_new_card(built, tmp_path):
     assert "all 48 -> 44" in (new / "README.md").read_text() and verify(new) == []
 
 
-def test_citation_cff_cites_the_dataset():
+def test_citation_cff_cites_the_toolkit_and_names_the_dataset():
+    from cxrsynth import __version__
     from cxrsynth.release.package import ReleaseConfig
 
     cff = yaml.safe_load((REPO_ROOT / "CITATION.cff").read_text())
-    assert cff["cff-version"] == "1.2.0" and cff["type"] == "dataset"
-    assert cff["title"] == ReleaseConfig().pretty_name and cff["version"] == ReleaseConfig().version
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    assert cff["title"].startswith("cxrsynth:") and cff["version"] == __version__ and cff["license"] == "Apache-2.0"
+    data = [r for r in cff["references"] if r["type"] == "data"]
+    assert [r["title"] for r in data] == [ReleaseConfig().pretty_name] and "version" not in data[0]
     assert any("Zunair" in a["family-names"] for r in cff["references"] for a in r["authors"] if "family-names" in a)
 
 
@@ -199,3 +207,62 @@ def test_hub_rejects_what_it_would_reject_in_our_fields(built, tmp_path):
     assert yaml_errors(bad["size"]) == ['"size_categories" must be one of the size categories, got "n>1M"']
     assert yaml_errors(bad["configs"])[0].startswith('"configs.all.data_files" must be')
     assert yaml_errors(bad["licence"])[0].startswith('"license" must be a license id')
+
+
+@pytest.fixture(scope="module")
+def paper_release(planned_workdir, tmp_path_factory):
+    """A tiny release made by two `paper`-preset translators (1 update each, 64 px, 4 images a config)."""
+    from cxrsynth.generate import GenerateConfig
+    from cxrsynth.layout import WorkLayout
+    from cxrsynth.pipeline import PipelineConfig, release
+    from cxrsynth.translate.train import resolve_train_config, train
+
+    from .conftest import copy_workdir
+
+    wd = copy_workdir(planned_workdir, tmp_path_factory.mktemp("paper") / "wd")
+    for task in ("normal-covid", "pneumonia-covid"):
+        shutil.rmtree(WorkLayout(wd).translator(task).root, ignore_errors=True)  # `trained` may have put some there
+        train(wd, resolve_train_config(overrides=["preset=paper", "size=64", "base=8", "disc_base=8", "batch_size=4",
+                                                  "max_steps=1", "save_every=1", "sample_every=4", f"task={task}"]))
+    manifest = release(wd, wd / "release", PipelineConfig(generate=GenerateConfig(limit=4, workers=0)), audit=False)
+    return wd / "release" / "covid-cxr-synth", manifest
+
+
+def test_paper_release_card_describes_its_own_translators(paper_release, tmp_path):
+    rel, manifest = paper_release
+    t = manifest["translators"][0]
+    assert t["preset"] == "paper" and t["arch"]["name"] == "unet_generator" and t["recipe"]["disc_base"] == 8
+    assert t["architecture"].startswith("U-Net generator (4 down, 3 up blocks, skips), width 8")
+    card = (rel / "README.md").read_text()
+    made = card.split("- **Translators**", 1)[1].split("- **Generation**", 1)[0]
+    for t in manifest["translators"]:
+        tr = t["train_images"]
+        assert f"`{t['config']}` ({t['task']}): `paper` recipe (the seed authors' own Keras-GAN recipe" in made
+        assert f"learnt from {tr['source']} " in made and f"+ {tr['covid']} COVID-19 images at 64x64 px" in made
+    assert "U-Net generator" in made and "lsgan GAN loss, cycle weight 10.0, identity weight 0.1 x cycle, batch 4" in made
+    # what the review found in a paper release's card: none of it here
+    for wrong in ("ResNet", "PatchGAN", "None blocks", "images per domain:", "checkerboard", "transposed"):
+        assert wrong not in card, wrong
+    assert verify(rel) == []
+    # verify catches a manifest that calls the U-Net a ResNet, even with its checksums rewritten
+    from cxrsynth.paths import write_sha256sums
+    from cxrsynth.release.card import rerender
+
+    bad = tmp_path / "bad" / rel.name
+    shutil.copytree(rel, bad)
+    shutil.copytree(rel.parent / f"{rel.name}.private", bad.parent / f"{rel.name}.private")
+    m = read_json(bad / "manifest.json")
+    m["translators"][0]["architecture"] = "ResNet generator, 9 residual blocks, width 64"
+    (bad / "manifest.json").write_text(json.dumps(m))
+    rerender(bad)
+    write_sha256sums(bad)
+    problems = verify(bad)
+    assert any("is described as 'ResNet generator, 9 residual blocks, wid" in p and "is a U-Net" in p for p in problems), problems
+
+
+def test_canonical_release_card_names_resnet_and_its_artefacts(built):
+    card = (built[1] / "README.md").read_text()
+    t = built[2]["translators"][0]
+    assert t["preset"] == "canonical" and "None" not in t["architecture"]
+    assert "`canonical` recipe" in card and "ResNet generator, 2 residual blocks, width 8" in card
+    assert "checkerboard" in card

@@ -225,3 +225,41 @@ def test_manifest_describes_the_translator_that_was_passed(trained, tmp_path):
     assert t["normal-covid"]["translator_id"] == rep["translator_id"]
     assert t["pneumonia-covid"]["steps"] == json.loads(
         (wd / "translators" / "pneumonia-covid" / "train_report.json").read_text())["steps"]
+
+
+def test_hub_side_yaml_edit_keeps_verify_ok_protected_sections_do_not(built, tmp_path):
+    """A metadata edit on the Hub (YAML front matter) leaves a downloaded copy verifying; an edit of a
+    protected section fails naming it; SHA256SUMS covers every file but the card (`sha256sum -c` passes)."""
+    import yaml
+
+    rel = _fresh_copy(built, tmp_path)
+    card = rel / "README.md"
+    text = card.read_text()
+    assert "README.md" not in (rel / "SHA256SUMS").read_text()
+    res = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=rel, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    head, body = text[4:].split("\n---\n", 1)
+    meta = yaml.safe_load(head)
+    meta["task_ids"] = ["multi-class-image-classification"]  # what a librarian bot's PR adds
+    meta["tags"] = meta["tags"] + ["radiology"]
+    meta["pretty_name"] = "COVID-CXR-Synth (edited on the Hub)"
+    meta["extra_gated_prompt"] = meta["extra_gated_prompt"] + " Edited by Hub staff."
+    card.write_text("---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n" + body)
+    assert card.read_text() != text and verify(rel) == []
+    # a free section (Benchmark) may change too
+    card.write_text(card.read_text().replace("No benchmark was run for this version", "Benchmark tables elsewhere"))
+    assert verify(rel) == []
+    # a protected section may not: the problem names it and the line
+    edited = card.read_text().replace("**Label noise.**", "**No label noise.**")
+    card.write_text(edited)
+    problems = verify(rel)
+    line = next(i for i, x in enumerate(edited.splitlines(), 1) if "**No label noise.**" in x)
+    (got,) = [p for p in problems if p.startswith("README.md")]
+    assert got.startswith(f"README.md: line {line} reads ") and "- **No label noise.** RSNA" in got, problems
+    assert "expected \"- **Label noise.** RSNA" in got and "(protected section 'Limitations and biases')" in got
+    # a protected section removed, or given twice, is named too
+    licence = "## Licence" + edited.split("## Licence", 1)[1].split("\n## ", 1)[0] + "\n"
+    card.write_text(text.replace(licence, ""))
+    assert any("protected section 'Licence' is missing" in p for p in verify(rel))
+    card.write_text(text.replace(licence, licence + licence))
+    assert any("protected section 'Licence' appears 2 times" in p for p in verify(rel))

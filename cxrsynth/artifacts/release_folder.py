@@ -22,6 +22,9 @@ PRIVATE_SUFFIX = ".private"
 MANIFEST = "manifest.json"  # also its name on the Hub, where the folder is a dataset repo
 #: The files every release folder holds, relative to its root (``verify`` checks each).
 REQUIRED = ("README.md", MANIFEST, "provenance.jsonl", "croissant.json", "SHA256SUMS", "sample_grid.png")
+#: Left out of ``SHA256SUMS``: the card, whose YAML the Hub lets anyone with write access edit on the website;
+#: ``verify`` checks its protected sections against the manifest instead.
+NOT_IN_SUMS = ("README.md",)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from pathlib import Path
 import yaml
 
 from ..cards import render
-from ..artifacts.release_folder import as_release
+from ..artifacts.release_folder import NOT_IN_SUMS, as_release
 from ..vocab import SOURCE_LABEL
 from ..paths import atomic_write, write_json, write_sha256sums
-from .features import features
+from .access import access_paragraph, contact_section
+from .features import features, image_format
 from ..sources.terms import NO_LICENCE, PAPER_BIBTEX, SOURCE_TERMS, SOURCES, dataset_bibtex
 
 KEPT_SECTIONS = ("Benchmark", "Changes")  # carried over when the card is rendered again
@@ -43,9 +44,10 @@ def gated_fields(license_id: str) -> tuple[str, dict]:
     }
 
 
-def front_matter(manifest: dict, repo_id: str | None = None):
+def front_matter(manifest: dict, repo_id: str | None = None, access: str | None = None):
     """The card's metadata as a ``DatasetCardData``: configs and dataset_info through ``datasets``' own
-    helpers, so the YAML has the shapes ``load_dataset`` reads."""
+    helpers, so the YAML has the shapes ``load_dataset`` reads. ``repo_id`` and ``access`` (the repo's
+    setting as read back at push) are recorded under ``cxrsynth:`` so that verify renders the same card."""
     from datasets.info import DatasetInfo, DatasetInfosDict
     from datasets.splits import SplitDict, SplitInfo
     from datasets.utils.metadata import MetadataConfigs
@@ -72,7 +74,7 @@ def front_matter(manifest: dict, repo_id: str | None = None):
         tags=["medical", "chest-x-ray", "covid-19", "synthetic", "cyclegan", "image-to-image-translation"],
         extra_gated_prompt=prompt, extra_gated_fields=fields,
         cxrsynth={"version": manifest["version"], "counts": manifest["counts"], "code_version": manifest["code_version"],
-                  **({"repo_id": repo_id} if repo_id else {})},
+                  **({"repo_id": repo_id} if repo_id else {}), **({"access": access} if access else {})},
     )
     if manifest["license"] == "other":  # the Hub then wants a name and a link: the card's Licence section
         card.license_name = "cxrsynth-mixed-inputs"
@@ -87,9 +89,42 @@ def _counts(d: dict) -> str:
 
 
 def _arch(a: dict) -> str:
+    """A generator's ``arch`` in words, for manifests without the translator card's words."""
     if not a:
         return "architecture not recorded"
-    return f"ResNet generator, {a.get('blocks')} blocks, width {a.get('base')}, {a.get('size')} px"
+    up = f", {a['upsample']} resize-convolution upsampling" if a.get("upsample") else ""
+    if a.get("name") == "unet_generator":
+        return f"U-Net generator, width {a.get('base')}{up}"
+    blocks = f", {a['blocks']} residual blocks" if a.get("blocks") else ""
+    return f"ResNet generator{blocks}, width {a.get('base')}{up}"
+
+
+def transposed_upsampling(t: dict) -> bool:
+    """Whether a translator's generator upsamples by transposed convolution (the ResNet's own way), the
+    cause of checkerboard artefacts; a U-Net or a resize-convolution cannot paint them."""
+    arch = t.get("arch") or {}
+    return bool(arch) and arch.get("name", "resnet_generator") == "resnet_generator" and \
+        arch.get("upsample", "transposed") == "transposed"
+
+
+def translator_line(t: dict) -> str:
+    """One translator of the manifest in the card's words: recipe, architecture, objective, what it learnt
+    from and at which size, and how far it trained. Only what the manifest records is said."""
+    from ..translate.card import PRESET_WORDS
+
+    arch, recipe = t.get("arch") or {}, t.get("recipe") or {}
+    preset = t.get("preset") or arch.get("preset")
+    size = recipe.get("size") or arch.get("size")
+    parts = [f"`{preset}` recipe ({PRESET_WORDS[preset]})" if preset in PRESET_WORDS else "recipe not recorded",
+             t.get("architecture") or _arch(arch)]
+    if recipe.get("gan_loss"):
+        parts.append(f"{recipe['gan_loss']} GAN loss, cycle weight {recipe.get('lambda_cycle')}, identity weight "
+                     f"{recipe.get('lambda_identity')} x cycle, batch {recipe.get('batch_size')}")
+    tr = t["train_images"]
+    parts.append(f"learnt from {tr['source']:,} {SOURCE_LABEL[t['config']]} + {tr['covid']:,} COVID-19 images"
+                 + (f" at {size}x{size} px" if size else ""))
+    parts.append(f"{t.get('steps')} of {t.get('total_steps')} steps, seed {t.get('seed')}")
+    return f"  - `{t['config']}` ({t['task']}): " + "; ".join(parts)
 
 
 def _licence_section(manifest: dict) -> tuple[str, str, str]:
@@ -107,7 +142,8 @@ def _licence_section(manifest: dict) -> tuple[str, str, str]:
     return table, note, attribution
 
 
-def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] | None = None) -> str:
+def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] | None = None,
+              access: str | None = None) -> str:
     kept = kept or {}
     rows = [f"| `{c}` | {SOURCE_LABEL[c]} | {info['num_examples']:,} | `{t['translator_id']}` | `{t['generator_sha256'][:16]}...` |"
             for (c, info), t in zip(manifest["configs"].items(), manifest["translators"])]
@@ -115,9 +151,7 @@ def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] |
                f"terms: {s['licence']}"
                + ("" if s["source"] in SOURCE_TERMS else f"; by licence: {_counts(s.get('licences', {}))}")
                + f"; cite: {s['citation']}" for s in manifest["sources"]]
-    trans = [f"  - `{t['config']}` ({t['task']}): {t['train_images']['source']} + {t['train_images']['covid']} images, "
-             f"{t.get('steps')} of {t.get('total_steps')} steps, seed {t.get('seed')}, {_arch(t.get('arch'))}"
-             for t in manifest["translators"]]
+    trans = [translator_line(t) for t in manifest["translators"]]
     configs = list(manifest["configs"])
     bib = [PAPER_BIBTEX] + [SOURCES[s["source"]]["bibtex"] for s in manifest["sources"] if SOURCES[s["source"]]["bibtex"]]
     lic = manifest.get("licensing") or {}
@@ -135,7 +169,11 @@ def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] |
         else "the original row-order rule, not patient-level",
         "per_domain": manifest["plan"]["per_domain"], "plan_seed": manifest["plan"]["seed"],
         "translator_list": "\n".join(trans),
-        "size": next((t["arch"].get("size") for t in manifest["translators"] if t.get("arch")), 256),
+        "image_format": image_format(manifest),
+        "training_sets": "; ".join(f"`{t['config']}` {t['train_images']['source']:,} {SOURCE_LABEL[t['config']]} + "
+                                   f"{t['train_images']['covid']:,} COVID-19" for t in manifest["translators"]),
+        "artefact_note": ("; images of the ResNet generator's transposed convolutions may show checkerboard artefacts"
+                          if any(transposed_upsampling(t) for t in manifest["translators"]) else ""),
         "generation_note": ("every train-split source image named by the release plan was translated once"
                             if manifest["counts"]["all"] + (manifest.get("filtered") or {}).get("removed", 0)
                             >= sum(manifest["plan"]["planned"][c] for c in configs)
@@ -145,6 +183,7 @@ def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] |
                                   for c in configs),
         "license": manifest["license"], "license_why": why, "licence_table": table,
         "licence_excluded": excluded_note, "attribution_list": attribution,
+        "access_paragraph": access_paragraph(access), "contact_section": contact_section(manifest.get("contact")),
         "audit_section": _audit_section(manifest.get("audit"), manifest.get("filtered")),
         "benchmark_section": kept.get("Benchmark") or "No benchmark was run for this version (`cxrsynth benchmark` produces one).",
         "changes_section": kept.get("Changes") or NO_CHANGES,
@@ -155,8 +194,10 @@ def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] |
     })
 
 
-def card_text(manifest: dict, repo_id: str | None = None, kept: dict[str, str] | None = None) -> str:
-    return "---\n" + front_matter(manifest, repo_id).to_yaml() + "\n---\n\n" + card_body(manifest, repo_id, kept)
+def card_text(manifest: dict, repo_id: str | None = None, kept: dict[str, str] | None = None,
+              access: str | None = None) -> str:
+    return ("---\n" + front_matter(manifest, repo_id, access).to_yaml() + "\n---\n\n"
+            + card_body(manifest, repo_id, kept, access))
 
 
 def _audit_section(audit: dict | None, filtered: dict | None = None) -> str:
@@ -196,9 +237,9 @@ def sections(card: str) -> dict[str, str]:
     return out
 
 
-def rerender(release: Path, repo_id: str | None = None, changes: str | None = None) -> None:
-    """Render README.md and croissant.json again from the release's manifest (with the repo id, or a
-    Changes section), then SHA256SUMS, so the folder still verifies."""
+def rerender(release: Path, repo_id: str | None = None, changes: str | None = None, access: str | None = None) -> None:
+    """Render README.md and croissant.json again from the release's manifest (with the repo id and the
+    repo's access as read back at push, or a Changes section), then SHA256SUMS, so the folder still verifies."""
     from .croissant import make_croissant
 
     folder = as_release(release)
@@ -207,9 +248,9 @@ def rerender(release: Path, repo_id: str | None = None, changes: str | None = No
     if changes is not None:
         kept["Changes"] = changes
     with atomic_write(folder.card) as fh:
-        fh.write(card_text(manifest, repo_id, kept))
-    write_json(folder.croissant, make_croissant(manifest, repo_id))
-    write_sha256sums(folder.root)
+        fh.write(card_text(manifest, repo_id, kept, access))
+    write_json(folder.croissant, make_croissant(manifest, repo_id, access))
+    write_sha256sums(folder.root, NOT_IN_SUMS)
 
 
 def read_front_matter(path: Path) -> dict:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from ..records import LABELS
 from ..sources.terms import CREATOR, SOURCES, dataset_bibtex
+from .access import access_sentence
+from .features import image_format, image_size
 
 CONFORMS_TO = ["http://mlcommons.org/croissant/1.0", "http://mlcommons.org/croissant/RAI/1.0"]
 # What the Croissant 1.0 specification requires of every dataset. ``url`` is the dataset's address, known
@@ -57,8 +59,9 @@ def _label_classes() -> dict:
             "data": [{"label_classes/index": i, "label_classes/name": name} for i, name in enumerate(LABELS)]}
 
 
-def make_croissant(manifest: dict, repo_id: str | None = None) -> dict:
-    """The Croissant document of a release; ``repo_id`` (ORG/NAME) once it is known, at push time."""
+def make_croissant(manifest: dict, repo_id: str | None = None, access: str | None = None) -> dict:
+    """The Croissant document of a release; ``repo_id`` (ORG/NAME) and ``access`` (the repo's setting as
+    read back from the Hub, see ``access.py``) once they are known, at push time."""
     sources = [SOURCES[s["source"]] for s in manifest["sources"]]
     distribution = [{
         "@type": "cr:FileObject", "@id": f["path"], "name": f["path"], "contentUrl": f["path"],
@@ -71,10 +74,11 @@ def make_croissant(manifest: dict, repo_id: str | None = None) -> dict:
                **({"references": {"field": {"@id": "label_classes/index"}}} if name in ("label", "source_label") else {})}
               for name, dtype, desc in FIELDS]
     fields.insert(1, {"@type": "cr:Field", "@id": "images/image", "name": "images/image",
-                      "description": "8-bit grayscale 256x256 PNG.", "dataType": "sc:ImageObject",
+                      "description": image_format(manifest) + ".", "dataType": "sc:ImageObject",
                       "source": {"fileSet": {"@id": "parquet-files"}, "extract": {"column": "image"},
                                  "transform": {"jsonPath": "bytes"}}})
     counts = ", ".join(f"{k}: {v}" for k, v in manifest["counts"].items())
+    size = image_size(manifest)
     licensing = manifest.get("licensing") or {}
     learnt = ", ".join(f"{n} {name}" for name, n in licensing.get("learnt_from", {}).items())
     creator = {"@type": "sc:Organization", "name": CREATOR}
@@ -100,7 +104,8 @@ def make_croissant(manifest: dict, repo_id: str | None = None) -> dict:
         "rai:dataCollection": ("Each image is the output of a CycleGAN generator applied to one real train-split chest "
                                "X-ray: " + "; ".join(f"{s['name']} ({s['url']})" for s in sources) + "."),
         "rai:dataCollectionType": ["Secondary Data Analysis", "Synthetic Data"],
-        "rai:dataPreprocessingProtocol": ["Real images decoded to 8-bit grayscale and stretched to 256x256 (DICOM: "
+        "rai:dataPreprocessingProtocol": ["Real images decoded to 8-bit grayscale and stretched to "
+                                          + (f"{size}x{size}" if size else "the translators' size") + " (DICOM: "
                                           "modality and VOI LUTs, MONOCHROME1 inverted); duplicates across sources "
                                           "removed by content; patient-level splits."],
         "rai:dataDataManipulationProtocol": manipulation,
@@ -114,11 +119,13 @@ def make_croissant(manifest: dict, repo_id: str | None = None) -> dict:
                                  "the need to share real patient images."),
         "rai:personalSensitiveInformation": ["No identifiers are published; each image derives from one real patient's "
                                              "X-ray and may be linkable to it (see the audit in the dataset card); "
-                                             "access is gated."],
+                                             + access_sentence(access) + "."],
         "rai:dataReleaseMaintenancePlan": ("Versioned releases; each version is immutable (a tag on the Hub) and "
                                            "verifiable with SHA256SUMS and `cxrsynth verify`. Licence: "
                                            + manifest["license"] + (f" (COVID-19 images learnt from, by licence: {learnt})"
-                                                                    if learnt else "") + "."),
+                                                                    if learnt else "") + "."
+                                           + (f" Questions and takedown requests: {manifest['contact']}."
+                                              if manifest.get("contact") else "")),
     }
     if repo_id:
         doc["url"] = f"https://huggingface.co/datasets/{repo_id}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifacts import ReleaseFolder
-from ..artifacts.release_folder import as_release
+from ..artifacts.release_folder import NOT_IN_SUMS, as_release
 from ..artifacts.stamps import stamped_audit, stamped_benchmark
 from ..paths import write_json, write_sha256sums
 from ..schemas import validate
@@ -38,7 +38,7 @@ def describe(release: ReleaseFolder | str | Path, manifest: dict, benchmark: str
     write_manifest(release, manifest)
     write_json(release.croissant, make_croissant(manifest))
     render_dataset_card(release.card, manifest, table)
-    write_sha256sums(release.root)
+    write_sha256sums(release.root, NOT_IN_SUMS)
     return manifest
 
 

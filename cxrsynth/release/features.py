@@ -31,3 +31,15 @@ def arrow_schema() -> pa.Schema:
     feats = features()
     schema = feats.arrow_schema
     return schema.with_metadata({"huggingface": json.dumps({"info": {"features": feats.to_dict()}})})
+
+
+def image_size(manifest: dict) -> int | None:
+    """The side of a release's square images: the size its translators generate at (None: not recorded)."""
+    sizes = {(t.get("arch") or {}).get("size") for t in manifest["translators"]} - {None}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def image_format(manifest: dict) -> str:
+    """The images of a release in words, e.g. "8-bit grayscale 64x64 PNG" (no size when it is not recorded)."""
+    size = image_size(manifest)
+    return f"8-bit grayscale {size}x{size} PNG" if size else "8-bit grayscale PNG"

@@ -222,12 +222,36 @@ def _translator_entry(layout: WorkLayout, config: str, first: dict, plan: dict, 
     tt = plan["tasks"][task]["translator_train"]
     return {
         "config": config, "task": task, "translator_id": first["translator_id"],
-        "generator_sha256": sha, "arch": run.info.get("arch", {}),
+        "generator_sha256": sha, "arch": run.info.get("arch", {}), **_recipe(run),
         "steps": run.report.get("steps"), "total_steps": run.report.get("total_steps"),
         "finished": run.report.get("finished"), "seed": run.config.get("seed"),
         "train_images": {"source": len(tt["source"]), "covid": len(tt["covid"]),
                          "covid_licences": licence_counts(records[i].license for i in tt["covid"] if i in records)},
     }
+
+
+RECIPE_FIELDS = ("generator", "disc_base", "gan_loss", "lambda_cycle", "lambda_identity", "loop", "batch_size",
+                 "diff_augment", "spectral_norm", "ema_decay", "size")
+
+
+def _recipe(run: TranslatorRun) -> dict:
+    """What the dataset card says about a translator beyond its generator's ``arch``: the preset, the
+    training settings that shape its images, and its architecture in the words of its own model card
+    (``translate.card``), so the two cards cannot disagree. Empty for a run that is not described."""
+    if not run.config:
+        return {}
+    from ..translate.card import architecture_words
+    from ..translate.train import resolve_train_config
+
+    try:
+        cfg = resolve_train_config(base=run.config)
+    except ConfigError:  # a run of another cxrsynth version: its settings as saved, without the words
+        cfg = None
+    recipe = {k: run.config.get(k) for k in RECIPE_FIELDS if k in run.config}
+    if cfg is not None:
+        recipe["disc_base"] = cfg.disc_base or cfg.base
+    return {"preset": run.config.get("preset"), "recipe": recipe,
+            **({"architecture": architecture_words(cfg)} if cfg is not None else {})}
 
 
 def _sources(used: list) -> list[dict]:

@@ -9,8 +9,11 @@ Checks:
   release consists of: the metadata files in ``REQUIRED`` and the parquet shards ``manifest.json`` lists.
   A copy made by ``hf download --local-dir`` may also hold the Hub's ``.gitattributes`` and its
   ``.cache/huggingface/`` bookkeeping; those are ignored (and never returned by :func:`publishable_files`);
-- **checksums**: every file is listed in ``SHA256SUMS`` with a matching checksum, nothing listed is missing,
-  and no line names a path that leaves the folder (absolute, ``..``): nothing outside is ever opened;
+- **checksums**: every file but the card is listed in ``SHA256SUMS`` with a matching checksum, nothing
+  listed is missing, and no line names a path that leaves the folder (absolute, ``..``): nothing outside is
+  ever opened. The card (``README.md``) is left out of ``SHA256SUMS`` because the Hub lets its YAML be
+  edited on the website (metadata pull requests from Hub staff and bots are common); its protected sections
+  are checked against the manifest instead, which ``SHA256SUMS`` does cover;
 - **schemas**: ``manifest.json`` and every ``provenance.jsonl`` line; ``croissant.json`` has the Croissant
   and RAI fields (and passes mlcroissant when asked);
 - **rows**: parquet files match the manifest's list, sizes and checksums; every row matches its
@@ -20,9 +23,12 @@ Checks:
 - **manifest against rows**: counts per config, the translator (id and generator sha256) and source label
   of every row's config, the sources' licences against the registry, counts within the plan, the audit
   no larger than the release;
-- **generated text**: the card (``README.md``) and ``croissant.json`` are what the manifest generates,
-  except the benchmark section of the card (made from a work folder verify does not have): so the
-  counts, translators, licences, audit stamp and the not-for-clinical-use statement cannot be edited;
+- **generated text**: the card's protected sections (every ``## `` section the manifest generates and
+  the title and summary above them; not the Benchmark and Changes sections, nor the YAML front matter)
+  and ``croissant.json`` are what the manifest generates: so the counts, translators, licences, access,
+  contact, audit stamp and the not-for-clinical-use statement cannot be edited. Of the front matter,
+  only the keys that say what the data are (``license``, ``configs``, ``dataset_info`` and the
+  ``cxrsynth`` block) are read; the rest may be edited on the Hub;
 - **no leaks**: every file (not a named few), including text chunks of PNGs and of the embedded images,
   is searched for source record ids, patient ids, image keys and paths (from the private
   ``identifiers.json``), absolute paths, RSNA/DICOM-style UUIDs and NIH image file names. Without the
@@ -46,7 +52,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ..artifacts import ReleaseFolder
-from ..artifacts.release_folder import MANIFEST, REQUIRED, identifiers_in, private_sibling
+from ..artifacts.release_folder import MANIFEST, NOT_IN_SUMS, REQUIRED, identifiers_in, private_sibling
 from ..errors import CxrsynthError, SchemaError, VerifyError
 from ..records import LABELS
 from ..schemas import validate
@@ -223,6 +229,7 @@ class _Verifier:
         self.expected: set[str] = set()  # the files the release consists of
         self.parquet_text: dict[str, list[str]] = {}  # rel -> the strings a shard publishes (read once)
         self.repo_id: str | None = None  # from the card's front matter: the Hub repo it was rendered for
+        self.access: str | None = None  # from the card's front matter: the repo's access at push
 
     def add(self, text: str) -> None:
         self.problems.append(text)
@@ -323,6 +330,8 @@ class _Verifier:
             else:
                 listed[rel] = sha
         for rel, sha in listed.items():
+            if rel in NOT_IN_SUMS:
+                continue  # releases made before listed the card; its protected sections are checked instead
             if rel not in self.files:
                 if not os.path.lexists(self.root / rel):
                     self.add(f"{rel}: listed in SHA256SUMS but missing")
@@ -333,7 +342,7 @@ class _Verifier:
                 elif got is not None:
                     self.verified[rel] = sha
         for rel in sorted(self.files):
-            if rel != "SHA256SUMS" and rel not in listed:
+            if rel != "SHA256SUMS" and rel not in NOT_IN_SUMS and rel not in listed:
                 self.add(f"{rel}: not listed in SHA256SUMS")
 
     def _manifest(self) -> dict | None:
@@ -475,6 +484,8 @@ class _Verifier:
                          f"names {sorted(str(t[0]) for t in translators.get(config, set()))}")
         for config, n in sorted(wrong_source.items()):
             self.add(f"data/: {n} {config} rows do not have source_label {SOURCE_LABEL.get(config)}")
+        for t in manifest["translators"]:
+            self._check_translator(t)
         for s in manifest["sources"]:
             reg = SOURCES.get(s.get("source"))
             if reg is None:
@@ -493,6 +504,19 @@ class _Verifier:
         if isinstance(audited, int) and audited > counts.get("all", 0) + removed:
             self.add(f"manifest.json: the audit covers {audited} images, the release has {counts.get('all')} "
                      f"and removed {removed}")
+
+    def _check_translator(self, t: dict) -> None:
+        """The words the card prints about a translator agree with its generator's recorded ``arch``: the
+        preset, and the kind of generator (a hand-edited manifest cannot call a U-Net a ResNet)."""
+        arch = t.get("arch") or {}
+        if t.get("preset") and arch.get("preset") and t["preset"] != arch["preset"]:
+            self.add(f"manifest.json: translator {t.get('config')} has preset {t['preset']}, its generator's arch "
+                     f"says {arch['preset']}")
+        kind = {"unet_generator": "U-Net", "resnet_generator": "ResNet"}.get(arch.get("name", "resnet_generator")) if arch else None
+        words = t.get("architecture")
+        if words and kind and not str(words).startswith(kind):
+            self.add(f"manifest.json: translator {t.get('config')} is described as {str(words)[:40]!r}, its generator "
+                     f"is a {kind}")
 
     # -- generated text -------------------------------------------------------------------------------------
 
@@ -525,8 +549,8 @@ class _Verifier:
         if "**Not for clinical use.**" not in text:
             self.add("README.md: the not-for-clinical-use statement is missing")
         self.repo_id = meta.get("repo_id")  # set when the card was rendered for a Hub repo (push)
-        where = _first_difference(text, expected_card(manifest, self.repo_id))
-        if where:
+        self.access = meta.get("access")  # the repo's access as push read it back from the Hub
+        for where in card_differences(text, protected_sections(manifest, self.repo_id, self.access)):
             self.add(f"README.md: {where}; the card must be what manifest.json generates (cxrsynth "
                      f"{manifest['code_version']} made it)")
 
@@ -541,7 +565,7 @@ class _Verifier:
             self.add("croissant.json: version disagrees with manifest.json")
         from .croissant import make_croissant
 
-        want = json.loads(json.dumps(make_croissant(manifest, self.repo_id), default=str))
+        want = json.loads(json.dumps(make_croissant(manifest, self.repo_id, self.access), default=str))
         differ = sorted(k for k in set(want) | set(cr) if want.get(k) != cr.get(k))
         if differ:
             self.add(f"croissant.json: {', '.join(differ[:5])} differ from what manifest.json generates")
@@ -620,37 +644,60 @@ def read_front_matter_text(text: str) -> dict:
     return fm if isinstance(fm, dict) else {}
 
 
-FREE_MARK = "\0cxrsynth-free-section\0"
+PREAMBLE = "(title and summary)"  # the card's text before its first "## " section
 
 
-def expected_card(manifest: dict, repo_id: str | None = None) -> list[str]:
-    """The card ``manifest`` generates, as the fixed pieces around its free sections.
+def card_sections(text: str) -> list[tuple[str, int, str]]:
+    """The body of a card (after its YAML front matter) as (title, first line number, text) per ``## ``
+    section, the text before the first one titled :data:`PREAMBLE`. Line numbers count in ``text``."""
+    lines = text.splitlines(keepends=True)
+    start = 0
+    if text.startswith("---\n"):
+        end = next((i for i in range(1, len(lines)) if lines[i].rstrip("\n") == "---"), None)
+        start = end + 1 if end is not None else 0
+    out, title, first, chunk = [], PREAMBLE, start + 1, []
+    for i in range(start, len(lines)):
+        if lines[i].startswith("## "):
+            out.append((title, first, "".join(chunk)))
+            title, first, chunk = lines[i][3:].strip(), i + 1, []
+        chunk.append(lines[i])
+    out.append((title, first, "".join(chunk)))
+    return out
 
-    Two sections are not generated from the manifest: Benchmark (from the work folder's
-    ``benchmark/tables.md``) and Changes (from ``cxrsynth diff``); a marker stands in for each and the text
-    is split around them. Everything else, the YAML front matter included, must be exactly what the
-    manifest (and, after a push, the repo id recorded in the front matter) generates.
+
+def protected_sections(manifest: dict, repo_id: str | None = None, access: str | None = None) -> dict[str, str]:
+    """{title: text} of the sections of the card ``manifest`` generates that verify protects: all but the
+    free ones (Benchmark, made from a work folder verify does not have, and Changes, from ``cxrsynth diff``)."""
+    from .card import KEPT_SECTIONS, card_text
+
+    return {title: body for title, _, body in card_sections(card_text(manifest, repo_id, None, access))
+            if title not in KEPT_SECTIONS}
+
+
+def card_differences(text: str, protected: dict[str, str]) -> list[str]:
+    """Where the card ``text`` departs from its ``protected`` sections, one line each (empty: it does not).
+
+    Only the protected sections count: the YAML front matter (which the Hub, its staff or a bot may edit),
+    the free sections and any added section are not compared here.
     """
-    from .card import card_text
-
-    return card_text(manifest, repo_id, {"Benchmark": FREE_MARK, "Changes": FREE_MARK}).split(FREE_MARK)
-
-
-def _first_difference(text: str, pieces: list[str]) -> str | None:
-    """Where ``text`` departs from ``pieces`` joined by any text, as 'line N: ...', or None."""
-    pattern = "(.*?)".join(re.escape(p) for p in pieces)
-    if re.fullmatch(pattern, text, flags=re.S):
-        return None
-    head, tail = pieces[0], pieces[-1] if len(pieces) > 1 else ""
-    got, want = text.splitlines(), head.splitlines()
-    for i, (a, b) in enumerate(zip(got, want), 1):
-        if a != b:
-            return f"line {i} reads {a[:80]!r}, expected {b[:80]!r}"
-    got_tail, want_tail = got[::-1], tail.splitlines()[::-1]
-    for k, (a, b) in enumerate(zip(got_tail, want_tail), 1):
-        if a != b:
-            return f"line {len(got) - k + 1} reads {a[:80]!r}, expected {b[:80]!r}"
-    return "a generated section between the benchmark and changes sections differs"
+    found: dict[str, list[tuple[int, str]]] = {}
+    for title, first, body in card_sections(text):
+        found.setdefault(title, []).append((first, body))
+    out = []
+    for title, want in protected.items():
+        got = found.get(title, [])
+        if not got:
+            out.append(f"protected section {title!r} is missing")
+        elif len(got) > 1:
+            out.append(f"protected section {title!r} appears {len(got)} times")
+        elif got[0][1] != want:
+            first, body = got[0]
+            a, b = body.splitlines(), want.splitlines()
+            k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            line = (a[k] if k < len(a) else "(end of section)")[:80]
+            wanted = (b[k] if k < len(b) else "(end of section)")[:80]
+            out.append(f"line {first + k} reads {line!r}, expected {wanted!r} (protected section {title!r})")
+    return out
 
 
 def _identifiers(private: Path) -> dict[str, list[str]]:

@@ -66,3 +66,9 @@ def render_translator_card(run_dir: Path, cfg, report: dict, ids: dict, licence_
     with atomic_write(path) as fh:
         fh.write(render("translator_card.md", values))
     return path
+
+
+def architecture_words(cfg) -> str:
+    """The generator and discriminator of ``cfg`` (a TrainConfig) in words: the translator card's
+    Architecture row, which the release manifest records so that the dataset card says the same."""
+    return _architecture(cfg)
