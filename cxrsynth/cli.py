@@ -487,7 +487,7 @@ def verify(release_dir, private, croissant_strict, no_identifiers):
     for p in problems:
         click.echo(f"FAIL {p}")
     if problems:
-        click.echo(f"{release_dir}: {len(problems)} problems", err=True)
+        click.echo(f"{release_dir}: {len(problems)} problem{'s' if len(problems) != 1 else ''}", err=True)
         sys.exit(1)
     skipped = no_identifiers and not private
     click.echo(f"{release_dir}: OK" + (" (without the source-identifier scan: --no-identifiers)" if skipped else ""))

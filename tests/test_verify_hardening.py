@@ -327,3 +327,18 @@ def test_pixels_that_spell_a_path_are_not_a_leak_but_hidden_text_is(built, tmp_p
         (rel / "sample_grid.png").write_bytes(hidden)
         write_sha256sums(rel)
         assert _has(verify(rel), "sample_grid.png: contains an absolute path"), hidden[-40:]
+
+
+def test_a_folder_that_is_no_release_is_one_line(tmp_path, capsys):
+    """Not 13 FAIL lines for a folder that holds nothing of a release (issue 21): one, saying what it is."""
+    from cxrsynth.cli import main
+
+    (tmp_path / "notes.txt").write_text("not a release\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["verify", str(tmp_path)])
+    cap = capsys.readouterr()
+    assert exc.value.code == 1
+    assert cap.out.strip().splitlines() == [
+        f"FAIL {tmp_path}: not a release folder (no manifest.json, SHA256SUMS or data/ shards); give "
+        "the folder `cxrsynth release` made, e.g. OUT/covid-cxr-synth"]
+    assert cap.err.strip().splitlines()[-1] == f"{tmp_path}: 1 problem"

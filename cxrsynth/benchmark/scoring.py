@@ -20,7 +20,6 @@ So the benchmark's ``predict`` and controls score it exactly as they score their
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 

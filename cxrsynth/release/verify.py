@@ -263,6 +263,10 @@ class _Verifier:
         if root.is_symlink() or not root.is_dir():
             return [f"{root}: release folder not found (or a symbolic link)"]
         self.guarded(".", self._inventory)
+        if not ({MANIFEST, "SHA256SUMS"} & set(self.files)) and not any(r.startswith("data/") for r in self.files):
+            # nothing of a release at all: one line, not a FAIL per missing file
+            return [f"{root}: not a release folder (no {MANIFEST}, SHA256SUMS or data/ shards); give the folder "
+                    "`cxrsynth release` made, e.g. OUT/covid-cxr-synth"]
         for name in REQUIRED:
             if name not in self.files:
                 self.add(f"{name}: missing")
