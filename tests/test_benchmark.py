@@ -20,17 +20,30 @@ ARMS = ["real", "real+own", "real+all", "synthetic-only", "synthetic-only-both",
 
 
 def external_folder(wd: Path, root: Path) -> Path:
-    """A plain <label>/ folder: 3 normal and 3 COVID-19 test images of the work folder (as if from another
-    site), plus 1 normal TRAINING image, which the benchmark must drop as a duplicate of training."""
+    """A plain <label>/ folder as if from another site: 3 normal NIH images of children (ingest leaves them out
+    of the work folder) and 3 COVID-19 films of the Hannover repository, plus 1 normal TRAINING image and 1
+    normal TEST image of the work folder, which the benchmark must drop as duplicates of the split."""
+    import csv
+
     from cxrsynth.paths import read_json
     from cxrsynth.records import read_records
 
+    from .conftest import DATA, NIH
+
     assign = read_json(wd / "splits.json")["assignments"]
     recs = [r for r in read_records(wd / "records.parquet") if r.has_pixels]
-    for label, split, n in (("normal", "test", 3), ("normal", "train", 1), ("covid", "test", 3)):
+    for label, split, n in (("normal", "train", 1), ("normal", "test", 1)):
         (root / label).mkdir(parents=True, exist_ok=True)
         for r in [r for r in recs if r.label == label and assign[r.record_id] == split][:n]:
             shutil.copy(r.path, root / label / f"{split}-{Path(r.source_path).name}")
+    with open(NIH / "Data_Entry_2017.csv", newline="") as fh:
+        kids = [r["Image Index"] for r in csv.DictReader(fh) if r["Finding Labels"] == "No Finding"
+                and int(r["Patient Age"]) < 18 and (NIH / "images" / r["Image Index"]).is_file()][:3]
+    for name in kids:
+        shutil.copy(NIH / "images" / name, root / "normal" / name)
+    (root / "covid").mkdir(parents=True, exist_ok=True)
+    for p in sorted((DATA / "covid-19-image-repository" / "png").iterdir())[:3]:
+        shutil.copy(p, root / "covid" / p.name)
     return root
 
 
@@ -95,7 +108,8 @@ def test_shortcut_controls_and_external_set_in_every_output(rigorous):
     assert ctl["same_source"]["n"] == 56 and ctl["same_source"]["missing_files"] == 7
     assert ctl["same_source"]["by_finding"]["SARS"] == 16
     ext = ctl["external"]["site-b"]
-    assert ext["images"] == 7 and ext["duplicates_of_training_dropped"] == 1  # the training image is dropped, counted
+    assert ext["images"] == 8 and ext["duplicates_of_training_dropped"] == 1  # the training image is dropped, counted
+    assert ext["duplicates_of_test_dropped"] == 1  # so is the test image: it is not external
     assert ext["per_task"]["normal-covid"] == {"negatives": 3, "covid": 3}
     for run in summary["runs"]:
         ss = run["controls"]["same_source"]
@@ -316,7 +330,7 @@ def test_report_renders_in_headless_chromium(rigorous, tmp_path):
     assert "<title>loaded 8 of 8</title>" in res.stdout, res.stdout[:500] + res.stderr[-500:]
     assert "normal-covid (resnet18, rigorous protocol, rigorous split)" in res.stdout
     # the external set's columns and the controls' plain-words reading, as the browser renders them
-    assert "<th>site-b sensitivity %</th>" in res.stdout and "shortcut controls" in res.stdout
+    assert "<th>site-b sensitivity % [patient CI]</th>" in res.stdout and "shortcut controls" in res.stdout
     assert "The source probe tells the collection" in res.stdout
 
 

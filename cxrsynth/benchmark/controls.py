@@ -21,18 +21,13 @@ that. These controls can:
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInputError, ConfigError
-from ..images import decode, thumbnail
-from ..layout import WorkLayout
-from ..paths import read_json
-from ..records import Record, read_records
+from ..images import decode
+from ..records import Record
 from ..sources.base import read_csv_rows
 from ..sources.covid_collection import NAME as COLLECTION
 from ..sources.covid_collection import is_covid
@@ -41,6 +36,7 @@ from ..probe import PROBE_MAX, PROBE_SIDE, probe
 from ..probe import cap as _cap
 from ..vocab import CONFIGS, TASK_LABELS
 from .arms import EvalItem
+from .external import External, load_external, parse_externals  # noqa: F401  (external sets live in external.py)
 
 
 
@@ -85,89 +81,6 @@ def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, 
     return {"n_negatives": len(neg), "n_covid": len(covid_scores), "false_positives": fp,
             "fpr": fp / len(neg) if len(neg) else None, "fpr_wilson95": M.wilson(fp, len(neg)),
             "auroc": M.auroc(y, s), "auroc_ci95": M.bootstrap_auroc(y, s, pats, bootstrap, seed) if bootstrap else None}
-
-
-# -- external sets ----------------------------------------------------------------------------------
-
-@dataclass
-class External:
-    name: str
-    root: str
-    items: dict[str, list[EvalItem]]  # per task
-    report: dict
-
-
-EXTERNAL_NAME = re.compile(r"[A-Za-z0-9._-]+")
-
-
-def parse_externals(specs) -> dict[str, str]:
-    """``["NAME=DIR", ...]`` -> {NAME: DIR}; a clear error for a malformed or repeated name."""
-    out: dict[str, str] = {}
-    for spec in specs or ():
-        name, sep, folder = str(spec).partition("=")
-        if not sep or not name or not folder:
-            raise ConfigError("an external set is NAME=DIR", spec, "e.g. --external site-b=/data/site-b")
-        if not EXTERNAL_NAME.fullmatch(name):  # it becomes a column of tables.md / tables.csv and a JSON key
-            raise ConfigError("an external set's NAME may hold only letters, digits, '.', '_' and '-'", name,
-                              "e.g. --external site-b=/data/site-b")
-        if name in out:
-            raise ConfigError("external set named twice", name)
-        if not Path(folder).is_dir():
-            raise BadInputError("external set folder not found", folder)
-        out[name] = folder
-    return out
-
-
-def _training_duplicates(ext: list[Record], train: list[Record], max_hamming: int, max_zmad: float) -> dict[str, str]:
-    """External record id -> the training record it duplicates (same pixels, or dhash close and
-    thumbnails alike: the ingest's rule)."""
-    train = [r for r in train if r.has_pixels and r.dhash is not None]
-    if not train:
-        return {}
-    by_sha = {r.pixel_sha256: r for r in train}
-    th = np.array([r.dhash for r in train], dtype=np.uint64)
-    out, thumbs = {}, {}
-
-    def thumb(r: Record):
-        if r.record_id not in thumbs:
-            thumbs[r.record_id] = thumbnail(decode(r.path, 256).pixels).astype(np.float32)
-        return thumbs[r.record_id]
-
-    for e in ext:
-        if e.pixel_sha256 in by_sha:
-            out[e.record_id] = by_sha[e.pixel_sha256].record_id
-            continue
-        near = np.nonzero(np.bitwise_count(th ^ np.uint64(e.dhash)) <= max_hamming)[0]
-        for j in near:
-            if float(np.abs(thumb(e) - thumb(train[j])).mean()) <= max_zmad:
-                out[e.record_id] = train[j].record_id
-                break
-    return out
-
-
-def load_external(name: str, folder: str, workdir: Path) -> External:
-    """Ingest ``folder`` (any format ``cxrsynth ingest`` reads), drop images duplicating a training image."""
-    from ..ingest import IngestConfig, ingest
-
-    icfg = IngestConfig()
-    res = ingest([folder], icfg)
-    layout = WorkLayout(workdir)
-    assign = read_json(layout.splits)["assignments"]
-    train = [r for r in read_records(layout.records) if assign.get(r.record_id) == "train"]
-    recs = [r for r in res.records if r.has_pixels]
-    dups = _training_duplicates(recs, train, icfg.dedupe_max_hamming, icfg.dedupe_max_zmad)
-    kept = [r for r in recs if r.record_id not in dups]
-    items = {}
-    for task, (neg, pos) in TASK_LABELS.items():
-        items[task] = [EvalItem(str(r.path), int(r.label == pos), f"{name}:{r.patient_group or r.patient_id}",
-                                r.record_id) for r in kept if r.label in (neg, pos)]
-    report = {"folder": str(folder), "images": len(res.records), "with_pixels": len(recs),
-              "label_only": len(res.records) - len(recs), "duplicates_of_training_dropped": len(dups),
-              "within_set_duplicates_dropped": res.report["totals"]["duplicates_dropped"],
-              "bad_files": res.report["totals"]["bad_files"], "by_label": dict(Counter(r.label for r in kept)),
-              "per_task": {t: {"negatives": sum(i.label == 0 for i in v), "covid": sum(i.label == 1 for i in v)}
-                           for t, v in items.items()}}
-    return External(name, str(folder), items, report)
 
 
 # -- probes -----------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from ..records import read_records
 from ..schemas import validate
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
 from . import controls as C
+from . import external as E
 from . import figure_inputs
 from .. import metrics as M
 from .arms import Cached, EvalDataset, eval_items, train_set
@@ -145,7 +146,7 @@ def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]
     neg, findings, ss_report = C.same_source_negatives(records)
     ext, ext_reports = {}, {}
     for name, folder in externals.items():
-        e = C.load_external(name, folder, workdir)
+        e = E.load_external(name, folder, workdir)
         ext_reports[name] = e.report
         ext[name] = {t: (Cached(EvalDataset(items, cfg.image_size)), items) for t, items in e.items.items() if items}
     sets = ControlSets(Cached(EvalDataset(neg, cfg.image_size)) if neg else None, [i.patient for i in neg], ext)
@@ -174,8 +175,7 @@ def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: 
     for name in todo_ext:
         ds, items = sets.external[name][res["task"]]
         pred = predict(model, ds, device)
-        ctl["external"][name] = score(pred["labels"], pred["scores"], [i.patient for i in items], thr, cfg.bootstrap, seed) | {
-            "n": len(items)}
+        ctl["external"][name] = E.score_external(pred["labels"], pred["scores"], items, thr, cfg.bootstrap, seed)
     if run_dir is not None:
         write_json(run_dir / "result.json", res)
     return res
@@ -243,10 +243,13 @@ PER_IMAGE = ("history", "test_scores", "test_labels", "test_patients", "test_rec
 
 def _public_run(r: dict) -> dict:
     """A run as results.json keeps it: without per-image lists (those stay in runs/*/result.json) nor its key."""
-    return {k: v for k, v in r.items() if k not in PER_IMAGE and k != "cell_key"}
+    out = {k: v for k, v in r.items() if k not in PER_IMAGE and k != "cell_key"}
+    if (out.get("controls") or {}).get("external"):
+        out["controls"] = out["controls"] | {"external": {n: E.public(e) for n, e in out["controls"]["external"].items()}}
+    return out
 
 
-def _control_summary(runs: list[dict]) -> dict | None:
+def _control_summary(runs: list[dict], bootstrap: int = 0) -> dict | None:
     """Mean and spread over seeds of the control metrics of one task and arm."""
     ctl = [r.get("controls") for r in runs if r.get("controls")]
     if not ctl:
@@ -258,7 +261,9 @@ def _control_summary(runs: list[dict]) -> dict | None:
         out["same_source"] |= {"fpr_wilson95": ss[0]["fpr_wilson95"], "auroc_ci95": ss[0]["auroc_ci95"]}
     for name in sorted({n for c in ctl for n in c.get("external", {})}):
         ext = [c["external"][name] for c in ctl if name in c.get("external", {})]
-        out["external"][name] = {k: M.summarise_seeds([e[k] for e in ext]) for k in SUMMARY_KEYS} | {"n": ext[0]["n"]}
+        out["external"][name] = {k: M.summarise_seeds([e[k] for e in ext]) for k in SUMMARY_KEYS} | {
+            "n": ext[0]["n"], "n_positive_patients": ext[0].get("n_positive_patients"),
+            "sensitivity_patient_ci95": E.seed_interval(ext, bootstrap)}
         if len(ext) == 1:
             out["external"][name] |= {k: ext[0][k] for k in ("sensitivity_wilson95", "specificity_wilson95", "auroc_ci95")}
     return out
@@ -281,7 +286,7 @@ def aggregate(results: list[dict], bootstrap: int) -> dict:
             out[task][arm] = {"concrete_arm": runs[0]["concrete_arm"], "seeds": len(runs),
                               "skew": (runs[0]["train"] or {}).get("skew"),
                               **{k: M.summarise_seeds([r["test"][k] for r in runs]) for k in SUMMARY_KEYS},
-                              "controls": _control_summary(runs)}
+                              "controls": _control_summary(runs, bootstrap)}
         if "real" not in by_arm:
             continue
         ref = {r["seed"]: r for r in by_arm["real"]}
@@ -461,7 +466,8 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         "kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
         "protocol": cfg.protocol, "test_used_for_selection": cfg.protocol == "paper",
         "warning": PAPER_WARNING if cfg.protocol == "paper" else None,
-        "notices": _notices(cfg, split_method, checked), "split_method": split_method,
+        "notices": _notices(cfg, split_method, checked) + E.external_notices(ctl["external"]),
+        "split_method": split_method,
         "release": release, "release_data_sha256": setup.inputs.get("release_data_sha256"),
         "release_check": checked, "eval_only": False,
         "summary": aggregate(results, cfg.bootstrap),
@@ -586,7 +592,8 @@ def evaluate_checkpoint(workdir: str | Path, out_dir: str | Path, checkpoint: st
         figure_inputs.write(Cell(task, "eval-only", 0).folder(out_dir), model, res,
                             Cached(EvalDataset(items, cfg.image_size)), workdir, None, cfg.image_size, cfg.limit, device)
     summary = {"kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
-               "protocol": cfg.protocol, "test_used_for_selection": False, "warning": None, "notices": [],
+               "protocol": cfg.protocol, "test_used_for_selection": False, "warning": None,
+               "notices": E.external_notices(ctl["external"]),
                "split_method": read_json(WorkLayout(workdir).splits)["config"]["method"], "release": None,
                "release_check": None, "eval_only": True, "summary": aggregate([res], cfg.bootstrap),
                "controls": {"same_source": ctl["same_source"], "external": ctl["external"], "source_probe": None,

@@ -1,0 +1,181 @@
+"""External test sets and the same-source controls, on a small work folder of real sample images.
+
+The work folder: the COVID-19 collection (its metadata and images, read in place) and 16 adult NIH
+'No Finding' and 16 'Pneumonia' images (copied into a label folder under tmp_path), split rigorously.
+External sets are built in tmp_path: bomb files, links out of the folder, copies of internal images,
+and the real Hannover repository.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxrsynth.benchmark import external as E
+from cxrsynth.paths import read_json
+from cxrsynth.records import read_records
+
+from .conftest import COVID, DATA, NIH
+
+HANNOVER = DATA / "covid-19-image-repository"
+
+
+def _nih(n: int, finding: str, adult: bool = True) -> list[Path]:
+    with open(NIH / "Data_Entry_2017.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["Finding Labels"] == finding
+                and (int(r["Patient Age"]) >= 18) == adult and (NIH / "images" / r["Image Index"]).is_file()]
+    return [NIH / "images" / r["Image Index"] for r in rows[:n]]
+
+
+@pytest.fixture(scope="module")
+def small_wd(tmp_path_factory):
+    from cxrsynth.ingest import IngestConfig, ingest
+    from cxrsynth.splits import SplitConfig, make_splits
+
+    base = tmp_path_factory.mktemp("small")
+    for label, finding in (("normal", "No Finding"), ("pneumonia", "Pneumonia")):
+        (base / "nih16" / label).mkdir(parents=True)
+        for p in _nih(16, finding):
+            shutil.copy(p, base / "nih16" / label / p.name)
+    wd = base / "wd"
+    ingest([COVID, base / "nih16"], IngestConfig(size=64), out_dir=wd)
+    make_splits(read_records(wd / "records.parquet"), SplitConfig(seed=0), wd / "records.parquet", wd / "splits.json")
+    return wd
+
+
+def _by_split(wd: Path) -> dict[str, list]:
+    assign = read_json(wd / "splits.json")["assignments"]
+    out: dict[str, list] = {"train": [], "validation": [], "test": []}
+    for r in read_records(wd / "records.parquet"):
+        if r.has_pixels and assign.get(r.record_id) in out:
+            out[assign[r.record_id]].append(r)
+    return out
+
+
+def _png_header_bomb(path: Path, side: int = 12000) -> None:
+    """A valid PNG header claiming side x side pixels, with almost no data: refused from its header."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_empty_external_sets_say_why(small_wd, tmp_path):
+    """N23/N24: bombs, file links and a folder link out of the set leave it empty: every reason counted,
+    and a notice that every output prints."""
+    bombs = tmp_path / "bombs" / "covid"
+    bombs.mkdir(parents=True)
+    for i in range(3):
+        _png_header_bomb(bombs / f"bomb{i}.png")
+    (bombs / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    links = tmp_path / "links" / "normal"
+    links.mkdir(parents=True)
+    for p in _nih(4, "No Finding", adult=False):
+        os.symlink(p, links / p.name)
+    dirlink = tmp_path / "dirlink"
+    dirlink.mkdir()
+    os.symlink(NIH / "images", dirlink / "normal")
+
+    reports = {n: E.load_external(n, str(tmp_path / n), small_wd).report for n in ("bombs", "links", "dirlink")}
+    assert reports["bombs"]["kept"] == 0 and reports["bombs"]["bad_files"] == 4
+    assert reports["links"]["kept"] == 0 and reports["links"]["outside_source"] == 4
+    assert reports["dirlink"]["kept"] == 0 and reports["dirlink"]["outside_source"] == len(list((NIH / "images").iterdir()))
+    notes = E.external_notices(reports)
+    assert len(notes) == 3 and all("IS EMPTY after filtering" in n for n in notes)
+    assert "bad_files 4" in notes[0] and "outside_source 4" in notes[2]  # sorted by name: bombs, dirlink, links
+
+
+def test_copies_of_internal_images_are_dropped_by_split(small_wd, tmp_path):
+    """N26: copies of internal test (and validation, train) images are not external: dropped, counted per split."""
+    splits = _by_split(small_wd)
+    ext = tmp_path / "dups"
+    for split, n in (("train", 1), ("validation", 1), ("test", 3)):
+        for r in [r for r in splits[split] if r.label == "normal"][:n]:
+            (ext / "normal").mkdir(parents=True, exist_ok=True)
+            shutil.copy(r.path, ext / "normal" / f"{split}-{r.path.name}")
+    for p in _nih(2, "No Finding", adult=False):  # children: not in the work folder, so truly new images
+        shutil.copy(p, ext / "normal" / p.name)
+    rep = E.load_external("dups", str(ext), small_wd).report
+    assert (rep["duplicates_of_training_dropped"], rep["duplicates_of_validation_dropped"],
+            rep["duplicates_of_test_dropped"]) == (1, 1, 3)
+    assert rep["images"] == 7 and rep["kept"] == 2
+    notes = E.external_notices({"dups": rep})
+    assert any("4 images duplicate images of the internal validation or test split" in n for n in notes)
+    assert any("no COVID-19 images for normal-covid" in n for n in notes)
+
+
+def test_hannover_is_an_external_set_of_positives(small_wd):
+    """`--external hannover=DIR` recognises the layout: 243 COVID-19 films of its patients, no negatives,
+    so only sensitivity is measured, and the notice says so."""
+    ext = E.load_external("hannover", str(HANNOVER), small_wd)
+    rep = ext.report
+    assert rep["format"] == "hannover" and rep["kept"] == 243 and rep["by_label"] == {"covid": 243}
+    assert rep["by_view"] == {"AP": 194, "PA": 49} and rep["patients"] == 71
+    assert E.lost_counts(rep) == "nothing was left out"
+    assert rep["per_task"] == {"normal-covid": {"negatives": 0, "covid": 243}, "pneumonia-covid": {"negatives": 0, "covid": 243}}
+    notes = E.external_notices({"hannover": rep})
+    assert len(notes) == 2 and all("no negatives" in n and "only its sensitivity" in n for n in notes)
+
+
+def test_external_sensitivity_interval_is_over_patients(small_wd):
+    """A model that finds every film of half the patients and none of the others: sensitivity 0.5, and the
+    patient bootstrap interval is wider than an images-as-independent Wilson interval, as it must be."""
+    items = E.load_external("hannover", str(HANNOVER), small_wd).items["normal-covid"]
+    patients = sorted({i.patient for i in items})
+    found = set(patients[::2])
+    scores = np.array([0.9 if i.patient in found else 0.1 for i in items])
+    res = E.score_external(np.ones(len(items), int), scores, items, 0.5, 400, 0)
+    sens = res["sensitivity"]
+    lo, hi = res["sensitivity_patient_ci95"]
+    wlo, whi = res["sensitivity_wilson95"]
+    assert lo < sens < hi and hi - lo > 1.3 * (whi - wlo)
+    assert res["specificity"] is None and res["auroc"] is None and res["n_positive_patients"] == 71
+    assert "per_image" not in E.public(res)
+    # over two seeds (the same films): the interval of the seed mean
+    res2 = E.score_external(np.ones(len(items), int), np.where(scores > 0.5, 0.9, 0.6), items, 0.5, 400, 0)
+    lo2, hi2 = E.seed_interval([res, res2], 400)
+    assert lo2 < (sens + res2["sensitivity"]) / 2 < hi2 and res2["sensitivity"] == 1.0
+
+
+def test_benchmark_scores_hannover_and_warns_of_an_empty_set(small_wd, tmp_path):
+    """End to end (the real arm, 1 seed, 32 px, 1 epoch): the Hannover set's sensitivity with its patient
+    interval beside the internal one in results.json, tables and report; an empty set warned of everywhere,
+    tables.csv included (N23, N30's column)."""
+    import json
+
+    from cxrsynth.benchmark.run import BenchmarkConfig, run_benchmark
+    from cxrsynth.config import resolve
+
+    bombs = tmp_path / "bombs" / "covid"
+    bombs.mkdir(parents=True)
+    _png_header_bomb(bombs / "bomb.png")
+    cfg = resolve(BenchmarkConfig, overrides=["model=resnet18", "init=random", "image_size=32", "limit=4",
+                                              "fit.max_epochs=1", "bootstrap=50", "seeds=1", "arms=[real]",
+                                              "figures=false"])
+    out = tmp_path / "bench"
+    summary = run_benchmark(small_wd, out, cfg, externals={"hannover": str(HANNOVER), "bombs": str(tmp_path / "bombs")})
+    on_disk = json.loads((out / "results.json").read_text())
+    assert any("EXTERNAL SET bombs IS EMPTY after filtering: none of its 1 images" in n and "bad_files 1" in n for n in on_disk["notices"])
+    assert on_disk["controls"]["external"]["bombs"]["bad_files"] == 1
+    for task, arms in summary["summary"].items():
+        h = arms["real"]["controls"]["external"]["hannover"]
+        lo, hi = h["sensitivity_patient_ci95"]
+        assert h["n"] == 243 and h["n_positive_patients"] == 71 and lo <= h["sensitivity"]["mean"] <= hi
+        assert "bombs" not in arms["real"]["controls"]["external"]  # nothing to score
+    for run in on_disk["runs"]:
+        assert "per_image" not in run["controls"]["external"]["hannover"]
+    md = (out / "tables.md").read_text()
+    assert "hannover sensitivity % [patient CI]" in md and "internal sensitivity %" in md and "n/a (no negatives)" in md
+    assert "External set bombs (imagefolder): 1 images found, 0 scored" in md and "bad_files 1" in md
+    rows = list(csv.reader((out / "tables.csv").read_text().splitlines()))
+    assert rows[0][-1] == "notices" and all("EXTERNAL SET bombs IS EMPTY" in r[-1] for r in rows[1:])
+    assert "external_hannover_sensitivity_patient_ci95" in rows[0]
+    html = (out / "report.html").read_text()
+    assert "another hospital" in html and "EXTERNAL SET bombs IS EMPTY" in html
