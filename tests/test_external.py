@@ -176,6 +176,118 @@ def test_benchmark_scores_hannover_and_warns_of_an_empty_set(small_wd, tmp_path)
     assert "External set bombs (imagefolder): 1 images found, 0 scored" in md and "bad_files 1" in md
     rows = list(csv.reader((out / "tables.csv").read_text().splitlines()))
     assert rows[0][-1] == "notices" and all("EXTERNAL SET bombs IS EMPTY" in r[-1] for r in rows[1:])
-    assert "external_hannover_sensitivity_patient_ci95" in rows[0]
+    assert "external_hannover_sensitivity_patient_ci95" in rows[0] and "empty (see notice)" in md
+    verdicts = {r[0]: r[rows[0].index("same_source_verdict")] for r in rows[1:]}
+    assert verdicts["normal-covid"] == "not measurable" and verdicts["pneumonia-covid"] in ("source", "no evidence")
+    assert "normal-covid: the same-source control ('No Finding' X-rays of the COVID-19 collection, frontal) is not " \
+           "measurable for real: 2 images, at least 10 needed" in md
+    assert "same-source non-COVID pneumonias, frontal" in md and "one-sided p (same-source > test)" in md
     html = (out / "report.html").read_text()
     assert "another hospital" in html and "EXTERNAL SET bombs IS EMPTY" in html
+    shutil.copy(out / "tables.md", Path(os.environ.get("CXRSYNTH_KEEP_TABLES", tmp_path)) / "tables.md")
+
+
+def _control_inputs(wd: Path, task: str):
+    """Real inputs of one task's control: the work folder's test split (labels, patients, whether each image
+    is from the COVID-19 collection) and the sample's same-source negatives matched to the task."""
+    from cxrsynth.benchmark import controls as C
+    from cxrsynth.benchmark.arms import eval_items
+
+    test = eval_items(wd, task, "test")
+    neg, findings, report = C.same_source_negatives(read_records(wd / "records.parquet"))
+    control = [neg[i] for i in C.matched_negatives(findings, task)]
+    return test, control, neg, findings, report
+
+
+def _as_arm(name: str, per_run: list[dict]) -> dict:
+    from cxrsynth.benchmark.run import _control_summary
+
+    return {"concrete_arm": name, "controls": _control_summary([{"controls": {"same_source": m, "external": {}}}
+                                                                for m in per_run])}
+
+
+def _metrics(model, test, control, task):
+    """Score the test split and the control with ``model`` (path -> score) at 0.5, as score_controls does."""
+    from cxrsynth.benchmark import controls as C
+    from cxrsynth.metrics import threshold_metrics
+
+    ts = np.array([model(i.path) for i in test])
+    cm = threshold_metrics([i.label for i in test], ts, 0.5)["confusion"]
+    pos = [k for k, i in enumerate(test) if i.label == 1]
+    return C.same_source_metrics(ts[pos], [test[k].patient for k in pos], [model(i.path) for i in control],
+                                 [i.patient for i in control], 0.5, 100, 0, cm, task)
+
+
+def test_a_source_only_model_is_flagged_on_pneumonia_covid_not_on_normal_covid(small_wd):
+    """A model that learned the source alone (every COVID-19 collection film scores 0.9, every NIH film 0.1)
+    fed through the verdict: its matched pneumonia-covid control (46 non-COVID pneumonias) is flagged by the
+    two-proportion test; its normal-covid control (the 2 'No Finding' films) is not measurable, so nothing is
+    flagged there, and the report says why."""
+    from cxrsynth.benchmark.report import _verdict
+
+    def source_only(path):
+        return 0.9 if Path(path).is_relative_to(COVID) else 0.1
+
+    texts = {}
+    for task in ("normal-covid", "pneumonia-covid"):
+        test, control, neg, findings, report = _control_inputs(small_wd, task)
+        assert report["not_frontal"] == 7 and len(neg) == 52
+        m = _metrics(source_only, test, control, task)
+        texts[task] = " ".join(_verdict(task, {"real": _as_arm("real", [m])}))
+    n_pc = _control_inputs(small_wd, "pneumonia-covid")[1]
+    assert len(n_pc) == 46
+    assert "part of what they detect is the source: real (100% vs 0%, p = " in texts["pneumonia-covid"]
+    assert "not measurable" not in texts["pneumonia-covid"]
+    assert "source" not in texts["normal-covid"].split("not measurable")[1].replace("same-source", "")
+    assert "not measurable for real: 2 images, at least 10 needed" in texts["normal-covid"]
+    assert "part of what they detect" not in texts["normal-covid"]
+
+
+def test_controls_are_the_tasks_own_negative_class(small_wd):
+    """A model that learned disease (pneumonias and COVID-19 score high, normal films low) would be "flagged"
+    by the old pooled control on normal-covid, wrongly; the matched control holds 'No Finding' films only.
+    On pneumonia-covid, a model that learned COVID-19 vs pneumonia is not flagged."""
+    from cxrsynth.benchmark import controls as C
+    from cxrsynth.benchmark.report import _verdict
+
+    test, control, neg, findings, _ = _control_inputs(small_wd, "normal-covid")
+    assert {findings[i] for i in C.matched_negatives(findings, "normal-covid")} == {"No Finding"}
+    pc = {findings[i] for i in C.matched_negatives(findings, "pneumonia-covid")}
+    assert "No Finding" not in pc and "ARDS" not in pc and "SARS" in pc
+    normal_paths = {i.path for i in neg if "No Finding" == findings[neg.index(i)]} | {i.path for i in test if i.label == 0}
+
+    def disease(path):
+        return 0.1 if path in normal_paths else 0.9
+
+    pooled = _metrics(disease, test, neg, "normal-covid")  # the old design: every non-COVID film of the collection
+    assert C.shortcut_verdict([pooled])["verdict"] == "source"  # a false alarm: pneumonias are diseased
+    matched = _metrics(disease, test, control, "normal-covid")
+    assert matched["false_positives"] == 0 and C.shortcut_verdict([matched])["verdict"] == "not measurable"
+
+    test, control, *_ = _control_inputs(small_wd, "pneumonia-covid")
+    covid_paths = {i.path for i in test if i.label == 1}
+
+    def learned_covid(path):
+        return 0.9 if path in covid_paths else 0.2
+
+    m = _metrics(learned_covid, test, control, "pneumonia-covid")
+    assert m["fpr"] == 0 and C.shortcut_verdict([m])["verdict"] == "no evidence"
+    text = " ".join(_verdict("pneumonia-covid", {"real": _as_arm("real", [m])}))
+    assert "no evidence here that they detect the source" in text and "part of what they detect" not in text
+
+
+def test_the_shortcut_rests_on_a_test_not_on_five_points():
+    """The review's case: 71% vs 61% false positives with 56 control images passed the old +5-point rule;
+    the one-sided two-proportion test does not call it (p > 0.05), while 80% vs 40% is called."""
+    from cxrsynth.benchmark import controls as C
+
+    def run(k, n, k_test, n_test):
+        return {"control": "x", "n_negatives": n, "fpr": k / n, "not_measurable": C.measurable(n, k),
+                "test_fpr": k_test / n_test, "p_more_than_test": C.two_proportion_p(k, n, k_test, n_test)}
+
+    weak = C.shortcut_verdict([run(40, 56, 37, 61)])
+    assert weak["verdict"] == "no evidence" and weak["p"] > 0.05 and weak["fpr"] - weak["test_fpr"] > 0.05
+    strong = C.shortcut_verdict([run(45, 56, 24, 61), run(44, 56, 26, 61)])
+    assert strong["verdict"] == "source" and strong["p"] < 0.001 and strong["seeds"] == 2
+    assert C.shortcut_verdict([run(1, 2, 0, 61)])["verdict"] == "not measurable"
+    assert "interval spans 53 points" in C.measurable(10, 5) and C.measurable(10, 0) is None and C.measurable(40, 20) is None

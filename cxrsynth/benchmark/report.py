@@ -48,27 +48,31 @@ def _externals(summary: dict) -> list[str]:
     return sorted((summary.get("controls") or {}).get("external") or {})
 
 
-def _control_rows(task: str, arms: dict, externals: list[str]) -> list[str]:
-    """Internal test, same-source negatives and each external set side by side, one row per arm."""
-    head = ["arm", "test AUROC", "same-source FPR %", "same-source AUROC"]
+def _control_rows(task: str, arms: dict, externals: list[str], empty: set[str] = frozenset()) -> list[str]:
+    """Internal test, same-source negatives and each external set side by side, one row per arm
+    (``empty``: external sets with nothing left to score)."""
+    head = ["arm", "test AUROC", "test FPR %", "same-source FPR %", "one-sided p (same-source > test)",
+            "same-source AUROC"]
     if externals:
         head.append("internal sensitivity %")
     for name in externals:
         head += [f"{name} sensitivity % [patient CI]", f"{name} vs internal, points", f"{name} specificity %",
                  f"{name} AUROC"]
-    md = [f"#### {task}: shortcut controls (internal test vs same-source negatives vs external sets)\n",
+    control = next((s["controls"]["same_source"]["verdict"].get("control") for s in arms.values()
+                    if (s.get("controls") or {}).get("same_source")), None) or "negatives"
+    md = [f"#### {task}: shortcut controls (internal test vs same-source {control}, frontal, vs external sets)\n",
           "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for a, s in arms.items():
         c = s.get("controls") or {}
         ss = c.get("same_source")
-        cells = [s["concrete_arm"], _ms(s["auroc"], pct=False, digits=3)]
-        cells += ([_ms(ss["fpr"]) + _ci(ss.get("fpr_wilson95"), pct=True), _ms(ss["auroc"], pct=False, digits=3) + _ci(ss.get("auroc_ci95"))]
-                  if ss else ["-", "-"])
+        spec = s["specificity"]["mean"]
+        cells = [s["concrete_arm"], _ms(s["auroc"], pct=False, digits=3), "-" if spec is None else f"{100 * (1 - spec):.1f}"]
+        cells += _same_source_cells(ss)
         if externals:
             cells.append(_ms(s["sensitivity"]))
         for name in externals:
             e = (c.get("external") or {}).get(name)
-            cells += _external_cells(e, s["sensitivity"]["mean"])
+            cells += _external_cells(e, s["sensitivity"]["mean"]) if name not in empty else ["empty (see notice)"] + ["-"] * 3
         md.append("| " + " | ".join(cells) + " |")
     md.append("")
     md += _verdict(task, arms)
@@ -104,26 +108,47 @@ def _external_lines(summary: dict) -> list[str]:
     return out
 
 
+def _same_source_cells(ss: dict | None) -> list[str]:
+    """FPR with its interval (or "not measurable" and why), the test's p, AUROC vs the COVID-19 test images."""
+    if not ss:
+        return ["-", "-", "-"]
+    v = ss.get("verdict") or {}
+    if v.get("verdict") == "not measurable":
+        return [f"not measurable ({v['why']})", "-", "-"]
+    p = "-" if v.get("p") is None else f"{v['p']:.3g}" + (" (median of seeds)" if v.get("seeds", 1) > 1 else "")
+    return [_ms(ss["fpr"]) + _ci(ss.get("fpr_wilson95"), pct=True), p,
+            _ms(ss["auroc"], pct=False, digits=3) + _ci(ss.get("auroc_ci95"))]
+
+
 def _verdict(task: str, arms: dict) -> list[str]:
-    """One plain sentence per task: which arms call the collection's own non-COVID X-rays COVID-19 more
-    often than they call the test set's NIH/RSNA negatives COVID-19 (source, not disease)."""
-    flagged, rows = [], 0
-    for s in arms.values():
-        ss = (s.get("controls") or {}).get("same_source")
-        spec = s["specificity"]["mean"]
-        if not ss or ss["fpr"]["mean"] is None or spec is None:
-            continue
-        rows += 1
-        if ss["fpr"]["mean"] > (1 - spec) + 0.05:
-            flagged.append(f"{s['concrete_arm']} ({100 * ss['fpr']['mean']:.0f}% vs {100 * (1 - spec):.0f}%)")
+    """Plain sentences per task, each resting on a test: which arms call the collection's own X-rays of
+    the task's negative class COVID-19 more often than the test set's NIH/RSNA negatives (one-sided
+    two-proportion test, p < 0.05, median over seeds): source, not disease. A control too small for its
+    interval is said to be not measurable, and nothing is read from it."""
+    from .controls import SHORTCUT_ALPHA
+
+    verdicts = [((s.get("controls") or {}).get("same_source") or {}).get("verdict") or {} for s in arms.values()]
+    rows = [(s["concrete_arm"], v) for s, v in zip(arms.values(), verdicts) if v.get("verdict")]
     if not rows:
         return []
-    if not flagged:
-        return [f"{task}: no arm calls the collection's non-COVID X-rays COVID-19 more often than the test set's "
-                "NIH/RSNA negatives: no sign here that the arms detect the source.\n"]
-    return [f"{task}: these arms call the COVID-19 collection's own non-COVID X-rays COVID-19 far more often than "
-            "the test set's NIH/RSNA negatives (false-positive rate, same-source vs test), so part of what they "
-            "detect is the source: " + "; ".join(flagged) + ".\n"]
+    control = rows[0][1].get("control") or "non-COVID X-rays"
+    unmeasured = [a for a, v in rows if v["verdict"] == "not measurable"]
+    flagged = [f"{a} ({100 * v['fpr']:.0f}% vs {100 * v['test_fpr']:.0f}%, p = {v['p']:.2g})"
+               for a, v in rows if v["verdict"] == "source"]
+    clear = [a for a, v in rows if v["verdict"] == "no evidence"]
+    out = []
+    if unmeasured:
+        out.append(f"{task}: the same-source control ({control} of the COVID-19 collection, frontal) is not measurable "
+                   f"for {', '.join(unmeasured)}: {rows[0][1].get('why', 'too few images')}; nothing is read from it.\n")
+    if flagged:
+        out.append(f"{task}: these arms call the COVID-19 collection's own {control} COVID-19 more often than the test "
+                   f"set's NIH/RSNA negatives (false-positive rate, same-source vs test; one-sided Fisher exact test, "
+                   f"p < {SHORTCUT_ALPHA}), so part of what they detect is the source: " + "; ".join(flagged) + ".\n")
+    if clear:
+        out.append(f"{task}: for {', '.join(clear)}, the false-positive rate on the collection's own {control} is not "
+                   f"significantly above the test negatives' (one-sided Fisher exact test, p >= {SHORTCUT_ALPHA}): no "
+                   "evidence here that they detect the source (which is not evidence that they do not).\n")
+    return out
 
 
 def _probe_rows(controls: dict) -> list[str]:
@@ -147,10 +172,14 @@ def _probe_rows(controls: dict) -> list[str]:
 EXPLAIN = [
     "How to read the controls (every COVID-19 image comes from one collection of publication figures, every negative "
     "from NIH or RSNA, so a model can score well by recognising the source instead of the disease):",
-    "Same-source negatives are X-rays from the COVID-19 collection itself, of other diseases. A model that learned "
-    "COVID-19 calls them negative: low false-positive rate and an AUROC (COVID-19 test images vs them) well above 0.5. "
-    "A model that learned the collection calls them COVID-19: high false-positive rate, AUROC near 0.5. If an arm gains "
-    "on the test set but not here, the gain is source detection, not COVID-19 detection.",
+    "Same-source negatives are frontal X-rays from the COVID-19 collection itself, of the task's own negative class: "
+    "its 'No Finding' X-rays for normal-covid, its non-COVID pneumonias for pneumonia-covid (for normal-covid a "
+    "pneumonia is no control: a model that learned disease may rightly call it positive). A model that learned the "
+    "task calls them negative about as often as the test set's NIH/RSNA negatives, and ranks the COVID-19 test "
+    "images above them (AUROC well above 0.5). A model that learned the collection calls them COVID-19: a "
+    "false-positive rate above the test negatives', AUROC near 0.5. An arm is named only when a one-sided "
+    "two-proportion test (Fisher's exact, images taken as independent) gives p < 0.05 (median over seeds); a control "
+    "of fewer than 10 images, or whose interval spans more than 50 points, is not measurable.",
     "External sets come from elsewhere and were never trained on (images duplicating any image of the split, train, "
     "validation or test, are dropped and counted). A set of COVID-19 images only (the Hannover repository) measures "
     "sensitivity at each arm's own threshold, with a patient-level bootstrap interval, beside the internal one. A "
@@ -173,7 +202,8 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
     externals = _externals(summary)
     head = ["task", "arm", "seeds", "skew", "sensitivity_mean", "sensitivity_sd", "fn_mean", "specificity_mean",
             "precision_mean", "f1_mean", "auroc_mean", "auroc_sd", "auprc_mean", "auroc_vs_real", "auroc_vs_real_ci95",
-            "sensitivity_vs_real", "sensitivity_vs_real_ci95", "same_source_fpr_mean", "same_source_auroc_mean"]
+            "sensitivity_vs_real", "sensitivity_vs_real_ci95", "same_source_fpr_mean", "same_source_auroc_mean",
+            "same_source_control", "same_source_p_more_than_test", "same_source_verdict"]
     head += [f"external_{n}_{k}" for n in externals for k in ("sensitivity_mean", "sensitivity_patient_ci95",
                                                                "specificity_mean", "auroc_mean")]
     head.append("notices")  # every notice (paper protocol, foreign release, empty external set) on every row
@@ -209,13 +239,16 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
                    str(s["auprc"]["mean"]), "" if not d else str(d["difference"]), _ci_csv(d, "ci95"),
                    "" if not d else str(d["sensitivity_difference"]), _ci_csv(d, "sensitivity_ci95"),
                    str((ss.get("fpr") or {}).get("mean", "")), str((ss.get("auroc") or {}).get("mean", ""))]
+            v = ss.get("verdict") or {}
+            row += [str(v.get("control") or ""), "" if v.get("p") is None else str(v["p"]), str(v.get("verdict") or "")]
             for n in externals:
                 e = (c.get("external") or {}).get(n) or {}
                 row += [str((e.get("sensitivity") or {}).get("mean", "")), _ci_csv(e, "sensitivity_patient_ci95"),
                         str((e.get("specificity") or {}).get("mean", "")), str((e.get("auroc") or {}).get("mean", ""))]
             rows.append(row + [" | ".join(notices)])
         md.append("")
-        md += _control_rows(task, arms, externals)
+        empty = {n for n, r in ((summary.get("controls") or {}).get("external") or {}).items() if not r.get("kept", 1)}
+        md += _control_rows(task, arms, externals, empty)
     if summary.get("controls"):
         md += _external_lines(summary)
         md += _probe_rows(summary["controls"])

@@ -133,32 +133,37 @@ def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[s
 
 @dataclass
 class ControlSets:
-    """The control images every model scores, decoded once per benchmark: same-source negatives and
-    each external set, per task."""
+    """The control images every model scores, decoded once per benchmark: each task's matched
+    same-source negatives and each external set, per task."""
 
-    same_source: Cached | None
-    same_source_patients: list[str]
+    same_source: dict[str, tuple[Cached, list[str]]]  # task -> (dataset, patients)
     external: dict[str, dict[str, tuple[Cached, list]]]  # name -> task -> (dataset, items)
 
 
 def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]) -> tuple[ControlSets, dict]:
     records = read_records(WorkLayout(workdir).records)
     neg, findings, ss_report = C.same_source_negatives(records)
+    ss = {}
+    for task in TASKS:
+        mine = [neg[i] for i in C.matched_negatives(findings, task)]
+        if mine:
+            ss[task] = (Cached(EvalDataset(mine, cfg.image_size)), [i.patient for i in mine])
     ext, ext_reports = {}, {}
     for name, folder in externals.items():
         e = E.load_external(name, folder, workdir)
         ext_reports[name] = e.report
         ext[name] = {t: (Cached(EvalDataset(items, cfg.image_size)), items) for t, items in e.items.items() if items}
-    sets = ControlSets(Cached(EvalDataset(neg, cfg.image_size)) if neg else None, [i.patient for i in neg], ext)
-    return sets, {"records": records, "same_source": ss_report, "same_source_items": neg, "findings": findings,
-                  "external": ext_reports}
+    return ControlSets(ss, ext), {"records": records, "same_source": ss_report, "same_source_items": neg,
+                                  "findings": findings, "external": ext_reports}
 
 
 def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: ControlSets, device, model=None) -> dict:
-    """Add what is missing of ``res["controls"]`` (same-source negatives, each external set), loading the
-    run's saved model only when something is missing; rewrites ``run_dir/result.json`` when it changed."""
+    """Add what is missing of ``res["controls"]`` (the task's matched same-source negatives, each external
+    set), loading the run's saved model only when something is missing; rewrites ``run_dir/result.json``
+    when it changed. A same-source entry of the older pooled control (no ``control`` key) is redone."""
     ctl = res.setdefault("controls", {"same_source": None, "external": {}})
-    todo_ss = sets.same_source is not None and ctl.get("same_source") is None
+    old = ctl.get("same_source")
+    todo_ss = res["task"] in sets.same_source and (old is None or "control" not in old)
     todo_ext = [n for n, per_task in sets.external.items() if res["task"] in per_task and n not in ctl["external"]]
     if not (todo_ss or todo_ext):
         return res
@@ -167,11 +172,12 @@ def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: 
     model.to(device)
     thr, seed = res["threshold"], res["seed"]
     if todo_ss:
-        pred = predict(model, sets.same_source, device)
+        ds, patients = sets.same_source[res["task"]]
+        pred = predict(model, ds, device)
         pos = [i for i, v in enumerate(res["test_labels"]) if v == 1]
         ctl["same_source"] = C.same_source_metrics(
             [res["test_scores"][i] for i in pos], [res["test_patients"][i] for i in pos],
-            pred["scores"], sets.same_source_patients, thr, cfg.bootstrap, seed)
+            pred["scores"], patients, thr, cfg.bootstrap, seed, res["test"]["confusion"], res["task"])
     for name in todo_ext:
         ds, items = sets.external[name][res["task"]]
         pred = predict(model, ds, device)
@@ -255,8 +261,8 @@ def _control_summary(runs: list[dict], bootstrap: int = 0) -> dict | None:
     if not ctl:
         return None
     ss = [c["same_source"] for c in ctl if c.get("same_source")]
-    out = {"same_source": {k: M.summarise_seeds([c[k] for c in ss]) for k in ("fpr", "auroc")} if ss else None,
-           "external": {}}
+    out = {"same_source": {k: M.summarise_seeds([c[k] for c in ss]) for k in ("fpr", "auroc")}
+           | {"verdict": C.shortcut_verdict(ss)} if ss else None, "external": {}}
     if len(ss) == 1:  # one seed: its intervals are the honest spread
         out["same_source"] |= {"fpr_wilson95": ss[0]["fpr_wilson95"], "auroc_ci95": ss[0]["auroc_ci95"]}
     for name in sorted({n for c in ctl for n in c.get("external", {})}):
