@@ -204,6 +204,8 @@ def test_foreign_release_refused_unless_allowed(built, tmp_path):
     assert summary["release_check"]["allowed_by_flag"] and summary["release_check"]["foreign"]
     assert any(n.startswith("FOREIGN RELEASE") for n in summary["notices"])
     assert "FOREIGN RELEASE" in (out / "tables.md").read_text() and "FOREIGN RELEASE" in (out / "report.html").read_text()
+    rows = (out / "tables.csv").read_text().splitlines()  # N30: the CSV too, on every row
+    assert rows[0].endswith(",notices") and all("FOREIGN RELEASE" in r for r in rows[1:])
 
 
 def tiny_trunk():

@@ -291,3 +291,20 @@ def test_the_shortcut_rests_on_a_test_not_on_five_points():
     assert strong["verdict"] == "source" and strong["p"] < 0.001 and strong["seeds"] == 2
     assert C.shortcut_verdict([run(1, 2, 0, 61)])["verdict"] == "not measurable"
     assert "interval spans 53 points" in C.measurable(10, 5) and C.measurable(10, 0) is None and C.measurable(40, 20) is None
+
+
+def test_external_cells_say_not_measurable_when_the_interval_is_too_wide():
+    """3 COVID-19 films of 3 patients give an interval spanning most of the scale: no number is read from
+    it; 243 films of 71 patients give a sensitivity, its interval and the difference from the internal one."""
+    from cxrsynth.benchmark.report import _external_cells
+
+    def stat(v):
+        return {"mean": v, "std": 0.0, "n": 1}
+
+    small = {"sensitivity": stat(2 / 3), "specificity": stat(1.0), "auroc": stat(0.9), "n_positive_patients": 3,
+             "sensitivity_patient_ci95": [0.0, 1.0], "specificity_wilson95": [0.44, 1.0], "auroc_ci95": [0.5, 1.0]}
+    cells = _external_cells(small, 0.8)
+    assert cells[0] == "not measurable (3 patients)" and cells[1] == "-" and cells[2].startswith("100.00")
+    big = small | {"sensitivity": stat(0.6), "n_positive_patients": 71, "sensitivity_patient_ci95": [0.5, 0.7],
+                   "specificity": stat(None), "auroc": stat(None)}
+    assert _external_cells(big, 0.8) == ["60.00 [50.0, 70.0]", "-20.0", "n/a (no negatives)", "n/a (no negatives)"]

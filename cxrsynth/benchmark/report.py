@@ -85,9 +85,14 @@ def _external_cells(e: dict | None, internal_sens: float | None) -> list[str]:
     positives only has neither)."""
     if not e:
         return ["-", "-", "-", "-"]
+    from .controls import MAX_CONTROL_CI_WIDTH
+
     ci = e.get("sensitivity_patient_ci95") or e.get("sensitivity_wilson95")
     sens, drop = _ms(e["sensitivity"]) + _ci(ci, pct=True), "-"
-    if e["sensitivity"]["mean"] is not None and internal_sens is not None:
+    if e["sensitivity"]["mean"] is not None and (not ci or ci[1] - ci[0] > MAX_CONTROL_CI_WIDTH):
+        pats = e.get("n_positive_patients")
+        sens = f"not measurable ({pats} patients)" if pats is not None else "not measurable"
+    elif e["sensitivity"]["mean"] is not None and internal_sens is not None:
         drop = f"{100 * (e['sensitivity']['mean'] - internal_sens):+.1f}"
     none = "n/a (no negatives)"
     spec = none if e["specificity"]["mean"] is None else _ms(e["specificity"]) + _ci(e.get("specificity_wilson95"), pct=True)
@@ -340,7 +345,8 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], cfg, audit:
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}} img{{max-width:100%}} .warn{{color:#a00;font-weight:bold}}
 figure{{margin:1em 0}}</style></head><body>
 <h1>cxrsynth benchmark ({html.escape(summary['protocol'])} protocol, {html.escape(summary['config']['model'])})</h1>
-<p>Not for clinical use. Sensitivity with Wilson intervals, AUROC with patient-level bootstrap intervals; mean ± sd over
+<p>Not for clinical use. Sensitivity with Wilson intervals (on an external set, a patient-level bootstrap interval),
+AUROC with patient-level bootstrap intervals; each shortcut sentence rests on a one-sided two-proportion test; mean ± sd over
 {max((a['seeds'] for t in summary['summary'].values() for a in t.values()), default=1)} seeds. Decision threshold: {'0.5 (paper)' if summary['protocol'] == 'paper' else 'chosen on validation'}.</p>
 {_md_table_to_html(md)}
 <h2>Figures</h2>
