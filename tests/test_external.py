@@ -144,24 +144,26 @@ def test_external_sensitivity_interval_is_over_patients(small_wd):
     assert lo2 < (sens + res2["sensitivity"]) / 2 < hi2 and res2["sensitivity"] == 1.0
 
 
-def test_benchmark_scores_hannover_and_warns_of_an_empty_set(small_wd, tmp_path):
-    """End to end (the real arm, 1 seed, 32 px, 1 epoch): the Hannover set's sensitivity with its patient
-    interval beside the internal one in results.json, tables and report; an empty set warned of everywhere,
-    tables.csv included (N23, N30's column)."""
+def test_benchmark_scores_hannover_and_warns_of_an_empty_set(small_wd, tmp_path, capsys):
+    """End to end through the CLI (the real arm, 1 seed, 32 px, 1 epoch): `--external hannover=DIR` recognises
+    the layout; its sensitivity with its patient interval beside the internal one in results.json, tables and
+    report; an empty set warned of everywhere, stdout and tables.csv included (N23, N30's column)."""
     import json
 
-    from cxrsynth.benchmark.run import BenchmarkConfig, run_benchmark
-    from cxrsynth.config import resolve
+    from cxrsynth.cli import main
 
     bombs = tmp_path / "bombs" / "covid"
     bombs.mkdir(parents=True)
     _png_header_bomb(bombs / "bomb.png")
-    cfg = resolve(BenchmarkConfig, overrides=["model=resnet18", "init=random", "image_size=32", "limit=4",
-                                              "fit.max_epochs=1", "bootstrap=50", "seeds=1", "arms=[real]",
-                                              "figures=false"])
     out = tmp_path / "bench"
-    summary = run_benchmark(small_wd, out, cfg, externals={"hannover": str(HANNOVER), "bombs": str(tmp_path / "bombs")})
+    main(["-w", str(small_wd), "benchmark", "--model", "resnet18", "--init", "random", "--image-size", "32",
+          "--limit", "4", "--max-epochs", "1", "--seeds", "1", "--arm", "real", "--set", "bootstrap=50",
+          "--set", "figures=false", "--external", f"hannover={HANNOVER}", "--external", f"bombs={tmp_path / 'bombs'}",
+          "--out", str(out)])
+    std = capsys.readouterr()
+    assert "EXTERNAL SET bombs IS EMPTY" in std.out and "WARNING: EXTERNAL SET bombs IS EMPTY" in std.err
     on_disk = json.loads((out / "results.json").read_text())
+    summary = on_disk
     assert any("EXTERNAL SET bombs IS EMPTY after filtering: none of its 1 images" in n and "bad_files 1" in n for n in on_disk["notices"])
     assert on_disk["controls"]["external"]["bombs"]["bad_files"] == 1
     for task, arms in summary["summary"].items():
