@@ -60,7 +60,10 @@ def rigorous(built, tmp_path_factory):
 def test_rigorous_all_arms_both_tasks(rigorous):
     wd, out, summary = rigorous
     validate(json.loads((out / "results.json").read_text()), "benchmark_results")
-    assert summary["test_used_for_selection"] is False and summary["warning"] is None and summary["notices"] == []
+    assert summary["test_used_for_selection"] is False and summary["warning"] is None
+    # the only notices: site-b's copy of a test image (dropped), and its lack of pneumonias
+    assert [n.split(":")[0].split(" has ")[0] for n in summary["notices"]] == ["external set site-b"] * 2
+    assert "no negatives for pneumonia-covid" in summary["notices"][0] and "1 images duplicate" in summary["notices"][1]
     assert summary["split_method"] == "rigorous"
     check = summary["release_check"]  # the release was made from this work folder: it matches, mapping included
     assert check["problems"] == [] and check["private_mapping"]["by_split"] == {"train": 48}
