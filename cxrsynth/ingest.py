@@ -31,9 +31,10 @@ from .layout import WorkLayout
 from .paths import sha256_file, write_json
 from .records import Record, write_records
 from .schemas import validate
-from .sources import READERS, detect_format
+from .sources import READERS, detect_format, is_external
 from .sources.base import Problem, SourceScan, path_problem
 from .sources.covid_collection import CovidCollectionConfig
+from .sources.hannover import HannoverConfig
 from .sources.imagefolder import ImageFolderConfig
 from .sources.nih import NihConfig
 from .sources.rsna import RsnaConfig
@@ -61,6 +62,7 @@ class IngestConfig:
     nih: NihConfig = field(default_factory=NihConfig)
     rsna: RsnaConfig = field(default_factory=RsnaConfig)
     imagefolder: ImageFolderConfig = field(default_factory=ImageFolderConfig)
+    hannover: HannoverConfig = field(default_factory=HannoverConfig)
 
     def __post_init__(self):
         unknown = set(self.source_priority) - set(READERS)
@@ -199,14 +201,18 @@ def _unreferenced(named: set[str], root: str) -> list[str]:
 
 
 def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir: str | Path | None = None,
-           formats: list[str | None] | None = None, progress: bool = False) -> IngestResult:
+           formats: list[str | None] | None = None, progress: bool = False, external: bool = False) -> IngestResult:
     """Read ``roots`` into records; write the table and report into ``out_dir`` when given.
+
+    A source that is external by default (the Hannover repository) has its rows left out and counted
+    (``excluded``), so that it can never reach a split; ``external=True`` (the benchmark reading an
+    ``--external`` set) keeps them.
 
     Four steps: scan the sources' metadata (:func:`_scan`), decode the images that exist
     (:func:`_decode`), drop duplicates by content across every source (:func:`_dedupe`), and report.
     """
     t0 = time.perf_counter()
-    per_collection, problems, candidates = _scan([Path(r) for r in roots], cfg, formats)
+    per_collection, problems, candidates = _scan([Path(r) for r in roots], cfg, formats, external)
     dec = _decode(candidates, cfg, progress)
     kept_missing = dec.missing if cfg.on_missing == "keep" else []
     dropped, dup_entries, patient_of = _dedupe(dec.ok, dec.thumbs, kept_missing, cfg)
@@ -226,12 +232,21 @@ def ingest(roots: list[str | Path], cfg: IngestConfig = IngestConfig(), out_dir:
     return result
 
 
-def _scan(roots: list[Path], cfg: IngestConfig, formats) -> tuple[dict[str, dict], list[Problem], list[Record]]:
+EXTERNAL_EXCLUDED = "external test set, never trained on (score it with benchmark --external NAME=DIR)"
+
+
+def _scan(roots: list[Path], cfg: IngestConfig, formats, external: bool = False
+          ) -> tuple[dict[str, dict], list[Problem], list[Record]]:
     """Every source's labelled records (not decoded yet), its counts, and the problems found."""
     per_collection: dict[str, dict] = {}
     problems: list[Problem] = []
     candidates: list[Record] = []
     for fmt, collection, scan in scan_sources(roots, cfg, formats):
+        if is_external(fmt) and not external and scan.records:
+            scan.excluded[EXTERNAL_EXCLUDED] += len(scan.records)
+            scan.notes.append(f"{collection} is an external test set: its {len(scan.records)} images are left out "
+                              "of the record table and so of every split")
+            scan.records = []
         outside = _outside_source(scan, collection, cfg.on_bad_files)
         per_collection[collection] = {
             "format": fmt, "_root": scan.root, "_listed": scan.listed,
@@ -376,13 +391,15 @@ def _report(cfg: IngestConfig, per_collection: dict, records: list[Record], prob
 
 
 def default_roots(data_dir: Path) -> list[Path]:
-    """Every sub-folder of the data folder that a reader recognises, in name order."""
+    """Every sub-folder of the data folder that a reader recognises, in name order, less the external
+    test sets (the Hannover repository): those are for ``benchmark --external``, never for training."""
     roots = []
     for p in sorted(data_dir.iterdir()):
         if p.is_dir():
             try:
-                detect_format(p)
+                fmt = detect_format(p)
             except BadInputError:
                 continue
-            roots.append(p)
+            if not is_external(fmt):
+                roots.append(p)
     return roots

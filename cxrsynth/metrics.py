@@ -165,3 +165,22 @@ def paired_seed_difference(y_true, patients, ref: list, arm: list, ref_thr: list
     return {"difference": point[0], "ci95": auc_ci, "p_b_not_better": float(np.mean([v[0] <= 0 for v in vals])) if vals else None,
             "sensitivity_difference": point[1], "sensitivity_ci95": sens_ci, "seeds_paired": k,
             "method": "mean over seeds of per-seed paired differences; bootstrap over test patients and seeds"}
+
+
+def bootstrap_sensitivity(hits: list, y_true, patients, n: int = 1000, seed: int = 0, level: float = 0.95):
+    """Percentile interval of the sensitivity (averaged over the rows of ``hits``, one per seed, each 0/1
+    per image) over resamples of the *patients* with a positive image: one patient's films are not
+    independent. None without positives."""
+    y = np.asarray(y_true)
+    h = np.asarray(hits, dtype=float).reshape(len(hits), -1)
+    pos = np.nonzero(y == 1)[0]
+    if len(pos) == 0:
+        return None
+    groups = _groups([patients[i] for i in pos])
+    rng = np.random.default_rng(seed)
+    hp = h[:, pos]
+    vals = []
+    for _ in range(n):
+        pick = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+        vals.append(float(hp[:, pick].mean()))
+    return _interval(vals, n, level)

@@ -21,17 +21,30 @@ ARMS = ["real", "real+own", "real+all", "synthetic-only", "synthetic-only-both",
 
 
 def external_folder(wd: Path, root: Path) -> Path:
-    """A plain <label>/ folder: 3 normal and 3 COVID-19 test images of the work folder (as if from another
-    site), plus 1 normal TRAINING image, which the benchmark must drop as a duplicate of training."""
+    """A plain <label>/ folder as if from another site: 3 normal NIH images of children (ingest leaves them out
+    of the work folder) and 3 COVID-19 films of the Hannover repository, plus 1 normal TRAINING image and 1
+    normal TEST image of the work folder, which the benchmark must drop as duplicates of the split."""
+    import csv
+
     from cxrsynth.paths import read_json
     from cxrsynth.records import read_records
 
+    from .conftest import DATA, NIH
+
     assign = read_json(wd / "splits.json")["assignments"]
     recs = [r for r in read_records(wd / "records.parquet") if r.has_pixels]
-    for label, split, n in (("normal", "test", 3), ("normal", "train", 1), ("covid", "test", 3)):
+    for label, split, n in (("normal", "train", 1), ("normal", "test", 1)):
         (root / label).mkdir(parents=True, exist_ok=True)
         for r in [r for r in recs if r.label == label and assign[r.record_id] == split][:n]:
             shutil.copy(r.path, root / label / f"{split}-{Path(r.source_path).name}")
+    with open(NIH / "Data_Entry_2017.csv", newline="") as fh:
+        kids = [r["Image Index"] for r in csv.DictReader(fh) if r["Finding Labels"] == "No Finding"
+                and int(r["Patient Age"]) < 18 and (NIH / "images" / r["Image Index"]).is_file()][:3]
+    for name in kids:
+        shutil.copy(NIH / "images" / name, root / "normal" / name)
+    (root / "covid").mkdir(parents=True, exist_ok=True)
+    for p in sorted((DATA / "covid-19-image-repository" / "png").iterdir())[:3]:
+        shutil.copy(p, root / "covid" / p.name)
     return root
 
 
@@ -48,7 +61,10 @@ def rigorous(built, tmp_path_factory):
 def test_rigorous_all_arms_both_tasks(rigorous):
     wd, out, summary = rigorous
     validate(json.loads((out / "results.json").read_text()), "benchmark_results")
-    assert summary["test_used_for_selection"] is False and summary["warning"] is None and summary["notices"] == []
+    assert summary["test_used_for_selection"] is False and summary["warning"] is None
+    # the only notices: site-b's copy of a test image (dropped), and its lack of pneumonias
+    assert [n.split(":")[0].split(" has ")[0] for n in summary["notices"]] == ["external set site-b"] * 2
+    assert "no negatives for pneumonia-covid" in summary["notices"][0] and "1 images duplicate" in summary["notices"][1]
     assert summary["split_method"] == "rigorous"
     check = summary["release_check"]  # the release was made from this work folder: it matches, mapping included
     assert check["problems"] == [] and check["private_mapping"]["by_split"] == {"train": 48}
@@ -93,14 +109,20 @@ def test_shortcut_controls_and_external_set_in_every_output(rigorous):
     wd, out, summary = rigorous
     ctl = summary["controls"]
     # the COVID-19 collection's own non-COVID X-rays with files present: 56 in the sample (7 more are absent)
-    assert ctl["same_source"]["n"] == 56 and ctl["same_source"]["missing_files"] == 7
+    # frontal only: 52 in the sample (4 more are absent, 7 are laterals); per task the matched negatives
+    assert ctl["same_source"]["n"] == 52 and ctl["same_source"]["missing_files"] == 4
+    assert ctl["same_source"]["not_frontal"] == 7
+    assert ctl["same_source"]["per_task"] == {"normal-covid": 2, "pneumonia-covid": 46}
     assert ctl["same_source"]["by_finding"]["SARS"] == 16
     ext = ctl["external"]["site-b"]
-    assert ext["images"] == 7 and ext["duplicates_of_training_dropped"] == 1  # the training image is dropped, counted
+    assert ext["images"] == 8 and ext["duplicates_of_training_dropped"] == 1  # the training image is dropped, counted
+    assert ext["duplicates_of_test_dropped"] == 1  # so is the test image: it is not external
     assert ext["per_task"]["normal-covid"] == {"negatives": 3, "covid": 3}
     for run in summary["runs"]:
         ss = run["controls"]["same_source"]
-        assert ss["n_negatives"] == 56 and 0 <= ss["fpr"] <= 1 and ss["fpr_wilson95"] is not None
+        assert ss["n_negatives"] == ctl["same_source"]["per_task"][run["task"]] and 0 <= ss["fpr"] <= 1
+        assert ss["fpr_wilson95"] is not None and ss["test_negatives"] == 6 and 0 <= ss["p_more_than_test"] <= 1
+        assert (ss["not_measurable"] is None) == (run["task"] == "pneumonia-covid")
         e = run["controls"]["external"]["site-b"]
         assert e["n"] == (6 if run["task"] == "normal-covid" else 3)
         assert e["confusion"]["tp"] + e["confusion"]["fn"] == 3
@@ -108,14 +130,14 @@ def test_shortcut_controls_and_external_set_in_every_output(rigorous):
         for a in arms.values():
             assert a["controls"]["same_source"]["fpr"]["n"] == 2 and a["controls"]["external"]["site-b"]["auroc"]["n"] >= 0
     probe = ctl["source_probe"]["pneumonia"]  # collection pneumonias vs NIH pneumonias: label fixed, source differs
-    assert probe["n_b"] == 54 and probe["auroc"] > 0.7 and probe["auroc_ci95"][0] < probe["auroc"] < probe["auroc_ci95"][1]
+    assert probe["n_b"] == 46 and probe["auroc"] > 0.7 and probe["auroc_ci95"][0] < probe["auroc"] < probe["auroc_ci95"][1]
     assert set(ctl["real_vs_synthetic"]) == {"g_nc", "g_pc"} and ctl["real_vs_synthetic"]["g_nc"]["n_b"] == 24
     table = (out / "tables.md").read_text()
     assert "site-b sensitivity %" in table and "same-source FPR %" in table and "real vs synthetic: g_nc" in table
     header = (out / "tables.csv").read_text().splitlines()[0]
     assert "external_site-b_auroc_mean" in header and "same_source_fpr_mean" in header
     html = (out / "report.html").read_text()
-    assert "site-b AUROC" in html and "Same-source negatives are X-rays" in html
+    assert "site-b AUROC" in html and "Same-source negatives are frontal X-rays" in html
 
 
 def test_rerun_keeps_finished_runs(rigorous):
@@ -186,6 +208,8 @@ def test_foreign_release_refused_unless_allowed(built, tmp_path):
     assert summary["release_check"]["allowed_by_flag"] and summary["release_check"]["foreign"]
     assert any(n.startswith("FOREIGN RELEASE") for n in summary["notices"])
     assert "FOREIGN RELEASE" in (out / "tables.md").read_text() and "FOREIGN RELEASE" in (out / "report.html").read_text()
+    rows = (out / "tables.csv").read_text().splitlines()  # N30: the CSV too, on every row
+    assert rows[0].endswith(",notices") and all("FOREIGN RELEASE" in r for r in rows[1:])
 
 
 def tiny_trunk():
@@ -221,7 +245,7 @@ def test_timm_and_factory_models(built, tmp_path):
                        limit=6, bootstrap=100, out_dir=tmp_path / "eval").results
     run = summary["runs"][0]
     assert run["model"] == "timm:resnet18" and sum(run["test"]["confusion"].values()) == 12
-    assert run["controls"]["same_source"]["n_negatives"] == 56
+    assert run["controls"]["same_source"]["n_negatives"] == (2 if run["task"] == "normal-covid" else 46)
 
 
 def test_fit_uses_kerass_adadelta_and_plateau():
@@ -317,24 +341,8 @@ def test_report_renders_in_headless_chromium(rigorous, tmp_path):
     assert "<title>loaded 8 of 8</title>" in res.stdout, res.stdout[:500] + res.stderr[-500:]
     assert "normal-covid (resnet18, rigorous protocol, rigorous split)" in res.stdout
     # the external set's columns and the controls' plain-words reading, as the browser renders them
-    assert "<th>site-b sensitivity %</th>" in res.stdout and "shortcut controls" in res.stdout
+    assert "<th>site-b sensitivity % [patient CI]</th>" in res.stdout and "shortcut controls" in res.stdout
     assert "The source probe tells the collection" in res.stdout
-
-
-def test_controls_verdict_in_plain_words():
-    """An arm whose false-positive rate on the collection's own non-COVID X-rays is well above its rate on
-    the test negatives is named as detecting the source; one whose rates agree is not."""
-    from cxrsynth.benchmark.report import _verdict
-
-    def arm(name, spec, fpr):
-        return {"concrete_arm": name, "specificity": {"mean": spec},
-                "controls": {"same_source": {"fpr": {"mean": fpr}, "auroc": {"mean": 0.5}}}}
-
-    text = _verdict("normal-covid", {"real": arm("real", 0.9, 0.6), "real+own": arm("real+g_nc", 0.9, 0.12)})
-    assert len(text) == 1 and "detect is the source: real (60% vs 10%)." in text[0] and "g_nc" not in text[0]
-    text = _verdict("normal-covid", {"real": arm("real", 0.9, 0.1)})
-    assert "no arm calls" in text[0]
-    assert _verdict("normal-covid", {"real": {"concrete_arm": "real", "specificity": {"mean": 0.9}, "controls": None}}) == []
 
 
 def test_release_check_reads_the_manifests_checksums(built, tmp_path):

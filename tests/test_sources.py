@@ -124,3 +124,58 @@ def test_imagefolder_labels_and_patients(tmp_path):
     assert {r.patient_id for r in scan.records} == {"p1"}
     assert scan.excluded == {"folder other is not a known label": 1}
     assert [p.reason for p in scan.problems] == ["not an image file (by suffix)"]
+
+
+HANNOVER = RSNA_SAMPLE.parent / "covid-19-image-repository"
+
+
+def test_hannover_reads_the_real_repository():
+    """243 radiographs, all COVID-19, with patient, projection as given (AP / PA) and sex; age is redacted."""
+    from cxrsynth.sources import hannover, is_external
+
+    assert detect_format(HANNOVER) == "hannover" and is_external("hannover") and not is_external("nih")
+    scan = hannover.read(HANNOVER, hannover.HannoverConfig(), "h")
+    assert scan.rows_read == 243 and len(scan.records) == 243 and not scan.problems
+    assert {r.label for r in scan.records} == {"covid"}
+    views = [r.view for r in scan.records]
+    assert views.count("AP") == 194 and views.count("PA") == 49
+    assert {r.sex for r in scan.records} == {"M", "F"} and {r.age for r in scan.records} == {None}
+    assert len({r.patient_id for r in scan.records}) == len({row.split(",")[0] for row in
+                                                            (HANNOVER / "data.csv").read_text().split()[1:]})
+    assert all(r.path.is_file() and r.source_path.startswith("png/") for r in scan.records)
+    only_pa = hannover.read(HANNOVER, hannover.HannoverConfig(projections=("PA",)), "h")
+    assert len(only_pa.records) == 49 and only_pa.excluded["projection AP"] == 194
+
+
+def test_hannover_bad_rows_are_reported_and_skipped(tmp_path):
+    from cxrsynth.sources import hannover
+
+    (tmp_path / "png").mkdir()
+    (tmp_path / "data.csv").write_text(
+        "patient_id,image_id,sex,age,modality,projection\n"
+        "p1,a1,w,,CR,ap\n"        # German 'w' (weiblich) is female
+        "p1,a1,w,,CR,ap\n"        # repeated image id
+        ",a2,m,,CR,pa\n"          # no patient
+        "p2,../x,m,,CR,pa\n"      # not a plain file name
+        "p3,a3,m,,CT,\n"          # not a radiograph: excluded, not a problem
+        "p4,a4,m,,DX\n"           # one field short
+        "p5,a5,f,61,DX,pa\n"
+    )
+    scan = hannover.read(tmp_path, hannover.HannoverConfig(), "h")
+    assert [(r.image_key, r.sex, r.age, r.view) for r in scan.records] == [("a1", "F", None, "AP"), ("a5", "F", 61.0, "PA")]
+    assert len(scan.problems) == 4 and scan.excluded == {"modality CT": 1}
+    reasons = " ".join(p.reason for p in scan.problems)
+    assert "listed twice" in reasons and "no image_id or no patient_id" in reasons and "not a plain file name" in reasons
+    assert "fields where the header has" in reasons
+
+
+def test_hannover_is_never_ingested_for_training(tmp_path):
+    """Given to ingest explicitly, its rows are counted as excluded; the default roots leave it out."""
+    from cxrsynth.ingest import EXTERNAL_EXCLUDED, IngestConfig, default_roots, ingest
+
+    assert HANNOVER not in default_roots(HANNOVER.parent) and COVID in default_roots(HANNOVER.parent)
+    res = ingest([HANNOVER], out_dir=tmp_path)
+    col = res.report["collections"]["covid-19-image-repository"]
+    assert res.records == [] and col["excluded"] == {EXTERNAL_EXCLUDED: 243} and col["unreferenced_files"] == 0
+    ext = ingest([HANNOVER], IngestConfig(size=32), external=True)
+    assert len(ext.records) == 243 and all(r.has_pixels for r in ext.records)

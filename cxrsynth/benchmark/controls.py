@@ -5,9 +5,12 @@ negative an NIH or RSNA image, so a classifier can score well by recognising the
 et al. 2021, Nature Machine Intelligence 3:610). A test set drawn from the same sources cannot reveal
 that. These controls can:
 
-- **same-source negatives**: the collection's own non-COVID X-rays (other pneumonias, 'No Finding'),
-  scored by every model. A model that detects the source calls them COVID-19: a high false-positive
-  rate at the operating threshold, and an AUROC of COVID-19 vs these negatives near 0.5.
+- **same-source negatives, matched to the task**: the collection's own frontal X-rays of the task's
+  negative class, 'No Finding' for normal-covid and non-COVID pneumonias for pneumonia-covid (a model
+  that learned normal vs COVID-19 may rightly call a pneumonia positive, so pneumonias are no control
+  there), scored by every model. A model that detects the source calls them COVID-19: a false-positive
+  rate above the test negatives' (one-sided two-proportion test), and an AUROC of COVID-19 vs them near
+  0.5. A control too small for its interval is "not measurable".
 - **external sets** (``--external NAME=DIR``, any folder ``cxrsynth ingest`` reads): scored by every
   model with the test set's metrics and intervals; images that duplicate a training image are dropped
   and counted.
@@ -21,45 +24,71 @@ that. These controls can:
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInputError, ConfigError
-from ..images import decode, thumbnail
-from ..layout import WorkLayout
-from ..paths import read_json
-from ..records import Record, read_records
+from ..images import decode
+from ..records import Record
 from ..sources.base import read_csv_rows
 from ..sources.covid_collection import NAME as COLLECTION
 from ..sources.covid_collection import is_covid
 from .. import metrics as M
 from ..probe import PROBE_MAX, PROBE_SIDE, probe
 from ..probe import cap as _cap
-from ..vocab import CONFIGS, TASK_LABELS
+from ..vocab import CONFIGS
 from .arms import EvalItem
+from .external import External, load_external, parse_externals  # noqa: F401  (external sets live in external.py)
 
 
 
 # -- same-source negatives --------------------------------------------------------------------------
 
+#: Flat (2020) findings of the collection that are not pneumonias; hierarchical ones are pneumonias when
+#: they start with "Pneumonia".
+NOT_PNEUMONIA = {"no finding", "ards", "tuberculosis", "todo", "unknown"}
+#: Below this many control images (or with a Wilson interval wider than half the scale) a false-positive
+#: rate is "not measurable": its interval would admit almost anything.
+MIN_CONTROL_IMAGES = 10
+MAX_CONTROL_CI_WIDTH = 0.5
+#: a shortcut is named only when the one-sided two-proportion test (Fisher's exact) gives p below this
+SHORTCUT_ALPHA = 0.05
+CONTROL_OF_TASK = {"normal-covid": "'No Finding' X-rays", "pneumonia-covid": "non-COVID pneumonias"}
+
+
+def is_frontal(view: str) -> bool:
+    return view.strip().upper().startswith(("PA", "AP"))
+
+
+def is_pneumonia(finding: str) -> bool:
+    """A non-COVID pneumonia of the collection (bacterial, viral, fungal), not 'No Finding' nor ARDS alone."""
+    if is_covid(finding):
+        return False
+    if "/" in finding:
+        return finding.split("/")[0].strip().lower() == "pneumonia"
+    return finding.strip().lower() not in NOT_PNEUMONIA
+
+
 def same_source_negatives(records: list[Record]) -> tuple[list[EvalItem], list[str], dict]:
-    """The COVID-19 collection's non-COVID X-rays whose files are present (label 0), their findings,
-    and a count report.
+    """The COVID-19 collection's non-COVID frontal X-rays whose files are present (label 0), their
+    findings, and a count report (laterals and missing files counted, not used).
 
     They are read from the collection's ``metadata.csv`` (the record table holds its COVID-19 rows only).
     """
     roots = sorted({r.source_root for r in records if r.source == COLLECTION})
-    items, finding_of, findings, missing = [], [], Counter(), 0
+    items, finding_of, findings, missing, lateral = [], [], Counter(), 0, 0
     for root in roots:
         meta = Path(root) / "metadata.csv"
         _, rows = read_csv_rows(meta)
         for row in rows:
+            if row is None:
+                continue
             finding, filename = row.get("finding", ""), row.get("filename", "")
             if not finding or not filename or is_covid(finding) or row.get("modality", "").upper() == "CT":
+                continue
+            if not is_frontal(row.get("view", "")):
+                lateral += 1
                 continue
             path = Path(root) / (row.get("folder") or "images") / filename
             if not path.is_file():
@@ -69,105 +98,81 @@ def same_source_negatives(records: list[Record]) -> tuple[list[EvalItem], list[s
             finding_of.append(finding)
             items.append(EvalItem(str(path), 0, f"{COLLECTION}:{row.get('patientid', filename)}",
                                   f"same-source:{filename}"))
+    per_task = {t: len(matched_negatives(finding_of, t)) for t in CONTROL_OF_TASK}
     return items, finding_of, {"n": len(items), "by_finding": dict(findings), "missing_files": missing,
-                   "collections": [Path(r).name for r in roots]}
+                               "not_frontal": lateral, "per_task": per_task, "control_of_task": CONTROL_OF_TASK,
+                               "collections": [Path(r).name for r in roots]}
+
+
+def matched_negatives(findings: list[str], task: str) -> list[int]:
+    """Indices of the same-source negatives that are the task's own negative class: 'No Finding' for
+    normal-covid, non-COVID pneumonias for pneumonia-covid. A model that learned normal vs COVID-19 may
+    rightly call a pneumonia positive, so pneumonias are no control for normal-covid."""
+    if task == "normal-covid":
+        return [i for i, f in enumerate(findings) if f.strip().lower() == "no finding"]
+    return [i for i, f in enumerate(findings) if is_pneumonia(f)]
+
+
+def measurable(n: int, k: int) -> str | None:
+    """Why a false-positive rate of k in n cannot be read, or None when it can."""
+    if n < MIN_CONTROL_IMAGES:
+        return f"{n} images, at least {MIN_CONTROL_IMAGES} needed"
+    lo, hi = M.wilson(k, n)
+    if hi - lo > MAX_CONTROL_CI_WIDTH:
+        return f"its 95% interval spans {100 * (hi - lo):.0f} points"
+    return None
+
+
+def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float | None:
+    """One-sided Fisher exact test that the rate k1/n1 exceeds k2/n2 (images taken as independent)."""
+    from scipy.stats import fisher_exact
+
+    if not n1 or not n2:
+        return None
+    return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="greater").pvalue)
 
 
 def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, threshold: float,
-                        bootstrap: int, seed: int) -> dict:
-    """FPR of the same-source negatives at ``threshold`` (Wilson interval) and AUROC of the COVID-19
-    test images against them (patient bootstrap interval)."""
+                        bootstrap: int, seed: int, test_confusion: dict | None = None, task: str | None = None) -> dict:
+    """FPR of the same-source negatives at ``threshold`` (Wilson interval), AUROC of the COVID-19 test
+    images against them (patient bootstrap interval), and, given the test set's confusion, the one-sided
+    two-proportion test of "calls same-source negatives COVID-19 more often than the test negatives"."""
     neg = np.asarray(neg_scores, dtype=float)
     fp = int((neg >= threshold).sum())
     y = np.r_[np.ones(len(covid_scores)), np.zeros(len(neg))].astype(int)
     s = np.r_[np.asarray(covid_scores, dtype=float), neg]
     pats = list(covid_patients) + list(neg_patients)
-    return {"n_negatives": len(neg), "n_covid": len(covid_scores), "false_positives": fp,
-            "fpr": fp / len(neg) if len(neg) else None, "fpr_wilson95": M.wilson(fp, len(neg)),
-            "auroc": M.auroc(y, s), "auroc_ci95": M.bootstrap_auroc(y, s, pats, bootstrap, seed) if bootstrap else None}
-
-
-# -- external sets ----------------------------------------------------------------------------------
-
-@dataclass
-class External:
-    name: str
-    root: str
-    items: dict[str, list[EvalItem]]  # per task
-    report: dict
-
-
-EXTERNAL_NAME = re.compile(r"[A-Za-z0-9._-]+")
-
-
-def parse_externals(specs) -> dict[str, str]:
-    """``["NAME=DIR", ...]`` -> {NAME: DIR}; a clear error for a malformed or repeated name."""
-    out: dict[str, str] = {}
-    for spec in specs or ():
-        name, sep, folder = str(spec).partition("=")
-        if not sep or not name or not folder:
-            raise ConfigError("an external set is NAME=DIR", spec, "e.g. --external site-b=/data/site-b")
-        if not EXTERNAL_NAME.fullmatch(name):  # it becomes a column of tables.md / tables.csv and a JSON key
-            raise ConfigError("an external set's NAME may hold only letters, digits, '.', '_' and '-'", name,
-                              "e.g. --external site-b=/data/site-b")
-        if name in out:
-            raise ConfigError("external set named twice", name)
-        if not Path(folder).is_dir():
-            raise BadInputError("external set folder not found", folder)
-        out[name] = folder
+    out = {"control": CONTROL_OF_TASK.get(task, "non-COVID X-rays"), "n_negatives": len(neg),
+           "n_covid": len(covid_scores), "false_positives": fp,
+           "fpr": fp / len(neg) if len(neg) else None, "fpr_wilson95": M.wilson(fp, len(neg)),
+           "auroc": M.auroc(y, s), "auroc_ci95": M.bootstrap_auroc(y, s, pats, bootstrap, seed) if bootstrap else None,
+           "not_measurable": measurable(len(neg), fp)}
+    if test_confusion is not None:
+        k2, n2 = test_confusion["fp"], test_confusion["fp"] + test_confusion["tn"]
+        out |= {"test_false_positives": k2, "test_negatives": n2, "test_fpr": k2 / n2 if n2 else None,
+                "p_more_than_test": two_proportion_p(fp, len(neg), k2, n2)}
     return out
 
 
-def _training_duplicates(ext: list[Record], train: list[Record], max_hamming: int, max_zmad: float) -> dict[str, str]:
-    """External record id -> the training record it duplicates (same pixels, or dhash close and
-    thumbnails alike: the ingest's rule)."""
-    train = [r for r in train if r.has_pixels and r.dhash is not None]
-    if not train:
-        return {}
-    by_sha = {r.pixel_sha256: r for r in train}
-    th = np.array([r.dhash for r in train], dtype=np.uint64)
-    out, thumbs = {}, {}
-
-    def thumb(r: Record):
-        if r.record_id not in thumbs:
-            thumbs[r.record_id] = thumbnail(decode(r.path, 256).pixels).astype(np.float32)
-        return thumbs[r.record_id]
-
-    for e in ext:
-        if e.pixel_sha256 in by_sha:
-            out[e.record_id] = by_sha[e.pixel_sha256].record_id
-            continue
-        near = np.nonzero(np.bitwise_count(th ^ np.uint64(e.dhash)) <= max_hamming)[0]
-        for j in near:
-            if float(np.abs(thumb(e) - thumb(train[j])).mean()) <= max_zmad:
-                out[e.record_id] = train[j].record_id
-                break
-    return out
-
-
-def load_external(name: str, folder: str, workdir: Path) -> External:
-    """Ingest ``folder`` (any format ``cxrsynth ingest`` reads), drop images duplicating a training image."""
-    from ..ingest import IngestConfig, ingest
-
-    icfg = IngestConfig()
-    res = ingest([folder], icfg)
-    layout = WorkLayout(workdir)
-    assign = read_json(layout.splits)["assignments"]
-    train = [r for r in read_records(layout.records) if assign.get(r.record_id) == "train"]
-    recs = [r for r in res.records if r.has_pixels]
-    dups = _training_duplicates(recs, train, icfg.dedupe_max_hamming, icfg.dedupe_max_zmad)
-    kept = [r for r in recs if r.record_id not in dups]
-    items = {}
-    for task, (neg, pos) in TASK_LABELS.items():
-        items[task] = [EvalItem(str(r.path), int(r.label == pos), f"{name}:{r.patient_group or r.patient_id}",
-                                r.record_id) for r in kept if r.label in (neg, pos)]
-    report = {"folder": str(folder), "images": len(res.records), "with_pixels": len(recs),
-              "label_only": len(res.records) - len(recs), "duplicates_of_training_dropped": len(dups),
-              "within_set_duplicates_dropped": res.report["totals"]["duplicates_dropped"],
-              "bad_files": res.report["totals"]["bad_files"], "by_label": dict(Counter(r.label for r in kept)),
-              "per_task": {t: {"negatives": sum(i.label == 0 for i in v), "covid": sum(i.label == 1 for i in v)}
-                           for t, v in items.items()}}
-    return External(name, str(folder), items, report)
+def shortcut_verdict(per_seed: list[dict]) -> dict:
+    """One arm's reading of its same-source control over seeds: ``not measurable`` (too few images),
+    ``source`` (the one-sided two-proportion test gives p < SHORTCUT_ALPHA, median over seeds) or
+    ``no evidence``. Takes the per-run dicts of :func:`same_source_metrics`."""
+    runs = [r for r in per_seed if r]
+    if not runs:
+        return {"verdict": None}
+    why = runs[0].get("not_measurable")
+    ps = [r["p_more_than_test"] for r in runs if r.get("p_more_than_test") is not None]
+    p = float(np.median(ps)) if ps else None
+    fpr = float(np.mean([r["fpr"] for r in runs])) if all(r["fpr"] is not None for r in runs) else None
+    test = [r["test_fpr"] for r in runs if r.get("test_fpr") is not None]
+    base = {"control": runs[0].get("control"), "n": runs[0]["n_negatives"], "fpr": fpr,
+            "test_fpr": float(np.mean(test)) if test else None, "p": p, "seeds": len(runs)}
+    if why:
+        return base | {"verdict": "not measurable", "why": why}
+    if p is None:
+        return base | {"verdict": None}
+    return base | {"verdict": "source" if p < SHORTCUT_ALPHA else "no evidence"}
 
 
 # -- probes -----------------------------------------------------------------------------------------
@@ -186,11 +191,11 @@ def _pil_pixels(images) -> np.ndarray:
 def source_probes(records: list[Record], same_source: list[EvalItem], findings: list[str], bootstrap: int) -> dict:
     """Per label held fixed: the COVID-19 collection's images of that label vs NIH/RSNA images of it.
 
-    The collection's pneumonias are its non-COVID findings other than 'No Finding'; its normals are 'No
-    Finding'. Only labels with at least 5 images on each side are probed (the rest are listed as skipped).
+    The collection's pneumonias are its non-COVID pneumonias (:func:`is_pneumonia`); its normals are 'No
+    Finding'; frontal views only. Only labels with at least 5 images on each side are probed (the rest are listed as skipped).
     """
-    coll = {"pneumonia": [i for i, f in zip(same_source, findings) if f != "No Finding"],
-            "normal": [i for i, f in zip(same_source, findings) if f == "No Finding"]}
+    coll = {"pneumonia": [same_source[i] for i in matched_negatives(findings, "pneumonia-covid")],
+            "normal": [same_source[i] for i in matched_negatives(findings, "normal-covid")]}
     out = {}
     for label, mine in coll.items():
         others = [r for r in records if r.has_pixels and r.label == label and r.source != COLLECTION]

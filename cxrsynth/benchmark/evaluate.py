@@ -31,6 +31,7 @@ from ..layout import WorkLayout
 from ..paths import read_json, shareable, write_json
 from ..schemas import validate
 from ..vocab import TASKS
+from . import external as E
 from . import figure_inputs
 from .arms import Cached, EvalDataset, eval_items
 from .fit import predict, score
@@ -159,7 +160,8 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
     sets, ctl = _control_sets(workdir, cfg, externals or {})
     score_controls(res, None, cfg, sets, dev, scorer)
     summary = {"kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
-               "protocol": protocol, "test_used_for_selection": False, "warning": None, "notices": [],
+               "protocol": protocol, "test_used_for_selection": False, "warning": None,
+               "notices": E.external_notices(ctl["external"]),
                "split_method": read_json(WorkLayout(workdir).splits)["config"]["method"], "release": None,
                "release_check": None, "eval_only": True, "evaluation": evaluation,
                "summary": aggregate([res], bootstrap),

@@ -48,50 +48,112 @@ def _externals(summary: dict) -> list[str]:
     return sorted((summary.get("controls") or {}).get("external") or {})
 
 
-def _control_rows(task: str, arms: dict, externals: list[str]) -> list[str]:
-    """Internal test, same-source negatives and each external set side by side, one row per arm."""
-    head = ["arm", "test AUROC", "same-source FPR %", "same-source AUROC"]
+def _control_rows(task: str, arms: dict, externals: list[str], empty: set[str] = frozenset()) -> list[str]:
+    """Internal test, same-source negatives and each external set side by side, one row per arm
+    (``empty``: external sets with nothing left to score)."""
+    head = ["arm", "test AUROC", "test FPR %", "same-source FPR %", "one-sided p (same-source > test)",
+            "same-source AUROC"]
+    if externals:
+        head.append("internal sensitivity %")
     for name in externals:
-        head += [f"{name} sensitivity %", f"{name} specificity %", f"{name} AUROC"]
-    md = [f"#### {task}: shortcut controls (internal test vs same-source negatives vs external sets)\n",
+        head += [f"{name} sensitivity % [patient CI]", f"{name} vs internal, points", f"{name} specificity %",
+                 f"{name} AUROC"]
+    control = next((s["controls"]["same_source"]["verdict"].get("control") for s in arms.values()
+                    if (s.get("controls") or {}).get("same_source")), None) or "negatives"
+    md = [f"#### {task}: shortcut controls (internal test vs same-source {control}, frontal, vs external sets)\n",
           "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for a, s in arms.items():
         c = s.get("controls") or {}
         ss = c.get("same_source")
-        cells = [s["concrete_arm"], _ms(s["auroc"], pct=False, digits=3)]
-        cells += ([_ms(ss["fpr"]) + _ci(ss.get("fpr_wilson95"), pct=True), _ms(ss["auroc"], pct=False, digits=3) + _ci(ss.get("auroc_ci95"))]
-                  if ss else ["-", "-"])
+        spec = s["specificity"]["mean"]
+        cells = [s["concrete_arm"], _ms(s["auroc"], pct=False, digits=3), "-" if spec is None else f"{100 * (1 - spec):.1f}"]
+        cells += _same_source_cells(ss)
+        if externals:
+            cells.append(_ms(s["sensitivity"]))
         for name in externals:
             e = (c.get("external") or {}).get(name)
-            cells += ([_ms(e["sensitivity"]) + _ci(e.get("sensitivity_wilson95"), pct=True),
-                       _ms(e["specificity"]) + _ci(e.get("specificity_wilson95"), pct=True),
-                       _ms(e["auroc"], pct=False, digits=3) + _ci(e.get("auroc_ci95"))] if e else ["-", "-", "-"])
+            cells += _external_cells(e, s["sensitivity"]["mean"]) if name not in empty else ["empty (see notice)"] + ["-"] * 3
         md.append("| " + " | ".join(cells) + " |")
     md.append("")
     md += _verdict(task, arms)
     return md
 
 
+def _external_cells(e: dict | None, internal_sens: float | None) -> list[str]:
+    """Sensitivity with its patient-level interval (a Wilson interval on images when no per-patient one
+    was computed), its difference from the internal sensitivity, specificity and AUROC (a set of
+    positives only has neither)."""
+    if not e:
+        return ["-", "-", "-", "-"]
+    from .controls import MAX_CONTROL_CI_WIDTH
+
+    ci = e.get("sensitivity_patient_ci95") or e.get("sensitivity_wilson95")
+    sens, drop = _ms(e["sensitivity"]) + _ci(ci, pct=True), "-"
+    if e["sensitivity"]["mean"] is not None and (not ci or ci[1] - ci[0] > MAX_CONTROL_CI_WIDTH):
+        pats = e.get("n_positive_patients")
+        sens = f"not measurable ({pats} patients)" if pats is not None else "not measurable"
+    elif e["sensitivity"]["mean"] is not None and internal_sens is not None:
+        drop = f"{100 * (e['sensitivity']['mean'] - internal_sens):+.1f}"
+    none = "n/a (no negatives)"
+    spec = none if e["specificity"]["mean"] is None else _ms(e["specificity"]) + _ci(e.get("specificity_wilson95"), pct=True)
+    auc = none if e["auroc"]["mean"] is None else _ms(e["auroc"], pct=False, digits=3) + _ci(e.get("auroc_ci95"))
+    return [sens, drop, spec, auc]
+
+
+def _external_lines(summary: dict) -> list[str]:
+    """One line per external set: what was read, what was scored, and every image left out, by reason."""
+    from .external import lost_counts
+
+    out = []
+    for name, rep in sorted(((summary.get("controls") or {}).get("external") or {}).items()):
+        fmt = rep.get("format", "?")
+        out.append(f"External set {name} ({fmt}): {rep.get('listed', rep['images'])} images found, {rep.get('kept', '?')} scored "
+                   f"({rep.get('patients', '?')} patients; by label {rep.get('by_label', {})}); left out: "
+                   f"{lost_counts(rep)}.\n")
+    return out
+
+
+def _same_source_cells(ss: dict | None) -> list[str]:
+    """FPR with its interval (or "not measurable" and why), the test's p, AUROC vs the COVID-19 test images."""
+    if not ss:
+        return ["-", "-", "-"]
+    v = ss.get("verdict") or {}
+    if v.get("verdict") == "not measurable":
+        return [f"not measurable ({v['why']})", "-", "-"]
+    p = "-" if v.get("p") is None else f"{v['p']:.3g}" + (" (median of seeds)" if v.get("seeds", 1) > 1 else "")
+    return [_ms(ss["fpr"]) + _ci(ss.get("fpr_wilson95"), pct=True), p,
+            _ms(ss["auroc"], pct=False, digits=3) + _ci(ss.get("auroc_ci95"))]
+
+
 def _verdict(task: str, arms: dict) -> list[str]:
-    """One plain sentence per task: which arms call the collection's own non-COVID X-rays COVID-19 more
-    often than they call the test set's NIH/RSNA negatives COVID-19 (source, not disease)."""
-    flagged, rows = [], 0
-    for s in arms.values():
-        ss = (s.get("controls") or {}).get("same_source")
-        spec = s["specificity"]["mean"]
-        if not ss or ss["fpr"]["mean"] is None or spec is None:
-            continue
-        rows += 1
-        if ss["fpr"]["mean"] > (1 - spec) + 0.05:
-            flagged.append(f"{s['concrete_arm']} ({100 * ss['fpr']['mean']:.0f}% vs {100 * (1 - spec):.0f}%)")
+    """Plain sentences per task, each resting on a test: which arms call the collection's own X-rays of
+    the task's negative class COVID-19 more often than the test set's NIH/RSNA negatives (one-sided
+    two-proportion test, p < 0.05, median over seeds): source, not disease. A control too small for its
+    interval is said to be not measurable, and nothing is read from it."""
+    from .controls import SHORTCUT_ALPHA
+
+    verdicts = [((s.get("controls") or {}).get("same_source") or {}).get("verdict") or {} for s in arms.values()]
+    rows = [(s["concrete_arm"], v) for s, v in zip(arms.values(), verdicts) if v.get("verdict")]
     if not rows:
         return []
-    if not flagged:
-        return [f"{task}: no arm calls the collection's non-COVID X-rays COVID-19 more often than the test set's "
-                "NIH/RSNA negatives: no sign here that the arms detect the source.\n"]
-    return [f"{task}: these arms call the COVID-19 collection's own non-COVID X-rays COVID-19 far more often than "
-            "the test set's NIH/RSNA negatives (false-positive rate, same-source vs test), so part of what they "
-            "detect is the source: " + "; ".join(flagged) + ".\n"]
+    control = rows[0][1].get("control") or "non-COVID X-rays"
+    unmeasured = [a for a, v in rows if v["verdict"] == "not measurable"]
+    flagged = [f"{a} ({100 * v['fpr']:.0f}% vs {100 * v['test_fpr']:.0f}%, p = {v['p']:.2g})"
+               for a, v in rows if v["verdict"] == "source"]
+    clear = [a for a, v in rows if v["verdict"] == "no evidence"]
+    out = []
+    if unmeasured:
+        out.append(f"{task}: the same-source control ({control} of the COVID-19 collection, frontal) is not measurable "
+                   f"for {', '.join(unmeasured)}: {rows[0][1].get('why', 'too few images')}; nothing is read from it.\n")
+    if flagged:
+        out.append(f"{task}: these arms call the COVID-19 collection's own {control} COVID-19 more often than the test "
+                   f"set's NIH/RSNA negatives (false-positive rate, same-source vs test; one-sided Fisher exact test, "
+                   f"p < {SHORTCUT_ALPHA}), so part of what they detect is the source: " + "; ".join(flagged) + ".\n")
+    if clear:
+        out.append(f"{task}: for {', '.join(clear)}, the false-positive rate on the collection's own {control} is not "
+                   f"significantly above the test negatives' (one-sided Fisher exact test, p >= {SHORTCUT_ALPHA}): no "
+                   "evidence here that they detect the source (which is not evidence that they do not).\n")
+    return out
 
 
 def _probe_rows(controls: dict) -> list[str]:
@@ -115,12 +177,21 @@ def _probe_rows(controls: dict) -> list[str]:
 EXPLAIN = [
     "How to read the controls (every COVID-19 image comes from one collection of publication figures, every negative "
     "from NIH or RSNA, so a model can score well by recognising the source instead of the disease):",
-    "Same-source negatives are X-rays from the COVID-19 collection itself, of other diseases. A model that learned "
-    "COVID-19 calls them negative: low false-positive rate and an AUROC (COVID-19 test images vs them) well above 0.5. "
-    "A model that learned the collection calls them COVID-19: high false-positive rate, AUROC near 0.5. If an arm gains "
-    "on the test set but not here, the gain is source detection, not COVID-19 detection.",
-    "External sets come from elsewhere and were never trained on (images duplicating a training image are dropped). "
-    "A drop from the internal test to an external set means the internal numbers overstate what the model does.",
+    "Same-source negatives are frontal X-rays from the COVID-19 collection itself, of the task's own negative class: "
+    "its 'No Finding' X-rays for normal-covid, its non-COVID pneumonias for pneumonia-covid (for normal-covid a "
+    "pneumonia is no control: a model that learned disease may rightly call it positive). A model that learned the "
+    "task calls them negative about as often as the test set's NIH/RSNA negatives, and ranks the COVID-19 test "
+    "images above them (AUROC well above 0.5). A model that learned the collection calls them COVID-19: a "
+    "false-positive rate above the test negatives', AUROC near 0.5. An arm is named only when a one-sided "
+    "two-proportion test (Fisher's exact, images taken as independent) gives p < 0.05 (median over seeds); a control "
+    "of fewer than 10 images, or whose interval spans more than 50 points, is not measurable.",
+    "External sets come from elsewhere and were never trained on (images duplicating any image of the split, train, "
+    "validation or test, are dropped and counted). A set of COVID-19 images only (the Hannover repository) measures "
+    "sensitivity at each arm's own threshold, with a patient-level bootstrap interval, beside the internal one. A "
+    "drop is expected there: the films come from another hospital's clinical routine (portable AP films of "
+    "ventilated patients, other scanners, other processing), while every internal COVID-19 image is a figure from a "
+    "publication, cropped and compressed; a model that learned what publication figures look like, rather than "
+    "COVID-19, loses most. A large drop means the internal numbers overstate what the model does elsewhere.",
     "The source probe tells the collection from NIH/RSNA with the label held fixed (pneumonia vs pneumonia): whatever "
     "it finds is the source. An AUROC near 1 means the sources are separable by simple image statistics, so any arm "
     "comparison on these data can reflect the source as much as COVID-19.",
@@ -154,8 +225,11 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
     externals = _externals(summary)
     head = ["task", "arm", "seeds", "skew", "sensitivity_mean", "sensitivity_sd", "fn_mean", "specificity_mean",
             "precision_mean", "f1_mean", "auroc_mean", "auroc_sd", "auprc_mean", "auroc_vs_real", "auroc_vs_real_ci95",
-            "sensitivity_vs_real", "sensitivity_vs_real_ci95", "same_source_fpr_mean", "same_source_auroc_mean"]
-    head += [f"external_{n}_{k}_mean" for n in externals for k in ("sensitivity", "specificity", "auroc")]
+            "sensitivity_vs_real", "sensitivity_vs_real_ci95", "same_source_fpr_mean", "same_source_auroc_mean",
+            "same_source_control", "same_source_p_more_than_test", "same_source_verdict"]
+    head += [f"external_{n}_{k}" for n in externals for k in ("sensitivity_mean", "sensitivity_patient_ci95",
+                                                               "specificity_mean", "auroc_mean")]
+    head.append("notices")  # every notice (paper protocol, foreign release, empty external set) on every row
     md, rows = [], [head]
     model = summary["config"]["model"]
     notices = summary.get("notices") or ([summary["warning"]] if summary.get("warning") else [])
@@ -189,13 +263,18 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
                    str(s["auprc"]["mean"]), "" if not d else str(d["difference"]), _ci_csv(d, "ci95"),
                    "" if not d else str(d["sensitivity_difference"]), _ci_csv(d, "sensitivity_ci95"),
                    str((ss.get("fpr") or {}).get("mean", "")), str((ss.get("auroc") or {}).get("mean", ""))]
+            v = ss.get("verdict") or {}
+            row += [str(v.get("control") or ""), "" if v.get("p") is None else str(v["p"]), str(v.get("verdict") or "")]
             for n in externals:
                 e = (c.get("external") or {}).get(n) or {}
-                row += [str((e.get(k) or {}).get("mean", "")) for k in ("sensitivity", "specificity", "auroc")]
-            rows.append(row)
+                row += [str((e.get("sensitivity") or {}).get("mean", "")), _ci_csv(e, "sensitivity_patient_ci95"),
+                        str((e.get("specificity") or {}).get("mean", "")), str((e.get("auroc") or {}).get("mean", ""))]
+            rows.append(row + [" | ".join(notices)])
         md.append("")
-        md += _control_rows(task, arms, externals)
+        empty = {n for n, r in ((summary.get("controls") or {}).get("external") or {}).items() if not r.get("kept", 1)}
+        md += _control_rows(task, arms, externals, empty)
     if summary.get("controls"):
+        md += _external_lines(summary)
         md += _probe_rows(summary["controls"])
         md += [line + "\n" for line in EXPLAIN]
     return "\n".join(md), rows
@@ -285,7 +364,8 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], cfg, audit:
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}} img{{max-width:100%}} .warn{{color:#a00;font-weight:bold}}
 figure{{margin:1em 0}}</style></head><body>
 <h1>cxrsynth benchmark ({html.escape(summary['protocol'])} protocol, {html.escape(summary['config']['model'])})</h1>
-<p>Not for clinical use. Sensitivity with Wilson intervals, AUROC with patient-level bootstrap intervals; mean ± sd over
+<p>Not for clinical use. Sensitivity with Wilson intervals (on an external set, a patient-level bootstrap interval),
+AUROC with patient-level bootstrap intervals; each shortcut sentence rests on a one-sided two-proportion test; mean ± sd over
 {max((a['seeds'] for t in summary['summary'].values() for a in t.values()), default=1)} seeds. Decision threshold: {'0.5 (paper)' if summary['protocol'] == 'paper' else 'chosen on validation'}.</p>
 {_md_table_to_html(md)}
 <h2>Figures</h2>

@@ -47,6 +47,7 @@ from ..records import read_records
 from ..schemas import validate
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
 from . import controls as C
+from . import external as E
 from . import figure_inputs
 from .. import metrics as M
 from .arms import Cached, EvalDataset, eval_items, train_set
@@ -134,32 +135,37 @@ def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[s
 
 @dataclass
 class ControlSets:
-    """The control images every model scores, decoded once per benchmark: same-source negatives and
-    each external set, per task."""
+    """The control images every model scores, decoded once per benchmark: each task's matched
+    same-source negatives and each external set, per task."""
 
-    same_source: Cached | None
-    same_source_patients: list[str]
+    same_source: dict[str, tuple[Cached, list[str]]]  # task -> (dataset, patients)
     external: dict[str, dict[str, tuple[Cached, list]]]  # name -> task -> (dataset, items)
 
 
 def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]) -> tuple[ControlSets, dict]:
     records = read_records(WorkLayout(workdir).records)
     neg, findings, ss_report = C.same_source_negatives(records)
+    ss = {}
+    for task in TASKS:
+        mine = [neg[i] for i in C.matched_negatives(findings, task)]
+        if mine:
+            ss[task] = (Cached(EvalDataset(mine, cfg.image_size)), [i.patient for i in mine])
     ext, ext_reports = {}, {}
     for name, folder in externals.items():
-        e = C.load_external(name, folder, workdir)
+        e = E.load_external(name, folder, workdir)
         ext_reports[name] = e.report
         ext[name] = {t: (Cached(EvalDataset(items, cfg.image_size)), items) for t, items in e.items.items() if items}
-    sets = ControlSets(Cached(EvalDataset(neg, cfg.image_size)) if neg else None, [i.patient for i in neg], ext)
-    return sets, {"records": records, "same_source": ss_report, "same_source_items": neg, "findings": findings,
-                  "external": ext_reports}
+    return ControlSets(ss, ext), {"records": records, "same_source": ss_report, "same_source_items": neg,
+                                  "findings": findings, "external": ext_reports}
 
 
 def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: ControlSets, device, model=None) -> dict:
-    """Add what is missing of ``res["controls"]`` (same-source negatives, each external set), loading the
-    run's saved model only when something is missing; rewrites ``run_dir/result.json`` when it changed."""
+    """Add what is missing of ``res["controls"]`` (the task's matched same-source negatives, each external
+    set), loading the run's saved model only when something is missing; rewrites ``run_dir/result.json``
+    when it changed. A same-source entry of the older pooled control (no ``control`` key) is redone."""
     ctl = res.setdefault("controls", {"same_source": None, "external": {}})
-    todo_ss = sets.same_source is not None and ctl.get("same_source") is None
+    old = ctl.get("same_source")
+    todo_ss = res["task"] in sets.same_source and (old is None or "control" not in old)
     todo_ext = [n for n, per_task in sets.external.items() if res["task"] in per_task and n not in ctl["external"]]
     if not (todo_ss or todo_ext):
         return res
@@ -168,16 +174,16 @@ def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: 
     model.to(device)
     thr, seed = res["threshold"], res["seed"]
     if todo_ss:
-        pred = predict(model, sets.same_source, device)
+        ds, patients = sets.same_source[res["task"]]
+        pred = predict(model, ds, device)
         pos = [i for i, v in enumerate(res["test_labels"]) if v == 1]
         ctl["same_source"] = C.same_source_metrics(
             [res["test_scores"][i] for i in pos], [res["test_patients"][i] for i in pos],
-            pred["scores"], sets.same_source_patients, thr, cfg.bootstrap, seed)
+            pred["scores"], patients, thr, cfg.bootstrap, seed, res["test"]["confusion"], res["task"])
     for name in todo_ext:
         ds, items = sets.external[name][res["task"]]
         pred = predict(model, ds, device)
-        ctl["external"][name] = score(pred["labels"], pred["scores"], [i.patient for i in items], thr, cfg.bootstrap, seed) | {
-            "n": len(items)}
+        ctl["external"][name] = E.score_external(pred["labels"], pred["scores"], items, thr, cfg.bootstrap, seed)
     if run_dir is not None:
         write_json(run_dir / "result.json", res)
     return res
@@ -245,22 +251,27 @@ PER_IMAGE = ("history", "test_scores", "test_labels", "test_patients", "test_rec
 
 def _public_run(r: dict) -> dict:
     """A run as results.json keeps it: without per-image lists (those stay in runs/*/result.json) nor its key."""
-    return {k: v for k, v in r.items() if k not in PER_IMAGE and k != "cell_key"}
+    out = {k: v for k, v in r.items() if k not in PER_IMAGE and k != "cell_key"}
+    if (out.get("controls") or {}).get("external"):
+        out["controls"] = out["controls"] | {"external": {n: E.public(e) for n, e in out["controls"]["external"].items()}}
+    return out
 
 
-def _control_summary(runs: list[dict]) -> dict | None:
+def _control_summary(runs: list[dict], bootstrap: int = 0) -> dict | None:
     """Mean and spread over seeds of the control metrics of one task and arm."""
     ctl = [r.get("controls") for r in runs if r.get("controls")]
     if not ctl:
         return None
     ss = [c["same_source"] for c in ctl if c.get("same_source")]
-    out = {"same_source": {k: M.summarise_seeds([c[k] for c in ss]) for k in ("fpr", "auroc")} if ss else None,
-           "external": {}}
+    out = {"same_source": {k: M.summarise_seeds([c[k] for c in ss]) for k in ("fpr", "auroc")}
+           | {"verdict": C.shortcut_verdict(ss)} if ss else None, "external": {}}
     if len(ss) == 1:  # one seed: its intervals are the honest spread
         out["same_source"] |= {"fpr_wilson95": ss[0]["fpr_wilson95"], "auroc_ci95": ss[0]["auroc_ci95"]}
     for name in sorted({n for c in ctl for n in c.get("external", {})}):
         ext = [c["external"][name] for c in ctl if name in c.get("external", {})]
-        out["external"][name] = {k: M.summarise_seeds([e[k] for e in ext]) for k in SUMMARY_KEYS} | {"n": ext[0]["n"]}
+        out["external"][name] = {k: M.summarise_seeds([e[k] for e in ext]) for k in SUMMARY_KEYS} | {
+            "n": ext[0]["n"], "n_positive_patients": ext[0].get("n_positive_patients"),
+            "sensitivity_patient_ci95": E.seed_interval(ext, bootstrap)}
         if len(ext) == 1:
             out["external"][name] |= {k: ext[0][k] for k in ("sensitivity_wilson95", "specificity_wilson95", "auroc_ci95")}
     return out
@@ -283,7 +294,7 @@ def aggregate(results: list[dict], bootstrap: int) -> dict:
             out[task][arm] = {"concrete_arm": runs[0]["concrete_arm"], "seeds": len(runs),
                               "skew": (runs[0]["train"] or {}).get("skew"),
                               **{k: M.summarise_seeds([r["test"][k] for r in runs]) for k in SUMMARY_KEYS},
-                              "controls": _control_summary(runs)}
+                              "controls": _control_summary(runs, bootstrap)}
         if "real" not in by_arm:
             continue
         ref = {r["seed"]: r for r in by_arm["real"]}
@@ -474,7 +485,8 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         "kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
         "protocol": cfg.protocol, "test_used_for_selection": cfg.protocol == "paper",
         "warning": PAPER_WARNING if cfg.protocol == "paper" else None,
-        "notices": _notices(cfg, split_method, checked), "split_method": split_method,
+        "notices": _notices(cfg, split_method, checked) + E.external_notices(ctl["external"]),
+        "split_method": split_method,
         "release": release, "release_data_sha256": setup.inputs.get("release_data_sha256"),
         "release_info": setup.release_info,
         "release_check": checked, "eval_only": False,

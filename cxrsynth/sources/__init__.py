@@ -1,7 +1,9 @@
 """Source readers, one module per upstream format, listed here by hand (no discovery by file name).
 
 Each module has ``NAME``, a frozen config dataclass, ``detect(root) -> bool`` and
-``read(root, cfg, collection) -> SourceScan``. ``detect`` is tried in the order below.
+``read(root, cfg, collection) -> SourceScan``. ``detect`` is tried in the order below. A module with
+``EXTERNAL = True`` (the Hannover repository) is an external test set: ingest leaves its rows out of
+the record table, and ``benchmark --external`` scores it.
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BadInputError, DataNotFoundError
-from . import covid_collection, imagefolder, nih, rsna
+from . import covid_collection, hannover, imagefolder, nih, rsna
 
-READERS = {m.NAME: m for m in (covid_collection, nih, rsna, imagefolder)}
+READERS = {m.NAME: m for m in (covid_collection, nih, rsna, hannover, imagefolder)}
 
 
 def detect_format(root: Path) -> str:
@@ -23,5 +25,10 @@ def detect_format(root: Path) -> str:
     raise BadInputError(
         "cannot tell the source format of this folder", root,
         "expected metadata.csv (COVID-19 collection), Data_Entry_2017.csv (NIH), stage_2_train_labels.csv "
-        "(RSNA) or label sub-folders (normal/, pneumonia/, covid/)",
+        "(RSNA), data.csv + png/ (Hannover COVID-19 Image Repository) or label sub-folders (normal/, pneumonia/, covid/)",
     )
+
+
+def is_external(fmt: str) -> bool:
+    """Whether a format is an external test set by default (never ingested for training)."""
+    return bool(getattr(READERS.get(fmt), "EXTERNAL", False))

@@ -57,6 +57,20 @@ SOURCES = {
         "bibtex": "@article{shih2019rsna,\n  title={Augmenting the National Institutes of Health Chest Radiograph Dataset with Expert Annotations of Possible Pneumonia},\n"
                   "  author={Shih, George and Wu, Carol C and Halabi, Safwan S and others},\n  journal={Radiology: Artificial Intelligence},\n  year={2019}\n}",
     },
+    "hannover": {
+        "name": "COVID-19 Image Repository (Hannover Medical School)",
+        "hub_id": None,
+        "url": "https://github.com/ml-workgroup/covid-19-image-repository",
+        "licence": "CC BY 3.0 (https://creativecommons.org/licenses/by/3.0/)",
+        "terms": "any use with attribution (CC BY 3.0); an external test set here, never trained on",
+        "attribution": "attribute the Institute for Diagnostic and Interventional Radiology, Hannover Medical School, "
+                       "and cite Winther et al. (2020), DOI 10.25835/0090041",
+        "citation": "Winther HB, Laser H, Gerbel S, et al. COVID-19 Image Repository. Hannover Medical School, 2020. "
+                    "doi:10.25835/0090041",
+        "bibtex": "@misc{winther2020covid,\n  title={COVID-19 Image Repository},\n"
+                  "  author={Winther, Hinrich B and Laser, Hans and Gerbel, Svetlana and others},\n"
+                  "  publisher={Hannover Medical School},\n  doi={10.25835/0090041},\n  year={2020}\n}",
+    },
     "imagefolder": {
         "name": "user image folder", "hub_id": None, "url": "",
         "licence": "as given by the user (ingest imagefolder.license)", "attribution": "as the user's source requires",
