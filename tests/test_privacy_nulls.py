@@ -1,7 +1,8 @@
 """Nulls that are nulls (issue 20): each privacy verdict right on data whose answer is known.
 
 - Linkage: a top-1 rate 6x chance is "linkable above chance at a low rate", 100x chance at a pool of
-  5,000 is LINKABLE (the old +2-point margin passed both), chance is not linkable.
+  5,000 is LINKABLE (the old +2-point margin passed both), chance is not linkable; chance is where the
+  sources are (shuffled within config), not 1 / pool size.
 - SSIM to source: the null is measured (new real images, random pseudo-sources, the identical
   shortlist procedure). On unrelated pairs it is far below 1 / 11 and the test holds its level; a
   near-copy set and a partial-resemblance set that 1 / 11 calls chance are flagged.
@@ -70,6 +71,28 @@ def test_a_constructed_embedding_linked_6x_chance_is_linkable_above_chance():
     v = _linkage_verdict(lk["top1_credit"], 1000)
     assert 5 <= v["lift"] < 10 and v["p_value"] < 0.01
     assert v["verdict"].startswith("linkable above chance at a low rate (") and "x chance, p = " in v["verdict"]
+
+
+def test_linkage_chance_is_where_the_sources_are_not_one_over_the_pool():
+    """Images that lie among 200 "normal" pool images (of 2,000) but carry nothing of their own sources
+    (each normal is the source of 10 of them): they find their source first 1 in 200 times, 10x
+    1 / pool size, yet no more often than a shuffled source would."""
+    rng = np.random.default_rng(5)
+    pool = np.r_[rng.normal(size=(200, 8)), rng.normal(size=(1800, 8)) + 20]
+    src = np.repeat(np.arange(200), 10)
+    syn = rng.normal(size=(2000, 8))
+    lk = P.linkage(syn, pool, src)
+    naive = verdicts(_only("linkage", P.chance_test(lk["top1_credit"], 1 / 2000)))[0]
+    assert naive["lift"] >= 5 and naive["significant"]  # what 1 / pool size would say
+    shuffled = P.shuffled_chance(lk["nearest"], lk["source"])
+    assert shuffled.mean() == pytest.approx(1 / 200)
+    v = verdicts(_only("linkage", P.chance_test(lk["top1_credit"], shuffled.mean())))[0]
+    assert not v["significant"] and v["verdict"] == TABLE["linkage"]["passed_words"]
+    # each image linked to its source: significant against the shuffled chance too
+    syn[:40] = pool[src[:40]] + 0.01
+    lk = P.linkage(syn, pool, src)
+    v = verdicts(_only("linkage", P.chance_test(lk["top1_credit"], P.shuffled_chance(lk["nearest"], lk["source"]).mean())))[0]
+    assert v["significant"]
 
 
 # --- the calibrated SSIM null ------------------------------------------------------------------------

@@ -4,7 +4,11 @@ statistical tests that turn them into calibrated verdicts (``verdicts.py``).
 Definitions (see ``../shared/REFERENCES.md``, "Privacy of synthetic medical images"):
 - linkage rank of s: the position of its own source among the real images of the search pool, ordered
   by d(phi s, phi r) (1 = nearest); ties are split evenly (an image tied with t others at the top
-  counts 1 / (t + 1) towards top-1), so they favour neither the attacker nor the release;
+  counts 1 / (t + 1) towards top-1), so they favour neither the attacker nor the release. Its null is
+  not 1 / pool size: an image translated from a normal X-ray lies near normal X-rays, and its source is
+  one of them. :func:`shuffled_chance` is the top-1 rate expected if each image's source were another
+  image's source of the same config (sources shuffled within config), given where the images lie;
+  it equals 1 / pool size when every pool image is the source of one image;
 - DCR(s) = min over pool images r of d(phi s, phi r); NNDR(s) = d1 / d2 to the two nearest pool images;
 - authenticity (Alaa et al. 2022), from the definition for sets of unequal size: with r* the nearest
   pool image to s, s is authentic when d(s, r*) > d(r*, nearest other pool image);
@@ -44,16 +48,33 @@ def chunked(a: np.ndarray, b: np.ndarray):
 # --- linkage -----------------------------------------------------------------------------------------
 
 def linkage(syn: np.ndarray, pool: np.ndarray, source_index: np.ndarray) -> dict:
-    """Rank of each synthetic image's own source (``pool[source_index[i]]``) among the whole pool."""
+    """Rank of each synthetic image's own source (``pool[source_index[i]]``) among the whole pool, with
+    each image's nearest pool image and its source (for :func:`shuffled_chance`)."""
     less = np.empty(len(syn), dtype=np.int64)
     ties = np.empty(len(syn), dtype=np.int64)
+    first = np.zeros(len(syn), dtype=np.int64)
     for i, d in chunked(syn, pool):
         rows = np.arange(len(d))
         own = d[rows, source_index[i:i + len(d)]]
         tol = TIE_RTOL * np.maximum(own, 1e-12)[:, None]
         less[i:i + len(d)] = (d < own[:, None] - tol).sum(1)
         ties[i:i + len(d)] = (np.abs(d - own[:, None]) <= tol).sum(1) - 1  # the source itself is not a tie
-    return rank_summary(less, ties, pool.shape[0])
+        first[i:i + len(d)] = d.argmin(1)
+    return {**rank_summary(less, ties, pool.shape[0]), "nearest": first, "source": np.asarray(source_index)}
+
+
+def shuffled_chance(nearest: np.ndarray, source: np.ndarray, strata=None) -> np.ndarray:
+    """Per image, the top-1 linkage credit expected under the null that its source is a random one of
+    its stratum's (config's) sources: the share of the stratum's images whose source is the image's
+    nearest pool image (``nearest``, ``source``: :func:`linkage`'s). Its mean is the null top-1 rate."""
+    nearest, source = np.asarray(nearest, np.int64), np.asarray(source, np.int64)
+    out = np.zeros(len(nearest))
+    strata = np.zeros(len(nearest)) if strata is None else np.asarray(strata)
+    size = int(max(nearest.max(initial=0), source.max(initial=0))) + 1
+    for s in dict.fromkeys(strata.tolist()):
+        k = strata == s
+        out[k] = np.bincount(source[k], minlength=size)[nearest[k]] / k.sum()
+    return out
 
 
 def _harmonic(n: np.ndarray) -> np.ndarray:

@@ -4,7 +4,9 @@ Every privacy verdict compares a statistic of the synthetic images with a refere
 the same statistic for new real images (a held-out set, patient-disjoint from training, of the label
 the synthetic images were translated from, per config), the same procedure run on those new images
 with a random training image as pseudo-source (the calibrated null of the SSIM tests), or chance
-(1 / pool size for linkage, where every pool image is a candidate). A test is **flagged** when it is
+(linkage: the top-1 rate expected with the sources shuffled within config, which is 1 / pool size only
+when every pool image is one image's source; an image made from a normal X-ray lies among normal
+X-rays, and so does its source). A test is **flagged** when it is
 significant (one-sided p < ``ALPHA``: binomial against chance, or Fisher's exact test stratified by
 config against the calibrated null; for the bootstrap comparisons a 95% interval above 0) *and* its
 margin is met: the difference is at least the threshold, or, for the tests with a ``lift``, the rate is
@@ -33,7 +35,9 @@ THRESHOLDS: tuple[dict, ...] = (
     {"key": "linkage", "name": "own source found by nearest-neighbour search more often than chance",
      "statistic": "top-1 linkage rate: share of images whose nearest real image in the search pool is their own "
                   "source (ties split evenly)",
-     "reference": "chance, 1 / pool size", "test": "binomial", "threshold": 0.02, "lift": 10.0,
+     "reference": "chance: the top-1 rate if each image's source were another image's source of the same config "
+                  "(sources shuffled within config; 1 / pool size when every pool image is one image's source)",
+     "test": "binomial", "threshold": 0.02, "lift": 10.0,
      "direction": "higher is worse", "flagged_words": "LINKABLE",
      "low_words": "linkable above chance at a low rate", "passed_words": "not linkable beyond chance by this test",
      "unit": "share"},
@@ -144,7 +148,8 @@ def _select(m: dict, mask: np.ndarray | None) -> dict:
     mask = np.asarray(mask, bool)
     sel = dict(m)
     lk = m["linkage"]
-    sel["linkage"] = P.rank_summary(lk["less"][mask], lk["ties"][mask], lk["pool_size"])
+    sel["linkage"] = {**P.rank_summary(lk["less"][mask], lk["ties"][mask], lk["pool_size"]),
+                      "nearest": lk["nearest"][mask], "source": lk["source"][mask]}
     sel["syn"] = {k: v[mask] for k, v in m["syn"].items()}
     sel["strata"] = m["strata"][mask]
     sel["similarity"] = {k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in m["similarity"].items()}
@@ -164,10 +169,12 @@ def _by_stratum(m: dict, values: np.ndarray) -> dict:
 def evaluate(m: dict, boots: int = 2000, seed: int = 0) -> dict:
     """Each table test on one embedding's measures: value, reference, difference, 95% interval, p, n."""
     lk = m["linkage"]
-    link = P.chance_test(lk["top1_credit"], lk["chance_top1"])
-    out = {"linkage": {**link, "pool_size": lk["pool_size"], "top5": lk["top5"], "mrr": lk["mrr"],
-                       "chance_top5": lk["chance_top5"], "chance_mrr": lk["chance_mrr"], "ties_share": lk["ties_share"]}}
     strata = m["strata"]
+    shuffled = P.shuffled_chance(lk["nearest"], lk["source"], strata)
+    link = P.chance_test(lk["top1_credit"], float(shuffled.mean()) if len(shuffled) else lk["chance_top1"])
+    out = {"linkage": {**link, "pool_size": lk["pool_size"], "pool_chance": lk["chance_top1"], "top5": lk["top5"],
+                       "mrr": lk["mrr"], "chance_top5": lk["chance_top5"], "chance_mrr": lk["chance_mrr"],
+                       "ties_share": lk["ties_share"]}}
     null = {s: r["win"] for s, r in m["null"].items()}
     refs_n = {s: len(idx) for s, idx in m["refs"].items()}
     sim = m["similarity"]
@@ -298,6 +305,8 @@ def verdicts(by_embedding: dict[str, dict], population: int | None = None, cavea
                   f"({row['reference']}); difference {_pct(t['difference'], True)} points, 95% interval "
                   f"{_pct(lo, True)} to {_pct(hi, True)}{pv}; {sample}{refs}; {which}; flagged when the difference is "
                   f"at least {_margin_words(row)} and {sig}")
+        if row["key"] == "linkage" and t.get("pool_chance") is not None:
+            detail += f"; 1 / pool size = {100 * t['pool_chance']:.2g}%"
         if row["key"] in ("source_similarity", "inverse") and t.get("naive_chance") is not None:
             detail += (f"; 1 / (shortlist + 1) = {_pct(t['naive_chance'])}% is not the null (the others are the "
                        "image's nearest, the source is not)")
