@@ -14,7 +14,8 @@ audit's classifier embedding when it has one and Inception when its file is on d
 
 Scale: the privacy measures run on a seeded random sample of synthetic images per config (``sample``),
 searched against a pool of training images that holds their sources and others drawn at random
-(``pool``), with up to ``heldout`` new real images as the reference; the reverse generator runs on
+(``pool``), with up to ``heldout`` new real images as the reference (label-matched: each config is held
+against new images of the label it was translated from, ``heldout_reference``); the reverse generator runs on
 ``inverse_sample`` images per config; quality compares equal-size subsamples. Every sample size is
 written next to the numbers it produced, and each verdict carries its interval.
 """
