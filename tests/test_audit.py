@@ -314,6 +314,9 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     m = attach_audit(out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
     card = (out / "covid-cxr-synth" / "README.md").read_text()
     assert f"**Fidelity.** {again['summary']['fidelity']}" in card and "untranslated" in again["summary"]["fidelity"]
+    # two training steps make images a probe tells from real COVID-19 at once: the distance verdicts say so
+    assert again["summary"]["caveat"].startswith("Distances to training images are not comparable")
+    assert f"  - *{again['summary']['caveat']}*" in card
     assert sum(again["counts"].values()) == 36
     assert "Not yet audited" not in card and "12 images were removed after the audit" in card
     for v in again["summary"]["verdicts"]:  # every verdict reaches the card by name, with the embedding that decided it

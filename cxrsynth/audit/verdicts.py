@@ -341,7 +341,7 @@ def _brief(t: dict) -> dict:
 OFF_MANIFOLD_AUROC = 0.7
 
 
-def off_manifold(fidelity_part: dict | None, what: str = "real COVID-19") -> str | None:
+def off_manifold(fidelity_part: dict | None, what: str = "COVID-19") -> str | None:
     """One sentence for the distance verdicts when a probe tells the synthetic images from real ones
     (the fidelity section's ``overall`` or a ``per_config`` part, :mod:`cxrsynth.audit.fidelity`), else
     None. A distance test that passes on images off the real manifold shows low fidelity, not privacy."""
@@ -359,7 +359,7 @@ def off_manifold(fidelity_part: dict | None, what: str = "real COVID-19") -> str
     for space in ("cxr_encoder", "pixels"):
         k = (fidelity_part.get("kid") or {}).get(space)
         if k and k["synthetic_vs_heldout"]["mean"] is not None and k["floor_train_vs_heldout"]["mean"] is not None:
-            kid = (f", and in the {space.replace('_', ' ')} space their KID to held-out {what} is "
+            kid = (f", and in the {space.replace('_', ' ')} space their KID to held-out real {what} is "
                    f"{k['synthetic_vs_heldout']['mean']:.3g} against {k['floor_train_vs_heldout']['mean']:.3g} "
                    "between real training and held-out images")
             break
