@@ -708,6 +708,7 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, record
     `cxrsynth release` then puts the results in the dataset card.
     """
     from .audit.run import AuditConfig, audit as run
+    from .audit.verdicts import caveat_after
     from .config import resolve
 
     cfg = resolve(AuditConfig, config_file, overrides, given={"embedding": embedding, "exclude_closest": exclude_closest})
@@ -719,7 +720,10 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, record
         return
     click.echo(result["summary"]["text"].replace("**", ""))
     for v in result["summary"]["verdicts"]:
-        click.echo(f"  {'FLAG' if v['flagged'] else 'ok  '} {v['name']}: {v['verdict']} ({v['detail']})")
+        mark = "FLAG" if v["flagged"] else "low " if v.get("significant") else "ok  "
+        click.echo(f"  {mark} {v['name']}: {v['verdict']} ({v['detail']})")
+        if caveat_after(v):
+            click.echo(f"       {caveat_after(v)}")
 
 
 def main(argv: list[str] | None = None) -> None:

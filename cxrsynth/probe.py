@@ -4,6 +4,11 @@ Used by the benchmark (shortcut controls: collection vs collection, real vs synt
 (fidelity: real vs synthetic against its baselines), so it sits below both. Out-of-fold AUROC of a
 logistic regression on small z-scored thumbnails, with folds grouped by patient, so no image is scored by
 a model that saw its patient; 0.5 means the sets cannot be told apart.
+
+A linear probe on 32 px thumbnails can see how an image was shrunk (a direct decode to 32 px and a
+bilinear shrink of a 128 px image differ in blur). So every image a probe compares reaches 32 px by one
+path, :func:`probe_pixels`: decoded (real) or read (synthetic) at the same array size first, then
+shrunk by :func:`resample`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,22 @@ from . import metrics as M
 
 PROBE_SIDE = 32  # pixels per side of the probe's input: small on purpose (a linear probe, not a model)
 PROBE_MAX = 200  # images per side at most
+
+
+def resample(images: np.ndarray, side: int) -> np.ndarray:
+    """uint8 (N, H, W) -> float32 (N, side, side) in [0, 1] by PIL bilinear: the one path by which real,
+    untranslated and synthetic images reach a smaller input size (the probe's 32 px)."""
+    from PIL import Image
+
+    if images.shape[-1] == side and images.shape[-2] == side:
+        return images.astype(np.float32) / 255
+    return np.stack([np.asarray(Image.fromarray(a).resize((side, side), Image.Resampling.BILINEAR), np.float32)
+                     for a in images]) / 255 if len(images) else np.zeros((0, side, side), np.float32)
+
+
+def probe_pixels(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, S, S), every set at the same S -> the probe's input, float32 (N, PROBE_SIDE ** 2)."""
+    return resample(np.asarray(images), PROBE_SIDE).reshape(len(images), -1)
 
 
 def cap(n: int, cap: int, seed: int) -> np.ndarray:

@@ -314,6 +314,9 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     m = attach_audit(out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
     card = (out / "covid-cxr-synth" / "README.md").read_text()
     assert f"**Fidelity.** {again['summary']['fidelity']}" in card and "untranslated" in again["summary"]["fidelity"]
+    # two training steps make images a probe tells from real COVID-19 at once: the distance verdicts say so
+    assert again["summary"]["caveat"].startswith("Distances to training images are not comparable")
+    assert f"  - *{again['summary']['caveat']}*" in card
     assert sum(again["counts"].values()) == 36
     assert "Not yet audited" not in card and "12 images were removed after the audit" in card
     for v in again["summary"]["verdicts"]:  # every verdict reaches the card by name, with the embedding that decided it
@@ -335,6 +338,13 @@ def test_audit_samples_and_says_so(built, tmp_path):
     link = res["summary"]["verdicts"][0]
     assert link["n"] == 20 and "20 images sampled at random from 48" in link["detail"]
     assert "a seeded random sample of the 48" in res["summary"]["text"]
+    # label-matched references: each config against held-out images of its sources' label, said in the text
+    refs = res["pools"]["heldout_reference"]
+    assert {c: r["label"] for c, r in refs.items()} == {"g_nc": "normal", "g_pc": "pneumonia"}
+    assert sum(r["n"] for r in refs.values()) == res["pools"]["heldout"]
+    assert f"g_nc against {refs['g_nc']['n']:,} held-out normal images" in res["summary"]["text"]
+    assert res["privacy"]["overall"]["pixels (32x32, z-scored)"]["dcr"]["reference_sizes"] == {
+        c: r["n"] for c, r in refs.items()}
     assert res["quality"]["per_config"]["g_nc"]["n_fake"] == 12
     again = audit(rel, wd, cfg, out_dir=tmp_path / "b")  # seeded: the same numbers
     assert again["summary"]["verdicts"] == res["summary"]["verdicts"]

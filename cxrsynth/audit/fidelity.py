@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
+from ..probe import resample
 from . import quality as Q
 from .embed import embed
 from .privacy import ssim_many
@@ -51,15 +52,6 @@ class FidelityConfig:
 
 
 # --- pure measures ----------------------------------------------------------------------------------
-
-def resample(images: np.ndarray, side: int) -> np.ndarray:
-    """uint8 (N, H, W) -> float32 (N, side, side) in [0, 1] by PIL bilinear: the one path by which real,
-    untranslated and synthetic images reach a smaller input size (the probe's 32 px)."""
-    if images.shape[-1] == side and images.shape[-2] == side:
-        return images.astype(np.float32) / 255
-    return np.stack([np.asarray(Image.fromarray(a).resize((side, side), Image.Resampling.BILINEAR), np.float32)
-                     for a in images]) / 255 if len(images) else np.zeros((0, side, side), np.float32)
-
 
 def kid_interval(a: np.ndarray, b: np.ndarray, n: int | None = None, repeats: int = 20, seed: int = 0) -> dict:
     """KID of two feature sets on ``repeats`` equal-size subsamples of ``n`` (default: the smaller set):
@@ -116,12 +108,11 @@ def ssim_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def probe(a: np.ndarray, b: np.ndarray, groups_a: list[str], groups_b: list[str], bootstrap: int, seed: int) -> dict:
     """The benchmark's classifier two-sample test (logistic regression on 32x32 pixels, folds by
-    patient), with both sets brought to 32 px by :func:`resample`."""
-    from ..probe import PROBE_SIDE
+    patient), with both sets brought to 32 px by :func:`cxrsynth.probe.probe_pixels`."""
     from ..probe import probe as _probe
+    from ..probe import probe_pixels
 
-    x = lambda im: resample(im, PROBE_SIDE).reshape(len(im), -1)
-    out = _probe(x(a), x(b), groups_a, groups_b, bootstrap, seed)
+    out = _probe(probe_pixels(a), probe_pixels(b), groups_a, groups_b, bootstrap, seed)
     return {k: out[k] for k in ("n_a", "n_b", "auroc", "auroc_ci95") if k in out} | (
         {"note": out["note"]} if "note" in out else {})
 

@@ -59,7 +59,10 @@ def _fmt(x) -> str:
 
 
 def report_section(path: Path, result: dict, figs: list[Path]) -> Path:
+    from .verdicts import caveat_after
+
     items = "".join(f"<li><b>{html.escape(v['name'])}</b>: {html.escape(v['verdict'])} ({html.escape(v['detail'])})</li>"
+                    + (f"<li><i>{html.escape(caveat_after(v))}</i></li>" if caveat_after(v) else "")
                     for v in result["summary"]["verdicts"])
     imgs = "".join(f'<figure><img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
                    f"<figcaption>audit: {p.stem}</figcaption></figure>" for p in figs)

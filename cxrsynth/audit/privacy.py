@@ -4,7 +4,11 @@ statistical tests that turn them into calibrated verdicts (``verdicts.py``).
 Definitions (see ``../shared/REFERENCES.md``, "Privacy of synthetic medical images"):
 - linkage rank of s: the position of its own source among the real images of the search pool, ordered
   by d(phi s, phi r) (1 = nearest); ties are split evenly (an image tied with t others at the top
-  counts 1 / (t + 1) towards top-1), so they favour neither the attacker nor the release;
+  counts 1 / (t + 1) towards top-1), so they favour neither the attacker nor the release. Its null is
+  not 1 / pool size: an image translated from a normal X-ray lies near normal X-rays, and its source is
+  one of them. :func:`shuffled_chance` is the top-1 rate expected if each image's source were another
+  image's source of the same config (sources shuffled within config), given where the images lie;
+  it equals 1 / pool size when every pool image is the source of one image;
 - DCR(s) = min over pool images r of d(phi s, phi r); NNDR(s) = d1 / d2 to the two nearest pool images;
 - authenticity (Alaa et al. 2022), from the definition for sets of unequal size: with r* the nearest
   pool image to s, s is authentic when d(s, r*) > d(r*, nearest other pool image);
@@ -12,8 +16,10 @@ Definitions (see ``../shared/REFERENCES.md``, "Privacy of synthetic medical imag
   training), which is the reference a verdict is calibrated against;
 - SSIM (scikit-image's definition: data range 1, Gaussian window sigma 1.5, population covariance;
   :func:`ssim_many` computes the same numbers in batches) to the own source and to the ``k`` most
-  similar other real images (shortlisted by embedding): the own source wins the shortlist of ``k + 1``
-  by chance at rate 1 / (k + 1).
+  similar other real images (shortlisted by embedding). 1 / (k + 1) is *not* the rate at which an
+  unrelated source wins: the ``k`` others are chosen as nearest to the image, the source is not, so an
+  unrelated source wins far less often. The null is measured instead (:func:`null_comparison`): the
+  identical procedure on new real images, each given a random training image as pseudo-source.
 """
 
 from __future__ import annotations
@@ -42,16 +48,33 @@ def chunked(a: np.ndarray, b: np.ndarray):
 # --- linkage -----------------------------------------------------------------------------------------
 
 def linkage(syn: np.ndarray, pool: np.ndarray, source_index: np.ndarray) -> dict:
-    """Rank of each synthetic image's own source (``pool[source_index[i]]``) among the whole pool."""
+    """Rank of each synthetic image's own source (``pool[source_index[i]]``) among the whole pool, with
+    each image's nearest pool image and its source (for :func:`shuffled_chance`)."""
     less = np.empty(len(syn), dtype=np.int64)
     ties = np.empty(len(syn), dtype=np.int64)
+    first = np.zeros(len(syn), dtype=np.int64)
     for i, d in chunked(syn, pool):
         rows = np.arange(len(d))
         own = d[rows, source_index[i:i + len(d)]]
         tol = TIE_RTOL * np.maximum(own, 1e-12)[:, None]
         less[i:i + len(d)] = (d < own[:, None] - tol).sum(1)
         ties[i:i + len(d)] = (np.abs(d - own[:, None]) <= tol).sum(1) - 1  # the source itself is not a tie
-    return rank_summary(less, ties, pool.shape[0])
+        first[i:i + len(d)] = d.argmin(1)
+    return {**rank_summary(less, ties, pool.shape[0]), "nearest": first, "source": np.asarray(source_index)}
+
+
+def shuffled_chance(nearest: np.ndarray, source: np.ndarray, strata=None) -> np.ndarray:
+    """Per image, the top-1 linkage credit expected under the null that its source is a random one of
+    its stratum's (config's) sources: the share of the stratum's images whose source is the image's
+    nearest pool image (``nearest``, ``source``: :func:`linkage`'s). Its mean is the null top-1 rate."""
+    nearest, source = np.asarray(nearest, np.int64), np.asarray(source, np.int64)
+    out = np.zeros(len(nearest))
+    strata = np.zeros(len(nearest)) if strata is None else np.asarray(strata)
+    size = int(max(nearest.max(initial=0), source.max(initial=0))) + 1
+    for s in dict.fromkeys(strata.tolist()):
+        k = strata == s
+        out[k] = np.bincount(source[k], minlength=size)[nearest[k]] / k.sum()
+    return out
 
 
 def _harmonic(n: np.ndarray) -> np.ndarray:
@@ -163,7 +186,9 @@ def source_similarity(syn_px: np.ndarray, pool_px: np.ndarray, syn_emb: np.ndarr
     """SSIM to the own source against its ``shortlist`` nearest other pool images (by embedding).
 
     ``win``: the credit of the own source for being the most similar of the shortlist (ties split
-    evenly); ``chance``: 1 / (candidates), the rate at which a source unrelated to the image wins.
+    evenly); ``chance``: 1 / (candidates), which is *not* the rate at which an unrelated source wins
+    (the others are the image's nearest, the source is not): run the same function on new real images
+    with random pseudo-sources for that (the calibrated null).
     """
     n = len(syn_px)
     own, best_other, win, chance, psnr_own = (np.zeros(n) for _ in range(5))
@@ -228,37 +253,96 @@ def _boot_interval(samples: np.ndarray, level: float = 0.95) -> list[float]:
     return [float(np.quantile(samples, a)), float(np.quantile(samples, 1 - a))]
 
 
-def share_difference(syn_flags: np.ndarray, ref_flags: np.ndarray, boots: int = 2000, seed: int = 0) -> dict:
+def _strata(syn: np.ndarray, ref, strata) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(synthetic values, reference values) per stratum present among the synthetic images.
+
+    ``strata`` (one label per synthetic image) with ``ref`` a dict {label: reference values}: each
+    synthetic image is compared with the reference of its own stratum (e.g. its config's label-matched
+    held-out images); ``strata`` None: one stratum, ``ref`` an array."""
+    if strata is None:
+        return [(syn, np.asarray(ref, float))]
+    strata = np.asarray(strata)
+    return [(syn[strata == s], np.asarray(ref.get(s, ()), float)) for s in dict.fromkeys(strata.tolist())]
+
+
+def _empty(n: int, n_ref: int, **extra) -> dict:
+    return {"n": n, "n_reference": n_ref, "value": None, "reference": None, "difference": None, "interval": None,
+            **extra}
+
+
+def share_difference(syn_flags: np.ndarray, ref_flags, boots: int = 2000, seed: int = 0, strata=None) -> dict:
     """Share of synthetic images with a property minus the same share among new real images, with a
-    95% bootstrap interval (both sets resampled)."""
-    syn_flags, ref_flags = np.asarray(syn_flags, float), np.asarray(ref_flags, float)
-    if not len(syn_flags) or not len(ref_flags):
-        return {"n": len(syn_flags), "n_reference": len(ref_flags), "value": None, "reference": None,
-                "difference": None, "interval": None}
+    95% bootstrap interval (both sets resampled, within each stratum). With ``strata`` (one label per
+    synthetic image; ``ref_flags`` a dict {label: flags}) the reference share is the strata's shares
+    weighted as the synthetic images are, so each image is held against its own kind of new image."""
+    syn_flags = np.asarray(syn_flags, float)
+    parts = _strata(syn_flags, ref_flags, strata)
+    n_ref = sum(len(r) for _, r in parts)
+    if not len(syn_flags) or any(not len(r) for _, r in parts):
+        return _empty(len(syn_flags), n_ref)
     rng = np.random.default_rng(seed)
-    bs = syn_flags[rng.integers(0, len(syn_flags), (boots, len(syn_flags)))].mean(1)
-    br = ref_flags[rng.integers(0, len(ref_flags), (boots, len(ref_flags)))].mean(1)
-    v, r = float(syn_flags.mean()), float(ref_flags.mean())
-    return {"n": len(syn_flags), "n_reference": len(ref_flags), "value": v, "reference": r, "difference": v - r,
-            "interval": _boot_interval(bs - br)}
+    w = np.array([len(s) for s, _ in parts]) / len(syn_flags)
+    v = float(syn_flags.mean())
+    r = float(sum(wk * rf.mean() for wk, (_, rf) in zip(w, parts)))
+    diffs = np.zeros(boots)
+    for wk, (sf, rf) in zip(w, parts):
+        diffs += wk * (sf[rng.integers(0, len(sf), (boots, len(sf)))].mean(1)
+                       - rf[rng.integers(0, len(rf), (boots, len(rf)))].mean(1))
+    return {"n": len(syn_flags), "n_reference": n_ref, "value": v, "reference": r, "difference": v - r,
+            "interval": _boot_interval(diffs)}
 
 
-def tail_difference(syn: np.ndarray, ref: np.ndarray, q: float = 5.0, boots: int = 2000, seed: int = 0) -> dict:
+def exact_two_proportion(syn_credit: np.ndarray, ref_credit, strata=None) -> float | None:
+    """One-sided p that the synthetic share exceeds the reference share: Fisher's exact test, stratified
+    (the conditional test of a common odds ratio of 1: the synthetic successes summed over strata, whose
+    null law, given each stratum's margins, is a convolution of hypergeometric laws). Credits (ties
+    split) are summed and rounded to counts per stratum."""
+    from scipy.stats import hypergeom
+
+    syn_credit = np.asarray(syn_credit, float)
+    parts = _strata(syn_credit, ref_credit, strata)
+    if not len(syn_credit) or any(not len(r) for _, r in parts):
+        return None
+    law, observed = np.ones(1), 0
+    for s, r in parts:
+        k1, k0 = int(round(s.sum())), int(round(r.sum()))
+        n1, total, succ = len(s), len(s) + len(r), k1 + k0
+        lo, hi = max(0, n1 + succ - total), min(n1, succ)
+        pmf = np.zeros(hi + 1)
+        pmf[lo:] = hypergeom.pmf(np.arange(lo, hi + 1), total, succ, n1)
+        law, observed = np.convolve(law, pmf), observed + k1
+    return float(min(1.0, law[observed:].sum()))
+
+
+def null_comparison(syn_credit: np.ndarray, null_credit, boots: int = 2000, seed: int = 0, strata=None) -> dict:
+    """A share against its calibrated null (the same procedure run on new real images, each given a
+    random pseudo-source): :func:`share_difference`'s interval and :func:`exact_two_proportion`'s p."""
+    out = share_difference(syn_credit, null_credit, boots, seed, strata)
+    out["p_value"] = exact_two_proportion(syn_credit, null_credit, strata) if out["value"] is not None else None
+    return out
+
+
+def tail_difference(syn: np.ndarray, ref, q: float = 5.0, boots: int = 2000, seed: int = 0, strata=None) -> dict:
     """Share of synthetic values below the ``q``-th percentile of new real images' values, minus the same
     share for the new real images themselves (about q%), with a 95% bootstrap interval that resamples both
-    sets and so carries the uncertainty of the percentile."""
-    syn, ref = np.asarray(syn, float), np.asarray(ref, float)
-    if not len(syn) or not len(ref):
-        return {"n": len(syn), "n_reference": len(ref), "value": None, "reference": None, "difference": None,
-                "interval": None, "cutoff": None}
-    cut = float(np.percentile(ref, q))
-    v, r = float(np.mean(syn < cut)), float(np.mean(ref < cut))
+    sets and so carries the uncertainty of the percentile. With ``strata`` (see :func:`share_difference`)
+    each synthetic image is held against the percentile of its own stratum's reference."""
+    syn = np.asarray(syn, float)
+    parts = _strata(syn, ref, strata)
+    n_ref = sum(len(r) for _, r in parts)
+    if not len(syn) or any(not len(r) for _, r in parts):
+        return _empty(len(syn), n_ref, cutoff=None)
+    w = np.array([len(s) for s, _ in parts]) / len(syn)
+    cuts = [float(np.percentile(r, q)) for _, r in parts]
+    v = float(sum(wk * np.mean(s < c) for wk, (s, _), c in zip(w, parts, cuts)))
+    r = float(sum(wk * np.mean(rf < c) for wk, (_, rf), c in zip(w, parts, cuts)))
     rng = np.random.default_rng(seed)
-    diffs = np.empty(boots)
+    diffs = np.zeros(boots)
     for b in range(boots):
-        rr = ref[rng.integers(0, len(ref), len(ref))]
-        sb = syn[rng.integers(0, len(syn), len(syn))]
-        c = np.percentile(rr, q)
-        diffs[b] = np.mean(sb < c) - np.mean(rr < c)
-    return {"n": len(syn), "n_reference": len(ref), "value": v, "reference": r, "difference": v - r,
-            "interval": _boot_interval(diffs), "cutoff": cut}
+        for wk, (sv, rv) in zip(w, parts):
+            rr = rv[rng.integers(0, len(rv), len(rv))]
+            sb = sv[rng.integers(0, len(sv), len(sv))]
+            c = np.percentile(rr, q)
+            diffs[b] += wk * (np.mean(sb < c) - np.mean(rr < c))
+    return {"n": len(syn), "n_reference": n_ref, "value": v, "reference": r, "difference": v - r,
+            "interval": _boot_interval(diffs), "cutoff": cuts[0] if len(cuts) == 1 else cuts}

@@ -14,7 +14,8 @@ audit's classifier embedding when it has one and Inception when its file is on d
 
 Scale: the privacy measures run on a seeded random sample of synthetic images per config (``sample``),
 searched against a pool of training images that holds their sources and others drawn at random
-(``pool``), with up to ``heldout`` new real images as the reference; the reverse generator runs on
+(``pool``), with up to ``heldout`` new real images as the reference (label-matched: each config is held
+against new images of the label it was translated from, ``heldout_reference``); the reverse generator runs on
 ``inverse_sample`` images per config; quality compares equal-size subsamples. Every sample size is
 written next to the numbers it produced, and each verdict carries its interval.
 """
@@ -27,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -42,12 +44,13 @@ from ..layout import AuditFolder, WorkLayout
 from ..paths import atomic_write, read_json, shareable, write_json
 from ..records import read_records
 from ..schemas import validate
+from ..vocab import SOURCE_LABEL
 from . import fidelity as F
 from . import privacy as P
 from . import quality as Q
 from .embed import embed, make_embedding
 from .own_classifier import own_classifier
-from .verdicts import ALPHA, THRESHOLDS, _select, evaluate, per_image, verdicts
+from .verdicts import ALPHA, THRESHOLDS, _select, evaluate, off_manifold, per_image, verdicts
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class AuditConfig:
     sample: int | None = 1000  # synthetic images per config for the privacy measures (seeded); null = all
     pool: int | None = 5000  # training images searched: the sampled images' sources + others at random; null = all
     heldout: int | None = 2000  # new real images (held-out splits, patient-disjoint) as the reference; null = all
+    # which new real images each config is held against: source-label (held-out normals for g_nc,
+    # pneumonias for g_pc: what a new X-ray of the kind it came from scores) | covid (held-out COVID-19)
+    heldout_reference: Literal["source-label", "covid"] = "source-label"
     inverse_sample: int | None = 200  # synthetic images per config put through the private reverse generator
     quality_features: str = "auto"  # auto (Inception when its weights file is on disk) | inception | embedding
     inception_weights: str | None = None  # default: $TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth
@@ -195,25 +201,29 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
     lap("load_real_images")
     inv_px, inv_index = _inverse_images(workdir, sample, sets)
     lap("inverse_generator")
-    priv = _privacy(modules, names, sets, inv_px, inv_index, sample, cfg, lap)
+    fidelity = _fidelity(workdir, modules, sample, mapping, cfg) if cfg.fidelity else None
+    lap("fidelity")  # first: its probe says whether the distance verdicts can be read as privacy evidence
+    priv = _privacy(modules, names, sets, inv_px, inv_index, sample, cfg, lap, fidelity)
     lap("privacy_measures")
     quality, n_covid = _quality(modules, sets, sample, cfg, rng)
     lap("quality")
-    fidelity = _fidelity(workdir, modules, sample, mapping, cfg) if cfg.fidelity else None
-    lap("fidelity")
     order, n_priv = sample.order, sample.n_priv
     flagged = [v["name"] for v in priv.summary if v["flagged"]]
     for c, pc in priv.per_config.items():
         flagged += [f"{n} ({c})" for n in pc["flagged"] if n not in flagged]
+    low = [f"{v['name']}: {v['verdict']}" for v in priv.summary if v["significant"] and not v["flagged"]]
+    refs = "; ".join(f"{c} against {r['n']:,} held-out {r['label']} images" for c, r in sets.references.items())
     population = sum(len(ids) for ids in order.values())
     sampled = any(n_priv[c] < len(order[c]) for c in order)
     text = (f"Audited {len(sets.syn_ids):,} synthetic images"
             + (f" (a seeded random sample of the {population:,})" if sampled else "")
             + f" against {len(sets.pool_ids):,} real training images and {len(sets.held_ids):,} new real images "
-              f"(held-out, patient-disjoint), with the embeddings: {'; '.join(names.values())}. Each verdict is "
-              "calibrated against new real images or chance, and taken on the worse embedding. "
+              f"(held-out, patient-disjoint; {refs}), with the embeddings: {'; '.join(names.values())}. Each "
+              "verdict is calibrated against new real images of the label the images were translated from, the "
+              "same procedure on them (the null), or chance, and taken on the worse embedding. "
             + (f"**Flagged: {', '.join(flagged)}.** Do not treat these images as anonymous." if flagged else
-               "No test flagged the images; this is evidence, not proof, of anonymity (other attacks exist)."))
+               "No test flagged the images; this is evidence, not proof, of anonymity (other attacks exist).")
+            + (f" Significant but under the margin: {'; '.join(low)}." if low else ""))
     result = {
         "kind": "cxrsynth.audit", "code_version": __version__, "config": to_dict(cfg), "release": str(release.name),
         # the stamp a card checks before it shows these results: which images were audited
@@ -224,12 +234,13 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
                         "quality": sample.n_qual[c]} for c in order},
         "pools": {"train": len(sets.train_all), "searched": len(sets.pool_ids), "heldout_available": len(sets.held_all),
                   "heldout": len(sets.held_ids), "heldout_dropped_shared_patient": len(sets.not_train) - len(sets.held_all),
+                  "heldout_reference": sets.references,
                   "covid_translator_train": len(sets.ct_ids), "covid_heldout": len(sets.ch_ids), "covid_real": n_covid},
         "privacy": {"overall": priv.overall, "per_config": priv.per_config, "closer_to_training_share": priv.closer},
         "quality": quality,
         **({"fidelity": fidelity} if fidelity else {}),
         "thresholds": {"alpha": ALPHA, "tests": list(THRESHOLDS)},
-        "summary": {"text": text, "verdicts": priv.summary, "flagged": flagged,
+        "summary": {"text": text, "verdicts": priv.summary, "flagged": flagged, "caveat": priv.caveat,
                     **({"fidelity": F.sentence(fidelity)} if fidelity else {})},
         "timing": timing,
     }
@@ -290,6 +301,8 @@ class _RealSets:
     ch_ids: list[str]
     ct_px: np.ndarray
     ch_px: np.ndarray
+    references: dict  # config -> {"label", "n"}: the new real images each config is held against
+    refs: dict  # config -> {"held": indices into held_ids, "pseudo_source": a random source of the config each}
 
 
 def _load(records: dict, ids: list[str], size: int) -> np.ndarray:
@@ -310,7 +323,11 @@ def _real_sets(layout: WorkLayout, mapping: dict[str, str], sample: _Sample, cfg
     train_patients = {patient(records[i]) for i in train_all}
     not_train = sorted(i for i in records if assign.get(i) not in (None, "train"))
     held_all = [i for i in not_train if patient(records[i]) not in train_patients]
-    held_ids = sorted(held_all[j] for j in rng.permutation(len(held_all))[:_take(cfg.heldout, len(held_all))])
+    # label-matched references: each config is held against new real images of its sources' label
+    # (or held-out COVID-19 with heldout_reference=covid), never a mix of labels
+    ref_label = {c: (SOURCE_LABEL[c] if cfg.heldout_reference == "source-label" else "covid") for c in sample.order}
+    wanted = [i for i in held_all if records[i].label in set(ref_label.values())]
+    held_ids = sorted(wanted[j] for j in rng.permutation(len(wanted))[:_take(cfg.heldout, len(wanted))])
 
     syn_ids, syn_cfg = [], []
     for c, ids in sample.order.items():
@@ -330,9 +347,17 @@ def _real_sets(layout: WorkLayout, mapping: dict[str, str], sample: _Sample, cfg
     ct_ids = sorted({i for t in plan["tasks"].values() for i in t["translator_train"]["covid"]} & set(records))
     ch_ids = [i for i in held_all if records[i].label == "covid"]
     size = sample.size
-    return _RealSets(records, train_all, not_train, held_all, held_ids, pool_ids, syn_ids, np.array(syn_cfg), src,
+    syn_cfg = np.array(syn_cfg)
+    refs, references = {}, {}
+    for c, label in ref_label.items():
+        held = np.array([k for k, i in enumerate(held_ids) if records[i].label == label], dtype=np.int64)
+        own = src[syn_cfg == c]  # the null's pseudo-sources are drawn as the real sources were: this config's
+        pseudo = rng.choice(own, len(held)) if len(own) else np.zeros(0, np.int64)
+        refs[c] = {"held": held, "pseudo_source": pseudo.astype(np.int64)}
+        references[c] = {"label": label, "n": int(len(held))}
+    return _RealSets(records, train_all, not_train, held_all, held_ids, pool_ids, syn_ids, syn_cfg, src,
                      syn_px, _load(records, pool_ids, size), _load(records, held_ids, size), ct_ids, ch_ids,
-                     _load(records, ct_ids, size), _load(records, ch_ids, size))
+                     _load(records, ct_ids, size), _load(records, ch_ids, size), references, refs)
 
 
 def _inverse_images(workdir: Path, sample: _Sample, sets: _RealSets) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -354,12 +379,15 @@ class _Privacy:
     summary: list
     per_config: dict
     closer: dict
+    caveat: str | None
 
 
 def _privacy(modules: dict, names: dict, sets: _RealSets, inv_px, inv_index, sample: _Sample,
-             cfg: AuditConfig, lap) -> _Privacy:
+             cfg: AuditConfig, lap, fidelity: dict | None = None) -> _Privacy:
     """Per-image measures under each embedding, their tests overall and per config, and the verdicts
-    (``lap("embed")`` is called once the embeddings are made, for the timing table)."""
+    (``lap("embed")`` is called once the embeddings are made, for the timing table). ``fidelity``: the
+    fidelity section, whose probe puts a caveat beside the distance verdicts when the images sit off
+    the real-image manifold (:func:`off_manifold`)."""
     feats = {}
     for k, m in modules.items():
         feats[names[k]] = {"syn": embed(m, sets.syn_px), "pool": embed(m, sets.pool_px), "held": embed(m, sets.held_px),
@@ -367,17 +395,20 @@ def _privacy(modules: dict, names: dict, sets: _RealSets, inv_px, inv_index, sam
                            "inv": embed(m, inv_px) if inv_px is not None else None}
     lap("embed")
     measures = per_image(sets.syn_px, sets.src, sets.pool_px, sets.held_px, feats, sets.ct_px, sets.ch_px, inv_px,
-                         inv_index, cfg.shortlist)
+                         inv_index, cfg.shortlist, sets.syn_cfg, sets.refs)
     overall = {e: evaluate(m, cfg.bootstrap, cfg.seed) for e, m in measures.items()}
-    summary = verdicts(overall, sum(len(ids) for ids in sample.order.values()))
+    caveat = off_manifold((fidelity or {}).get("overall"))
+    summary = verdicts(overall, sum(len(ids) for ids in sample.order.values()), caveat)
     per_config = {}
     for c in sample.order:
         mask = sets.syn_cfg == c
         t = {e: evaluate(_select(m, mask), cfg.bootstrap, cfg.seed) for e, m in measures.items()}
-        v = verdicts(t, len(sample.order[c]))
-        per_config[c] = {"tests": t, "flagged": [x["name"] for x in v if x["flagged"]]}
+        v = verdicts(t, len(sample.order[c]), off_manifold(((fidelity or {}).get("per_config") or {}).get(c)))
+        per_config[c] = {"tests": t, "flagged": [x["name"] for x in v if x["flagged"]],
+                         "significant": [x["name"] for x in v if x["significant"] and not x["flagged"]],
+                         "caveat": next((x["caveat"] for x in v if x.get("caveat")), None)}
     closer = {e: P.closer_to_training(f["syn"], f["pool"], f["held"], cfg.seed) for e, f in feats.items()}
-    return _Privacy(feats, measures, overall, summary, per_config, closer)
+    return _Privacy(feats, measures, overall, summary, per_config, closer, caveat)
 
 
 def _quality(modules: dict, sets: _RealSets, sample: _Sample, cfg: AuditConfig,

@@ -35,7 +35,7 @@ from ..sources.base import read_csv_rows
 from ..sources.covid_collection import NAME as COLLECTION
 from ..sources.covid_collection import is_covid
 from .. import metrics as M
-from ..probe import PROBE_MAX, PROBE_SIDE, probe
+from ..probe import PROBE_MAX, PROBE_SIDE, probe, probe_pixels
 from ..probe import cap as _cap
 from ..vocab import CONFIGS
 from .arms import EvalItem
@@ -177,15 +177,16 @@ def shortcut_verdict(per_seed: list[dict]) -> dict:
 
 # -- probes -----------------------------------------------------------------------------------------
 
-def _pixels(paths: list[str]) -> np.ndarray:
-    return np.stack([decode(p, PROBE_SIDE).pixels.astype(np.float32).ravel() / 255.0 for p in paths])
+def _pixels(paths: list[str], size: int = PROBE_SIDE) -> np.ndarray:
+    """Real images decoded at ``size`` (the synthetic images' size when they are compared with them),
+    then brought to the probe's 32 px by the probe's one path (:func:`cxrsynth.probe.probe_pixels`)."""
+    return probe_pixels(np.stack([decode(p, size).pixels for p in paths]))
 
 
-def _pil_pixels(images) -> np.ndarray:
-    from PIL import Image
-
-    return np.stack([np.asarray(im.convert("L").resize((PROBE_SIDE, PROBE_SIDE), Image.Resampling.BILINEAR),
-                                dtype=np.float32).ravel() / 255.0 for im in images])
+def _pil_pixels(images) -> tuple[np.ndarray, int]:
+    """Synthetic images (PIL, as the release stores them, one size) by the same path; and their size."""
+    arrays = np.stack([np.asarray(im.convert("L"), dtype=np.uint8) for im in images])
+    return probe_pixels(arrays), int(arrays.shape[-1])
 
 
 def source_probes(records: list[Record], same_source: list[EvalItem], findings: list[str], bootstrap: int) -> dict:
@@ -218,15 +219,17 @@ def real_vs_synthetic(records: list[Record], assign: dict, release, bootstrap: i
     real = [real[i] for i in _cap(len(real), PROBE_MAX, 0)]
     if len(real) < 5:
         return {"skipped": f"{len(real)} real COVID-19 training images with pixels (need 5)"}
-    x_real = _pixels([str(r.path) for r in real])
+    x_real: dict[int, np.ndarray] = {}  # per synthetic size: real images decoded at it, then shrunk alike
     out = {}
     for config in CONFIGS:
         ds = _synthetic(release, config)
         idx = _cap(len(ds), PROBE_MAX, 2)
         rows = ds.select(idx.tolist())
-        x_syn = _pil_pixels(row["image"] for row in rows)
+        x_syn, size = _pil_pixels(row["image"] for row in rows)
+        if size not in x_real:
+            x_real[size] = _pixels([str(r.path) for r in real], size)
         # a synthetic image's "patient" is the image itself: its source patient is private
-        out[config] = probe(x_real, x_syn, [r.patient_group or r.patient_id for r in real],
+        out[config] = probe(x_real[size], x_syn, [r.patient_group or r.patient_id for r in real],
                             [f"synthetic:{row['id']}" for row in rows], bootstrap) | {
             "a": "real COVID-19 (train)", "b": f"synthetic COVID-19 ({config})"}
     return out

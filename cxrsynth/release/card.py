@@ -212,8 +212,12 @@ def _audit_section(audit: dict | None, filtered: dict | None = None) -> str:
     lines = [audit.get("text", ""), ""]
     if audit.get("fidelity"):  # one sentence from the audit's fidelity section (audit/fidelity.py)
         lines += [f"**Fidelity.** {audit['fidelity']}", ""]
+    from ..audit.verdicts import caveat_after
+
     for test in audit.get("verdicts", []):
         lines.append(f"- **{test['name']}**: {test['verdict']} ({test['detail']})")
+        if caveat_after(test):  # the distance verdicts on images off the real manifold: say what they mean
+            lines.append(f"  - *{caveat_after(test)}*")
     return "\n".join(lines) + removed
 
 
