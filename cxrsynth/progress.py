@@ -74,7 +74,7 @@ def quiet() -> bool:
     return bool(handlers) and all(h.level > logging.INFO for h in handlers)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
@@ -118,7 +118,7 @@ class PlainProgress:
         done = f"{self.n}/{self.total} {self.unit} ({100 * self.n / self.total:.0f}%)" if self.total else f"{self.n} {self.unit}"
         text = f"{self.desc}: {done}, {rate:.3g} {self.unit}/s"
         if self.total and rate > 0:
-            text += f", about {_duration((self.total - self.n) / rate)} left"
+            text += f", about {duration((self.total - self.n) / rate)} left"
         return text + (f" [{self.postfix}]" if self.postfix else "")
 
     def set_postfix(self, ordered_dict=None, refresh: bool = True, **kwargs) -> None:
@@ -130,7 +130,7 @@ class PlainProgress:
             return
         self.closed = True
         dt = time.monotonic() - self.t0
-        log.info(f"{self.desc}: done, {self.n - self.start_n} {self.unit} in {_duration(dt)}"
+        log.info(f"{self.desc}: done, {self.n - self.start_n} {self.unit} in {duration(dt)}"
                  + (f" ({self._rate():.3g} {self.unit}/s)" if dt > 0 and self.n > self.start_n else ""))
 
     def __iter__(self) -> Iterator:
@@ -180,6 +180,6 @@ def stage(name: str, enabled: bool = True) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        log.info(f"stage {name}: FAILED after {_duration(time.monotonic() - t0)}")
+        log.info(f"stage {name}: FAILED after {duration(time.monotonic() - t0)}")
         raise
-    log.info(f"stage {name}: done in {_duration(time.monotonic() - t0)}")
+    log.info(f"stage {name}: done in {duration(time.monotonic() - t0)}")

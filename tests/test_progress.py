@@ -89,3 +89,16 @@ def test_umap_figure_leaks_no_third_party_warning(tmp_path):
         warnings.simplefilter("always")
         out = umap_features(tmp_path / "umap.png", "normal-covid", {"real": (x, np.repeat([0, 1, 2], 10))})
     assert out.is_file() and [str(w.message) for w in caught] == []
+
+
+def test_audit_reports_each_step_off_a_terminal(built, tmp_path, capsys):
+    from cxrsynth.audit.run import AuditConfig, audit
+
+    progress.configure(0)
+    cfg = AuditConfig(embedding="pixels", sample=10, pool=30, heldout=20, inverse_sample=4, quality_sample=12,
+                      fidelity=False, quality_repeats=2, bootstrap=100)
+    res = audit(built[1], built[0], cfg, out_dir=tmp_path / "a")
+    steps = re.findall(r"^stage audit (.+): done in \S+$", capsys.readouterr().err, re.M)
+    assert steps[:3] == ["read release", "load real images", "inverse generator"]
+    assert {"embed", "privacy measures", "quality", "write"} <= set(steps)
+    assert sorted({s.replace(" ", "_") for s in steps}) == sorted(res["timing"])

@@ -42,6 +42,7 @@ from ..errors import ConfigError, DataNotFoundError
 from ..images import load_canonical
 from ..layout import AuditFolder, WorkLayout
 from ..paths import atomic_write, read_json, shareable, write_json
+from ..progress import duration, log
 from ..records import read_records
 from ..schemas import validate
 from ..vocab import SOURCE_LABEL
@@ -193,6 +194,7 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
     def lap(step: str) -> None:
         now = time.perf_counter()
         timing[step] = round(timing.get(step, 0.0) + now - clock[0], 2)
+        log.info(f"stage audit {step.replace('_', ' ')}: done in {duration(now - clock[0])}")  # off a TTY too
         clock[0] = now
 
     sample = _sample(release, cfg, rng)
