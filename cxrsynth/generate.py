@@ -327,3 +327,13 @@ def _run_shard(job: ShardJob, tr: Translator, run: _Run, bar) -> int:
     write_json(gen.marker(config, name), {"count": len(prov_lines), "key": job.key,
                "provenance_sha256": sha256_file(shard_dir / "provenance.jsonl")})
     return len(prov_lines)
+
+
+def planned_shards(workdir: Path, cfg) -> int:
+    """An upper bound on the shards of the largest config ``generate`` would make (label-only records are
+    counted; a rank left without a shard does nothing): one job per shard by default."""
+    plan = read_json(WorkLayout(Path(workdir)).plan)
+
+    sizes = [len(plan["tasks"][CONFIG_TASK[c]]["translate"]["record_ids"]) for c in cfg.configs]
+    sizes = [min(n, cfg.limit) if cfg.limit else n for n in sizes]
+    return max(1, max(-(-n // cfg.shard_size) for n in sizes))

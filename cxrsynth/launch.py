@@ -38,7 +38,6 @@ from .errors import ConfigError, JobsFailed
 from .extras import require
 from .layout import WorkLayout
 from .paths import read_json, write_json
-from .vocab import CONFIG_TASK
 
 KINDS = ("serial", "local", "slurm")
 # Launcher field -> the command-line option that sets it (named in errors).
@@ -468,23 +467,12 @@ def launcher_from_cli(kind: str | None, config_file: str | None, **given) -> Lau
     return Launcher(kind=kind or "serial", **{k: v for k, v in given.items() if v not in (None, ())})
 
 
-
-def planned_shards(workdir: Path, cfg) -> int:
-    """An upper bound on the shards of the largest config ``generate`` would make (label-only records are
-    counted; a rank left without a shard does nothing): one job per shard by default."""
-    plan = read_json(WorkLayout(Path(workdir)).plan)
-
-    sizes = [len(plan["tasks"][CONFIG_TASK[c]]["translate"]["record_ids"]) for c in cfg.configs]
-    sizes = [min(n, cfg.limit) if cfg.limit else n for n in sizes]
-    return max(1, max(-(-n // cfg.shard_size) for n in sizes))
-
-
 def generate_launched(workdir: Path, cfg, generators: dict[str, str] | None, world: int | None, launcher: Launcher,
                       echo: Callable[[str], None] | None = None) -> dict:
     """``generate --launcher local|slurm``: ``world`` jobs (default: one per shard), job ``i`` running
     ``generate(rank=i, world=world)``, which splits the shards round-robin and keeps finished ones; logs
     in ``generated/jobs/``. Returns the ranks' reports merged (counts summed)."""
-    from .generate import check_ranks, generate
+    from .generate import check_ranks, generate, planned_shards
 
     workdir = Path(workdir)
     world = planned_shards(workdir, cfg) if world is None else world
