@@ -38,6 +38,8 @@ def test_release_plus_nih_folder_needs_no_work_folder(built, tmp_path, monkeypat
     assert set(test.labels) == {0} and not {r for r, _ in test.real} & set(negatives)
     other = cxrsynth.load("normal-covid", "real", real=[NIH], size=32, seed=1)
     assert other.info["splits"]["assignment_sha256"] != ds.info["splits"]["assignment_sha256"]
+    own = cxrsynth.load("normal-covid", "real+own", release=rel, real=NIH)  # the README's spelling: the same arm
+    assert own.info["arm"] == "real+g_nc" and own.real == ds.real and own.info["counts"] == ds.info["counts"]
 
 
 def _rows(n: int, labels: list[str], patients: bool = True):
