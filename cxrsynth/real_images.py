@@ -76,7 +76,7 @@ def _split(records: list[Record], seed: int) -> tuple[dict[str, str], dict]:
     return manifest["assignments"], _split_info(manifest)
 
 
-#: (folders, their files' fingerprint) -> (records, what was skipped): loading train, validation and test
+#: (folders, their files' fingerprint) -> (records, what was skipped and the readers' notes): loading train, validation and test
 #: from the same folders ingests them once per process (minutes for a full NIH download), not three times.
 _INGESTED: dict[tuple, tuple[list[Record], dict]] = {}
 
@@ -101,17 +101,17 @@ def _ingest(folders: list[Path]) -> tuple[list[Record], dict]:
         totals = result.report["totals"]
         _INGESTED.clear()  # one set of folders at a time: the records of a full download are large
         _INGESTED[key] = ([r for r in result.records if r.has_pixels],
-                          {k: totals[k] for k in ("label_only", "bad_files", "duplicates_dropped", "outside_source")})
+                          {"skipped": {k: totals[k] for k in ("label_only", "bad_files", "duplicates_dropped", "outside_source")},
+                           "notes": [n for c in result.report["collections"].values() for n in c["notes"]]})
     return _INGESTED[key]
 
 
 def from_folders(folders: list[str | Path], seed: int = 0) -> RealImages:
     """The folders' records (ingested with the default settings), split patient-level with ``seed``."""
     roots = [Path(f).resolve() for f in folders]
-    records, skipped = _ingest(roots)
+    records, found = _ingest(roots)
     assign, split = _split(records, seed)
-    info = {"kind": "folders", "folders": [str(f) for f in roots], "records": len(records), "skipped": skipped,
-            "splits": split}
+    info = {"kind": "folders", "folders": [str(f) for f in roots], "records": len(records), **found, "splits": split}
     return RealImages(records, assign, info)
 
 
@@ -128,6 +128,11 @@ def from_dataset(rows, seed: int = 0) -> RealImages:
     if missing:
         raise ConfigError("the real= dataset lacks columns", ", ".join(sorted(missing)),
                           f"it has {', '.join(rows.column_names)}; rename with dataset.rename_column")
+    import datasets
+
+    if not isinstance(rows.features["image"], datasets.Image):
+        raise ConfigError("the real= dataset's image column is not an Image feature", type(rows.features["image"]).__name__,
+                          "cast it: dataset.cast_column('image', datasets.Image())")
     names = _label_names(rows)
     labels = rows["label"]
     patients = rows["patient_id"] if "patient_id" in rows.column_names else None

@@ -68,6 +68,11 @@ def test_datasets_input_labels_and_patients():
     assert all(labels[i] == (1 if i % 4 == 1 else 0) for i in labels) and all(i % 4 in (0, 1) for i in labels)
     x, y = ds[0]
     assert x.shape == (1, 32, 32) and y == labels[ds.real[0][0]]
+    # a row's image is the same canonical array as the same file read from a folder
+    from cxrsynth.images import load_canonical
+
+    path = sorted((NIH / "images").iterdir())[ds.real[0][0]]
+    assert (x.numpy()[0] * 255).round().astype("uint8").tolist() == load_canonical(path, 32).tolist()
     # a ClassLabel column reads by its names
     cl = rows.cast_column("label", datasets.ClassLabel(names=["No Finding", "covid-19", "Effusion", "pneumonia"]))
     assert cxrsynth.load("pneumonia-covid", "real", real=cl).labels.count(1) == ds.labels.count(1)
@@ -76,8 +81,12 @@ def test_datasets_input_labels_and_patients():
 
 
 def test_bad_real_inputs_are_one_clear_error(tmp_path):
+    import datasets
+
     with pytest.raises(ConfigError, match="lacks columns"):
         cxrsynth.load("normal-covid", "real", real=_rows(4, ["normal"]).rename_column("label", "y"))
+    with pytest.raises(ConfigError, match="not an Image feature"):
+        cxrsynth.load("normal-covid", "real", real=datasets.Dataset.from_dict({"image": ["a.png"], "label": ["normal"]}))
     with pytest.raises(ConfigError, match="not both"):
         cxrsynth.load("normal-covid", "real", real=NIH, workdir=tmp_path)
     with pytest.raises(ConfigError, match="real= takes"):
@@ -99,3 +108,17 @@ def test_synthetic_only_means_the_tasks_own_translator(built):
     assert own.info["counts"]["real_positive"] == 0 and own.labels.count(1) == 24
     assert concrete.info["counts"]["synthetic"] == 24 and both.info["counts"]["synthetic"] == 48
     assert own.synthetic[0][0]["config"] == "g_pc" and {s[0]["config"] for s in both.synthetic} == {"g_nc", "g_pc"}
+
+
+def test_a_changed_folder_is_ingested_again(tmp_path):
+    """The in-process ingest is reused only while every file stays as it was."""
+    import shutil
+
+    files = sorted((NIH / "images").iterdir())[:13]
+    for i, f in enumerate(files[:12]):
+        (tmp_path / ("normal" if i % 2 else "covid")).mkdir(exist_ok=True)
+        shutil.copy(f, tmp_path / ("normal" if i % 2 else "covid") / f.name)
+    first = cxrsynth.load("normal-covid", "real", real=tmp_path)
+    assert first.info["records"] == 12 and any("image-level" in n for n in first.info["notes"])
+    shutil.copy(files[12], tmp_path / "normal" / files[12].name)
+    assert cxrsynth.load("normal-covid", "real", real=tmp_path).info["records"] == 13
