@@ -10,8 +10,9 @@ card import it.
 - An **arm** is what a benchmark classifier trains on. :data:`ARMS` are the names users see (CLI
   ``--arm``, tables, results.json): generic, so one list serves both tasks. For one task an arm has a
   *concrete* spelling that names its configs (:func:`concrete_arm`): ``real+own`` for ``normal-covid``
-  is ``real+g_nc``. The plan's arm table and :func:`cxrsynth.load` use the concrete spellings (they are in
-  published plan files and user code), and :func:`arm_parts` reads them.
+  is ``real+g_nc``. The plan's arm table uses the concrete spellings (they are in published plan files),
+  :func:`cxrsynth.load` takes either (a name means there what it means in the benchmark), and
+  :func:`arm_parts` reads the concrete ones.
 """
 
 from __future__ import annotations
