@@ -195,6 +195,12 @@ def thumbnail(pixels: np.ndarray, side: int = 32) -> np.ndarray:
     return ((t - t.mean()) / (t.std() + 1e-6)).astype(np.float16)
 
 
+def from_pil(img: Image.Image, size: int = 256) -> np.ndarray:
+    """A PIL image already in memory (a ``datasets`` row's) as the canonical array, by the same gray
+    conversion and resampling :func:`decode` gives a file, so real images read either way match."""
+    return resize_square(Image.fromarray(_pil_to_gray(img), mode="L"), size)
+
+
 def load_canonical(path: str | Path, size: int = 256) -> np.ndarray:
     return decode(path, size).pixels
 

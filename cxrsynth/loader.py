@@ -4,19 +4,26 @@ Labels are binary per task: 1 = COVID-19, 0 = the task's other class (normal or 
 ``(image, label)`` with ``image`` a float tensor (1, size, size) in [0, 1] (the paper's 1/255 scaling),
 passed through ``transform`` when one is given.
 
-Arms (training split only; validation and test are always real), in the concrete spelling of
-``vocab.concrete_arm`` (the benchmark's ``real+own`` is ``real+g_nc`` for normal-covid), or a benchmark
-arm name, which is made concrete for the task:
+Arms (training split only; validation and test are always real), as the benchmark names them
+(:data:`vocab.ARMS`: ``real``, ``real+own``, ``real+all``, ``synthetic-only``, ``synthetic-only-both``,
+``real-oversampled``), made concrete for the task, or in the concrete spelling itself
+(:func:`vocab.concrete_arm`: ``real+own`` is ``real+g_nc`` for normal-covid):
 - ``real``: real negatives and real COVID-19;
 - ``real+g_nc``, ``real+g_pc``, ``real+g_nc+g_pc`` (any order): real plus those synthetic configs;
-- ``synthetic-only (g_nc)``, ``synthetic-only (g_nc+g_pc)`` ...: real negatives, those synthetic configs
-  instead of the real COVID-19; plain ``synthetic-only`` means both configs here, as it always has
-  (``vocab.LOADER_ALIASES``; the benchmark's ``synthetic-only`` is the task's own config only);
+- ``synthetic-only`` (the task's own config, as in the benchmark), ``synthetic-only-both``, or concretely
+  ``synthetic-only (g_nc)``, ``synthetic-only (g_nc+g_pc)`` ...: real negatives, those synthetic configs
+  instead of the real COVID-19. One name, one meaning: ``synthetic-only`` once meant both configs here
+  (only here); it now warns once that it changed (:data:`vocab.CHANGED_MEANING`);
 - ``real-oversampled``: real COVID-19 repeated to the count of ``real+g_nc+g_pc`` (the count-matched control).
+
+Real images come from a work folder (its records and ``splits.json``, as the benchmark uses them) or,
+with ``real=``, from folders or a ``datasets`` dataset split on the fly (``real_images.py``), so a
+release from the Hub plus a local NIH sample is enough.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,26 +31,39 @@ import torch
 
 from .artifacts.release_ref import parse
 from .errors import ConfigError, DataNotFoundError
-from .images import load_canonical, resize_square
-from .layout import WorkLayout
-from .paths import read_json
-from .records import read_records
-from .vocab import ARMS, CONFIGS, LOADER_ALIASES, TASK_LABELS, TASKS, arm_parts, concrete_arm
+from .images import from_pil, load_canonical, resize_square
+from .real_images import RealImages, from_workdir, resolve
+from .vocab import ARMS, CHANGED_MEANING, CONFIGS, TASK_LABELS, TASKS, arm_parts, concrete_arm
 
 
 def parse_arm(arm: str, task: str | None = None) -> tuple[bool, tuple[str, ...], bool]:
     """-> (use real COVID-19, synthetic configs, oversample real COVID-19). A benchmark arm name
-    (``real+own``, ``real+all``, ``synthetic-only-both``) is made concrete for ``task`` first."""
-    if task is not None and arm in ARMS and arm not in LOADER_ALIASES:
+    (``real+own``, ``synthetic-only``, ``synthetic-only-both`` ...) is made concrete for ``task`` first."""
+    if task is not None and arm in ARMS:
         arm = concrete_arm(task, arm)
     return arm_parts(arm)
 
 
-class ArmDataset(torch.utils.data.Dataset):
-    """Real records (decoded on access) followed by synthetic rows (from a ``datasets`` release)."""
+def warn_changed(task: str, arm: str) -> None:
+    """A FutureWarning for an arm name whose meaning in ``cxrsynth.load`` changed, naming both spellings:
+    code written for the old meaning now gets other images, and must hear of it rather than silently
+    train on them (an error instead would refuse the one spelling that is now right)."""
+    if arm in CHANGED_MEANING:
+        warnings.warn(f"cxrsynth.load: {arm!r} now means {concrete_arm(task, arm)!r} (the task's own translator), "
+                      f"as in the benchmark; it used to mean both translators here: write {CHANGED_MEANING[arm]!r} "
+                      f"for that. Spell {concrete_arm(task, arm)!r} to silence this warning.", FutureWarning, stacklevel=3)
 
-    def __init__(self, real: list[tuple[str, int]], synthetic: list, size: int, transform=None):
+
+class ArmDataset(torch.utils.data.Dataset):
+    """Real records (decoded on access) followed by synthetic rows (from a ``datasets`` release).
+
+    ``real``: (file path, label), or (row number in ``rows``, label) for a ``datasets`` input. ``info``:
+    where the real images came from and how they were split (``real_images.py``)."""
+
+    def __init__(self, real: list[tuple[str | int, int]], synthetic: list, size: int, transform=None,
+                 rows=None, info: dict | None = None):
         self.real, self.synthetic, self.size, self.transform = real, synthetic, size, transform
+        self.rows, self.info = rows, info or {}
         self.labels = [lab for _, lab in real] + [1] * sum(len(s) for s in synthetic)
         self.origins = ["real"] * len(real) + ["synthetic"] * (len(self.labels) - len(real))
         self._offsets = np.cumsum([0] + [len(s) for s in synthetic])
@@ -58,8 +78,8 @@ class ArmDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         if i < len(self.real):
-            arr = load_canonical(self.real[i][0], self.size)
-            label = self.real[i][1]
+            ref, label = self.real[i]
+            arr = from_pil(self.rows[ref]["image"], self.size) if isinstance(ref, int) else load_canonical(ref, self.size)
         else:
             j = i - len(self.real)
             k = int(np.searchsorted(self._offsets, j, side="right") - 1)
@@ -80,23 +100,32 @@ def _synthetic(release: str | Path, config: str, revision: str | None = None):
         raise DataNotFoundError(f"cannot load config {config} of the release", release, str(exc).splitlines()[0]) from exc
 
 
-def load(task: str, arm: str = "real", split: str = "train", workdir: str | Path = "cxrsynth-work",
-         release: str | Path | None = None, size: int = 256, transform=None, revision: str | None = None) -> ArmDataset:
+def load(task: str, arm: str = "real", split: str = "train", workdir: str | Path | None = None,
+         release: str | Path | None = None, size: int = 256, transform=None, revision: str | None = None,
+         real=None, seed: int = 0) -> ArmDataset:
     """The dataset of one benchmark arm. ``release``: a release folder or a Hub id (``ORG/NAME``);
     ``revision``: for a Hub id, the version tag (e.g. ``v1.0.0``) or commit to load, so a run can name
-    exactly the images it used (default: the latest on ``main``)."""
+    exactly the images it used (default: the latest on ``main``).
+
+    Real images: from ``workdir`` (default ``cxrsynth-work``: its records and ``splits.json``), or from
+    ``real``: a folder ``cxrsynth ingest`` reads, a list of them, or a ``datasets.Dataset`` with ``image``
+    and ``label`` columns, split patient-level on the fly by the rigorous splitter with ``seed``
+    (``real_images.py``); the returned dataset's ``info`` records where they came from and the split."""
     if task not in TASKS:
         raise ConfigError("unknown task", task, f"use one of {sorted(TASKS)}")
     neg_label, pos_label = TASK_LABELS[task]
     use_real, configs, oversample = parse_arm(arm, task)
+    warn_changed(task, arm)
     if split != "train" and arm != "real":
         raise ConfigError("only the training split has synthetic arms", f"{arm} / {split}", "use arm real for evaluation")
-    layout = WorkLayout(workdir)
-    assign = read_json(layout.splits)["assignments"]
-    recs = [r for r in read_records(layout.records)
-            if r.has_pixels and assign.get(r.record_id) == split and r.label in (neg_label, pos_label)]
-    negatives = [(str(r.path), 0) for r in recs if r.label == neg_label]
-    positives = [(str(r.path), 1) for r in recs if r.label == pos_label]
+    if real is not None and workdir is not None:
+        raise ConfigError("give real= or workdir=, not both", workdir,
+                          "real= takes the place of a work folder's records and splits")
+    images: RealImages = resolve(real, seed) if real is not None else from_workdir(workdir or "cxrsynth-work")
+    recs = images.pick(split, (neg_label, pos_label))
+    ref = (lambda r: int(r.source_path)) if images.rows is not None else (lambda r: str(r.path))
+    negatives = [(ref(r), 0) for r in recs if r.label == neg_label]
+    positives = [(ref(r), 1) for r in recs if r.label == pos_label]
     synthetic = []
     if configs or oversample:
         if release is None:
@@ -106,5 +135,7 @@ def load(task: str, arm: str = "real", split: str = "train", workdir: str | Path
         target = len(positives) + sum(len(s) for s in synthetic)
         positives = [positives[i % len(positives)] for i in range(target)] if positives else []
         synthetic = []
-    real = negatives + (positives if use_real else [])
-    return ArmDataset(real, synthetic, size, transform)
+    info = dict(images.info, task=task, arm=concrete_arm(task, arm) if arm in ARMS else arm, split=split,
+                counts={"real_negative": len(negatives), "real_positive": len(positives) if use_real else 0,
+                        "synthetic": sum(len(s) for s in synthetic)})
+    return ArmDataset(negatives + (positives if use_real else []), synthetic, size, transform, images.rows, info)

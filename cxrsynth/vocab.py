@@ -10,8 +10,9 @@ card import it.
 - An **arm** is what a benchmark classifier trains on. :data:`ARMS` are the names users see (CLI
   ``--arm``, tables, results.json): generic, so one list serves both tasks. For one task an arm has a
   *concrete* spelling that names its configs (:func:`concrete_arm`): ``real+own`` for ``normal-covid``
-  is ``real+g_nc``. The plan's arm table and :func:`cxrsynth.load` use the concrete spellings (they are in
-  published plan files and user code), and :func:`arm_parts` reads them.
+  is ``real+g_nc``. The plan's arm table uses the concrete spellings (they are in published plan files),
+  :func:`cxrsynth.load` takes either (a name means there what it means in the benchmark), and
+  :func:`arm_parts` reads the concrete ones.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ SOURCE_LABEL: dict[str, str] = {config: TASK_LABELS[task][0] for config, task in
 #: The benchmark arms, as users name them, in table order.
 ARMS: tuple[str, ...] = ("real", "real+own", "real+all", "synthetic-only", "synthetic-only-both", "real-oversampled")
 
-#: Loader spellings kept for user code written before the concrete names: ``cxrsynth.load(task,
-#: "synthetic-only")`` has always meant both configs (the benchmark's ``synthetic-only-both``).
-LOADER_ALIASES: dict[str, str] = {"synthetic-only": "synthetic-only (g_nc+g_pc)"}
+#: Arm names whose meaning in ``cxrsynth.load`` changed -> the name of their old meaning. Each arm name
+#: has one meaning everywhere: ``cxrsynth.load(task, "synthetic-only")`` meant both configs (the
+#: benchmark's ``synthetic-only-both``) and now means the task's own config, as the benchmark's
+#: ``synthetic-only`` does; ``cxrsynth.load`` warns (FutureWarning) when it is used, naming both spellings.
+CHANGED_MEANING: dict[str, str] = {"synthetic-only": "synthetic-only-both"}
 
 
 def check_task(task: str) -> str:
@@ -85,9 +88,9 @@ def plan_arm(task: str, arm: str) -> str:
 
 
 def arm_parts(arm: str) -> tuple[bool, tuple[str, ...], bool]:
-    """A concrete arm (or a :data:`LOADER_ALIASES` spelling) -> (real COVID-19 used, synthetic configs
-    in order, real COVID-19 oversampled). ``real+g_nc+g_pc`` and ``real+g_pc+g_nc`` are the same arm."""
-    arm = LOADER_ALIASES.get(arm, arm)
+    """A concrete arm -> (real COVID-19 used, synthetic configs in order, real COVID-19 oversampled).
+    ``real+g_nc+g_pc`` and ``real+g_pc+g_nc`` are the same arm. A benchmark name that depends on the
+    task (``synthetic-only``, ``real+own``) is not concrete: :func:`concrete_arm` first."""
     if arm in ("real", "real-oversampled"):
         return True, (), arm == "real-oversampled"
     if arm.startswith("synthetic-only (") and arm.endswith(")"):
@@ -97,6 +100,7 @@ def arm_parts(arm: str) -> tuple[bool, tuple[str, ...], bool]:
     else:
         configs = []
     if not configs or not set(configs) <= set(CONFIGS) or len(set(configs)) != len(configs):
-        raise ConfigError("unknown arm", arm, "use real, real+g_nc, real+g_pc, real+g_nc+g_pc, synthetic-only, "
-                          "synthetic-only (g_nc), synthetic-only (g_pc) or real-oversampled")
+        raise ConfigError("unknown arm", arm, "use real, real+g_nc, real+g_pc, real+g_nc+g_pc, synthetic-only (g_nc), "
+                          "synthetic-only (g_pc), synthetic-only (g_nc+g_pc) or real-oversampled (or, with the task "
+                          f"given, a benchmark arm: {', '.join(ARMS)})")
     return use_real, tuple(configs), False

@@ -145,7 +145,7 @@ def test_cxrsynth_load_arms(built):
     wd, rel, _ = built
     real = cxrsynth.load("normal-covid", "real", workdir=wd, size=64)
     both = cxrsynth.load("normal-covid", "real+g_nc+g_pc", workdir=wd, release=rel, size=64)
-    synth = cxrsynth.load("normal-covid", "synthetic-only", workdir=wd, release=rel, size=64)
+    synth = cxrsynth.load("normal-covid", "synthetic-only-both", workdir=wd, release=rel, size=64)
     over = cxrsynth.load("normal-covid", "real-oversampled", workdir=wd, release=rel, size=64)
     n_pos = sum(real.labels)
     n_neg = len(real) - n_pos

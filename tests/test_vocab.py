@@ -71,11 +71,15 @@ def test_plan_keys_keep_their_spelling():
     assert [plan_arm("normal-covid", a) for a in ARMS][:3] == ["real", "real+g_nc", "real+g_nc+g_pc"]
 
 
-def test_loader_alias_synthetic_only_means_both_configs():
+def test_loader_synthetic_only_means_the_benchmarks():
+    """One meaning per arm name: ``synthetic-only`` is the task's own config in the loader too; without a
+    task it names no configs."""
     from cxrsynth.loader import parse_arm
 
-    assert parse_arm("synthetic-only") == (False, CONFIGS, False)
-    assert parse_arm("synthetic-only", "pneumonia-covid") == (False, CONFIGS, False)
+    assert parse_arm("synthetic-only", "pneumonia-covid") == (False, ("g_pc",), False)
+    assert parse_arm("synthetic-only-both", "pneumonia-covid") == (False, CONFIGS, False)
+    with pytest.raises(ConfigError, match="unknown arm"):
+        parse_arm("synthetic-only")
     # a benchmark arm name is made concrete for the task
     assert parse_arm("real+own", "pneumonia-covid") == (True, ("g_pc",), False)
     assert parse_arm("real+g_pc+g_nc") == (True, ("g_pc", "g_nc"), False)
