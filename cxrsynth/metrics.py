@@ -165,3 +165,46 @@ def paired_seed_difference(y_true, patients, ref: list, arm: list, ref_thr: list
     return {"difference": point[0], "ci95": auc_ci, "p_b_not_better": float(np.mean([v[0] <= 0 for v in vals])) if vals else None,
             "sensitivity_difference": point[1], "sensitivity_ci95": sens_ci, "seeds_paired": k,
             "method": "mean over seeds of per-seed paired differences; bootstrap over test patients and seeds"}
+
+
+def threshold_at_specificity(y_true, scores, specificity: float) -> float:
+    """The lowest threshold whose specificity on (``y_true``, ``scores``) reaches ``specificity``.
+
+    Used on validation to put every arm at the same operating point: comparing sensitivities taken at
+    each arm's own threshold compares different points on the ROC curves (issue 20). A score is called
+    positive when ``score >= threshold``; ties among negatives at the cut are all called negative, so
+    the reached specificity can exceed the target, never fall short of it."""
+    y, s = np.asarray(y_true), np.asarray(scores, float)
+    neg = np.sort(s[y == 0])
+    if len(neg) == 0:
+        return 0.5
+    k = math.ceil(specificity * len(neg) - 1e-9)  # negatives that must fall below the threshold
+    return float(neg[0]) if k <= 0 else float(np.nextafter(neg[k - 1], np.inf))
+
+
+def balanced_accuracy(sensitivity: float | None, specificity: float | None) -> float | None:
+    """(sensitivity + specificity) / 2: accuracy that a class prior shift cannot buy."""
+    return None if sensitivity is None or specificity is None else (sensitivity + specificity) / 2
+
+
+def holm(pvalues: dict) -> dict:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), keyed as given; ``None``
+    values stay ``None`` and do not count as tests."""
+    items = sorted(((p, k) for k, p in pvalues.items() if p is not None), key=lambda t: t[0])
+    m, out, running = len(items), {k: None for k in pvalues}, 0.0
+    for i, (p, k) in enumerate(items):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return out
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float] | None:
+    """Student-t interval of the mean of ``values`` (at least 2): the seed level's interval when there
+    are too few seeds (< 5) for a bootstrap over them to carry their variance."""
+    from scipy.stats import t as student_t
+
+    v = np.asarray([x for x in values if x is not None], float)
+    if len(v) < 2:
+        return None
+    half = student_t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean() - half), float(v.mean() + half)
