@@ -43,8 +43,8 @@ from ..launch import Job, Launcher, launch, raise_failed, read_record
 from ..layout import BenchmarkFolder, WorkLayout
 from ..locks import hold, holder_of
 from ..paths import atomic_path, read_json, sha256_file, shareable, write_json
-from ..records import read_records
 from ..schemas import validate
+from ..splits import grouped_records
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
 from . import controls as C
 from . import figure_inputs
@@ -143,7 +143,7 @@ class ControlSets:
 
 
 def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]) -> tuple[ControlSets, dict]:
-    records = read_records(WorkLayout(workdir).records)
+    records, _ = grouped_records(WorkLayout(workdir))  # the probes resample the split's patients
     neg, findings, ss_report = C.same_source_negatives(records)
     ext, ext_reports = {}, {}
     for name, folder in externals.items():
@@ -233,6 +233,9 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
         "test_scores": [round(float(s), 6) for s in test["scores"]], "test_labels": [int(v) for v in test["labels"]],
         "test_patients": [i.patient for i in test_items], "test_record_ids": [i.record_id for i in test_items],
     } | ({"cell_key": key} if key else {})
+    if cfg.protocol == "rigorous":  # kept so that operating.py can re-pick thresholds inside its bootstrap
+        res |= {"validation_scores": [round(float(s), 6) for s in val["scores"]],
+                "validation_labels": [int(v) for v in val["labels"]], "validation_patients": [i.patient for i in val_items]}
     res["model_sha256"] = _save_model(model, run_dir / "model.safetensors", cfg.model)
     if _wants_figure_inputs(cfg, seed, run_dir):
         figure_inputs.write(run_dir, model, res, test_ds, workdir, release, cfg.image_size, cfg.limit, device)
@@ -240,7 +243,8 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
     return score_controls(res, run_dir, cfg, sets, device, model) if sets else res
 
 
-PER_IMAGE = ("history", "test_scores", "test_labels", "test_patients", "test_record_ids")
+PER_IMAGE = ("history", "test_scores", "test_labels", "test_patients", "test_record_ids", "validation_scores",
+             "validation_labels", "validation_patients")
 
 
 def _public_run(r: dict) -> dict:
@@ -296,6 +300,20 @@ def aggregate(results: list[dict], bootstrap: int) -> dict:
             out[task][arm]["auroc_vs_real"] = M.paired_seed_difference(
                 a[0]["test_labels"], a[0]["test_patients"], [r["test_scores"] for r in a], [r["test_scores"] for r in b],
                 [r["threshold"] for r in a], [r["threshold"] for r in b], bootstrap)
+    return out
+
+
+def operating_points(results: list[dict], bootstrap: int) -> dict:
+    """Per task: every arm at one fixed specificity (``operating.py``), beside ``aggregate``'s own-threshold numbers."""
+    from .operating import compare_arms
+
+    out = {}
+    for task in sorted({r["task"] for r in results}):
+        by_arm: dict = {}
+        for r in results:
+            if r["task"] == task:
+                by_arm.setdefault(r["arm"], []).append(r)
+        out[task] = compare_arms(by_arm, bootstrap)
     return out
 
 
@@ -479,6 +497,7 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         "release_info": setup.release_info,
         "release_check": checked, "eval_only": False,
         "summary": aggregate(results, cfg.bootstrap),
+        "operating_points": operating_points(results, cfg.bootstrap),
         "controls": {
             "same_source": ctl["same_source"], "external": ctl["external"],
             "source_probe": C.source_probes(ctl["records"], ctl["same_source_items"], ctl["findings"], cfg.bootstrap),
