@@ -208,3 +208,38 @@ def t_interval(values, level: float = 0.95) -> tuple[float, float] | None:
         return None
     half = student_t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
     return float(v.mean() - half), float(v.mean() + half)
+
+
+def proportion_ci(hits, patients, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[tuple[float, float] | None, str]:
+    """Interval of a proportion of images (e.g. sensitivity: the positives called positive), and how.
+
+    Wilson's interval assumes independent trials, which holds for per-patient counts: when every
+    patient contributes one image it is used. When a patient has several images (44 test images of 21
+    patients in the paper split) they are not independent, and whole patients are resampled instead."""
+    hits = np.asarray(hits, bool)
+    if len(hits) == 0:
+        return None, "no images"
+    groups = _groups(patients)
+    if all(len(g) == 1 for g in groups):
+        return wilson(int(hits.sum()), len(hits), level), "wilson (one image per patient)"
+    if n <= 0:
+        return None, "not computed (bootstrap 0; several images per patient)"
+    rng = np.random.default_rng([seed, 4])
+    vals = [float(hits[np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])].mean())
+            for _ in range(n)]
+    return _interval(vals, n, level), "patient bootstrap (several images per patient)"
+
+
+def clustered_rates(y_true, scores, patients, threshold: float, n: int, seed: int) -> dict:
+    """Sensitivity and specificity intervals that respect patients (:func:`proportion_ci`); Wilson's
+    image-level fields are set to None where a class has several images of one patient, so no reader
+    takes them for valid intervals."""
+    y, pred = np.asarray(y_true), np.asarray(scores) >= threshold
+    pats = np.asarray(patients, dtype=object)
+    out = {}
+    for name, cls, hit in (("sensitivity", 1, pred), ("specificity", 0, ~pred)):
+        ci, how = proportion_ci(hit[y == cls], pats[y == cls].tolist(), n, seed)
+        out[f"{name}_ci95"], out[f"{name}_interval"] = ci, how
+        if not how.startswith("wilson"):
+            out[f"{name}_wilson95"] = None
+    return out

@@ -122,3 +122,17 @@ def test_t_interval_and_balanced_accuracy_by_hand():
     assert M.t_interval([1.0]) is None
     assert M.balanced_accuracy(0.8, 0.6) == pytest.approx(0.7)
     assert M.balanced_accuracy(None, 0.6) is None
+
+
+def test_wilson_only_for_per_patient_counts_else_a_wider_patient_bootstrap():
+    hits = [True] * 12 + [False] * 8
+    ci, how = M.proportion_ci(hits, [f"p{i}" for i in range(20)])
+    assert how.startswith("wilson") and ci == pytest.approx(M.wilson(12, 20))
+    # the same 20 images as 4 patients of 5 identical outcomes: 4 trials' worth of information, not 20
+    clustered = [True] * 10 + [False] * 5 + [True] * 2 + [False] * 3
+    ci_b, how_b = M.proportion_ci(clustered, [f"p{i // 5}" for i in range(20)], n=500)
+    assert how_b.startswith("patient bootstrap")
+    assert ci_b[1] - ci_b[0] > (ci[1] - ci[0]) * 1.3
+    rates = M.clustered_rates([1, 1, 1, 0, 0], [.9, .8, .2, .1, .7], ["a", "a", "b", "c", "d"], 0.5, 200, 0)
+    assert rates["sensitivity_interval"].startswith("patient bootstrap") and rates["sensitivity_wilson95"] is None
+    assert rates["specificity_interval"].startswith("wilson") and "specificity_wilson95" not in rates
