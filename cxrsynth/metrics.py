@@ -134,6 +134,35 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
     return float((rankdata(s)[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+MIN_SEEDS_BOOTSTRAP = 5  # below this a bootstrap over seeds resamples k of k and carries (k-1)/k of their variance
+
+
+def seed_level_interval(point: float, boot: list[float], per_seed: list[float], n: int,
+                        level: float = 0.95) -> tuple[tuple[float, float] | None, str | None]:
+    """Interval of a mean over seeds of paired differences, and how it was made.
+
+    With at least :data:`MIN_SEEDS_BOOTSTRAP` seeds, ``boot`` resampled patients and seeds together:
+    its percentile interval. With fewer, ``boot`` resampled patients only (all seeds in every draw),
+    and the seed level is a Student-t term on the per-seed differences, added in quadrature to the
+    patients' normal term (a bootstrap over 2 of 2 seeds would carry half their variance)."""
+    from scipy.stats import norm, t as student_t
+
+    k = len(per_seed)
+    if not n or len(boot) < n // 2:
+        return None, None
+    a = (1 - level) / 2
+    if k >= MIN_SEEDS_BOOTSTRAP:
+        return (float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))), "percentile bootstrap over test patients and seeds"
+    half_sq = (norm.ppf(1 - a) * float(np.std(boot, ddof=1))) ** 2
+    if k >= 2:
+        half_sq += (student_t.ppf(1 - a, k - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(k)) ** 2
+    half = math.sqrt(half_sq)
+    how = (f"patient bootstrap (all {k} seeds in each draw) plus a t-interval term on the per-seed differences "
+           "({k - 1} df), in quadrature" if k >= 2 else
+           "patient bootstrap only (one seed: the variance between training runs is not measured)")
+    return (point - half, point + half), how.replace("{k - 1}", str(k - 1))
+
+
 def paired_seed_difference(y_true, patients, ref: list, arm: list, ref_thr: list[float], arm_thr: list[float],
                            n: int = 1000, seed: int = 0, level: float = 0.95) -> dict | None:
     """``arm`` minus ``ref`` in AUROC and sensitivity, paired seed by seed on the same test images.
@@ -158,13 +187,19 @@ def paired_seed_difference(y_true, patients, ref: list, arm: list, ref_thr: list
         return float(np.mean(da)), float(np.mean(ds))
 
     point = stats(np.arange(len(y)), range(k))
+    per_seed = [stats(np.arange(len(y)), [j]) for j in range(k)]
     seed_rng = np.random.default_rng([seed, 1])  # the seeds' resample, beside the patients'
-    vals = _patient_bootstrap(y, patients, lambda pick: stats(pick, seed_rng.integers(0, k, k)), n, seed)
-    auc_ci = _interval([v[0] for v in vals], n, level)
-    sens_ci = _interval([v[1] for v in vals], n, level)
-    return {"difference": point[0], "ci95": auc_ci, "p_b_not_better": float(np.mean([v[0] <= 0 for v in vals])) if vals else None,
+    resample = k >= MIN_SEEDS_BOOTSTRAP  # fewer: every draw keeps all seeds, and a t term adds their level
+    vals = _patient_bootstrap(y, patients, lambda pick: stats(pick, seed_rng.integers(0, k, k) if resample else range(k)),
+                              n, seed)
+    auc_ci, how = seed_level_interval(point[0], [v[0] for v in vals], [d[0] for d in per_seed], n, level)
+    sens_ci, _ = seed_level_interval(point[1], [v[1] for v in vals], [d[1] for d in per_seed], n, level)
+    boot = np.asarray([v[0] for v in vals])
+    return {"difference": point[0], "ci95": auc_ci, "p_b_not_better": float(np.mean(boot <= 0)) if vals else None,
+            "p_two_sided": float(min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))) if vals else None,
             "sensitivity_difference": point[1], "sensitivity_ci95": sens_ci, "seeds_paired": k,
-            "method": "mean over seeds of per-seed paired differences; bootstrap over test patients and seeds"}
+            "per_seed": [d[0] for d in per_seed], "interval": how,
+            "method": "mean over seeds of per-seed paired differences; " + how}
 
 
 def threshold_at_specificity(y_true, scores, specificity: float) -> float:

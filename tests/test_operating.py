@@ -101,12 +101,12 @@ def test_seed_level_is_a_t_term_under_five_seeds_and_resampled_from_five():
     ref = O.Scored(vy, vp, [vz, vz], ty, tp, [tz, tz])
     arm = O.Scored(vy, vp, [vz, vz], ty, tp, [tz + rng.normal(0, 1, len(tz)), tz + rng.normal(0, 1, len(tz))])
     two = O.difference_at(ref, arm, 0.9, n=200)
-    assert "t-interval" in two["interval"]
+    assert "t-interval" in two["interval"] and "1 df" in two["interval"]
     lo, hi = two["ci95"]
     assert hi - lo > 0 and lo < two["sensitivity_difference"] < hi
     ref5 = O.Scored(vy, vp, [vz] * 5, ty, tp, [tz] * 5)
     arm5 = O.Scored(vy, vp, [vz] * 5, ty, tp, [tz + rng.normal(0, 1, len(tz)) for _ in range(5)])
-    assert O.difference_at(ref5, arm5, 0.9, n=200)["interval"].startswith("percentile")
+    assert O.difference_at(ref5, arm5, 0.9, n=200)["interval"].startswith("percentile bootstrap")
 
 
 def test_holm_on_a_known_set():
@@ -136,3 +136,17 @@ def test_wilson_only_for_per_patient_counts_else_a_wider_patient_bootstrap():
     rates = M.clustered_rates([1, 1, 1, 0, 0], [.9, .8, .2, .1, .7], ["a", "a", "b", "c", "d"], 0.5, 200, 0)
     assert rates["sensitivity_interval"].startswith("patient bootstrap") and rates["sensitivity_wilson95"] is None
     assert rates["specificity_interval"].startswith("wilson") and "specificity_wilson95" not in rates
+
+
+def test_auroc_difference_under_five_seeds_uses_the_t_term():
+    rng = np.random.default_rng(7)
+    y, pats, z = _set(rng, 60, 0.4)
+    ref = [z + rng.normal(0, .5, len(z)) for _ in range(2)]
+    arm = [z + rng.normal(0, .5, len(z)) for _ in range(2)]
+    d = M.paired_seed_difference(y, pats, ref, arm, [0.0, 0.0], [0.0, 0.0], n=300)
+    assert "1 df" in d["interval"] and len(d["per_seed"]) == 2
+    assert d["difference"] == pytest.approx(np.mean(d["per_seed"]))
+    # the t term (12.7 x se over 2 seeds) makes it wider than the patient level alone
+    _, how = M.seed_level_interval(d["difference"], [d["difference"]] * 300, d["per_seed"], 300)
+    assert d["ci95"][1] - d["ci95"][0] > 2 * 12.7 * np.std(d["per_seed"], ddof=1) / np.sqrt(2) * 0.99
+    assert 0 <= d["p_two_sided"] <= 1

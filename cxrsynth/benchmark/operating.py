@@ -9,22 +9,19 @@ specificity at its Youden threshold (mean over its seeds), and 90%.
 
 The interval re-picks the threshold inside each bootstrap draw: validation patients and test patients
 are both resampled (whole patients, the grouping stored in ``splits.json``), so the threshold's own
-variance is carried. Seeds: with at least :data:`MIN_SEEDS_BOOTSTRAP` seeds they are resampled inside
+variance is carried. Seeds: with at least :data:`~cxrsynth.metrics.MIN_SEEDS_BOOTSTRAP` seeds they are resampled inside
 the draw; with fewer, the draw keeps every seed and the seed level is added as a Student-t term on the
 per-seed differences (a bootstrap over 2 of 2 seeds would carry half their variance).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm, t as student_t
 
 from .. import metrics as M
 
-MIN_SEEDS_BOOTSTRAP = 5
 FIXED_SPECIFICITY = 0.90
 
 
@@ -84,25 +81,6 @@ def _sens(a: Scored, j: int, spec: float, v=None, t=None) -> float:
     return at_specificity(a.val_labels[v], a.val[j][v], a.test_labels[t], a.test[j][t], spec)["sensitivity"]
 
 
-def _interval(point: float, boot: list[float], per_seed: list[float], k: int, n: int, level: float):
-    """Percentile interval of the draws when seeds were resampled in them; else the patient level's
-    spread (bootstrap standard error) and the seed level's t term, added in quadrature."""
-    if len(boot) < n // 2:
-        return None, None
-    a = (1 - level) / 2
-    if k >= MIN_SEEDS_BOOTSTRAP:
-        return (float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))), "percentile, patients and seeds resampled"
-    z = float(norm.ppf(1 - a))
-    se_p = float(np.std(boot, ddof=1))
-    half_sq = (z * se_p) ** 2
-    if k >= 2:
-        half_sq += (student_t.ppf(1 - a, k - 1) * np.std(per_seed, ddof=1) / math.sqrt(k)) ** 2
-    half = math.sqrt(half_sq)
-    how = ("patient bootstrap (seeds fixed) plus a t-interval term on per-seed differences, in quadrature"
-           if k >= 2 else "patient bootstrap only (one seed: the variance between training runs is not measured)")
-    return (point - half, point + half), how
-
-
 def real_target(real: Scored) -> float:
     """The ``real`` arm's validation specificity at its Youden threshold, mean over its seeds."""
     specs = []
@@ -119,7 +97,7 @@ def arm_at(arm: Scored, spec: float, n: int = 1000, seed: int = 0, level: float 
     per = [at_specificity(arm.val_labels, arm.val[j], arm.test_labels, arm.test[j], spec) for j in range(k)]
     point = {m: float(np.mean([p[m] for p in per])) for m in ("sensitivity", "specificity", "balanced_accuracy")}
     boot = [float(np.mean([_sens(arm, j, spec, v, t) for j in range(k)])) for v, t in _draws(arm, n, seed)] if n else []
-    ci, how = _interval(point["sensitivity"], boot, [p["sensitivity"] for p in per], k, n, level) if n else (None, None)
+    ci, how = M.seed_level_interval(point["sensitivity"], boot, [p["sensitivity"] for p in per], n, level)
     return point | {"target_specificity": spec, "thresholds": [p["threshold"] for p in per],
                     "sensitivity_ci95": ci, "interval": how, "seeds": k}
 
@@ -135,9 +113,9 @@ def difference_at(ref: Scored, arm: Scored, spec: float, n: int = 1000, seed: in
     boot = []
     seed_rng = np.random.default_rng([seed, 3])
     for v, t in (_draws(ref, n, seed) if n else []):
-        seeds = seed_rng.integers(0, k, k) if k >= MIN_SEEDS_BOOTSTRAP else range(k)
+        seeds = seed_rng.integers(0, k, k) if k >= M.MIN_SEEDS_BOOTSTRAP else range(k)
         boot.append(float(np.mean([_sens(arm, j, spec, v, t) - _sens(ref, j, spec, v, t) for j in seeds])))
-    ci, how = _interval(point, boot, per_seed, k, n, level) if n else (None, None)
+    ci, how = M.seed_level_interval(point, boot, per_seed, n, level)
     p = float(min(1.0, 2 * min(np.mean(np.asarray(boot) <= 0), np.mean(np.asarray(boot) >= 0)))) if boot else None
     return {"target_specificity": spec, "sensitivity_difference": point, "ci95": ci, "interval": how,
             "p_two_sided": p, "seeds_paired": k, "per_seed": per_seed}
