@@ -137,14 +137,15 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
 MIN_SEEDS_BOOTSTRAP = 5  # below this a bootstrap over seeds resamples k of k and carries (k-1)/k of their variance
 
 
-def seed_level_interval(point: float, boot: list[float], per_seed: list[float], n: int,
-                        level: float = 0.95) -> tuple[tuple[float, float] | None, str | None]:
+def seed_level_interval(point: float, boot: list[float], per_seed: list[float], n: int, level: float = 0.95,
+                        bounds: tuple[float, float] = (-1.0, 1.0)) -> tuple[tuple[float, float] | None, str | None]:
     """Interval of a mean over seeds of paired differences, and how it was made.
 
     With at least :data:`MIN_SEEDS_BOOTSTRAP` seeds, ``boot`` resampled patients and seeds together:
     its percentile interval. With fewer, ``boot`` resampled patients only (all seeds in every draw),
     and the seed level is a Student-t term on the per-seed differences, added in quadrature to the
-    patients' normal term (a bootstrap over 2 of 2 seeds would carry half their variance)."""
+    patients' normal term (a bootstrap over 2 of 2 seeds would carry half their variance); that
+    interval is clipped to ``bounds``, the range the quantity can take (a t with 1 df is wide)."""
     from scipy.stats import norm, t as student_t
 
     k = len(per_seed)
@@ -160,7 +161,7 @@ def seed_level_interval(point: float, boot: list[float], per_seed: list[float], 
     how = (f"patient bootstrap (all {k} seeds in each draw) plus a t-interval term on the per-seed differences "
            "({k - 1} df), in quadrature" if k >= 2 else
            "patient bootstrap only (one seed: the variance between training runs is not measured)")
-    return (point - half, point + half), how.replace("{k - 1}", str(k - 1))
+    return (max(bounds[0], point - half), min(bounds[1], point + half)), how.replace("{k - 1}", str(k - 1))
 
 
 def paired_seed_difference(y_true, patients, ref: list, arm: list, ref_thr: list[float], arm_thr: list[float],
@@ -231,18 +232,6 @@ def holm(pvalues: dict) -> dict:
         running = max(running, min(1.0, (m - i) * p))
         out[k] = running
     return out
-
-
-def t_interval(values, level: float = 0.95) -> tuple[float, float] | None:
-    """Student-t interval of the mean of ``values`` (at least 2): the seed level's interval when there
-    are too few seeds (< 5) for a bootstrap over them to carry their variance."""
-    from scipy.stats import t as student_t
-
-    v = np.asarray([x for x in values if x is not None], float)
-    if len(v) < 2:
-        return None
-    half = student_t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-    return float(v.mean() - half), float(v.mean() + half)
 
 
 def proportion_ci(hits, patients, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[tuple[float, float] | None, str]:

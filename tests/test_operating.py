@@ -116,10 +116,12 @@ def test_holm_on_a_known_set():
     assert M.holm({"x": 0.6, "y": 0.5}) == {"x": 1.0, "y": 1.0}
 
 
-def test_t_interval_and_balanced_accuracy_by_hand():
-    lo, hi = M.t_interval([1.0, 3.0])  # mean 2, sd sqrt(2), se 1, t(1, .975) = 12.706
-    assert (lo, hi) == pytest.approx((2 - 12.7062, 2 + 12.7062), abs=1e-3)
-    assert M.t_interval([1.0]) is None
+def test_seed_t_term_by_hand_and_balanced_accuracy():
+    # no patient spread; per-seed differences 0.1 and 0.3: mean 0.2, sd 0.1414, se 0.1, t(1, .975) = 12.706
+    ci, how = M.seed_level_interval(0.2, [0.2] * 100, [0.1, 0.3], 100, bounds=(-5, 5))
+    assert ci == pytest.approx((0.2 - 1.27062, 0.2 + 1.27062), abs=1e-4) and "1 df" in how
+    assert M.seed_level_interval(0.2, [0.2] * 100, [0.1, 0.3], 100)[0] == pytest.approx((-1.0, 1.0))  # clipped
+    assert M.seed_level_interval(0.2, [0.2] * 10, [0.1, 0.3], 100) == (None, None)  # too few valid draws
     assert M.balanced_accuracy(0.8, 0.6) == pytest.approx(0.7)
     assert M.balanced_accuracy(None, 0.6) is None
 
@@ -147,6 +149,6 @@ def test_auroc_difference_under_five_seeds_uses_the_t_term():
     assert "1 df" in d["interval"] and len(d["per_seed"]) == 2
     assert d["difference"] == pytest.approx(np.mean(d["per_seed"]))
     # the t term (12.7 x se over 2 seeds) makes it wider than the patient level alone
-    _, how = M.seed_level_interval(d["difference"], [d["difference"]] * 300, d["per_seed"], 300)
-    assert d["ci95"][1] - d["ci95"][0] > 2 * 12.7 * np.std(d["per_seed"], ddof=1) / np.sqrt(2) * 0.99
+    t_half = 12.706 * np.std(d["per_seed"], ddof=1) / np.sqrt(2)
+    assert d["ci95"][1] - d["ci95"][0] > min(2 * t_half * 0.99, 1.0)
     assert 0 <= d["p_two_sided"] <= 1

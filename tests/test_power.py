@@ -66,8 +66,8 @@ def test_primary_is_chosen_on_validation_and_the_rest_holm_corrected():
     assert prim["arm"] == "real+all" and "validation" in prim["chosen_by"]  # highest validation AUROC
     assert prim["difference"] > 0.1 and prim["ci95"][0] < prim["difference"] < prim["ci95"][1]
     ps = {c["comparison"]: c for c in cmp["secondary"]}
-    assert set(ps) == {"normal-covid | real-oversampled vs real | AUROC", "normal-covid | real+own vs real | AUROC",
-                       "normal-covid | real+all vs real | AUROC"}
+    assert set(ps) == {"normal-covid: real-oversampled vs real, AUROC", "normal-covid: real+own vs real, AUROC",
+                       "normal-covid: real+all vs real, AUROC"}
     raw = sorted(c["p"] for c in ps.values())
     assert min(c["p_holm"] for c in ps.values()) == pytest.approx(min(1.0, 3 * raw[0]))
     assert all(c["p_holm"] >= c["p"] for c in ps.values())

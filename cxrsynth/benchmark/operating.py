@@ -97,7 +97,7 @@ def arm_at(arm: Scored, spec: float, n: int = 1000, seed: int = 0, level: float 
     per = [at_specificity(arm.val_labels, arm.val[j], arm.test_labels, arm.test[j], spec) for j in range(k)]
     point = {m: float(np.mean([p[m] for p in per])) for m in ("sensitivity", "specificity", "balanced_accuracy")}
     boot = [float(np.mean([_sens(arm, j, spec, v, t) for j in range(k)])) for v, t in _draws(arm, n, seed)] if n else []
-    ci, how = M.seed_level_interval(point["sensitivity"], boot, [p["sensitivity"] for p in per], n, level)
+    ci, how = M.seed_level_interval(point["sensitivity"], boot, [p["sensitivity"] for p in per], n, level, (0.0, 1.0))
     return point | {"target_specificity": spec, "thresholds": [p["threshold"] for p in per],
                     "sensitivity_ci95": ci, "interval": how, "seeds": k}
 

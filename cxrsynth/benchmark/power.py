@@ -149,10 +149,10 @@ def comparisons(results: list[dict], summary: dict, operating: dict, bootstrap: 
         for arm, v in arms.items():
             d = v.get("auroc_vs_real")
             if d:
-                secondary[f"{task} | {arm} vs real | AUROC"] = d.get("p_two_sided")
+                secondary[f"{task}: {arm} vs real, AUROC"] = d.get("p_two_sided")
             for name, op in ((operating or {}).get(task) or {}).get("arms", {}).get(arm, {}).items():
                 if op.get("vs_real"):
-                    secondary[f"{task} | {arm} vs real | sensitivity at {name}"] = op["vs_real"]["p_two_sided"]
+                    secondary[f"{task}: {arm} vs real, sensitivity at {name}"] = op["vs_real"]["p_two_sided"]
     adjusted = M.holm(secondary)
     return {"primary": primary,
             "primary_rule": f"best synthetic arm (by validation AUROC) vs {CONTROL} on AUROC, per task; not corrected",

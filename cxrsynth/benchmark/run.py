@@ -49,7 +49,9 @@ from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
 from . import controls as C
 from . import figure_inputs
 from .. import metrics as M
+from .analyses import analyses
 from .arms import Cached, EvalDataset, eval_items, train_set
+from .power import power_before_grid, power_lines
 from ..classifiers import build
 from .fit import FitConfig, fit, predict, score
 from .release_check import FOREIGN_NOTICE, check_release, release_manifest
@@ -303,19 +305,6 @@ def aggregate(results: list[dict], bootstrap: int) -> dict:
     return out
 
 
-def operating_points(results: list[dict], bootstrap: int) -> dict:
-    """Per task: every arm at one fixed specificity (``operating.py``), beside ``aggregate``'s own-threshold numbers."""
-    from .operating import compare_arms
-
-    out = {}
-    for task in sorted({r["task"] for r in results}):
-        by_arm: dict = {}
-        for r in results:
-            if r["task"] == task:
-                by_arm.setdefault(r["arm"], []).append(r)
-        out[task] = compare_arms(by_arm, bootstrap)
-    return out
-
 
 def _notices(cfg: BenchmarkConfig, split_method: str, release_check: dict | None) -> list[str]:
     """Everything a reader of any output must know before reading a number (also printed by the CLI)."""
@@ -497,7 +486,6 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         "release_info": setup.release_info,
         "release_check": checked, "eval_only": False,
         "summary": aggregate(results, cfg.bootstrap),
-        "operating_points": operating_points(results, cfg.bootstrap),
         "controls": {
             "same_source": ctl["same_source"], "external": ctl["external"],
             "source_probe": C.source_probes(ctl["records"], ctl["same_source_items"], ctl["findings"], cfg.bootstrap),
@@ -505,6 +493,7 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         },
         "runs": [_public_run(r) for r in results],
     }
+    summary |= analyses(workdir, cfg, results, summary["summary"])  # operating points, power, calibration, subgroups
     shared = shareable(summary, (out_dir, workdir), setup.record_paths)  # the files: no absolute local paths
     validate(shared, "benchmark_results")
     write_json(out_dir / "results.json", shared)
@@ -593,6 +582,7 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
         raise_failed(outcomes, "benchmark cells",
                      f"rerun the same command: finished cells are kept and only these run again "
                      f"(`cxrsynth benchmark --status {out_dir}` lists them)")
+    print("\n".join(power_lines(power_before_grid(workdir, cfg.tasks, cfg.limit))), file=sys.stderr)  # before the grid
     sets, ctl = _control_sets(workdir, cfg, setup.externals)
     device = pick_device(cfg.device)
     results = [run_cell(setup, c, device, sets)
