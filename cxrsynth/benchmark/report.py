@@ -280,7 +280,8 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], cfg, audit:
     with atomic_write(out_dir / "tables.csv") as fh:
         fh.write(buf.getvalue())
     figs, notes = _figures(out_dir, results) if getattr(cfg, "figures", True) else ([], ["figures were off"])
-    figs += report_analyses.figures(out_dir, summary)  # reliability diagrams: from scores alone, always drawn
+    if getattr(cfg, "figures", True):
+        figs += report_analyses.figures(out_dir, summary)  # a reliability diagram per task
     extra = _audit_section(audit, summary)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cxrsynth benchmark</title>
