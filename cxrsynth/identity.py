@@ -93,10 +93,15 @@ def load_identity(paths) -> Identity:
     return ident
 
 
+def default_group(r: Record) -> str:
+    """Ingest's patient unit of a record (duplicates across sources merged), before any patient map."""
+    return r.patient_group or f"{r.source}:{r.patient_id}"
+
+
 def patient_groups(records: list[Record], identity: Identity | None) -> tuple[dict[str, str], dict]:
     """record_id -> the unit of the split (ingest's ``patient_group``, joined across RSNA and NIH by
     ``identity``), and a report of how RSNA was grouped."""
-    base = {r.record_id: r.patient_group or f"{r.source}:{r.patient_id}" for r in records}
+    base = {r.record_id: default_group(r) for r in records}
     rsna = [r for r in records if r.source == "rsna"]
     report = {"rsna_records": len(rsna), "files": list(identity.files) if identity else [], "rsna_linked": 0,
               "rsna": "per image" if rsna else "no RSNA records"}

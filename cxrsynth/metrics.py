@@ -134,6 +134,36 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
     return float((rankdata(s)[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+MIN_SEEDS_BOOTSTRAP = 5  # below this a bootstrap over seeds resamples k of k and carries (k-1)/k of their variance
+
+
+def seed_level_interval(point: float, boot: list[float], per_seed: list[float], n: int, level: float = 0.95,
+                        bounds: tuple[float, float] = (-1.0, 1.0)) -> tuple[tuple[float, float] | None, str | None]:
+    """Interval of a mean over seeds of paired differences, and how it was made.
+
+    With at least :data:`MIN_SEEDS_BOOTSTRAP` seeds, ``boot`` resampled patients and seeds together:
+    its percentile interval. With fewer, ``boot`` resampled patients only (all seeds in every draw),
+    and the seed level is a Student-t term on the per-seed differences, added in quadrature to the
+    patients' normal term (a bootstrap over 2 of 2 seeds would carry half their variance); that
+    interval is clipped to ``bounds``, the range the quantity can take (a t with 1 df is wide)."""
+    from scipy.stats import norm, t as student_t
+
+    k = len(per_seed)
+    if not n or len(boot) < n // 2:
+        return None, None
+    a = (1 - level) / 2
+    if k >= MIN_SEEDS_BOOTSTRAP:
+        return (float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))), "percentile bootstrap over test patients and seeds"
+    half_sq = (norm.ppf(1 - a) * float(np.std(boot, ddof=1))) ** 2
+    if k >= 2:
+        half_sq += (student_t.ppf(1 - a, k - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(k)) ** 2
+    half = math.sqrt(half_sq)
+    how = (f"patient bootstrap (all {k} seeds in each draw) plus a t-interval term on the per-seed differences "
+           "({k - 1} df), in quadrature" if k >= 2 else
+           "patient bootstrap only (one seed: the variance between training runs is not measured)")
+    return (max(bounds[0], point - half), min(bounds[1], point + half)), how.replace("{k - 1}", str(k - 1))
+
+
 def paired_seed_difference(y_true, patients, ref: list, arm: list, ref_thr: list[float], arm_thr: list[float],
                            n: int = 1000, seed: int = 0, level: float = 0.95) -> dict | None:
     """``arm`` minus ``ref`` in AUROC and sensitivity, paired seed by seed on the same test images.
@@ -158,13 +188,85 @@ def paired_seed_difference(y_true, patients, ref: list, arm: list, ref_thr: list
         return float(np.mean(da)), float(np.mean(ds))
 
     point = stats(np.arange(len(y)), range(k))
+    per_seed = [stats(np.arange(len(y)), [j]) for j in range(k)]
     seed_rng = np.random.default_rng([seed, 1])  # the seeds' resample, beside the patients'
-    vals = _patient_bootstrap(y, patients, lambda pick: stats(pick, seed_rng.integers(0, k, k)), n, seed)
-    auc_ci = _interval([v[0] for v in vals], n, level)
-    sens_ci = _interval([v[1] for v in vals], n, level)
-    return {"difference": point[0], "ci95": auc_ci, "p_b_not_better": float(np.mean([v[0] <= 0 for v in vals])) if vals else None,
+    resample = k >= MIN_SEEDS_BOOTSTRAP  # fewer: every draw keeps all seeds, and a t term adds their level
+    vals = _patient_bootstrap(y, patients, lambda pick: stats(pick, seed_rng.integers(0, k, k) if resample else range(k)),
+                              n, seed)
+    auc_ci, how = seed_level_interval(point[0], [v[0] for v in vals], [d[0] for d in per_seed], n, level)
+    sens_ci, _ = seed_level_interval(point[1], [v[1] for v in vals], [d[1] for d in per_seed], n, level)
+    boot = np.asarray([v[0] for v in vals])
+    return {"difference": point[0], "ci95": auc_ci, "p_b_not_better": float(np.mean(boot <= 0)) if vals else None,
+            "p_two_sided": float(min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))) if vals else None,
             "sensitivity_difference": point[1], "sensitivity_ci95": sens_ci, "seeds_paired": k,
-            "method": "mean over seeds of per-seed paired differences; bootstrap over test patients and seeds"}
+            "per_seed": [d[0] for d in per_seed], "interval": how,
+            "method": "mean over seeds of per-seed paired differences; " + how}
+
+
+def threshold_at_specificity(y_true, scores, specificity: float) -> float:
+    """The lowest threshold whose specificity on (``y_true``, ``scores``) reaches ``specificity``.
+
+    Used on validation to put every arm at the same operating point: comparing sensitivities taken at
+    each arm's own threshold compares different points on the ROC curves (issue 20). A score is called
+    positive when ``score >= threshold``; ties among negatives at the cut are all called negative, so
+    the reached specificity can exceed the target, never fall short of it."""
+    y, s = np.asarray(y_true), np.asarray(scores, float)
+    neg = np.sort(s[y == 0])
+    if len(neg) == 0:
+        return 0.5
+    k = math.ceil(specificity * len(neg) - 1e-9)  # negatives that must fall below the threshold
+    return float(neg[0]) if k <= 0 else float(np.nextafter(neg[k - 1], np.inf))
+
+
+def balanced_accuracy(sensitivity: float | None, specificity: float | None) -> float | None:
+    """(sensitivity + specificity) / 2: accuracy that a class prior shift cannot buy."""
+    return None if sensitivity is None or specificity is None else (sensitivity + specificity) / 2
+
+
+def holm(pvalues: dict) -> dict:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), keyed as given; ``None``
+    values stay ``None`` and do not count as tests."""
+    items = sorted(((p, k) for k, p in pvalues.items() if p is not None), key=lambda t: t[0])
+    m, out, running = len(items), {k: None for k in pvalues}, 0.0
+    for i, (p, k) in enumerate(items):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return out
+
+
+def proportion_ci(hits, patients, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[tuple[float, float] | None, str]:
+    """Interval of a proportion of images (e.g. sensitivity: the positives called positive), and how.
+
+    Wilson's interval assumes independent trials, which holds for per-patient counts: when every
+    patient contributes one image it is used. When a patient has several images (44 test images of 21
+    patients in the paper split) they are not independent, and whole patients are resampled instead."""
+    hits = np.asarray(hits, bool)
+    if len(hits) == 0:
+        return None, "no images"
+    groups = _groups(patients)
+    if all(len(g) == 1 for g in groups):
+        return wilson(int(hits.sum()), len(hits), level), "wilson (one image per patient)"
+    if n <= 0:
+        return None, "not computed (bootstrap 0; several images per patient)"
+    rng = np.random.default_rng([seed, 4])
+    vals = [float(hits[np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])].mean())
+            for _ in range(n)]
+    return _interval(vals, n, level), "patient bootstrap (several images per patient)"
+
+
+def clustered_rates(y_true, scores, patients, threshold: float, n: int, seed: int) -> dict:
+    """Sensitivity and specificity intervals that respect patients (:func:`proportion_ci`); Wilson's
+    image-level fields are set to None where a class has several images of one patient, so no reader
+    takes them for valid intervals."""
+    y, pred = np.asarray(y_true), np.asarray(scores) >= threshold
+    pats = np.asarray(patients, dtype=object)
+    out = {}
+    for name, cls, hit in (("sensitivity", 1, pred), ("specificity", 0, ~pred)):
+        ci, how = proportion_ci(hit[y == cls], pats[y == cls].tolist(), n, seed)
+        out[f"{name}_ci95"], out[f"{name}_interval"] = ci, how
+        if not how.startswith("wilson"):
+            out[f"{name}_wilson95"] = None
+    return out
 
 
 def bootstrap_sensitivity(hits: list, y_true, patients, n: int = 1000, seed: int = 0, level: float = 0.95):

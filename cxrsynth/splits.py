@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -233,6 +233,22 @@ RSNA_PER_IMAGE = ("RSNA is split per image: its patientId is an image id, and wi
                   "`cxrsynth split --patient-map FILE`) images of one NIH patient can land in different splits")
 
 
+def with_split_groups(records: list[Record], manifest: dict) -> list[Record]:
+    """``records`` with ``patient_group`` set to the grouping stored in the split manifest, so every
+    consumer of "patient" (bootstrap clusters, probes, the audit's held-out filter) uses the split's
+    unit, a ``--patient-map`` included. A manifest written before groups were stored leaves ingest's."""
+    groups = manifest.get("patient_groups") or {}
+    return [replace(r, patient_group=groups[r.record_id]) if r.record_id in groups else r for r in records]
+
+
+def grouped_records(layout: WorkLayout) -> tuple[list[Record], dict]:
+    """The work folder's records, grouped as its split was (:func:`with_split_groups`), and the split manifest."""
+    from .records import read_records
+
+    manifest = read_json(layout.splits)
+    return with_split_groups(read_records(layout.records), manifest), manifest
+
+
 def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records_path: Path | None = None,
                 out_path: Path | None = None, identity: Identity | None = None,
                 label_rows: dict[tuple[str, str], list[int]] | None = None) -> dict:
@@ -279,6 +295,9 @@ def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records
         **summarise(records, assign, group_of), "leakage": leakage, "patient_identity": identity_report,
         "largest_group": largest,
         "notes": notes, "assignments": assign,
+        # the grouping the split used (with --patient-map: RSNA joined to NIH patients), kept so that the
+        # bootstrap, the probes and the audit resample and exclude the same patients (with_split_groups)
+        "patient_groups": {k: group_of[k] for k in sorted(assign)},
     }
     validate(manifest, "splits")
     if out_path is not None:

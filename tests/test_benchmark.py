@@ -91,9 +91,16 @@ def test_rigorous_all_arms_both_tasks(rigorous):
     assert (out / "tables.csv").read_text().count("\n") == 1 + 12
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert figs == sorted(f"{t}-{k}.png" for t in ("normal-covid", "pneumonia-covid")
-                          for k in ("confidence", "roc-pr", "gradcam", "umap"))
+                          for k in ("confidence", "roc-pr", "gradcam", "umap", "reliability"))
+    # issue 20: power before the grid, arms at one specificity, primary + Holm, calibration, subgroups
+    assert table.index("Power (stated before training") < table.index("### normal-covid")
+    assert {"operating_points", "power", "comparisons", "calibration", "subgroups"} <= set(summary)
+    ops = summary["operating_points"]["normal-covid"]
+    assert ops["arms"]["real+all"]["specificity_90"]["vs_real"]["seeds_paired"] == 2
+    assert summary["comparisons"]["primary"]["normal-covid"]["against"] == "real-oversampled"
+    assert "sensitivity at one specificity" in table and "p (Holm)" in table and "ECE" in table
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 8 and "http" not in html.replace("http://www.w3.org", "")
+    assert html.count("data:image/png;base64,") == 10 and "http" not in html.replace("http://www.w3.org", "")
 
 
 def test_synthetic_only_uses_the_tasks_own_translator(rigorous):
@@ -420,9 +427,9 @@ def test_report_is_rendered_from_files_alone(rigorous, tmp_path, monkeypatch):
     write_outputs(copy, summary, results, cfg)
     names = sorted(p.name for p in (copy / "figures").glob("*.png"))
     assert names == sorted(f"{t}-{f}.png" for t in ("normal-covid", "pneumonia-covid")
-                           for f in ("confidence", "roc-pr", "gradcam", "umap"))
+                           for f in ("confidence", "roc-pr", "gradcam", "umap", "reliability"))
     page = (copy / "report.html").read_text()
-    assert page.count("<figure>") == 8 and "no Grad-CAM" not in page
+    assert page.count("<figure>") == 10 and "no Grad-CAM" not in page
 
 
 def test_figures_off_writes_no_figure_inputs_and_says_so(built, tmp_path):

@@ -250,12 +250,11 @@ def real_sets(workdir: str | Path, size: int) -> tuple[dict, np.ndarray, list[st
     ones (other splits, patients absent from training), with their patients."""
     from ..images import load_canonical
     from ..layout import WorkLayout
-    from ..paths import read_json
-    from ..records import read_records
+    from ..splits import grouped_records
 
-    layout = WorkLayout(workdir)
-    records = {r.record_id: r for r in read_records(layout.records) if r.has_pixels}
-    assign = read_json(layout.splits)["assignments"]
+    grouped, splits = grouped_records(WorkLayout(workdir))  # the split's patients (a --patient-map included)
+    records = {r.record_id: r for r in grouped if r.has_pixels}
+    assign = splits["assignments"]
     train_patients = {_patient(r) for i, r in records.items() if assign.get(i) == "train"}
     covid = sorted(i for i, r in records.items() if r.label == "covid")
     tr = [i for i in covid if assign.get(i) == "train"]

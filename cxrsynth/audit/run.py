@@ -43,8 +43,8 @@ from ..images import load_canonical
 from ..layout import AuditFolder, WorkLayout
 from ..paths import atomic_write, read_json, shareable, write_json
 from ..progress import duration, log
-from ..records import read_records
 from ..schemas import validate
+from ..splits import grouped_records
 from ..vocab import SOURCE_LABEL
 from . import fidelity as F
 from . import privacy as P
@@ -316,8 +316,9 @@ def _load(records: dict, ids: list[str], size: int) -> np.ndarray:
 
 def _real_sets(layout: WorkLayout, mapping: dict[str, str], sample: _Sample, cfg: AuditConfig,
                rng: np.random.Generator) -> _RealSets:
-    records = {r.record_id: r for r in read_records(layout.records) if r.has_pixels}
-    assign = read_json(layout.splits)["assignments"]
+    grouped, splits = grouped_records(layout)  # the split's patients: a --patient-map joins RSNA to NIH
+    records = {r.record_id: r for r in grouped if r.has_pixels}
+    assign = splits["assignments"]
     plan = read_json(layout.plan)
     patient = lambda r: r.patient_group or f"{r.source}:{r.patient_id}"
 

@@ -19,8 +19,7 @@ import torch
 from ..images import load_canonical
 from ..layout import WorkLayout
 from ..loader import ArmDataset, load
-from ..paths import read_json
-from ..records import read_records
+from ..splits import grouped_records
 from ..vocab import CONFIGS, TASK_LABELS, concrete_arm
 
 
@@ -48,8 +47,9 @@ class EvalDataset(torch.utils.data.Dataset):
 def eval_items(workdir: Path, task: str, split: str, limit: int | None = None) -> list[EvalItem]:
     neg, pos = TASK_LABELS[task]
     layout = WorkLayout(workdir)
-    assign = read_json(layout.splits)["assignments"]
-    recs = [r for r in read_records(layout.records)
+    records, splits = grouped_records(layout)  # patients as the split grouped them (a --patient-map included)
+    assign = splits["assignments"]
+    recs = [r for r in records
             if r.has_pixels and assign.get(r.record_id) == split and r.label in (neg, pos)]
     items = [EvalItem(str(r.path), int(r.label == pos), r.patient_group or r.patient_id, r.record_id) for r in recs]
     if limit:

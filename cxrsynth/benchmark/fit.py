@@ -187,4 +187,4 @@ def score(y_true, scores, patients, threshold: float, bootstrap: int, seed: int)
     out = M.threshold_metrics(y_true, scores, threshold)
     out.update({"threshold": threshold, "auroc": M.auroc(y_true, scores), "auprc": M.auprc(y_true, scores),
                 "auroc_ci95": M.bootstrap_auroc(y_true, scores, patients, bootstrap, seed) if bootstrap else None})
-    return out
+    return out | M.clustered_rates(y_true, scores, patients, threshold, bootstrap, seed)

@@ -13,7 +13,7 @@ from ..artifacts.stamps import stamped_audit
 from ..errors import StampError
 from ..layout import AuditFolder, BenchmarkFolder
 from ..paths import atomic_write
-from . import figure_inputs, figures
+from . import figure_inputs, figures, report_analyses
 
 
 def _ms(stat: dict, pct: bool = True, digits: int = 2) -> str:
@@ -236,6 +236,7 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
     for note in notices:
         md.append(f"> **{note}**\n")
     md += header_lines(summary)
+    md += report_analyses.header(summary)  # power, before any number
     for task, arms in summary["summary"].items():
         names = list(arms)
         md.append(f"### {task} ({model}, {summary['protocol']} protocol, {summary.get('split_method', '?')} split)\n")
@@ -273,6 +274,7 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
         md.append("")
         empty = {n for n, r in ((summary.get("controls") or {}).get("external") or {}).items() if not r.get("kept", 1)}
         md += _control_rows(task, arms, externals, empty)
+    md += report_analyses.sections(summary)
     if summary.get("controls"):
         md += _external_lines(summary)
         md += _probe_rows(summary["controls"])
@@ -357,6 +359,8 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], cfg, audit:
     with atomic_write(out_dir / "tables.csv") as fh:
         fh.write(buf.getvalue())
     figs, notes = _figures(out_dir, results) if getattr(cfg, "figures", True) else ([], ["figures were off"])
+    if getattr(cfg, "figures", True):
+        figs += report_analyses.figures(out_dir, summary)  # a reliability diagram per task
     extra = _audit_section(audit, summary)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cxrsynth benchmark</title>
@@ -364,8 +368,9 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], cfg, audit:
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}} img{{max-width:100%}} .warn{{color:#a00;font-weight:bold}}
 figure{{margin:1em 0}}</style></head><body>
 <h1>cxrsynth benchmark ({html.escape(summary['protocol'])} protocol, {html.escape(summary['config']['model'])})</h1>
-<p>Not for clinical use. Sensitivity with Wilson intervals (on an external set, a patient-level bootstrap interval),
-AUROC with patient-level bootstrap intervals; each shortcut sentence rests on a one-sided two-proportion test; mean ± sd over
+<p>Not for clinical use. Sensitivity intervals: Wilson for per-patient counts, else a patient bootstrap (on an external set,
+a patient-level bootstrap interval); AUROC with patient-level bootstrap intervals; each shortcut sentence rests on a one-sided
+two-proportion test; mean ± sd over
 {max((a['seeds'] for t in summary['summary'].values() for a in t.values()), default=1)} seeds. Decision threshold: {'0.5 (paper)' if summary['protocol'] == 'paper' else 'chosen on validation'}.</p>
 {_md_table_to_html(md)}
 <h2>Figures</h2>

@@ -43,14 +43,16 @@ from ..launch import Job, Launcher, launch, raise_failed, read_record
 from ..layout import BenchmarkFolder, WorkLayout
 from ..locks import hold, holder_of
 from ..paths import atomic_path, read_json, sha256_file, shareable, write_json
-from ..records import read_records
 from ..schemas import validate
+from ..splits import grouped_records
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
 from . import controls as C
 from . import external as E
 from . import figure_inputs
 from .. import metrics as M
+from .analyses import analyses
 from .arms import Cached, EvalDataset, eval_items, train_set
+from .power import power_before_grid, power_lines
 from ..classifiers import build
 from .fit import FitConfig, fit, predict, score
 from .release_check import FOREIGN_NOTICE, check_release, release_manifest
@@ -143,7 +145,7 @@ class ControlSets:
 
 
 def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]) -> tuple[ControlSets, dict]:
-    records = read_records(WorkLayout(workdir).records)
+    records, _ = grouped_records(WorkLayout(workdir))  # the probes resample the split's patients
     neg, findings, ss_report = C.same_source_negatives(records)
     ss = {}
     for task in TASKS:
@@ -239,6 +241,9 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
         "test_scores": [round(float(s), 6) for s in test["scores"]], "test_labels": [int(v) for v in test["labels"]],
         "test_patients": [i.patient for i in test_items], "test_record_ids": [i.record_id for i in test_items],
     } | ({"cell_key": key} if key else {})
+    if cfg.protocol == "rigorous":  # kept so that operating.py can re-pick thresholds inside its bootstrap
+        res |= {"validation_scores": [round(float(s), 6) for s in val["scores"]],
+                "validation_labels": [int(v) for v in val["labels"]], "validation_patients": [i.patient for i in val_items]}
     res["model_sha256"] = _save_model(model, run_dir / "model.safetensors", cfg.model)
     if _wants_figure_inputs(cfg, seed, run_dir):
         figure_inputs.write(run_dir, model, res, test_ds, workdir, release, cfg.image_size, cfg.limit, device)
@@ -246,7 +251,8 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
     return score_controls(res, run_dir, cfg, sets, device, model) if sets else res
 
 
-PER_IMAGE = ("history", "test_scores", "test_labels", "test_patients", "test_record_ids")
+PER_IMAGE = ("history", "test_scores", "test_labels", "test_patients", "test_record_ids", "validation_scores",
+             "validation_labels", "validation_patients")
 
 
 def _public_run(r: dict) -> dict:
@@ -308,6 +314,7 @@ def aggregate(results: list[dict], bootstrap: int) -> dict:
                 a[0]["test_labels"], a[0]["test_patients"], [r["test_scores"] for r in a], [r["test_scores"] for r in b],
                 [r["threshold"] for r in a], [r["threshold"] for r in b], bootstrap)
     return out
+
 
 
 def _notices(cfg: BenchmarkConfig, split_method: str, release_check: dict | None) -> list[str]:
@@ -498,6 +505,7 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         },
         "runs": [_public_run(r) for r in results],
     }
+    summary |= analyses(workdir, cfg, results, summary["summary"])  # operating points, power, calibration, subgroups
     shared = shareable(summary, (out_dir, workdir), setup.record_paths)  # the files: no absolute local paths
     validate(shared, "benchmark_results")
     write_json(out_dir / "results.json", shared)
@@ -586,6 +594,7 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
         raise_failed(outcomes, "benchmark cells",
                      f"rerun the same command: finished cells are kept and only these run again "
                      f"(`cxrsynth benchmark --status {out_dir}` lists them)")
+    print("\n".join(power_lines(power_before_grid(workdir, cfg.tasks, cfg.limit))), file=sys.stderr)  # before the grid
     sets, ctl = _control_sets(workdir, cfg, setup.externals)
     device = pick_device(cfg.device)
     results = [run_cell(setup, c, device, sets)
