@@ -46,7 +46,7 @@ from ..paths import atomic_path, read_json, sha256_file, shareable, write_json
 from ..records import read_records
 from ..schemas import validate
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
-from . import controls as C
+from . import attribution, controls as C
 from . import figure_inputs
 from .. import metrics as M
 from .arms import Cached, EvalDataset, eval_items, train_set
@@ -226,7 +226,8 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
         "task": task, "arm": arm, "concrete_arm": concrete_arm(task, arm), "seed": seed, "protocol": cfg.protocol,
         "test_used_for_selection": cfg.protocol == "paper", "model": cfg.model, "init": str(cfg.init),
         "train": {"n": len(train), "negatives": len(train) - pos, "positives": pos,
-                  "positives_synthetic": train.origins.count("synthetic"), "skew": train.skew},
+                  "positives_synthetic": train.origins.count("synthetic"), "positives_null": train.origins.count("null"),
+                  "skew": train.skew},
         "fit": {k: v for k, v in hist.items() if k != "history"}, "history": hist["history"],
         "threshold": threshold, "threshold_source": source, "validation": val_metrics,
         "test": score(test["labels"], test["scores"], [i.patient for i in test_items], threshold, cfg.bootstrap, seed),
@@ -270,7 +271,8 @@ SUMMARY_KEYS = ("sensitivity", "false_negatives", "specificity", "precision", "f
 
 
 def aggregate(results: list[dict], bootstrap: int) -> dict:
-    """Mean and spread over seeds per task and arm; each arm against ``real``, paired seed by seed."""
+    """Mean and spread over seeds per task and arm; each arm against ``real`` and ``real-oversampled``,
+    paired seed by seed; each arm's step budget and its prior-shift row (``attribution.py``)."""
     out: dict = {}
     for task in sorted({r["task"] for r in results}):
         out[task] = {}
@@ -283,19 +285,12 @@ def aggregate(results: list[dict], bootstrap: int) -> dict:
             out[task][arm] = {"concrete_arm": runs[0]["concrete_arm"], "seeds": len(runs),
                               "skew": (runs[0]["train"] or {}).get("skew"),
                               **{k: M.summarise_seeds([r["test"][k] for r in runs]) for k in SUMMARY_KEYS},
-                              "controls": _control_summary(runs)}
-        if "real" not in by_arm:
-            continue
-        ref = {r["seed"]: r for r in by_arm["real"]}
-        for arm, runs in by_arm.items():
-            pairs = [(ref[r["seed"]], r) for r in runs if r["seed"] in ref
-                     and r["test_record_ids"] == ref[r["seed"]]["test_record_ids"]]
-            if arm == "real" or not pairs:
-                continue
-            a, b = zip(*pairs)
-            out[task][arm]["auroc_vs_real"] = M.paired_seed_difference(
-                a[0]["test_labels"], a[0]["test_patients"], [r["test_scores"] for r in a], [r["test_scores"] for r in b],
-                [r["threshold"] for r in a], [r["threshold"] for r in b], bootstrap)
+                              "controls": _control_summary(runs), "budget": attribution.budget(runs)}
+        for key, ref_arm in attribution.REFERENCES.items():  # vs real and vs the count-matched control
+            for arm, d in attribution.paired_against(by_arm, ref_arm, bootstrap).items():
+                out[task][arm][key] = d
+        for arm, row in attribution.prior_shift(by_arm).items():
+            out[task][arm]["at_0.5"] = row
     return out
 
 
