@@ -143,3 +143,32 @@ def test_paper_protocol_tables_show_no_intervals(null_bench):
     md, rows = tables(summary | {"protocol": "paper"})
     assert NO_INTERVALS in md and " [" not in md.replace("[95% CI]", "")
     assert all(c == "" for r in rows[1:] for h, c in zip(rows[0], r) if h.endswith("ci95"))
+
+
+def test_select_on_validation_never_scores_test(built, tmp_path, monkeypatch):
+    """Judging translators: only the validation split is read and scored; test never is."""
+    from cxrsynth.benchmark import run as R
+    from cxrsynth.paths import read_json
+
+    wd, rel, _ = built
+    asked = []
+    real_eval_items = R.eval_items
+
+    def spy(workdir, task, split, limit=None):
+        asked.append(split)
+        return real_eval_items(workdir, task, split, limit)
+
+    monkeypatch.setattr(R, "eval_items", spy)
+    cfg = resolve(BenchmarkConfig, overrides=TINY + ["tasks=normal-covid", "arms=real,real+null", "seeds=1",
+                                                     "select_on=validation"])
+    summary = run_benchmark(wd, tmp_path / "val", cfg, release=str(rel))
+    assert asked and set(asked) == {"validation"}
+    assign = read_json(wd / "splits.json")["assignments"]
+    for r in json.loads((tmp_path / "val" / "results.json").read_text())["runs"]:
+        assert r["scored_split"] == "validation"
+    for res in (tmp_path / "val" / "runs").rglob("result.json"):
+        assert {assign[i] for i in json.loads(res.read_text())["test_record_ids"]} == {"validation"}
+    assert summary["controls"] is None and any("VALIDATION ONLY" in n for n in summary["notices"])
+    assert "VALIDATION ONLY" in (tmp_path / "val" / "tables.md").read_text()
+    with pytest.raises(ConfigError, match="rigorous"):
+        resolve(BenchmarkConfig, overrides=["select_on=validation", "protocol=paper"])
