@@ -123,6 +123,8 @@ def budget_lines(task: str, arms: dict[str, dict]) -> list[str]:
         ci = d.get(ci_key)
         return f(d[key]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
 
+    if not any((s.get("budget") or {}).get("seeds") or any(s.get(k) for k in REFERENCES) for s in arms.values()):
+        return []  # nothing trained here (--eval-only) and nothing to compare
     md = [f"#### {task}: what the synthetic images add (vs real and vs the count-matched real-oversampled)\n",
           "| arm | steps | epochs run | best epoch | seeds peaking at last epoch | AUROC vs real | "
           "AUROC vs real-oversampled | sensitivity vs real, points | sensitivity vs real-oversampled, points |",
