@@ -64,8 +64,12 @@ def null_set(workdir: Path, task: str, release, size: int) -> ArmDataset:
     real = load(task, "real", "train", workdir, release, size)
     count = len(load(task, "real+own", "train", workdir, release, size).synthetic[0])
     layout = WorkLayout(workdir)
-    ds = ArmDataset(real.real, [NullSet(null_sources(read_json(layout.plan), read_records(layout.records), task, count), size)],
-                    size, real.transform)
+    return _as_null(ArmDataset(real.real, [NullSet(null_sources(read_json(layout.plan), read_records(layout.records), task,
+                                                               count), size)], size, real.transform))
+
+
+def _as_null(ds: ArmDataset) -> ArmDataset:
+    """Its non-real items are the null arm's (results.json counts them as ``positives_null``, not synthetic)."""
     ds.origins = ["null" if o == "synthetic" else o for o in ds.origins]
     return ds
 
@@ -82,10 +86,8 @@ def train_set(workdir: Path, task: str, arm: str, release, size: int, limit: int
         else:
             pos = pos[:limit]
         synth = [s.select(range(min(limit, len(s)))) for s in ds.synthetic]
-        origins = ds.origins
         ds = ArmDataset(neg + pos, synth, size, ds.transform)
-        if "null" in origins:
-            ds.origins = ["null" if o == "synthetic" else o for o in ds.origins]
+        ds = _as_null(ds) if arm == NULL_ARM else ds
     return ds
 
 
