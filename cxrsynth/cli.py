@@ -591,6 +591,9 @@ def diff(old, new, write, as_json):
               help="An external test set (any folder `cxrsynth ingest` reads) scored by every model; repeatable.")
 @click.option("--allow-foreign-release", is_flag=True,
               help="Run on a release made from another split or plan (refused otherwise); stated in every output.")
+@click.option("--select-on", "select_on", type=click.Choice(["test", "validation"]), default=None,
+              help="validation: judge translators (--translator) without touching test: score the validation split "
+                   "only (test is never read; no controls or figures). Default test.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: WORKDIR/benchmark).")
 @click.option("--status", "status_dir", type=click.Path(file_okay=False, exists=True), default=None, metavar="OUT",
@@ -602,8 +605,8 @@ def diff(old, new, write, as_json):
 @json_option
 @click.pass_context
 def benchmark(ctx, release, revision, translators, model, init, protocol, seeds, tasks, arms, max_epochs, image_size,
-              limit, eval_only, threshold, normalize, positive_index, externals, allow_foreign_release, out_dir, status_dir,
-              record_paths, config_file, overrides, as_json, **launch_opts):
+              limit, eval_only, threshold, normalize, positive_index, externals, allow_foreign_release, select_on, out_dir,
+              status_dir, record_paths, config_file, overrides, as_json, **launch_opts):
     """Train and score classifiers on the real / real+synthetic / synthetic-only arms.
 
     Writes results.json, tables.md/csv, figures/ and report.html; finished runs are kept on a rerun.
@@ -625,7 +628,8 @@ def benchmark(ctx, release, revision, translators, model, init, protocol, seeds,
 
     cfg = resolve(BenchmarkConfig, config_file, overrides, given={
         "model": model, "init": init, "protocol": protocol, "seeds": seeds, "fit.max_epochs": max_epochs,
-        "image_size": image_size, "limit": limit, "tasks": tuple(tasks) or None, "arms": tuple(arms) or None})
+        "image_size": image_size, "limit": limit, "tasks": tuple(tasks) or None, "arms": tuple(arms) or None,
+        "select_on": select_on})
     trans = _task_paths(translators, "--translator")
     if revision and not release:
         raise click.UsageError("--revision goes with --release ORG/NAME")

@@ -57,6 +57,14 @@ from .vocab import CONFIG_TASK, CONFIGS
 
 
 
+def output_mode(output: str, arch: dict) -> str:
+    """The mapping one translator's images get: ``output`` unless auto, then the authors' min-max for
+    the ``paper`` preset and clamp otherwise."""
+    if output != "auto":
+        return output
+    return "minmax" if arch.get("preset") == "paper" else "clamp"
+
+
 @dataclass(frozen=True)
 class GenerateConfig:
     configs: tuple[str, ...] = CONFIGS
@@ -70,8 +78,9 @@ class GenerateConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where native (see device.py)
     channels_last: bool | None = None
     # How tanh outputs become pixels: clamp (y + 1) * 127.5, or minmax, the authors' mapping (their
-    # scipy.misc.imsave stretched each image to its own min..max)
-    output: Literal["clamp", "minmax"] = "clamp"
+    # scipy.misc.imsave stretched each image to its own min..max); auto: minmax for a translator trained
+    # with the paper preset (it reproduces the authors' images), clamp for any other (output_mode)
+    output: Literal["auto", "clamp", "minmax"] = "auto"
     # torch.compile of the generator (translate/compile.py): auto = on for the CPU when a config has at
     # least AUTO_MIN_IMAGES images to make (1.26x measured, minus tens of seconds of compile)
     compile: Literal["auto", "on", "off"] | bool = "auto"
@@ -237,6 +246,7 @@ def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[st
         size = int(info["arch"].get("size", 256))
         translator_id = translator_name(task, info)
         tr = Translator(net, info, translator_id, size)
+        output = output_mode(cfg.output, info["arch"])
         planned = plan["tasks"][task]["translate"]["record_ids"]
         available = [i for i in planned if i in by_id and by_id[i].has_pixels]
         usable = available if cfg.limit is None else available[: cfg.limit]
@@ -252,12 +262,12 @@ def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[st
         stats = {"planned": len(planned), "label_only_skipped": len(planned) - len(available),
                  "to_generate": len(usable), "shards": len(shards), "shards_mine": len(mine),
                  "shards_skipped_done": 0, "generated": 0, "translator_id": translator_id,
-                 "checkpoint_sha256": info["sha256"], "size": size, "compiled": is_compiled(net)}
+                 "checkpoint_sha256": info["sha256"], "size": size, "compiled": is_compiled(net), "output": output}
         t0 = time.perf_counter()
         bar = progress_bar(total=sum(len(shards[k]) for k in mine), desc=f"generate {config}", unit="img", enabled=progress)
         for k in mine:
             name = shard_name(k)
-            key = shard_key(info["sha256"], shards[k], translator_id, cfg.output)
+            key = shard_key(info["sha256"], shards[k], translator_id, output)
             if gen.shard_is_done(config, name, key):
                 stats["shards_skipped_done"] += 1
                 bar.update(len(shards[k]))
@@ -300,7 +310,8 @@ def _run_shard(job: ShardJob, tr: Translator, run: _Run, bar) -> int:
     with ThreadPoolExecutor(max_workers=max(1, cfg.encoders)) as pool:
         pending = []
         for batch in loader:
-            arrs = translate_batch(tr.net, batch, device, run.rt.amp_dtype, run.rt.channels_last, cfg.output)
+            arrs = translate_batch(tr.net, batch, device, run.rt.amp_dtype, run.rt.channels_last,
+                                   output_mode(cfg.output, tr.info["arch"]))
             rids = ids[pos:pos + len(arrs)]
             pos += len(arrs)
             sids = [opaque_id(run.secret, config, r) for r in rids]

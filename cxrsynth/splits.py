@@ -4,7 +4,9 @@ Two methods:
 
 - ``rigorous`` (default): patient-level. Whole patient groups (``Record.patient_group``, which ingest
   merges across sources for duplicate images) go to train / validation / test, greedily balancing every
-  stratum (collection x label) towards the requested fractions. :func:`check_leakage` then fails loudly
+  stratum (collection x label) towards the requested fractions, the groups taken in a seeded random
+  order (``order``; largest-first, which reproduces splits made before, put every multi-image COVID-19
+  patient in train). ``group_sizes`` in the manifest gives each split's patient-group sizes per label. :func:`check_leakage` then fails loudly
   if any patient sits in two splits.
 - ``paper``: the original code's rule: per collection and class, the first ``int(0.8 * rows)`` label
   ROWS in file order are train and the rest test, then unique images. RSNA repeats rows per box, so this
@@ -54,6 +56,11 @@ class SplitConfig:
     # (the largest NIH patient: 184 of 112,120 images); a patient map that joins thousands of images to
     # one patient is wrong, and would move them all into one split. Raise it to accept such a group.
     max_group_share: float = 0.05
+    # The order the rigorous split takes patient groups in. "random" (seeded): each split gets groups of
+    # every size. "largest-first" (splits made before 0.x; kept to reproduce them): the first groups all
+    # go to train until it holds its share, so held-out COVID-19 was almost all single-image patients,
+    # who in the collection come from other publications than the serial follow-ups of multi-image ones.
+    order: Literal["random", "largest-first"] = "random"
 
     def __post_init__(self):
         fr = self.fractions  # NaN passed "non-negative" and the sum test alike, and put every record in train
@@ -71,17 +78,19 @@ def _key(r: Record, group_of: dict[str, str] | None) -> str:
 
 
 def rigorous_split(records: list[Record], fractions=(0.7, 0.1, 0.2), seed: int = 0,
-                   group_of: dict[str, str] | None = None) -> dict[str, str]:
+                   group_of: dict[str, str] | None = None, order: str = "random") -> dict[str, str]:
     """Patient-level, stratified assignment ``record_id -> split``; deterministic for a seed.
-    ``group_of``: record_id -> patient unit (default: the records' ``patient_group``)."""
+    ``group_of``: record_id -> patient unit (default: the records' ``patient_group``); ``order``: see
+    :class:`SplitConfig`."""
     groups: dict[str, list[Record]] = defaultdict(list)
     for r in records:
         groups[_key(r, group_of)].append(r)
     strata_total: Counter = Counter(f"{r.collection}|{r.label}" for r in records)
     keys = sorted(groups)
-    order = np.random.default_rng(seed).permutation(len(keys))
-    # Large groups first (stable on the shuffled order) so they cannot spoil the balance at the end.
-    keys = sorted((keys[i] for i in order), key=lambda k: -len(groups[k]))
+    shuffled = np.random.default_rng(seed).permutation(len(keys))
+    keys = [keys[i] for i in shuffled]
+    if order == "largest-first":  # stable on the shuffled order
+        keys = sorted(keys, key=lambda k: -len(groups[k]))
     current = [Counter() for _ in SPLITS]
     assign: dict[str, str] = {}
     for key in keys:
@@ -203,6 +212,18 @@ def summarise(records: list[Record], assign: dict[str, str], group_of: dict[str,
     }
 
 
+def group_sizes(records: list[Record], assign: dict[str, str], group_of: dict[str, str] | None = None) -> dict:
+    """split -> label -> {images per patient group: number of groups}: whether held-out patients look
+    like training patients (single-image vs serial follow-up)."""
+    sizes: Counter = Counter()
+    for r in records:
+        sizes[(assign[r.record_id], r.label, _key(r, group_of))] += 1
+    out: dict = {s: {} for s in SPLITS}
+    for (split, label, _), n in sorted(sizes.items()):
+        out[split].setdefault(label, Counter())[str(n)] += 1
+    return {s: {lab: dict(sorted(c.items(), key=lambda kv: int(kv[0]))) for lab, c in v.items()} for s, v in out.items()}
+
+
 def largest_group(records: list[Record], group_of: dict[str, str] | None) -> dict:
     """The biggest patient group: how many records it holds and their share of all records."""
     sizes = Counter(_key(r, group_of) for r in records)
@@ -264,7 +285,7 @@ def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records
     largest = largest_group(records, group_of)
     id_notes += check_group_sizes(largest, cfg, len(records))
     if cfg.method == "rigorous":
-        assign = rigorous_split(records, cfg.fractions, cfg.seed, group_of)
+        assign = rigorous_split(records, cfg.fractions, cfg.seed, group_of, cfg.order)
         check_leakage(records, assign, group_of)
         notes = id_notes + empty_split_notes(assign, cfg.fractions)
         leakage = {"checked": True, "patients_in_several_splits": 0}
@@ -293,7 +314,7 @@ def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records
         "records_sha256": sha256_file(records_path) if records_path else None,
         "assignment_sha256": hashlib.sha256("\n".join(f"{k}\t{assign[k]}" for k in sorted(assign)).encode()).hexdigest(),
         **summarise(records, assign, group_of), "leakage": leakage, "patient_identity": identity_report,
-        "largest_group": largest,
+        "largest_group": largest, "group_sizes": group_sizes(records, assign, group_of),
         "notes": notes, "assignments": assign,
         # the grouping the split used (with --patient-map: RSNA joined to NIH patients), kept so that the
         # bootstrap, the probes and the audit resample and exclude the same patients (with_split_groups)

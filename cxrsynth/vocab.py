@@ -37,8 +37,16 @@ TASK_CONFIG: dict[str, str] = {task: config for config, task in CONFIG_TASK.item
 #: synthetic config -> the label of the real images it translates.
 SOURCE_LABEL: dict[str, str] = {config: TASK_LABELS[task][0] for config, task in CONFIG_TASK.items()}
 
+#: The null-translator control: the train negatives the task's translator translates, put through a
+#: trivial transform (blur and contrast, ``benchmark/null_arm.py``) and labelled COVID-19, at the count of
+#: ``real+own``'s synthetic images. It tells "the translator adds COVID-19 features" from "any transform of
+#: a negative labelled COVID-19 does as well". Benchmark-only: it is built from the work folder, never
+#: published, so :func:`cxrsynth.load` does not offer it.
+NULL_ARM = "real+null"
+
 #: The benchmark arms, as users name them, in table order.
-ARMS: tuple[str, ...] = ("real", "real+own", "real+all", "synthetic-only", "synthetic-only-both", "real-oversampled")
+ARMS: tuple[str, ...] = ("real", "real+own", "real+all", "synthetic-only", "synthetic-only-both", "real-oversampled",
+                         NULL_ARM)
 
 #: Arm names whose meaning in ``cxrsynth.load`` changed -> the name of their old meaning. Each arm name
 #: has one meaning everywhere: ``cxrsynth.load(task, "synthetic-only")`` meant both configs (the
@@ -70,7 +78,7 @@ def concrete_arm(task: str, arm: str) -> str:
     own, other = own_and_other(task)
     names = {"real": "real", "real+own": f"real+{own}", "real+all": f"real+{own}+{other}",
              "synthetic-only": f"synthetic-only ({own})", "synthetic-only-both": f"synthetic-only ({'+'.join(CONFIGS)})",
-             "real-oversampled": "real-oversampled"}
+             "real-oversampled": "real-oversampled", NULL_ARM: NULL_ARM}
     if arm not in names:
         raise ConfigError("unknown arm", arm, f"use {', '.join(ARMS)}")
     return names[arm]
@@ -91,6 +99,9 @@ def arm_parts(arm: str) -> tuple[bool, tuple[str, ...], bool]:
     """A concrete arm -> (real COVID-19 used, synthetic configs in order, real COVID-19 oversampled).
     ``real+g_nc+g_pc`` and ``real+g_pc+g_nc`` are the same arm. A benchmark name that depends on the
     task (``synthetic-only``, ``real+own``) is not concrete: :func:`concrete_arm` first."""
+    if arm == NULL_ARM:
+        raise ConfigError("real+null is a benchmark control, not a release arm", arm,
+                          "the benchmark builds it (cxrsynth benchmark --arm real+null)")
     if arm in ("real", "real-oversampled"):
         return True, (), arm == "real-oversampled"
     if arm.startswith("synthetic-only (") and arm.endswith(")"):

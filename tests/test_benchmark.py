@@ -17,7 +17,7 @@ from cxrsynth.errors import CheckpointError, ConfigError
 from cxrsynth.schemas import validate
 
 TINY = ["model=resnet18", "init=random", "image_size=32", "limit=6", "fit.max_epochs=1", "bootstrap=100"]
-ARMS = ["real", "real+own", "real+all", "synthetic-only", "synthetic-only-both", "real-oversampled"]
+ARMS = ["real", "real+own", "real+all", "synthetic-only", "synthetic-only-both", "real-oversampled", "real+null"]
 
 
 def external_folder(wd: Path, root: Path) -> Path:
@@ -79,7 +79,7 @@ def test_rigorous_all_arms_both_tasks(rigorous):
             assert d["seeds_paired"] == 2
             assert d["difference"] == pytest.approx(arms[arm]["auroc"]["mean"] - arms["real"]["auroc"]["mean"])
     runs = summary["runs"]
-    assert len(runs) == 2 * 6 * 2
+    assert len(runs) == 2 * 7 * 2
     assert all(r["threshold_source"].startswith("validation") and r["validation"] is not None for r in runs)
     for r in runs:
         cm = r["test"]["confusion"]
@@ -88,7 +88,7 @@ def test_rigorous_all_arms_both_tasks(rigorous):
     for name in ("real+g_nc+g_pc", "real+g_pc+g_nc", "synthetic-only (g_nc)", "synthetic-only (g_pc)",
                  "synthetic-only (g_nc+g_pc)", "real-oversampled", "(sensitivity %, FN)"):
         assert name in table
-    assert (out / "tables.csv").read_text().count("\n") == 1 + 12
+    assert (out / "tables.csv").read_text().count("\n") == 1 + 14
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert figs == sorted(f"{t}-{k}.png" for t in ("normal-covid", "pneumonia-covid")
                           for k in ("confidence", "roc-pr", "gradcam", "umap", "reliability"))

@@ -161,3 +161,27 @@ def test_minmax_output_stretches_each_image_and_is_its_own_shard(trained, tmp_pa
         assert arr.min() == 0 and arr.max() == 255
     again = generate(wd, resolve(GenerateConfig, overrides=base + ["output=minmax"]))
     assert again["configs"]["g_nc"]["shards_skipped_done"] == 1 and again["configs"]["g_nc"]["generated"] == 0
+
+
+def test_paper_translator_generates_with_the_authors_minmax_by_default(planned_workdir, tmp_path):
+    """output=auto: a translator trained with --preset paper gets the authors' per-image min-max stretch,
+    any other translator the clamp (output_mode); an explicit output wins."""
+    from cxrsynth.generate import output_mode
+    from cxrsynth.translate.train import resolve_train_config, train
+
+    assert output_mode("auto", {"preset": "paper"}) == "minmax" and output_mode("auto", {"preset": "canonical"}) == "clamp"
+    assert output_mode("clamp", {"preset": "paper"}) == "clamp"
+    import shutil
+
+    wd = copy_workdir(planned_workdir, tmp_path / "wd")
+    shutil.rmtree(wd / "translators", ignore_errors=True)  # the session's fixture may have trained canonical ones here
+    train(wd, resolve_train_config(None, ["preset=paper", "task=normal-covid", "size=64", "max_steps=1", "batch_size=2",
+                                          "save_every=2", "sample_every=4"]))
+    base = ["limit=3", "shard_size=3", "batch_size=3", "workers=0", "configs=[g_nc]"]
+    rep = generate(wd, resolve(GenerateConfig, overrides=base))
+    assert rep["configs"]["g_nc"]["output"] == "minmax" and rep["configs"]["g_nc"]["generated"] == 3
+    for p in GeneratedSet(wd / "generated").provenance("g_nc"):
+        arr = np.asarray(Image.open(wd / "generated" / p["file"]))
+        assert arr.min() == 0 and arr.max() == 255
+    clamp = generate(wd, resolve(GenerateConfig, overrides=base + ["output=clamp"]))
+    assert clamp["configs"]["g_nc"]["output"] == "clamp" and clamp["configs"]["g_nc"]["shards_skipped_done"] == 0

@@ -173,3 +173,29 @@ def test_rsna_mapping_keeps_one_nih_patient_in_one_split(tmp_path):
     entry.write_text("Image Index,Finding Labels,Patient ID\n00012345_000.png,Pneumonia,777\n")
     ident = load_identity([mapping, entry])
     assert ident.nih_patient_of(a.image_key) == "777" and ident.nih_patient_of(b.image_key) == "12345"
+
+
+def test_rigorous_split_takes_groups_in_random_order(tmp_path):
+    """Groups are taken in a seeded random order, so held-out splits get serial (multi-image) COVID-19
+    patients too; largest-first (kept to reproduce old splits) left validation all single-image patients
+    and test none above 2 images. ``group_sizes`` shows it; the balance is kept."""
+    from cxrsynth.ingest import ingest
+
+    from .conftest import COVID, NIH
+
+    recs = [r for r in ingest([COVID, NIH], out_dir=tmp_path).records if r.has_pixels]
+    for seed in (0, 1):
+        new = make_splits(recs, SplitConfig(seed=seed))
+        old = make_splits(recs, SplitConfig(seed=seed, order="largest-first"))
+        assert new["config"]["order"] == "random" and old["config"]["order"] == "largest-first"
+        assert set(old["group_sizes"]["validation"]["covid"]) == {"1"}
+        assert max(int(k) for k in old["group_sizes"]["test"]["covid"]) <= 2
+        assert set(new["group_sizes"]["validation"]["covid"]) - {"1"}  # serial patients held out too
+        assert max(int(k) for k in new["group_sizes"]["test"]["covid"]) >= 3
+        assert new["leakage"]["patients_in_several_splits"] == 0
+        total = sum(new["counts"][s]["covid"] for s in ("train", "validation", "test"))
+        for m in (new, old):
+            for s, frac in zip(("train", "validation", "test"), (0.7, 0.1, 0.2)):
+                assert abs(m["counts"][s]["covid"] - frac * total) <= 3  # the deficit rule still balances
+                sizes = m["group_sizes"][s]["covid"]  # group_sizes adds up to the split's images
+                assert sum(int(k) * v for k, v in sizes.items()) == m["counts"][s]["covid"]

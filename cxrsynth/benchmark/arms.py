@@ -4,8 +4,9 @@ Arm names (``vocab.ARMS``) are generic so one list serves both tasks: ``real``, 
 config: g_nc for normal-covid, g_pc for pneumonia-covid), ``real+all`` (both configs),
 ``synthetic-only`` (the task's own config replaces the real COVID-19 images, as Tables 1-2 of the
 paper: G_NC for normal-covid, G_PC for pneumonia-covid), ``synthetic-only-both`` (both configs replace
-them: an extra arm, not in the paper) and ``real-oversampled`` (the count-matched control: real
-COVID-19 repeated to the size of ``real+all``'s positives).
+them: an extra arm, not in the paper), ``real-oversampled`` (the count-matched control: real
+COVID-19 repeated to the size of ``real+all``'s positives) and ``real+null`` (the null-translator control:
+``real+own`` with a trivial transform in place of the translator; ``null_arm.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ import torch
 from ..images import load_canonical
 from ..layout import WorkLayout
 from ..loader import ArmDataset, load
+from ..paths import read_json
+from ..records import read_records
 from ..splits import grouped_records
-from ..vocab import CONFIGS, TASK_LABELS, concrete_arm
+from ..vocab import CONFIGS, NULL_ARM, TASK_LABELS, concrete_arm
+from .null_arm import NullSet, null_sources
 
 
 @dataclass
@@ -57,8 +61,24 @@ def eval_items(workdir: Path, task: str, split: str, limit: int | None = None) -
     return items
 
 
+def null_set(workdir: Path, task: str, release, size: int) -> ArmDataset:
+    """``real`` plus the null-translator images, as many as ``real+own`` has synthetic ones."""
+    real = load(task, "real", "train", workdir, release, size)
+    count = len(load(task, "real+own", "train", workdir, release, size).synthetic[0])
+    layout = WorkLayout(workdir)
+    return _as_null(ArmDataset(real.real, [NullSet(null_sources(read_json(layout.plan), read_records(layout.records), task,
+                                                               count), size)], size, real.transform))
+
+
+def _as_null(ds: ArmDataset) -> ArmDataset:
+    """Its non-real items are the null arm's (results.json counts them as ``positives_null``, not synthetic)."""
+    ds.origins = ["null" if o == "synthetic" else o for o in ds.origins]
+    return ds
+
+
 def train_set(workdir: Path, task: str, arm: str, release, size: int, limit: int | None) -> ArmDataset:
-    ds = load(task, concrete_arm(task, arm), "train", workdir, release, size)
+    ds = (null_set(workdir, task, release, size) if arm == NULL_ARM
+          else load(task, concrete_arm(task, arm), "train", workdir, release, size))
     if limit:
         # keep the arm's composition, capped: at most `limit` real of each class and `limit` per synthetic config
         neg = [x for x in ds.real if x[1] == 0][:limit]
@@ -69,6 +89,7 @@ def train_set(workdir: Path, task: str, arm: str, release, size: int, limit: int
             pos = pos[:limit]
         synth = [s.select(range(min(limit, len(s)))) for s in ds.synthetic]
         ds = ArmDataset(neg + pos, synth, size, ds.transform)
+        ds = _as_null(ds) if arm == NULL_ARM else ds
     return ds
 
 

@@ -144,7 +144,7 @@ def fit(model: nn.Module, train_ds, monitor_ds, cfg: FitConfig, seed: int, devic
     gen = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(range(len(images)), batch_size=cfg.batch_size, shuffle=True, generator=gen)
     scale = 255.0 if images.dtype == torch.uint8 else 1.0
-    best, best_loss, best_epoch, bad, history = None, float("inf"), 0, 0, []
+    best, best_loss, best_epoch, bad, history, steps = None, float("inf"), 0, 0, [], 0
     t0 = time.perf_counter()
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
@@ -165,6 +165,7 @@ def fit(model: nn.Module, train_ds, monitor_ds, cfg: FitConfig, seed: int, devic
                 opt.step()
             total += float(loss.detach()) * len(y)
             n += len(y)
+            steps += 1
         mon = predict(model, monitor_ds, device)["loss"]
         sched.step(mon)
         history.append({"epoch": epoch, "train_loss": total / max(n, 1), "monitor_loss": mon,
@@ -179,7 +180,8 @@ def fit(model: nn.Module, train_ds, monitor_ds, cfg: FitConfig, seed: int, devic
                 break
     if best is not None:
         model.load_state_dict(best)
-    return {"epochs_run": len(history), "best_epoch": best_epoch, "best_monitor_loss": best_loss,
+    # steps: optimizer updates taken, so that arms of different sizes can be compared on their budget
+    return {"epochs_run": len(history), "best_epoch": best_epoch, "best_monitor_loss": best_loss, "steps": steps,
             "seconds": round(time.perf_counter() - t0, 2), "history": history}
 
 

@@ -13,7 +13,7 @@ from ..artifacts.stamps import stamped_audit
 from ..errors import StampError
 from ..layout import AuditFolder, BenchmarkFolder
 from ..paths import atomic_write
-from . import figure_inputs, figures, report_analyses
+from . import attribution, figure_inputs, figures, report_analyses
 
 
 def _ms(stat: dict, pct: bool = True, digits: int = 2) -> str:
@@ -201,6 +201,29 @@ EXPLAIN = [
 ]
 
 
+NO_INTERVALS = ("No confidence intervals in the paper protocol: the test set chose each model (early stopping and the "
+                "learning-rate schedule watched it), so an interval over test patients would describe a selection, "
+                "not an estimate.")
+
+
+def without_intervals(obj):
+    """A copy of ``obj`` with every interval (a key ending in ``ci95`` or ``wilson95``) set to None."""
+    if isinstance(obj, dict):
+        return {k: None if k.endswith(("ci95", "wilson95")) else without_intervals(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [without_intervals(v) for v in obj]
+    return obj
+
+
+def attribution_csv(s: dict) -> list[str]:
+    """The CSV cells of one arm: its differences from real-oversampled and its step budget."""
+    d, b = s.get("auroc_vs_oversampled"), s.get("budget") or {}
+    steps = (b.get("steps") or {}).get("mean")
+    return ["" if not d else str(d["difference"]), _ci_csv(d, "ci95"), "" if not d else str(d["sensitivity_difference"]),
+            _ci_csv(d, "sensitivity_ci95"), "" if steps is None else str(steps),
+            f"{b['best_at_last_epoch']}/{b['seeds']}" if b.get("seeds") else ""]
+
+
 def header_lines(summary: dict) -> list[str]:
     """What the numbers below were measured on, before any table: the release the synthetic arms used
     (name, version, data_sha256 and, from the Hub, the resolved commit); for ``--eval-only`` the
@@ -222,6 +245,8 @@ def header_lines(summary: dict) -> list[str]:
 def tables(summary: dict) -> tuple[str, list[list[str]]]:
     """The paper's table (sensitivity %, FN per arm), a full table (all metrics, mean ± sd over seeds, each
     arm against ``real`` paired by seed), the shortcut controls per arm, and the probes."""
+    if summary.get("protocol") == "paper":  # the test set chose the model: its intervals would be spurious
+        summary = without_intervals(summary)
     externals = _externals(summary)
     head = ["task", "arm", "seeds", "skew", "sensitivity_mean", "sensitivity_sd", "fn_mean", "specificity_mean",
             "precision_mean", "f1_mean", "auroc_mean", "auroc_sd", "auprc_mean", "auroc_vs_real", "auroc_vs_real_ci95",
@@ -229,12 +254,16 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
             "same_source_control", "same_source_p_more_than_test", "same_source_verdict"]
     head += [f"external_{n}_{k}" for n in externals for k in ("sensitivity_mean", "sensitivity_patient_ci95",
                                                                "specificity_mean", "auroc_mean")]
+    head += ["auroc_vs_oversampled", "auroc_vs_oversampled_ci95", "sensitivity_vs_oversampled",
+             "sensitivity_vs_oversampled_ci95", "steps_mean", "best_at_last_epoch"]
     head.append("notices")  # every notice (paper protocol, foreign release, empty external set) on every row
     md, rows = [], [head]
     model = summary["config"]["model"]
     notices = summary.get("notices") or ([summary["warning"]] if summary.get("warning") else [])
     for note in notices:
         md.append(f"> **{note}**\n")
+    if summary.get("protocol") == "paper":
+        md.append(NO_INTERVALS + "\n")
     md += header_lines(summary)
     md += report_analyses.header(summary)  # power, before any number
     for task, arms in summary["summary"].items():
@@ -270,10 +299,14 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
                 e = (c.get("external") or {}).get(n) or {}
                 row += [str((e.get("sensitivity") or {}).get("mean", "")), _ci_csv(e, "sensitivity_patient_ci95"),
                         str((e.get("specificity") or {}).get("mean", "")), str((e.get("auroc") or {}).get("mean", ""))]
-            rows.append(row + [" | ".join(notices)])
+            rows.append(row + attribution_csv(s) + [" | ".join(notices)])
         md.append("")
         empty = {n for n, r in ((summary.get("controls") or {}).get("external") or {}).items() if not r.get("kept", 1)}
         md += _control_rows(task, arms, externals, empty)
+        md += attribution.budget_lines(task, arms)
+        if all("at_0.5" in s for s in arms.values()):
+            md += attribution.prior_shift_lines(task, {a: arms[a]["at_0.5"] for a in names},
+                                                {a: arms[a]["concrete_arm"] for a in names})
     md += report_analyses.sections(summary)
     if summary.get("controls"):
         md += _external_lines(summary)
@@ -368,9 +401,8 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], cfg, audit:
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}} img{{max-width:100%}} .warn{{color:#a00;font-weight:bold}}
 figure{{margin:1em 0}}</style></head><body>
 <h1>cxrsynth benchmark ({html.escape(summary['protocol'])} protocol, {html.escape(summary['config']['model'])})</h1>
-<p>Not for clinical use. Sensitivity intervals: Wilson for per-patient counts, else a patient bootstrap (on an external set,
-a patient-level bootstrap interval); AUROC with patient-level bootstrap intervals; each shortcut sentence rests on a one-sided
-two-proportion test; mean ± sd over
+<p>Not for clinical use. {'No intervals (the test set chose the model)' if summary['protocol'] == 'paper' else 'Sensitivity intervals: Wilson for per-patient counts, else a patient bootstrap (on an external set, a patient-level bootstrap interval); AUROC with patient-level bootstrap intervals'};
+each shortcut sentence rests on a one-sided two-proportion test; mean ± sd over
 {max((a['seeds'] for t in summary['summary'].values() for a in t.values()), default=1)} seeds. Decision threshold: {'0.5 (paper)' if summary['protocol'] == 'paper' else 'chosen on validation'}.</p>
 {_md_table_to_html(md)}
 <h2>Figures</h2>

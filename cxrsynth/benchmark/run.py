@@ -46,6 +46,7 @@ from ..paths import atomic_path, read_json, sha256_file, shareable, write_json
 from ..schemas import validate
 from ..splits import grouped_records
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
+from . import attribution
 from . import controls as C
 from . import external as E
 from . import figure_inputs
@@ -75,6 +76,10 @@ class BenchmarkConfig:
     # result.json (figure_inputs.py); false skips both, and the report then draws only score figures.
     # It changes no number, so it is not part of a cell's key.
     figures: bool = True
+    # "validation": judge translators (or releases) without touching test: every run is scored on the
+    # validation split only (it also chose the epoch and the threshold, so the numbers are optimistic and
+    # serve to rank candidates, nothing more); test is never predicted, controls and figures are skipped.
+    select_on: Literal["test", "validation"] = "test"
     fit: FitConfig = field(default_factory=FitConfig)
 
     def __post_init__(self):
@@ -91,6 +96,9 @@ class BenchmarkConfig:
         if self.limit is not None:
             at_least("limit", self.limit, 1, "leave it out to use every image")
         at_least("bootstrap", self.bootstrap, 0)  # 0: no confidence intervals
+        if self.select_on == "validation" and self.protocol == "paper":
+            raise ConfigError("select_on validation needs the rigorous protocol", "protocol paper",
+                              "the paper protocol selects on test; drop --protocol paper")
 
     @property
     def n_seeds(self) -> int:
@@ -144,7 +152,10 @@ class ControlSets:
     external: dict[str, dict[str, tuple[Cached, list]]]  # name -> task -> (dataset, items)
 
 
-def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]) -> tuple[ControlSets, dict]:
+def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]) -> tuple[ControlSets | None, dict | None]:
+    """The control sets (None, None with ``select_on`` validation: controls are read against test)."""
+    if cfg.select_on == "validation":
+        return None, None
     records, _ = grouped_records(WorkLayout(workdir))  # the probes resample the split's patients
     neg, findings, ss_report = C.same_source_negatives(records)
     ss = {}
@@ -192,7 +203,7 @@ def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: 
 
 
 def _wants_figure_inputs(cfg: BenchmarkConfig, seed: int, run_dir: Path) -> bool:
-    return cfg.figures and seed == 0 and not figure_inputs.path_in(run_dir).is_file()
+    return cfg.figures and cfg.select_on == "test" and seed == 0 and not figure_inputs.path_in(run_dir).is_file()
 
 
 def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: BenchmarkConfig, release, device,
@@ -210,7 +221,8 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
     run_dir.mkdir(parents=True, exist_ok=True)
     train = train_set(workdir, task, arm, release, cfg.image_size, cfg.limit)
     val_items = eval_items(workdir, task, "validation", cfg.limit)
-    test_items = eval_items(workdir, task, "test", cfg.limit)
+    # select_on validation: the scored split is validation, and test is never read
+    test_items = val_items if cfg.select_on == "validation" else eval_items(workdir, task, "test", cfg.limit)
     if cfg.protocol == "rigorous" and len({i.label for i in val_items}) < 2:
         raise ConfigError("the rigorous protocol needs a validation split with both classes", task,
                           "split with the rigorous method, or use --protocol paper")
@@ -233,8 +245,10 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
     res = {
         "task": task, "arm": arm, "concrete_arm": concrete_arm(task, arm), "seed": seed, "protocol": cfg.protocol,
         "test_used_for_selection": cfg.protocol == "paper", "model": cfg.model, "init": str(cfg.init),
+        "scored_split": "validation" if cfg.select_on == "validation" else "test",
         "train": {"n": len(train), "negatives": len(train) - pos, "positives": pos,
-                  "positives_synthetic": train.origins.count("synthetic"), "skew": train.skew},
+                  "positives_synthetic": train.origins.count("synthetic"), "positives_null": train.origins.count("null"),
+                  "skew": train.skew},
         "fit": {k: v for k, v in hist.items() if k != "history"}, "history": hist["history"],
         "threshold": threshold, "threshold_source": source, "validation": val_metrics,
         "test": score(test["labels"], test["scores"], [i.patient for i in test_items], threshold, cfg.bootstrap, seed),
@@ -287,7 +301,8 @@ SUMMARY_KEYS = ("sensitivity", "false_negatives", "specificity", "precision", "f
 
 
 def aggregate(results: list[dict], bootstrap: int) -> dict:
-    """Mean and spread over seeds per task and arm; each arm against ``real``, paired seed by seed."""
+    """Mean and spread over seeds per task and arm; each arm against ``real`` and ``real-oversampled``,
+    paired seed by seed; each arm's step budget and its prior-shift row (``attribution.py``)."""
     out: dict = {}
     for task in sorted({r["task"] for r in results}):
         out[task] = {}
@@ -300,19 +315,12 @@ def aggregate(results: list[dict], bootstrap: int) -> dict:
             out[task][arm] = {"concrete_arm": runs[0]["concrete_arm"], "seeds": len(runs),
                               "skew": (runs[0]["train"] or {}).get("skew"),
                               **{k: M.summarise_seeds([r["test"][k] for r in runs]) for k in SUMMARY_KEYS},
-                              "controls": _control_summary(runs, bootstrap)}
-        if "real" not in by_arm:
-            continue
-        ref = {r["seed"]: r for r in by_arm["real"]}
-        for arm, runs in by_arm.items():
-            pairs = [(ref[r["seed"]], r) for r in runs if r["seed"] in ref
-                     and r["test_record_ids"] == ref[r["seed"]]["test_record_ids"]]
-            if arm == "real" or not pairs:
-                continue
-            a, b = zip(*pairs)
-            out[task][arm]["auroc_vs_real"] = M.paired_seed_difference(
-                a[0]["test_labels"], a[0]["test_patients"], [r["test_scores"] for r in a], [r["test_scores"] for r in b],
-                [r["threshold"] for r in a], [r["threshold"] for r in b], bootstrap)
+                              "controls": _control_summary(runs, bootstrap), "budget": attribution.budget(runs)}
+        for key, ref_arm in attribution.REFERENCES.items():  # vs real and vs the count-matched control
+            for arm, d in attribution.paired_against(by_arm, ref_arm, bootstrap).items():
+                out[task][arm][key] = d
+        for arm, row in attribution.prior_shift(by_arm).items():
+            out[task][arm]["at_0.5"] = row
     return out
 
 
@@ -325,6 +333,8 @@ def _notices(cfg: BenchmarkConfig, split_method: str, release_check: dict | None
         if split_method != "paper":
             out.append(f"PAPER PROTOCOL ON A {split_method.upper()} SPLIT: the paper's numbers came from its row-order "
                        "split (`cxrsynth split --method paper`); this run does not reproduce them.")
+    if cfg.select_on == "validation":
+        out.append(SELECT_ON_VALIDATION)
     if release_check and release_check["allowed_by_flag"]:
         out.append(f"{FOREIGN_NOTICE}: " + "; ".join(release_check["problems"]))
     return out
@@ -332,6 +342,11 @@ def _notices(cfg: BenchmarkConfig, split_method: str, release_check: dict | None
 
 PAPER_WARNING = ("PAPER PROTOCOL: model selection, learning-rate schedule and early stopping watched the TEST set, "
                  "as the original code did; these numbers are optimistic and not a valid estimate.")
+
+
+SELECT_ON_VALIDATION = ("SCORED ON VALIDATION ONLY (select_on validation): every number here is on the validation split, "
+                        "which also chose each model's epoch and threshold; the test split was never scored. Use "
+                        "these to rank translators; score the chosen one once on test.")
 
 
 #: Config keys that change no number of a cell (where it runs; whether figure inputs are written).
@@ -498,7 +513,7 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         "release_info": setup.release_info,
         "release_check": checked, "eval_only": False,
         "summary": aggregate(results, cfg.bootstrap),
-        "controls": {
+        "controls": None if ctl is None else {
             "same_source": ctl["same_source"], "external": ctl["external"],
             "source_probe": C.source_probes(ctl["records"], ctl["same_source_items"], ctl["findings"], cfg.bootstrap),
             "real_vs_synthetic": C.real_vs_synthetic(ctl["records"], assign, release, cfg.bootstrap) if release else None,
