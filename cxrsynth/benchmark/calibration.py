@@ -19,7 +19,7 @@ import numpy as np
 from .. import metrics as M
 
 N_BINS = 10
-METHOD = f"ECE over {N_BINS} equal-width score bins on [0, 1], test images, mean over seeds"
+METHOD = f"ECE over {N_BINS} equal-width score bins from 0 to 1, test images, mean over seeds"
 
 
 def reliability(y_true, scores, n_bins: int = N_BINS) -> dict:

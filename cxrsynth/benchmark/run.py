@@ -507,7 +507,7 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         "kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
         "protocol": cfg.protocol, "test_used_for_selection": cfg.protocol == "paper",
         "warning": PAPER_WARNING if cfg.protocol == "paper" else None,
-        "notices": _notices(cfg, split_method, checked) + E.external_notices(ctl["external"]),
+        "notices": _notices(cfg, split_method, checked) + (E.external_notices(ctl["external"]) if ctl else []),
         "split_method": split_method,
         "release": release, "release_data_sha256": setup.inputs.get("release_data_sha256"),
         "release_info": setup.release_info,
