@@ -36,9 +36,13 @@ class _CurrentStderr(logging.StreamHandler):
     def __init__(self):
         super().__init__(sys.stderr)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stderr)
-        super().emit(record)
+    @property
+    def stream(self):  # looked up at each write and flush: a swapped-out stream may be closed by now
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def configure(verbosity: int = 0, log_file: str | Path | None = None) -> None:

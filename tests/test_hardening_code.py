@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from cxrsynth.errors import CheckpointError, ConfigError
 
-from .conftest import cli_error_line, error_lines
+from .conftest import cli_error_line
 
 pytestmark = pytest.mark.no_data
 
@@ -70,7 +70,7 @@ def test_planted_classifier_is_skipped_by_the_default_audit(tmp_path, capsys, ab
     planted = _plant(wd / "benchmark" / "runs" / "normal-covid" / "real" / "seed-0" / "model.safetensors")
     specs = embedding_specs("auto", wd)
     assert specs == {"pixels": "pixels"} and abort_calls == []
-    err = error_lines(capsys.readouterr().err)
+    err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(planted) in err[0] and "no readable benchmark/inputs.json" in err[0], err
 
 
@@ -106,7 +106,7 @@ def test_default_audit_takes_only_its_own_benchmark_classifier(tmp_path, capsys,
 
     def skipped() -> str:
         assert embedding_specs("auto", wd) == {"pixels": "pixels"}
-        err = error_lines(capsys.readouterr().err)
+        err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(model) in err[0], err
         return err[0]
 

@@ -37,7 +37,7 @@ from ..sources.covid_collection import is_covid
 from .. import metrics as M
 from ..probe import PROBE_MAX, PROBE_SIDE, probe, probe_pixels
 from ..probe import cap as _cap
-from ..vocab import CONFIGS
+from ..vocab import CONFIGS, TASK_LABELS, TASKS
 from .arms import EvalItem
 from .external import External, load_external, parse_externals  # noqa: F401  (external sets live in external.py)
 
@@ -54,7 +54,9 @@ MIN_CONTROL_IMAGES = 10
 MAX_CONTROL_CI_WIDTH = 0.5
 #: a shortcut is named only when the one-sided two-proportion test (Fisher's exact) gives p below this
 SHORTCUT_ALPHA = 0.05
-CONTROL_OF_TASK = {"normal-covid": "'No Finding' X-rays", "pneumonia-covid": "non-COVID pneumonias"}
+#: a task's negative label -> the same-source X-rays that are that class
+CONTROL_OF_LABEL = {"normal": "'No Finding' X-rays", "pneumonia": "non-COVID pneumonias"}
+CONTROL_OF_TASK = {task: CONTROL_OF_LABEL[TASK_LABELS[task][0]] for task in TASKS}
 
 
 def is_frontal(view: str) -> bool:
@@ -108,7 +110,7 @@ def matched_negatives(findings: list[str], task: str) -> list[int]:
     """Indices of the same-source negatives that are the task's own negative class: 'No Finding' for
     normal-covid, non-COVID pneumonias for pneumonia-covid. A model that learned normal vs COVID-19 may
     rightly call a pneumonia positive, so pneumonias are no control for normal-covid."""
-    if task == "normal-covid":
+    if TASK_LABELS[task][0] == "normal":
         return [i for i, f in enumerate(findings) if f.strip().lower() == "no finding"]
     return [i for i, f in enumerate(findings) if is_pneumonia(f)]
 
@@ -195,8 +197,8 @@ def source_probes(records: list[Record], same_source: list[EvalItem], findings: 
     The collection's pneumonias are its non-COVID pneumonias (:func:`is_pneumonia`); its normals are 'No
     Finding'; frontal views only. Only labels with at least 5 images on each side are probed (the rest are listed as skipped).
     """
-    coll = {"pneumonia": [same_source[i] for i in matched_negatives(findings, "pneumonia-covid")],
-            "normal": [same_source[i] for i in matched_negatives(findings, "normal-covid")]}
+    coll = {TASK_LABELS[task][0]: [same_source[i] for i in matched_negatives(findings, task)]
+            for task in sorted(TASKS, key=lambda t: TASK_LABELS[t][0] != "pneumonia")}  # pneumonia first, as before
     out = {}
     for label, mine in coll.items():
         others = [r for r in records if r.has_pixels and r.label == label and r.source != COLLECTION]

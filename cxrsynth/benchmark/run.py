@@ -43,6 +43,7 @@ from ..launch import Job, Launcher, launch, raise_failed, read_record
 from ..layout import BenchmarkFolder, WorkLayout
 from ..locks import hold, holder_of
 from ..paths import atomic_path, read_json, sha256_file, shareable, write_json
+from ..progress import log
 from ..schemas import validate
 from ..splits import grouped_records
 from ..vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
@@ -609,7 +610,8 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
         raise_failed(outcomes, "benchmark cells",
                      f"rerun the same command: finished cells are kept and only these run again "
                      f"(`cxrsynth benchmark --status {out_dir}` lists them)")
-    print("\n".join(power_lines(power_before_grid(workdir, cfg.tasks, cfg.limit))), file=sys.stderr)  # before the grid
+    for line in power_lines(power_before_grid(workdir, cfg.tasks, cfg.limit)):  # stated before the grid
+        log.info(line)
     sets, ctl = _control_sets(workdir, cfg, setup.externals)
     device = pick_device(cfg.device)
     results = [run_cell(setup, c, device, sets)
