@@ -3,7 +3,7 @@
 # Data: $CXRSYNTH_SAMPLE_DATA (default ../shared/data); without it, stops naming the upstream URLs.
 # The default is the quick tour (<= 10 minutes on 2 CPU cores): the authors' recipe for a few updates, one
 # benchmark protocol with one seed. DEMO_FULL=1 runs the fuller demo (canonical preset, 150 steps, both
-# protocols, 2 seeds, the audit with the classifier's features): 15-19 minutes.
+# protocols, 2 seeds, the audit with the classifier's features): 15-19 minutes on 2026-11-27, longer since.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
