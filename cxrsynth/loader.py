@@ -31,7 +31,7 @@ import torch
 
 from .artifacts.release_ref import parse
 from .errors import ConfigError, DataNotFoundError
-from .images import from_pil, load_canonical, resize_square
+from .images import from_pil, load_canonical
 from .real_images import RealImages, from_workdir, resolve
 from .vocab import ARMS, CHANGED_MEANING, CONFIGS, TASK_LABELS, TASKS, arm_parts, concrete_arm
 
@@ -83,8 +83,8 @@ class ArmDataset(torch.utils.data.Dataset):
         else:
             j = i - len(self.real)
             k = int(np.searchsorted(self._offsets, j, side="right") - 1)
-            img = self.synthetic[k][int(j - self._offsets[k])]["image"].convert("L")
-            arr, label = resize_square(img, self.size), 1  # as real images are resized (bilinear)
+            # the same gray conversion and resampling as every real image (images.from_pil)
+            arr, label = from_pil(self.synthetic[k][int(j - self._offsets[k])]["image"], self.size), 1
         x = torch.from_numpy(arr.astype(np.float32) / 255.0).unsqueeze(0)
         return (self.transform(x) if self.transform else x), label
 
