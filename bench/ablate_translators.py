@@ -243,9 +243,9 @@ def main(argv: list[str] | None = None) -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     plan = {"size": SIZE, "batch_size": BATCH, "budget_updates": args.budget, "seed": 0, "jobs": args.jobs,
             "threads_per_run": args.threads, "max_steps": args.max_steps,
-            "schedules": {t: schedule(args.root, t, args.budget) for t in sorted({VARIANTS[n][0] for n in names})},
-            "variants": {n: {"task": VARIANTS[n][0], "preset": VARIANTS[n][1], "set": VARIANTS[n][2],
-                             "what": VARIANTS[n][3]} for n in names}}
+            "schedules": {t: schedule(args.root, t, args.budget) for t in sorted({v[0] for v in VARIANTS.values()})},
+            # every variant, not only this call's --only: the file describes the whole ablation
+            "variants": {n: {"task": v[0], "preset": v[1], "set": v[2], "what": v[3]} for n, v in VARIANTS.items()}}
     (args.results / "variants.json").write_text(json.dumps(plan, indent=1) + "\n")
     say(f"ablation: {len(names)} runs of {args.budget} updates, {args.jobs} at a time, {args.threads} thread(s) each")
     rows: dict[str, dict] = {}

@@ -5,7 +5,7 @@
 #  3. bench_translate.py on CUDA: training s/iter per variant, bare forward, generation end to end of
 #     a few thousand images (the 400 sample images repeated, stated in the output);
 #  4. the `paper` preset: bench_paper_preset.py (update at batch 16, 128 and 256 px, beside the bf16 peak),
-#     then both paper translators trained to completion at 256 px (100 epochs) with their losses, grids and
+#     30 updates of the `paper` and `refined` presets at 256 px through the CLI, then both paper translators trained to completion at 256 px (100 epochs) with their losses, grids and
 #     fp16 generators collected into $OUT/paper-translators.tgz;
 #  6. eager vs compiled (compile=on: torch.compile with CUDA graphs, mode reduce-overhead) side by side:
 #     bench_speed.py (peaks, canonical step, paper update, generation, classifier training), then the
@@ -33,8 +33,13 @@ $CX generate --configs g_nc --set workers=4 --set encoders=4 --batch-size 32 --j
 echo "== 4. bench"
 python3 bench/bench_translate.py --device cuda --train-iters 20 --repeats 5 --batches 1 8 32 64 \
   --gen-images 3000 --replicate 10 --gen-workers 4 8 --encoders 6 --out "$OUT/bench_cuda.json"
-echo "== 5. paper preset: speed, then both translators to completion at 256 px"
+echo "== 5. paper and refined presets: speed at 128 and 256 px, then both paper translators to completion at 256 px"
 python3 bench/bench_paper_preset.py --device cuda --iters 10 --out "$OUT/paper_preset_cuda.json"
+for PRESET in paper refined; do  # the 256 px update of both presets, through the real loop
+  /usr/bin/time -f "$PRESET 256 px, 30 updates: wall %e s" $CX train --task normal-covid --preset $PRESET --size 256 \
+    --device cuda --max-steps 30 --set save_every=1000 --set sample_every=1000 --out /tmp/wd/speed-$PRESET-256 --json \
+    > "$OUT/speed_${PRESET}_256.json"
+done
 for TASK in normal-covid pneumonia-covid; do
   /usr/bin/time -f "$TASK wall %e s" $CX train --task $TASK --preset paper --size 256 --device cuda \
     --out /tmp/wd/paper/translators/$TASK --json > "$OUT/paper_$TASK.json"
