@@ -215,7 +215,7 @@ def source_probes(records: list[Record], same_source: list[EvalItem], findings: 
 
 def real_vs_synthetic(records: list[Record], assign: dict, release, bootstrap: int) -> dict:
     """Per synthetic config: real COVID-19 training images (0) vs that config's synthetic images (1)."""
-    from ..load.loader import _synthetic
+    from ..load.loader import synthetic_config
 
     real = [r for r in records if r.has_pixels and r.label == "covid" and assign.get(r.record_id) == "train"]
     real = [real[i] for i in _cap(len(real), PROBE_MAX, 0)]
@@ -224,7 +224,7 @@ def real_vs_synthetic(records: list[Record], assign: dict, release, bootstrap: i
     x_real: dict[int, np.ndarray] = {}  # per synthetic size: real images decoded at it, then shrunk alike
     out = {}
     for config in CONFIGS:
-        ds = _synthetic(release, config)
+        ds = synthetic_config(release, config)
         idx = _cap(len(ds), PROBE_MAX, 2)
         rows = ds.select(idx.tolist())
         x_syn, size = _pil_pixels(row["image"] for row in rows)

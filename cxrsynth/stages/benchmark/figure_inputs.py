@@ -37,7 +37,7 @@ def path_in(run_dir: str | Path) -> Path:
 def umap_set(workdir: Path, task: str, release, size: int, limit: int | None):
     """The paper's Fig. 8 groups: up to 180 training images each of the negatives, real COVID-19 and
     synthetic COVID-19 of the task's own translator (when a release is given); -> (dataset, group)."""
-    from ..load.loader import ArmDataset, _synthetic
+    from ..load.loader import ArmDataset, synthetic_config
     from ...core.vocab import TASK_CONFIG
 
     n = min(UMAP_PER_GROUP, limit) if limit else UMAP_PER_GROUP
@@ -49,7 +49,7 @@ def umap_set(workdir: Path, task: str, release, size: int, limit: int | None):
         real += [mine[k] for k in sorted(rng.choice(len(mine), size=min(n, len(mine)), replace=False))]
     synth = []
     if release:
-        ds = _synthetic(release, TASK_CONFIG[task])
+        ds = synthetic_config(release, TASK_CONFIG[task])
         synth = [ds.select(range(min(n, len(ds))))]
     arm = ArmDataset(real, synth, size)
     group = np.asarray([lab if o == "real" else 2 for lab, o in zip(arm.labels, arm.origins)])

@@ -89,8 +89,9 @@ class ArmDataset(torch.utils.data.Dataset):
         return (self.transform(x) if self.transform else x), label
 
 
-def _synthetic(release: str | Path, config: str, revision: str | None = None):
-    """One config of a release folder or a Hub release (``ORG/NAME``, ``ORG/NAME@REV`` or ``revision``)."""
+def synthetic_config(release: str | Path, config: str, revision: str | None = None):
+    """One config of a release folder or a Hub release (``ORG/NAME``, ``ORG/NAME@REV`` or ``revision``), as a
+    ``datasets.Dataset``: what ``load`` mixes in, and what the benchmark's probes and figures read."""
     import datasets
 
     ref = parse(release, revision)
@@ -130,7 +131,7 @@ def load(task: str, arm: str = "real", split: str = "train", workdir: str | Path
     if configs or oversample:
         if release is None:
             raise ConfigError("this arm needs a synthetic release", arm, "pass release=PATH or ORG/NAME")
-        synthetic = [_synthetic(release, c, revision) for c in (CONFIGS if oversample else configs)]
+        synthetic = [synthetic_config(release, c, revision) for c in (CONFIGS if oversample else configs)]
     if oversample:
         target = len(positives) + sum(len(s) for s in synthetic)
         positives = [positives[i % len(positives)] for i in range(target)] if positives else []
