@@ -116,8 +116,10 @@ def test_training_with_the_switch_records_each_covid_image(planned_workdir, tmp_
     assert saved["images"] == len(covid) and saved["with_markers"] == sum(r["components"] > 0 for r in rows)
     assert saved["mean_mask_fraction"] == pytest.approx(np.mean([r["mask_fraction"] for r in rows]), abs=1e-6)
     assert saved["params"]["work_size"] == 512 and "top-hat" in saved["method"]
-    # the publication figures of the plan do carry markers
+    # the publication figures of the plan do carry markers, and the model card says what was filled
     assert saved["with_markers"] >= len(covid) // 2
+    assert f"burnt-in markers (letters, arrows, labels) filled in {saved['with_markers']} of the {len(covid)}" in \
+        (run / "README.md").read_text()
     # a run without the switch cannot resume one with it (the images differ), and cleans nothing
     with pytest.raises(ConfigError, match="changes the run"):
         train(planned_workdir, resolve_train_config(overrides=TINY + ["max_steps=1"]), resume=True, out_dir=run)
