@@ -653,6 +653,8 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
     rt = Runtime.resolve(cfg.device, cfg.precision, cfg.channels_last).start_distributed()
     data = TrainingSet(workdir, cfg.task, cfg.size, cfg.jitter, cfg.mask_markers)
     existing = _prepare_run_dir(run_dir, cfg, resume, rt.main)
+    if data.markers is not None and rt.main:  # written at the start, so a long run shows it at once
+        write_records(TranslatorFolder(run_dir).markers, data.markers)
     nets = _place_models(cfg, rt)
     model = CycleGAN(nets, cfg, rt)
     per_step = cfg.batch_size * rt.world
@@ -672,8 +674,6 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
     report = keep_timing(report, TranslatorFolder(run_dir).report, step - first)  # a no-op resume keeps the real time
     if data.markers is not None:
         report["markers"] = dict(summary(data.markers), file=TranslatorFolder(run_dir).markers.name)
-        if rt.main:
-            write_records(TranslatorFolder(run_dir).markers, data.markers)
     if rt.main:
         _export(run_dir, model.published(), cfg, report, data)
     if rt.world > 1:
