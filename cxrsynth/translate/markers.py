@@ -82,9 +82,9 @@ class MarkerRecord:
     """What cleaning did to one image: the fraction of its pixels repainted and how many strokes."""
 
     record_id: str
-    mask_fraction: float
-    components: int
-    size: int
+    mask_fraction: float  # of the pixels filled (mask after grow), at ``size``
+    components: int  # strokes found; 0: the image is used as loaded
+    size: int  # the side the image was cleaned at (work_size)
 
 
 def detect(img: np.ndarray, params: MarkerParams = MarkerParams()) -> tuple[np.ndarray, int]:
@@ -111,10 +111,10 @@ def detect(img: np.ndarray, params: MarkerParams = MarkerParams()) -> tuple[np.n
 def _median_fill(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Fill ``mask`` from the rim inwards, each pixel the median of its known 3x3 neighbours."""
     out, todo = img.astype(np.float64), mask.copy()
+    h, w = img.shape
     while todo.any():
         known = ~todo
         pad_v, pad_k = np.pad(out, 1, mode="edge"), np.pad(known, 1, mode="constant")
-        h, w = img.shape
         win_v = np.stack([pad_v[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)])
         win_k = np.stack([pad_k[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)])
         rim = todo & win_k.any(0)
