@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrsynth.images import load_canonical
-from cxrsynth.ingest import ingest
-from cxrsynth.paths import sample_data_dir, write_json
-from cxrsynth.records import read_records
-from cxrsynth.translate.markers import MarkerParams, clean, load_clean, summary
+from cxrsynth.data.images import load_canonical
+from cxrsynth.stages.ingest import ingest
+from cxrsynth.core.paths import sample_data_dir, write_json
+from cxrsynth.data.records import read_records
+from cxrsynth.stages.translate.markers import MarkerParams, clean, load_clean, summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_paper_preset import processor_name  # noqa: E402

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from cxrsynth.errors import ConfigError
-from cxrsynth.images import load_canonical
-from cxrsynth.paths import read_json, read_jsonl
-from cxrsynth.translate.markers import MarkerParams, clean, detect, load_clean
-from cxrsynth.translate.train import TrainingSet, resolve_train_config, train
+from cxrsynth.core.errors import ConfigError
+from cxrsynth.data.images import load_canonical
+from cxrsynth.core.paths import read_json, read_jsonl
+from cxrsynth.stages.translate.markers import MarkerParams, clean, detect, load_clean
+from cxrsynth.stages.translate.train import TrainingSet, resolve_train_config, train
 
 from .conftest import NIH, TINY
 
