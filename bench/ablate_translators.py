@@ -61,6 +61,8 @@ VARIANTS: dict[str, tuple[str, str, list[str], str]] = {
             "+ exported generator = EMA of the weights (decay 0.999 after a warm-up)"),
     "all-pneumonia": ("pneumonia-covid", "refined", ["epochs_constant={half}", "epochs_decay={rest}"],
                       "the refined preset on the pneumonia-covid task"),
+    "mask_markers": ("normal-covid", "paper", ["epochs_constant={epochs}", "epochs_decay=0", "mask_markers=true"],
+                     "+ burnt-in letters, arrows and labels filled in the COVID-19 training images (markers.py)"),
 }
 
 _print_lock = threading.Lock()
@@ -167,6 +169,8 @@ def collect(run: Path, dst: Path, title: str) -> None:
     copy_small_artefacts(run, dst, title)
     if (run / "heldout" / "heldout.json").is_file():
         shutil.copy2(run / "heldout" / "heldout.json", dst / "heldout.json")
+    if (run / "markers.jsonl").is_file():  # mask_markers: what was filled in each COVID-19 training image
+        shutil.copy2(run / "markers.jsonl", dst / "markers.jsonl")
 
 
 def run_variant(name: str, args: argparse.Namespace) -> dict:

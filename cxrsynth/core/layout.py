@@ -61,6 +61,7 @@ class TranslatorFolder(_Folder):
     checkpoints = _at("checkpoints", doc="Owned by translate/checkpoint.py (latest_checkpoint reads it).")
     losses = _at("losses.csv")
     card = _at("README.md")
+    markers = _at("markers.jsonl", doc="With mask_markers: what was filled in each COVID-19 training image (translate/markers.py).")
 
     def sample_grid(self, step: int) -> Path:
         return self.root / "samples" / f"step-{step:08d}.png"

@@ -40,6 +40,15 @@ def _architecture(cfg) -> str:
             f"1 channel; discriminator width {cfg.disc_base or cfg.base}{_recipe_options(cfg)}")
 
 
+def _markers(report: dict) -> str:
+    """What ``mask_markers`` filled, for the training-images row (empty when it was off)."""
+    m = report.get("markers")
+    if not m:
+        return ""
+    return (f"; burnt-in markers (letters, arrows, labels) filled in {m['with_markers']} of the {m['images']} COVID-19 "
+            f"images before training, {100 * m['mean_mask_fraction']:.2f}% of their pixels on average (`{m['file']}`)")
+
+
 def render_translator_card(run_dir: Path, cfg, report: dict, ids: dict, licence_inputs: dict | None = None) -> Path:
     """The model card of a trained translator. Its licence follows from what it learnt from
     (``licence_inputs``: the COVID-19 images' licences and the source datasets), as the release's does."""
@@ -60,7 +69,7 @@ def render_translator_card(run_dir: Path, cfg, report: dict, ids: dict, licence_
         "epochs_constant": cfg.epochs_constant, "epochs_decay": cfg.epochs_decay, "steps": report["steps"],
         "total_steps": report["total_steps"], "finished": "complete" if report["finished"] else "stopped early",
         "batch_size": cfg.batch_size, "seed": cfg.seed, "device": report["device"], "precision": report["precision"],
-        "n_source": len(ids["A"]), "n_covid": len(ids["B"]),
+        "n_source": len(ids["A"]), "n_covid": len(ids["B"]), "markers": _markers(report),
     }
     path = Path(run_dir) / "README.md"
     with atomic_write(path) as fh:

@@ -44,6 +44,7 @@ from .compile import begin_step, compile_mode, eager, maybe_compile
 from .finite import stop_at_non_finite_loss
 from .timing import keep_timing
 from .losses import GANLoss
+from .markers import MarkerRecord, load_clean, summary, write_records
 from .networks import (KerasPatchDiscriminator, PatchDiscriminator, build_generator, default_blocks, init_weights,
                        spectral_norm_)
 from .pool import ImagePool
@@ -113,6 +114,10 @@ class TrainConfig:
     # exponential moving average of the generators' weights, with the warm-up min(decay, (1+t)/(10+t));
     # the exported generators and the sample grids are the averaged ones. None: no average.
     ema_decay: float | None = None
+    # fill the burnt-in markers (letters, arrows, labels) of the COVID-19 training images before training
+    # (markers.py), recording each image in the run's markers.jsonl. Off in every preset, refined included:
+    # nothing has measured it yet (bench/ablate_translators.py, variant mask_markers).
+    mask_markers: bool = False
     seed: int = 0
     max_steps: int | None = None  # stop early (quick runs, tests); the schedule still assumes the epochs above
     save_every: int = 200  # steps between checkpoints (and one at the last step)
@@ -189,7 +194,7 @@ class TrainConfig:
 #: Fields a resumed run must keep: changing any of them would make it another run.
 RUN_DEFINING = ("task", "preset", "size", "generator", "base", "disc_base", "blocks", "init", "loop", "seed",
                 "batch_size", "gan_loss", "pool_size", "jitter", "flip", "diff_augment", "upsample", "reflect_pad",
-                "spectral_norm", "ema_decay")
+                "spectral_norm", "ema_decay", "mask_markers")
 DEFAULTS = to_dict(TrainConfig())
 
 
@@ -209,7 +214,7 @@ def seeded(*keys: int) -> torch.Generator:
 class TrainingSet:
     """The plan's two balanced image sets, decoded once and held in memory as uint8."""
 
-    def __init__(self, workdir: Path, task: str, size: int, jitter: bool):
+    def __init__(self, workdir: Path, task: str, size: int, jitter: bool, mask_markers: bool = False):
         layout = WorkLayout(workdir)
         plan = read_json(layout.plan)
         if task not in plan["tasks"]:
@@ -223,6 +228,7 @@ class TrainingSet:
         load = round(size * 286 / 256) if jitter else size
         self.size, self.load = size, load
         self.images = {}
+        self.markers: list[MarkerRecord] | None = [] if mask_markers else None  # one per COVID-19 image
         for dom, ids in self.ids.items():
             if not ids:
                 raise DataNotFoundError(f"the plan has no {'source' if dom == 'A' else 'covid'} images with pixels for {task}",
@@ -232,7 +238,12 @@ class TrainingSet:
                 rec = by_id.get(rid)
                 if rec is None or not rec.has_pixels:
                     raise DataNotFoundError("planned training image has no pixels", rid)
-                arrs.append(load_canonical(rec.path, load))
+                if dom == "B" and self.markers is not None:
+                    arr, found = load_clean(rec.path, load, rid)
+                    self.markers.append(found)
+                    arrs.append(arr)
+                else:
+                    arrs.append(load_canonical(rec.path, load))
             self.images[dom] = torch.from_numpy(np.stack(arrs)).unsqueeze(1)  # N,1,H,W uint8
 
     def __len__(self) -> int:
@@ -640,8 +651,10 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
     workdir = Path(workdir)
     run_dir = run_folder(workdir, cfg.task, out_dir).root
     rt = Runtime.resolve(cfg.device, cfg.precision, cfg.channels_last).start_distributed()
-    data = TrainingSet(workdir, cfg.task, cfg.size, cfg.jitter)
+    data = TrainingSet(workdir, cfg.task, cfg.size, cfg.jitter, cfg.mask_markers)
     existing = _prepare_run_dir(run_dir, cfg, resume, rt.main)
+    if data.markers is not None and rt.main:  # written at the start, so a long run shows it at once
+        write_records(TranslatorFolder(run_dir).markers, data.markers)
     nets = _place_models(cfg, rt)
     model = CycleGAN(nets, cfg, rt)
     per_step = cfg.batch_size * rt.world
@@ -659,6 +672,8 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
               "seconds": round(elapsed, 2), "seconds_per_step": round(elapsed / max(step - first, 1), 4),
               "last_losses": losses, "train_images": {k: len(v) for k, v in data.ids.items()}}
     report = keep_timing(report, TranslatorFolder(run_dir).report, step - first)  # a no-op resume keeps the real time
+    if data.markers is not None:
+        report["markers"] = dict(summary(data.markers), file=TranslatorFolder(run_dir).markers.name)
     if rt.main:
         _export(run_dir, model.published(), cfg, report, data)
     if rt.world > 1:
