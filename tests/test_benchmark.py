@@ -375,7 +375,7 @@ def test_release_check_reads_the_manifests_checksums(built, tmp_path):
 
 
 def test_external_option_errors_are_clear(tmp_path):
-    from cxrsynth.benchmark.controls import parse_externals
+    from cxrsynth.benchmark.external import parse_externals
     from cxrsynth.errors import BadInputError
 
     assert parse_externals([f"site={tmp_path}"]) == {"site": str(tmp_path)}

@@ -128,8 +128,9 @@ def _same_source_cells(ss: dict | None) -> list[str]:
 def _verdict(task: str, arms: dict) -> list[str]:
     """Plain sentences per task, each resting on a test: which arms call the collection's own X-rays of
     the task's negative class COVID-19 more often than the test set's NIH/RSNA negatives (one-sided
-    two-proportion test, p < 0.05, median over seeds): source, not disease. A control too small for its
-    interval is said to be not measurable, and nothing is read from it."""
+    two-proportion test, p < 0.05, and a patient-bootstrap interval of the difference excluding 0, median
+    over seeds): source, not disease. A control too small for its interval is said to be not measurable,
+    and nothing is read from it."""
     from .controls import SHORTCUT_ALPHA
 
     verdicts = [((s.get("controls") or {}).get("same_source") or {}).get("verdict") or {} for s in arms.values()]
@@ -138,8 +139,12 @@ def _verdict(task: str, arms: dict) -> list[str]:
         return []
     control = rows[0][1].get("control") or "non-COVID X-rays"
     unmeasured = [a for a, v in rows if v["verdict"] == "not measurable"]
-    flagged = [f"{a} ({100 * v['fpr']:.0f}% vs {100 * v['test_fpr']:.0f}%, p = {v['p']:.2g})"
-               for a, v in rows if v["verdict"] == "source"]
+    flagged = [f"{a} ({100 * v['fpr']:.0f}% vs {100 * v['test_fpr']:.0f}%, p = {v['p']:.2g}"
+               + (f"; difference {_points(v['difference_patient_ci95'])} points" if v.get("difference_patient_ci95") else "")
+               + ")" for a, v in rows if v["verdict"] == "source"]
+    boot = any("patient bootstrap" in (v.get("test") or "") for _, v in rows)  # kept where intervals are not shown
+    test = (f"one-sided Fisher exact test, p < {SHORTCUT_ALPHA}, and a patient-bootstrap 95% interval of the difference "
+            "that excludes 0" if boot else f"one-sided Fisher exact test, p < {SHORTCUT_ALPHA}, images taken as independent")
     clear = [a for a, v in rows if v["verdict"] == "no evidence"]
     out = []
     if unmeasured:
@@ -147,13 +152,18 @@ def _verdict(task: str, arms: dict) -> list[str]:
                    f"for {', '.join(unmeasured)}: {rows[0][1].get('why', 'too few images')}; nothing is read from it.\n")
     if flagged:
         out.append(f"{task}: these arms call the COVID-19 collection's own {control} COVID-19 more often than the test "
-                   f"set's NIH/RSNA negatives (false-positive rate, same-source vs test; one-sided Fisher exact test, "
-                   f"p < {SHORTCUT_ALPHA}), so part of what they detect is the source: " + "; ".join(flagged) + ".\n")
+                   f"set's NIH/RSNA negatives (false-positive rate, same-source vs test; {test}), so part of what "
+                   "they detect is the source: " + "; ".join(flagged) + ".\n")
     if clear:
         out.append(f"{task}: for {', '.join(clear)}, the false-positive rate on the collection's own {control} is not "
-                   f"significantly above the test negatives' (one-sided Fisher exact test, p >= {SHORTCUT_ALPHA}): no "
+                   f"significantly above the test negatives' (one-sided Fisher exact test, p >= {SHORTCUT_ALPHA}"
+                   + (", or a patient-bootstrap interval of the difference that includes 0" if boot else "") + "): no "
                    "evidence here that they detect the source (which is not evidence that they do not).\n")
     return out
+
+
+def _points(ci) -> str:
+    return f"[{100 * ci[0]:+.0f}, {100 * ci[1]:+.0f}]"
 
 
 def _probe_rows(controls: dict) -> list[str]:
@@ -183,7 +193,8 @@ EXPLAIN = [
     "task calls them negative about as often as the test set's NIH/RSNA negatives, and ranks the COVID-19 test "
     "images above them (AUROC well above 0.5). A model that learned the collection calls them COVID-19: a "
     "false-positive rate above the test negatives', AUROC near 0.5. An arm is named only when a one-sided "
-    "two-proportion test (Fisher's exact, images taken as independent) gives p < 0.05 (median over seeds); a control "
+    "two-proportion test (Fisher's exact, images taken as independent) gives p < 0.05 and, since one patient may give "
+    "several films, a bootstrap over whole patients puts the difference's 95% interval above 0 (median over seeds); a control "
     "of fewer than 10 images, or whose interval spans more than 50 points, is not measurable.",
     "External sets come from elsewhere and were never trained on (images duplicating any image of the split, train, "
     "validation or test, are dropped and counted). A set of COVID-19 images only (the Hannover repository) measures "
