@@ -9,6 +9,7 @@ import html
 import io
 from pathlib import Path
 
+from ..artifacts.benchmark_run import shows_intervals
 from ..artifacts.stamps import stamped_audit
 from ..errors import StampError
 from ..layout import AuditFolder, BenchmarkFolder
@@ -256,7 +257,7 @@ def header_lines(summary: dict) -> list[str]:
 def tables(summary: dict) -> tuple[str, list[list[str]]]:
     """The paper's table (sensitivity %, FN per arm), a full table (all metrics, mean ± sd over seeds, each
     arm against ``real`` paired by seed), the shortcut controls per arm, and the probes."""
-    if summary.get("protocol") == "paper":  # the test set chose the model: its intervals would be spurious
+    if not shows_intervals(summary):  # the test set chose the model: its intervals would be spurious
         summary = without_intervals(summary)
     externals = _externals(summary)
     head = ["task", "arm", "seeds", "skew", "sensitivity_mean", "sensitivity_sd", "fn_mean", "specificity_mean",
@@ -273,7 +274,7 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
     notices = summary.get("notices") or ([summary["warning"]] if summary.get("warning") else [])
     for note in notices:
         md.append(f"> **{note}**\n")
-    if summary.get("protocol") == "paper":
+    if not shows_intervals(summary):
         md.append(NO_INTERVALS + "\n")
     md += header_lines(summary)
     md += report_analyses.header(summary)  # power, before any number
@@ -412,7 +413,7 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], cfg, audit:
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}} img{{max-width:100%}} .warn{{color:#a00;font-weight:bold}}
 figure{{margin:1em 0}}</style></head><body>
 <h1>cxrsynth benchmark ({html.escape(summary['protocol'])} protocol, {html.escape(summary['config']['model'])})</h1>
-<p>Not for clinical use. {'No intervals (the test set chose the model)' if summary['protocol'] == 'paper' else 'Sensitivity intervals: Wilson for per-patient counts, else a patient bootstrap (on an external set, a patient-level bootstrap interval); AUROC with patient-level bootstrap intervals'};
+<p>Not for clinical use. {'No intervals (the test set chose the model)' if not shows_intervals(summary) else 'Sensitivity intervals: Wilson for per-patient counts, else a patient bootstrap (on an external set, a patient-level bootstrap interval); AUROC with patient-level bootstrap intervals'};
 each shortcut sentence rests on a one-sided two-proportion test; mean ± sd over
 {max((a['seeds'] for t in summary['summary'].values() for a in t.values()), default=1)} seeds. Decision threshold: {'0.5 (paper)' if summary['protocol'] == 'paper' else 'chosen on validation'}.</p>
 {_md_table_to_html(md)}
