@@ -70,9 +70,10 @@ def external_section(results: dict | None) -> str:
     out = []
     for name, rep in sorted(reports.items()):
         fmt = rep.get("format", "?")
+        labels = ", ".join(f"{k} {v:,}" for k, v in sorted((rep.get("by_label") or {}).items())) or "none"
         out.append(f"**{name}** ({fmt} layout): {rep.get('kept', 0):,} images of {rep.get('patients', '?')} patients "
-                   f"scored (by label {rep.get('by_label', {})}), none of them trained on; images duplicating an image "
-                   "of the split were dropped.")
+                   f"scored (by label: {labels}), none of them trained on; images duplicating an image of the split "
+                   "were dropped.")
         if not rep.get("kept"):
             out.append("")
             out.append("The set is empty after filtering: nothing was scored.")
