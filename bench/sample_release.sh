@@ -70,7 +70,7 @@ echo "== audit with the benchmark classifier's features"
 $CX -w "$WD" audit "$REL" --embedding "classifier:$WD/benchmark/runs/normal-covid/real/seed-0/model.safetensors" \
   --out "$WD/audit-classifier"
 echo "== the card: the rigorous benchmark (stamped with this release) and its external set attached; verify"
-.venv/bin/python -c "import sys; from cxrsynth.artifacts import ReleaseFolder; from cxrsynth.release.describe import describe; \
+.venv/bin/python -c "import sys; from cxrsynth.artifacts import ReleaseFolder; from cxrsynth.stages.release.describe import describe; \
 r = ReleaseFolder(sys.argv[1]); describe(r, r.manifest(), sys.argv[2])" "$REL" "$WD/benchmark"
 $CX verify "$REL"
 echo "== collect into $OUT"

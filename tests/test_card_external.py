@@ -9,11 +9,11 @@ import re
 import numpy as np
 import pytest
 
-from cxrsynth import metrics as M
-from cxrsynth.benchmark.arms import EvalItem
-from cxrsynth.benchmark import external as E
-from cxrsynth.paths import write_json
-from cxrsynth.release.benchmark_sections import DROP_SENTENCE, NO_EXTERNAL_BENCHMARK, WHERE, external_section
+from cxrsynth.measure import metrics as M
+from cxrsynth.stages.benchmark.arms import EvalItem
+from cxrsynth.stages.benchmark import external as E
+from cxrsynth.core.paths import write_json
+from cxrsynth.stages.release.benchmark_sections import DROP_SENTENCE, NO_EXTERNAL_BENCHMARK, WHERE, external_section
 
 from .test_artifacts import _copy_release
 
@@ -32,7 +32,7 @@ def _runs(internal: float, scores: np.ndarray, seeds: int = 2) -> list[dict]:
 
 
 def _results(stamp: str, protocol: str = "rigorous") -> dict:
-    from cxrsynth.benchmark.run import _control_summary
+    from cxrsynth.stages.benchmark.run import _control_summary
 
     arms = {}
     for arm, internal, scores in (("real", 0.8, HALF), ("real+own", 0.6, np.full(24, 0.9))):
@@ -80,9 +80,9 @@ def test_section_shows_each_arms_external_sensitivity_beside_the_internal_one():
 
 
 def test_card_with_the_external_section_verifies(built, tmp_path):
-    from cxrsynth.release.card import rerender, sections
-    from cxrsynth.release.describe import describe
-    from cxrsynth.release.verify import verify as verify_release
+    from cxrsynth.stages.release.card import rerender, sections
+    from cxrsynth.stages.release.describe import describe
+    from cxrsynth.stages.release.verify import verify as verify_release
 
     rel = _copy_release(built, tmp_path)
     manifest = rel.manifest()

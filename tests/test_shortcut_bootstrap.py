@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrsynth import metrics as M
-from cxrsynth.benchmark import controls as C
+from cxrsynth.measure import metrics as M
+from cxrsynth.stages.benchmark import controls as C
 
 pytestmark = pytest.mark.no_data
 
@@ -27,8 +27,8 @@ def _control(patients: list[str]) -> dict:
 
 
 def _sentences(per_run: list[dict]) -> str:
-    from cxrsynth.benchmark.report import _verdict
-    from cxrsynth.benchmark.run import _control_summary
+    from cxrsynth.stages.benchmark.report import _verdict
+    from cxrsynth.stages.benchmark.run import _control_summary
 
     arm = {"concrete_arm": "real", "controls": _control_summary([{"controls": {"same_source": m, "external": {}}}
                                                                   for m in per_run])}
