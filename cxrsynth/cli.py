@@ -613,7 +613,7 @@ def benchmark(ctx, release, revision, translators, model, init, protocol, seeds,
     With --launcher local|slurm each cell (task, arm, seed) is one job; a failed cell is named with its
     log, and rerunning the same command runs only the cells that are not finished.
     """
-    from .stages.benchmark.controls import parse_externals
+    from .stages.benchmark.external import parse_externals
     from .stages.benchmark.evaluate import evaluate
     from .stages.benchmark.run import BenchmarkConfig, run_benchmark
     from .core.config import resolve

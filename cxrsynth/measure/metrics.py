@@ -234,24 +234,54 @@ def holm(pvalues: dict) -> dict:
     return out
 
 
+def _group_codes(patients) -> tuple[np.ndarray, int]:
+    """Each image's patient as 0..G-1, numbered in order of first appearance (as :func:`_groups`)."""
+    index: dict = {}
+    return np.asarray([index.setdefault(p, len(index)) for p in patients], dtype=np.intp), len(index)
+
+
+def resampled_proportions(hits, patients, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The share of hits in ``n`` resamples of whole patients (vectorised: per-patient sums, then ``n``
+    draws of patient indices at once). ``hits``: 0/1 per image, or one row per seed on the same images
+    (the share is then the mean over seeds)."""
+    h = np.atleast_2d(np.asarray(hits, dtype=float))
+    codes, g = _group_codes(patients)
+    per_hits = np.bincount(codes, weights=h.sum(axis=0), minlength=g)
+    per_n = np.bincount(codes, minlength=g) * h.shape[0]
+    draws = rng.integers(0, g, (n, g))
+    return per_hits[draws].sum(axis=1) / per_n[draws].sum(axis=1)
+
+
 def proportion_ci(hits, patients, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[tuple[float, float] | None, str]:
     """Interval of a proportion of images (e.g. sensitivity: the positives called positive), and how.
 
-    Wilson's interval assumes independent trials, which holds for per-patient counts: when every
-    patient contributes one image it is used. When a patient has several images (44 test images of 21
-    patients in the paper split) they are not independent, and whole patients are resampled instead."""
-    hits = np.asarray(hits, bool)
-    if len(hits) == 0:
+    ``hits``: 0/1 per image, or one row per seed on the same images (the proportion is then the mean
+    over seeds). Wilson's interval assumes independent trials, which holds for per-patient counts: when
+    every patient contributes one image (and one seed ran) it is used. When a patient has several images
+    (44 test images of 21 patients in the paper split) they are not independent, and whole patients are
+    resampled instead (so are the images of one patient in every seed)."""
+    h = np.atleast_2d(np.asarray(hits, dtype=float))
+    if h.shape[1] == 0:
         return None, "no images"
-    groups = _groups(patients)
-    if all(len(g) == 1 for g in groups):
-        return wilson(int(hits.sum()), len(hits), level), "wilson (one image per patient)"
+    if h.shape[0] == 1 and _group_codes(patients)[1] == h.shape[1]:
+        return wilson(int(h.sum()), h.shape[1], level), "wilson (one image per patient)"
     if n <= 0:
-        return None, "not computed (bootstrap 0; several images per patient)"
-    rng = np.random.default_rng([seed, 4])
-    vals = [float(hits[np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])].mean())
-            for _ in range(n)]
-    return _interval(vals, n, level), "patient bootstrap (several images per patient)"
+        return None, "not computed (bootstrap 0; several images per patient or seed)"
+    vals = resampled_proportions(h, patients, n, np.random.default_rng([seed, 4]))
+    return _interval(list(vals), n, level), "patient bootstrap (several images per patient)"
+
+
+def proportion_difference(hits_a, patients_a, hits_b, patients_b, n: int = 1000, seed: int = 0,
+                          level: float = 0.95) -> dict | None:
+    """Share of hits in ``a`` minus that in ``b`` (two independent sets of images, e.g. same-source
+    negatives vs test negatives), with a percentile interval that resamples each set's patients apart,
+    and the one-sided bootstrap p of "a is not above b". None without images on a side or draws."""
+    if len(hits_a) == 0 or len(hits_b) == 0 or n <= 0:
+        return None
+    rng = np.random.default_rng([seed, 5])
+    d = resampled_proportions(hits_a, patients_a, n, rng) - resampled_proportions(hits_b, patients_b, n, rng)
+    return {"difference": float(np.mean(hits_a) - np.mean(hits_b)), "ci95": _interval(list(d), n, level),
+            "p_not_above": float(np.mean(d <= 0))}
 
 
 def clustered_rates(y_true, scores, patients, threshold: float, n: int, seed: int) -> dict:
@@ -267,22 +297,3 @@ def clustered_rates(y_true, scores, patients, threshold: float, n: int, seed: in
         if not how.startswith("wilson"):
             out[f"{name}_wilson95"] = None
     return out
-
-
-def bootstrap_sensitivity(hits: list, y_true, patients, n: int = 1000, seed: int = 0, level: float = 0.95):
-    """Percentile interval of the sensitivity (averaged over the rows of ``hits``, one per seed, each 0/1
-    per image) over resamples of the *patients* with a positive image: one patient's films are not
-    independent. None without positives."""
-    y = np.asarray(y_true)
-    h = np.asarray(hits, dtype=float).reshape(len(hits), -1)
-    pos = np.nonzero(y == 1)[0]
-    if len(pos) == 0:
-        return None
-    groups = _groups([patients[i] for i in pos])
-    rng = np.random.default_rng(seed)
-    hp = h[:, pos]
-    vals = []
-    for _ in range(n):
-        pick = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
-        vals.append(float(hp[:, pick].mean()))
-    return _interval(vals, n, level)

@@ -39,8 +39,6 @@ from ...measure.probe import PROBE_MAX, PROBE_SIDE, probe, probe_pixels
 from ...measure.probe import cap as _cap
 from ...core.vocab import CONFIGS, TASK_LABELS, TASKS
 from .arms import EvalItem
-from .external import External, load_external, parse_externals  # noqa: F401  (external sets live in external.py)
-
 
 
 # -- same-source negatives --------------------------------------------------------------------------
@@ -135,10 +133,15 @@ def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float | None:
 
 
 def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, threshold: float,
-                        bootstrap: int, seed: int, test_confusion: dict | None = None, task: str | None = None) -> dict:
+                        bootstrap: int, seed: int, test_confusion: dict | None = None, task: str | None = None,
+                        test_negatives: tuple[list, list] | None = None) -> dict:
     """FPR of the same-source negatives at ``threshold`` (Wilson interval), AUROC of the COVID-19 test
     images against them (patient bootstrap interval), and, given the test set's confusion, the one-sided
-    two-proportion test of "calls same-source negatives COVID-19 more often than the test negatives"."""
+    two-proportion test of "calls same-source negatives COVID-19 more often than the test negatives".
+
+    ``test_negatives`` (the test negatives' scores and patients) adds the patient bootstrap of the FPR
+    difference (``fpr_difference``): Fisher's test takes images as independent, but one patient may give
+    several films, alike in what a model sees; resampling whole patients of both sets carries that."""
     neg = np.asarray(neg_scores, dtype=float)
     fp = int((neg >= threshold).sum())
     y = np.r_[np.ones(len(covid_scores)), np.zeros(len(neg))].astype(int)
@@ -153,13 +156,22 @@ def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, 
         k2, n2 = test_confusion["fp"], test_confusion["fp"] + test_confusion["tn"]
         out |= {"test_false_positives": k2, "test_negatives": n2, "test_fpr": k2 / n2 if n2 else None,
                 "p_more_than_test": two_proportion_p(fp, len(neg), k2, n2)}
+    if test_negatives is not None:
+        t_scores, t_patients = test_negatives
+        out["fpr_difference"] = M.proportion_difference(neg >= threshold, list(neg_patients),
+                                                        np.asarray(t_scores, dtype=float) >= threshold, list(t_patients),
+                                                        bootstrap, seed)
     return out
 
 
 def shortcut_verdict(per_seed: list[dict]) -> dict:
     """One arm's reading of its same-source control over seeds: ``not measurable`` (too few images),
-    ``source`` (the one-sided two-proportion test gives p < SHORTCUT_ALPHA, median over seeds) or
-    ``no evidence``. Takes the per-run dicts of :func:`same_source_metrics`."""
+    ``source`` or ``no evidence``. Takes the per-run dicts of :func:`same_source_metrics`.
+
+    ``source`` needs the one-sided two-proportion test at p < SHORTCUT_ALPHA (median over seeds) and,
+    where the runs carry it, a patient-bootstrap 95% interval of the FPR difference that excludes 0
+    (median bounds over seeds): two patients with twenty films each are two patients' worth of
+    evidence, however small Fisher's p over forty images is."""
     runs = [r for r in per_seed if r]
     if not runs:
         return {"verdict": None}
@@ -168,13 +180,17 @@ def shortcut_verdict(per_seed: list[dict]) -> dict:
     p = float(np.median(ps)) if ps else None
     fpr = float(np.mean([r["fpr"] for r in runs])) if all(r["fpr"] is not None for r in runs) else None
     test = [r["test_fpr"] for r in runs if r.get("test_fpr") is not None]
+    cis = [r["fpr_difference"]["ci95"] for r in runs if (r.get("fpr_difference") or {}).get("ci95")]
+    ci = (float(np.median([c[0] for c in cis])), float(np.median([c[1] for c in cis]))) if cis else None
     base = {"control": runs[0].get("control"), "n": runs[0]["n_negatives"], "fpr": fpr,
-            "test_fpr": float(np.mean(test)) if test else None, "p": p, "seeds": len(runs)}
+            "test_fpr": float(np.mean(test)) if test else None, "p": p, "seeds": len(runs),
+            "difference_patient_ci95": ci,
+            "test": "Fisher exact" + (" and patient bootstrap" if ci else " only (images taken as independent)")}
     if why:
         return base | {"verdict": "not measurable", "why": why}
     if p is None:
         return base | {"verdict": None}
-    return base | {"verdict": "source" if p < SHORTCUT_ALPHA else "no evidence"}
+    return base | {"verdict": "source" if p < SHORTCUT_ALPHA and (ci is None or ci[0] > 0) else "no evidence"}
 
 
 # -- probes -----------------------------------------------------------------------------------------

@@ -169,9 +169,9 @@ def score_external(labels, scores, items: list[EvalItem], threshold: float, boot
     patients = [i.patient for i in items]
     pos = [p for p, i in zip(patients, items) if i.label == 1]
     hits = (np.asarray(scores) >= threshold).astype(int)
-    return score(labels, scores, patients, threshold, bootstrap, seed) | {
-        "n": len(items), "n_positive_patients": len(set(pos)),
-        "sensitivity_patient_ci95": M.bootstrap_sensitivity([hits], labels, patients, bootstrap, seed) if bootstrap else None,
+    out = score(labels, scores, patients, threshold, bootstrap, seed)  # its sensitivity_ci95 resamples patients
+    return out | {
+        "n": len(items), "n_positive_patients": len(set(pos)), "sensitivity_patient_ci95": out["sensitivity_ci95"],
         "per_image": {"labels": [int(v) for v in labels], "hits": hits.tolist(), "patients": patients}}
 
 
@@ -186,5 +186,8 @@ def seed_interval(runs_ext: list[dict], bootstrap: int, seed: int = 0):
     per = [e.get("per_image") for e in runs_ext]
     if not per or any(p is None for p in per) or not bootstrap:
         return None
-    return M.bootstrap_sensitivity([np.asarray(p["hits"]) for p in per], per[0]["labels"], per[0]["patients"],
-                                   bootstrap, seed)
+    pos = np.asarray(per[0]["labels"]) == 1
+    if not pos.any():
+        return None
+    hits = np.stack([np.asarray(p["hits"])[pos] for p in per])  # one row per seed, the same positives
+    return M.proportion_ci(hits, np.asarray(per[0]["patients"], dtype=object)[pos].tolist(), bootstrap, seed)[0]

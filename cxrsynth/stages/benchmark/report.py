@@ -9,6 +9,7 @@ import html
 import io
 from pathlib import Path
 
+from ...artifacts.benchmark_run import shows_intervals
 from ...artifacts.stamps import stamped_audit
 from ...core.errors import StampError
 from ...core.layout import AuditFolder, BenchmarkFolder
@@ -131,8 +132,9 @@ def _same_source_cells(ss: dict | None) -> list[str]:
 def _verdict(task: str, arms: dict) -> list[str]:
     """Plain sentences per task, each resting on a test: which arms call the collection's own X-rays of
     the task's negative class COVID-19 more often than the test set's NIH/RSNA negatives (one-sided
-    two-proportion test, p < 0.05, median over seeds): source, not disease. A control too small for its
-    interval is said to be not measurable, and nothing is read from it."""
+    two-proportion test, p < 0.05, and a patient-bootstrap interval of the difference excluding 0, median
+    over seeds): source, not disease. A control too small for its interval is said to be not measurable,
+    and nothing is read from it."""
     from .controls import SHORTCUT_ALPHA
 
     verdicts = [((s.get("controls") or {}).get("same_source") or {}).get("verdict") or {} for s in arms.values()]
@@ -141,8 +143,12 @@ def _verdict(task: str, arms: dict) -> list[str]:
         return []
     control = rows[0][1].get("control") or "non-COVID X-rays"
     unmeasured = [a for a, v in rows if v["verdict"] == "not measurable"]
-    flagged = [f"{a} ({100 * v['fpr']:.0f}% vs {100 * v['test_fpr']:.0f}%, p = {v['p']:.2g})"
-               for a, v in rows if v["verdict"] == "source"]
+    flagged = [f"{a} ({100 * v['fpr']:.0f}% vs {100 * v['test_fpr']:.0f}%, p = {v['p']:.2g}"
+               + (f"; difference {_points(v['difference_patient_ci95'])} points" if v.get("difference_patient_ci95") else "")
+               + ")" for a, v in rows if v["verdict"] == "source"]
+    boot = any("patient bootstrap" in (v.get("test") or "") for _, v in rows)  # kept where intervals are not shown
+    test = (f"one-sided Fisher exact test, p < {SHORTCUT_ALPHA}, and a patient-bootstrap 95% interval of the difference "
+            "that excludes 0" if boot else f"one-sided Fisher exact test, p < {SHORTCUT_ALPHA}, images taken as independent")
     clear = [a for a, v in rows if v["verdict"] == "no evidence"]
     out = []
     if unmeasured:
@@ -150,13 +156,18 @@ def _verdict(task: str, arms: dict) -> list[str]:
                    f"for {', '.join(unmeasured)}: {rows[0][1].get('why', 'too few images')}; nothing is read from it.\n")
     if flagged:
         out.append(f"{task}: these arms call the COVID-19 collection's own {control} COVID-19 more often than the test "
-                   f"set's NIH/RSNA negatives (false-positive rate, same-source vs test; one-sided Fisher exact test, "
-                   f"p < {SHORTCUT_ALPHA}), so part of what they detect is the source: " + "; ".join(flagged) + ".\n")
+                   f"set's NIH/RSNA negatives (false-positive rate, same-source vs test; {test}), so part of what "
+                   "they detect is the source: " + "; ".join(flagged) + ".\n")
     if clear:
         out.append(f"{task}: for {', '.join(clear)}, the false-positive rate on the collection's own {control} is not "
-                   f"significantly above the test negatives' (one-sided Fisher exact test, p >= {SHORTCUT_ALPHA}): no "
+                   f"significantly above the test negatives' (one-sided Fisher exact test, p >= {SHORTCUT_ALPHA}"
+                   + (", or a patient-bootstrap interval of the difference that includes 0" if boot else "") + "): no "
                    "evidence here that they detect the source (which is not evidence that they do not).\n")
     return out
+
+
+def _points(ci) -> str:
+    return f"[{100 * ci[0]:+.0f}, {100 * ci[1]:+.0f}]"
 
 
 def _probe_rows(controls: dict) -> list[str]:
@@ -186,7 +197,8 @@ EXPLAIN = [
     "task calls them negative about as often as the test set's NIH/RSNA negatives, and ranks the COVID-19 test "
     "images above them (AUROC well above 0.5). A model that learned the collection calls them COVID-19: a "
     "false-positive rate above the test negatives', AUROC near 0.5. An arm is named only when a one-sided "
-    "two-proportion test (Fisher's exact, images taken as independent) gives p < 0.05 (median over seeds); a control "
+    "two-proportion test (Fisher's exact, images taken as independent) gives p < 0.05 and, since one patient may give "
+    "several films, a bootstrap over whole patients puts the difference's 95% interval above 0 (median over seeds); a control "
     "of fewer than 10 images, or whose interval spans more than 50 points, is not measurable.",
     "External sets come from elsewhere and were never trained on (images duplicating any image of the split, train, "
     "validation or test, are dropped and counted). A set of COVID-19 images only (the Hannover repository) measures "
@@ -248,7 +260,7 @@ def header_lines(summary: dict) -> list[str]:
 def tables(summary: dict) -> tuple[str, list[list[str]]]:
     """The paper's table (sensitivity %, FN per arm), a full table (all metrics, mean ± sd over seeds, each
     arm against ``real`` paired by seed), the shortcut controls per arm, and the probes."""
-    if summary.get("protocol") == "paper":  # the test set chose the model: its intervals would be spurious
+    if not shows_intervals(summary):  # the test set chose the model: its intervals would be spurious
         summary = without_intervals(summary)
     externals = _externals(summary)
     head = ["task", "arm", "seeds", "skew", "sensitivity_mean", "sensitivity_sd", "fn_mean", "specificity_mean",
@@ -265,7 +277,7 @@ def tables(summary: dict) -> tuple[str, list[list[str]]]:
     notices = summary.get("notices") or ([summary["warning"]] if summary.get("warning") else [])
     for note in notices:
         md.append(f"> **{note}**\n")
-    if summary.get("protocol") == "paper":
+    if not shows_intervals(summary):
         md.append(NO_INTERVALS + "\n")
     md += header_lines(summary)
     md += report_analyses.header(summary)  # power, before any number
@@ -404,7 +416,7 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], cfg, audit:
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}} img{{max-width:100%}} .warn{{color:#a00;font-weight:bold}}
 figure{{margin:1em 0}}</style></head><body>
 <h1>cxrsynth benchmark ({html.escape(summary['protocol'])} protocol, {html.escape(summary['config']['model'])})</h1>
-<p>Not for clinical use. {'No intervals (the test set chose the model)' if summary['protocol'] == 'paper' else 'Sensitivity intervals: Wilson for per-patient counts, else a patient bootstrap (on an external set, a patient-level bootstrap interval); AUROC with patient-level bootstrap intervals'};
+<p>Not for clinical use. {'No intervals (the test set chose the model)' if not shows_intervals(summary) else 'Sensitivity intervals: Wilson for per-patient counts, else a patient bootstrap (on an external set, a patient-level bootstrap interval); AUROC with patient-level bootstrap intervals'};
 each shortcut sentence rests on a one-sided two-proportion test; mean ± sd over
 {max((a['seeds'] for t in summary['summary'].values() for a in t.values()), default=1)} seeds. Decision threshold: {'0.5 (paper)' if summary['protocol'] == 'paper' else 'chosen on validation'}.</p>
 {_md_table_to_html(md)}

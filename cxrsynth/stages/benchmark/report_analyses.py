@@ -1,10 +1,15 @@
 """tables.md sections and report figures of ``analyses.py``'s results (render only: every number is
-read from results.json)."""
+read from results.json).
+
+Intervals follow one rule (:func:`~cxrsynth.artifacts.benchmark_run.shows_intervals`): ``report.tables``
+strips them from a result that may not show them before anything is rendered, so a renderer here prints
+an interval when it finds one and only consults the rule for the words of a heading."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ...artifacts.benchmark_run import shows_intervals
 from .calibration import METHOD as CALIBRATION_METHOD, reliability_figure
 from .power import power_lines
 
@@ -13,10 +18,9 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
-def _ci(ci, pct: bool = True, show: bool = True) -> str:
-    """`` [lo, hi]``; nothing without an interval, or where intervals are not shown (the paper protocol: the
-    test set chose each model, so an interval over test patients describes a selection, not an estimate)."""
-    if not ci or not show:
+def _ci(ci, pct: bool = True) -> str:
+    """`` [lo, hi]``; nothing without an interval."""
+    if not ci:
         return ""
     f = (lambda v: f"{100 * v:+.1f}") if pct else (lambda v: f"{v:+.3f}")
     return f" [{f(ci[0])}, {f(ci[1])}]"
@@ -38,7 +42,7 @@ def header(summary: dict) -> list[str]:
     return out
 
 
-def _operating(task: str, ops: dict, show: bool = True) -> list[str]:
+def _operating(task: str, ops: dict) -> list[str]:
     names = list(ops["targets"])
     md = [f"#### {task}: sensitivity at one specificity (threshold picked on validation per arm; interval re-picks it "
           "in each patient-bootstrap draw)\n",
@@ -50,22 +54,22 @@ def _operating(task: str, ops: dict, show: bool = True) -> list[str]:
         for n in names:
             a = per[n]
             lo_hi = a.get("sensitivity_ci95")
-            ci = f" [{_pct(lo_hi[0])}, {_pct(lo_hi[1])}]" if lo_hi and show else ""
+            ci = f" [{_pct(lo_hi[0])}, {_pct(lo_hi[1])}]" if lo_hi else ""
             d = a.get("vs_real")
-            vs = "-" if not d else f"{100 * d['sensitivity_difference']:+.1f}{_ci(d['ci95'], show=show)}"
+            vs = "-" if not d else f"{100 * d['sensitivity_difference']:+.1f}{_ci(d['ci95'])}"
             cells.append(f"{_pct(a['sensitivity'])}{ci}, {_pct(a['specificity'])}, {_pct(a['balanced_accuracy'])}, {vs}")
         md.append(f"| {arm} | " + " | ".join(cells) + " |")
     return md + [""]
 
 
-def _comparisons(cmp: dict, show: bool = True) -> list[str]:
+def _comparisons(cmp: dict) -> list[str]:
     md = ["### Comparisons: the primary one, then the rest with Holm-adjusted p-values\n",
           "| task | primary: arm vs control | AUROC difference [95% CI] | p (uncorrected) | chosen by |", "|---|---|---|---|---|"]
     for task, p in cmp["primary"].items():
         if p.get("not_measured"):
             md.append(f"| {task} | {p.get('arm') or '-'} vs {p['against']} | not measured: {p['not_measured']} | - | - |")
         else:
-            d = "-" if p["difference"] is None else f"{p['difference']:+.3f}{_ci(p['ci95'], pct=False, show=show)}"
+            d = "-" if p["difference"] is None else f"{p['difference']:+.3f}{_ci(p['ci95'], pct=False)}"
             md.append(f"| {task} | {p['arm']} vs {p['against']} | {d} | {_p(p['p'])} | {p['chosen_by']} |")
     md += ["", "| secondary comparison | p (bootstrap, two-sided) | p (Holm) |", "|---|---|---|"]
     md += [f"| {c['comparison']} | {_p(c['p'])} | {_p(c['p_holm'])} |" for c in cmp["secondary"]]
@@ -98,7 +102,7 @@ def _subgroups(sub: dict, show: bool = True) -> list[str]:
                 if "not_measurable" in e:
                     md.append(f"| {task} | {dim} {level} | {where} | not measurable: {e['not_measurable']} |")
                     continue
-                cells = "; ".join(f"{a}: {v['auroc']:.3f}{_ci(v['auroc_ci95'], pct=False, show=show).replace('+', '')}, "
+                cells = "; ".join(f"{a}: {v['auroc']:.3f}{_ci(v['auroc_ci95'], pct=False).replace('+', '')}, "
                                   f"{_pct(v['sensitivity'])}, {_pct(v['specificity'])}" for a, v in e["arms"].items())
                 md.append(f"| {task} | {dim} {level} | {where} | {cells} |")
     return md + [""]
@@ -106,16 +110,16 @@ def _subgroups(sub: dict, show: bool = True) -> list[str]:
 
 def sections(summary: dict) -> list[str]:
     """Operating points per task, comparisons, calibration and subgroups, where results.json has them."""
-    md, show = [], summary.get("protocol") != "paper"
+    md = []
     for task, ops in (summary.get("operating_points") or {}).items():
         if ops:
-            md += _operating(task, ops, show)
+            md += _operating(task, ops)
     if summary.get("comparisons"):
-        md += _comparisons(summary["comparisons"], show)
+        md += _comparisons(summary["comparisons"])
     if summary.get("calibration"):
         md += _calibration(summary["calibration"])
     if summary.get("subgroups"):
-        md += _subgroups(summary["subgroups"], show)
+        md += _subgroups(summary["subgroups"], shows_intervals(summary))
     return md
 
 

@@ -176,10 +176,11 @@ def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]
 def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: ControlSets, device, model=None) -> dict:
     """Add what is missing of ``res["controls"]`` (the task's matched same-source negatives, each external
     set), loading the run's saved model only when something is missing; rewrites ``run_dir/result.json``
-    when it changed. A same-source entry of the older pooled control (no ``control`` key) is redone."""
+    when it changed. A same-source entry of the older pooled control (no ``control`` key), or one without
+    the patient bootstrap of its FPR difference (``fpr_difference``), is redone."""
     ctl = res.setdefault("controls", {"same_source": None, "external": {}})
     old = ctl.get("same_source")
-    todo_ss = res["task"] in sets.same_source and (old is None or "control" not in old)
+    todo_ss = res["task"] in sets.same_source and (old is None or "control" not in old or "fpr_difference" not in old)
     todo_ext = [n for n, per_task in sets.external.items() if res["task"] in per_task and n not in ctl["external"]]
     if not (todo_ss or todo_ext):
         return res
@@ -191,9 +192,11 @@ def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: 
         ds, patients = sets.same_source[res["task"]]
         pred = predict(model, ds, device)
         pos = [i for i, v in enumerate(res["test_labels"]) if v == 1]
+        neg = [i for i, v in enumerate(res["test_labels"]) if v == 0]
         ctl["same_source"] = C.same_source_metrics(
             [res["test_scores"][i] for i in pos], [res["test_patients"][i] for i in pos],
-            pred["scores"], patients, thr, cfg.bootstrap, seed, res["test"]["confusion"], res["task"])
+            pred["scores"], patients, thr, cfg.bootstrap, seed, res["test"]["confusion"], res["task"],
+            test_negatives=([res["test_scores"][i] for i in neg], [res["test_patients"][i] for i in neg]))
     for name in todo_ext:
         ds, items = sets.external[name][res["task"]]
         pred = predict(model, ds, device)

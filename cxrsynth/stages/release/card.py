@@ -18,10 +18,11 @@ from ...artifacts.release_folder import NOT_IN_SUMS, as_release
 from ...core.vocab import SOURCE_LABEL
 from ...core.paths import atomic_write, write_json, write_sha256sums
 from .access import access_paragraph, contact_section
+from .benchmark_sections import BENCHMARK_TITLE, EXTERNAL_TITLE, NO_BENCHMARK, external_section
 from .features import features, image_format
 from ...data.sources.terms import NO_LICENCE, PAPER_BIBTEX, SOURCE_TERMS, SOURCES, dataset_bibtex
 
-KEPT_SECTIONS = ("Benchmark", "Changes")  # carried over when the card is rendered again
+KEPT_SECTIONS = (BENCHMARK_TITLE, EXTERNAL_TITLE, "Changes")  # carried over when the card is rendered again
 NO_CHANGES = "The first version, or no earlier version was compared (`cxrsynth diff OLD NEW` writes this section)."
 
 
@@ -185,7 +186,8 @@ def card_body(manifest: dict, repo_id: str | None = None, kept: dict[str, str] |
         "licence_excluded": excluded_note, "attribution_list": attribution,
         "access_paragraph": access_paragraph(access), "contact_section": contact_section(manifest.get("contact")),
         "audit_section": _audit_section(manifest.get("audit"), manifest.get("filtered")),
-        "benchmark_section": kept.get("Benchmark") or "No benchmark was run for this version (`cxrsynth benchmark` produces one).",
+        "benchmark_section": kept.get(BENCHMARK_TITLE) or NO_BENCHMARK,
+        "external_section": kept.get(EXTERNAL_TITLE) or external_section(None),
         "changes_section": kept.get("Changes") or NO_CHANGES,
         "load_id": repo_id or manifest["name"],
         "load_note": "" if repo_id else (f"\nHere `{manifest['name']}` is the release folder (run from its parent "
@@ -221,19 +223,20 @@ def _audit_section(audit: dict | None, filtered: dict | None = None) -> str:
     return "\n".join(lines) + removed
 
 
-def render_dataset_card(path: Path, manifest: dict, benchmark: str | None = None, repo_id: str | None = None) -> Path:
-    """Write the card; ``benchmark`` (the tables of a benchmark stamped with this release, checked by the
-    caller) is its Benchmark section, else the one of the card already there is kept."""
+def render_dataset_card(path: Path, manifest: dict, benchmark: dict[str, str] | None = None,
+                        repo_id: str | None = None) -> Path:
+    """Write the card; ``benchmark`` ({title: text} of the sections made from a benchmark stamped with this
+    release, checked by the caller: Benchmark and External test set) replaces those sections, else the
+    ones of the card already there are kept."""
     kept = sections(Path(path).read_text()) if Path(path).is_file() else {}
-    if benchmark:
-        kept["Benchmark"] = benchmark
+    kept |= benchmark or {}
     with atomic_write(path) as fh:
         fh.write(card_text(manifest, repo_id, kept))
     return path
 
 
 def sections(card: str) -> dict[str, str]:
-    """The text of the card's ``## `` sections that are carried over (Benchmark, Changes), by title."""
+    """The text of the card's ``## `` sections that are carried over (:data:`KEPT_SECTIONS`), by title."""
     out = {}
     for m in re.finditer(r"^## (.+?)\n(.*?)(?=^## |\Z)", card, flags=re.S | re.M):
         if m.group(1).strip() in KEPT_SECTIONS:

@@ -16,6 +16,7 @@ from ...artifacts.release_folder import NOT_IN_SUMS, as_release
 from ...artifacts.stamps import stamped_audit, stamped_benchmark
 from ...core.paths import write_json, write_sha256sums
 from ...core.schemas import validate
+from .benchmark_sections import BENCHMARK_TITLE, EXTERNAL_TITLE, external_section
 from .card import render_dataset_card
 from .croissant import make_croissant
 
@@ -30,25 +31,27 @@ def describe(release: ReleaseFolder | str | Path, manifest: dict, benchmark: str
     """Write manifest.json, croissant.json, the card and SHA256SUMS into ``release``; returns ``manifest``.
 
     ``benchmark``: a benchmark folder whose ``results.json`` is stamped with this release's
-    ``data_sha256``; its tables become the card's Benchmark section (anything else raises
-    :class:`~cxrsynth.core.errors.StampError`). Without it, a Benchmark section already in the card is kept.
+    ``data_sha256``; its tables become the card's Benchmark section and its external sets the External
+    test set section (anything else raises :class:`~cxrsynth.core.errors.StampError`). Without it, the
+    sections already in the card are kept.
     """
     release = as_release(release)
-    table = benchmark_table(benchmark, manifest["data_sha256"]) if benchmark is not None else None
+    made = benchmark_sections(benchmark, manifest["data_sha256"]) if benchmark is not None else None
     write_manifest(release, manifest)
     write_json(release.croissant, make_croissant(manifest))
-    render_dataset_card(release.card, manifest, table)
+    render_dataset_card(release.card, manifest, made)
     write_sha256sums(release.root, NOT_IN_SUMS)
     return manifest
 
 
-def benchmark_table(benchmark: str | Path, data_sha256: str) -> str:
-    """The markdown tables of a benchmark run made on the release ``data_sha256`` (stamp checked)."""
+def benchmark_sections(benchmark: str | Path, data_sha256: str) -> dict[str, str]:
+    """The card's sections made from a benchmark run on the release ``data_sha256`` (stamp checked):
+    its markdown tables, and each arm's sensitivity on the external sets beside the internal one."""
     from ...core.layout import BenchmarkFolder
 
     folder = BenchmarkFolder(benchmark)
-    stamped_benchmark(folder.results, data_sha256)
-    return folder.tables.read_text().strip()
+    results = stamped_benchmark(folder.results, data_sha256)
+    return {BENCHMARK_TITLE: folder.tables.read_text().strip(), EXTERNAL_TITLE: external_section(results)}
 
 
 def stamped_benchmark_or_none(benchmark: str | Path, data_sha256: str) -> Path | None:

@@ -24,7 +24,8 @@ Checks:
   of every row's config, the sources' licences against the registry, counts within the plan, the audit
   no larger than the release;
 - **generated text**: the card's protected sections (every ``## `` section the manifest generates and
-  the title and summary above them; not the Benchmark and Changes sections, nor the YAML front matter)
+  the title and summary above them; not the Benchmark, External test set and Changes sections, nor the
+  YAML front matter)
   and ``croissant.json`` are what the manifest generates: so the counts, translators, licences, access,
   contact, audit stamp and the not-for-clinical-use statement cannot be edited. Of the front matter,
   only the keys that say what the data are (``license``, ``configs``, ``dataset_info`` and the
@@ -671,7 +672,8 @@ def card_sections(text: str) -> list[tuple[str, int, str]]:
 
 def protected_sections(manifest: dict, repo_id: str | None = None, access: str | None = None) -> dict[str, str]:
     """{title: text} of the sections of the card ``manifest`` generates that verify protects: all but the
-    free ones (Benchmark, made from a work folder verify does not have, and Changes, from ``cxrsynth diff``)."""
+    free ones (Benchmark and External test set, made from a benchmark folder verify does not have, and
+    Changes, from ``cxrsynth diff``)."""
     from .card import KEPT_SECTIONS, card_text
 
     return {title: body for title, _, body in card_sections(card_text(manifest, repo_id, None, access))

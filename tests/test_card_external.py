@@ -1,0 +1,102 @@
+"""The dataset card's External test set section: each arm's sensitivity on the Hannover set, with its
+patient-level interval, beside the internal one, from a stamped benchmark result built in tmp_path (no
+pipeline run); and, with no result attached, a sentence instead of numbers."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from cxrsynth.measure import metrics as M
+from cxrsynth.stages.benchmark.arms import EvalItem
+from cxrsynth.stages.benchmark import external as E
+from cxrsynth.core.paths import write_json
+from cxrsynth.stages.release.benchmark_sections import DROP_SENTENCE, NO_EXTERNAL_BENCHMARK, WHERE, external_section
+
+from .test_artifacts import _copy_release
+
+#: 6 Hannover patients with 4 films each; a model that finds COVID-19 in patients 0-2 only: 50% sensitivity
+PATIENTS = [f"hannover:p{i // 4}" for i in range(24)]
+HALF = np.array([0.9 if i < 12 else 0.1 for i in range(24)])
+
+
+def _runs(internal: float, scores: np.ndarray, seeds: int = 2) -> list[dict]:
+    """Cells' result dicts as the benchmark keeps them: the test sensitivity and the external entry that
+    ``external.score_external`` computes from the model's scores at its threshold (0.5)."""
+    items = [EvalItem(f"/x/{i}.png", 1, p, f"r{i}") for i, p in enumerate(PATIENTS)]
+    ext = E.score_external([1] * 24, scores, items, 0.5, 400, 0)
+    return [{"seed": s, "test": {"sensitivity": internal}, "controls": {"same_source": None, "external": {"hannover": ext}}}
+            for s in range(seeds)]
+
+
+def _results(stamp: str, protocol: str = "rigorous") -> dict:
+    from cxrsynth.stages.benchmark.run import _control_summary
+
+    arms = {}
+    for arm, internal, scores in (("real", 0.8, HALF), ("real+own", 0.6, np.full(24, 0.9))):
+        runs = _runs(internal, scores)
+        arms[arm] = {"concrete_arm": arm if arm == "real" else "real+g_nc", "seeds": len(runs),
+                     "sensitivity": M.summarise_seeds([r["test"]["sensitivity"] for r in runs]),
+                     "controls": _control_summary(runs, bootstrap=400)}
+    report = {"format": "hannover", "kept": 24, "patients": 6, "by_label": {"covid": 24},
+              "per_task": {"normal-covid": {"negatives": 0, "covid": 24}, "pneumonia-covid": {"negatives": 0, "covid": 24}}}
+    return {"kind": "cxrsynth.benchmark_results", "protocol": protocol, "release_data_sha256": stamp,
+            "summary": {"normal-covid": arms}, "controls": {"external": {"hannover": report}}}
+
+
+def _bench(path, results: dict):
+    path.mkdir(parents=True)
+    write_json(path / "results.json", results)
+    (path / "tables.md").write_text("| arm | AUROC |\n|---|---|\n| real | 0.9 |\n")
+    return path
+
+
+def _row(card: str, arm: str) -> list[str]:
+    line = next(line for line in card.splitlines() if line.startswith(f"| {arm} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_section_shows_each_arms_external_sensitivity_beside_the_internal_one():
+    res = _results("a" * 64)
+    text = external_section(res)
+    real = _row(text, "real")
+    assert real[1] == "80.0 ± 0.0" and real[3] == "-30.0"  # internal 80%, Hannover 50%: 30 points lower
+    lo, hi = (float(v) for v in re.fullmatch(r"50\.0 ± 0\.0 \[(.+), (.+)\]", real[2]).groups())
+    ci = res["summary"]["normal-covid"]["real"]["controls"]["external"]["hannover"]["sensitivity_patient_ci95"]
+    assert (lo, hi) == (round(100 * ci[0], 1), round(100 * ci[1], 1))
+    assert lo < 50 < hi and hi - lo > 30  # 6 patients: the interval is wide (patients, not 24 films, are the unit)
+    own = _row(text, "real+g_nc")
+    assert own[2].startswith("100.0 ± 0.0") and own[3] == "+40.0"
+    assert DROP_SENTENCE.format(where=WHERE["hannover"]) in text
+    assert "24 images of 6 patients" in text and "pneumonia-covid" not in text  # only tasks the summary holds
+
+    paper = external_section(_results("a" * 64, protocol="paper"))
+    assert _row(paper, "real")[2] == "50.0 ± 0.0" and "no interval" in paper  # the test set chose the model
+    assert external_section(None) == NO_EXTERNAL_BENCHMARK and not re.search(r"\d+\.\d", NO_EXTERNAL_BENCHMARK)
+    no_ext = external_section(_results("a" * 64) | {"controls": None})
+    assert "scored no external set" in no_ext and "%" not in no_ext
+
+
+def test_card_with_the_external_section_verifies(built, tmp_path):
+    from cxrsynth.stages.release.card import rerender, sections
+    from cxrsynth.stages.release.describe import describe
+    from cxrsynth.stages.release.verify import verify as verify_release
+
+    rel = _copy_release(built, tmp_path)
+    manifest = rel.manifest()
+    assert sections(rel.card.read_text())["External test set"] == NO_EXTERNAL_BENCHMARK  # no numbers invented
+    res = _results(manifest["data_sha256"])
+    describe(rel, manifest, _bench(tmp_path / "bench", res))
+    card = rel.card.read_text()
+    section = sections(card)["External test set"]
+    assert section == external_section(res) and _row(section, "real")[3] == "-30.0"
+    assert card.index("## Benchmark") < card.index("## External test set") < card.index("## Citation")
+    assert verify_release(rel.root) == []
+    rerender(rel.root)  # rendered again from the manifest (as push does): the section is carried over
+    assert sections(rel.card.read_text())["External test set"] == section
+    assert verify_release(rel.root) == []
+    with pytest.raises(Exception, match="other images"):  # a result of other images never reaches the card
+        describe(rel, manifest, _bench(tmp_path / "foreign", _results("0" * 64)))
+    assert sections(rel.card.read_text())["External test set"] == section
