@@ -32,11 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from .artifacts import GeneratedSet
 from .config import at_least, positive
 from .errors import ConfigError, JobsFailed
 from .extras import require
-from .layout import WorkLayout
 from .paths import read_json, write_json
 
 KINDS = ("serial", "local", "slurm")
@@ -465,26 +463,3 @@ def launcher_from_cli(kind: str | None, config_file: str | None, **given) -> Lau
     if config_file:
         return Launcher.from_file(config_file, **({"kind": kind} if kind else {}), **given)
     return Launcher(kind=kind or "serial", **{k: v for k, v in given.items() if v not in (None, ())})
-
-
-def generate_launched(workdir: Path, cfg, generators: dict[str, str] | None, world: int | None, launcher: Launcher,
-                      echo: Callable[[str], None] | None = None) -> dict:
-    """``generate --launcher local|slurm``: ``world`` jobs (default: one per shard), job ``i`` running
-    ``generate(rank=i, world=world)``, which splits the shards round-robin and keeps finished ones; logs
-    in ``generated/jobs/``. Returns the ranks' reports merged (counts summed)."""
-    from .generate import check_ranks, generate, planned_shards
-
-    workdir = Path(workdir)
-    world = planned_shards(workdir, cfg) if world is None else world
-    check_ranks(0, world)
-    jobs = [Job(f"generate rank {r} of {world}", generate, (workdir, cfg, generators, r, world)) for r in range(world)]
-    outcomes = launch(launcher, jobs, GeneratedSet(WorkLayout(workdir).generated).jobs, echo)
-    raise_failed(outcomes, "generation jobs", "rerun the same command: finished shards are kept, only the rest is made")
-    reports = [o.value for o in outcomes]
-    merged = dict(reports[0], rank=None, world=world)
-    merged["configs"] = {}
-    for config, first in reports[0]["configs"].items():
-        per_rank = [r["configs"][config] for r in reports]
-        merged["configs"][config] = dict(first, images_per_second=None, **{
-            k: sum(s[k] for s in per_rank) for k in ("generated", "shards_skipped_done", "shards_mine")})
-    return merged

@@ -12,22 +12,24 @@ from pathlib import Path
 
 from ..errors import StampError
 from ..paths import read_json
+from .audit_result import AuditResult
 
 
 def audit_stamp(audit: dict) -> str | None:
-    return (audit.get("audited_release") or {}).get("data_sha256")
+    return AuditResult(audit).data_sha256
 
 
 def benchmark_stamp(results: dict) -> str | None:
     return results.get("release_data_sha256")
 
 
-def stamped_audit(audit: dict | str | Path, data_sha256: str) -> dict:
-    """The audit (``audit.json``'s content, or its path) when it was made on the release ``data_sha256``;
-    else :class:`StampError`."""
-    where = audit if not isinstance(audit, dict) else "audit result"
-    audit = read_json(audit) if not isinstance(audit, dict) else audit
-    stamp = audit_stamp(audit)
+def stamped_audit(audit: AuditResult | dict | str | Path, data_sha256: str) -> dict:
+    """The audit (an :class:`AuditResult`, ``audit.json``'s content, or its path) when it was made on the
+    release ``data_sha256``; else :class:`StampError`."""
+    if not isinstance(audit, AuditResult):
+        audit = AuditResult(audit) if isinstance(audit, dict) else AuditResult.read(audit)
+    where = audit.path or "audit result"
+    stamp, audit = audit.data_sha256, audit.data
     if stamp != data_sha256:
         raise StampError("the audit was made on other images than this release's", where,
                          f"its stamp is {stamp}, the release's data_sha256 is {data_sha256}; audit this release")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import ReleaseFolder
+from ..artifacts import AuditResult, ReleaseFolder
 from ..artifacts.release_folder import NOT_IN_SUMS, as_release
 from ..artifacts.stamps import stamped_audit, stamped_benchmark
 from ..paths import write_json, write_sha256sums
@@ -67,8 +67,8 @@ def stamped_benchmark_or_none(benchmark: str | Path, data_sha256: str) -> Path |
     return folder.root
 
 
-def with_audit(manifest: dict, audit_json: dict | str | Path) -> dict:
-    """``manifest`` carrying the summary of the audit (``audit.json`` or its content), stamped with this
+def with_audit(manifest: dict, audit_json: AuditResult | dict | str | Path) -> dict:
+    """``manifest`` carrying the summary of the audit (its result, ``audit.json`` or its content), stamped with this
     release's ``data_sha256``: an audit of other images (an earlier release, another --limit) is
     refused, so a card never shows results that were not measured on its own images."""
     return dict(manifest, audit=stamped_audit(audit_json, manifest["data_sha256"]).get("summary"))
