@@ -232,3 +232,33 @@ def test_audit_of_a_tiny_release_returns_a_result_stamped_with_it(tmp_path):
     assert stamped_audit(res, rel.data_sha256) is res.data
     with pytest.raises(StampError, match="other images"):
         stamped_audit(res, "f" * 64)
+
+
+def test_the_release_runs_train_generate_and_audit_on_one_runtime(monkeypatch, tmp_path):
+    """`cxrsynth release` chooses the device once; each stage gets that Runtime with its own precision."""
+    import cxrsynth.audit.run as audit_run
+    import cxrsynth.runtime as runtime
+    from cxrsynth import pipeline
+
+    class Stop(Exception):
+        pass
+
+    picked, seen = [], {}
+    real_pick = runtime.pick_device
+    monkeypatch.setattr(runtime, "pick_device", lambda *a, **k: picked.append(a) or real_pick("cpu"))
+    monkeypatch.setattr(pipeline, "_ensure_plan", lambda *a: None)
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: seen.setdefault("train", []).append(k["rt"]))
+    monkeypatch.setattr(pipeline, "generate_in", lambda *a, **k: seen.setdefault("generate", []).append(k["rt"]))
+    monkeypatch.setattr(pipeline, "package_in", lambda *a, **k: type("R", (), {"manifest": lambda self: {}})())
+
+    def audit(*a, **k):
+        seen.setdefault("audit", []).append(k["rt"])
+        raise Stop
+
+    monkeypatch.setattr(audit_run, "audit", audit)
+    cfg = pipeline.resolve_pipeline(overrides=["train.precision=bf16", "generate.precision=fp32"])
+    with pytest.raises(Stop):
+        pipeline.release(tmp_path / "wd", tmp_path / "out", cfg)
+    assert len(picked) == 1
+    assert {k: [(rt.device.type, rt.precision) for rt in v] for k, v in seen.items()} == {
+        "train": [("cpu", "bf16")] * 2, "generate": [("cpu", "fp32")], "audit": [("cpu", "fp32")]}
