@@ -1,7 +1,10 @@
 """``cxrsynth generate``: apply trained translators to every image the plan names, resumably.
 
-Reads ``plan.json``, ``records.parquet`` and ``translators/<task>/generator.safetensors`` (or
-``--generator TASK=PATH``). Writes, per config (``g_nc``, ``g_pc``), shards of ``shard_size`` images:
+:func:`generate` takes artefacts, not a work folder: the plan, the records, a generator file per task
+and one :class:`~cxrsynth.runtime.Runtime`, and returns the :class:`~cxrsynth.artifacts.GeneratedSet`
+it filled (``pipeline.generate_in`` reads ``plan.json``, ``records.parquet`` and
+``translators/<task>/generator.safetensors`` or ``--generator TASK=PATH`` for it). It writes, per
+config (``g_nc``, ``g_pc``), shards of ``shard_size`` images (paths below ``WORKDIR/generated``):
 
 - ``generated/<config>/shard-XXXXX/<id>.png``: 8-bit grayscale PNGs; ``<id>`` is opaque (an HMAC of
   the source record id under a secret kept in ``generated/private/``), so it reveals nothing;

@@ -117,10 +117,13 @@ def _save_model(model, path: Path, arch: str) -> str:
     return sha
 
 
-def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[str, str]) -> Path:
+def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[str, str],
+                               rt: Runtime | None = None) -> Path:
     """Generate both synthetic configs with the given translators (cached) and package them as a release
-    (cached under the generated set's fingerprint, so other translators never reuse it)."""
-    from ..generate import GenerateConfig, generate, runtime_of
+    (cached under the generated set's fingerprint, so other translators never reuse it). ``rt``: the
+    benchmark's Runtime, whose device generates (in generate's own precision)."""
+    from ..generate import GenerateConfig, generate
+    from ..generate import runtime_of as generate_runtime
     from ..records import read_records
     from ..release.package import ReleaseConfig, package
 
@@ -136,7 +139,8 @@ def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[s
         raise ConfigError("give a translator for both tasks", sorted(translators),
                           " ".join(f"--translator {t}=PATH" for t in TASKS))
     cfg, plan, records = GenerateConfig(configs=configs), read_json(dst.plan), read_records(dst.records)
-    generated = generate(plan, records, translators, cfg, runtime_of(cfg), GeneratedSet(dst.generated))
+    rt = rt.with_numerics(cfg.precision, cfg.channels_last) if rt else generate_runtime(cfg)
+    generated = generate(plan, records, translators, cfg, rt, GeneratedSet(dst.generated))
     # The release is keyed by what its images were made from (every shard's translator sha and records):
     # new translator files regenerate the shards and so make a new release, never reuse the old one.
     made_from = generated.fingerprint(configs)
@@ -483,13 +487,14 @@ def run_cell_job(setup: Setup, cell: Cell) -> dict:
 
 def prepare(workdir: Path, out_dir: Path, cfg: BenchmarkConfig, release: str | None,
             translators: dict[str, str] | None, externals: dict[str, str] | None,
-            allow_foreign_release: bool, record_paths: bool = False) -> tuple[Setup, dict | None]:
+            allow_foreign_release: bool, record_paths: bool = False,
+            rt: Runtime | None = None) -> tuple[Setup, dict | None]:
     """Before any cell: synthetic images from translators (when given), the release check, the folder's
     claim (``inputs.json``) and ``config.json``. Returns the cells' setup and the release check."""
     out_dir.mkdir(parents=True, exist_ok=True)
     needs_synth = any(a != "real" for a in cfg.arms)
     if translators:
-        release = str(synthetic_from_translators(workdir, out_dir, translators))
+        release = str(synthetic_from_translators(workdir, out_dir, translators, rt))
     if needs_synth and not release:
         raise ConfigError("the synthetic arms need a release or translators", "--release / --translator",
                           "or train only the real arm: --arm real")
@@ -613,9 +618,9 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     """
     from ..progress import bar as progress_bar
 
-    workdir, out_dir, launcher = Path(workdir), Path(out_dir), launcher or Launcher()
+    workdir, out_dir, launcher, rt = Path(workdir), Path(out_dir), launcher or Launcher(), rt or runtime_of(cfg)
     setup, checked = prepare(workdir, out_dir, cfg, release, translators, externals, allow_foreign_release,
-                             record_paths)
+                             record_paths, rt)
     cells = list_cells(cfg)
     if launcher.kind != "serial":
         todo = [c for c in cells if not cell_done(c.folder(out_dir), setup.key(c), (c.task, c.arm, c.seed))]
@@ -627,7 +632,6 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     for line in power_lines(power_before_grid(workdir, cfg.tasks, cfg.limit)):  # stated before the grid
         log.info(line)
     sets, ctl = _control_sets(workdir, cfg, setup.externals)
-    rt = rt or runtime_of(cfg)
     results = [run_cell(setup, c, rt, sets)
                for c in progress_bar(cells, desc="benchmark", unit="run", enabled=progress and launcher.kind == "serial")]
     return summarise(setup, results, checked, ctl)
