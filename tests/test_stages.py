@@ -262,3 +262,13 @@ def test_the_release_runs_train_generate_and_audit_on_one_runtime(monkeypatch, t
     assert len(picked) == 1
     assert {k: [(rt.device.type, rt.precision) for rt in v] for k, v in seen.items()} == {
         "train": [("cpu", "bf16")] * 2, "generate": [("cpu", "fp32")], "audit": [("cpu", "fp32")]}
+
+
+def test_generate_and_package_open_no_work_folder():
+    """The stages that take artefacts name no work-folder file: only the pipeline and the CLI read the
+    work folder for them (the audit and the benchmark still do; issue 23)."""
+    from .test_structure import GRAPH
+
+    assert {m: "cxrsynth.layout" in GRAPH[m] for m in ("cxrsynth.generate", "cxrsynth.release.package")} == \
+        {"cxrsynth.generate": False, "cxrsynth.release.package": False}
+    assert "cxrsynth.layout" in GRAPH["cxrsynth.pipeline"]  # the scan sees a module that does
