@@ -645,7 +645,9 @@ def benchmark(ctx, release, revision, translators, model, init, protocol, seeds,
     if not eval_only and (threshold, normalize, positive_index) != (None, None, None):
         raise click.UsageError("--threshold, --normalize and --positive-index go with --eval-only")
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).benchmark, "benchmark output folder")
-    rt = runtime_of(cfg)  # the one Runtime of this command: device, fit.precision, fit.channels_last
+    # the one Runtime of this command (device, fit.precision, fit.channels_last); launched cells choose
+    # theirs on the machine they run on, which this one (a login node) may not be
+    rt = runtime_of(cfg) if launcher.kind == "serial" else None
     with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
         if eval_only:
             named = model or config_file or any(o.startswith("model=") for o in overrides)  # else: the file's own

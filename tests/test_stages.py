@@ -272,3 +272,24 @@ def test_generate_and_package_open_no_work_folder():
     assert {m: "cxrsynth.layout" in GRAPH[m] for m in ("cxrsynth.generate", "cxrsynth.release.package")} == \
         {"cxrsynth.generate": False, "cxrsynth.release.package": False}
     assert "cxrsynth.layout" in GRAPH["cxrsynth.pipeline"]  # the scan sees a module that does
+
+
+def test_a_launched_benchmark_leaves_the_device_to_its_cells(tmp_path, monkeypatch):
+    """With --launcher local|slurm the command (perhaps on a login node without the GPU) chooses no
+    device: each launched cell builds its Runtime where it runs."""
+    import cxrsynth.benchmark.run as run
+    import cxrsynth.runtime as runtime
+    from cxrsynth.cli import main
+
+    picked, got = [], []
+    monkeypatch.setattr(runtime, "pick_device", lambda *a, **k: picked.append(a) or torch.device("cpu"))
+
+    def fake(*args, **kwargs):
+        got.append(kwargs["rt"])
+        (tmp_path / "b").mkdir(exist_ok=True)
+        (tmp_path / "b" / "tables.md").write_text("| arm |\n")
+        return {}
+
+    monkeypatch.setattr(run, "run_benchmark", fake)
+    main(["-w", str(tmp_path / "wd"), "benchmark", "--launcher", "local", "--out", str(tmp_path / "b")])
+    assert (picked, got) == ([], [None])

@@ -614,11 +614,12 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     written; a rerun runs only those. Either way the outputs come from the cells' result files.
     ``record_paths``: results.json and config.json keep absolute local paths (default: relative to the
     folders, or names with sha256; :func:`~cxrsynth.paths.shareable`). ``rt``: the command's Runtime
-    (default: :func:`runtime_of` ``cfg``); launched cells build theirs where they run.
+    (default: :func:`runtime_of` ``cfg``, chosen after the launched cells); launched cells build theirs
+    where they run.
     """
     from ..progress import bar as progress_bar
 
-    workdir, out_dir, launcher, rt = Path(workdir), Path(out_dir), launcher or Launcher(), rt or runtime_of(cfg)
+    workdir, out_dir, launcher = Path(workdir), Path(out_dir), launcher or Launcher()
     setup, checked = prepare(workdir, out_dir, cfg, release, translators, externals, allow_foreign_release,
                              record_paths, rt)
     cells = list_cells(cfg)
@@ -632,6 +633,7 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     for line in power_lines(power_before_grid(workdir, cfg.tasks, cfg.limit)):  # stated before the grid
         log.info(line)
     sets, ctl = _control_sets(workdir, cfg, setup.externals)
+    rt = rt or runtime_of(cfg)  # here, after any launched cells: a login node need not have their device
     results = [run_cell(setup, c, rt, sets)
                for c in progress_bar(cells, desc="benchmark", unit="run", enabled=progress and launcher.kind == "serial")]
     return summarise(setup, results, checked, ctl)
