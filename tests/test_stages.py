@@ -293,3 +293,25 @@ def test_a_launched_benchmark_leaves_the_device_to_its_cells(tmp_path, monkeypat
     monkeypatch.setattr(run, "run_benchmark", fake)
     main(["-w", str(tmp_path / "wd"), "benchmark", "--launcher", "local", "--out", str(tmp_path / "b")])
     assert (picked, got) == ([], [None])
+
+
+def test_a_benchmark_result_is_read_typed_and_taken_only_under_its_stamp(tmp_path):
+    from cxrsynth.artifacts import BenchmarkResult
+    from cxrsynth.artifacts.stamps import stamped_benchmark
+    from cxrsynth.errors import StampError
+    from cxrsynth.layout import BenchmarkFolder
+    from cxrsynth.paths import write_json
+    from cxrsynth.release.describe import benchmark_table
+
+    folder = BenchmarkFolder(tmp_path / "b")
+    folder.root.mkdir()
+    write_json(folder.results, {"kind": "cxrsynth.benchmark_results", "release_data_sha256": "a" * 64})
+    folder.tables.write_text("| arm | AUROC |\n|---|---|\n| real | 0.9 |\n")
+    res = BenchmarkResult.read(folder.root)
+    assert (res.data_sha256, res.path, res.tables().splitlines()[-1]) == ("a" * 64, folder.results, "| real | 0.9 |")
+    assert stamped_benchmark(res, "a" * 64) is res.data
+    assert benchmark_table(folder.root, "a" * 64) == res.tables()
+    with pytest.raises(StampError, match="other images"):
+        benchmark_table(folder.root, "b" * 64)
+    with pytest.raises(StampError, match="not stamped"):
+        stamped_benchmark(BenchmarkResult({"kind": "cxrsynth.benchmark_results"}), "a" * 64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import AuditResult, ReleaseFolder
+from ..artifacts import AuditResult, BenchmarkResult, ReleaseFolder
 from ..artifacts.release_folder import NOT_IN_SUMS, as_release
 from ..artifacts.stamps import stamped_audit, stamped_benchmark
 from ..paths import write_json, write_sha256sums
@@ -44,11 +44,9 @@ def describe(release: ReleaseFolder | str | Path, manifest: dict, benchmark: str
 
 def benchmark_table(benchmark: str | Path, data_sha256: str) -> str:
     """The markdown tables of a benchmark run made on the release ``data_sha256`` (stamp checked)."""
-    from ..layout import BenchmarkFolder
-
-    folder = BenchmarkFolder(benchmark)
-    stamped_benchmark(folder.results, data_sha256)
-    return folder.tables.read_text().strip()
+    result = BenchmarkResult.read(benchmark)
+    stamped_benchmark(result, data_sha256)
+    return result.tables()
 
 
 def stamped_benchmark_or_none(benchmark: str | Path, data_sha256: str) -> Path | None:
