@@ -32,10 +32,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import at_least, positive
-from .errors import ConfigError, JobsFailed
-from .extras import require
-from .paths import read_json, write_json
+from .core.config import at_least, positive
+from .core.errors import ConfigError, JobsFailed
+from .core.extras import require
+from .core.paths import read_json, write_json
 
 KINDS = ("serial", "local", "slurm")
 # Launcher field -> the command-line option that sets it (named in errors).

@@ -13,7 +13,7 @@ The stages are the library's own functions; this module only orders them, so it 
 ``release/`` (packaging) rather than inside it. The stages take artefacts, not a work folder:
 ``generate(plan, records, translators, cfg, rt) -> GeneratedSet`` and ``package(generated, ...) ->
 ReleaseFolder``; :func:`generate_in` and :func:`package_in` read the work folder's files for them
-(``cxrsynth generate`` uses the first). One :class:`~cxrsynth.runtime.Runtime`, made by the CLI, runs
+(``cxrsynth generate`` uses the first). One :class:`~cxrsynth.core.runtime.Runtime`, made by the CLI, runs
 train, generate and the audit's inverse step, each with its own precision setting. Its configuration is one tree, :class:`PipelineConfig`,
 made of the stage configs: ``--set train.max_steps=5 --set generate.precision=fp32``.
 
@@ -39,27 +39,27 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import GeneratedSet, ReleaseFolder, final_pair, stale_staging, staging_pair
-from .audit.run import AuditConfig
-from .config import build as build_config
-from .config import load_file, merge, nest, parse_overrides
-from .errors import ConfigError, DataNotFoundError, VerifyFailed
-from .generate import GenerateConfig, check_ranks, generate, planned_shards
-from .generate import runtime_of as generate_runtime
+from .stages.audit.run import AuditConfig
+from .core.config import build as build_config
+from .core.config import load_file, merge, nest, parse_overrides
+from .core.errors import ConfigError, DataNotFoundError, VerifyFailed
+from .stages.generate import GenerateConfig, check_ranks, generate, planned_shards
+from .stages.generate import runtime_of as generate_runtime
 from .launch import Job, Launcher, launch, raise_failed
-from .layout import WorkLayout
-from .locks import check_writable, hold
-from .paths import read_json
-from .progress import log, stage
-from .plan import PlanConfig
-from .records import read_records
-from .runtime import Runtime
-from .release.describe import describe, stamped_benchmark_or_none, with_audit
-from .release.package import ReleaseConfig, package
-from .release.verify import verify
-from .translate import describe_run
-from .translate.checkpoint import latest_checkpoint
-from .translate.train import resolve_train_config, train
-from .vocab import CONFIG_TASK
+from .core.layout import WorkLayout
+from .core.locks import check_writable, hold
+from .core.paths import read_json
+from .core.progress import log, stage
+from .stages.plan import PlanConfig
+from .data.records import read_records
+from .core.runtime import Runtime
+from .stages.release.describe import describe, stamped_benchmark_or_none, with_audit
+from .stages.release.package import ReleaseConfig, package
+from .stages.release.verify import verify
+from .stages.translate import describe_run
+from .stages.translate.checkpoint import latest_checkpoint
+from .stages.translate.train import resolve_train_config, train
+from .core.vocab import CONFIG_TASK
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class PipelineConfig:
 
 def resolve_pipeline(file: str | Path | None = None, overrides=(), given: dict | None = None) -> PipelineConfig:
     """Defaults <- config ``file`` <- ``--set`` overrides <- ``given`` (typed command-line options by
-    dotted key), as :func:`cxrsynth.config.resolve`, for the tree."""
+    dotted key), as :func:`cxrsynth.core.config.resolve`, for the tree."""
     data = merge(merge(load_file(file) if file else {}, parse_overrides(overrides)), nest(given))
     short = {f.name for f in dataclasses.fields(ReleaseConfig)} & set(data)
     if short:  # --set version=1.2.0 is release.version
@@ -117,7 +117,7 @@ def generate_in(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), gen
     """``cxrsynth generate`` on a work folder: its plan, records and translators (``generators``
     {task: file or run folder} instead of ``translators/<task>``) -> ``generated/``; returns the report.
 
-    ``rt``: the command's Runtime (default: :func:`cxrsynth.generate.runtime_of` ``cfg``, ``rank``, ``world``).
+    ``rt``: the command's Runtime (default: :func:`cxrsynth.stages.generate.runtime_of` ``cfg``, ``rank``, ``world``).
     """
     layout = WorkLayout(workdir)
     rt = rt or generate_runtime(cfg, rank, world)
@@ -164,8 +164,8 @@ def package_in(workdir: str | Path, target: ReleaseFolder, cfg: ReleaseConfig = 
 def _ensure_plan(layout: WorkLayout, cfg: PlanConfig) -> None:
     if layout.plan.is_file():
         return
-    from .plan import make_plan
-    from .records import read_records
+    from .stages.plan import make_plan
+    from .data.records import read_records
 
     if not layout.splits.is_file():
         raise DataNotFoundError("no splits in the work folder", layout.splits,
@@ -212,11 +212,11 @@ def release(workdir: str | Path, out_dir: str | Path, cfg: PipelineConfig = Pipe
     ``out_dir/jobs/``), at the same time; the rest runs here once both are done.
 
     ``translators`` ({task: generator file or run folder}) are used instead of training; ``audit=False``
-    leaves the card saying "Not yet audited". Raises :class:`~cxrsynth.errors.LockedError` when another
-    release writes into ``out_dir``, and :class:`~cxrsynth.errors.DestinationError` when ``out_dir``
+    leaves the card saying "Not yet audited". Raises :class:`~cxrsynth.core.errors.LockedError` when another
+    release writes into ``out_dir``, and :class:`~cxrsynth.core.errors.DestinationError` when ``out_dir``
     cannot be written, both before any work. ``rt``: the command's one Runtime (default: the one
     ``generate``'s settings give); its device serves train, generate and the audit, each stage with its
-    own precision setting (:meth:`~cxrsynth.runtime.Runtime.with_numerics`).
+    own precision setting (:meth:`~cxrsynth.core.runtime.Runtime.with_numerics`).
     """
     workdir, out_dir = Path(workdir), Path(out_dir)
     final = out_dir / cfg.release.name
@@ -250,7 +250,7 @@ def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, tran
         with stage("package", progress):
             manifest = package_in(layout.root, staging, cfg.release, translators, describe_release=False).manifest()
         if audit:
-            from .audit.run import audit as run_audit
+            from .stages.audit.run import audit as run_audit
 
             with stage("audit", progress):
                 result = run_audit(staging.root, layout.root, cfg.audit, private=staging.private,

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from cxrsynth.classifiers import Classifier
-from cxrsynth.benchmark.fit import FitConfig, decode_once, fit
-from cxrsynth.config import resolve
-from cxrsynth.errors import ConfigError
-from cxrsynth.runtime import Runtime
+from cxrsynth.measure.classifiers import Classifier
+from cxrsynth.stages.benchmark.fit import FitConfig, decode_once, fit
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import ConfigError
+from cxrsynth.core.runtime import Runtime
 
 pytestmark = pytest.mark.no_data
 

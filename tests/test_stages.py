@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from cxrsynth.artifacts import AuditResult, GeneratedSet
-from cxrsynth.records import Record
-from cxrsynth.runtime import Runtime
+from cxrsynth.data.records import Record
+from cxrsynth.core.runtime import Runtime
 
 pytestmark = pytest.mark.no_data
 
@@ -37,8 +37,8 @@ def _records(root: Path, n: int = 5) -> list[Record]:
 
 
 def _generator(path: Path) -> Path:
-    from cxrsynth.translate.checkpoint import export_generator
-    from cxrsynth.translate.networks import build_generator
+    from cxrsynth.stages.translate.checkpoint import export_generator
+    from cxrsynth.stages.translate.networks import build_generator
 
     torch.manual_seed(0)
     export_generator(build_generator(ARCH), path, ARCH)
@@ -55,7 +55,7 @@ def _plan(records: list[Record]) -> dict:
 
 
 def _generate(tmp_path: Path, rt: Runtime, **cfg) -> GeneratedSet:
-    from cxrsynth.generate import GenerateConfig, generate
+    from cxrsynth.stages.generate import GenerateConfig, generate
 
     records = _records(tmp_path / "src")
     cfg = GenerateConfig(configs=("g_nc",), workers=0, shard_size=2, compile="off", **cfg)
@@ -85,12 +85,12 @@ def test_generate_runs_with_the_runtime_it_is_given(tmp_path):
 
 
 @pytest.mark.parametrize("argv, stage", [
-    (["train", "--task", "normal-covid", "--set", "precision=bf16"], "cxrsynth.translate.train.train"),
+    (["train", "--task", "normal-covid", "--set", "precision=bf16"], "cxrsynth.stages.translate.train.train"),
     (["generate", "--set", "precision=bf16"], "cxrsynth.pipeline.generate_in"),
-    (["benchmark", "--set", "fit.precision=bf16"], "cxrsynth.benchmark.run.run_benchmark"),
+    (["benchmark", "--set", "fit.precision=bf16"], "cxrsynth.stages.benchmark.run.run_benchmark"),
     (["benchmark", "--set", "fit.precision=bf16", "--task", "normal-covid", "--eval-only", "m.safetensors"],
-     "cxrsynth.benchmark.evaluate.evaluate"),
-    (["audit", "REL", "--set", "precision=bf16"], "cxrsynth.audit.run.audit"),
+     "cxrsynth.stages.benchmark.evaluate.evaluate"),
+    (["audit", "REL", "--set", "precision=bf16"], "cxrsynth.stages.audit.run.audit"),
     (["release", "--set", "generate.precision=bf16"], "cxrsynth.pipeline.release"),
 ])
 def test_each_command_builds_one_runtime_and_hands_it_to_its_stage(argv, stage, tmp_path, monkeypatch, capsys):
@@ -98,7 +98,7 @@ def test_each_command_builds_one_runtime_and_hands_it_to_its_stage(argv, stage, 
     Runtime, with the precision the command's config asked for."""
     import importlib
 
-    import cxrsynth.runtime as runtime
+    import cxrsynth.core.runtime as runtime
     from cxrsynth.cli import main
 
     picked, got = [], []
@@ -131,9 +131,9 @@ def test_each_command_builds_one_runtime_and_hands_it_to_its_stage(argv, stage, 
 def test_the_audits_inverse_step_runs_with_the_runtime_it_is_given(tmp_path, monkeypatch):
     """The reverse generator of the inverse-recovery test runs on the Runtime's device and autocast
     (it was fixed to the CPU in fp32 before)."""
-    import cxrsynth.generate as G
-    from cxrsynth.audit.run import _inverse
-    from cxrsynth.layout import WorkLayout
+    import cxrsynth.stages.generate as G
+    from cxrsynth.stages.audit.run import _inverse
+    from cxrsynth.core.layout import WorkLayout
 
     _generator(WorkLayout(tmp_path).translator("normal-covid").reverse_generator)
     seen = []
@@ -151,8 +151,8 @@ def test_fit_trains_in_the_runtimes_precision():
     config it is handed: two configs under one Runtime train alike, two Runtimes differently."""
     from torch import nn
 
-    from cxrsynth.benchmark.fit import FitConfig, fit
-    from cxrsynth.classifiers import Classifier
+    from cxrsynth.stages.benchmark.fit import FitConfig, fit
+    from cxrsynth.measure.classifiers import Classifier
 
     g = torch.Generator().manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randint(0, 256, (16, 1, 16, 16), generator=g).float() / 255,
@@ -171,8 +171,8 @@ def test_fit_trains_in_the_runtimes_precision():
 
 def test_package_takes_a_generated_set_and_returns_a_verified_release_folder(tmp_path):
     from cxrsynth.artifacts import ReleaseFolder
-    from cxrsynth.release.package import ReleaseConfig, package
-    from cxrsynth.release.verify import verify
+    from cxrsynth.stages.release.package import ReleaseConfig, package
+    from cxrsynth.stages.release.verify import verify
 
     gen = _generate(tmp_path, Runtime.resolve("cpu", "fp32"))
     records = _records(tmp_path / "src")
@@ -197,11 +197,11 @@ def test_audit_of_a_tiny_release_returns_a_result_stamped_with_it(tmp_path):
 
     from cxrsynth.artifacts import ReleaseFolder
     from cxrsynth.artifacts.stamps import stamped_audit
-    from cxrsynth.audit.run import AuditConfig, audit
-    from cxrsynth.errors import StampError
-    from cxrsynth.layout import WorkLayout
-    from cxrsynth.records import write_records
-    from cxrsynth.release.package import ReleaseConfig, package
+    from cxrsynth.stages.audit.run import AuditConfig, audit
+    from cxrsynth.core.errors import StampError
+    from cxrsynth.core.layout import WorkLayout
+    from cxrsynth.data.records import write_records
+    from cxrsynth.stages.release.package import ReleaseConfig, package
 
     gen = _generate(tmp_path, Runtime.resolve("cpu", "fp32"))
     normal = _records(tmp_path / "src")[:4]  # the four translated images (their files are there)
@@ -236,8 +236,8 @@ def test_audit_of_a_tiny_release_returns_a_result_stamped_with_it(tmp_path):
 
 def test_the_release_runs_train_generate_and_audit_on_one_runtime(monkeypatch, tmp_path):
     """`cxrsynth release` chooses the device once; each stage gets that Runtime with its own precision."""
-    import cxrsynth.audit.run as audit_run
-    import cxrsynth.runtime as runtime
+    import cxrsynth.stages.audit.run as audit_run
+    import cxrsynth.core.runtime as runtime
     from cxrsynth import pipeline
 
     class Stop(Exception):
@@ -269,16 +269,16 @@ def test_generate_and_package_open_no_work_folder():
     work folder for them (the audit and the benchmark still do; issue 23)."""
     from .test_structure import GRAPH
 
-    assert {m: "cxrsynth.layout" in GRAPH[m] for m in ("cxrsynth.generate", "cxrsynth.release.package")} == \
-        {"cxrsynth.generate": False, "cxrsynth.release.package": False}
-    assert "cxrsynth.layout" in GRAPH["cxrsynth.pipeline"]  # the scan sees a module that does
+    assert {m: "cxrsynth.core.layout" in GRAPH[m] for m in ("cxrsynth.stages.generate", "cxrsynth.stages.release.package")} == \
+        {"cxrsynth.stages.generate": False, "cxrsynth.stages.release.package": False}
+    assert "cxrsynth.core.layout" in GRAPH["cxrsynth.pipeline"]  # the scan sees a module that does
 
 
 def test_a_launched_benchmark_leaves_the_device_to_its_cells(tmp_path, monkeypatch):
     """With --launcher local|slurm the command (perhaps on a login node without the GPU) chooses no
     device: each launched cell builds its Runtime where it runs."""
-    import cxrsynth.benchmark.run as run
-    import cxrsynth.runtime as runtime
+    import cxrsynth.stages.benchmark.run as run
+    import cxrsynth.core.runtime as runtime
     from cxrsynth.cli import main
 
     picked, got = [], []
@@ -298,10 +298,10 @@ def test_a_launched_benchmark_leaves_the_device_to_its_cells(tmp_path, monkeypat
 def test_a_benchmark_result_is_read_typed_and_taken_only_under_its_stamp(tmp_path):
     from cxrsynth.artifacts import BenchmarkResult
     from cxrsynth.artifacts.stamps import stamped_benchmark
-    from cxrsynth.errors import StampError
-    from cxrsynth.layout import BenchmarkFolder
-    from cxrsynth.paths import write_json
-    from cxrsynth.release.describe import benchmark_table
+    from cxrsynth.core.errors import StampError
+    from cxrsynth.core.layout import BenchmarkFolder
+    from cxrsynth.core.paths import write_json
+    from cxrsynth.stages.release.describe import benchmark_table
 
     folder = BenchmarkFolder(tmp_path / "b")
     folder.root.mkdir()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..paths import read_json
+from ..core.paths import read_json
 
 
 @dataclass(frozen=True)

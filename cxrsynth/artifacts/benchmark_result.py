@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..layout import BenchmarkFolder
-from ..paths import read_json
+from ..core.layout import BenchmarkFolder
+from ..core.paths import read_json
 
 
 @dataclass(frozen=True)
