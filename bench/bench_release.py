@@ -68,15 +68,18 @@ def phase(name: str, wd: Path, total: int) -> dict:
 
         g.load_generator = identity  # the stand-in translator (see the module docstring)
         n_nc = min(total, 11000)
-        r1 = g.generate(wd, g.GenerateConfig(configs=("g_nc",), limit=n_nc, workers=1, encoders=2, batch_size=16))
-        r2 = g.generate(wd, g.GenerateConfig(configs=("g_pc",), limit=total - n_nc, workers=1, encoders=2, batch_size=16))
+        from cxrsynth.pipeline import generate_in
+
+        r1 = generate_in(wd, g.GenerateConfig(configs=("g_nc",), limit=n_nc, workers=1, encoders=2, batch_size=16))
+        r2 = generate_in(wd, g.GenerateConfig(configs=("g_pc",), limit=total - n_nc, workers=1, encoders=2, batch_size=16))
         n = r1["configs"]["g_nc"]["generated"] + r2["configs"]["g_pc"]["generated"]
         extra = {"images": n}
     elif name == "package":
         from cxrsynth.artifacts import ReleaseFolder
-        from cxrsynth.stages.release.package import ReleaseConfig, build
+        from cxrsynth.pipeline import package_in
+        from cxrsynth.stages.release.package import ReleaseConfig
 
-        m = build(wd, ReleaseFolder(wd / "release" / "covid-cxr-synth"), ReleaseConfig())
+        m = package_in(wd, ReleaseFolder(wd / "release" / "covid-cxr-synth"), ReleaseConfig()).manifest()
         extra = {"counts": m["counts"], "shards": len(m["files"]),
                  "bytes": sum(f["num_bytes"] for f in m["files"])}
     elif name == "verify":
@@ -100,7 +103,7 @@ def phase(name: str, wd: Path, total: int) -> dict:
 
         planted = plant_reverse_generators(wd)
         rel = wd / "release" / "covid-cxr-synth"
-        res = audit(rel, wd, AuditConfig(), private=wd / "release" / "covid-cxr-synth.private", out_dir=wd / "audit")
+        res = audit(rel, wd, AuditConfig(), private=wd / "release" / "covid-cxr-synth.private", out_dir=wd / "audit").data
         extra = {"sampled": res["sampled"], "pools": res["pools"], "embeddings": res["embeddings"],
                  "quality_extractor": res["quality"]["extractor"], "reverse_generator": planted,
                  "flagged": len(res["summary"]["flagged"]), "step_seconds": res["timing"]}

@@ -132,7 +132,8 @@ def part_generate(t: Table, device: torch.device, size: int, images: int, batch:
     """Two runs per mode in this process: the first pays the compile, the second is the steady state."""
     import shutil
 
-    from cxrsynth.stages.generate import GenerateConfig, generate
+    from cxrsynth.stages.generate import GenerateConfig
+    from cxrsynth.pipeline import generate_in
     from cxrsynth.stages.translate.checkpoint import load_generator
 
     wd = Path(tempfile.mkdtemp(prefix="bench-speed-gen-"))
@@ -149,7 +150,7 @@ def part_generate(t: Table, device: torch.device, size: int, images: int, batch:
                 cfg = GenerateConfig(configs=("g_nc",), limit=images, shard_size=images, batch_size=batch, workers=1,
                                      device=str(device), precision="fp32" if amp is None else "bf16", compile=mode)
                 c = time.process_time()
-                rep = generate(wd, cfg)["configs"]["g_nc"]
+                rep = generate_in(wd, cfg)["configs"]["g_nc"]
                 cpu = time.process_time() - c
                 per = rep["seconds"] / rep["generated"]
                 t.add("generate", f"generate end to end, {size} px, batch {batch}, {_name(amp)}, "
@@ -165,6 +166,7 @@ def part_classifier(t: Table, device: torch.device, model: str, size: int, n: in
     as fit.py trained until issue 14) and now (uint8 cache), in fp32 and at the default precision."""
     from cxrsynth.measure.classifiers import build
     from cxrsynth.stages.benchmark.fit import FitConfig, bce_softmax, fit, optimizer
+    from cxrsynth.core.runtime import Runtime
 
     g = torch.Generator().manual_seed(0)
     u8 = torch.randint(0, 256, (n, 1, size, size), dtype=torch.uint8, generator=g)
@@ -190,7 +192,8 @@ def part_classifier(t: Table, device: torch.device, model: str, size: int, n: in
         cfg = FitConfig(max_epochs=1, batch_size=16, precision=prec)
         label = "bf16" if prec == "auto" and autocast_dtype("auto", device) else "fp32"
         variants.append((f"now: uint8 cache, {prec} ({label})",
-                         lambda cfg=cfg: fit(build(model, "random"), ds, monitor, cfg, 0, device)))
+                         lambda cfg=cfg: fit(build(model, "random"), ds, monitor, cfg, 0,
+                                             Runtime.resolve(str(device), cfg.precision))))
     for what, fn in variants:
         times, cpu = [], []
         for _ in range(reps + 1):  # the first is a warm-up

@@ -119,7 +119,8 @@ def generation_workdir(wd: Path, replicate: int = 1, size: int = 256) -> Path:
 def end_to_end(device: torch.device, n_images: int, best: dict, rows: list, replicate: int = 1,
                workers_list: tuple[int, ...] = (0, 1), encoders: int = 2) -> None:
     """cxrsynth.stages.generate on real NIH images with a freshly initialised 256 px generator."""
-    from cxrsynth.stages.generate import GenerateConfig, generate
+    from cxrsynth.stages.generate import GenerateConfig
+    from cxrsynth.pipeline import generate_in
 
     wd = Path(tempfile.mkdtemp(prefix="bench-gen-"))
     try:
@@ -132,7 +133,7 @@ def end_to_end(device: torch.device, n_images: int, best: dict, rows: list, repl
                                      encoders=encoders, shard_size=n_images, device=str(device), precision=prec, channels_last=cl,
                                      compile="off")
                 t = time.perf_counter()
-                rep = generate(wd, cfg)["configs"]["g_nc"]
+                rep = generate_in(wd, cfg)["configs"]["g_nc"]
                 wall = time.perf_counter() - t  # includes loading the generator and the record table
                 per_img = rep["seconds"] / rep["generated"]
                 _emit(rows, {"bench": "generate_end_to_end", "variant": name, "device": str(device), "batch": bs,

@@ -301,7 +301,7 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
     """
     from .core.layout import TranslatorFolder
     from .core.paths import read_json
-    from .core.runtime import Ranks
+    from .core.runtime import Ranks, Runtime
     from .stages.translate.train import resolve_train_config, train as run
 
     given = {"task": task, "max_steps": max_steps, "size": size, "device": device, "preset": preset}
@@ -310,7 +310,8 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
     base = read_json(folder.config) if resume and folder.config.is_file() else None
     cfg = resolve_train_config(config_file, overrides, base=base, given=given)
     _writes_to(folder.root, "translator run folder")  # after the options are checked
-    report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=True)
+    rt = Runtime.resolve(cfg.device, cfg.precision, cfg.channels_last)  # this command's one Runtime
+    report = run(_workdir(ctx), cfg, resume=resume, out_dir=out, progress=True, rt=rt)
     if not Ranks.from_env().main:
         return
     if as_json:
@@ -383,9 +384,8 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
     --launcher local|slurm, job i of --world N runs rank i (logs in WORKDIR/generated/jobs/).
     """
     from .core.config import resolve
-    from .stages.generate import GenerateConfig, generate as run
-
-    from .stages.generate import check_ranks
+    from .stages.generate import GenerateConfig, check_ranks, runtime_of
+    from .pipeline import generate_in
     from .core.runtime import Ranks
 
     launcher = _launcher(launch_opts)
@@ -399,9 +399,9 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
         check_ranks(env.rank if rank is None else rank, env.world if world is None else world)
     _writes_to(_layout(ctx).generated, "generated images folder")
     if launcher.kind == "serial":
-        report = run(_workdir(ctx), cfg, gens, rank, world, progress=True)
+        report = generate_in(_workdir(ctx), cfg, gens, progress=True, rt=runtime_of(cfg, rank, world))
     else:
-        from .stages.generate import generate_launched
+        from .pipeline import generate_launched
 
         report = generate_launched(_workdir(ctx), cfg, gens, world, launcher, echo=lambda x: click.echo(x, err=True))
     if as_json:
@@ -445,6 +445,7 @@ def release(ctx, out_dir, version, translators, preset, old_train_set, limit, re
     into it. With --launcher local|slurm the two translators train as two jobs at once (logs in
     OUT/jobs/); the rest runs here.
     """
+    from .stages.generate import runtime_of as generate_runtime
     from .pipeline import release as run, resolve_pipeline
 
     launcher = _launcher(launch_opts)
@@ -458,7 +459,7 @@ def release(ctx, out_dir, version, translators, preset, old_train_set, limit, re
     _remember_new(out)
     _remember_new(_workdir(ctx))
     manifest = run(_workdir(ctx), out, cfg, trans, replace, progress=True, audit=run_audit,
-                   launcher=launcher)
+                   launcher=launcher, rt=generate_runtime(cfg.generate))  # one Runtime for every stage
     if as_json:
         _echo_json({k: manifest[k] for k in ("name", "version", "counts", "translators")})
     else:
@@ -615,7 +616,7 @@ def benchmark(ctx, release, revision, translators, model, init, protocol, seeds,
     """
     from .stages.benchmark.external import parse_externals
     from .stages.benchmark.evaluate import evaluate
-    from .stages.benchmark.run import BenchmarkConfig, run_benchmark
+    from .stages.benchmark.run import BenchmarkConfig, run_benchmark, runtime_of
     from .core.config import resolve
     from .core.layout import BenchmarkFolder
 
@@ -644,6 +645,9 @@ def benchmark(ctx, release, revision, translators, model, init, protocol, seeds,
     if not eval_only and (threshold, normalize, positive_index) != (None, None, None):
         raise click.UsageError("--threshold, --normalize and --positive-index go with --eval-only")
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).benchmark, "benchmark output folder")
+    # the one Runtime of this command (device, fit.precision, fit.channels_last); launched cells choose
+    # theirs on the machine they run on, which this one (a login node) may not be
+    rt = runtime_of(cfg) if launcher.kind == "serial" else None
     with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
         if eval_only:
             named = model or config_file or any(o.startswith("model=") for o in overrides)  # else: the file's own
@@ -653,12 +657,12 @@ def benchmark(ctx, release, revision, translators, model, init, protocol, seeds,
                                image_size=cfg.image_size, limit=cfg.limit, protocol=cfg.protocol,
                                bootstrap=cfg.bootstrap, device=cfg.device, externals=parse_externals(externals),
                                out_dir=out, figures=cfg.figures,
-                               record_paths=record_paths).results
+                               record_paths=record_paths, rt=rt).results
         else:
             summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=True,
                                     externals=parse_externals(externals), allow_foreign_release=allow_foreign_release,
                                     launcher=launcher, echo=lambda line: click.echo(line, err=True),
-                                    record_paths=record_paths)
+                                    record_paths=record_paths, rt=rt)
     for note in summary.get("notices") or []:
         click.echo(f"WARNING: {note}", err=True)
     files = BenchmarkFolder(out)
@@ -711,19 +715,19 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, record
 
     `cxrsynth release` then puts the results in the dataset card.
     """
-    from .stages.audit.run import AuditConfig, audit as run
+    from .stages.audit.run import AuditConfig, audit as run, runtime_of
     from .stages.audit.verdicts import caveat_after
     from .core.config import resolve
 
     cfg = resolve(AuditConfig, config_file, overrides, given={"embedding": embedding, "exclude_closest": exclude_closest})
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).audit, "audit output folder")
     with _one_writer(out, "audit", f"the audit folder {out}"):
-        result = run(release_dir, _workdir(ctx), cfg, private, out_dir, record_paths=record_paths)
+        result = run(release_dir, _workdir(ctx), cfg, private, out_dir, record_paths=record_paths, rt=runtime_of(cfg))
     if as_json:
-        _echo_json(result["summary"])
+        _echo_json(result.summary)
         return
-    click.echo(result["summary"]["text"].replace("**", ""))
-    for v in result["summary"]["verdicts"]:
+    click.echo(result.summary["text"].replace("**", ""))
+    for v in result.summary["verdicts"]:
         mark = "FLAG" if v["flagged"] else "low " if v.get("significant") else "ok  "
         click.echo(f"  {mark} {v['name']}: {v['verdict']} ({v['detail']})")
         if caveat_after(v):

@@ -10,7 +10,11 @@
     promote                        staging                             -> <out>/<name> (the old one moved aside)
 
 The stages are the library's own functions; this module only orders them, so it sits above
-``release/`` (packaging) rather than inside it. Its configuration is one tree, :class:`PipelineConfig`,
+``release/`` (packaging) rather than inside it. The stages take artefacts, not a work folder:
+``generate(plan, records, translators, cfg, rt) -> GeneratedSet`` and ``package(generated, ...) ->
+ReleaseFolder``; :func:`generate_in` and :func:`package_in` read the work folder's files for them
+(``cxrsynth generate`` uses the first). One :class:`~cxrsynth.core.runtime.Runtime`, made by the CLI, runs
+train, generate and the audit's inverse step, each with its own precision setting. Its configuration is one tree, :class:`PipelineConfig`,
 made of the stage configs: ``--set train.max_steps=5 --set generate.precision=fp32``.
 
 Nothing finished is destroyed: a rerun resumes training and generation; an existing release folder
@@ -28,25 +32,29 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ReleaseFolder, final_pair, stale_staging, staging_pair
+from .artifacts import GeneratedSet, ReleaseFolder, final_pair, stale_staging, staging_pair
 from .stages.audit.run import AuditConfig
 from .core.config import build as build_config
 from .core.config import load_file, merge, nest, parse_overrides
 from .core.errors import ConfigError, DataNotFoundError, VerifyFailed
-from .stages.generate import GenerateConfig, generate
+from .stages.generate import GenerateConfig, check_ranks, generate, planned_shards
+from .stages.generate import runtime_of as generate_runtime
 from .launch import Job, Launcher, launch, raise_failed
 from .core.layout import WorkLayout
 from .core.locks import check_writable, hold
 from .core.paths import read_json
 from .core.progress import log, stage
 from .stages.plan import PlanConfig
+from .data.records import read_records
+from .core.runtime import Runtime
 from .stages.release.describe import describe, stamped_benchmark_or_none, with_audit
-from .stages.release.package import ReleaseConfig, build
+from .stages.release.package import ReleaseConfig, package
 from .stages.release.verify import verify
 from .stages.translate import describe_run
 from .stages.translate.checkpoint import latest_checkpoint
@@ -103,6 +111,56 @@ def resolve_pipeline(file: str | Path | None = None, overrides=(), given: dict |
     return build_config(PipelineConfig, data)
 
 
+def generate_in(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), generators: dict[str, str] | None = None,
+                rank: int | None = None, world: int | None = None, progress: bool = False,
+                rt: Runtime | None = None) -> dict:
+    """``cxrsynth generate`` on a work folder: its plan, records and translators (``generators``
+    {task: file or run folder} instead of ``translators/<task>``) -> ``generated/``; returns the report.
+
+    ``rt``: the command's Runtime (default: :func:`cxrsynth.stages.generate.runtime_of` ``cfg``, ``rank``, ``world``).
+    """
+    layout = WorkLayout(workdir)
+    rt = rt or generate_runtime(cfg, rank, world)
+    gens = {CONFIG_TASK[c]: (generators or {}).get(CONFIG_TASK[c]) or layout.translator(CONFIG_TASK[c]).generator
+            for c in cfg.configs}
+    return generate(read_json(layout.plan), read_records(layout.records), gens, cfg, rt, GeneratedSet(layout.generated),
+                    progress).report
+
+
+def generate_launched(workdir: Path, cfg, generators: dict[str, str] | None, world: int | None, launcher: Launcher,
+                      echo: Callable[[str], None] | None = None) -> dict:
+    """``generate --launcher local|slurm``: ``world`` jobs (default: one per shard), job ``i`` running
+    :func:`generate_in` ``(rank=i, world=world)``, which splits the shards round-robin and keeps finished
+    ones; logs in ``generated/jobs/``. Returns the ranks' reports merged (counts summed)."""
+    layout = WorkLayout(workdir)
+    world = planned_shards(read_json(layout.plan), cfg) if world is None else world
+    check_ranks(0, world)
+    jobs = [Job(f"generate rank {r} of {world}", generate_in, (layout.root, cfg, generators, r, world))
+            for r in range(world)]
+    outcomes = launch(launcher, jobs, GeneratedSet(layout.generated).jobs, echo)
+    raise_failed(outcomes, "generation jobs", "rerun the same command: finished shards are kept, only the rest is made")
+    reports = [o.value for o in outcomes]
+    merged = dict(reports[0], rank=None, world=world)
+    merged["configs"] = {}
+    for config, first in reports[0]["configs"].items():
+        per_rank = [r["configs"][config] for r in reports]
+        merged["configs"][config] = dict(first, images_per_second=None, **{
+            k: sum(s[k] for s in per_rank) for k in ("generated", "shards_skipped_done", "shards_mine")})
+    return merged
+
+
+def package_in(workdir: str | Path, target: ReleaseFolder, cfg: ReleaseConfig = ReleaseConfig(),
+               translators: dict[str, str] | None = None, describe_release: bool = True) -> ReleaseFolder:
+    """``package`` of a work folder's generated images, plan, records and translator runs
+    (``translators`` {task: run folder or generator file} instead of ``translators/<task>``) into ``target``."""
+    layout = WorkLayout(workdir)
+    runs = {CONFIG_TASK[c]: (translators or {}).get(CONFIG_TASK[c]) or layout.translator(CONFIG_TASK[c]).root
+            for c in cfg.configs}
+    ingest = read_json(layout.ingest_report) if layout.ingest_report.is_file() else None
+    return package(GeneratedSet(layout.generated), read_json(layout.plan), read_records(layout.records), runs, target,
+                   cfg, ingest, describe_release)
+
+
 def _ensure_plan(layout: WorkLayout, cfg: PlanConfig) -> None:
     if layout.plan.is_file():
         return
@@ -115,7 +173,8 @@ def _ensure_plan(layout: WorkLayout, cfg: PlanConfig) -> None:
     make_plan(read_records(layout.records), read_json(layout.splits), cfg, layout.plan)
 
 
-def _ensure_translator(layout: WorkLayout, task: str, cfg: PipelineConfig, progress: bool) -> None:
+def _ensure_translator(layout: WorkLayout, task: str, cfg: PipelineConfig, progress: bool,
+                       rt: Runtime | None = None) -> None:
     run = describe_run(layout.translator(task).root)
     # A run that exists continues with its own saved config; the train section (e.g. max_steps) still applies.
     tcfg = cfg.train_config(task, run.config)
@@ -126,7 +185,8 @@ def _ensure_translator(layout: WorkLayout, task: str, cfg: PipelineConfig, progr
             return
     # any intact checkpoint, even when latest.json was lost (latest_checkpoint falls back and says so)
     resume = latest_checkpoint(run.folder.root) is not None
-    train(layout.root, tcfg, resume=resume, progress=progress)
+    train(layout.root, tcfg, resume=resume, progress=progress,
+          rt=rt.with_numerics(tcfg.precision, tcfg.channels_last) if rt else None)
 
 
 def _refuse_existing(final: Path, replace: bool) -> None:
@@ -145,7 +205,7 @@ def _aside(path: Path, stamp: str) -> Path:
 
 def release(workdir: str | Path, out_dir: str | Path, cfg: PipelineConfig = PipelineConfig(),
             translators: dict[str, str] | None = None, replace: bool = False, progress: bool = False,
-            audit: bool = True, launcher: Launcher | None = None) -> dict:
+            audit: bool = True, launcher: Launcher | None = None, rt: Runtime | None = None) -> dict:
     """Run the whole release; returns the manifest of the release folder put in place.
 
     ``launcher`` (``local``/``slurm``): the translators to train are trained as one job each (logs in
@@ -154,7 +214,9 @@ def release(workdir: str | Path, out_dir: str | Path, cfg: PipelineConfig = Pipe
     ``translators`` ({task: generator file or run folder}) are used instead of training; ``audit=False``
     leaves the card saying "Not yet audited". Raises :class:`~cxrsynth.core.errors.LockedError` when another
     release writes into ``out_dir``, and :class:`~cxrsynth.core.errors.DestinationError` when ``out_dir``
-    cannot be written, both before any work.
+    cannot be written, both before any work. ``rt``: the command's one Runtime (default: the one
+    ``generate``'s settings give); its device serves train, generate and the audit, each stage with its
+    own precision setting (:meth:`~cxrsynth.core.runtime.Runtime.with_numerics`).
     """
     workdir, out_dir = Path(workdir), Path(out_dir)
     final = out_dir / cfg.release.name
@@ -164,11 +226,11 @@ def release(workdir: str | Path, out_dir: str | Path, cfg: PipelineConfig = Pipe
     with hold(out_dir, "release", f"the release folder {out_dir}"):
         _refuse_existing(final, replace)  # another release may have finished while we waited to start
         return _release_locked(WorkLayout(workdir), out_dir, cfg, dict(translators or {}), replace, progress, audit,
-                               launcher or Launcher())
+                               launcher or Launcher(), rt or generate_runtime(cfg.generate))
 
 
 def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, translators: dict[str, str],
-                    replace: bool, progress: bool, audit: bool, launcher: Launcher) -> dict:
+                    replace: bool, progress: bool, audit: bool, launcher: Launcher, rt: Runtime) -> dict:
     name = cfg.release.name
     final, staging = final_pair(out_dir, name), _fresh_staging(out_dir, name)
     with stage("plan", progress):
@@ -176,19 +238,23 @@ def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, tran
     to_train = [t for t in dict.fromkeys(CONFIG_TASK[c] for c in cfg.release.configs) if t not in translators]
     serial = launcher.kind == "serial"
     with stage(f"train ({', '.join(to_train) or 'translators given'})", progress):
-        outcomes = launch(launcher, [Job(f"train {task}", _ensure_translator, (layout, task, cfg, progress and serial))
+        # launched jobs may run on other machines: they choose their device where they run
+        outcomes = launch(launcher, [Job(f"train {task}", _ensure_translator,
+                                         (layout, task, cfg, progress and serial, rt if serial else None))
                                      for task in to_train], out_dir / "jobs", echo=log.info)
         raise_failed(outcomes, "translator trainings", "rerun the same command: training resumes from its last checkpoint")
     with stage("generate", progress):
-        generate(layout.root, cfg.generate, translators, progress=progress)
+        generate_in(layout.root, cfg.generate, translators, progress=progress,
+                    rt=rt.with_numerics(cfg.generate.precision, cfg.generate.channels_last))
     try:
         with stage("package", progress):
-            manifest = build(layout.root, staging, cfg.release, translators, describe_release=False)
+            manifest = package_in(layout.root, staging, cfg.release, translators, describe_release=False).manifest()
         if audit:
             from .stages.audit.run import audit as run_audit
 
             with stage("audit", progress):
-                result = run_audit(staging.root, layout.root, cfg.audit, private=staging.private)
+                result = run_audit(staging.root, layout.root, cfg.audit, private=staging.private,
+                                   rt=rt.with_numerics(cfg.audit.precision))
             manifest = with_audit(manifest, result)  # stamped with these very images
         # the work folder's benchmark goes into the card only if it judged these very images (a rerun
         # of the same release); card, croissant.json, SHA256SUMS: once

@@ -105,13 +105,14 @@ def test_new_translator_files_give_a_new_release_not_the_cached_one(trained, tmp
 
 def test_generated_set_fingerprint_follows_the_shards(trained, tmp_path):
     from cxrsynth.core.config import resolve
-    from cxrsynth.stages.generate import GenerateConfig, generate
+    from cxrsynth.stages.generate import GenerateConfig
+    from cxrsynth.pipeline import generate_in
 
     from .conftest import copy_workdir
 
     wd = copy_workdir(trained, tmp_path / "wd")
     cfg = resolve(GenerateConfig, overrides=["limit=6", "shard_size=3", "configs=g_nc", "workers=0"])
-    generate(wd, cfg)
+    generate_in(wd, cfg)
     gen = GeneratedSet(wd / "generated")
     fp = gen.fingerprint(("g_nc",))
     assert gen.current_shards("g_nc") == ["shard-00000", "shard-00001"]

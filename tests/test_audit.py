@@ -268,7 +268,8 @@ def test_fresh_real_images_are_not_flagged(sets):
 
 def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     from cxrsynth.artifacts import ReleaseFolder
-    from cxrsynth.stages.release.package import ReleaseConfig, build
+    from cxrsynth.pipeline import package_in
+    from cxrsynth.stages.release.package import ReleaseConfig
 
     from .conftest import copy_workdir
 
@@ -276,16 +277,16 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     rel = built[1]
     res = audit(rel, wd, AuditConfig(embedding="pixels", exclude_closest=0.25, sample=None, bootstrap=300,
                                      quality_repeats=3))
-    assert res["counts"] == {"g_nc": 24, "g_pc": 24}
-    assert res["sampled"]["g_nc"]["privacy"] == 24
-    verdict_list = res["summary"]["verdicts"]
+    assert res.data["counts"] == {"g_nc": 24, "g_pc": 24}
+    assert res.data["sampled"]["g_nc"]["privacy"] == 24
+    verdict_list = res.data["summary"]["verdicts"]
     assert [v["key"] for v in verdict_list] == [row["key"] for row in THRESHOLDS]
-    assert res["thresholds"]["tests"][0]["key"] == "linkage"
-    assert res["privacy"]["overall"]["pixels (32x32, z-scored)"]["inverse"]["n"] == 48  # the private reverse generators
-    q = res["quality"]
+    assert res.data["thresholds"]["tests"][0]["key"] == "linkage"
+    assert res.data["privacy"]["overall"]["pixels (32x32, z-scored)"]["inverse"]["n"] == 48  # the private reverse generators
+    q = res.data["quality"]
     assert q["extractor"].startswith("pixels") and Q.INCEPTION_FILE in q["note"]
     assert q["synthetic_vs_real_covid"]["dimension"] == 1024 and q["synthetic_vs_real_covid"]["repeats"] == 3
-    assert res["pools"]["heldout"] > 0 and res["pools"]["searched"] == res["pools"]["train"]
+    assert res.data["pools"]["heldout"] > 0 and res.data["pools"]["searched"] == res.data["pools"]["train"]
     rows = (wd / "audit" / "per_image.csv").read_text().splitlines()
     assert len(rows) == 1 + 48 and rows[0].startswith("id,config,linkage_rank,margin,ssim_source")
     excluded = (wd / "audit" / "exclude_ids.txt").read_text().split()
@@ -293,7 +294,7 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     assert sorted(p.name for p in (wd / "audit" / "figures").glob("*.png")) == [
         "dcr.png", "nearest_pairs.png", "spectrum.png", "ssim.png"]
     assert "Audit: privacy and quality" in (wd / "audit" / "report_section.html").read_text()
-    fid = res["fidelity"]  # fidelity against its baselines, per config too, with the encoder named by sha256
+    fid = res.data["fidelity"]  # fidelity against its baselines, per config too, with the encoder named by sha256
     assert set(fid["per_config"]) == {"g_nc", "g_pc"} and fid["overall"]["n"]["synthetic"] == 48
     assert fid["feature_space_notes"]["cxr_encoder"]["sha256"] == sha256_file(WorkLayout(wd).cxr_encoder)
     assert "Fidelity, against baselines" in (wd / "audit" / "report_section.html").read_text()
@@ -301,10 +302,11 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     # images than the audited one, so its card does not carry that audit (the stamp differs) until it is
     # audited itself
     out = tmp_path / "rel2"
-    m = build(wd, ReleaseFolder(out / "covid-cxr-synth"), ReleaseConfig(exclude=str(wd / "audit" / "exclude_ids.txt")))
+    m = package_in(wd, ReleaseFolder(out / "covid-cxr-synth"),
+                   ReleaseConfig(exclude=str(wd / "audit" / "exclude_ids.txt"))).manifest()
     assert m["counts"]["all"] == 36 and m["filtered"]["removed"] == 12
-    assert res["audited_release"]["data_sha256"] == json.loads((rel / "manifest.json").read_text())["data_sha256"]
-    assert res["audited_release"]["data_sha256"] != m["data_sha256"]
+    assert res.data["audited_release"]["data_sha256"] == json.loads((rel / "manifest.json").read_text())["data_sha256"]
+    assert res.data["audited_release"]["data_sha256"] != m["data_sha256"]
     card = (out / "covid-cxr-synth" / "README.md").read_text()
     assert "Not yet audited" in card and "12 images were removed after the audit" in card
     again = audit(out / "covid-cxr-synth", wd, AuditConfig(embedding="pixels", sample=None, bootstrap=300,
@@ -313,13 +315,13 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
 
     m = attach_audit(out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
     card = (out / "covid-cxr-synth" / "README.md").read_text()
-    assert f"**Fidelity.** {again['summary']['fidelity']}" in card and "untranslated" in again["summary"]["fidelity"]
+    assert f"**Fidelity.** {again.data['summary']['fidelity']}" in card and "untranslated" in again.data["summary"]["fidelity"]
     # two training steps make images a probe tells from real COVID-19 at once: the distance verdicts say so
-    assert again["summary"]["caveat"].startswith("Distances to training images are not comparable")
-    assert f"  - *{again['summary']['caveat']}*" in card
-    assert sum(again["counts"].values()) == 36
+    assert again.data["summary"]["caveat"].startswith("Distances to training images are not comparable")
+    assert f"  - *{again.data['summary']['caveat']}*" in card
+    assert sum(again.data["counts"].values()) == 36
     assert "Not yet audited" not in card and "12 images were removed after the audit" in card
-    for v in again["summary"]["verdicts"]:  # every verdict reaches the card by name, with the embedding that decided it
+    for v in again.data["summary"]["verdicts"]:  # every verdict reaches the card by name, with the embedding that decided it
         assert v["name"] in card and (v["embedding"] is None or v["embedding"] in card)
     from cxrsynth.stages.release.verify import verify
 
@@ -333,20 +335,20 @@ def test_audit_samples_and_says_so(built, tmp_path):
     cfg = AuditConfig(embedding="pixels", sample=10, pool=30, heldout=20, inverse_sample=4, quality_sample=12, fidelity=False,
                       quality_repeats=2, bootstrap=200)
     res = audit(rel, wd, cfg, out_dir=tmp_path / "a")
-    assert res["sampled"] == {c: {"privacy": 10, "inverse": 4, "quality": 12} for c in ("g_nc", "g_pc")}
-    assert res["pools"]["searched"] == 30 and res["pools"]["heldout"] <= 20
-    link = res["summary"]["verdicts"][0]
+    assert res.data["sampled"] == {c: {"privacy": 10, "inverse": 4, "quality": 12} for c in ("g_nc", "g_pc")}
+    assert res.data["pools"]["searched"] == 30 and res.data["pools"]["heldout"] <= 20
+    link = res.data["summary"]["verdicts"][0]
     assert link["n"] == 20 and "20 images sampled at random from 48" in link["detail"]
-    assert "a seeded random sample of the 48" in res["summary"]["text"]
+    assert "a seeded random sample of the 48" in res.data["summary"]["text"]
     # label-matched references: each config against held-out images of its sources' label, said in the text
-    refs = res["pools"]["heldout_reference"]
+    refs = res.data["pools"]["heldout_reference"]
     assert {c: r["label"] for c, r in refs.items()} == {"g_nc": "normal", "g_pc": "pneumonia"}
-    assert sum(r["n"] for r in refs.values()) == res["pools"]["heldout"]
-    assert f"g_nc against {refs['g_nc']['n']:,} held-out normal images" in res["summary"]["text"]
-    assert res["privacy"]["overall"]["pixels (32x32, z-scored)"]["dcr"]["reference_sizes"] == {
+    assert sum(r["n"] for r in refs.values()) == res.data["pools"]["heldout"]
+    assert f"g_nc against {refs['g_nc']['n']:,} held-out normal images" in res.data["summary"]["text"]
+    assert res.data["privacy"]["overall"]["pixels (32x32, z-scored)"]["dcr"]["reference_sizes"] == {
         c: r["n"] for c, r in refs.items()}
-    assert res["quality"]["per_config"]["g_nc"]["n_fake"] == 12
+    assert res.data["quality"]["per_config"]["g_nc"]["n_fake"] == 12
     again = audit(rel, wd, cfg, out_dir=tmp_path / "b")  # seeded: the same numbers
-    assert again["summary"]["verdicts"] == res["summary"]["verdicts"]
+    assert again.data["summary"]["verdicts"] == res.data["summary"]["verdicts"]
     with pytest.raises(ConfigError, match="sample=null"):
         audit(rel, wd, AuditConfig(embedding="pixels", sample=10, exclude_closest=0.1, fidelity=False), out_dir=tmp_path / "c")

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from cxrsynth.core.config import resolve
 from cxrsynth.core.errors import ConfigError
 from cxrsynth.artifacts import GeneratedSet
-from cxrsynth.stages.generate import GenerateConfig, generate
+from cxrsynth.stages.generate import GenerateConfig
+from cxrsynth.pipeline import generate_in
 from cxrsynth.stages.translate import compile as C
 from cxrsynth.stages.translate.checkpoint import export_generator, latest_checkpoint, load_generator
 from cxrsynth.stages.translate.networks import ResnetGenerator
@@ -70,7 +71,7 @@ def test_compiled_generation_matches_eager_and_files_do_not_depend_on_it(trained
     base = ["limit=6", "shard_size=6", "batch_size=4", "workers=0", "configs=[g_nc]"]
     pngs = {}
     for mode in ("off", "on"):
-        rep = generate(wd, resolve(GenerateConfig, overrides=base + [f"compile={mode}"]))
+        rep = generate_in(wd, resolve(GenerateConfig, overrides=base + [f"compile={mode}"]))
         assert rep["configs"]["g_nc"]["generated"] == 6 and rep["config"]["compile"] == mode
         assert rep["configs"]["g_nc"]["compiled"] is (mode == "on")
         pngs[mode] = {p["id"]: np.asarray(Image.open(wd / "generated" / p["file"])).astype(int)

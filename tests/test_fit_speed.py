@@ -11,6 +11,7 @@ from cxrsynth.measure.classifiers import Classifier
 from cxrsynth.stages.benchmark.fit import FitConfig, decode_once, fit
 from cxrsynth.core.config import resolve
 from cxrsynth.core.errors import ConfigError
+from cxrsynth.core.runtime import Runtime
 
 pytestmark = pytest.mark.no_data
 
@@ -49,7 +50,8 @@ def test_fit_is_deterministic_for_a_seed(precision):
     runs = []
     for _ in range(2):
         model = _model()
-        hist = fit(model, _data(), _data(6, seed=1), FitConfig(max_epochs=2, batch_size=8, precision=precision), 0, "cpu")
+        hist = fit(model, _data(), _data(6, seed=1), FitConfig(max_epochs=2, batch_size=8, precision=precision), 0,
+                   Runtime.resolve("cpu", precision))
         runs.append(([h["train_loss"] for h in hist["history"]], [p.detach().clone() for p in model.parameters()]))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
@@ -60,4 +62,4 @@ def test_precision_option():
     with pytest.raises(ConfigError, match="precision"):
         resolve(FitConfig, overrides=["precision=int8"])
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        fit(_model(), _data(), _data(6), FitConfig(max_epochs=1, precision="fp16"), 0, "cpu")
+        Runtime.resolve("cpu", "fp16")  # the benchmark's Runtime is built from fit.precision, once

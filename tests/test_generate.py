@@ -14,7 +14,8 @@ from PIL import Image
 
 from cxrsynth.core.config import resolve
 from cxrsynth.artifacts import GeneratedSet
-from cxrsynth.stages.generate import GenerateConfig, generate
+from cxrsynth.stages.generate import GenerateConfig
+from cxrsynth.pipeline import generate_in
 from cxrsynth.core.paths import read_json, sha256_file
 from cxrsynth.core.schemas import validate
 
@@ -30,7 +31,7 @@ def _label_only(wd):
 def test_exact_count_provenance_and_privacy(trained, tmp_path):
     wd = copy_workdir(trained, tmp_path / "wd")
     cfg = resolve(GenerateConfig, overrides=["limit=45", "shard_size=20", "batch_size=4", "workers=0"])
-    rep = generate(wd, cfg)
+    rep = generate_in(wd, cfg)
     plan = read_json(wd / "plan.json")
     for config, task in (("g_nc", "normal-covid"), ("g_pc", "pneumonia-covid")):
         s = rep["configs"][config]
@@ -68,7 +69,7 @@ def test_translation_is_the_generator_applied(trained, tmp_path):
     from cxrsynth.stages.translate.checkpoint import load_generator
 
     wd = copy_workdir(trained, tmp_path / "wd")
-    generate(wd, resolve(GenerateConfig, overrides=["limit=3", "configs=g_nc", "workers=0", "precision=fp32"]))
+    generate_in(wd, resolve(GenerateConfig, overrides=["limit=3", "configs=g_nc", "workers=0", "precision=fp32"]))
     p = GeneratedSet(wd / "generated").provenance("g_nc")[1]
     m = [json.loads(x) for x in (wd / "generated/private/g_nc/shard-00000.jsonl").read_text().splitlines()][1]
     rec = {r.record_id: r for r in read_records(wd / "records.parquet")}[m["record_id"]]
@@ -83,14 +84,14 @@ def test_translation_is_the_generator_applied(trained, tmp_path):
 def test_resume_keeps_finished_shards_and_redoes_damaged_ones(trained, tmp_path):
     wd = copy_workdir(trained, tmp_path / "wd")
     cfg = resolve(GenerateConfig, overrides=["limit=30", "shard_size=10", "configs=g_nc", "workers=0"])
-    generate(wd, cfg)
+    generate_in(wd, cfg)
     out = wd / "generated" / "g_nc"
     before = {p["id"]: p["png_sha256"] for p in GeneratedSet(wd / "generated").provenance("g_nc")}
     victim = next((out / "shard-00001").glob("*.png"))
     victim.write_bytes(b"broken")
     (out / "shard-00002.done.json").unlink()  # as if killed before the marker
     assert not GeneratedSet(wd / "generated").shard_is_done("g_nc", "shard-00001")
-    rep = generate(wd, cfg)["configs"]["g_nc"]
+    rep = generate_in(wd, cfg)["configs"]["g_nc"]
     assert rep["shards_skipped_done"] == 1 and rep["generated"] == 20
     after = {p["id"]: p["png_sha256"] for p in GeneratedSet(wd / "generated").provenance("g_nc")}
     assert after == before  # same ids and same pixels: the translation is deterministic
@@ -123,10 +124,10 @@ def test_ranks_split_the_shards(trained, tmp_path):
     # the same id secret makes the two layouts comparable
     (two / "generated" / "private").mkdir(parents=True)
     cfg = resolve(GenerateConfig, overrides=["limit=25", "shard_size=5", "configs=g_pc", "workers=0"])
-    generate(one, cfg)
+    generate_in(one, cfg)
     (two / "generated" / "private" / "id_secret").write_text((one / "generated/private/id_secret").read_text())
-    r0 = generate(two, cfg, rank=0, world=2)["configs"]["g_pc"]
-    r1 = generate(two, cfg, rank=1, world=2)["configs"]["g_pc"]
+    r0 = generate_in(two, cfg, rank=0, world=2)["configs"]["g_pc"]
+    r1 = generate_in(two, cfg, rank=1, world=2)["configs"]["g_pc"]
     assert (r0["shards_mine"], r1["shards_mine"]) == (3, 2)
     assert r0["generated"] + r1["generated"] == 25
     a = {p["id"]: p["png_sha256"] for p in GeneratedSet(one / "generated").provenance("g_pc")}
@@ -142,24 +143,24 @@ def test_missing_generator_is_a_clear_error(planned_workdir, tmp_path):
 
     shutil.rmtree(wd / "translators", ignore_errors=True)
     with pytest.raises(CheckpointError, match="generator file not found"):
-        generate(wd, GenerateConfig(configs=("g_nc",)))
+        generate_in(wd, GenerateConfig(configs=("g_nc",)))
 
 
 def test_minmax_output_stretches_each_image_and_is_its_own_shard(trained, tmp_path):
     """The authors' output mapping (per-image min..max stretch) is an option; switching it regenerates."""
     wd = copy_workdir(trained, tmp_path / "wd")
     base = ["limit=6", "shard_size=6", "batch_size=3", "workers=0", "configs=[g_nc]"]
-    clamp = generate(wd, resolve(GenerateConfig, overrides=base))
+    clamp = generate_in(wd, resolve(GenerateConfig, overrides=base))
     assert clamp["configs"]["g_nc"]["generated"] == 6
     before = {p["id"]: p["png_sha256"] for p in GeneratedSet(wd / "generated").provenance("g_nc")}
-    rep = generate(wd, resolve(GenerateConfig, overrides=base + ["output=minmax"]))
+    rep = generate_in(wd, resolve(GenerateConfig, overrides=base + ["output=minmax"]))
     assert rep["configs"]["g_nc"]["generated"] == 6 and rep["configs"]["g_nc"]["shards_skipped_done"] == 0
     prov = GeneratedSet(wd / "generated").provenance("g_nc")
     assert all(before[p["id"]] != p["png_sha256"] for p in prov)
     for p in prov:
         arr = np.asarray(Image.open(wd / "generated" / p["file"]))
         assert arr.min() == 0 and arr.max() == 255
-    again = generate(wd, resolve(GenerateConfig, overrides=base + ["output=minmax"]))
+    again = generate_in(wd, resolve(GenerateConfig, overrides=base + ["output=minmax"]))
     assert again["configs"]["g_nc"]["shards_skipped_done"] == 1 and again["configs"]["g_nc"]["generated"] == 0
 
 
@@ -178,10 +179,10 @@ def test_paper_translator_generates_with_the_authors_minmax_by_default(planned_w
     train(wd, resolve_train_config(None, ["preset=paper", "task=normal-covid", "size=64", "max_steps=1", "batch_size=2",
                                           "save_every=2", "sample_every=4"]))
     base = ["limit=3", "shard_size=3", "batch_size=3", "workers=0", "configs=[g_nc]"]
-    rep = generate(wd, resolve(GenerateConfig, overrides=base))
+    rep = generate_in(wd, resolve(GenerateConfig, overrides=base))
     assert rep["configs"]["g_nc"]["output"] == "minmax" and rep["configs"]["g_nc"]["generated"] == 3
     for p in GeneratedSet(wd / "generated").provenance("g_nc"):
         arr = np.asarray(Image.open(wd / "generated" / p["file"]))
         assert arr.min() == 0 and arr.max() == 255
-    clamp = generate(wd, resolve(GenerateConfig, overrides=base + ["output=clamp"]))
+    clamp = generate_in(wd, resolve(GenerateConfig, overrides=base + ["output=clamp"]))
     assert clamp["configs"]["g_nc"]["output"] == "clamp" and clamp["configs"]["g_nc"]["shards_skipped_done"] == 0

@@ -58,15 +58,16 @@ def test_second_generate_names_the_lock_holder(trained, tmp_path, capsys):
 def test_ranks_of_one_run_share_the_folder_but_not_a_rank(trained, tmp_path):
     from cxrsynth.core.config import resolve
     from cxrsynth.core.errors import LockedError
-    from cxrsynth.stages.generate import GenerateConfig, generate
+    from cxrsynth.stages.generate import GenerateConfig
+    from cxrsynth.pipeline import generate_in
 
     wd = copy_workdir(trained, tmp_path / "wd")
     cfg = resolve(GenerateConfig, overrides=["limit=4", "shard_size=2", "configs=g_nc", "workers=0"])
     with held_elsewhere(wd / "generated", "generate-rank0") as pid:
         with pytest.raises(LockedError, match=f"pid {pid}"):
-            generate(wd, cfg, rank=0, world=2)
+            generate_in(wd, cfg, rank=0, world=2)
         # rank 1 of the same run shares the folder lock (shared) and runs
-        assert generate(wd, cfg, rank=1, world=2)["configs"]["g_nc"]["generated"] == 2
+        assert generate_in(wd, cfg, rank=1, world=2)["configs"]["g_nc"]["generated"] == 2
 
 
 def test_second_train_into_one_run_folder_names_the_lock_holder(planned_workdir, tmp_path):

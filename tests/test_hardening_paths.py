@@ -73,4 +73,4 @@ def test_audit_json_holds_no_absolute_paths_unless_asked(built, tmp_path):
     assert str(tmp_path) not in text and str(wd) not in text
     assert json.loads(text)["config"]["inception_weights"] == "inception.pth"
     kept = audit(rel, wd, cfg, out_dir=tmp_path / "b", record_paths=True)
-    assert kept["config"]["inception_weights"] == str(weights)
+    assert kept.data["config"]["inception_weights"] == str(weights)

@@ -181,14 +181,14 @@ def test_launcher_options_are_checked(tmp_path, capsys):
 def test_generate_as_an_array_over_the_shards(trained, tmp_path):
     """Job i of N runs rank i: the same images as one serial run (same id secret), one job per shard."""
     from cxrsynth.artifacts import GeneratedSet
-    from cxrsynth.stages.generate import GenerateConfig, generate
-    from cxrsynth.stages.generate import generate_launched
+    from cxrsynth.stages.generate import GenerateConfig
+    from cxrsynth.pipeline import generate_in, generate_launched
 
     from .conftest import copy_workdir
 
     one, many = copy_workdir(trained, tmp_path / "one"), copy_workdir(trained, tmp_path / "many")
     cfg = resolve(GenerateConfig, overrides=["limit=10", "shard_size=5", "configs=g_pc", "workers=0"])
-    generate(one, cfg)
+    generate_in(one, cfg)
     (many / "generated" / "private").mkdir(parents=True)
     (many / "generated" / "private" / "id_secret").write_text((one / "generated/private/id_secret").read_text())
     rep = generate_launched(many, cfg, None, None, LOCAL)

@@ -63,14 +63,15 @@ def test_train_section_reaches_the_train_config(monkeypatch, tmp_path):
 
 def test_generate_section_reaches_generation(monkeypatch, tmp_path):
     seen = []
-    _spy(monkeypatch, "generate", seen)
+    _spy(monkeypatch, "generate_in", seen)
     monkeypatch.setattr(pipeline, "_ensure_plan", lambda *a: None)
     cfg = resolve_pipeline(overrides=["generate.precision=fp32", "generate.batch_size=2"])
     given = {"normal-covid": str(tmp_path), "pneumonia-covid": str(tmp_path)}  # nothing to train
     with pytest.raises(Stop):
         pipeline.release(tmp_path / "wd", tmp_path / "out", cfg, translators=given, audit=False)
-    (workdir, gcfg, translators), _ = seen[0]
+    (workdir, gcfg, translators), kwargs = seen[0]
     assert (gcfg.precision, gcfg.batch_size, translators) == ("fp32", 2, given)
+    assert kwargs["rt"].precision == "fp32"  # the release's Runtime, with generate's precision
 
 
 @pytest.mark.parametrize("setting, message", [

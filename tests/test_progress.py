@@ -101,4 +101,4 @@ def test_audit_reports_each_step_off_a_terminal(built, tmp_path, capsys):
     steps = re.findall(r"^stage audit (.+): done in \S+$", capsys.readouterr().err, re.M)
     assert steps[:3] == ["read release", "load real images", "inverse generator"]
     assert {"embed", "privacy measures", "quality", "write"} <= set(steps)
-    assert sorted({s.replace(" ", "_") for s in steps}) == sorted(res["timing"])
+    assert sorted({s.replace(" ", "_") for s in steps}) == sorted(res.data["timing"])

@@ -45,7 +45,8 @@ def _copy(built, tmp_path, name="a"):
 def _version(built, tmp_path, version: str, max_shard_bytes: int, drop: int = 0):
     """Another release from the same work folder: a new version, other shard names, ``drop`` images fewer."""
     from cxrsynth.artifacts import ReleaseFolder
-    from cxrsynth.stages.release.package import ReleaseConfig, build
+    from cxrsynth.pipeline import package_in
+    from cxrsynth.stages.release.package import ReleaseConfig
 
     wd, rel, manifest = built
     exclude = None
@@ -54,8 +55,8 @@ def _version(built, tmp_path, version: str, max_shard_bytes: int, drop: int = 0)
         exclude = tmp_path / f"exclude-{version}.txt"
         exclude.write_text("\n".join(ids) + "\n")
     out = tmp_path / f"v{version}-{max_shard_bytes}" / rel.name
-    build(wd, ReleaseFolder(out),
-          ReleaseConfig(version=version, max_shard_bytes=max_shard_bytes, exclude=str(exclude) if exclude else None))
+    package_in(wd, ReleaseFolder(out),
+               ReleaseConfig(version=version, max_shard_bytes=max_shard_bytes, exclude=str(exclude) if exclude else None))
     return out
 
 

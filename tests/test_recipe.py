@@ -175,7 +175,8 @@ def test_generator_with_new_arch_fields_regenerates_through_generate(planned_wor
     """A refined translator in a work folder: `generate` rebuilds the bilinear, reflect-padded U-Net from the
     file's arch alone, and its PNG equals the network rebuilt by hand from the weights."""
     from cxrsynth.artifacts import GeneratedSet
-    from cxrsynth.stages.generate import GenerateConfig, generate
+    from cxrsynth.stages.generate import GenerateConfig
+    from cxrsynth.pipeline import generate_in
     from cxrsynth.data.images import load_canonical
     from cxrsynth.data.records import read_records
 
@@ -189,7 +190,7 @@ def test_generator_with_new_arch_fields_regenerates_through_generate(planned_wor
     assert net.mode == "bilinear" and net.out.pad_mode == "reflect"
     by_hand = UNetGenerator(1, 1, 8, upsample="bilinear", padding="reflect")
     by_hand.load_state_dict(load_file(str(path)))
-    generate(wd, resolve(GenerateConfig, overrides=["limit=2", "configs=g_nc", "workers=0", "precision=fp32"]))
+    generate_in(wd, resolve(GenerateConfig, overrides=["limit=2", "configs=g_nc", "workers=0", "precision=fp32"]))
     gen = GeneratedSet(wd / "generated")
     p = gen.provenance("g_nc")[0]
     m = json.loads(gen.private_mapping("g_nc", "shard-00000").read_text().splitlines()[0])

@@ -182,11 +182,12 @@ def _tree_sha(folder: Path) -> dict[str, str]:
 
 def test_generate_array_makes_the_serial_pngs(trained, tmp_path):
     """Scenario 4: generate --world 2 as a two-job array: byte-identical PNGs to one serial run."""
-    from cxrsynth.stages.generate import GenerateConfig, generate
+    from cxrsynth.stages.generate import GenerateConfig
+    from cxrsynth.pipeline import generate_in
 
     one, many = copy_workdir(trained, tmp_path / "one"), copy_workdir(trained, tmp_path / "many")
     sets = ["limit=10", "shard_size=5", "configs=g_pc", "workers=0"]
-    generate(one, resolve(GenerateConfig, overrides=sets))
+    generate_in(one, resolve(GenerateConfig, overrides=sets))
     (many / "generated" / "private").mkdir(parents=True)
     shutil.copy(one / "generated/private/id_secret", many / "generated/private/id_secret")
     proc = cx("-w", many, "generate", "--launcher", "slurm", "--world", "2", *[x for kv in sets for x in ("--set", kv)])

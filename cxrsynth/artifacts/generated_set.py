@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import DataNotFoundError
@@ -31,9 +31,13 @@ def shard_name(k: int) -> str:
 
 @dataclass(frozen=True)
 class GeneratedSet:
-    """``WORKDIR/generated`` (or any folder ``generate`` wrote), by name; reading is lazy."""
+    """``WORKDIR/generated`` (or any folder ``generate`` wrote), by name; reading is lazy.
+
+    ``report``: what the ``generate`` run that returned this set did (counts, device, precision, speed);
+    None for a set opened by name. It takes no part in equality: the files are the artefact."""
 
     root: Path
+    report: dict | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))

@@ -47,10 +47,16 @@ def cpu_has_native_bf16() -> bool:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` (auto | fp32 | bf16 | fp16) on ``device``; None: fp32.
+    fp16 needs CUDA (its gradient scaler does), and is refused elsewhere."""
     if precision == "fp32":
         return None
     if precision == "bf16":
         return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("precision fp16 needs a CUDA device", str(device), "use bf16 or fp32 on this device")
+        return torch.float16
     if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
         return torch.bfloat16
     return None

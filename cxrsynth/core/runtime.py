@@ -68,6 +68,13 @@ class Runtime:
         dev = pick_device(device, ranks.local)
         return cls(dev, ranks.rank, ranks.world, autocast_dtype(precision, dev), use_channels_last(channels_last, dev))
 
+    def with_numerics(self, precision: str = "auto", channels_last: bool | None = None) -> Runtime:
+        """This Runtime (same device and ranks) with another stage's autocast dtype and memory format:
+        the release runs train, generate and the audit on one device, each with its own precision
+        setting, without choosing the device again."""
+        return Runtime(self.device, self.rank, self.world, autocast_dtype(precision, self.device),
+                       use_channels_last(channels_last, self.device))
+
     def start_distributed(self) -> Runtime:
         """Bind this process to its GPU and, with several processes, join their process group (NCCL on
         CUDA, gloo on the CPU). Training needs it; generation shares shards through files instead."""

@@ -1,7 +1,10 @@
 """``cxrsynth generate``: apply trained translators to every image the plan names, resumably.
 
-Reads ``plan.json``, ``records.parquet`` and ``translators/<task>/generator.safetensors`` (or
-``--generator TASK=PATH``). Writes, per config (``g_nc``, ``g_pc``), shards of ``shard_size`` images:
+:func:`generate` takes artefacts, not a work folder: the plan, the records, a generator file per task
+and one :class:`~cxrsynth.core.runtime.Runtime`, and returns the :class:`~cxrsynth.artifacts.GeneratedSet`
+it filled (``pipeline.generate_in`` reads ``plan.json``, ``records.parquet`` and
+``translators/<task>/generator.safetensors`` or ``--generator TASK=PATH`` for it). It writes, per
+config (``g_nc``, ``g_pc``), shards of ``shard_size`` images (paths below ``WORKDIR/generated``):
 
 - ``generated/<config>/shard-XXXXX/<id>.png``: 8-bit grayscale PNGs; ``<id>`` is opaque (an HMAC of
   the source record id under a secret kept in ``generated/private/``), so it reveals nothing;
@@ -22,6 +25,7 @@ runs in DataLoader workers and PNG encoding in a thread pool, so the model stays
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -34,7 +38,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -45,11 +48,8 @@ from ..artifacts import GeneratedSet, shard_name
 from ..core.config import at_least, to_dict
 from ..core.errors import ConfigError
 from ..data.images import encode_png, load_canonical
-from ..core.layout import WorkLayout
 from ..core.locks import hold
-from ..core.paths import atomic_write, read_json, sha256_file, write_json
-from ..data.records import read_records
-from ..launch import Job, Launcher, launch, raise_failed
+from ..core.paths import atomic_write, sha256_file, write_json
 from ..core.runtime import Ranks, Runtime
 from ..core.schemas import validate
 from .translate.checkpoint import load_generator
@@ -204,45 +204,49 @@ def translate_batch(net: torch.nn.Module, batch: torch.Tensor, device: torch.dev
     return y[:, 0].cpu().numpy()
 
 
-def generate(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), generators: dict[str, str] | None = None,
-             rank: int | None = None, world: int | None = None, progress: bool = False) -> dict:
-    """Generate every planned image this process is responsible for; returns the report.
+def generate(plan: dict, records, translators: dict[str, str | Path], cfg: GenerateConfig, rt: Runtime,
+             out: GeneratedSet, progress: bool = False) -> GeneratedSet:
+    """Translate the images ``plan`` names into ``out`` with the generator files ``translators``
+    ({task: generator.safetensors}), this process's share of the shards (``rt.rank`` of ``rt.world``);
+    returns ``out`` with the run's report (also written to ``out.report_path``).
 
-    Raises :class:`~cxrsynth.core.errors.LockedError` when another run holds the work folder.
+    ``records``: the record table (``records.read_records``), for each source image's path and label.
+    Raises :class:`~cxrsynth.core.errors.LockedError` when another run holds ``out``.
     """
-    workdir = Path(workdir)
-    out = WorkLayout(workdir).generated
+    check_ranks(rt.rank, rt.world)
+    with contextlib.ExitStack() as locks:
+        # One run at a time per generated folder; the ranks of one run share the folder lock and each
+        # holds its own rank lock, so two processes never make the same shard.
+        what = f"the generated images folder {out.root}"
+        locks.enter_context(hold(out.root, "generate", what, shared=rt.world > 1))
+        if rt.world > 1:
+            locks.enter_context(hold(out.root, f"generate-rank{rt.rank}", f"{what} (rank {rt.rank})"))
+        report = _generate(plan, {r.record_id: r for r in records}, translators, cfg, rt, out, progress)
+    return dataclasses.replace(out, report=report)
+
+
+def runtime_of(cfg: GenerateConfig, rank: int | None = None, world: int | None = None) -> Runtime:
+    """generate's :class:`Runtime`: ``cfg``'s device, precision and memory format, and this process's
+    rank (``--rank/--world``, else torchrun's environment)."""
     env = Ranks.from_env()
     ranks = Ranks(env.rank if rank is None else rank, env.world if world is None else world, env.local)
     check_ranks(ranks.rank, ranks.world)
-    rank, world = ranks.rank, ranks.world
-    with contextlib.ExitStack() as locks:
-        # One run at a time per work folder; the ranks of one run share the folder lock and each
-        # holds its own rank lock, so two processes never make the same shard.
-        what = f"the generated images folder {out}"
-        locks.enter_context(hold(out, "generate", what, shared=world > 1))
-        if world > 1:
-            locks.enter_context(hold(out, f"generate-rank{rank}", f"{what} (rank {rank})"))
-        rt = Runtime.resolve(cfg.device, cfg.precision, cfg.channels_last, ranks)
-        return _generate(workdir, out, cfg, generators, rt, progress)
+    return Runtime.resolve(cfg.device, cfg.precision, cfg.channels_last, ranks)
 
 
-def _generate(workdir: Path, out: Path, cfg: GenerateConfig, generators: dict[str, str] | None, rt: Runtime,
-              progress: bool) -> dict:
+def _generate(plan: dict, by_id: dict, translators: dict[str, str | Path], cfg: GenerateConfig, rt: Runtime,
+              gen: GeneratedSet, progress: bool) -> dict:
     from ..core.progress import bar as progress_bar
 
-    layout = WorkLayout(workdir)
-    plan = read_json(layout.plan)
-    by_id = {r.record_id: r for r in read_records(layout.records)}
     device, rank, world = rt.device, rt.rank, rt.world
-    gen = GeneratedSet(out)
     run = _Run(gen, by_id, _secret(gen), cfg, rt)
     report: dict = {"kind": "cxrsynth.generate_report", "code_version": __version__, "config": to_dict(cfg),
-                    "rank": rank, "world": world, "device": str(device), "configs": {}}
+                    "rank": rank, "world": world, "device": str(device), "precision": rt.precision, "configs": {}}
     for config in cfg.configs:
         task = CONFIG_TASK[config]
-        gpath = Path((generators or {}).get(task) or layout.translator(task).generator)
-        net, info = load_generator(gpath, device)
+        if task not in translators:
+            raise ConfigError(f"no generator given for {task}", config, f"pass --generator {task}=PATH")
+        net, info = load_generator(Path(translators[task]), device)
         if rt.channels_last:
             net = net.to(memory_format=torch.channels_last)
         size = int(info["arch"].get("size", 256))
@@ -342,32 +346,10 @@ def _run_shard(job: ShardJob, tr: Translator, run: _Run, bar) -> int:
     return len(prov_lines)
 
 
-def planned_shards(workdir: Path, cfg) -> int:
-    """An upper bound on the shards of the largest config ``generate`` would make (label-only records are
-    counted; a rank left without a shard does nothing): one job per shard by default."""
-    plan = read_json(WorkLayout(Path(workdir)).plan)
+def planned_shards(plan: dict, cfg) -> int:
+    """An upper bound on the shards of the largest config ``generate`` would make from ``plan``
+    (label-only records are counted; a rank left without a shard does nothing): one job per shard by default."""
 
     sizes = [len(plan["tasks"][CONFIG_TASK[c]]["translate"]["record_ids"]) for c in cfg.configs]
     sizes = [min(n, cfg.limit) if cfg.limit else n for n in sizes]
     return max(1, max(-(-n // cfg.shard_size) for n in sizes))
-
-
-def generate_launched(workdir: Path, cfg, generators: dict[str, str] | None, world: int | None, launcher: Launcher,
-                      echo: Callable[[str], None] | None = None) -> dict:
-    """``generate --launcher local|slurm``: ``world`` jobs (default: one per shard), job ``i`` running
-    ``generate(rank=i, world=world)``, which splits the shards round-robin and keeps finished ones; logs
-    in ``generated/jobs/``. Returns the ranks' reports merged (counts summed)."""
-    workdir = Path(workdir)
-    world = planned_shards(workdir, cfg) if world is None else world
-    check_ranks(0, world)
-    jobs = [Job(f"generate rank {r} of {world}", generate, (workdir, cfg, generators, r, world)) for r in range(world)]
-    outcomes = launch(launcher, jobs, GeneratedSet(WorkLayout(workdir).generated).jobs, echo)
-    raise_failed(outcomes, "generation jobs", "rerun the same command: finished shards are kept, only the rest is made")
-    reports = [o.value for o in outcomes]
-    merged = dict(reports[0], rank=None, world=world)
-    merged["configs"] = {}
-    for config, first in reports[0]["configs"].items():
-        per_rank = [r["configs"][config] for r in reports]
-        merged["configs"][config] = dict(first, images_per_second=None, **{
-            k: sum(s[k] for s in per_rank) for k in ("generated", "shards_skipped_done", "shards_mine")})
-    return merged

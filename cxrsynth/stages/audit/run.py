@@ -36,13 +36,14 @@ import torch
 from PIL import Image
 
 from ... import __version__
-from ...artifacts import ReleaseFolder
+from ...artifacts import AuditResult, ReleaseFolder
 from ...core.config import between, to_dict
 from ...core.errors import ConfigError, DataNotFoundError
 from ...data.images import load_canonical
 from ...core.layout import AuditFolder, WorkLayout
 from ...core.paths import atomic_write, read_json, shareable, write_json
 from ...core.progress import duration, log
+from ...core.runtime import Runtime
 from ...core.schemas import validate
 from ..splits import grouped_records
 from ...core.vocab import SOURCE_LABEL
@@ -78,9 +79,18 @@ class AuditConfig:
     exclude_closest: float = 0.0  # write exclude_ids.txt with this share of images closest to their source
     fidelity: bool = True  # the fidelity section (fidelity.py): KID, probe, spectrum against two baselines
     fidelity_encoder_epochs: int = 20  # of the chest X-ray encoder, trained once per work folder and cached
+    # where the reverse generators of the inverse-recovery test run (the command's Runtime is built from
+    # these): auto | cpu | cuda | cuda:N | mps, and their autocast (fp32 keeps the canonical numbers)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
 
     def __post_init__(self):
         between("exclude_closest", self.exclude_closest, 0, 1, "a share of the images, e.g. 0.05")
+
+
+def runtime_of(cfg: AuditConfig) -> Runtime:
+    """The audit's :class:`Runtime` (``device``, ``precision``), which the CLI builds once per command."""
+    return Runtime.resolve(cfg.device, cfg.precision)
 
 
 def _decode_png(data: bytes) -> np.ndarray:
@@ -139,7 +149,7 @@ def _take(n: int | None, total: int) -> int:
     return total if n is None else min(int(n), total)
 
 
-def _inverse(workdir: Path, config: str, syn: np.ndarray) -> np.ndarray | None:
+def _inverse(workdir: Path, config: str, syn: np.ndarray, rt: Runtime) -> np.ndarray | None:
     from ..generate import translate_batch
     from ..translate.checkpoint import load_generator
     from ...core.vocab import CONFIG_TASK
@@ -147,11 +157,11 @@ def _inverse(workdir: Path, config: str, syn: np.ndarray) -> np.ndarray | None:
     path = WorkLayout(workdir).translator(CONFIG_TASK[config]).reverse_generator
     if not path.is_file() or not len(syn):
         return None
-    net, info = load_generator(path)
+    net, info = load_generator(path, rt.device)
     size = int(info["arch"].get("size", syn.shape[-1]))
     x = syn if syn.shape[-1] == size else np.stack([np.asarray(Image.fromarray(a).resize((size, size))) for a in syn])
-    out = np.concatenate([translate_batch(net, torch.from_numpy(x[i:i + 16]).unsqueeze(1), torch.device("cpu"), None, False)
-                          for i in range(0, len(x), 16)])
+    out = np.concatenate([translate_batch(net, torch.from_numpy(x[i:i + 16]).unsqueeze(1), rt.device, rt.amp_dtype,
+                                          False) for i in range(0, len(x), 16)])
     if out.shape[-1] != syn.shape[-1]:
         out = np.stack([np.asarray(Image.fromarray(a).resize(syn.shape[1:][::-1])) for a in out])
     return out
@@ -167,19 +177,23 @@ def _release_stamp(release: Path) -> dict:
 
 
 def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConfig(), private: str | Path | None = None,
-          out_dir: str | Path | None = None, embedding=None, record_paths: bool = False) -> dict:
-    """Audit ``release`` against the work folder it was made from; returns the result (audit.json).
+          out_dir: str | Path | None = None, embedding=None, record_paths: bool = False,
+          rt: Runtime | None = None) -> AuditResult:
+    """Audit ``release`` against the work folder it was made from; returns the result (audit.json's
+    content, stamped with the release's ``data_sha256``).
 
     Set-up (:func:`_sample`, :func:`_real_sets`), the measures (:func:`_inverse_images`,
     :func:`_privacy`, :func:`_quality`), then the summary and the files (:func:`_write`) into
     ``out_dir`` (default ``WORKDIR/audit``). Absolute local paths (a ``classifier:PATH`` embedding, the
     Inception weights) are recorded relative to the work folder, or by name and sha256, unless
-    ``record_paths`` (:func:`~cxrsynth.core.paths.shareable`).
+    ``record_paths`` (:func:`~cxrsynth.core.paths.shareable`). ``rt``: the command's Runtime, where the
+    reverse generators run (default: ``cfg.device`` and ``cfg.precision``).
     """
     release, workdir = Path(release), Path(workdir)
     layout = WorkLayout(workdir)
     out = Path(out_dir) if out_dir else layout.audit
     folder = ReleaseFolder(release, private)
+    rt = rt or runtime_of(cfg)
     if not folder.has_mapping():
         raise DataNotFoundError("the private id mapping is needed to audit linkage", folder.mapping_path,
                                 "pass --private DIR (the folder `cxrsynth release` wrote beside the release)")
@@ -201,7 +215,7 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
     lap("read_release")
     sets = _real_sets(layout, mapping, sample, cfg, rng)
     lap("load_real_images")
-    inv_px, inv_index = _inverse_images(workdir, sample, sets)
+    inv_px, inv_index = _inverse_images(workdir, sample, sets, rt)
     lap("inverse_generator")
     fidelity = _fidelity(workdir, modules, sample, mapping, cfg) if cfg.fidelity else None
     lap("fidelity")  # first: its probe says whether the distance verdicts can be read as privacy evidence
@@ -245,14 +259,14 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
         "summary": {"text": text, "verdicts": priv.summary, "flagged": flagged, "caveat": priv.caveat,
                     **({"fidelity": F.sentence(fidelity)} if fidelity else {})},
         "timing": timing,
+        "runtime": {"device": str(rt.device), "precision": rt.precision},  # of the reverse generators
     }
     result = shareable(_jsonable(result), (out, workdir), record_paths)
     validate(result, "audit")
     _write(AuditFolder(out), result, sets, priv, modules, names, cfg)
     lap("write")
     result["timing"] = timing
-    write_json(AuditFolder(out).json, result)
-    return result
+    return AuditResult(result, write_json(AuditFolder(out).json, result))
 
 
 @dataclass
@@ -363,12 +377,13 @@ def _real_sets(layout: WorkLayout, mapping: dict[str, str], sample: _Sample, cfg
                      _load(records, ct_ids, size), _load(records, ch_ids, size), references, refs)
 
 
-def _inverse_images(workdir: Path, sample: _Sample, sets: _RealSets) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _inverse_images(workdir: Path, sample: _Sample, sets: _RealSets,
+                    rt: Runtime) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The sampled synthetic images put back through the private reverse generators (the inverse
     recovery test), and their positions in the privacy sample; (None, None) when a generator is missing."""
     order, n_inv, syn_cfg = sample.order, sample.n_inv, sets.syn_cfg
     inv_index = np.concatenate([np.flatnonzero(syn_cfg == c)[:n_inv[c]] for c in order]).astype(np.int64)
-    inv_parts = {c: _inverse(workdir, c, sets.syn_px[np.flatnonzero(syn_cfg == c)[:n_inv[c]]]) for c in order}
+    inv_parts = {c: _inverse(workdir, c, sets.syn_px[np.flatnonzero(syn_cfg == c)[:n_inv[c]]], rt) for c in order}
     if all(v is not None for c, v in inv_parts.items() if n_inv[c]) and len(inv_index):
         return np.concatenate([inv_parts[c] for c in order if n_inv[c]]), inv_index
     return None, None

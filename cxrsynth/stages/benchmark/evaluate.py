@@ -25,7 +25,7 @@ from torch import nn
 from ... import __version__
 from ...measure import metrics as M
 from ...core.config import to_dict
-from ...core.device import pick_device
+from ...core.runtime import Runtime
 from ...core.errors import ConfigError
 from ...core.layout import WorkLayout
 from ...core.paths import read_json, shareable, write_json
@@ -107,7 +107,7 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
              positive_index: int | None = None, channels: int | None = None, image_size: int = 256,
              limit: int | None = None, protocol: str = "rigorous", bootstrap: int = 1000, device: str = "auto",
              externals: dict[str, str] | None = None, out_dir: str | Path | None = None,
-             figures: bool = False, record_paths: bool = False) -> EvalResult:
+             figures: bool = False, record_paths: bool = False, rt: Runtime | None = None) -> EvalResult:
     """Score a trained COVID-19 classifier on ``workdir``'s test split (and the shortcut controls).
 
     ``model_or_path``: an ``nn.Module`` mapping (B, C, H, W) images to 1 logit (sigmoid) or 2 logits
@@ -122,7 +122,7 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
     ``channels``: what the model reads (default: its first convolution's). ``out_dir``: where to
     write results.json, tables and report.html (nothing is written without it). ``figures``: also the
     Grad-CAM / UMAP inputs (cxrsynth classifiers only). A module given is put in eval mode and moved to
-    ``device`` (``auto``: CUDA when there is one).
+    ``device`` (``auto``: CUDA when there is one), or to ``rt``'s device when the command gives its Runtime.
     """
     if task not in TASKS:
         raise ConfigError("unknown task", task, f"use one of {sorted(TASKS)}")
@@ -140,7 +140,7 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
     cfg = BenchmarkConfig(model=arch, init=path or "given in Python", protocol=protocol, tasks=(task,),
                           arms=("real",), image_size=image_size, limit=limit, bootstrap=bootstrap, device=device,
                           figures=figures)
-    dev = pick_device(device)
+    dev = (rt or Runtime.resolve(device, "fp32")).device  # scoring runs in fp32 (fit.predict)
     scorer = scorer.to(dev)
     thr, source, val_metrics = _threshold(threshold, protocol, scorer, workdir, task, cfg, dev)
     items = eval_items(workdir, task, "test", limit)

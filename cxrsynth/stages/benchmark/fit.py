@@ -36,9 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...core.config import at_least, positive
-from ...core.device import autocast_dtype, use_channels_last
-from ...core.errors import ConfigError
 from ...measure import metrics as M
+from ...core.runtime import Runtime
 
 
 ADADELTA_RHO, ADADELTA_EPS = 0.95, 1e-7  # keras.optimizers.Adadelta defaults (Keras 2.3.1)
@@ -120,21 +119,15 @@ def decode_once(ds, workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return (u8 if torch.equal(u8.float().div_(255), x) else x), y
 
 
-def amp_for(precision: str, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
-    """The autocast dtype for ``precision`` on ``device`` and, for fp16, the gradient scaler it needs."""
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("fit.precision fp16 needs a CUDA device", str(device), "use bf16 or fp32 on this device")
-        return torch.float16, torch.amp.GradScaler("cuda")
-    return autocast_dtype(precision, device), None
+def fit(model: nn.Module, train_ds, monitor_ds, cfg: FitConfig, seed: int, rt: Runtime, progress=None) -> dict:
+    """Train with early stopping on ``monitor_ds``; returns the history; ``model`` holds the best weights.
 
-
-def fit(model: nn.Module, train_ds, monitor_ds, cfg: FitConfig, seed: int, device, progress=None) -> dict:
-    """Train with early stopping on ``monitor_ds``; returns the history; ``model`` holds the best weights."""
+    ``rt``: the command's one :class:`~cxrsynth.core.runtime.Runtime` (device, autocast dtype from
+    ``fit.precision``, memory format); fp16 adds the gradient scaler it needs."""
     torch.manual_seed(seed)
-    device = torch.device(device)
-    amp, scaler = amp_for(cfg.precision, device)
-    fmt = torch.channels_last if use_channels_last(cfg.channels_last, device) else torch.contiguous_format
+    device, amp = rt.device, rt.amp_dtype
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
     model.to(device, memory_format=fmt)
     opt, sched = optimizer(model, cfg)
     images, labels = decode_once(train_ds, cfg.workers)

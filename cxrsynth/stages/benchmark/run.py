@@ -37,7 +37,7 @@ from ...artifacts import GeneratedSet, ReleaseFolder
 from ...artifacts.benchmark_run import cell_key as run_cell_key
 from ...artifacts.release_ref import describe as describe_release, parse as parse_release, pin as pin_release
 from ...core.config import at_least, to_dict
-from ...core.device import pick_device
+from ...core.runtime import Runtime
 from ...core.errors import ConfigError
 from ...launch import Job, Launcher, launch, raise_failed, read_record
 from ...core.layout import BenchmarkFolder, WorkLayout
@@ -117,11 +117,15 @@ def _save_model(model, path: Path, arch: str) -> str:
     return sha
 
 
-def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[str, str]) -> Path:
+def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[str, str],
+                               rt: Runtime | None = None) -> Path:
     """Generate both synthetic configs with the given translators (cached) and package them as a release
-    (cached under the generated set's fingerprint, so other translators never reuse it)."""
+    (cached under the generated set's fingerprint, so other translators never reuse it). ``rt``: the
+    benchmark's Runtime, whose device generates (in generate's own precision)."""
     from ..generate import GenerateConfig, generate
-    from ..release.package import ReleaseConfig, build
+    from ..generate import runtime_of as generate_runtime
+    from ...data.records import read_records
+    from ..release.package import ReleaseConfig, package
 
     syn = out_dir / "synthetic"
     work = syn / "work"
@@ -134,13 +138,16 @@ def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[s
     if set(configs) != set(CONFIG_TASK):
         raise ConfigError("give a translator for both tasks", sorted(translators),
                           " ".join(f"--translator {t}=PATH" for t in TASKS))
-    generate(work, GenerateConfig(configs=configs), translators)
+    cfg, plan, records = GenerateConfig(configs=configs), read_json(dst.plan), read_records(dst.records)
+    rt = rt.with_numerics(cfg.precision, cfg.channels_last) if rt else generate_runtime(cfg)
+    generated = generate(plan, records, translators, cfg, rt, GeneratedSet(dst.generated))
     # The release is keyed by what its images were made from (every shard's translator sha and records):
     # new translator files regenerate the shards and so make a new release, never reuse the old one.
-    made_from = GeneratedSet(dst.generated).fingerprint(configs)
+    made_from = generated.fingerprint(configs)
     release = ReleaseFolder(syn / f"release-{made_from[:16]}" / ReleaseConfig.name)
     if not release.is_release():
-        build(work, release, ReleaseConfig())
+        ingest = read_json(src.ingest_report) if src.ingest_report.is_file() else None
+        package(generated, plan, records, translators, release, ReleaseConfig(), ingest)
     return release.root
 
 
@@ -171,6 +178,12 @@ def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]
         ext[name] = {t: (Cached(EvalDataset(items, cfg.image_size)), items) for t, items in e.items.items() if items}
     return ControlSets(ss, ext), {"records": records, "same_source": ss_report, "same_source_items": neg,
                                   "findings": findings, "external": ext_reports}
+
+
+def runtime_of(cfg: BenchmarkConfig) -> Runtime:
+    """The benchmark's :class:`Runtime`: ``device``, ``fit.precision`` and ``fit.channels_last``. The CLI
+    builds it once per command; a launched cell builds its own, on the machine it runs on."""
+    return Runtime.resolve(cfg.device, cfg.fit.precision, cfg.fit.channels_last)
 
 
 def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: ControlSets, device, model=None) -> dict:
@@ -210,10 +223,12 @@ def _wants_figure_inputs(cfg: BenchmarkConfig, seed: int, run_dir: Path) -> bool
     return cfg.figures and cfg.select_on == "test" and seed == 0 and not figure_inputs.path_in(run_dir).is_file()
 
 
-def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: BenchmarkConfig, release, device,
+def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: BenchmarkConfig, release, rt: Runtime,
             sets: ControlSets | None = None, key: str | None = None) -> dict:
     """Train and score one cell into ``run_dir/result.json`` (written atomically, last), or read the one
-    there when it is finished (``cell_done``); ``key`` (see :func:`cell_key`) is recorded in it."""
+    there when it is finished (``cell_done``); ``key`` (see :func:`cell_key`) is recorded in it. ``rt``:
+    where and in which precision the classifier trains (``fit`` records both)."""
+    device = rt.device
     if cell_done(run_dir, key, (task, arm, seed)):
         res = read_json(run_dir / "result.json")
         res = score_controls(res, run_dir, cfg, sets, device) if sets else res
@@ -237,7 +252,7 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
     monitor = test_ds if cfg.protocol == "paper" else val_ds
     torch.manual_seed(seed)
     model = build(cfg.model, cfg.init)
-    hist = fit(model, Cached(train), monitor, cfg.fit, seed, device)
+    hist = fit(model, Cached(train), monitor, cfg.fit, seed, rt)
     test = predict(model, test_ds, device)
     if cfg.protocol == "rigorous":
         val = predict(model, val_ds, device)
@@ -253,7 +268,8 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
         "train": {"n": len(train), "negatives": len(train) - pos, "positives": pos,
                   "positives_synthetic": train.origins.count("synthetic"), "positives_null": train.origins.count("null"),
                   "skew": train.skew},
-        "fit": {k: v for k, v in hist.items() if k != "history"}, "history": hist["history"],
+        "fit": {**{k: v for k, v in hist.items() if k != "history"}, "device": str(device), "precision": rt.precision},
+        "history": hist["history"],
         "threshold": threshold, "threshold_source": source, "validation": val_metrics,
         "test": score(test["labels"], test["scores"], [i.patient for i in test_items], threshold, cfg.bootstrap, seed),
         "test_scores": [round(float(s), 6) for s in test["scores"]], "test_labels": [int(v) for v in test["labels"]],
@@ -455,12 +471,12 @@ class Setup:
         return cell_key(self.inputs, cell)
 
 
-def run_cell(setup: Setup, cell: Cell, device, sets: ControlSets) -> dict:
+def run_cell(setup: Setup, cell: Cell, rt: Runtime, sets: ControlSets) -> dict:
     """Run (or read, when finished) one cell under its lock, ``.cell.lock`` in its folder: a cell is
     never computed twice at once, and ``--status`` sees it running."""
     run_dir = cell.folder(setup.out_dir)
     with hold(run_dir, "cell", f"the benchmark cell {cell.name}"):
-        return run_one(setup.workdir, run_dir, cell.task, cell.arm, cell.seed, setup.cfg, setup.release, device, sets,
+        return run_one(setup.workdir, run_dir, cell.task, cell.arm, cell.seed, setup.cfg, setup.release, rt, sets,
                        key=setup.key(cell))
 
 
@@ -468,19 +484,20 @@ def run_cell_job(setup: Setup, cell: Cell) -> dict:
     """A launched job (``--launcher local|slurm``): one cell, in its own process; its controls are
     decoded here. Returns a small summary; the numbers are in the cell's ``result.json``."""
     sets, _ = _control_sets(setup.workdir, setup.cfg, setup.externals)
-    res = run_cell(setup, cell, pick_device(setup.cfg.device), sets)
+    res = run_cell(setup, cell, runtime_of(setup.cfg), sets)
     return {"cell": cell.name, "auroc": res["test"]["auroc"]}
 
 
 def prepare(workdir: Path, out_dir: Path, cfg: BenchmarkConfig, release: str | None,
             translators: dict[str, str] | None, externals: dict[str, str] | None,
-            allow_foreign_release: bool, record_paths: bool = False) -> tuple[Setup, dict | None]:
+            allow_foreign_release: bool, record_paths: bool = False,
+            rt: Runtime | None = None) -> tuple[Setup, dict | None]:
     """Before any cell: synthetic images from translators (when given), the release check, the folder's
     claim (``inputs.json``) and ``config.json``. Returns the cells' setup and the release check."""
     out_dir.mkdir(parents=True, exist_ok=True)
     needs_synth = any(a != "real" for a in cfg.arms)
     if translators:
-        release = str(synthetic_from_translators(workdir, out_dir, translators))
+        release = str(synthetic_from_translators(workdir, out_dir, translators, rt))
     if needs_synth and not release:
         raise ConfigError("the synthetic arms need a release or translators", "--release / --translator",
                           "or train only the real arm: --arm real")
@@ -588,7 +605,8 @@ def benchmark_status(out_dir: str | Path) -> dict:
 def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig(),
                   release: str | None = None, translators: dict[str, str] | None = None, progress: bool = False,
                   externals: dict[str, str] | None = None, allow_foreign_release: bool = False,
-                  launcher: Launcher | None = None, echo=None, record_paths: bool = False) -> dict:
+                  launcher: Launcher | None = None, echo=None, record_paths: bool = False,
+                  rt: Runtime | None = None) -> dict:
     """Train and score every task x arm x seed, score the shortcut controls, write every output.
 
     ``externals``: {NAME: DIR} of external test sets (any folder ``cxrsynth ingest`` reads).
@@ -598,13 +616,15 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     :class:`~cxrsynth.launch.JobsFailed` naming the failed cells and their logs, before any output is
     written; a rerun runs only those. Either way the outputs come from the cells' result files.
     ``record_paths``: results.json and config.json keep absolute local paths (default: relative to the
-    folders, or names with sha256; :func:`~cxrsynth.core.paths.shareable`).
+    folders, or names with sha256; :func:`~cxrsynth.core.paths.shareable`). ``rt``: the command's Runtime
+    (default: :func:`runtime_of` ``cfg``, chosen after the launched cells); launched cells build theirs
+    where they run.
     """
     from ...core.progress import bar as progress_bar
 
     workdir, out_dir, launcher = Path(workdir), Path(out_dir), launcher or Launcher()
     setup, checked = prepare(workdir, out_dir, cfg, release, translators, externals, allow_foreign_release,
-                             record_paths)
+                             record_paths, rt)
     cells = list_cells(cfg)
     if launcher.kind != "serial":
         todo = [c for c in cells if not cell_done(c.folder(out_dir), setup.key(c), (c.task, c.arm, c.seed))]
@@ -616,8 +636,8 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     for line in power_lines(power_before_grid(workdir, cfg.tasks, cfg.limit)):  # stated before the grid
         log.info(line)
     sets, ctl = _control_sets(workdir, cfg, setup.externals)
-    device = pick_device(cfg.device)
-    results = [run_cell(setup, c, device, sets)
+    rt = rt or runtime_of(cfg)  # here, after any launched cells: a login node need not have their device
+    results = [run_cell(setup, c, rt, sets)
                for c in progress_bar(cells, desc="benchmark", unit="run", enabled=progress and launcher.kind == "serial")]
     return summarise(setup, results, checked, ctl)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...artifacts import ReleaseFolder
+from ...artifacts import AuditResult, BenchmarkResult, ReleaseFolder
 from ...artifacts.release_folder import NOT_IN_SUMS, as_release
 from ...artifacts.stamps import stamped_audit, stamped_benchmark
 from ...core.paths import write_json, write_sha256sums
@@ -47,11 +47,9 @@ def describe(release: ReleaseFolder | str | Path, manifest: dict, benchmark: str
 def benchmark_sections(benchmark: str | Path, data_sha256: str) -> dict[str, str]:
     """The card's sections made from a benchmark run on the release ``data_sha256`` (stamp checked):
     its markdown tables, and each arm's sensitivity on the external sets beside the internal one."""
-    from ...core.layout import BenchmarkFolder
-
-    folder = BenchmarkFolder(benchmark)
-    results = stamped_benchmark(folder.results, data_sha256)
-    return {BENCHMARK_TITLE: folder.tables.read_text().strip(), EXTERNAL_TITLE: external_section(results)}
+    result = BenchmarkResult.read(benchmark)
+    results = stamped_benchmark(result, data_sha256)
+    return {BENCHMARK_TITLE: result.tables(), EXTERNAL_TITLE: external_section(results)}
 
 
 def stamped_benchmark_or_none(benchmark: str | Path, data_sha256: str) -> Path | None:
@@ -70,8 +68,8 @@ def stamped_benchmark_or_none(benchmark: str | Path, data_sha256: str) -> Path |
     return folder.root
 
 
-def with_audit(manifest: dict, audit_json: dict | str | Path) -> dict:
-    """``manifest`` carrying the summary of the audit (``audit.json`` or its content), stamped with this
+def with_audit(manifest: dict, audit_json: AuditResult | dict | str | Path) -> dict:
+    """``manifest`` carrying the summary of the audit (its result, ``audit.json`` or its content), stamped with this
     release's ``data_sha256``: an audit of other images (an earlier release, another --limit) is
     refused, so a card never shows results that were not measured on its own images."""
     return dict(manifest, audit=stamped_audit(audit_json, manifest["data_sha256"]).get("summary"))

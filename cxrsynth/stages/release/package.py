@@ -1,7 +1,8 @@
 """Building a release folder from a work folder's generated images.
 
-Reads ``WORKDIR/generated`` (every shard must be finished), ``plan.json``, ``records.parquet`` and
-``translators/*/``; writes into ``staging``:
+:func:`package` takes a :class:`~cxrsynth.artifacts.GeneratedSet` (every shard must be finished), the
+plan, the records and the translator runs (``pipeline.package_in`` reads them from a work folder);
+it writes into a :class:`~cxrsynth.artifacts.ReleaseFolder`:
 
 - ``data/<config>-XXXXX-of-YYYYY.parquet``: images embedded as PNG bytes (``{bytes, path}``) with their
   id, label and public provenance fields, row groups of 256 rows, shards of at most ``max_shard_bytes``
@@ -34,10 +35,9 @@ from ... import __version__
 from ...artifacts import GeneratedSet, ReleaseFolder
 from ...core.config import to_dict
 from ...core.errors import ConfigError
-from ...core.layout import WorkLayout
-from ...core.paths import atomic_path, atomic_write, read_json, sha256_file, write_json
+from ...core.paths import atomic_path, atomic_write, sha256_file, write_json
 from ..plan import plan_sha256
-from ...data.records import LABELS, read_records
+from ...data.records import LABELS
 from ..translate import TranslatorRun, describe_run
 from ...core.vocab import CONFIG_TASK, CONFIGS
 from .describe import describe, write_manifest
@@ -122,29 +122,29 @@ def _environment() -> dict:
             "datasets": datasets.__version__, "numpy": np.__version__, "pyarrow": pa.__version__}
 
 
-def build(workdir: str | Path, target: ReleaseFolder, cfg: ReleaseConfig = ReleaseConfig(),
-          generators: dict[str, str] | None = None, describe_release: bool = True) -> dict:
-    """Write a complete release into ``target.root`` (created fresh) and its private files into
-    ``target.private``; returns the manifest.
+def package(generated: GeneratedSet, plan: dict, records, translators: dict[str, str | Path], target: ReleaseFolder,
+            cfg: ReleaseConfig = ReleaseConfig(), ingest_report: dict | None = None,
+            describe_release: bool = True) -> ReleaseFolder:
+    """Write a complete release of ``generated``'s finished shards into ``target.root`` (created fresh)
+    and its private files into ``target.private``; returns ``target``, its manifest written.
 
-    ``generators`` ({task: generator file or run folder}) names the generators that were used instead of
-    ``WORKDIR/translators/<task>``; the manifest describes those. With ``describe_release=False`` only
-    the data, ``manifest.json`` and the private files are written: the release pipeline audits them
-    first and then renders the card, Croissant file and checksums once (``describe.describe``).
+    ``plan`` and ``records`` (``records.read_records``) are what the images were planned and made from;
+    ``translators`` ({task: run folder or generator file}) are described in the manifest (a run folder
+    whose generator did not make the images is not described); ``ingest_report``: what ingest left out
+    by licence (None: nothing said). With ``describe_release=False`` only the data, ``manifest.json``
+    and the private files are written: the release pipeline audits them first and then renders the
+    card, Croissant file and checksums once (``describe.describe``).
     """
-    workdir = Path(workdir)
-    layout = WorkLayout(workdir)
-    per_config, mapping = GeneratedSet(layout.generated).collect(cfg.configs)
+    per_config, mapping = generated.collect(cfg.configs)
     per_config, mapping, filtered = _exclude(per_config, mapping, cfg.exclude)
-    files, config_info = _write_data(target, GeneratedSet(layout.generated), per_config, cfg)
-    records = {r.record_id: r for r in read_records(layout.records)}
-    plan = read_json(layout.plan)
-    translators = [_translator_entry(layout, config, per_config[config][0], plan, records, generators)
-                   for config in cfg.configs]
+    files, config_info = _write_data(target, generated, per_config, cfg)
+    records = {r.record_id: r for r in records}
+    described = [_translator_entry(translators, config, per_config[config][0], plan, records)
+                 for config in cfg.configs]
     used_ids = {m["record_id"] for m in mapping} | {i for c in cfg.configs for side in ("source", "covid")
                                                     for i in plan["tasks"][CONFIG_TASK[c]]["translator_train"][side]}
     used = [records[i] for i in sorted(used_ids) if i in records]
-    licensing = _licensing(workdir, records, {i for c in cfg.configs for i in plan["tasks"][CONFIG_TASK[c]]["translator_train"]["covid"]},
+    licensing = _licensing(ingest_report, records, {i for c in cfg.configs for i in plan["tasks"][CONFIG_TASK[c]]["translator_train"]["covid"]},
                            {m["record_id"] for m in mapping}, cfg)
     manifest = {
         "kind": "cxrsynth.release_manifest", "name": cfg.name, "pretty_name": cfg.pretty_name, "version": cfg.version,
@@ -153,7 +153,7 @@ def build(workdir: str | Path, target: ReleaseFolder, cfg: ReleaseConfig = Relea
         # paths are never published: the exclude file is named, not located
         "config": {**to_dict(cfg), "exclude": Path(cfg.exclude).name if cfg.exclude else None},
         "counts": {**{c: len(p) for c, p in per_config.items()}, "all": sum(len(p) for p in per_config.values())},
-        "configs": config_info, "translators": translators, "sources": _sources(used),
+        "configs": config_info, "translators": described, "sources": _sources(used),
         "split_method": plan["split_method"],
         # what `cxrsynth benchmark` checks a release against: the split assignment and the plan it came from
         "split_assignment_sha256": plan["splits_sha256"], "plan_sha256": plan_sha256(plan),
@@ -169,7 +169,7 @@ def build(workdir: str | Path, target: ReleaseFolder, cfg: ReleaseConfig = Relea
     else:
         write_manifest(target, manifest)
     _write_private(target, mapping, used_ids, used)
-    return manifest
+    return target
 
 
 def _exclude(per_config: dict[str, list[dict]], mapping: list[dict], exclude: str | None):
@@ -212,13 +212,12 @@ def _write_data(target: ReleaseFolder, gen: GeneratedSet, per_config: dict[str, 
     return files, config_info
 
 
-def _translator_entry(layout: WorkLayout, config: str, first: dict, plan: dict, records: dict,
-                      generators: dict[str, str] | None) -> dict:
+def _translator_entry(translators: dict[str, str | Path], config: str, first: dict, plan: dict, records: dict) -> dict:
     """The manifest's description of the translator that made ``config`` (``first``: one of its images'
     provenance, which names the generator's checksum)."""
     task = CONFIG_TASK[config]
     sha = first["checkpoint_sha256"]
-    run = _translator_run(layout, task, generators, sha)
+    run = _translator_run(translators[task], sha)
     tt = plan["tasks"][task]["translator_train"]
     return {
         "config": config, "task": task, "translator_id": first["translator_id"],
@@ -292,7 +291,8 @@ def _source_licences(src: str, records: list) -> dict[str, int]:
     return licence_counts(r.license for r in records)
 
 
-def _licensing(workdir: Path, records: dict, covid_ids: set[str], translated_ids: set[str], cfg: ReleaseConfig) -> dict:
+def _licensing(ingest_report: dict | None, records: dict, covid_ids: set[str], translated_ids: set[str],
+               cfg: ReleaseConfig) -> dict:
     """The release licence and its grounds: what the translators learnt from (each COVID-19 image once, by
     licence), which sources were translated, what grants no right to adapt, and what ingest left out by
     licence (the ``covid_collection.licenses`` allow-list)."""
@@ -301,10 +301,9 @@ def _licensing(workdir: Path, records: dict, covid_ids: set[str], translated_ids
     per_image = licence_counts(records[i].license for i in sorted(translated_ids)
                                if i in records and records[i].source not in SOURCE_TERMS)
     hub_id, why, restricted = release_licence(learnt, translated, per_image)
-    report = WorkLayout(workdir).ingest_report
     excluded = {}
-    if report.is_file():
-        for coll in read_json(report).get("collections", {}).values():
+    if ingest_report:
+        for coll in ingest_report.get("collections", {}).values():
             for reason, n in coll.get("excluded", {}).items():
                 if reason.startswith("licence not allowed: "):
                     name = licence_name(reason.removeprefix("licence not allowed: "))
@@ -314,11 +313,11 @@ def _licensing(workdir: Path, records: dict, covid_ids: set[str], translated_ids
             "excluded_at_ingest": excluded}
 
 
-def _translator_run(layout: WorkLayout, task: str, given: dict[str, str] | None, sha: str) -> TranslatorRun:
-    """The run that made generator ``sha``: the one passed with ``--translator TASK=PATH`` if any, else
-    ``WORKDIR/translators/<task>``. A run folder whose generator is another one is not described at all
-    (empty dicts), rather than described wrongly."""
-    run = describe_run(given[task] if given and task in given else layout.translator(task).root)
+def _translator_run(path: str | Path, sha: str) -> TranslatorRun:
+    """The run at ``path`` (a run folder or its generator file) when it made generator ``sha``. A run
+    folder whose generator is another one is not described at all (empty dicts), rather than described
+    wrongly."""
+    run = describe_run(path)
     return run if run.made(sha) else TranslatorRun(run.folder, run.generator, {}, {}, {})
 
 

@@ -642,15 +642,16 @@ class _SaveClock:
 
 @_one_run_at_a_time
 def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: str | Path | None = None,
-          progress: bool = False) -> dict:
+          progress: bool = False, rt: Runtime | None = None) -> dict:
     """Train one translator; returns the training report (also written to ``train_report.json``).
 
     Three parts, as torchvision's reference ``train.py``: set-up (run folder, runtime, data, models,
-    resume), the loop (:func:`_loop`) and the export (:func:`_export`).
+    resume), the loop (:func:`_loop`) and the export (:func:`_export`). ``rt``: the command's Runtime
+    (default: resolved from ``cfg``'s device, precision and channels_last); the report states it.
     """
     workdir = Path(workdir)
     run_dir = run_folder(workdir, cfg.task, out_dir).root
-    rt = Runtime.resolve(cfg.device, cfg.precision, cfg.channels_last).start_distributed()
+    rt = (rt or Runtime.resolve(cfg.device, cfg.precision, cfg.channels_last)).start_distributed()
     data = TrainingSet(workdir, cfg.task, cfg.size, cfg.jitter, cfg.mask_markers)
     existing = _prepare_run_dir(run_dir, cfg, resume, rt.main)
     if data.markers is not None and rt.main:  # written at the start, so a long run shows it at once
