@@ -128,7 +128,7 @@ def test_shortcut_controls_and_external_set_in_every_output(rigorous):
     for run in summary["runs"]:
         ss = run["controls"]["same_source"]
         assert ss["n_negatives"] == ctl["same_source"]["per_task"][run["task"]] and 0 <= ss["fpr"] <= 1
-        assert ss["fpr_wilson95"] is not None and ss["test_negatives"] == 6 and 0 <= ss["p_more_than_test"] <= 1
+        assert ss["fpr_ci95"] is not None and ss["test_negatives"] == 6 and 0 <= ss["p_more_than_test"] <= 1
         assert (ss["not_measurable"] is None) == (run["task"] == "pneumonia-covid")
         e = run["controls"]["external"]["site-b"]
         assert e["n"] == (6 if run["task"] == "normal-covid" else 3)

@@ -46,12 +46,20 @@ def test_two_patients_with_many_films_do_not_make_a_shortcut():
     lo40, hi40 = forty["fpr_difference"]["ci95"]
     assert two["fpr_difference"]["difference"] == pytest.approx(0.4) == forty["fpr_difference"]["difference"]
     assert lo2 < 0 < hi2 and lo40 > 0.1
+    # the FPR's own interval is per patient too: two patients' films span it from 0 to 1 (Wilson over
+    # the 40 films would say [35%, 65%]), so the two-patient control is not measurable at all
+    assert two["fpr_ci_method"].startswith("patient bootstrap") and two["fpr_ci95"] == (0.0, 1.0)
+    assert forty["fpr_ci_method"].startswith("wilson") and forty["fpr_ci95"] == pytest.approx(M.wilson(20, 40))
     v_two, v_forty = C.shortcut_verdict([two]), C.shortcut_verdict([forty])
-    assert v_two["verdict"] == "no evidence" and v_forty["verdict"] == "source"
-    assert "patient bootstrap" in v_two["test"]
+    assert (v_two["verdict"], v_two["why"]) == ("not measurable", "its 95% interval spans 100 points")
+    assert v_forty["verdict"] == "source" and "patient bootstrap" in v_two["test"]
+    # read as if the FPR were measurable, the difference's patient interval (including 0) still stops it
+    imagewise = dict(two, not_measurable=None)
+    assert C.shortcut_verdict([imagewise])["verdict"] == "no evidence"
+    assert "includes 0" in _sentences([imagewise]) and "no evidence here" in _sentences([imagewise])
     # the report's words follow the verdict: the shortcut sentence fires for the forty patients only
     assert "part of what they detect is the source" not in _sentences([two])
-    assert "includes 0" in _sentences([two]) and "no evidence here" in _sentences([two])
+    assert "not measurable for real: its 95% interval spans 100 points" in _sentences([two])
     text = _sentences([forty])
     assert "part of what they detect is the source: real (50% vs 10%, p = " in text
     assert f"difference [{100 * lo40:+.0f}, {100 * hi40:+.0f}] points" in text and "excludes 0" in text
@@ -60,7 +68,7 @@ def test_two_patients_with_many_films_do_not_make_a_shortcut():
 def test_without_the_test_negatives_the_verdict_says_it_took_images_as_independent():
     """A run scored before the bootstrap existed (no ``fpr_difference``): Fisher's test alone, and the
     sentence says that it took images as independent."""
-    old = {k: v for k, v in _control(["collection:A"] * 20 + ["collection:B"] * 20).items() if k != "fpr_difference"}
+    old = {k: v for k, v in _control([f"collection:{i}" for i in range(40)]).items() if k != "fpr_difference"}
     v = C.shortcut_verdict([old])
     assert v["verdict"] == "source" and v["difference_patient_ci95"] is None and "independent" in v["test"]
     assert "images taken as independent" in _sentences([old])

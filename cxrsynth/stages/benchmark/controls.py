@@ -113,11 +113,13 @@ def matched_negatives(findings: list[str], task: str) -> list[int]:
     return [i for i, f in enumerate(findings) if is_pneumonia(f)]
 
 
-def measurable(n: int, k: int) -> str | None:
-    """Why a false-positive rate of k in n cannot be read, or None when it can."""
+def measurable(n: int, k: int, ci: tuple[float, float] | None = None) -> str | None:
+    """Why a false-positive rate of k in n cannot be read, or None when it can. ``ci``: its interval when
+    known (patient-level: :func:`cxrsynth.measure.metrics.proportion_ci`); else Wilson's, which takes the
+    images as independent."""
     if n < MIN_CONTROL_IMAGES:
         return f"{n} images, at least {MIN_CONTROL_IMAGES} needed"
-    lo, hi = M.wilson(k, n)
+    lo, hi = ci or M.wilson(k, n)
     if hi - lo > MAX_CONTROL_CI_WIDTH:
         return f"its 95% interval spans {100 * (hi - lo):.0f} points"
     return None
@@ -135,7 +137,8 @@ def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float | None:
 def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, threshold: float,
                         bootstrap: int, seed: int, test_confusion: dict | None = None, task: str | None = None,
                         test_negatives: tuple[list, list] | None = None) -> dict:
-    """FPR of the same-source negatives at ``threshold`` (Wilson interval), AUROC of the COVID-19 test
+    """FPR of the same-source negatives at ``threshold`` (its interval per patient: Wilson only when each
+    patient gave one image, else a patient bootstrap), AUROC of the COVID-19 test
     images against them (patient bootstrap interval), and, given the test set's confusion, the one-sided
     two-proportion test of "calls same-source negatives COVID-19 more often than the test negatives".
 
@@ -144,14 +147,16 @@ def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, 
     several films, alike in what a model sees; resampling whole patients of both sets carries that."""
     neg = np.asarray(neg_scores, dtype=float)
     fp = int((neg >= threshold).sum())
+    fpr_ci, fpr_how = M.proportion_ci((neg >= threshold).astype(int), list(neg_patients), bootstrap, seed) \
+        if len(neg) else (None, "no images")
     y = np.r_[np.ones(len(covid_scores)), np.zeros(len(neg))].astype(int)
     s = np.r_[np.asarray(covid_scores, dtype=float), neg]
     pats = list(covid_patients) + list(neg_patients)
     out = {"control": CONTROL_OF_TASK.get(task, "non-COVID X-rays"), "n_negatives": len(neg),
            "n_covid": len(covid_scores), "false_positives": fp,
-           "fpr": fp / len(neg) if len(neg) else None, "fpr_wilson95": M.wilson(fp, len(neg)),
+           "fpr": fp / len(neg) if len(neg) else None, "fpr_ci95": fpr_ci, "fpr_ci_method": fpr_how,
            "auroc": M.auroc(y, s), "auroc_ci95": M.bootstrap_auroc(y, s, pats, bootstrap, seed) if bootstrap else None,
-           "not_measurable": measurable(len(neg), fp)}
+           "not_measurable": measurable(len(neg), fp, fpr_ci)}
     if test_confusion is not None:
         k2, n2 = test_confusion["fp"], test_confusion["fp"] + test_confusion["tn"]
         out |= {"test_false_positives": k2, "test_negatives": n2, "test_fpr": k2 / n2 if n2 else None,

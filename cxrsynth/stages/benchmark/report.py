@@ -125,7 +125,7 @@ def _same_source_cells(ss: dict | None) -> list[str]:
     if v.get("verdict") == "not measurable":
         return [f"not measurable ({v['why']})", "-", "-"]
     p = "-" if v.get("p") is None else f"{v['p']:.3g}" + (" (median of seeds)" if v.get("seeds", 1) > 1 else "")
-    return [_ms(ss["fpr"]) + _ci(ss.get("fpr_wilson95"), pct=True), p,
+    return [_ms(ss["fpr"]) + _ci(ss.get("fpr_ci95"), pct=True), p,
             _ms(ss["auroc"], pct=False, digits=3) + _ci(ss.get("auroc_ci95"))]
 
 

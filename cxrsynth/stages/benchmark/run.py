@@ -193,7 +193,8 @@ def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: 
     the patient bootstrap of its FPR difference (``fpr_difference``), is redone."""
     ctl = res.setdefault("controls", {"same_source": None, "external": {}})
     old = ctl.get("same_source")
-    todo_ss = res["task"] in sets.same_source and (old is None or "control" not in old or "fpr_difference" not in old)
+    todo_ss = res["task"] in sets.same_source and (old is None or "control" not in old or "fpr_difference" not in old
+                                                   or "fpr_ci95" not in old)
     todo_ext = [n for n, per_task in sets.external.items() if res["task"] in per_task and n not in ctl["external"]]
     if not (todo_ss or todo_ext):
         return res
@@ -306,7 +307,7 @@ def _control_summary(runs: list[dict], bootstrap: int = 0) -> dict | None:
     out = {"same_source": {k: M.summarise_seeds([c[k] for c in ss]) for k in ("fpr", "auroc")}
            | {"verdict": C.shortcut_verdict(ss)} if ss else None, "external": {}}
     if len(ss) == 1:  # one seed: its intervals are the honest spread
-        out["same_source"] |= {"fpr_wilson95": ss[0]["fpr_wilson95"], "auroc_ci95": ss[0]["auroc_ci95"]}
+        out["same_source"] |= {"fpr_ci95": ss[0]["fpr_ci95"], "auroc_ci95": ss[0]["auroc_ci95"]}
     for name in sorted({n for c in ctl for n in c.get("external", {})}):
         ext = [c["external"][name] for c in ctl if name in c.get("external", {})]
         out["external"][name] = {k: M.summarise_seeds([e[k] for e in ext]) for k in SUMMARY_KEYS} | {
