@@ -2,7 +2,7 @@
 
 They live at the top of the repository, where contributors edit them; a wheel or a non-editable install
 has no repository, so ``build_py`` copies both into ``cxrsynth/_data/`` of the build, and
-``cxrsynth.paths.resource_dir`` looks there first. Everything else is in ``pyproject.toml``.
+``cxrsynth.core.paths.resource_dir`` looks there first. Everything else is in ``pyproject.toml``.
 """
 
 import shutil

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from cxrsynth.paths import sample_data_dir
+from cxrsynth.core.paths import sample_data_dir
 
 
 def replicated_nih(dst: Path, copies: int) -> Path:

@@ -115,7 +115,7 @@ def finished(run: Path) -> bool:
 
 def heldout_records(root: Path, task: str) -> list:
     """Validation and test records of the task's source label with pixels, in (split, record id) order."""
-    from cxrsynth.records import read_records
+    from cxrsynth.data.records import read_records
 
     assign = json.loads((root / "splits.json").read_text())["assignments"]
     label = task.split("-")[0]
@@ -129,9 +129,9 @@ def translate_heldout(root: Path, run: Path, task: str) -> Path:
     import numpy as np
     import torch
 
-    from cxrsynth.generate import translate_batch
-    from cxrsynth.images import encode_png, load_canonical
-    from cxrsynth.translate.checkpoint import load_generator
+    from cxrsynth.stages.generate import translate_batch
+    from cxrsynth.data.images import encode_png, load_canonical
+    from cxrsynth.stages.translate.checkpoint import load_generator
 
     out = run / "heldout"
     net, info = load_generator(run / "generator.safetensors")

@@ -13,9 +13,9 @@ import json
 import os
 import time
 
-from cxrsynth.config import resolve
-from cxrsynth.ingest import IngestConfig, ingest
-from cxrsynth.paths import sample_data_dir
+from cxrsynth.core.config import resolve
+from cxrsynth.stages.ingest import IngestConfig, ingest
+from cxrsynth.core.paths import sample_data_dir
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cxrsynth.translate.train import CycleGAN, Runtime, build_models, resolve_train_config
+from cxrsynth.stages.translate.train import CycleGAN, Runtime, build_models, resolve_train_config
 
 
 def processor_name() -> str:
@@ -67,7 +67,7 @@ def time_update(preset: str, size: int, batch: int, amp, channels_last: bool, de
     FLOPs are counted on the eager update (compiled kernels bypass the counter; the maths is the same).
     CPU seconds are this process's CPU time: on a shared machine they are less inflated than wall time.
     """
-    from cxrsynth.translate.compile import maybe_compile
+    from cxrsynth.stages.translate.compile import maybe_compile
 
     cfg = resolve_train_config(overrides=[f"preset={preset}", f"size={size}", f"batch_size={batch}"])
     nets = build_models(cfg)

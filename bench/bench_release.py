@@ -41,12 +41,12 @@ def phase(name: str, wd: Path, total: int) -> dict:
     if name == "prepare":
         from _common import replicated_nih
 
-        from cxrsynth.config import resolve
-        from cxrsynth.ingest import IngestConfig, ingest
-        from cxrsynth.paths import read_json
-        from cxrsynth.plan import PlanConfig, make_plan
-        from cxrsynth.records import read_records
-        from cxrsynth.splits import SplitConfig, make_splits
+        from cxrsynth.core.config import resolve
+        from cxrsynth.stages.ingest import IngestConfig, ingest
+        from cxrsynth.core.paths import read_json
+        from cxrsynth.stages.plan import PlanConfig, make_plan
+        from cxrsynth.data.records import read_records
+        from cxrsynth.stages.splits import SplitConfig, make_splits
 
         src = replicated_nih(wd / "nih", COPIES)
         res = ingest([src], resolve(IngestConfig, overrides=["dedupe=false", "nih.min_age=null", "workers=2"]), wd)
@@ -59,7 +59,7 @@ def phase(name: str, wd: Path, total: int) -> dict:
     elif name == "generate":
         import torch
 
-        import cxrsynth.generate as g
+        import cxrsynth.stages.generate as g
 
         sha = hashlib.sha256(b"identity stand-in").hexdigest()
 
@@ -74,13 +74,13 @@ def phase(name: str, wd: Path, total: int) -> dict:
         extra = {"images": n}
     elif name == "package":
         from cxrsynth.artifacts import ReleaseFolder
-        from cxrsynth.release.package import ReleaseConfig, build
+        from cxrsynth.stages.release.package import ReleaseConfig, build
 
         m = build(wd, ReleaseFolder(wd / "release" / "covid-cxr-synth"), ReleaseConfig())
         extra = {"counts": m["counts"], "shards": len(m["files"]),
                  "bytes": sum(f["num_bytes"] for f in m["files"])}
     elif name == "verify":
-        from cxrsynth.release.verify import verify
+        from cxrsynth.stages.release.verify import verify
 
         problems = verify(wd / "release" / "covid-cxr-synth")
         extra = {"problems": len(problems)}
@@ -96,7 +96,7 @@ def phase(name: str, wd: Path, total: int) -> dict:
         extra["full_pass_s"] = round(time.perf_counter() - t_pass, 2)
         extra["full_pass_rows_per_s"] = round(ds.num_rows / (time.perf_counter() - t_pass), 1)
     elif name == "audit":
-        from cxrsynth.audit.run import AuditConfig, audit
+        from cxrsynth.stages.audit.run import AuditConfig, audit
 
         planted = plant_reverse_generators(wd)
         rel = wd / "release" / "covid-cxr-synth"
@@ -119,8 +119,8 @@ def plant_reverse_generators(wd: Path) -> str:
     what it costs with a trained one."""
     import torch
 
-    from cxrsynth.translate.checkpoint import export_generator
-    from cxrsynth.translate.networks import ResnetGenerator
+    from cxrsynth.stages.translate.checkpoint import export_generator
+    from cxrsynth.stages.translate.networks import ResnetGenerator
 
     torch.manual_seed(0)
     arch = {"name": "resnet_generator", "in_channels": 1, "out_channels": 1, "base": 64, "blocks": 9, "size": 256}

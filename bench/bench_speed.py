@@ -43,7 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench_paper_preset import _sync, matmul_peak, processor_name, time_update
 from bench_translate import generation_workdir
 
-from cxrsynth.device import autocast_dtype
+from cxrsynth.core.device import autocast_dtype
 
 PARTS = ("peak", "canonical", "paper", "generate", "classifier")
 
@@ -132,8 +132,8 @@ def part_generate(t: Table, device: torch.device, size: int, images: int, batch:
     """Two runs per mode in this process: the first pays the compile, the second is the steady state."""
     import shutil
 
-    from cxrsynth.generate import GenerateConfig, generate
-    from cxrsynth.translate.checkpoint import load_generator
+    from cxrsynth.stages.generate import GenerateConfig, generate
+    from cxrsynth.stages.translate.checkpoint import load_generator
 
     wd = Path(tempfile.mkdtemp(prefix="bench-speed-gen-"))
     try:
@@ -163,8 +163,8 @@ def part_generate(t: Table, device: torch.device, size: int, images: int, batch:
 def part_classifier(t: Table, device: torch.device, model: str, size: int, n: int, reps: int) -> None:
     """One epoch of ``fit`` on ``n`` random k/255 images: before (a DataLoader over float tensors, fp32,
     as fit.py trained until issue 14) and now (uint8 cache), in fp32 and at the default precision."""
-    from cxrsynth.classifiers import build
-    from cxrsynth.benchmark.fit import FitConfig, bce_softmax, fit, optimizer
+    from cxrsynth.measure.classifiers import build
+    from cxrsynth.stages.benchmark.fit import FitConfig, bce_softmax, fit, optimizer
 
     g = torch.Generator().manual_seed(0)
     u8 = torch.randint(0, 256, (n, 1, size, size), dtype=torch.uint8, generator=g)

@@ -8,7 +8,7 @@ Every variant runs in the same process as the plain eager reference it is compar
 - training, batch 1 (the canonical setting): the reference is the CycleGAN step in fp32, contiguous
   tensors (what the canonical implementation computes); variants add channels_last and bf16 autocast;
 - generation: the bare generator forward (inference_mode) at batch 1..16, fp32 and bf16 +
-  channels_last; then ``cxrsynth.generate`` end to end (decode, translate, encode, write) on real
+  channels_last; then ``cxrsynth.stages.generate`` end to end (decode, translate, encode, write) on real
   sample images, compared with the bare forward at the best batch size.
 
 Needs the sample data (for the end-to-end part); prints one JSON line per measurement and writes all.
@@ -30,8 +30,8 @@ import torch
 
 from _common import replicated_nih
 
-from cxrsynth.translate.networks import ResnetGenerator, generator_macs
-from cxrsynth.translate.train import CycleGAN, Runtime, TrainConfig, build_models
+from cxrsynth.stages.translate.networks import ResnetGenerator, generator_macs
+from cxrsynth.stages.translate.train import CycleGAN, Runtime, TrainConfig, build_models
 
 
 def _emit(rows: list, row: dict) -> None:
@@ -96,14 +96,14 @@ def bare_forward(device: torch.device, batches: list[int], repeats: int, rows: l
 def generation_workdir(wd: Path, replicate: int = 1, size: int = 256) -> Path:
     """A work folder whose plan translates every NIH sample image (``replicate`` copies of each), with a
     freshly initialised canonical generator at ``size`` px as its normal-covid translator."""
-    from cxrsynth.config import resolve
-    from cxrsynth.ingest import IngestConfig, ingest
-    from cxrsynth.paths import read_json, sample_data_dir
-    from cxrsynth.plan import PlanConfig, make_plan
-    from cxrsynth.records import read_records
-    from cxrsynth.splits import SplitConfig, make_splits
-    from cxrsynth.translate.checkpoint import export_generator
-    from cxrsynth.translate.networks import default_blocks
+    from cxrsynth.core.config import resolve
+    from cxrsynth.stages.ingest import IngestConfig, ingest
+    from cxrsynth.core.paths import read_json, sample_data_dir
+    from cxrsynth.stages.plan import PlanConfig, make_plan
+    from cxrsynth.data.records import read_records
+    from cxrsynth.stages.splits import SplitConfig, make_splits
+    from cxrsynth.stages.translate.checkpoint import export_generator
+    from cxrsynth.stages.translate.networks import default_blocks
 
     src = replicated_nih(wd / "nih", replicate) if replicate > 1 else sample_data_dir() / "nih-chestxray14-sample"
     ingest([src], resolve(IngestConfig, overrides=["nih.min_age=null", "dedupe=false", "workers=4"]), wd)
@@ -118,8 +118,8 @@ def generation_workdir(wd: Path, replicate: int = 1, size: int = 256) -> Path:
 
 def end_to_end(device: torch.device, n_images: int, best: dict, rows: list, replicate: int = 1,
                workers_list: tuple[int, ...] = (0, 1), encoders: int = 2) -> None:
-    """cxrsynth.generate on real NIH images with a freshly initialised 256 px generator."""
-    from cxrsynth.generate import GenerateConfig, generate
+    """cxrsynth.stages.generate on real NIH images with a freshly initialised 256 px generator."""
+    from cxrsynth.stages.generate import GenerateConfig, generate
 
     wd = Path(tempfile.mkdtemp(prefix="bench-gen-"))
     try:

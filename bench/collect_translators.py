@@ -19,7 +19,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from cxrsynth.paths import sha256_file
+from cxrsynth.core.paths import sha256_file
 
 
 def fp16_generator(src: Path, dst: Path) -> dict:

@@ -7,7 +7,7 @@ import csv
 
 from PIL import Image
 
-from cxrsynth.paths import REPO_ROOT, sample_data_dir
+from cxrsynth.core.paths import REPO_ROOT, sample_data_dir
 
 
 def main(n_nih: int = 400) -> None:

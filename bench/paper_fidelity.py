@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cxrsynth.generate import translate_batch
-from cxrsynth.images import load_canonical
-from cxrsynth.layout import WorkLayout
-from cxrsynth.paths import read_json
-from cxrsynth.records import read_records
-from cxrsynth.translate.checkpoint import load_generator
+from cxrsynth.stages.generate import translate_batch
+from cxrsynth.data.images import load_canonical
+from cxrsynth.core.layout import WorkLayout
+from cxrsynth.core.paths import read_json
+from cxrsynth.data.records import read_records
+from cxrsynth.stages.translate.checkpoint import load_generator
 
 GENERATORS = Path(__file__).resolve().parent / "results" / "paper-translators"
 

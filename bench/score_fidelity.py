@@ -3,7 +3,7 @@ per folder, with the same columns for every run, appended to ``--out`` (JSON lin
 table can be built from the rows.
 
 A folder holds PNG files and ``sources.json`` (``{"file.png": "record_id", ...}`` or a list of
-``{"file", "record_id"}``; see :func:`cxrsynth.audit.fidelity.read_translations`), e.g.
+``{"file", "record_id"}``; see :func:`cxrsynth.stages.audit.fidelity.read_translations`), e.g.
 ``runs/ablation/<variant>/heldout``. The run is named after the folder (``heldout`` folders after their
 parent), or ``--name``.
 
@@ -24,10 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-from cxrsynth.audit import fidelity as F
-from cxrsynth.config import resolve
-from cxrsynth.errors import CxrsynthError
-from cxrsynth.paths import atomic_write, write_json
+from cxrsynth.stages.audit import fidelity as F
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import CxrsynthError
+from cxrsynth.core.paths import atomic_write, write_json
 
 
 def run_name(folder: Path) -> str:

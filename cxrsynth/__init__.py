@@ -21,12 +21,12 @@ __version__ = "0.1.0"
 __all__ = ["EvalResult", "__version__", "evaluate", "load"]
 
 if TYPE_CHECKING:
-    from .benchmark.evaluate import EvalResult
+    from .stages.benchmark.evaluate import EvalResult
 
 
 def load(*args, **kwargs):
-    """Torch dataset of one benchmark arm; see :func:`cxrsynth.loader.load`."""
-    from .loader import load as _load
+    """Torch dataset of one benchmark arm; see :func:`cxrsynth.stages.load.loader.load`."""
+    from .stages.load.loader import load as _load
 
     return _load(*args, **kwargs)
 
@@ -35,9 +35,9 @@ def evaluate(model_or_path, task, workdir="cxrsynth-work", **kwargs) -> "EvalRes
     """Score a trained classifier (an ``nn.Module`` giving 1 or 2 logits, or a checkpoint path) on
     ``workdir``'s held-out test split and the shortcut controls; no training. Returns an
     :class:`EvalResult` (AUROC with its interval, sensitivity and specificity at the threshold, ...).
-    See :func:`cxrsynth.benchmark.evaluate.evaluate` for the options (``threshold``, ``normalize``,
+    See :func:`cxrsynth.stages.benchmark.evaluate.evaluate` for the options (``threshold``, ``normalize``,
     ``positive_index``, ``image_size``, ``out_dir``, ...)."""
-    from .benchmark.evaluate import evaluate as _evaluate
+    from .stages.benchmark.evaluate import evaluate as _evaluate
 
     return _evaluate(model_or_path, task, workdir, **kwargs)
 
@@ -45,7 +45,7 @@ def evaluate(model_or_path, task, workdir="cxrsynth-work", **kwargs) -> "EvalRes
 def __getattr__(name: str):
     # EvalResult without importing torch at ``import cxrsynth``
     if name == "EvalResult":
-        from .benchmark.evaluate import EvalResult
+        from .stages.benchmark.evaluate import EvalResult
 
         return EvalResult
     raise AttributeError(f"module 'cxrsynth' has no attribute {name!r}")

@@ -38,8 +38,8 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import ConfigError, CxrsynthError
-from .vocab import ARMS, CONFIGS, TASKS
+from .core.errors import ConfigError, CxrsynthError
+from .core.vocab import ARMS, CONFIGS, TASKS
 
 # Where the running command writes: named by the error line of an OSError that carries no path
 # (a write() that hits a full disk says only "No space left on device").
@@ -51,8 +51,8 @@ def _workdir(ctx: click.Context) -> Path:
 
 
 def _layout(ctx: click.Context):
-    """The work folder's :class:`~cxrsynth.layout.WorkLayout`: commands name no file of it themselves."""
-    from .layout import WorkLayout
+    """The work folder's :class:`~cxrsynth.core.layout.WorkLayout`: commands name no file of it themselves."""
+    from .core.layout import WorkLayout
 
     return WorkLayout(_workdir(ctx))
 
@@ -73,7 +73,7 @@ def _remember_new(folder: Path) -> None:
 
 def _writes_to(folder: Path, what: str) -> Path:
     """Check that ``folder`` can be written before the command's work starts, and remember it."""
-    from .locks import check_writable
+    from .core.locks import check_writable
 
     _DESTINATION.append(Path(folder))
     _remember_new(Path(folder))
@@ -82,7 +82,7 @@ def _writes_to(folder: Path, what: str) -> Path:
 
 def _one_writer(folder: Path, name: str, what: str):
     """An exclusive lock on ``folder`` for a stage whose own module takes none (``locks.hold``)."""
-    from .locks import hold
+    from .core.locks import hold
 
     return hold(folder, name, what)
 
@@ -167,7 +167,7 @@ def cli(ctx: click.Context, workdir: str, verbose: int, quiet: bool, log_file: s
 
     Run `cxrsynth COMMAND --help` for a stage's options; --set KEY=VALUE overrides its config.
     """
-    from .progress import configure
+    from .core.progress import configure
 
     configure(-1 if quiet else verbose, log_file)
     ctx.ensure_object(dict)
@@ -191,9 +191,9 @@ def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
     Pneumonia Detection Challenge, or <label>/ image folders). Default: every recognised folder of
     $CXRSYNTH_SAMPLE_DATA (../shared/data). Writes records.parquet and ingest_report.json.
     """
-    from .config import resolve
-    from .ingest import IngestConfig, default_roots, ingest as run
-    from .paths import require_sample_data
+    from .core.config import resolve
+    from .stages.ingest import IngestConfig, default_roots, ingest as run
+    from .core.paths import require_sample_data
 
     roots = [Path(s) for s in sources] or default_roots(require_sample_data())
     if formats and len(formats) != len(roots):
@@ -229,10 +229,10 @@ def ingest(ctx, sources, formats, workers, config_file, overrides, as_json):
 @click.pass_context
 def split(ctx, method, seed, patient_maps, config_file, overrides, as_json):
     """Split the records into train / validation / test; writes splits.json."""
-    from .config import resolve
-    from .identity import load_identity
-    from .records import read_records
-    from .splits import SPLITS, SplitConfig, make_splits
+    from .core.config import resolve
+    from .data.identity import load_identity
+    from .data.records import read_records
+    from .stages.splits import SPLITS, SplitConfig, make_splits
 
     cfg = resolve(SplitConfig, config_file, overrides, given={"method": method, "seed": seed})
     _writes_to(_workdir(ctx), "work folder")
@@ -259,10 +259,10 @@ def split(ctx, method, seed, patient_maps, config_file, overrides, as_json):
 @click.pass_context
 def plan(ctx, per_domain, config_file, overrides, as_json):
     """Say what a release will make (translator sets, images to translate, arm skews); writes plan.json."""
-    from .config import resolve
-    from .paths import read_json
-    from .plan import PlanConfig, format_plan, make_plan
-    from .records import read_records
+    from .core.config import resolve
+    from .core.paths import read_json
+    from .stages.plan import PlanConfig, format_plan, make_plan
+    from .data.records import read_records
 
     cfg = resolve(PlanConfig, config_file,
                   overrides, given={"per_domain": per_domain})
@@ -299,10 +299,10 @@ def train(ctx, task, preset, resume, out, max_steps, size, device, config_file, 
     Writes checkpoints (safetensors + JSON), losses.csv, sample grids, generator.safetensors and a
     model card into the run folder. Under torchrun it trains with DistributedDataParallel.
     """
-    from .layout import TranslatorFolder
-    from .paths import read_json
-    from .runtime import Ranks
-    from .translate.train import resolve_train_config, train as run
+    from .core.layout import TranslatorFolder
+    from .core.paths import read_json
+    from .core.runtime import Ranks
+    from .stages.translate.train import resolve_train_config, train as run
 
     given = {"task": task, "max_steps": max_steps, "size": size, "device": device, "preset": preset}
     folder = TranslatorFolder(out) if out else _layout(ctx).translator(task)
@@ -382,11 +382,11 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
     Resumable: finished shards are checked and kept, a rerun does only what is missing. With
     --launcher local|slurm, job i of --world N runs rank i (logs in WORKDIR/generated/jobs/).
     """
-    from .config import resolve
-    from .generate import GenerateConfig, generate as run
+    from .core.config import resolve
+    from .stages.generate import GenerateConfig, generate as run
 
-    from .generate import check_ranks
-    from .runtime import Ranks
+    from .stages.generate import check_ranks
+    from .core.runtime import Ranks
 
     launcher = _launcher(launch_opts)
     gens = _task_paths(generators, "--generator")
@@ -481,7 +481,7 @@ def verify(release_dir, private, croissant_strict, no_identifiers):
 
     Prints each problem and exits 1 when there is any.
     """
-    from .release.verify import verify as run
+    from .stages.release.verify import verify as run
 
     problems = run(release_dir, private, croissant_strict, no_identifiers=no_identifiers)
     for p in problems:
@@ -519,7 +519,7 @@ def push(release_dir, repo_id, tag, private_repo, gated, contact, allow_older, r
     Files the new version no longer has are deleted from main; a tag is never moved to other files; a
     rerun completes an interrupted push. The token comes from HF_TOKEN or `hf auth login`, and is never printed.
     """
-    from .release.hub import push as run
+    from .stages.release.hub import push as run
 
     rep = run(release_dir, repo_id, tag, private_repo, dry_run, gated=gated, allow_older=allow_older,
               restore_main=restore_main, contact=contact)
@@ -542,7 +542,7 @@ def push(release_dir, repo_id, tag, private_repo, gated, contact, allow_older, r
 @json_option
 def diff(old, new, write, as_json):
     """What changed between two release folders: counts, translators, licences, files."""
-    from .release.diff import changes_markdown, diff_releases, write_changes
+    from .stages.release.diff import changes_markdown, diff_releases, write_changes
 
     d = diff_releases(old, new)
     if write:
@@ -613,11 +613,11 @@ def benchmark(ctx, release, revision, translators, model, init, protocol, seeds,
     With --launcher local|slurm each cell (task, arm, seed) is one job; a failed cell is named with its
     log, and rerunning the same command runs only the cells that are not finished.
     """
-    from .benchmark.controls import parse_externals
-    from .benchmark.evaluate import evaluate
-    from .benchmark.run import BenchmarkConfig, run_benchmark
-    from .config import resolve
-    from .layout import BenchmarkFolder
+    from .stages.benchmark.controls import parse_externals
+    from .stages.benchmark.evaluate import evaluate
+    from .stages.benchmark.run import BenchmarkConfig, run_benchmark
+    from .core.config import resolve
+    from .core.layout import BenchmarkFolder
 
     if status_dir:
         _benchmark_status(Path(status_dir), as_json)
@@ -670,7 +670,7 @@ def _benchmark_status(out: Path, as_json: bool) -> None:
     """``benchmark --status OUT``: one line per cell (with its job id and log when it was launched),
     the counts, and where the states came from: SLURM's ``sacct`` when it answers, else ``scontrol``,
     else the files alone."""
-    from .benchmark.run import CELL_STATES, benchmark_status
+    from .stages.benchmark.run import CELL_STATES, benchmark_status
     from .launch import scheduler_view
 
     st = benchmark_status(out)
@@ -711,9 +711,9 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, record
 
     `cxrsynth release` then puts the results in the dataset card.
     """
-    from .audit.run import AuditConfig, audit as run
-    from .audit.verdicts import caveat_after
-    from .config import resolve
+    from .stages.audit.run import AuditConfig, audit as run
+    from .stages.audit.verdicts import caveat_after
+    from .core.config import resolve
 
     cfg = resolve(AuditConfig, config_file, overrides, given={"embedding": embedding, "exclude_closest": exclude_closest})
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).audit, "audit output folder")
@@ -731,7 +731,7 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, record
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .locks import MADE
+    from .core.locks import MADE
 
     _DESTINATION.clear()
     _CREATED.clear()
@@ -757,7 +757,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     finally:
         if not done:  # a failed command leaves no lock file, nor empty folder, that it made itself
-            from .locks import MADE, remove_free_locks, remove_if_unused
+            from .core.locks import MADE, remove_free_locks, remove_if_unused
 
             remove_free_locks(MADE)
             for folder in reversed(_CREATED):

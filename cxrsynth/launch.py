@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .artifacts import GeneratedSet
-from .config import at_least, positive
-from .errors import ConfigError, JobsFailed
-from .extras import require
-from .layout import WorkLayout
-from .paths import read_json, write_json
+from .core.config import at_least, positive
+from .core.errors import ConfigError, JobsFailed
+from .core.extras import require
+from .core.layout import WorkLayout
+from .core.paths import read_json, write_json
 
 KINDS = ("serial", "local", "slurm")
 # Launcher field -> the command-line option that sets it (named in errors).
@@ -472,7 +472,7 @@ def generate_launched(workdir: Path, cfg, generators: dict[str, str] | None, wor
     """``generate --launcher local|slurm``: ``world`` jobs (default: one per shard), job ``i`` running
     ``generate(rank=i, world=world)``, which splits the shards round-robin and keeps finished ones; logs
     in ``generated/jobs/``. Returns the ranks' reports merged (counts summed)."""
-    from .generate import check_ranks, generate, planned_shards
+    from .stages.generate import check_ranks, generate, planned_shards
 
     workdir = Path(workdir)
     world = planned_shards(workdir, cfg) if world is None else world

@@ -34,24 +34,24 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import ReleaseFolder, final_pair, stale_staging, staging_pair
-from .audit.run import AuditConfig
-from .config import build as build_config
-from .config import load_file, merge, nest, parse_overrides
-from .errors import ConfigError, DataNotFoundError, VerifyFailed
-from .generate import GenerateConfig, generate
+from .stages.audit.run import AuditConfig
+from .core.config import build as build_config
+from .core.config import load_file, merge, nest, parse_overrides
+from .core.errors import ConfigError, DataNotFoundError, VerifyFailed
+from .stages.generate import GenerateConfig, generate
 from .launch import Job, Launcher, launch, raise_failed
-from .layout import WorkLayout
-from .locks import check_writable, hold
-from .paths import read_json
-from .progress import log, stage
-from .plan import PlanConfig
-from .release.describe import describe, stamped_benchmark_or_none, with_audit
-from .release.package import ReleaseConfig, build
-from .release.verify import verify
-from .translate import describe_run
-from .translate.checkpoint import latest_checkpoint
-from .translate.train import resolve_train_config, train
-from .vocab import CONFIG_TASK
+from .core.layout import WorkLayout
+from .core.locks import check_writable, hold
+from .core.paths import read_json
+from .core.progress import log, stage
+from .stages.plan import PlanConfig
+from .stages.release.describe import describe, stamped_benchmark_or_none, with_audit
+from .stages.release.package import ReleaseConfig, build
+from .stages.release.verify import verify
+from .stages.translate import describe_run
+from .stages.translate.checkpoint import latest_checkpoint
+from .stages.translate.train import resolve_train_config, train
+from .core.vocab import CONFIG_TASK
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class PipelineConfig:
 
 def resolve_pipeline(file: str | Path | None = None, overrides=(), given: dict | None = None) -> PipelineConfig:
     """Defaults <- config ``file`` <- ``--set`` overrides <- ``given`` (typed command-line options by
-    dotted key), as :func:`cxrsynth.config.resolve`, for the tree."""
+    dotted key), as :func:`cxrsynth.core.config.resolve`, for the tree."""
     data = merge(merge(load_file(file) if file else {}, parse_overrides(overrides)), nest(given))
     short = {f.name for f in dataclasses.fields(ReleaseConfig)} & set(data)
     if short:  # --set version=1.2.0 is release.version
@@ -106,8 +106,8 @@ def resolve_pipeline(file: str | Path | None = None, overrides=(), given: dict |
 def _ensure_plan(layout: WorkLayout, cfg: PlanConfig) -> None:
     if layout.plan.is_file():
         return
-    from .plan import make_plan
-    from .records import read_records
+    from .stages.plan import make_plan
+    from .data.records import read_records
 
     if not layout.splits.is_file():
         raise DataNotFoundError("no splits in the work folder", layout.splits,
@@ -152,8 +152,8 @@ def release(workdir: str | Path, out_dir: str | Path, cfg: PipelineConfig = Pipe
     ``out_dir/jobs/``), at the same time; the rest runs here once both are done.
 
     ``translators`` ({task: generator file or run folder}) are used instead of training; ``audit=False``
-    leaves the card saying "Not yet audited". Raises :class:`~cxrsynth.errors.LockedError` when another
-    release writes into ``out_dir``, and :class:`~cxrsynth.errors.DestinationError` when ``out_dir``
+    leaves the card saying "Not yet audited". Raises :class:`~cxrsynth.core.errors.LockedError` when another
+    release writes into ``out_dir``, and :class:`~cxrsynth.core.errors.DestinationError` when ``out_dir``
     cannot be written, both before any work.
     """
     workdir, out_dir = Path(workdir), Path(out_dir)
@@ -185,7 +185,7 @@ def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, tran
         with stage("package", progress):
             manifest = build(layout.root, staging, cfg.release, translators, describe_release=False)
         if audit:
-            from .audit.run import audit as run_audit
+            from .stages.audit.run import audit as run_audit
 
             with stage("audit", progress):
                 result = run_audit(staging.root, layout.root, cfg.audit, private=staging.private)

@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from cxrsynth.paths import sample_data_dir  # noqa: E402
+from cxrsynth.core.paths import sample_data_dir  # noqa: E402
 
 DATA = sample_data_dir()
 COVID = DATA / "covid-chestxray-dataset"
@@ -45,7 +45,7 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def all_sources_ingest(tmp_path_factory):
     """One ingest of every sample folder, shared by the tests that only read it."""
-    from cxrsynth.ingest import default_roots, ingest
+    from cxrsynth.stages.ingest import default_roots, ingest
 
     out = tmp_path_factory.mktemp("ingest_all")
     return ingest(default_roots(DATA), out_dir=out)
@@ -57,11 +57,11 @@ TINY = ["size=64", "base=8", "blocks=2", "epochs_constant=1", "epochs_decay=1", 
 @pytest.fixture(scope="session")
 def planned_workdir(tmp_path_factory):
     """records -> rigorous splits -> a plan with 8 images per domain, from the COVID and NIH samples."""
-    from cxrsynth.ingest import ingest
-    from cxrsynth.paths import read_json
-    from cxrsynth.plan import PlanConfig, make_plan
-    from cxrsynth.records import read_records
-    from cxrsynth.splits import SplitConfig, make_splits
+    from cxrsynth.stages.ingest import ingest
+    from cxrsynth.core.paths import read_json
+    from cxrsynth.stages.plan import PlanConfig, make_plan
+    from cxrsynth.data.records import read_records
+    from cxrsynth.stages.splits import SplitConfig, make_splits
 
     wd = tmp_path_factory.mktemp("planned")
     ingest([COVID, NIH], out_dir=wd)
@@ -73,8 +73,8 @@ def planned_workdir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(planned_workdir):
     """The planned work folder with both translators trained for 2 tiny steps."""
-    from cxrsynth.config import resolve
-    from cxrsynth.translate.train import TrainConfig, train
+    from cxrsynth.core.config import resolve
+    from cxrsynth.stages.translate.train import TrainConfig, train
 
     for task in ("normal-covid", "pneumonia-covid"):
         train(planned_workdir, resolve(TrainConfig, overrides=TINY + [f"task={task}", "max_steps=2"]))
@@ -107,8 +107,8 @@ def rigorous(built, tmp_path_factory):
     largest fixture of the suite (28 classifier trainings), so one per session: test_benchmark.py reads
     all of it, test_attribution.py its normal-covid arms against real and real-oversampled.
     Returns (work folder, benchmark folder, summary)."""
-    from cxrsynth.benchmark.run import BenchmarkConfig, run_benchmark
-    from cxrsynth.config import resolve
+    from cxrsynth.stages.benchmark.run import BenchmarkConfig, run_benchmark
+    from cxrsynth.core.config import resolve
 
     from .test_benchmark import TINY, external_folder
 
@@ -125,7 +125,7 @@ _FAILURE = re.compile(r"^(Error: |Traceback |\s+File \"|\w*(Error|Exception)\b)"
 
 def error_lines(text: str) -> list[str]:
     """The lines of stderr that report a failure: ``Error:`` lines and any part of a traceback. Stage,
-    progress and other informational lines (cxrsynth.progress, the benchmark's power statement) that a
+    progress and other informational lines (cxrsynth.core.progress, the benchmark's power statement) that a
     command logged before it failed are left out."""
     return [line for line in text.strip().splitlines() if _FAILURE.match(line)]
 

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cxrsynth.benchmark import report_analyses as R
-from cxrsynth.benchmark.analyses import analyses
-from cxrsynth.benchmark.run import aggregate
-from cxrsynth.layout import WorkLayout
-from cxrsynth.records import Record, write_records
+from cxrsynth.stages.benchmark import report_analyses as R
+from cxrsynth.stages.benchmark.analyses import analyses
+from cxrsynth.stages.benchmark.run import aggregate
+from cxrsynth.core.layout import WorkLayout
+from cxrsynth.data.records import Record, write_records
 
 pytestmark = pytest.mark.no_data
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from cxrsynth.artifacts import GeneratedSet, ReleaseFolder
-from cxrsynth.errors import StampError
-from cxrsynth.paths import write_json
-from cxrsynth.release.describe import describe
+from cxrsynth.core.errors import StampError
+from cxrsynth.core.paths import write_json
+from cxrsynth.stages.release.describe import describe
 
 
 def _copy_release(built, tmp_path) -> ReleaseFolder:
@@ -34,7 +34,7 @@ def _bench_folder(path, stamp, table="| arm | AUROC |\n|---|---|\n| real | 0.9 |
 
 
 def test_card_takes_only_a_benchmark_stamped_with_its_release(built, tmp_path):
-    from cxrsynth.release.verify import verify as verify_release
+    from cxrsynth.stages.release.verify import verify as verify_release
 
     rel = _copy_release(built, tmp_path)
     manifest = rel.manifest()
@@ -53,7 +53,7 @@ def test_card_takes_only_a_benchmark_stamped_with_its_release(built, tmp_path):
 
 
 def test_release_pipeline_attaches_the_work_folders_benchmark_only_when_stamped(tmp_path):
-    from cxrsynth.release.describe import stamped_benchmark_or_none
+    from cxrsynth.stages.release.describe import stamped_benchmark_or_none
 
     _bench_folder(tmp_path / "b", "a" * 64)
     assert stamped_benchmark_or_none(tmp_path / "b", "a" * 64) == tmp_path / "b"
@@ -65,7 +65,7 @@ def _perturbed_run(src_run, dst_run):
     """A copy of a translator run whose exported generator has other weights (as a retrained one would)."""
     from safetensors.torch import load_file
 
-    from cxrsynth.translate.checkpoint import export_generator, load_generator
+    from cxrsynth.stages.translate.checkpoint import export_generator, load_generator
 
     shutil.copytree(src_run, dst_run)
     net, info = load_generator(dst_run / "generator.safetensors")
@@ -81,8 +81,8 @@ def _perturbed_run(src_run, dst_run):
 def test_new_translator_files_give_a_new_release_not_the_cached_one(trained, tmp_path):
     """The bug: `benchmark --translator` kept the first release (and its data_sha256) when the translator
     files changed, so old numbers appeared under new translators."""
-    from cxrsynth.benchmark.run import synthetic_from_translators
-    from cxrsynth.layout import WorkLayout
+    from cxrsynth.stages.benchmark.run import synthetic_from_translators
+    from cxrsynth.core.layout import WorkLayout
 
     lay = WorkLayout(trained)
     first = {t: str(lay.translator(t).root) for t in ("normal-covid", "pneumonia-covid")}
@@ -104,8 +104,8 @@ def test_new_translator_files_give_a_new_release_not_the_cached_one(trained, tmp
 
 
 def test_generated_set_fingerprint_follows_the_shards(trained, tmp_path):
-    from cxrsynth.config import resolve
-    from cxrsynth.generate import GenerateConfig, generate
+    from cxrsynth.core.config import resolve
+    from cxrsynth.stages.generate import GenerateConfig, generate
 
     from .conftest import copy_workdir
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from cxrsynth.benchmark.attribution import prior_shift, prior_shift_lines
-from cxrsynth.benchmark.null_arm import CONTRAST, SIGMA_SHARE, null_transform, parameters
-from cxrsynth.benchmark.run import BenchmarkConfig, run_benchmark
-from cxrsynth.config import resolve
-from cxrsynth.errors import ConfigError
-from cxrsynth.vocab import NULL_ARM, concrete_arm
+from cxrsynth.stages.benchmark.attribution import prior_shift, prior_shift_lines
+from cxrsynth.stages.benchmark.null_arm import CONTRAST, SIGMA_SHARE, null_transform, parameters
+from cxrsynth.stages.benchmark.run import BenchmarkConfig, run_benchmark
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import ConfigError
+from cxrsynth.core.vocab import NULL_ARM, concrete_arm
 
 from .test_benchmark import TINY
 
@@ -34,14 +34,14 @@ def test_null_transform_is_the_stated_blur_and_contrast():
 
 def test_null_arm_is_benchmark_only():
     assert concrete_arm("normal-covid", NULL_ARM) == NULL_ARM
-    from cxrsynth.loader import parse_arm
+    from cxrsynth.stages.load.loader import parse_arm
 
     with pytest.raises(ConfigError, match="benchmark control"):
         parse_arm(NULL_ARM, "normal-covid")
 
 
 def _run(seed, scores, labels):
-    from cxrsynth import metrics as M
+    from cxrsynth.measure import metrics as M
 
     return {"seed": seed, "test_labels": labels, "test_scores": scores, "test": {"auroc": M.auroc(labels, scores)}}
 
@@ -75,10 +75,10 @@ def null_bench(rigorous):
 
 
 def test_null_arm_built_from_the_translators_sources(built):
-    from cxrsynth.benchmark.arms import train_set
-    from cxrsynth.images import load_canonical
-    from cxrsynth.paths import read_json
-    from cxrsynth.records import read_records
+    from cxrsynth.stages.benchmark.arms import train_set
+    from cxrsynth.data.images import load_canonical
+    from cxrsynth.core.paths import read_json
+    from cxrsynth.data.records import read_records
 
     wd, rel, _ = built
     own = train_set(wd, "normal-covid", "real+own", str(rel), 32, None)
@@ -136,7 +136,7 @@ def test_null_arm_scored_and_every_arm_against_both_references(null_bench):
 
 
 def test_paper_protocol_tables_show_no_intervals(null_bench):
-    from cxrsynth.benchmark.report import NO_INTERVALS, tables
+    from cxrsynth.stages.benchmark.report import NO_INTERVALS, tables
 
     wd, rel, out, _ = null_bench
     summary = json.loads((out / "results.json").read_text())
@@ -150,8 +150,8 @@ def test_paper_protocol_tables_show_no_intervals(null_bench):
 
 def test_select_on_validation_never_scores_test(built, tmp_path, monkeypatch):
     """Judging translators: only the validation split is read and scored; test never is."""
-    from cxrsynth.benchmark import run as R
-    from cxrsynth.paths import read_json
+    from cxrsynth.stages.benchmark import run as R
+    from cxrsynth.core.paths import read_json
 
     wd, rel, _ = built
     asked = []

@@ -13,15 +13,15 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from cxrsynth.audit import privacy as P
-from cxrsynth.audit import quality as Q
-from cxrsynth.audit.embed import PixelEmbedding, embed
-from cxrsynth.audit.run import AuditConfig, audit
-from cxrsynth.audit.verdicts import TABLE, THRESHOLDS, evaluate, per_image, verdicts
-from cxrsynth.errors import ConfigError
-from cxrsynth.images import load_canonical
-from cxrsynth.layout import WorkLayout
-from cxrsynth.paths import sha256_file
+from cxrsynth.stages.audit import privacy as P
+from cxrsynth.stages.audit import quality as Q
+from cxrsynth.stages.audit.embed import PixelEmbedding, embed
+from cxrsynth.stages.audit.run import AuditConfig, audit
+from cxrsynth.stages.audit.verdicts import TABLE, THRESHOLDS, evaluate, per_image, verdicts
+from cxrsynth.core.errors import ConfigError
+from cxrsynth.data.images import load_canonical
+from cxrsynth.core.layout import WorkLayout
+from cxrsynth.core.paths import sha256_file
 
 from .conftest import COVID, NIH
 
@@ -268,7 +268,7 @@ def test_fresh_real_images_are_not_flagged(sets):
 
 def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     from cxrsynth.artifacts import ReleaseFolder
-    from cxrsynth.release.package import ReleaseConfig, build
+    from cxrsynth.stages.release.package import ReleaseConfig, build
 
     from .conftest import copy_workdir
 
@@ -312,7 +312,7 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     again = audit(out / "covid-cxr-synth", wd, AuditConfig(embedding="pixels", sample=None, bootstrap=100,
                                                           quality_repeats=3, fidelity_encoder_epochs=4),
                   out_dir=tmp_path / "audit2")
-    from cxrsynth.release.describe import attach_audit
+    from cxrsynth.stages.release.describe import attach_audit
 
     m = attach_audit(out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
     card = (out / "covid-cxr-synth" / "README.md").read_text()
@@ -324,7 +324,7 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     assert "Not yet audited" not in card and "12 images were removed after the audit" in card
     for v in again["summary"]["verdicts"]:  # every verdict reaches the card by name, with the embedding that decided it
         assert v["name"] in card and (v["embedding"] is None or v["embedding"] in card)
-    from cxrsynth.release.verify import verify
+    from cxrsynth.stages.release.verify import verify
 
     assert verify(out / "covid-cxr-synth") == []
     ids = {json.loads(x)["id"] for x in (out / "covid-cxr-synth" / "provenance.jsonl").read_text().splitlines()}

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cxrsynth.benchmark.evaluate import evaluate
-from cxrsynth.benchmark.run import BenchmarkConfig, run_benchmark
-from cxrsynth.config import resolve
-from cxrsynth.errors import CheckpointError, ConfigError
-from cxrsynth.schemas import validate
+from cxrsynth.stages.benchmark.evaluate import evaluate
+from cxrsynth.stages.benchmark.run import BenchmarkConfig, run_benchmark
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import CheckpointError, ConfigError
+from cxrsynth.core.schemas import validate
 
 TINY = ["model=resnet18", "init=random", "image_size=32", "limit=6", "fit.max_epochs=1", "bootstrap=100"]
 # Where no figure is under test: the model figures (Grad-CAM, UMAP: numba compiles UMAP in every new
@@ -29,8 +29,8 @@ def external_folder(wd: Path, root: Path) -> Path:
     normal TEST image of the work folder, which the benchmark must drop as duplicates of the split."""
     import csv
 
-    from cxrsynth.paths import read_json
-    from cxrsynth.records import read_records
+    from cxrsynth.core.paths import read_json
+    from cxrsynth.data.records import read_records
 
     from .conftest import DATA, NIH
 
@@ -178,10 +178,10 @@ def test_paper_protocol_is_flagged(built, tmp_path):
 def test_foreign_release_refused_unless_allowed(built, tmp_path):
     """A release made before the work folder was split again is refused; the flag lets it through and every
     output says so."""
-    from cxrsynth.paths import read_json
-    from cxrsynth.plan import PlanConfig, make_plan
-    from cxrsynth.records import read_records
-    from cxrsynth.splits import SplitConfig, make_splits
+    from cxrsynth.core.paths import read_json
+    from cxrsynth.stages.plan import PlanConfig, make_plan
+    from cxrsynth.data.records import read_records
+    from cxrsynth.stages.splits import SplitConfig, make_splits
 
     from .conftest import copy_workdir
 
@@ -223,8 +223,8 @@ def test_timm_and_factory_models(built, tmp_path):
     import timm
     import torch
 
-    from cxrsynth.classifiers import build
-    from cxrsynth.benchmark.run import _save_model
+    from cxrsynth.measure.classifiers import build
+    from cxrsynth.stages.benchmark.run import _save_model
 
     ref = timm.create_model("resnet18", pretrained=False)  # with its 1000-class head, as a downloaded file has
     torch.save(ref.state_dict(), tmp_path / "timm.pth")
@@ -251,7 +251,7 @@ def test_timm_and_factory_models(built, tmp_path):
 def test_fit_uses_kerass_adadelta_and_plateau():
     import torch
 
-    from cxrsynth.benchmark.fit import FitConfig, optimizer
+    from cxrsynth.stages.benchmark.fit import FitConfig, optimizer
 
     opt, sched = optimizer(torch.nn.Linear(2, 2), FitConfig())
     assert opt.defaults["rho"] == 0.95 and opt.defaults["eps"] == 1e-7 and opt.defaults["lr"] == 1e-3
@@ -271,7 +271,7 @@ def test_eval_only_on_a_saved_checkpoint(rigorous, tmp_path):
 
 
 def test_inits_and_clear_errors(built, tmp_path):
-    from cxrsynth.classifiers import build
+    from cxrsynth.measure.classifiers import build
 
     with pytest.raises(CheckpointError, match="ImageNet weights for resnet18 are not in the local torch cache") as err:
         build("resnet18", "imagenet")
@@ -351,7 +351,7 @@ def test_report_renders_in_headless_chromium(rigorous, tmp_path):
 def test_release_check_reads_the_manifests_checksums(built, tmp_path):
     """No training: a release whose manifest lacks the split checksum (an older release), or names another
     plan, is refused; the release's own manifest matches."""
-    from cxrsynth.benchmark.release_check import check_release
+    from cxrsynth.stages.benchmark.release_check import check_release
 
     wd, rel, manifest = built
     assert check_release(wd, str(rel))["problems"] == []
@@ -368,8 +368,8 @@ def test_release_check_reads_the_manifests_checksums(built, tmp_path):
 
 
 def test_external_option_errors_are_clear(tmp_path):
-    from cxrsynth.benchmark.controls import parse_externals
-    from cxrsynth.errors import BadInputError
+    from cxrsynth.stages.benchmark.controls import parse_externals
+    from cxrsynth.core.errors import BadInputError
 
     assert parse_externals([f"site={tmp_path}"]) == {"site": str(tmp_path)}
     with pytest.raises(ConfigError, match=r"an external set is NAME=DIR \(nothing\)"):
@@ -384,8 +384,8 @@ def test_paper_umap_takes_180_training_images_per_group(built):
     """Fig. 8 of the paper: 180 training images per group, real vs synthetic (n_neighbors 15 in figures)."""
     from collections import Counter
 
-    from cxrsynth.benchmark.arms import eval_items
-    from cxrsynth.benchmark.figure_inputs import umap_set
+    from cxrsynth.stages.benchmark.arms import eval_items
+    from cxrsynth.stages.benchmark.figure_inputs import umap_set
 
     wd, rel, _ = built
     ds, groups = umap_set(wd, "normal-covid", str(rel), 32, None)
@@ -401,8 +401,8 @@ def test_report_is_rendered_from_files_alone(rigorous, tmp_path, monkeypatch):
     still draws every figure, Grad-CAM and UMAP included."""
     import torchvision
 
-    import cxrsynth.classifiers as classifiers
-    from cxrsynth.benchmark.report import write_outputs
+    import cxrsynth.measure.classifiers as classifiers
+    from cxrsynth.stages.benchmark.report import write_outputs
 
     wd, out, summary = rigorous
     copy = tmp_path / "copy"

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from cxrsynth.artifacts.release_ref import ReleaseRef, parse
-from cxrsynth.errors import ConfigError
+from cxrsynth.core.errors import ConfigError
 
 from .test_push import REPO, _copy, _push, _version, hub  # noqa: F401  (hub: the stand-in fixture)
 

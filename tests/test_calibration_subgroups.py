@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrsynth.benchmark import calibration as C
-from cxrsynth.benchmark import subgroups as S
+from cxrsynth.stages.benchmark import calibration as C
+from cxrsynth.stages.benchmark import subgroups as S
 
 pytestmark = pytest.mark.no_data
 

@@ -20,15 +20,15 @@ def test_every_visible_option_has_help():
 
 
 def _resolvers():
-    from cxrsynth.audit.run import AuditConfig
-    from cxrsynth.benchmark.run import BenchmarkConfig
-    from cxrsynth.config import resolve
-    from cxrsynth.generate import GenerateConfig
-    from cxrsynth.ingest import IngestConfig
+    from cxrsynth.stages.audit.run import AuditConfig
+    from cxrsynth.stages.benchmark.run import BenchmarkConfig
+    from cxrsynth.core.config import resolve
+    from cxrsynth.stages.generate import GenerateConfig
+    from cxrsynth.stages.ingest import IngestConfig
     from cxrsynth.pipeline import resolve_pipeline
-    from cxrsynth.plan import PlanConfig
-    from cxrsynth.splits import SplitConfig
-    from cxrsynth.translate.train import resolve_train_config
+    from cxrsynth.stages.plan import PlanConfig
+    from cxrsynth.stages.splits import SplitConfig
+    from cxrsynth.stages.translate.train import resolve_train_config
 
     plain = {"ingest": IngestConfig, "split": SplitConfig, "plan": PlanConfig, "generate": GenerateConfig,
              "benchmark": BenchmarkConfig, "audit": AuditConfig}

@@ -12,14 +12,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from cxrsynth.config import resolve
-from cxrsynth.errors import ConfigError
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import ConfigError
 from cxrsynth.artifacts import GeneratedSet
-from cxrsynth.generate import GenerateConfig, generate
-from cxrsynth.translate import compile as C
-from cxrsynth.translate.checkpoint import export_generator, latest_checkpoint, load_generator
-from cxrsynth.translate.networks import ResnetGenerator
-from cxrsynth.translate.train import TrainConfig, train
+from cxrsynth.stages.generate import GenerateConfig, generate
+from cxrsynth.stages.translate import compile as C
+from cxrsynth.stages.translate.checkpoint import export_generator, latest_checkpoint, load_generator
+from cxrsynth.stages.translate.networks import ResnetGenerator
+from cxrsynth.stages.translate.train import TrainConfig, train
 
 from .conftest import TINY, copy_workdir
 

@@ -16,8 +16,8 @@ import torch
 import torchvision
 
 import cxrsynth
-from cxrsynth import metrics as M
-from cxrsynth.errors import CheckpointError, ConfigError
+from cxrsynth.measure import metrics as M
+from cxrsynth.core.errors import CheckpointError, ConfigError
 
 from .conftest import NIH, cli_error_line
 
@@ -28,9 +28,9 @@ FAST = ["--image-size", str(SIZE), "--set", "bootstrap=20", "--set", "figures=fa
 @pytest.fixture(scope="module")
 def wd(tmp_path_factory):
     """normal/ and covid/ folders of 12 NIH images each, ingested at 32 px and split 1/3 each way."""
-    from cxrsynth.ingest import IngestConfig, ingest
-    from cxrsynth.records import read_records
-    from cxrsynth.splits import SplitConfig, make_splits
+    from cxrsynth.stages.ingest import IngestConfig, ingest
+    from cxrsynth.data.records import read_records
+    from cxrsynth.stages.splits import SplitConfig, make_splits
 
     base = tmp_path_factory.mktemp("eval_only")
     images = sorted((NIH / "images").glob("*.png"))
@@ -47,8 +47,8 @@ def wd(tmp_path_factory):
 
 def split_images(wd, split: str) -> tuple[torch.Tensor, np.ndarray]:
     """The task's images of one split as the benchmark feeds them: (N, 1, 32, 32) in [0, 1], and labels."""
-    from cxrsynth.benchmark.arms import eval_items
-    from cxrsynth.images import load_canonical
+    from cxrsynth.stages.benchmark.arms import eval_items
+    from cxrsynth.data.images import load_canonical
 
     items = eval_items(wd, "normal-covid", split)
     x = torch.stack([torch.from_numpy(load_canonical(i.path, SIZE).astype(np.float32) / 255).unsqueeze(0) for i in items])
@@ -180,7 +180,7 @@ def test_tensor_size_mismatch_is_one_error_line(wd, tmp_path, capsys):
 
 def test_init_takes_a_fine_tuned_torchvision_state_dict(tmp_path):
     """N09: a 2-class fine-tune as --init: its trunk is loaded, its fc is replaced by the benchmark's head."""
-    from cxrsynth.classifiers import build
+    from cxrsynth.measure.classifiers import build
 
     tuned = torchvision.models.resnet18(num_classes=2)
     torch.save(tuned.state_dict(), tmp_path / "tuned.pth")
@@ -207,8 +207,8 @@ def test_a_benchmark_checkpoint_names_its_own_architecture(wd, tmp_path, capsys)
     """What `cxrsynth benchmark` saves scores as before: no --model needed (the file names resnet18)."""
     from safetensors.torch import load_file, save_file
 
-    from cxrsynth.benchmark.run import _save_model
-    from cxrsynth.classifiers import build
+    from cxrsynth.stages.benchmark.run import _save_model
+    from cxrsynth.measure.classifiers import build
 
     torch.manual_seed(4)
     model = build("resnet18")

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrsynth import metrics as M
-from cxrsynth.benchmark import external as E
-from cxrsynth.paths import read_json
-from cxrsynth.records import read_records
+from cxrsynth.measure import metrics as M
+from cxrsynth.stages.benchmark import external as E
+from cxrsynth.core.paths import read_json
+from cxrsynth.data.records import read_records
 
 from .conftest import COVID, DATA, NIH
 
@@ -37,8 +37,8 @@ def _nih(n: int, finding: str, adult: bool = True) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def small_wd(tmp_path_factory):
-    from cxrsynth.ingest import IngestConfig, ingest
-    from cxrsynth.splits import SplitConfig, make_splits
+    from cxrsynth.stages.ingest import IngestConfig, ingest
+    from cxrsynth.stages.splits import SplitConfig, make_splits
 
     base = tmp_path_factory.mktemp("small")
     for label, finding in (("normal", "No Finding"), ("pneumonia", "Pneumonia")):
@@ -195,8 +195,8 @@ def test_benchmark_scores_hannover_and_warns_of_an_empty_set(small_wd, tmp_path,
 def _control_inputs(wd: Path, task: str):
     """Real inputs of one task's control: the work folder's test split (labels, patients, whether each image
     is from the COVID-19 collection) and the sample's same-source negatives matched to the task."""
-    from cxrsynth.benchmark import controls as C
-    from cxrsynth.benchmark.arms import eval_items
+    from cxrsynth.stages.benchmark import controls as C
+    from cxrsynth.stages.benchmark.arms import eval_items
 
     test = eval_items(wd, task, "test")
     neg, findings, report = C.same_source_negatives(read_records(wd / "records.parquet"))
@@ -205,7 +205,7 @@ def _control_inputs(wd: Path, task: str):
 
 
 def _as_arm(name: str, per_run: list[dict]) -> dict:
-    from cxrsynth.benchmark.run import _control_summary
+    from cxrsynth.stages.benchmark.run import _control_summary
 
     return {"concrete_arm": name, "controls": _control_summary([{"controls": {"same_source": m, "external": {}}}
                                                                 for m in per_run])}
@@ -213,8 +213,8 @@ def _as_arm(name: str, per_run: list[dict]) -> dict:
 
 def _metrics(model, test, control, task):
     """Score the test split and the control with ``model`` (path -> score) at 0.5, as score_controls does."""
-    from cxrsynth.benchmark import controls as C
-    from cxrsynth.metrics import threshold_metrics
+    from cxrsynth.stages.benchmark import controls as C
+    from cxrsynth.measure.metrics import threshold_metrics
 
     ts = np.array([model(i.path) for i in test])
     cm = threshold_metrics([i.label for i in test], ts, 0.5)["confusion"]
@@ -228,7 +228,7 @@ def test_a_source_only_model_is_flagged_on_pneumonia_covid_not_on_normal_covid(s
     fed through the verdict: its matched pneumonia-covid control (46 non-COVID pneumonias) is flagged by the
     two-proportion test; its normal-covid control (the 2 'No Finding' films) is not measurable, so nothing is
     flagged there, and the report says why."""
-    from cxrsynth.benchmark.report import _verdict
+    from cxrsynth.stages.benchmark.report import _verdict
 
     def source_only(path):
         return 0.9 if Path(path).is_relative_to(COVID) else 0.1
@@ -252,8 +252,8 @@ def test_controls_are_the_tasks_own_negative_class(small_wd):
     """A model that learned disease (pneumonias and COVID-19 score high, normal films low) would be "flagged"
     by the old pooled control on normal-covid, wrongly; the matched control holds 'No Finding' films only.
     On pneumonia-covid, a model that learned COVID-19 vs pneumonia is not flagged."""
-    from cxrsynth.benchmark import controls as C
-    from cxrsynth.benchmark.report import _verdict
+    from cxrsynth.stages.benchmark import controls as C
+    from cxrsynth.stages.benchmark.report import _verdict
 
     test, control, neg, findings, _ = _control_inputs(small_wd, "normal-covid")
     assert {findings[i] for i in C.matched_negatives(findings, "normal-covid")} == {"No Finding"}
@@ -284,7 +284,7 @@ def test_controls_are_the_tasks_own_negative_class(small_wd):
 def test_the_shortcut_rests_on_a_test_not_on_five_points():
     """The review's case: 71% vs 61% false positives with 56 control images passed the old +5-point rule;
     the one-sided two-proportion test does not call it (p > 0.05), while 80% vs 40% is called."""
-    from cxrsynth.benchmark import controls as C
+    from cxrsynth.stages.benchmark import controls as C
 
     def run(k, n, k_test, n_test):
         return {"control": "x", "n_negatives": n, "fpr": k / n, "not_measurable": C.measurable(n, k),
@@ -301,7 +301,7 @@ def test_the_shortcut_rests_on_a_test_not_on_five_points():
 def test_external_cells_say_not_measurable_when_the_interval_is_too_wide():
     """3 COVID-19 films of 3 patients give an interval spanning most of the scale: no number is read from
     it; 243 films of 71 patients give a sensitivity, its interval and the difference from the internal one."""
-    from cxrsynth.benchmark.report import _external_cells
+    from cxrsynth.stages.benchmark.report import _external_cells
 
     def stat(v):
         return {"mean": v, "std": 0.0, "n": 1}

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrsynth import extras
-from cxrsynth.extras import MissingExtraError, require
-from cxrsynth.images import load_canonical
-from cxrsynth.loader import ArmDataset
+from cxrsynth.core import extras
+from cxrsynth.core.extras import MissingExtraError, require
+from cxrsynth.data.images import load_canonical
+from cxrsynth.stages.load.loader import ArmDataset
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CXRSYNTH_SAMPLE_DATA", REPO.parent / "shared" / "data"))
@@ -40,7 +40,7 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch):
         require("timm", "--model timm:resnet18")
     assert str(err.value) == ('--model timm:resnet18 needs the optional package timm (not installed); '
                               'pip install "cxrsynth[bench]"')
-    from cxrsynth.classifiers import build
+    from cxrsynth.measure.classifiers import build
 
     with pytest.raises(MissingExtraError, match=r'cxrsynth\[bench\]'):
         build("timm:resnet18")

@@ -1,4 +1,4 @@
-"""Fidelity against baselines (cxrsynth/audit/fidelity.py), on images whose answer is known.
+"""Fidelity against baselines (cxrsynth/stages/audit/fidelity.py), on images whose answer is known.
 
 One score of a small work folder (the COVID-19 and NIH samples, split by patient) with three made-up
 "translations" as configs: the untranslated sources themselves (must sit at the baseline), copies of
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrsynth.audit import fidelity as F
-from cxrsynth.audit.encoder import cxr_encoder
-from cxrsynth.errors import BadInputError
-from cxrsynth.images import load_canonical
-from cxrsynth.layout import WorkLayout
-from cxrsynth.paths import read_json, sha256_file
+from cxrsynth.stages.audit import fidelity as F
+from cxrsynth.stages.audit.encoder import cxr_encoder
+from cxrsynth.core.errors import BadInputError
+from cxrsynth.data.images import load_canonical
+from cxrsynth.core.layout import WorkLayout
+from cxrsynth.core.paths import read_json, sha256_file
 
 from .conftest import copy_workdir
 
@@ -70,7 +70,7 @@ def test_encoder_is_cached_with_its_sha256_and_training(wd):
     _, again = cxr_encoder(wd, CFG.encoder_epochs)
     assert again["sha256"] == info["sha256"] and layout.cxr_encoder.stat().st_mtime_ns == mtime  # not retrained
     x = np.random.default_rng(0).integers(0, 256, (3, 128, 128), dtype=np.uint8)
-    from cxrsynth.audit.embed import embed
+    from cxrsynth.stages.audit.embed import embed
 
     assert embed(net, x).shape == (3, 64)
 

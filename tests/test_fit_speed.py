@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from cxrsynth.classifiers import Classifier
-from cxrsynth.benchmark.fit import FitConfig, decode_once, fit
-from cxrsynth.config import resolve
-from cxrsynth.errors import ConfigError
+from cxrsynth.measure.classifiers import Classifier
+from cxrsynth.stages.benchmark.fit import FitConfig, decode_once, fit
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import ConfigError
 
 pytestmark = pytest.mark.no_data
 

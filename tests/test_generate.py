@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrsynth.config import resolve
+from cxrsynth.core.config import resolve
 from cxrsynth.artifacts import GeneratedSet
-from cxrsynth.generate import GenerateConfig, generate
-from cxrsynth.paths import read_json, sha256_file
-from cxrsynth.schemas import validate
+from cxrsynth.stages.generate import GenerateConfig, generate
+from cxrsynth.core.paths import read_json, sha256_file
+from cxrsynth.core.schemas import validate
 
 from .conftest import copy_workdir
 
 
 def _label_only(wd):
-    from cxrsynth.records import read_records
+    from cxrsynth.data.records import read_records
 
     return {r.record_id for r in read_records(wd / "records.parquet") if not r.has_pixels}
 
@@ -63,9 +63,9 @@ def test_translation_is_the_generator_applied(trained, tmp_path):
     """One PNG re-derived by hand: decode the source, run the generator, quantise."""
     import torch
 
-    from cxrsynth.images import load_canonical
-    from cxrsynth.records import read_records
-    from cxrsynth.translate.checkpoint import load_generator
+    from cxrsynth.data.images import load_canonical
+    from cxrsynth.data.records import read_records
+    from cxrsynth.stages.translate.checkpoint import load_generator
 
     wd = copy_workdir(trained, tmp_path / "wd")
     generate(wd, resolve(GenerateConfig, overrides=["limit=3", "configs=g_nc", "workers=0", "precision=fp32"]))
@@ -135,7 +135,7 @@ def test_ranks_split_the_shards(trained, tmp_path):
 
 
 def test_missing_generator_is_a_clear_error(planned_workdir, tmp_path):
-    from cxrsynth.errors import CheckpointError
+    from cxrsynth.core.errors import CheckpointError
 
     wd = copy_workdir(planned_workdir, tmp_path / "wd")
     import shutil
@@ -166,8 +166,8 @@ def test_minmax_output_stretches_each_image_and_is_its_own_shard(trained, tmp_pa
 def test_paper_translator_generates_with_the_authors_minmax_by_default(planned_workdir, tmp_path):
     """output=auto: a translator trained with --preset paper gets the authors' per-image min-max stretch,
     any other translator the clamp (output_mode); an explicit output wins."""
-    from cxrsynth.generate import output_mode
-    from cxrsynth.translate.train import resolve_train_config, train
+    from cxrsynth.stages.generate import output_mode
+    from cxrsynth.stages.translate.train import resolve_train_config, train
 
     assert output_mode("auto", {"preset": "paper"}) == "minmax" and output_mode("auto", {"preset": "canonical"}) == "clamp"
     assert output_mode("clamp", {"preset": "paper"}) == "clamp"

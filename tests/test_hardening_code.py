@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from cxrsynth.errors import CheckpointError, ConfigError
+from cxrsynth.core.errors import CheckpointError, ConfigError
 
 from .conftest import cli_error_line
 
@@ -58,13 +58,13 @@ def test_classifier_embedding_file_naming_code_is_refused_in_one_line(tmp_path, 
     # the same for any package.module:factory, even an importable harmless one
     _plant(evil, "os:getpid")
     with pytest.raises(CheckpointError, match="never code to run"):
-        from cxrsynth.classifiers import build_from_file
+        from cxrsynth.measure.classifiers import build_from_file
 
         build_from_file(evil)
 
 
 def test_planted_classifier_is_skipped_by_the_default_audit(tmp_path, capsys, abort_calls):
-    from cxrsynth.audit.run import embedding_specs
+    from cxrsynth.stages.audit.run import embedding_specs
 
     wd, _ = _work_folder(tmp_path)
     planted = _plant(wd / "benchmark" / "runs" / "normal-covid" / "real" / "seed-0" / "model.safetensors")
@@ -76,8 +76,8 @@ def test_planted_classifier_is_skipped_by_the_default_audit(tmp_path, capsys, ab
 
 def _own_run(wd, arch="mobilenet_v3_small"):
     """What `cxrsynth benchmark` leaves in WORKDIR/benchmark for one real-arm seed-0 cell (a small model)."""
-    from cxrsynth.benchmark.run import Cell, _save_model, cell_key
-    from cxrsynth.classifiers import build
+    from cxrsynth.stages.benchmark.run import Cell, _save_model, cell_key
+    from cxrsynth.measure.classifiers import build
 
     bench = wd / "benchmark"
     bench.mkdir(exist_ok=True)
@@ -92,9 +92,9 @@ def _own_run(wd, arch="mobilenet_v3_small"):
 
 
 def test_default_audit_takes_only_its_own_benchmark_classifier(tmp_path, capsys, abort_calls):
-    from cxrsynth.audit.embed import make_embedding
-    from cxrsynth.audit.run import embedding_specs
-    from cxrsynth.paths import sha256_file
+    from cxrsynth.stages.audit.embed import make_embedding
+    from cxrsynth.stages.audit.run import embedding_specs
+    from cxrsynth.core.paths import sha256_file
 
     wd, _ = _work_folder(tmp_path)
     cell, inputs, result = _own_run(wd)
@@ -126,8 +126,8 @@ def test_default_audit_takes_only_its_own_benchmark_classifier(tmp_path, capsys,
     # architecture of a file may only be torchvision or timm:
     inputs["config"]["model"] = "os:abort"
     (wd / "benchmark" / "inputs.json").write_text(json.dumps(inputs))
-    from cxrsynth.benchmark.run import Cell, cell_key
-    from cxrsynth.paths import sha256_file
+    from cxrsynth.stages.benchmark.run import Cell, cell_key
+    from cxrsynth.core.paths import sha256_file
 
     _plant(model)
     (cell / "result.json").write_text(json.dumps({"cell_key": cell_key(inputs, Cell("normal-covid", "real", 0)),
@@ -149,7 +149,7 @@ def test_pickle_renamed_safetensors_is_one_line(tmp_path, capsys):
         line = cli_error_line(capsys, ["-w", str(wd), "audit", str(rel), "--embedding",
                                        f"classifier:{tmp_path / name}", "--out", str(tmp_path / "a")])
         assert "not a readable safetensors file" in line and name in line and "weights_only" not in line
-    from cxrsynth.classifiers import load_state_file
+    from cxrsynth.measure.classifiers import load_state_file
 
     with pytest.raises(CheckpointError) as err:  # benchmark --init and --eval-only read checkpoints here
         load_state_file(tmp_path / "evil.pt")
@@ -159,7 +159,7 @@ def test_pickle_renamed_safetensors_is_one_line(tmp_path, capsys):
 
 def test_model_factory_must_be_callable(capsys):
     """N12: --model names code; what it names is checked to be a function before it is called."""
-    from cxrsynth.classifiers import build
+    from cxrsynth.measure.classifiers import build
 
     with pytest.raises(ConfigError, match=r"the model factory is not a function \(os:sep\); sep is a str"):
         build("os:sep")

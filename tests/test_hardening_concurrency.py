@@ -26,7 +26,7 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PY
 
 HOLD = """
 import sys
-from cxrsynth.locks import hold
+from cxrsynth.core.locks import hold
 with hold(sys.argv[1], sys.argv[2], "a test"):
     print("held", flush=True)
     sys.stdin.read()
@@ -56,9 +56,9 @@ def test_second_generate_names_the_lock_holder(trained, tmp_path, capsys):
 
 
 def test_ranks_of_one_run_share_the_folder_but_not_a_rank(trained, tmp_path):
-    from cxrsynth.config import resolve
-    from cxrsynth.errors import LockedError
-    from cxrsynth.generate import GenerateConfig, generate
+    from cxrsynth.core.config import resolve
+    from cxrsynth.core.errors import LockedError
+    from cxrsynth.stages.generate import GenerateConfig, generate
 
     wd = copy_workdir(trained, tmp_path / "wd")
     cfg = resolve(GenerateConfig, overrides=["limit=4", "shard_size=2", "configs=g_nc", "workers=0"])
@@ -70,9 +70,9 @@ def test_ranks_of_one_run_share_the_folder_but_not_a_rank(trained, tmp_path):
 
 
 def test_second_train_into_one_run_folder_names_the_lock_holder(planned_workdir, tmp_path):
-    from cxrsynth.config import resolve
-    from cxrsynth.errors import LockedError
-    from cxrsynth.translate.train import TrainConfig, train
+    from cxrsynth.core.config import resolve
+    from cxrsynth.core.errors import LockedError
+    from cxrsynth.stages.translate.train import TrainConfig, train
 
     run = tmp_path / "run"
     with held_elsewhere(run, "train") as pid:
@@ -82,7 +82,7 @@ def test_second_train_into_one_run_folder_names_the_lock_holder(planned_workdir,
 
 
 def test_second_release_names_the_lock_holder(trained, tmp_path):
-    from cxrsynth.errors import LockedError
+    from cxrsynth.core.errors import LockedError
     from cxrsynth.pipeline import PipelineConfig, release
 
     from .test_release import GEN
@@ -111,7 +111,7 @@ def _spy_verify(monkeypatch, act):
 def test_swap_checks_replace_again_and_staging_is_per_process(built, tmp_path, monkeypatch):
     """Another writer puts a release in place while this one is verifying: without --replace it must
     be left as it is, not moved aside."""
-    from cxrsynth.errors import ConfigError
+    from cxrsynth.core.errors import ConfigError
     from cxrsynth.pipeline import PipelineConfig, release
 
     from .test_release import GEN
@@ -179,7 +179,7 @@ def test_two_generate_runs_at_once(trained, tmp_path):
 
 
 def test_two_releases_into_one_folder_at_once(built, tmp_path):
-    from cxrsynth.release.verify import verify
+    from cxrsynth.stages.release.verify import verify
 
     wd = copy_workdir(built[0], tmp_path / "wd", keep_generated=True)
     out = tmp_path / "D"
@@ -197,17 +197,17 @@ def test_two_releases_into_one_folder_at_once(built, tmp_path):
 
 @pytest.mark.parametrize("command, name", [("ingest", "ingest"), ("benchmark", "benchmark"), ("audit", "audit")])
 def test_other_writing_stages_are_locked(command, name, tmp_path, capsys, monkeypatch):
-    import cxrsynth.audit.run
-    import cxrsynth.benchmark.run
-    import cxrsynth.ingest
+    import cxrsynth.stages.audit.run
+    import cxrsynth.stages.benchmark.run
+    import cxrsynth.stages.ingest
 
     from .conftest import COVID
 
     def started(*a, **k):
         raise AssertionError("the stage started while another process held its folder")
 
-    for mod, attr in [(cxrsynth.ingest, "ingest"), (cxrsynth.benchmark.run, "run_benchmark"),
-                      (cxrsynth.audit.run, "audit")]:
+    for mod, attr in [(cxrsynth.stages.ingest, "ingest"), (cxrsynth.stages.benchmark.run, "run_benchmark"),
+                      (cxrsynth.stages.audit.run, "audit")]:
         monkeypatch.setattr(mod, attr, started)
     wd = tmp_path / "wd"
     argv, folder = {

@@ -13,8 +13,8 @@ import shutil
 
 import pytest
 
-from cxrsynth.paths import sha256_file
-from cxrsynth.release.verify import verify
+from cxrsynth.core.paths import sha256_file
+from cxrsynth.stages.release.verify import verify
 
 from .conftest import cli_error_line
 
@@ -39,7 +39,7 @@ def _files(folder):
 @pytest.fixture()
 def newer(built, tmp_path):
     """NEW: a verified copy of the built release as version 1.0.1 (its card rendered again)."""
-    from cxrsynth.release.card import rerender
+    from cxrsynth.stages.release.card import rerender
 
     new = _copy(built, tmp_path / "new")
     _set(new, version="1.0.1")
@@ -96,7 +96,7 @@ def test_a_hostile_old_never_reaches_the_new_card(built, newer, tmp_path, capsys
 
 
 def test_write_that_would_not_verify_leaves_new_as_it_was(built, newer, monkeypatch, capsys):
-    import cxrsynth.release.diff as D
+    import cxrsynth.stages.release.diff as D
 
     new_files = _files(newer)
     monkeypatch.setattr(D, "changes_markdown", lambda d: "Changes: see /home/someone/notes.txt")

@@ -59,18 +59,18 @@ def test_read_only_destination_fails_first_in_one_line(command, planned_workdir,
                                                        monkeypatch):
     ro = tmpfs("ro", "64k", read_only=True)
     # the stage itself must not start: the place is checked before the work
-    import cxrsynth.audit.run
-    import cxrsynth.benchmark.run
-    import cxrsynth.ingest
+    import cxrsynth.stages.audit.run
+    import cxrsynth.stages.benchmark.run
+    import cxrsynth.stages.ingest
     import cxrsynth.pipeline
-    import cxrsynth.translate.train
+    import cxrsynth.stages.translate.train
 
     def started(*a, **k):
         raise AssertionError("the stage started before its destination was checked")
 
-    for mod, name in [(cxrsynth.ingest, "ingest"), (cxrsynth.translate.train, "TrainingSet"),
-                      (cxrsynth.pipeline, "_ensure_plan"), (cxrsynth.benchmark.run, "run_benchmark"),
-                      (cxrsynth.audit.run, "audit")]:
+    for mod, name in [(cxrsynth.stages.ingest, "ingest"), (cxrsynth.stages.translate.train, "TrainingSet"),
+                      (cxrsynth.pipeline, "_ensure_plan"), (cxrsynth.stages.benchmark.run, "run_benchmark"),
+                      (cxrsynth.stages.audit.run, "audit")]:
         monkeypatch.setattr(mod, name, started)
     wd = str(planned_workdir)
     argv, place = {

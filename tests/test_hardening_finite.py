@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 
-from cxrsynth.errors import ConfigError
+from cxrsynth.core.errors import ConfigError
 
 from .conftest import TINY, cli_error_line
 
@@ -44,7 +44,7 @@ def test_non_finite_options_are_refused_before_any_work(argv, expected, tmp_path
 
 @pytest.mark.no_data
 def test_config_helpers_refuse_nan_and_infinity():
-    from cxrsynth.config import at_least, between, finite, positive
+    from cxrsynth.core.config import at_least, between, finite, positive
 
     for helper, args in ((at_least, (0,)), (positive, ()), (between, (0, 1))):
         for bad in (math.nan, math.inf, -math.inf):
@@ -57,7 +57,7 @@ def test_config_helpers_refuse_nan_and_infinity():
 
 @pytest.mark.no_data
 def test_split_fractions_are_checked_in_the_dataclass_too():
-    from cxrsynth.splits import SplitConfig
+    from cxrsynth.stages.splits import SplitConfig
 
     for bad in ((math.nan, 0.5, 0.5), (math.inf, 0, 0), (1.2, -0.1, -0.1), (0.5, 0.5, 0.5)):
         with pytest.raises(ConfigError, match="three finite, non-negative numbers summing to 1"):
@@ -84,7 +84,7 @@ def test_empty_validation_and_test_are_said_plainly(planned_workdir, tmp_path, c
     note = [n for n in manifest["notes"] if "the rigorous benchmark cannot use this split" in n]
     assert note and note[0].startswith("validation and test are empty") and f"note: {note[0]}" in out
     # a fraction that asks for images and gets none (too few patient groups) is refused
-    from cxrsynth.splits import empty_split_notes
+    from cxrsynth.stages.splits import empty_split_notes
 
     with pytest.raises(ConfigError, match="the test split came out empty"):
         empty_split_notes({"a": "train", "b": "validation"}, (0.8, 0.1, 0.1))
@@ -94,7 +94,7 @@ def test_empty_validation_and_test_are_said_plainly(planned_workdir, tmp_path, c
 def test_non_finite_loss_stops_training_and_saves_nothing_from_it(planned_workdir, tmp_path, capsys, monkeypatch):
     """A loss forced to NaN from step 3 on: checkpoint 2 (finite) stays, training stops with one line naming
     step 3 and the loss, and no later checkpoint nor any generator is written."""
-    from cxrsynth.translate.train import CycleGAN
+    from cxrsynth.stages.translate.train import CycleGAN
 
     real = CycleGAN._generator_losses
     calls = []
@@ -119,8 +119,8 @@ def test_non_finite_loss_stops_training_and_saves_nothing_from_it(planned_workdi
 
 @pytest.mark.no_data
 def test_non_finite_weights_are_never_written(tmp_path):
-    from cxrsynth.errors import NonFiniteError
-    from cxrsynth.translate.checkpoint import export_generator, save_checkpoint
+    from cxrsynth.core.errors import NonFiniteError
+    from cxrsynth.stages.translate.checkpoint import export_generator, save_checkpoint
 
     net = torch.nn.Linear(2, 2)
     with torch.no_grad():

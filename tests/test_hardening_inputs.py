@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from cxrsynth.errors import BadInputError, ConfigError
+from cxrsynth.core.errors import BadInputError, ConfigError
 
 from .conftest import TINY, cli_error_line
 from .test_hardening_finite import ingested_copy
@@ -35,7 +35,7 @@ def test_a_python_tag_in_set_is_one_line_and_runs_nothing(tmp_path, capsys, monk
                                  "-rc", "refs/tags/v1", "v1/", "v1.", "HEAD", "a:b", "a~1", "a^", "a*", "a[", "a\\b",
                                  "", "@", "a\tb"])
 def test_push_tag_follows_git_ref_name_rules(tag):
-    from cxrsynth.release.refname import check_tag
+    from cxrsynth.stages.release.refname import check_tag
 
     with pytest.raises(ConfigError, match="not a usable tag name"):
         check_tag(tag)
@@ -47,7 +47,7 @@ def test_push_refuses_a_bad_tag_before_any_work(tmp_path, capsys):
     rel.mkdir()  # not even a release: the tag is refused first
     line = cli_error_line(capsys, ["push", str(rel), "--repo-id", "org/x", "--tag", "../../main"])
     assert line.startswith("Error: not a usable tag name (../../main)")
-    from cxrsynth.release.refname import check_tag
+    from cxrsynth.stages.release.refname import check_tag
 
     for good in ("v1.0.0", "1.0.0", "release/v1.0.0-rc.1", "v1.0.0+build_2"):
         assert check_tag(good) == good
@@ -55,7 +55,7 @@ def test_push_refuses_a_bad_tag_before_any_work(tmp_path, capsys):
 
 @pytest.mark.no_data
 def test_external_name_is_letters_digits_dot_dash_underscore(tmp_path):
-    from cxrsynth.benchmark.controls import parse_externals
+    from cxrsynth.stages.benchmark.controls import parse_externals
 
     assert parse_externals([f"site-b.v2_1={tmp_path}"]) == {"site-b.v2_1": str(tmp_path)}
     for bad in ("a|b", "<script>", "a b", "a,b", "ü"):
@@ -74,7 +74,7 @@ def test_patient_map_parser_errors_are_one_line(planned_workdir, tmp_path, capsy
     line = cli_error_line(capsys, ["-w", str(wd), "split", "--patient-map", str(extra)])
     assert line.startswith(f"Error: patient mapping file has a malformed row ({extra}); line 3: 4 fields")
     assert not (wd / "splits.json").exists()
-    from cxrsynth.identity import load_identity
+    from cxrsynth.data.identity import load_identity
 
     good = tmp_path / "ok.csv"
     good.write_text("Image Index,Patient ID\n00000001_000.png,0001\n")
@@ -84,8 +84,8 @@ def test_patient_map_parser_errors_are_one_line(planned_workdir, tmp_path, capsy
 
 
 def test_resume_of_a_finished_run_keeps_its_time(planned_workdir, tmp_path):
-    from cxrsynth.config import resolve
-    from cxrsynth.translate.train import TrainConfig, train
+    from cxrsynth.core.config import resolve
+    from cxrsynth.stages.translate.train import TrainConfig, train
 
     cfg = resolve(TrainConfig, overrides=TINY + ["task=normal-covid", "max_steps=3"])
     run = tmp_path / "run"
@@ -99,9 +99,9 @@ def test_resume_of_a_finished_run_keeps_its_time(planned_workdir, tmp_path):
 
 def test_a_patient_map_that_makes_one_huge_patient_is_refused_or_warned(tmp_path):
     """N34: a map that names one NIH image for half of the RSNA ids makes one "patient" of half the records."""
-    from cxrsynth.identity import RSNA_MAPPING, load_identity
-    from cxrsynth.sources.rsna import RsnaConfig, read
-    from cxrsynth.splits import SplitConfig, make_splits
+    from cxrsynth.data.identity import RSNA_MAPPING, load_identity
+    from cxrsynth.data.sources.rsna import RsnaConfig, read
+    from cxrsynth.stages.splits import SplitConfig, make_splits
 
     from .conftest import RSNA_META
 

@@ -41,7 +41,7 @@ def test_a_usage_error_makes_no_out_folder(tmp_path, capsys):
 
 
 def test_folders_that_existed_or_hold_anything_are_kept(tmp_path, capsys):
-    from cxrsynth.locks import hold, remove_if_unused
+    from cxrsynth.core.locks import hold, remove_if_unused
 
     old = tmp_path / "old"
     old.mkdir()
@@ -58,7 +58,7 @@ def test_folders_that_existed_or_hold_anything_are_kept(tmp_path, capsys):
 
 
 def test_a_failed_command_removes_the_lock_files_it_made_and_only_those(tmp_path, capsys):
-    from cxrsynth.locks import hold
+    from cxrsynth.core.locks import hold
 
     out = tmp_path / "audit-out"
     out.mkdir()
@@ -78,7 +78,7 @@ def test_a_lock_file_removed_between_open_and_flock_is_opened_anew(tmp_path, mon
     file while C makes a new one; B must see that its file is gone and open the path again."""
     import fcntl as real_fcntl
 
-    from cxrsynth import locks
+    from cxrsynth.core import locks
 
     folder = tmp_path / "f"
     path = folder / ".stage.lock"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from cxrsynth.cli import main
-from cxrsynth.config import resolve
-from cxrsynth.errors import ConfigError
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import ConfigError
 
 from .conftest import error_lines
 
@@ -69,33 +69,33 @@ def test_generator_path_must_exist(tmp_path, capsys):
 
 @pytest.mark.parametrize("text", ["0.6,0.2,0.2", "[0.6, 0.2, 0.2]", "0.6, 0.2, 0.2"])
 def test_lists_take_both_forms(text):
-    from cxrsynth.splits import SplitConfig
+    from cxrsynth.stages.splits import SplitConfig
 
     assert resolve(SplitConfig, overrides=[f"fractions={text}"]).fractions == (0.6, 0.2, 0.2)
 
 
 def test_text_lists_stay_text():
-    from cxrsynth.benchmark.run import BenchmarkConfig
+    from cxrsynth.stages.benchmark.run import BenchmarkConfig
 
     assert resolve(BenchmarkConfig, overrides=["tasks=normal-covid,pneumonia-covid"]).tasks == (
         "normal-covid", "pneumonia-covid")
     with pytest.raises(ConfigError, match="fractions must be a number"):
-        from cxrsynth.splits import SplitConfig
+        from cxrsynth.stages.splits import SplitConfig
 
         resolve(SplitConfig, overrides=["fractions=0.6,x,0.4"])
 
 
 @pytest.mark.parametrize("cls, override, message", [
-    ("cxrsynth.translate.train:TrainConfig", "keep_checkpoints=0", "keep_checkpoints must be at least 1"),
-    ("cxrsynth.translate.train:TrainConfig", "blocks=0", "blocks must be at least 1"),
-    ("cxrsynth.translate.train:TrainConfig", "beta1=1.0", "beta1 must be in [0, 1)"),
-    ("cxrsynth.translate.train:TrainConfig", "lambda_cycle=-1", "lambda_cycle must be at least 0"),
-    ("cxrsynth.translate.train:TrainConfig", "save_every=0", "save_every must be at least 1"),
-    ("cxrsynth.generate:GenerateConfig", "shard_size=0", "shard_size must be at least 1"),
-    ("cxrsynth.generate:GenerateConfig", "workers=-1", "workers must be at least 0"),
-    ("cxrsynth.plan:PlanConfig", "seed=-2", "seed must be at least 0"),
-    ("cxrsynth.benchmark.run:BenchmarkConfig", "seeds=0", "seeds must be at least 1"),
-    ("cxrsynth.benchmark.run:BenchmarkConfig", "bootstrap=-1", "bootstrap must be at least 0"),
+    ("cxrsynth.stages.translate.train:TrainConfig", "keep_checkpoints=0", "keep_checkpoints must be at least 1"),
+    ("cxrsynth.stages.translate.train:TrainConfig", "blocks=0", "blocks must be at least 1"),
+    ("cxrsynth.stages.translate.train:TrainConfig", "beta1=1.0", "beta1 must be in [0, 1)"),
+    ("cxrsynth.stages.translate.train:TrainConfig", "lambda_cycle=-1", "lambda_cycle must be at least 0"),
+    ("cxrsynth.stages.translate.train:TrainConfig", "save_every=0", "save_every must be at least 1"),
+    ("cxrsynth.stages.generate:GenerateConfig", "shard_size=0", "shard_size must be at least 1"),
+    ("cxrsynth.stages.generate:GenerateConfig", "workers=-1", "workers must be at least 0"),
+    ("cxrsynth.stages.plan:PlanConfig", "seed=-2", "seed must be at least 0"),
+    ("cxrsynth.stages.benchmark.run:BenchmarkConfig", "seeds=0", "seeds must be at least 1"),
+    ("cxrsynth.stages.benchmark.run:BenchmarkConfig", "bootstrap=-1", "bootstrap must be at least 0"),
 ])
 def test_config_dataclasses_check_their_numbers(cls, override, message):
     import importlib
@@ -106,11 +106,11 @@ def test_config_dataclasses_check_their_numbers(cls, override, message):
 
 
 def test_defaults_still_build():
-    from cxrsynth.benchmark.run import BenchmarkConfig
-    from cxrsynth.generate import GenerateConfig
-    from cxrsynth.plan import PlanConfig
-    from cxrsynth.splits import SplitConfig
-    from cxrsynth.translate.train import TrainConfig
+    from cxrsynth.stages.benchmark.run import BenchmarkConfig
+    from cxrsynth.stages.generate import GenerateConfig
+    from cxrsynth.stages.plan import PlanConfig
+    from cxrsynth.stages.splits import SplitConfig
+    from cxrsynth.stages.translate.train import TrainConfig
 
     for cls in (TrainConfig, GenerateConfig, PlanConfig, SplitConfig, BenchmarkConfig):
         resolve(cls)

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from cxrsynth.paths import sha256_file, shareable
+from cxrsynth.core.paths import sha256_file, shareable
 
 
 @pytest.mark.no_data
@@ -61,7 +61,7 @@ def test_benchmark_outputs_hold_no_absolute_paths_unless_asked(planned_workdir, 
 
 
 def test_audit_json_holds_no_absolute_paths_unless_asked(built, tmp_path):
-    from cxrsynth.audit.run import AuditConfig, audit
+    from cxrsynth.stages.audit.run import AuditConfig, audit
 
     wd, rel = built[0], built[1]
     weights = tmp_path / "users" / "someone" / "inception.pth"  # recorded in the config, not read (features: embedding)

@@ -15,12 +15,12 @@ import shutil
 import pytest
 import torch
 
-from cxrsynth.config import resolve
-from cxrsynth.errors import CheckpointError
-from cxrsynth.translate import train as train_mod
-from cxrsynth.translate.checkpoint import export_generator, latest_checkpoint, load_generator
-from cxrsynth.translate.networks import ResnetGenerator
-from cxrsynth.translate.train import TrainConfig, train
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import CheckpointError
+from cxrsynth.stages.translate import train as train_mod
+from cxrsynth.stages.translate.checkpoint import export_generator, latest_checkpoint, load_generator
+from cxrsynth.stages.translate.networks import ResnetGenerator
+from cxrsynth.stages.translate.train import TrainConfig, train
 
 from .conftest import TINY, copy_workdir
 
@@ -121,7 +121,7 @@ def test_translator_id_is_a_hash_of_the_tensors(tmp_path):
     """The same weights written by another tool, with other metadata, get the same translator id."""
     from safetensors.torch import save_file
 
-    from cxrsynth.translate.checkpoint import tensors_sha256, translator_id
+    from cxrsynth.stages.translate.checkpoint import tensors_sha256, translator_id
 
     torch.manual_seed(1)
     net = ResnetGenerator(1, 1, 4, 1)
@@ -138,7 +138,7 @@ def test_translator_id_is_a_hash_of_the_tensors(tmp_path):
 
 
 def test_train_report_names_the_translator_by_its_tensors(trained):
-    from cxrsynth.translate.checkpoint import translator_id
+    from cxrsynth.stages.translate.checkpoint import translator_id
 
     run = trained / "translators" / "normal-covid"
     rep = json.loads((run / "train_report.json").read_text())
@@ -148,7 +148,7 @@ def test_train_report_names_the_translator_by_its_tensors(trained):
 
 def test_lost_private_mapping_is_remade_by_release(built, tmp_path):
     from cxrsynth.pipeline import PipelineConfig, release
-    from cxrsynth.release.verify import verify
+    from cxrsynth.stages.release.verify import verify
 
     from .test_release import GEN
 

@@ -13,8 +13,8 @@ import pickle
 
 import pytest
 
-from cxrsynth.benchmark.run import NOT_RUN_DEFINING, BenchmarkConfig, benchmark_status
-from cxrsynth.config import resolve, to_dict
+from cxrsynth.stages.benchmark.run import NOT_RUN_DEFINING, BenchmarkConfig, benchmark_status
+from cxrsynth.core.config import resolve, to_dict
 
 from .conftest import cli_error_line
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from pydicom.uid import ExplicitVRLittleEndian
 
-from cxrsynth import images
-from cxrsynth.errors import BadInputError
+from cxrsynth.data import images
+from cxrsynth.core.errors import BadInputError
 
 from .conftest import GENUINE_DCM, NIH
 

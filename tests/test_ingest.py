@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from cxrsynth.config import resolve
-from cxrsynth.errors import BadInputError, ConfigError
-from cxrsynth.ingest import IngestConfig, ingest
-from cxrsynth.records import read_metadata, read_records
-from cxrsynth.schemas import validate
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import BadInputError, ConfigError
+from cxrsynth.stages.ingest import IngestConfig, ingest
+from cxrsynth.data.records import read_metadata, read_records
+from cxrsynth.core.schemas import validate
 
 from .conftest import COVID, NIH, RSNA_SAMPLE
 

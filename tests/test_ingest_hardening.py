@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from cxrsynth import images
-from cxrsynth.config import resolve
-from cxrsynth.errors import BadInputError
-from cxrsynth.ingest import IngestConfig, ingest
+from cxrsynth.data import images
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import BadInputError
+from cxrsynth.stages.ingest import IngestConfig, ingest
 
 from .conftest import COVID, NIH
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from cxrsynth.benchmark.run import BenchmarkConfig, benchmark_status, run_benchmark
-from cxrsynth.config import resolve
-from cxrsynth.errors import ConfigError
+from cxrsynth.stages.benchmark.run import BenchmarkConfig, benchmark_status, run_benchmark
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import ConfigError
 from cxrsynth.launch import JobsFailed, Launcher, read_record
 
 from .conftest import cli_error_line
@@ -123,7 +123,7 @@ def test_resume_from_finished_cells_and_rerun_a_killed_job_alone(serial, tmp_pat
 
 
 def test_status_sees_a_held_cell_as_running(serial, tmp_path):
-    from cxrsynth.locks import hold
+    from cxrsynth.core.locks import hold
 
     out = resumable_copy(serial[1], tmp_path / "running")
     with hold(out.joinpath(*CELL1), "cell", "a cell"):
@@ -181,7 +181,7 @@ def test_launcher_options_are_checked(tmp_path, capsys):
 def test_generate_as_an_array_over_the_shards(trained, tmp_path):
     """Job i of N runs rank i: the same images as one serial run (same id secret), one job per shard."""
     from cxrsynth.artifacts import GeneratedSet
-    from cxrsynth.generate import GenerateConfig, generate
+    from cxrsynth.stages.generate import GenerateConfig, generate
     from cxrsynth.launch import generate_launched
 
     from .conftest import copy_workdir

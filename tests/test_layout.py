@@ -1,4 +1,4 @@
-"""The work folder has one owner (cxrsynth/layout.py): its paths, and no file name joined elsewhere."""
+"""The work folder has one owner (cxrsynth/core/layout.py): its paths, and no file name joined elsewhere."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cxrsynth.layout import AuditFolder, BenchmarkFolder, TranslatorFolder, WorkLayout, translator_folder
-from cxrsynth.translate import describe_run
+from cxrsynth.core.layout import AuditFolder, BenchmarkFolder, TranslatorFolder, WorkLayout, translator_folder
+from cxrsynth.stages.translate import describe_run
 
 pytestmark = pytest.mark.no_data
 
@@ -38,7 +38,7 @@ def _offending_lines(patterns, owner) -> list[str]:
 
 
 def test_no_module_but_layout_joins_work_folder_paths():
-    assert _offending_lines((JOIN, NAMES), lambda p: p.name == "layout.py" and p.parent == PACKAGE) == []
+    assert _offending_lines((JOIN, NAMES), lambda p: p == PACKAGE / "core" / "layout.py") == []
 
 
 def test_the_scan_would_see_a_hand_made_join():
@@ -131,7 +131,7 @@ def test_the_release_scan_would_see_a_hand_made_join():
 
 def test_release_folder_names_and_private_sibling(tmp_path):
     from cxrsynth.artifacts import ReleaseFolder, staging_pair
-    from cxrsynth.errors import DataNotFoundError
+    from cxrsynth.core.errors import DataNotFoundError
 
     rel = ReleaseFolder(tmp_path / "covid-cxr-synth")
     assert rel.private == tmp_path / "covid-cxr-synth.private"

@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 import cxrsynth
-from cxrsynth.errors import ConfigError
+from cxrsynth.core.errors import ConfigError
 
 from .conftest import NIH
 
@@ -32,7 +32,7 @@ def test_release_plus_nih_folder_needs_no_work_folder(built, tmp_path, monkeypat
     x, y = ds[0]
     assert x.shape == (1, 32, 32) and y == 0 and 0 <= float(x.min()) < float(x.max()) <= 1
     # validation and test: the same on-the-fly split, patient-disjoint from train, from the same ingest
-    monkeypatch.setattr("cxrsynth.ingest.ingest", lambda *a, **k: pytest.fail("the unchanged folder was ingested again"))
+    monkeypatch.setattr("cxrsynth.stages.ingest.ingest", lambda *a, **k: pytest.fail("the unchanged folder was ingested again"))
     test = cxrsynth.load("normal-covid", "real", split="test", real=NIH, size=32)
     assert test.info["splits"]["assignment_sha256"] == ds.info["splits"]["assignment_sha256"]
     assert set(test.labels) == {0} and not {r for r, _ in test.real} & set(negatives)
@@ -69,7 +69,7 @@ def test_datasets_input_labels_and_patients():
     x, y = ds[0]
     assert x.shape == (1, 32, 32) and y == labels[ds.real[0][0]]
     # a row's image is the same canonical array as the same file read from a folder
-    from cxrsynth.images import load_canonical
+    from cxrsynth.data.images import load_canonical
 
     path = sorted((NIH / "images").iterdir())[ds.real[0][0]]
     assert (x.numpy()[0] * 255).round().astype("uint8").tolist() == load_canonical(path, 32).tolist()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrsynth import metrics as M
+from cxrsynth.measure import metrics as M
 
 
 def _expand(tn, fp, fn, tp):

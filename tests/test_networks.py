@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from cxrsynth.translate.losses import GANLoss
-from cxrsynth.translate.networks import (PatchDiscriminator, ResnetGenerator, count_parameters, default_blocks,
+from cxrsynth.stages.translate.losses import GANLoss
+from cxrsynth.stages.translate.networks import (PatchDiscriminator, ResnetGenerator, count_parameters, default_blocks,
                                          generator_macs, init_weights)
-from cxrsynth.translate.pool import ImagePool
-from cxrsynth.translate.train import seeded
+from cxrsynth.stages.translate.pool import ImagePool
+from cxrsynth.stages.translate.train import seeded
 
 
 def test_canonical_sizes():
@@ -64,7 +64,7 @@ def test_paper_networks_match_the_authors_keras_models():
     """The authors' U-Net (gf 32) and 16x16 PatchGAN (df 64), with one channel and scalar-affine norms."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from cxrsynth.translate.networks import (KerasPatchDiscriminator, LayerInstanceNorm, UNetGenerator,
+    from cxrsynth.stages.translate.networks import (KerasPatchDiscriminator, LayerInstanceNorm, UNetGenerator,
                                              build_generator, unet_generator_macs)
 
     g, d = UNetGenerator(1, 1, 32), KerasPatchDiscriminator(1, 64)
@@ -91,7 +91,7 @@ def test_paper_networks_match_the_authors_keras_models():
 
 
 def test_keras_same_padding_and_glorot_init():
-    from cxrsynth.translate.networks import SameConv
+    from cxrsynth.stages.translate.networks import SameConv
 
     conv = SameConv(1, 1, 1)
     with torch.no_grad():

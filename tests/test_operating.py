@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrsynth import metrics as M
-from cxrsynth.benchmark import operating as O
+from cxrsynth.measure import metrics as M
+from cxrsynth.stages.benchmark import operating as O
 
 pytestmark = pytest.mark.no_data
 

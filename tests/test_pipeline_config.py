@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cxrsynth import pipeline
-from cxrsynth.errors import ConfigError
+from cxrsynth.core.errors import ConfigError
 from cxrsynth.pipeline import PipelineConfig, resolve_pipeline
 
 from .conftest import cli_error_line
@@ -109,7 +109,7 @@ def test_config_file_sections(tmp_path):
 
 def test_benchmark_typed_options_and_sets_reach_its_config(monkeypatch, tmp_path):
     """Command-line options arrive typed (no k=v string round trip) and sit above --set."""
-    import cxrsynth.benchmark.run as bench
+    import cxrsynth.stages.benchmark.run as bench
     from cxrsynth.cli import main
 
     seen = []
@@ -136,6 +136,6 @@ def test_benchmark_unknown_keys_fail_naming_the_key(setting, key, tmp_path, caps
 
 
 def test_nest_keeps_types_and_drops_what_was_not_given():
-    from cxrsynth.config import nest
+    from cxrsynth.core.config import nest
 
     assert nest({"a.b": 1.5, "a.c": None, "d": ("x", "y"), "e": False}) == {"a": {"b": 1.5}, "d": ("x", "y"), "e": False}

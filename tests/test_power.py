@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrsynth.benchmark import power as P
-from cxrsynth.benchmark.arms import EvalItem
+from cxrsynth.stages.benchmark import power as P
+from cxrsynth.stages.benchmark.arms import EvalItem
 
 pytestmark = pytest.mark.no_data
 
@@ -56,7 +56,7 @@ def _runs(task, arm, seeds, auc_shift, val_auc, rng_seed):
 
 
 def test_primary_is_chosen_on_validation_and_the_rest_holm_corrected():
-    from cxrsynth.benchmark.run import aggregate
+    from cxrsynth.stages.benchmark.run import aggregate
 
     results = (_runs("normal-covid", "real", 2, 1.0, 0.7, 0) + _runs("normal-covid", "real-oversampled", 2, 1.0, 0.7, 1)
                + _runs("normal-covid", "real+own", 2, 1.5, 0.6, 2) + _runs("normal-covid", "real+all", 2, 3.0, 0.9, 3))

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrsynth.audit import privacy as P
-from cxrsynth.audit.embed import PixelEmbedding, embed
-from cxrsynth.audit.verdicts import TABLE, THRESHOLDS, evaluate, off_manifold, per_image, verdicts
-from cxrsynth.images import decode, encode_png, load_canonical
+from cxrsynth.stages.audit import privacy as P
+from cxrsynth.stages.audit.embed import PixelEmbedding, embed
+from cxrsynth.stages.audit.verdicts import TABLE, THRESHOLDS, evaluate, off_manifold, per_image, verdicts
+from cxrsynth.data.images import decode, encode_png, load_canonical
 
 from .conftest import COVID, NIH
 
@@ -224,7 +224,7 @@ def test_off_manifold_sentence_only_when_a_probe_tells_the_images_apart():
     v = {r["key"]: r for r in records}
     assert v["dcr"]["caveat"] == v["authenticity"]["caveat"] == s and "caveat" not in v["linkage"]
     # the card says it once, right after the distance verdicts
-    from cxrsynth.release.card import _audit_section
+    from cxrsynth.stages.release.card import _audit_section
 
     card = _audit_section({"text": "Audited.", "verdicts": records}).splitlines()
     assert sum(s in line for line in card) == 1
@@ -236,7 +236,7 @@ def test_off_manifold_sentence_only_when_a_probe_tells_the_images_apart():
 
 def test_real_and_synthetic_reach_the_probe_by_one_path():
     """A real image and the same image stored as a 128 px release PNG give the probe identical inputs."""
-    from cxrsynth.benchmark.controls import _pil_pixels, _pixels
+    from cxrsynth.stages.benchmark.controls import _pil_pixels, _pixels
 
     paths = [str(p) for p in sorted(NIH.glob("images/*.png"))[:6]]
     pngs = [Image.open(io.BytesIO(encode_png(decode(p, 128).pixels))) for p in paths]

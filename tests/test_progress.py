@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from cxrsynth import progress
+from cxrsynth.core import progress
 from cxrsynth.cli import main
 
 from .conftest import copy_workdir
@@ -82,7 +82,7 @@ def test_umap_figure_leaks_no_third_party_warning(tmp_path):
 
     import numpy as np
 
-    from cxrsynth.benchmark.figures import umap_features
+    from cxrsynth.stages.benchmark.figures import umap_features
 
     x = np.random.RandomState(0).randn(30, 8)
     with warnings.catch_warnings(record=True) as caught:
@@ -92,7 +92,7 @@ def test_umap_figure_leaks_no_third_party_warning(tmp_path):
 
 
 def test_audit_reports_each_step_off_a_terminal(built, tmp_path, capsys):
-    from cxrsynth.audit.run import AuditConfig, audit
+    from cxrsynth.stages.audit.run import AuditConfig, audit
 
     progress.configure(0)
     cfg = AuditConfig(embedding="pixels", sample=10, pool=30, heldout=20, inverse_sample=4, quality_sample=12,

@@ -13,11 +13,11 @@ from collections import Counter
 import pytest
 import yaml
 
-from cxrsynth.paths import REPO_ROOT, read_json
-from cxrsynth.records import read_records
-from cxrsynth.release.card import read_front_matter, size_category
-from cxrsynth.release.croissant import REQUIRED
-from cxrsynth.release.verify import verify
+from cxrsynth.core.paths import REPO_ROOT, read_json
+from cxrsynth.data.records import read_records
+from cxrsynth.stages.release.card import read_front_matter, size_category
+from cxrsynth.stages.release.croissant import REQUIRED
+from cxrsynth.stages.release.verify import verify
 
 from .conftest import COVID, NIH, TINY
 from .test_push import _copy, _version
@@ -55,12 +55,12 @@ def test_licence_counts_in_manifest_and_card_match_the_records(built):
 
 def test_licence_allow_list_end_to_end(tmp_path):
     """--set covid_collection.licenses=[...] at ingest -> a release that learnt only from those licences."""
-    from cxrsynth.config import resolve
-    from cxrsynth.generate import GenerateConfig
-    from cxrsynth.plan import PlanConfig, make_plan
+    from cxrsynth.core.config import resolve
+    from cxrsynth.stages.generate import GenerateConfig
+    from cxrsynth.stages.plan import PlanConfig, make_plan
     from cxrsynth.pipeline import PipelineConfig, release
-    from cxrsynth.splits import SplitConfig, make_splits
-    from cxrsynth.translate.train import TrainConfig, train
+    from cxrsynth.stages.splits import SplitConfig, make_splits
+    from cxrsynth.stages.translate.train import TrainConfig, train
 
     wd = tmp_path / "wd"
     allowed = ["CC BY-NC-SA", "CC BY-NC-SA 4.0"]
@@ -156,7 +156,7 @@ def test_diff_writes_the_changes_into_the_new_card(built, tmp_path):
     assert "data/g_nc-00000-of-00001.parquet" in changes
     assert verify(new) == []  # the card and SHA256SUMS were rewritten together
     # a later render (e.g. at push time, with the repo id) keeps the Changes section
-    from cxrsynth.release.card import rerender
+    from cxrsynth.stages.release.card import rerender
 
     rerender(new, "org/covid-cxr-synth")
     assert "all 48 -> 44" in (new / "README.md").read_text() and verify(new) == []
@@ -164,7 +164,7 @@ def test_diff_writes_the_changes_into_the_new_card(built, tmp_path):
 
 def test_citation_cff_cites_the_toolkit_and_names_the_dataset():
     from cxrsynth import __version__
-    from cxrsynth.release.package import ReleaseConfig
+    from cxrsynth.stages.release.package import ReleaseConfig
 
     cff = yaml.safe_load((REPO_ROOT / "CITATION.cff").read_text())
     assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
@@ -176,7 +176,7 @@ def test_citation_cff_cites_the_toolkit_and_names_the_dataset():
 
 @pytest.mark.no_data
 def test_release_licence_follows_the_inputs():
-    from cxrsynth.sources.terms import release_licence
+    from cxrsynth.data.sources.terms import release_licence
 
     assert release_licence({"CC BY": 3}, ["nih"])[0] == "cc-by-4.0"
     assert release_licence({"CC BY-SA 4.0": 3, "Apache 2.0": 1}, ["rsna"])[0] == "cc-by-sa-4.0"
@@ -192,7 +192,7 @@ def test_release_licence_follows_the_inputs():
 
 def test_hub_rejects_what_it_would_reject_in_our_fields(built, tmp_path):
     """The stand-in's validate-yaml (what the Hub checks in the fields we write) on variants of our card."""
-    from cxrsynth.release.card import card_text
+    from cxrsynth.stages.release.card import card_text
 
     from .hub_server import yaml_errors
 
@@ -212,10 +212,10 @@ def test_hub_rejects_what_it_would_reject_in_our_fields(built, tmp_path):
 @pytest.fixture(scope="module")
 def paper_release(planned_workdir, tmp_path_factory):
     """A tiny release made by two `paper`-preset translators (1 update each, 64 px, 4 images a config)."""
-    from cxrsynth.generate import GenerateConfig
-    from cxrsynth.layout import WorkLayout
+    from cxrsynth.stages.generate import GenerateConfig
+    from cxrsynth.core.layout import WorkLayout
     from cxrsynth.pipeline import PipelineConfig, release
-    from cxrsynth.translate.train import resolve_train_config, train
+    from cxrsynth.stages.translate.train import resolve_train_config, train
 
     from .conftest import copy_workdir
 
@@ -245,8 +245,8 @@ def test_paper_release_card_describes_its_own_translators(paper_release, tmp_pat
         assert wrong not in card, wrong
     assert verify(rel) == []
     # verify catches a manifest that calls the U-Net a ResNet, even with its checksums rewritten
-    from cxrsynth.paths import write_sha256sums
-    from cxrsynth.release.card import rerender
+    from cxrsynth.core.paths import write_sha256sums
+    from cxrsynth.stages.release.card import rerender
 
     bad = tmp_path / "bad" / rel.name
     shutil.copytree(rel, bad)

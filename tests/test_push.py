@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from cxrsynth.release.croissant import REQUIRED
+from cxrsynth.stages.release.croissant import REQUIRED
 
 from .hub_server import LocalHub, yaml_errors
 
@@ -45,7 +45,7 @@ def _copy(built, tmp_path, name="a"):
 def _version(built, tmp_path, version: str, max_shard_bytes: int, drop: int = 0):
     """Another release from the same work folder: a new version, other shard names, ``drop`` images fewer."""
     from cxrsynth.artifacts import ReleaseFolder
-    from cxrsynth.release.package import ReleaseConfig, build
+    from cxrsynth.stages.release.package import ReleaseConfig, build
 
     wd, rel, manifest = built
     exclude = None
@@ -163,7 +163,7 @@ def test_changed_version_is_refused_and_tag_stays(built, hub, tmp_path):
 
 
 def test_rejected_card_yaml_is_one_error_line_and_no_repo(built, hub, tmp_path):
-    from cxrsynth.release.card import rerender
+    from cxrsynth.stages.release.card import rerender
 
     rel = _copy(built, tmp_path)
     m = json.loads((rel / "manifest.json").read_text())
@@ -279,7 +279,7 @@ print(json.dumps({"verify": v.returncode, "out": v.stdout[-500:], "n": ds.num_ro
 def test_card_and_croissant_state_the_access_the_hub_reports(built, hub, tmp_path):
     """Gating rendered from the repo's setting as read back, never claimed; an ungated public repo only
     with --public --gated off; the contact in the manifest, the card and Croissant."""
-    from cxrsynth.release.verify import verify
+    from cxrsynth.stages.release.verify import verify
 
     rel = _copy(built, tmp_path)
     local = (rel / "README.md").read_text()

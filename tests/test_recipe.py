@@ -17,12 +17,12 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from cxrsynth.config import resolve, to_dict
-from cxrsynth.errors import ConfigError
-from cxrsynth.translate.augment import POLICIES, apply, diff_augment, draw, parse_policy
-from cxrsynth.translate.checkpoint import latest_checkpoint, load_generator
-from cxrsynth.translate.networks import ResnetGenerator, UNetGenerator, build_generator, init_weights
-from cxrsynth.translate.train import PRESETS, resolve_train_config, train
+from cxrsynth.core.config import resolve, to_dict
+from cxrsynth.core.errors import ConfigError
+from cxrsynth.stages.translate.augment import POLICIES, apply, diff_augment, draw, parse_policy
+from cxrsynth.stages.translate.checkpoint import latest_checkpoint, load_generator
+from cxrsynth.stages.translate.networks import ResnetGenerator, UNetGenerator, build_generator, init_weights
+from cxrsynth.stages.translate.train import PRESETS, resolve_train_config, train
 
 from .conftest import copy_workdir
 from .test_train import _run_killed_and_resumed, _tensors
@@ -175,9 +175,9 @@ def test_generator_with_new_arch_fields_regenerates_through_generate(planned_wor
     """A refined translator in a work folder: `generate` rebuilds the bilinear, reflect-padded U-Net from the
     file's arch alone, and its PNG equals the network rebuilt by hand from the weights."""
     from cxrsynth.artifacts import GeneratedSet
-    from cxrsynth.generate import GenerateConfig, generate
-    from cxrsynth.images import load_canonical
-    from cxrsynth.records import read_records
+    from cxrsynth.stages.generate import GenerateConfig, generate
+    from cxrsynth.data.images import load_canonical
+    from cxrsynth.data.records import read_records
 
     wd = copy_workdir(planned_workdir, tmp_path / "wd")
     shutil.rmtree(wd / "translators", ignore_errors=True)  # the session's `trained` fixture trains in place

@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
-from cxrsynth.audit.run import AuditConfig
-from cxrsynth.errors import ConfigError
-from cxrsynth.generate import GenerateConfig
-from cxrsynth.paths import write_sha256sums
+from cxrsynth.stages.audit.run import AuditConfig
+from cxrsynth.core.errors import ConfigError
+from cxrsynth.stages.generate import GenerateConfig
+from cxrsynth.core.paths import write_sha256sums
 from cxrsynth.pipeline import PipelineConfig, release
-from cxrsynth.release.verify import verify
+from cxrsynth.stages.release.verify import verify
 
 from .conftest import copy_workdir
 
@@ -177,7 +177,7 @@ def test_second_release_with_audit_reproduces_image_checksums(built, trained, tm
 
 
 def test_path_search_finds_what_a_substring_search_finds():
-    from cxrsynth.release.verify import first_path_in
+    from cxrsynth.stages.release.verify import first_path_in
 
     paths = sorted(["images/00001280_004.png", "stage_2_train_images/c64d.dcm", "images/a b.png", "dir/"])
     text = "x /work/data/nih/images/00001280_004.pngz and images/a b.png, stage_2_train_images/c64d.dc"
@@ -192,9 +192,9 @@ def test_path_search_finds_what_a_substring_search_finds():
 
 def test_no_audit_gives_not_yet_audited_and_a_foreign_audit_is_refused(trained, tmp_path):
     """An audit.json lying in the work folder (an earlier release's) never reaches this release's card."""
-    from cxrsynth.paths import write_json
-    from cxrsynth.release.describe import attach_audit
-    from cxrsynth.release.package import data_fingerprint
+    from cxrsynth.core.paths import write_json
+    from cxrsynth.stages.release.describe import attach_audit
+    from cxrsynth.stages.release.package import data_fingerprint
 
     wd = copy_workdir(trained, tmp_path / "wd")
     write_json(wd / "audit" / "audit.json", {"summary": {"text": "STALE AUDIT OF ANOTHER RELEASE", "verdicts": []},
@@ -211,8 +211,8 @@ def test_no_audit_gives_not_yet_audited_and_a_foreign_audit_is_refused(trained, 
 
 def test_manifest_describes_the_translator_that_was_passed(trained, tmp_path):
     """`release --translator TASK=PATH` is described in the manifest from PATH's run, not WORKDIR/translators."""
-    from cxrsynth.config import resolve
-    from cxrsynth.translate.train import TrainConfig, train
+    from cxrsynth.core.config import resolve
+    from cxrsynth.stages.translate.train import TrainConfig, train
 
     from .conftest import TINY
 

@@ -1,12 +1,12 @@
-"""One Runtime per process: device, numerics and ranks resolved in one place (cxrsynth/runtime.py)."""
+"""One Runtime per process: device, numerics and ranks resolved in one place (cxrsynth/core/runtime.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cxrsynth.errors import ConfigError
-from cxrsynth.runtime import Ranks, Runtime
+from cxrsynth.core.errors import ConfigError
+from cxrsynth.core.runtime import Ranks, Runtime
 
 pytestmark = pytest.mark.no_data
 

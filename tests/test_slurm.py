@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from cxrsynth.benchmark.run import BenchmarkConfig, run_benchmark
-from cxrsynth.config import resolve
+from cxrsynth.stages.benchmark.run import BenchmarkConfig, run_benchmark
+from cxrsynth.core.config import resolve
 from cxrsynth.launch import launcher_from_cli, read_record
 
 from .conftest import TINY, copy_workdir
@@ -182,7 +182,7 @@ def _tree_sha(folder: Path) -> dict[str, str]:
 
 def test_generate_array_makes_the_serial_pngs(trained, tmp_path):
     """Scenario 4: generate --world 2 as a two-job array: byte-identical PNGs to one serial run."""
-    from cxrsynth.generate import GenerateConfig, generate
+    from cxrsynth.stages.generate import GenerateConfig, generate
 
     one, many = copy_workdir(trained, tmp_path / "one"), copy_workdir(trained, tmp_path / "many")
     sets = ["limit=10", "shard_size=5", "configs=g_pc", "workers=0"]

@@ -6,9 +6,13 @@ import shutil
 
 import pytest
 
-from cxrsynth.errors import BadInputError
-from cxrsynth.sources import covid_collection, detect_format, imagefolder, nih, rsna
-from cxrsynth.sources.base import parse_age
+from cxrsynth.core.errors import BadInputError
+from cxrsynth.data.sources import detect_format
+from cxrsynth.data.sources import covid_collection
+from cxrsynth.data.sources import imagefolder
+from cxrsynth.data.sources import nih
+from cxrsynth.data.sources import rsna
+from cxrsynth.data.sources.base import parse_age
 
 from .conftest import COVID, NIH, RSNA_META, RSNA_SAMPLE
 
@@ -33,7 +37,7 @@ def test_covid_default_filters_xray_frontal_and_keeps_ards():
     assert scan.excluded["view L"] == 20 and scan.excluded["modality CT"] == 43
     assert all(isinstance(r.patient_id, str) for r in scan.records)
     # the 2020 header ends with an empty column: it is dropped, not read as a field named ""
-    from cxrsynth.sources.base import read_csv_rows
+    from cxrsynth.data.sources.base import read_csv_rows
 
     header, rows = read_csv_rows(COVID / "metadata.csv")
     assert header[-1] == "other_notes" and "" not in rows[0]
@@ -131,7 +135,8 @@ HANNOVER = RSNA_SAMPLE.parent / "covid-19-image-repository"
 
 def test_hannover_reads_the_real_repository():
     """243 radiographs, all COVID-19, with patient, projection as given (AP / PA) and sex; age is redacted."""
-    from cxrsynth.sources import hannover, is_external
+    from cxrsynth.data.sources import is_external
+    from cxrsynth.data.sources import hannover
 
     assert detect_format(HANNOVER) == "hannover" and is_external("hannover") and not is_external("nih")
     scan = hannover.read(HANNOVER, hannover.HannoverConfig(), "h")
@@ -148,7 +153,7 @@ def test_hannover_reads_the_real_repository():
 
 
 def test_hannover_bad_rows_are_reported_and_skipped(tmp_path):
-    from cxrsynth.sources import hannover
+    from cxrsynth.data.sources import hannover
 
     (tmp_path / "png").mkdir()
     (tmp_path / "data.csv").write_text(
@@ -171,7 +176,7 @@ def test_hannover_bad_rows_are_reported_and_skipped(tmp_path):
 
 def test_hannover_is_never_ingested_for_training(tmp_path):
     """Given to ingest explicitly, its rows are counted as excluded; the default roots leave it out."""
-    from cxrsynth.ingest import EXTERNAL_EXCLUDED, IngestConfig, default_roots, ingest
+    from cxrsynth.stages.ingest import EXTERNAL_EXCLUDED, IngestConfig, default_roots, ingest
 
     assert HANNOVER not in default_roots(HANNOVER.parent) and COVID in default_roots(HANNOVER.parent)
     res = ingest([HANNOVER], out_dir=tmp_path)

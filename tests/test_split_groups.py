@@ -7,15 +7,15 @@ import json
 
 import pytest
 
-from cxrsynth.layout import WorkLayout
-from cxrsynth.records import Record, write_records
-from cxrsynth.splits import SplitConfig, grouped_records, make_splits, with_split_groups
+from cxrsynth.core.layout import WorkLayout
+from cxrsynth.data.records import Record, write_records
+from cxrsynth.stages.splits import SplitConfig, grouped_records, make_splits, with_split_groups
 from tests.conftest import RSNA_META
 
 
 def test_a_patient_map_grouping_is_stored_and_applied(tmp_path):
-    from cxrsynth.identity import RSNA_MAPPING, load_identity
-    from cxrsynth.sources.rsna import RsnaConfig, read
+    from cxrsynth.data.identity import RSNA_MAPPING, load_identity
+    from cxrsynth.data.sources.rsna import RsnaConfig, read
 
     recs = read(RSNA_META, RsnaConfig(), "rsna").records[:600]
     a, b = recs[0], recs[1]
@@ -39,7 +39,7 @@ def test_a_patient_map_grouping_is_stored_and_applied(tmp_path):
 def test_the_benchmark_clusters_by_the_split_grouping(tmp_path):
     """Two test images that ingest put in different groups but the split joined (a patient map) are
     one bootstrap cluster in the benchmark's evaluation items."""
-    from cxrsynth.benchmark.arms import eval_items
+    from cxrsynth.stages.benchmark.arms import eval_items
 
     layout = WorkLayout(tmp_path)
     recs = [Record(f"r{i}", "rsna", "rsna", str(tmp_path), f"{i}.png", f"k{i}", f"k{i}", lab, has_pixels=True,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cxrsynth.errors import LeakageError
-from cxrsynth.ingest import ingest
-from cxrsynth.plan import PlanConfig, make_plan
-from cxrsynth.splits import SplitConfig, check_leakage, make_splits, paper_split
+from cxrsynth.core.errors import LeakageError
+from cxrsynth.stages.ingest import ingest
+from cxrsynth.stages.plan import PlanConfig, make_plan
+from cxrsynth.stages.splits import SplitConfig, check_leakage, make_splits, paper_split
 
 from .conftest import RSNA_META
 
@@ -72,8 +72,8 @@ def test_plan_says_21295_from_labels_alone(rsna_paper, tmp_path):
 
 def test_paper_rule_on_covid_rows_and_skew(tmp_path):
     """The paper's 80% rule on the COVID collection, and the skew of the Real arm (Eq. 6)."""
-    from cxrsynth.config import resolve
-    from cxrsynth.ingest import IngestConfig
+    from cxrsynth.core.config import resolve
+    from cxrsynth.stages.ingest import IngestConfig
 
     from .conftest import COVID
 
@@ -106,9 +106,9 @@ def _original_covid_rule(meta, fraction=0.8):
 
 def test_paper_split_with_pixels_present_follows_the_original_rows(tmp_path):
     """With pixels, ingest drops duplicate images; the 80% cut must still fall on the source's label rows."""
-    from cxrsynth.config import resolve
-    from cxrsynth.ingest import IngestConfig
-    from cxrsynth.records import read_records
+    from cxrsynth.core.config import resolve
+    from cxrsynth.stages.ingest import IngestConfig
+    from cxrsynth.data.records import read_records
 
     from .conftest import COVID
 
@@ -136,7 +136,7 @@ def test_paper_split_with_pixels_present_follows_the_original_rows(tmp_path):
 
 
 def test_paper_mode_applies_the_originals_dropna(tmp_path):
-    from cxrsynth.sources import covid_collection as cc
+    from cxrsynth.data.sources import covid_collection as cc
 
     (tmp_path / "metadata.csv").write_text(
         "patientid,finding,view,modality,filename\n1,COVID-19,PA,X-ray,a.png\n2,COVID-19,,X-ray,b.png\n"
@@ -151,8 +151,8 @@ def test_rsna_mapping_keeps_one_nih_patient_in_one_split(tmp_path):
     file they land in one split, each keeping its RSNA label; without it the manifest says RSNA is per image."""
     import json
 
-    from cxrsynth.identity import RSNA_MAPPING, load_identity
-    from cxrsynth.sources.rsna import RsnaConfig, read
+    from cxrsynth.data.identity import RSNA_MAPPING, load_identity
+    from cxrsynth.data.sources.rsna import RsnaConfig, read
 
     recs = read(RSNA_META, RsnaConfig(), "rsna").records[:3000]
     plain = make_splits(recs, SplitConfig(seed=0))
@@ -179,7 +179,7 @@ def test_rigorous_split_takes_groups_in_random_order(tmp_path):
     """Groups are taken in a seeded random order, so held-out splits get serial (multi-image) COVID-19
     patients too; largest-first (kept to reproduce old splits) left validation all single-image patients
     and test none above 2 images. ``group_sizes`` shows it; the balance is kept."""
-    from cxrsynth.ingest import ingest
+    from cxrsynth.stages.ingest import ingest
 
     from .conftest import COVID, NIH
 

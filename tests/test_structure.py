@@ -48,19 +48,19 @@ def test_no_two_modules_import_each_other():
 
 
 def test_card_and_package_do_not_import_each_other():
-    assert "cxrsynth.release.package" not in GRAPH["cxrsynth.release.card"]
-    assert "cxrsynth.release.card" not in GRAPH["cxrsynth.release.package"]
+    assert "cxrsynth.stages.release.package" not in GRAPH["cxrsynth.stages.release.card"]
+    assert "cxrsynth.stages.release.card" not in GRAPH["cxrsynth.stages.release.package"]
 
 
 def test_the_audit_does_not_import_the_benchmark():
-    audit = {m: deps for m, deps in GRAPH.items() if m.startswith("cxrsynth.audit")}
-    assert {m: sorted(d for d in deps if d.startswith("cxrsynth.benchmark")) for m, deps in audit.items()} == \
+    audit = {m: deps for m, deps in GRAPH.items() if m.startswith("cxrsynth.stages.audit")}
+    assert {m: sorted(d for d in deps if d.startswith("cxrsynth.stages.benchmark")) for m, deps in audit.items()} == \
         {m: [] for m in audit}
 
 
 def test_the_release_orchestrator_sits_above_packaging():
     """release/ holds the packaging stages; nothing in it runs the whole pipeline."""
-    assert not (PACKAGE / "release" / "pipeline.py").exists()
+    assert not (PACKAGE / "stages" / "release" / "pipeline.py").exists()
     assert not any("cxrsynth.pipeline" in deps for m, deps in GRAPH.items() if m != "cxrsynth.cli")
 
 
@@ -75,7 +75,7 @@ def test_no_fixed_temporary_names():
 
 
 def test_atomic_path_renames_on_success_only(tmp_path):
-    from cxrsynth.paths import atomic_path
+    from cxrsynth.core.paths import atomic_path
 
     target = tmp_path / "sub" / "model.safetensors"
     with atomic_path(target) as tmp:

@@ -13,10 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cxrsynth.config import resolve
-from cxrsynth.errors import CheckpointError, ConfigError
-from cxrsynth.translate.checkpoint import latest_checkpoint, load_generator
-from cxrsynth.translate.train import TrainConfig, train
+from cxrsynth.core.config import resolve
+from cxrsynth.core.errors import CheckpointError, ConfigError
+from cxrsynth.stages.translate.checkpoint import latest_checkpoint, load_generator
+from cxrsynth.stages.translate.train import TrainConfig, train
 
 from .conftest import TINY
 
@@ -130,7 +130,7 @@ PAPER = ["preset=paper", "size=64", "base=8", "disc_base=8", "batch_size=4", "ep
 
 
 def test_paper_preset_resolves_the_authors_recipe():
-    from cxrsynth.translate.train import resolve_train_config
+    from cxrsynth.stages.translate.train import resolve_train_config
 
     cfg = resolve_train_config(overrides=["preset=paper"])
     assert (cfg.generator, cfg.base, cfg.disc_base, cfg.init, cfg.loop) == ("unet", 32, 64, "glorot", "keras")
@@ -146,7 +146,7 @@ def test_paper_preset_resolves_the_authors_recipe():
 
 def test_paper_update_trains_discriminators_first_on_current_fakes(planned_workdir, tmp_path):
     """One Keras-GAN update: D on real, D on the fakes of the not-yet-updated generators, then G."""
-    from cxrsynth.translate.train import CycleGAN, Runtime, build_models, resolve_train_config
+    from cxrsynth.stages.translate.train import CycleGAN, Runtime, build_models, resolve_train_config
 
     cfg = resolve_train_config(overrides=PAPER)
     nets = build_models(cfg)
@@ -177,7 +177,7 @@ def test_paper_update_trains_discriminators_first_on_current_fakes(planned_workd
 
 
 def test_paper_epochs_draw_both_domains_without_replacement(planned_workdir):
-    from cxrsynth.translate.train import TrainingSet
+    from cxrsynth.stages.translate.train import TrainingSet
 
     data = TrainingSet(planned_workdir, "normal-covid", 64, jitter=False)
     assert data.steps_per_epoch("keras", 4) == 8 // 4 - 1 and data.steps_per_epoch("canonical", 4) == 2
@@ -210,7 +210,7 @@ def test_paper_preset_kill_and_resume_reaches_the_same_weights(planned_workdir, 
 
 
 def test_a_canonical_run_cannot_resume_with_the_paper_preset(planned_workdir, tmp_path):
-    from cxrsynth.translate.train import resolve_train_config
+    from cxrsynth.stages.translate.train import resolve_train_config
 
     run = tmp_path / "c"
     train(planned_workdir, _cfg("max_steps=1"), out_dir=run)

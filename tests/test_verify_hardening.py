@@ -12,9 +12,9 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from cxrsynth.paths import sha256_file, write_sha256sums
-from cxrsynth.release.describe import describe
-from cxrsynth.release.verify import VerifyError, publishable_files, verify
+from cxrsynth.core.paths import sha256_file, write_sha256sums
+from cxrsynth.stages.release.describe import describe
+from cxrsynth.stages.release.verify import VerifyError, publishable_files, verify
 
 from .test_release import _fresh_copy
 
@@ -276,7 +276,7 @@ def test_png_text_reads_every_text_chunk(tmp_path):
 
     from PIL import Image, PngImagePlugin
 
-    from cxrsynth.release.verify import png_text
+    from cxrsynth.stages.release.verify import png_text
 
     info = PngImagePlugin.PngInfo()
     info.add_text("a", "plain-00001280_004.png")

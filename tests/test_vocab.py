@@ -1,4 +1,4 @@
-"""One vocabulary (cxrsynth/vocab.py): tasks, configs, arms, and the mappings between arm spellings."""
+"""One vocabulary (cxrsynth/core/vocab.py): tasks, configs, arms, and the mappings between arm spellings."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cxrsynth import vocab
-from cxrsynth.errors import ConfigError
-from cxrsynth.vocab import ARMS, CONFIG_TASK, CONFIGS, TASK_CONFIG, TASKS, arm_parts, concrete_arm, plan_arm
+from cxrsynth.core import vocab
+from cxrsynth.core.errors import ConfigError
+from cxrsynth.core.vocab import ARMS, CONFIG_TASK, CONFIGS, TASK_CONFIG, TASKS, arm_parts, concrete_arm, plan_arm
 
 pytestmark = pytest.mark.no_data
 
@@ -75,7 +75,7 @@ def test_plan_keys_keep_their_spelling():
 def test_loader_synthetic_only_means_the_benchmarks():
     """One meaning per arm name: ``synthetic-only`` is the task's own config in the loader too; without a
     task it names no configs."""
-    from cxrsynth.loader import parse_arm
+    from cxrsynth.stages.load.loader import parse_arm
 
     assert parse_arm("synthetic-only", "pneumonia-covid") == (False, ("g_pc",), False)
     assert parse_arm("synthetic-only-both", "pneumonia-covid") == (False, CONFIGS, False)

@@ -33,7 +33,7 @@ def test_wheel_installed_elsewhere_verifies_a_release(built, tmp_path):
                    check=True, capture_output=True)
     shutil.rmtree(src)  # nothing may be read from a source tree
     env = dict(os.environ, PYTHONPATH=str(site))
-    where = subprocess.run([sys.executable, "-c", "import cxrsynth.paths as p; print(p.__file__); print(p.SCHEMA_DIR)"],
+    where = subprocess.run([sys.executable, "-c", "import cxrsynth.core.paths as p; print(p.__file__); print(p.SCHEMA_DIR)"],
                            capture_output=True, text=True, env=env, cwd=tmp_path, check=True).stdout.split()
     assert where[0].startswith(str(site)) and where[1] == str(site / "cxrsynth" / "_data" / "manifests")
     res = subprocess.run([sys.executable, "-m", "cxrsynth.cli", "verify", str(rel)], capture_output=True, text=True,

@@ -21,8 +21,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataNotFoundError
-from ..paths import read_json, read_jsonl, sha256_file
+from ..core.errors import DataNotFoundError
+from ..core.paths import read_json, read_jsonl, sha256_file
 
 
 def shard_name(k: int) -> str:

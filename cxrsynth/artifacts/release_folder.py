@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataNotFoundError
-from ..paths import read_json, read_jsonl, write_json
+from ..core.errors import DataNotFoundError
+from ..core.paths import read_json, read_jsonl, write_json
 
 PRIVATE_SUFFIX = ".private"
 MANIFEST = "manifest.json"  # also its name on the Hub, where the folder is a dataset repo

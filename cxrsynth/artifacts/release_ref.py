@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, DataNotFoundError
-from ..paths import read_json
+from ..core.errors import ConfigError, DataNotFoundError
+from ..core.paths import read_json
 from .release_folder import MANIFEST, ReleaseFolder
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import StampError
-from ..paths import read_json
+from ..core.errors import StampError
+from ..core.paths import read_json
 
 
 def audit_stamp(audit: dict) -> str | None:

@@ -1,0 +1,1 @@
+"""The plumbing every stage shares: errors, configuration, vocabulary, runtime, files and locks."""

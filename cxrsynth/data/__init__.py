@@ -1,0 +1,1 @@
+"""Real images as cxrsynth knows them: upstream sources, decoding and hashing, patient identity, records."""

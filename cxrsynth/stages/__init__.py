@@ -1,0 +1,1 @@
+"""The stages, in the order data flows: ingest, split, plan, translate, generate, release, audit, load, benchmark."""

@@ -1,0 +1,456 @@
+"""Fidelity of translated images, always shown between two baselines.
+
+A KID or a probe AUROC alone says little: is 0.2 good? So every measure here is taken three times,
+against the same real COVID-19 reference and at the same sample size:
+
+- **synthetic** vs real COVID-19 (training images, and held-out ones, patient-disjoint);
+- **untranslated**: the synthetic images' own source images vs real COVID-19, the "translator did
+  nothing" baseline;
+- **floor**: real COVID-19 training vs held-out images, what "as good as real" looks like.
+
+``placement`` = (untranslated - synthetic) / (untranslated - floor): 0 at the untranslated baseline,
+1 at the floor, negative when translating made the images *farther* from COVID-19 than doing nothing.
+
+Measures: KID (mean and a percentile interval over equal-size subsamples) in several feature spaces
+(pixels, the benchmark classifier when there is one, Inception only when its file is on disk, and a
+chest X-ray encoder trained here on all real training images: :mod:`cxrsynth.stages.audit.encoder`), the
+real-vs-synthetic probe (the benchmark's patient-grouped classifier two-sample test), the azimuthally
+averaged power spectrum (Durall et al. 2020: up-convolution artefacts and banding show there), and how
+much the translator changes an image (SSIM to its own source; a translated-vs-own-source probe).
+
+Every image enters each feature space from the same array size through the same resampling
+(:func:`resample`): synthetic images at their size, real ones decoded to that size by
+:func:`cxrsynth.data.images.load_canonical`, the path the translator's inputs took.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch import nn
+
+from ...measure.probe import resample
+from . import quality as Q
+from .embed import embed
+from .privacy import ssim_many
+
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    n_max: int | None = 500  # largest equal-size subsample for KID (all comparisons use one n)
+    repeats: int = 20  # KID subsamples; the interval is their 2.5th..97.5th percentile
+    probe_bootstrap: int = 1000  # patient resamples for each probe's AUROC interval
+    encoder_epochs: int = 20  # of the chest X-ray encoder, when it is not cached in the work folder
+    seed: int = 0
+
+
+# --- pure measures ----------------------------------------------------------------------------------
+
+def kid_interval(a: np.ndarray, b: np.ndarray, n: int | None = None, repeats: int = 20, seed: int = 0) -> dict:
+    """KID of two feature sets on ``repeats`` equal-size subsamples of ``n`` (default: the smaller set):
+    mean, std and the central 95% of the subsample values."""
+    n = min(len(a), len(b), n or max(len(a), len(b)))
+    if n < 2:
+        return {"n": int(n), "repeats": 0, "mean": None, "std": None, "interval": None}
+    rng = np.random.default_rng(seed)
+    vals = np.array([Q.kid_from_features(a[rng.choice(len(a), n, replace=False)],
+                                         b[rng.choice(len(b), n, replace=False)], n, 1, seed + r)
+                     for r in range(repeats)])
+    q = (1 - LEVEL) / 2
+    return {"n": int(n), "repeats": int(repeats), "mean": float(vals.mean()), "std": float(vals.std()),
+            "interval": [float(np.quantile(vals, q)), float(np.quantile(vals, 1 - q))]}
+
+
+def placement(synthetic: float | None, untranslated: float | None, floor: float | None) -> float | None:
+    """Where ``synthetic`` sits on the line from the untranslated baseline (0) to the floor (1), for a
+    distance (lower is closer). None when the baseline is not farther than the floor: then there is no
+    scale to place anything on (the measure cannot tell the source images from real COVID-19)."""
+    if None in (synthetic, untranslated, floor) or untranslated - floor < 1e-12:
+        return None
+    return float((untranslated - synthetic) / (untranslated - floor))
+
+
+def radial_spectrum(images: np.ndarray) -> np.ndarray:
+    """Per image, the azimuthally averaged power spectrum (Durall et al. 2020), normalised to unit power
+    outside the DC term (so brightness and contrast do not count, only how power spreads over
+    frequencies), as log10: float (N, side // 2 + 1), radius 0 = DC."""
+    x = images.astype(np.float64) / 255
+    x = x - x.mean((1, 2), keepdims=True)
+    h, w = x.shape[1:]
+    power = np.abs(np.fft.fftshift(np.fft.fft2(x), axes=(1, 2))) ** 2
+    yy, xx = np.indices((h, w))
+    r = np.hypot(yy - h // 2, xx - w // 2).round().astype(np.int64)
+    bins = min(h, w) // 2 + 1
+    keep = r < bins
+    counts = np.bincount(r[keep], minlength=bins)
+    prof = np.stack([np.bincount(r[keep], weights=p[keep], minlength=bins) / counts for p in power])
+    prof = prof / np.maximum(prof[:, 1:].sum(1, keepdims=True), 1e-20)
+    return np.log10(prof + 1e-12)
+
+
+def spectral_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of the mean log spectra of two sets (:func:`radial_spectrum` rows),
+    over every frequency but DC."""
+    return float(np.abs(a.mean(0)[1:] - b.mean(0)[1:]).mean())
+
+
+def ssim_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM of each image of ``a`` to the image of ``b`` at the same position (the audit's SSIM)."""
+    return np.array([ssim_many(x, y[None])[0] for x, y in zip(a, b)])
+
+
+def probe(a: np.ndarray, b: np.ndarray, groups_a: list[str], groups_b: list[str], bootstrap: int, seed: int) -> dict:
+    """The benchmark's classifier two-sample test (logistic regression on 32x32 pixels, folds by
+    patient), with both sets brought to 32 px by :func:`cxrsynth.measure.probe.probe_pixels`."""
+    from ...measure.probe import probe as _probe
+    from ...measure.probe import probe_pixels
+
+    out = _probe(probe_pixels(a), probe_pixels(b), groups_a, groups_b, bootstrap, seed)
+    return {k: out[k] for k in ("n_a", "n_b", "auroc", "auroc_ci95") if k in out} | (
+        {"note": out["note"]} if "note" in out else {})
+
+
+def _cap(n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(n, cap, replace=False)) if n > cap else np.arange(n)
+
+
+def halves(groups: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of a set split by patient (seeded): no patient on both sides."""
+    pats = sorted(set(groups))
+    chosen = set(np.random.default_rng(seed).permutation(pats)[: len(pats) // 2].tolist())
+    mask = np.array([g in chosen for g in groups])
+    return np.flatnonzero(mask), np.flatnonzero(~mask)
+
+
+@dataclass
+class Sets:
+    """Pixels (uint8, N x S x S, one size) and patient groups of the sets compared. ``src`` is the
+    source image of ``syn`` at the same position; ``src_groups`` its patient."""
+
+    syn: np.ndarray
+    src: np.ndarray
+    src_groups: list[str]
+    train: np.ndarray  # real COVID-19, training split
+    train_groups: list[str]
+    held: np.ndarray  # real COVID-19, held-out (patient-disjoint from training)
+    held_groups: list[str]
+
+
+def kid_section(feats: dict[str, np.ndarray], n_max: int | None, repeats: int, seed: int) -> dict:
+    """The five KID comparisons of one feature space, at one n (the smallest set, capped), and the
+    placement of the synthetic images against the held-out reference (the floor is measured there)."""
+    n = min([len(v) for v in feats.values()] + [n_max or 10**9])
+    k = lambda x, y: kid_interval(feats[x], feats[y], n, repeats, seed)
+    out = {"synthetic_vs_train": k("syn", "train"), "synthetic_vs_heldout": k("syn", "held"),
+           "untranslated_vs_train": k("src", "train"), "untranslated_vs_heldout": k("src", "held"),
+           "floor_train_vs_heldout": k("train", "held")}
+    out["placement"] = placement(out["synthetic_vs_heldout"]["mean"], out["untranslated_vs_heldout"]["mean"],
+                                 out["floor_train_vs_heldout"]["mean"])
+    return out
+
+
+def measure(sets: Sets, spaces: dict[str, nn.Module], cfg: FidelityConfig = FidelityConfig(),
+            cache: dict | None = None) -> dict:
+    """Every fidelity measure of one synthetic set. ``cache``: a dict that keeps what depends only on the
+    real sets (their features, the two-halves probe) between calls on the same real sets (per config)."""
+    rng = np.random.default_rng(cfg.seed)
+    s = sets
+    cache = {} if cache is None else cache
+    kid = {}
+    for name, module in spaces.items():
+        if name not in cache:
+            cache[name] = {"train": embed(module, s.train), "held": embed(module, s.held)}
+        f = {"syn": embed(module, s.syn), "src": embed(module, s.src), **cache[name]}
+        kid[name] = {"extractor": getattr(module, "name", type(module).__name__), "dimension": int(f["syn"].shape[1]),
+                     **kid_section(f, cfg.n_max, cfg.repeats, cfg.seed)}
+    spec = {k: radial_spectrum(v) for k, v in (("syn", s.syn), ("src", s.src), ("train", s.train), ("held", s.held))}
+    spectrum = {"synthetic_vs_train": spectral_distance(spec["syn"], spec["train"]),
+                "synthetic_vs_heldout": spectral_distance(spec["syn"], spec["held"]),
+                "untranslated_vs_heldout": spectral_distance(spec["src"], spec["held"]),
+                "floor_train_vs_heldout": spectral_distance(spec["train"], spec["held"]),
+                "mean_log_power": {k: v.mean(0).round(5).tolist() for k, v in spec.items()}}
+    spectrum["placement"] = placement(spectrum["synthetic_vs_heldout"], spectrum["untranslated_vs_heldout"],
+                                      spectrum["floor_train_vs_heldout"])
+    from ...measure.probe import PROBE_MAX
+
+    i_syn, i_train = _cap(len(s.syn), PROBE_MAX, rng), _cap(len(s.train), PROBE_MAX, rng)
+    syn_g = [f"source:{s.src_groups[i]}" for i in i_syn]
+    tr_g = [s.train_groups[i] for i in i_train]
+    pb = lambda a, b, ga, gb: probe(a, b, ga, gb, cfg.probe_bootstrap, cfg.seed)
+    probes = {"real_vs_synthetic": pb(s.train[i_train], s.syn[i_syn], tr_g, syn_g),
+              "real_vs_untranslated": pb(s.train[i_train], s.src[i_syn], tr_g, syn_g),
+              "translated_vs_own_source": pb(s.src[i_syn], s.syn[i_syn], syn_g, syn_g)}
+    if "_real_halves" in cache:
+        probes["real_halves"] = cache["_real_halves"]
+    else:
+        real = np.concatenate([s.train, s.held])
+        groups = list(s.train_groups) + list(s.held_groups)
+        a, b = halves(groups, cfg.seed)
+        a, b = a[_cap(len(a), PROBE_MAX, rng)], b[_cap(len(b), PROBE_MAX, rng)]
+        probes["real_halves"] = cache["_real_halves"] = pb(real[a], real[b], [groups[i] for i in a],
+                                                           [groups[i] for i in b])
+    ss = ssim_pairs(s.syn, s.src)
+    change = {"ssim_to_source": {"n": len(ss), "median": float(np.median(ss)) if len(ss) else None,
+                                 "mean": float(ss.mean()) if len(ss) else None,
+                                 "quartiles": [float(np.quantile(ss, .25)), float(np.quantile(ss, .75))] if len(ss) else None},
+              "probe_translated_vs_own_source": probes["translated_vs_own_source"]}
+    return {"n": {"synthetic": len(s.syn), "real_covid_train": len(s.train), "real_covid_heldout": len(s.held)},
+            "kid": kid, "probes": probes, "spectrum": spectrum, "change": change}
+
+
+# --- from a work folder -------------------------------------------------------------------------------
+
+SPACES = ("pixels", "cxr_encoder", "classifier", "inception")  # the order of tables and of row() columns
+
+
+def feature_spaces(workdir: str | Path, classifier: str | Path | None = "auto", inception_weights: str | Path | None = None,
+                   encoder_epochs: int = 20, seed: int = 0) -> tuple[dict[str, nn.Module], dict]:
+    """Pixels, the chest X-ray encoder (trained and cached on first use), the benchmark classifier
+    (``auto``: the work folder's real-arm seed-0 model for normal-covid when there is one) and Inception
+    (only when torch-fidelity and its weights file are on disk; never downloaded). Returns the modules
+    and what is known of them (the encoder's sha256 and training, why a space is absent)."""
+    from ...core.layout import WorkLayout
+    from .embed import ClassifierEmbedding, PixelEmbedding
+    from .encoder import cxr_encoder
+
+    spaces: dict[str, nn.Module] = {"pixels": PixelEmbedding()}
+    enc, enc_info = cxr_encoder(workdir, encoder_epochs, seed)
+    spaces["cxr_encoder"] = enc
+    info = {"cxr_encoder": {k: enc_info.get(k) for k in ("sha256", "images", "by_class", "epochs", "seed", "train_accuracy",
+                                                         "validation_accuracy", "ids_sha256", "architecture")}}
+    if classifier == "auto":
+        models = WorkLayout(workdir).benchmark_files.models("real", 0)
+        classifier = models[0] if models else None
+        if not models:
+            info["classifier"] = "no benchmark classifier in the work folder: not measured"
+    if classifier:
+        spaces["classifier"] = ClassifierEmbedding(classifier).eval()
+    weights = Q.inception_available(inception_weights)
+    if weights:
+        spaces["inception"] = Q.InceptionFeatures(weights).eval()
+    else:
+        info["inception"] = (f"torch-fidelity or its weights file ({inception_weights or Q.default_inception_path()}) "
+                             "not on disk: not measured (never downloaded)")
+    return spaces, info
+
+
+def _patient(r) -> str:
+    return r.patient_group or f"{r.source}:{r.patient_id}"
+
+
+def real_sets(workdir: str | Path, size: int) -> tuple[dict, np.ndarray, list[str], np.ndarray, list[str]]:
+    """Records by id, and the real COVID-19 images at ``size``: the training split, and the held-out
+    ones (other splits, patients absent from training), with their patients."""
+    from ...data.images import load_canonical
+    from ...core.layout import WorkLayout
+    from ..splits import grouped_records
+
+    grouped, splits = grouped_records(WorkLayout(workdir))  # the split's patients (a --patient-map included)
+    records = {r.record_id: r for r in grouped if r.has_pixels}
+    assign = splits["assignments"]
+    train_patients = {_patient(r) for i, r in records.items() if assign.get(i) == "train"}
+    covid = sorted(i for i, r in records.items() if r.label == "covid")
+    tr = [i for i in covid if assign.get(i) == "train"]
+    he = [i for i in covid if assign.get(i) not in (None, "train") and _patient(records[i]) not in train_patients]
+    load = lambda ids: (np.stack([load_canonical(records[i].path, size) for i in ids]) if ids
+                        else np.zeros((0, size, size), np.uint8))
+    return (records, load(tr), [_patient(records[i]) for i in tr], load(he), [_patient(records[i]) for i in he])
+
+
+def score(workdir: str | Path, syn: np.ndarray, source_ids: list[str], configs: list[str] | None = None,
+          cfg: FidelityConfig = FidelityConfig(), spaces: tuple[dict, dict] | None = None) -> dict:
+    """The fidelity section for synthetic images ``syn`` (uint8 N x S x S) made from the real images
+    ``source_ids`` of the work folder: overall, and per config when ``configs`` (one per image) is given.
+    ``spaces``: :func:`feature_spaces`' answer, when the caller has one."""
+    from ...core.errors import DataNotFoundError
+
+    if len(syn) != len(source_ids) or not len(syn):
+        raise DataNotFoundError("synthetic images and their source ids do not match (or there are none)",
+                                f"{len(syn)} images, {len(source_ids)} source ids")
+    modules, space_info = spaces or feature_spaces(workdir, encoder_epochs=cfg.encoder_epochs, seed=cfg.seed)
+    records, train, train_g, held, held_g = real_sets(workdir, syn.shape[-1])
+    missing = [i for i in source_ids if i not in records]
+    if missing:
+        raise DataNotFoundError(f"{len(missing)} source ids are not images of this work folder", missing[0],
+                                "score translations against the work folder they were made from")
+    from ...data.images import load_canonical
+
+    src = np.stack([load_canonical(records[i].path, syn.shape[-1]) for i in source_ids])
+    src_g = [_patient(records[i]) for i in source_ids]
+    cache: dict = {}
+
+    def part(mask: np.ndarray) -> dict:
+        k = np.flatnonzero(mask)
+        return measure(Sets(syn[k], src[k], [src_g[i] for i in k], train, train_g, held, held_g), modules, cfg, cache)
+
+    out = {"reference": "real COVID-19 X-rays of the work folder: training split, and held-out (patient-disjoint)",
+           "placement": "0 = the untranslated source images, 1 = as close as real held-out COVID-19 images are to "
+                        "real training ones (KID against held-out images); below 0: farther than doing nothing",
+           "size": int(syn.shape[-1]), "config": dict(vars(cfg)), "feature_spaces": {k: getattr(m, "name", k) for k, m in modules.items()},
+           "feature_space_notes": space_info, "overall": part(np.ones(len(syn), bool))}
+    if configs is not None:
+        configs = np.asarray(configs)
+        out["per_config"] = {str(c): part(configs == c) for c in sorted(set(configs.tolist()))}
+    return out
+
+
+# --- presentation -----------------------------------------------------------------------------------
+
+def _num(x: float | None, fmt: str) -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _kid(x: dict) -> str:
+    return "n/a" if x.get("mean") is None else f"{x['mean']:.3g}"
+
+
+def sentence(section: dict) -> str:
+    """One plain sentence placing the synthetic images between "untranslated" and "as good as real" in
+    each feature space, from the numbers of ``section`` (:func:`score`'s answer)."""
+    o = section["overall"]
+    parts = []
+    for name in (s for s in SPACES if s in o["kid"]):
+        k = o["kid"][name]
+        p = k["placement"]
+        where = ("n/a" if p is None else "farther from real COVID-19 than the untranslated sources" if p < 0
+                 else "at the real floor or closer" if p >= 1 else f"{p:.0%} of the way from untranslated to as good as real")
+        parts.append(f"{name.replace('_', ' ')}: {where} (KID {_kid(k['synthetic_vs_heldout'])}; untranslated "
+                     f"{_kid(k['untranslated_vs_heldout'])}, real {_kid(k['floor_train_vs_heldout'])})")
+    pr = o["probes"]
+    auc = lambda p: "n/a" if p.get("auroc") is None else f"{p['auroc']:.2f}"
+    return ("Against held-out real COVID-19 X-rays, the synthetic images sit, in " + "; in ".join(parts)
+            + f"; a pixel probe tells them from real COVID-19 at AUROC {auc(pr['real_vs_synthetic'])} (untranslated "
+              f"sources {auc(pr['real_vs_untranslated'])}, two halves of real {auc(pr['real_halves'])}).")
+
+
+def row(section: dict, run: str) -> dict:
+    """One flat row of the overall measures, with the same columns for every run (the ablation table)."""
+    o = section["overall"]
+    r = {"run": run, "size": section["size"], "n_synthetic": o["n"]["synthetic"],
+         "n_real_covid_train": o["n"]["real_covid_train"], "n_real_covid_heldout": o["n"]["real_covid_heldout"]}
+    for name in SPACES:
+        k = o["kid"].get(name)
+        for col, key in (("synthetic_train", "synthetic_vs_train"), ("synthetic_heldout", "synthetic_vs_heldout"),
+                         ("untranslated_heldout", "untranslated_vs_heldout"), ("floor", "floor_train_vs_heldout")):
+            r[f"kid_{name}_{col}"] = k[key]["mean"] if k else None
+            if col == "synthetic_heldout":
+                r[f"kid_{name}_{col}_ci95"] = k[key]["interval"] if k else None
+        r[f"kid_{name}_placement"] = k["placement"] if k else None
+    for p in ("real_vs_synthetic", "real_vs_untranslated", "real_halves", "translated_vs_own_source"):
+        r[f"probe_{p}_auroc"] = o["probes"][p].get("auroc")
+        r[f"probe_{p}_ci95"] = o["probes"][p].get("auroc_ci95")
+    sp = o["spectrum"]
+    r |= {"spectral_synthetic_heldout": sp["synthetic_vs_heldout"], "spectral_untranslated_heldout": sp["untranslated_vs_heldout"],
+          "spectral_floor": sp["floor_train_vs_heldout"], "spectral_placement": sp["placement"],
+          "ssim_to_source_median": o["change"]["ssim_to_source"]["median"],
+          "cxr_encoder_sha256": (section["feature_space_notes"].get("cxr_encoder") or {}).get("sha256")}
+    return r
+
+
+def spectrum_figure(section: dict, path: Path) -> Path:
+    """Mean log power per radius: synthetic, untranslated sources, real COVID-19 training and held-out."""
+    from ...core.plotting import plt
+    from ...core.plotting import save_figure
+
+    m = section["overall"]["spectrum"]["mean_log_power"]
+    fig, (ax, dx) = plt.subplots(1, 2, figsize=(10, 3.5))
+    held = np.asarray(m["held"])[1:]
+    freq = np.arange(1, len(held) + 1) / (2 * len(held))
+    for key, label, style, colour in (("train", "real COVID-19 (train)", "-", "C0"), ("held", "real COVID-19 (held-out)", "--", "C1"),
+                                      ("src", "untranslated sources", ":", "C2"), ("syn", "synthetic", "-", "C3")):
+        y = np.asarray(m[key])[1:]
+        kw = {"label": label, "lw": 1.5 if key == "syn" else 1, "color": colour}
+        ax.plot(freq, y, style, **kw)
+        if key != "held":
+            dx.plot(freq, y - held, style, **kw)
+    ax.set(xlabel="spatial frequency (cycles per pixel)", ylabel="log10 share of power",
+           title="Azimuthally averaged power spectrum")
+    dx.axhline(0, color="k", lw=0.5)
+    dx.set(xlabel="spatial frequency (cycles per pixel)", ylabel="difference of log10 power",
+           title="Minus real COVID-19 (held-out)")
+    ax.legend(fontsize=8)
+    return save_figure(fig, Path(path))
+
+
+def report_html(section: dict | None, figure: Path | None = None) -> str:
+    """The fidelity part of the audit's report section: one table per measure, baselines beside it."""
+    if not section:
+        return ""
+    o = section["overall"]
+    esc = html.escape
+    ci = lambda x: "" if not x else f" [{x[0]:.3g}, {x[1]:.3g}]"
+    rows = "".join(
+        f"<tr><td>{esc(n)}</td><td>{_kid(k['synthetic_vs_heldout'])}{ci(k['synthetic_vs_heldout']['interval'])}</td>"
+        f"<td>{_kid(k['synthetic_vs_train'])}</td><td>{_kid(k['untranslated_vs_heldout'])}{ci(k['untranslated_vs_heldout']['interval'])}</td>"
+        f"<td>{_kid(k['floor_train_vs_heldout'])}{ci(k['floor_train_vs_heldout']['interval'])}</td>"
+        f"<td>{_num(k['placement'], '.2f')}</td></tr>"
+        for n, k in ((s, o["kid"][s]) for s in SPACES if s in o["kid"]))
+    auc = lambda p: "n/a" if p.get("auroc") is None else f"{p['auroc']:.3f}" + ci(p.get("auroc_ci95"))
+    pr, sp, ch = o["probes"], o["spectrum"], o["change"]
+    img = ("" if not figure else f'<figure><img alt="spectrum" src="data:image/png;base64,'
+           f'{base64.b64encode(Path(figure).read_bytes()).decode()}"><figcaption>fidelity: power spectrum</figcaption></figure>')
+    return (f"<h3>Fidelity, against baselines</h3><p>{esc(sentence(section))}</p>"
+            f"<p>KID (mean [95% of {o['kid'][next(iter(o['kid']))]['synthetic_vs_heldout']['repeats']} equal-size "
+            f"subsamples]); placement: {esc(section['placement'])}.</p>"
+            "<table><tr><th>feature space</th><th>synthetic vs held-out</th><th>synthetic vs train</th>"
+            "<th>untranslated vs held-out</th><th>real train vs held-out</th><th>placement</th></tr>"
+            f"{rows}</table><p>Probe AUROC (patient-grouped folds): real vs synthetic {auc(pr['real_vs_synthetic'])}; "
+            f"real vs untranslated {auc(pr['real_vs_untranslated'])}; two halves of real {auc(pr['real_halves'])}; "
+            f"translated vs own source {auc(pr['translated_vs_own_source'])}.</p>"
+            f"<p>Spectral distance (mean |difference| of log spectra) to held-out real COVID-19: synthetic "
+            f"{sp['synthetic_vs_heldout']:.3f}, untranslated {sp['untranslated_vs_heldout']:.3f}, real training "
+            f"{sp['floor_train_vs_heldout']:.3f}. SSIM to own source: median {ch['ssim_to_source']['median']:.3f}.</p>{img}")
+
+
+# --- a folder of translations (the ablation's held-out output) ---------------------------------------
+
+def read_translations(folder: str | Path) -> tuple[np.ndarray, list[str], list[str]]:
+    """PNG files of ``folder`` and the real record each was translated from, read from the folder's
+    JSON (``sources.json``, else its only ``*.json``): ``{"a.png": "record_id", ...}``, or a list of
+    ``{"file": "a.png", "record_id": "..."}`` (``source_id`` is accepted too), optionally under
+    ``"images"``. Returns the pixels (uint8, N x S x S), their source ids and file names."""
+    import json
+
+    from ...core.errors import BadInputError, DataNotFoundError
+
+    folder = Path(folder)
+    js = [folder / "sources.json"] if (folder / "sources.json").is_file() else sorted(folder.glob("*.json"))
+    if len(js) != 1:
+        raise DataNotFoundError("need one JSON of source record ids beside the translations (sources.json)", folder,
+                                f"found {len(js)} JSON files")
+    try:
+        doc = json.loads(js[0].read_text())
+    except ValueError as exc:
+        raise BadInputError(f"not valid JSON: {exc}", js[0]) from exc
+    doc = doc.get("images", doc) if isinstance(doc, dict) and "images" in doc else doc
+    if isinstance(doc, dict):
+        pairs = sorted(doc.items())
+    elif isinstance(doc, list) and all(isinstance(d, dict) and "file" in d for d in doc):
+        pairs = [(d["file"], d.get("record_id", d.get("source_id"))) for d in doc]
+    else:
+        raise BadInputError("expected {file: record_id} or a list of {file, record_id}", js[0])
+    bad = [f for f, r in pairs if not isinstance(r, str) or not (folder / f).is_file()]
+    if bad or not pairs:
+        raise BadInputError("a listed translation has no file or no record id" if bad else "no translations listed",
+                            folder / (bad[0] if bad else js[0].name))
+    images = [np.asarray(Image.open(folder / f).convert("L"), dtype=np.uint8) for f, _ in pairs]
+    if len({im.shape for im in images}) != 1 or images[0].shape[0] != images[0].shape[1]:
+        raise BadInputError("translations must all be square and of one size", folder,
+                            f"sizes: {sorted({im.shape for im in images})[:3]}")
+    return np.stack(images), [r for _, r in pairs], [f for f, _ in pairs]
+
+
+def score_folder(workdir: str | Path, folder: str | Path, cfg: FidelityConfig = FidelityConfig(),
+                 run: str | None = None) -> tuple[dict, dict]:
+    """Score a folder of translations (:func:`read_translations`) against the work folder they were
+    made from; returns the fidelity section and its :func:`row`."""
+    syn, ids, _ = read_translations(folder)
+    section = score(workdir, syn, ids, cfg=cfg)
+    return section, row(section, run or Path(folder).name)

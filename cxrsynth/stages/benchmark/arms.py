@@ -1,0 +1,109 @@
+"""What each arm trains on, and the real validation / test sets it is judged on.
+
+Arm names (``vocab.ARMS``) are generic so one list serves both tasks: ``real``, ``real+own`` (the task's own synthetic
+config: g_nc for normal-covid, g_pc for pneumonia-covid), ``real+all`` (both configs),
+``synthetic-only`` (the task's own config replaces the real COVID-19 images, as Tables 1-2 of the
+paper: G_NC for normal-covid, G_PC for pneumonia-covid), ``synthetic-only-both`` (both configs replace
+them: an extra arm, not in the paper), ``real-oversampled`` (the count-matched control: real
+COVID-19 repeated to the size of ``real+all``'s positives) and ``real+null`` (the null-translator control:
+``real+own`` with a trivial transform in place of the translator; ``null_arm.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...data.images import load_canonical
+from ...core.layout import WorkLayout
+from ..load.loader import ArmDataset, load
+from ...core.paths import read_json
+from ...data.records import read_records
+from ..splits import grouped_records
+from ...core.vocab import CONFIGS, NULL_ARM, TASK_LABELS, concrete_arm
+from .null_arm import NullSet, null_sources
+
+
+@dataclass
+class EvalItem:
+    path: str
+    label: int
+    patient: str
+    record_id: str
+
+
+class EvalDataset(torch.utils.data.Dataset):
+    def __init__(self, items: list[EvalItem], size: int):
+        self.items, self.size = items, size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        it = self.items[i]
+        x = torch.from_numpy(load_canonical(it.path, self.size).astype(np.float32) / 255.0).unsqueeze(0)
+        return x, it.label
+
+
+def eval_items(workdir: Path, task: str, split: str, limit: int | None = None) -> list[EvalItem]:
+    neg, pos = TASK_LABELS[task]
+    layout = WorkLayout(workdir)
+    records, splits = grouped_records(layout)  # patients as the split grouped them (a --patient-map included)
+    assign = splits["assignments"]
+    recs = [r for r in records
+            if r.has_pixels and assign.get(r.record_id) == split and r.label in (neg, pos)]
+    items = [EvalItem(str(r.path), int(r.label == pos), r.patient_group or r.patient_id, r.record_id) for r in recs]
+    if limit:
+        items = [i for i in items if i.label == 0][:limit] + [i for i in items if i.label == 1][:limit]
+    return items
+
+
+def null_set(workdir: Path, task: str, release, size: int) -> ArmDataset:
+    """``real`` plus the null-translator images, as many as ``real+own`` has synthetic ones."""
+    real = load(task, "real", "train", workdir, release, size)
+    count = len(load(task, "real+own", "train", workdir, release, size).synthetic[0])
+    layout = WorkLayout(workdir)
+    return _as_null(ArmDataset(real.real, [NullSet(null_sources(read_json(layout.plan), read_records(layout.records), task,
+                                                               count), size)], size, real.transform))
+
+
+def _as_null(ds: ArmDataset) -> ArmDataset:
+    """Its non-real items are the null arm's (results.json counts them as ``positives_null``, not synthetic)."""
+    ds.origins = ["null" if o == "synthetic" else o for o in ds.origins]
+    return ds
+
+
+def train_set(workdir: Path, task: str, arm: str, release, size: int, limit: int | None) -> ArmDataset:
+    ds = (null_set(workdir, task, release, size) if arm == NULL_ARM
+          else load(task, concrete_arm(task, arm), "train", workdir, release, size))
+    if limit:
+        # keep the arm's composition, capped: at most `limit` real of each class and `limit` per synthetic config
+        neg = [x for x in ds.real if x[1] == 0][:limit]
+        pos = [x for x in ds.real if x[1] == 1]
+        if arm == "real-oversampled":
+            pos = pos[: limit * (1 + len(CONFIGS))]
+        else:
+            pos = pos[:limit]
+        synth = [s.select(range(min(limit, len(s)))) for s in ds.synthetic]
+        ds = ArmDataset(neg + pos, synth, size, ds.transform)
+        ds = _as_null(ds) if arm == NULL_ARM else ds
+    return ds
+
+
+class Cached(torch.utils.data.Dataset):
+    """Decode each item once per run (the sets here are small; epochs repeat them many times)."""
+
+    def __init__(self, ds):
+        self.ds, self.cache = ds, {}
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        if i not in self.cache:
+            x, y = self.ds[i]
+            self.cache[i] = (x, y)
+        return self.cache[i]
