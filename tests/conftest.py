@@ -100,6 +100,26 @@ def built(trained, tmp_path_factory):
     return wd, wd / "release" / "covid-cxr-synth", manifest
 
 
+@pytest.fixture(scope="session")
+def rigorous(built, tmp_path_factory):
+    """The rigorous benchmark of ``built`` (tiny: resnet18 at 32 px, 1 epoch, 6 images a class): every arm of
+    both tasks, 2 seeds, with the external set of ``test_benchmark.external_folder``, figures on. The
+    largest fixture of the suite (28 classifier trainings), so one per session: test_benchmark.py reads
+    all of it, test_attribution.py its normal-covid arms against real and real-oversampled.
+    Returns (work folder, benchmark folder, summary)."""
+    from cxrsynth.stages.benchmark.run import BenchmarkConfig, run_benchmark
+    from cxrsynth.core.config import resolve
+
+    from .test_benchmark import TINY, external_folder
+
+    wd, rel, _ = built
+    base = tmp_path_factory.mktemp("bench")
+    ext = external_folder(wd, base / "site-b")
+    summary = run_benchmark(wd, base / "rigorous", resolve(BenchmarkConfig, overrides=TINY + ["seeds=2"]),
+                            release=str(rel), externals={"site-b": str(ext)})
+    return wd, base / "rigorous", summary
+
+
 _FAILURE = re.compile(r"^(Error: |Traceback |\s+File \"|\w*(Error|Exception)\b)")
 
 

@@ -275,8 +275,10 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
 
     wd = copy_workdir(built[0], tmp_path / "wd", keep_generated=True)
     rel = built[1]
-    res = audit(rel, wd, AuditConfig(embedding="pixels", exclude_closest=0.25, sample=None, bootstrap=300,
-                                     quality_repeats=3))
+    # fidelity on, with a 4-epoch chest X-ray encoder and 100 resamples (instead of 20 and 300): what is
+    # checked here is what reaches audit.json and the card, not the size of an interval
+    res = audit(rel, wd, AuditConfig(embedding="pixels", exclude_closest=0.25, sample=None, bootstrap=100,
+                                     quality_repeats=3, fidelity_encoder_epochs=4))
     assert res.data["counts"] == {"g_nc": 24, "g_pc": 24}
     assert res.data["sampled"]["g_nc"]["privacy"] == 24
     verdict_list = res.data["summary"]["verdicts"]
@@ -309,8 +311,9 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     assert res.data["audited_release"]["data_sha256"] != m["data_sha256"]
     card = (out / "covid-cxr-synth" / "README.md").read_text()
     assert "Not yet audited" in card and "12 images were removed after the audit" in card
-    again = audit(out / "covid-cxr-synth", wd, AuditConfig(embedding="pixels", sample=None, bootstrap=300,
-                                                          quality_repeats=3), out_dir=tmp_path / "audit2")
+    again = audit(out / "covid-cxr-synth", wd, AuditConfig(embedding="pixels", sample=None, bootstrap=100,
+                                                          quality_repeats=3, fidelity_encoder_epochs=4),
+                  out_dir=tmp_path / "audit2")
     from cxrsynth.stages.release.describe import attach_audit
 
     m = attach_audit(out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")

@@ -163,7 +163,10 @@ def test_cxrsynth_load_arms(built):
 def test_second_release_with_audit_reproduces_image_checksums(built, trained, tmp_path):
     """The pipeline as `cxrsynth release` runs it (audit included) on a fresh copy of the same inputs."""
     wd2 = copy_workdir(trained, tmp_path / "wd2")
-    m2 = release(wd2, wd2 / "release", PipelineConfig(generate=GEN, audit=AuditConfig(fidelity=False)))
+    # the audit's own numbers are test_audit.py's; here 2 quality repeats and 100 resamples (not 10 and
+    # 2000) are enough to show the pipeline audits and the card carries it
+    audit_cfg = AuditConfig(fidelity=False, quality_repeats=2, bootstrap=100)
+    m2 = release(wd2, wd2 / "release", PipelineConfig(generate=GEN, audit=audit_cfg))
     assert m2["audit"] is not None and len(m2["audit"]["verdicts"]) == 7
     card = (wd2 / "release" / "covid-cxr-synth" / "README.md").read_text()
     assert "Not yet audited" not in card and "reverse translation leads back to its source" in card
