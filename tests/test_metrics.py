@@ -103,3 +103,19 @@ def test_paired_seed_difference_matches_the_columns_and_carries_seed_variance():
     assert lo < d["difference"] < hi
     one = M.paired_seed_difference(y, patients, ref[:1] * 3, arm[:1] * 3, [0.5] * 3, [0.5] * 3, n=300)
     assert (hi - lo) > (one["ci95"][1] - one["ci95"][0])  # seed variance is in the interval
+
+
+def test_bootstrap_auroc_by_rank_sum_gives_sklearns_values():
+    """The bootstraps compute AUROC by the Mann-Whitney rank sum (20x faster than roc_auc_score per call,
+    and they call it thousands of times): the same interval as sklearn's AUROC on the same draws."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.random(200), 2)  # ties, averaged by both
+    s2 = np.round(s + rng.normal(0, 0.2, 200), 2)
+    patients = [f"p{i // 4}" for i in range(200)]
+    slow = M._patient_bootstrap(y, patients, lambda p: roc_auc_score(y[p], s[p]), 300, 0)
+    assert M.bootstrap_auroc(y, s, patients, 300, 0) == pytest.approx(M._interval(slow, 300, 0.95), abs=1e-12)
+    slow_d = M._patient_bootstrap(y, patients, lambda p: roc_auc_score(y[p], s2[p]) - roc_auc_score(y[p], s[p]), 300, 0)
+    assert M.bootstrap_difference(y, s, s2, patients, 300, 0)["ci95"] == pytest.approx(M._interval(slow_d, 300, 0.95), abs=1e-12)

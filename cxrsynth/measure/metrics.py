@@ -97,7 +97,7 @@ def _interval(vals: list[float], n: int, level: float) -> tuple[float, float] | 
 def bootstrap_auroc(y_true, scores, patients, n: int = 1000, seed: int = 0, level: float = 0.95):
     """Percentile interval of AUROC over patient-level resamples (None if too few of a class)."""
     y_true, scores = np.asarray(y_true), np.asarray(scores)
-    vals = _patient_bootstrap(y_true, patients, lambda p: roc_auc_score(y_true[p], scores[p]), n, seed)
+    vals = _patient_bootstrap(y_true, patients, lambda p: _auc(y_true[p], scores[p]), n, seed)
     return _interval(vals, n, level)
 
 
@@ -107,7 +107,7 @@ def bootstrap_difference(y_true, scores_a, scores_b, patients, n: int = 1000, se
     if len(set(y_true.tolist())) < 2:
         return None
     vals = _patient_bootstrap(y_true, patients,
-                              lambda p: roc_auc_score(y_true[p], sb[p]) - roc_auc_score(y_true[p], sa[p]), n, seed)
+                              lambda p: _auc(y_true[p], sb[p]) - _auc(y_true[p], sa[p]), n, seed)
     ci = _interval(vals, n, level)
     if ci is None:
         return None
