@@ -17,30 +17,32 @@ from cxrsynth.stages.release.benchmark_sections import DROP_SENTENCE, NO_EXTERNA
 
 from .test_artifacts import _copy_release
 
-#: 6 Hannover patients with 4 films each; a model that finds COVID-19 in patients 0-2 only: 50% sensitivity
-PATIENTS = [f"hannover:p{i // 4}" for i in range(24)]
+#: 24 Hannover films, one per patient; a model that finds COVID-19 in the first 12 only: 50% sensitivity
+PATIENTS = [f"hannover:p{i}" for i in range(24)]
+#: the same films as 6 patients with 4 films each: 6 patients' worth of evidence
+FEW_PATIENTS = [f"hannover:p{i // 4}" for i in range(24)]
 HALF = np.array([0.9 if i < 12 else 0.1 for i in range(24)])
 
 
-def _runs(internal: float, scores: np.ndarray, seeds: int = 2) -> list[dict]:
+def _runs(internal: float, scores: np.ndarray, seeds: int = 2, patients: list[str] = PATIENTS) -> list[dict]:
     """Cells' result dicts as the benchmark keeps them: the test sensitivity and the external entry that
     ``external.score_external`` computes from the model's scores at its threshold (0.5)."""
-    items = [EvalItem(f"/x/{i}.png", 1, p, f"r{i}") for i, p in enumerate(PATIENTS)]
+    items = [EvalItem(f"/x/{i}.png", 1, p, f"r{i}") for i, p in enumerate(patients)]
     ext = E.score_external([1] * 24, scores, items, 0.5, 400, 0)
     return [{"seed": s, "test": {"sensitivity": internal}, "controls": {"same_source": None, "external": {"hannover": ext}}}
             for s in range(seeds)]
 
 
-def _results(stamp: str, protocol: str = "rigorous") -> dict:
+def _results(stamp: str, protocol: str = "rigorous", patients: list[str] = PATIENTS) -> dict:
     from cxrsynth.stages.benchmark.run import _control_summary
 
     arms = {}
     for arm, internal, scores in (("real", 0.8, HALF), ("real+own", 0.6, np.full(24, 0.9))):
-        runs = _runs(internal, scores)
+        runs = _runs(internal, scores, patients=patients)
         arms[arm] = {"concrete_arm": arm if arm == "real" else "real+g_nc", "seeds": len(runs),
                      "sensitivity": M.summarise_seeds([r["test"]["sensitivity"] for r in runs]),
                      "controls": _control_summary(runs, bootstrap=400)}
-    report = {"format": "hannover", "kept": 24, "patients": 6, "by_label": {"covid": 24},
+    report = {"format": "hannover", "kept": 24, "patients": len(set(patients)), "by_label": {"covid": 24},
               "per_task": {"normal-covid": {"negatives": 0, "covid": 24}, "pneumonia-covid": {"negatives": 0, "covid": 24}}}
     return {"kind": "cxrsynth.benchmark_results", "protocol": protocol, "release_data_sha256": stamp,
             "summary": {"normal-covid": arms}, "controls": {"external": {"hannover": report}}}
@@ -66,11 +68,15 @@ def test_section_shows_each_arms_external_sensitivity_beside_the_internal_one():
     lo, hi = (float(v) for v in re.fullmatch(r"50\.0 ± 0\.0 \[(.+), (.+)\]", real[2]).groups())
     ci = res["summary"]["normal-covid"]["real"]["controls"]["external"]["hannover"]["sensitivity_patient_ci95"]
     assert (lo, hi) == (round(100 * ci[0], 1), round(100 * ci[1], 1))
-    assert lo < 50 < hi and hi - lo > 30  # 6 patients: the interval is wide (patients, not 24 films, are the unit)
+    assert lo < 50 < hi and 30 < hi - lo <= 50  # 24 patients: wide, but readable
     own = _row(text, "real+g_nc")
     assert own[2].startswith("100.0 ± 0.0") and own[3] == "+40.0"
     assert DROP_SENTENCE.format(where=WHERE["hannover"]) in text
-    assert "24 images of 6 patients" in text and "pneumonia-covid" not in text  # only tasks the summary holds
+    assert "24 images of 24 patients" in text and "pneumonia-covid" not in text  # only tasks the summary holds
+    # the same 24 films from 6 patients: the patient interval spans more than 50 points, and the card
+    # says "not measurable" as the report does, instead of a number
+    few = external_section(_results("a" * 64, patients=FEW_PATIENTS))
+    assert _row(few, "real")[2:] == ["not measurable (6 patients)", "-"] and "24 images of 6 patients" in few
 
     paper = external_section(_results("a" * 64, protocol="paper"))
     assert _row(paper, "real")[2] == "50.0 ± 0.0" and "no interval" in paper  # the test set chose the model

@@ -24,3 +24,22 @@ def shows_intervals(results: dict) -> bool:
     test patients would describe a selection, not an estimate. The one rule for the tables, the report
     and the dataset card."""
     return results.get("protocol") != "paper"
+
+
+#: A rate whose 95% interval is wider than this (50 points) is "not measurable": the interval would admit
+#: almost anything. One cut-off for the same-source controls, the external sets, the report and the card.
+MAX_READABLE_CI_WIDTH = 0.5
+
+
+def external_not_measurable(e: dict) -> str | None:
+    """Why an arm's sensitivity on an external set (one entry of ``controls.external`` in ``results.json``)
+    cannot be read, e.g. ``"not measurable (4 patients)"``: no interval, or one wider than
+    :data:`MAX_READABLE_CI_WIDTH`; None when it can (or when there is no sensitivity at all)."""
+    if ((e or {}).get("sensitivity") or {}).get("mean") is None:
+        return None
+    ci = e.get("sensitivity_patient_ci95") or e.get("sensitivity_wilson95")
+    if ci and ci[1] - ci[0] <= MAX_READABLE_CI_WIDTH:
+        return None
+    pats = e.get("n_positive_patients")
+    return f"not measurable ({pats} patients)" if pats is not None else "not measurable"
+

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...artifacts.benchmark_run import MAX_READABLE_CI_WIDTH
 from ...data.images import decode
 from ...data.records import Record
 from ...data.sources.base import read_csv_rows
@@ -46,10 +47,10 @@ from .arms import EvalItem
 #: Flat (2020) findings of the collection that are not pneumonias; hierarchical ones are pneumonias when
 #: they start with "Pneumonia".
 NOT_PNEUMONIA = {"no finding", "ards", "tuberculosis", "todo", "unknown"}
-#: Below this many control images (or with a Wilson interval wider than half the scale) a false-positive
-#: rate is "not measurable": its interval would admit almost anything.
+#: Below this many control images (or with a per-patient interval wider than half the scale) a
+#: false-positive rate is "not measurable": its interval would admit almost anything.
 MIN_CONTROL_IMAGES = 10
-MAX_CONTROL_CI_WIDTH = 0.5
+MAX_CONTROL_CI_WIDTH = MAX_READABLE_CI_WIDTH
 #: a shortcut is named only when the one-sided two-proportion test (Fisher's exact) gives p below this
 SHORTCUT_ALPHA = 0.05
 #: a task's negative label -> the same-source X-rays that are that class

@@ -9,7 +9,7 @@ import html
 import io
 from pathlib import Path
 
-from ...artifacts.benchmark_run import shows_intervals
+from ...artifacts.benchmark_run import external_not_measurable, shows_intervals
 from ...artifacts.stamps import stamped_audit
 from ...core.errors import StampError
 from ...core.layout import AuditFolder, BenchmarkFolder
@@ -89,13 +89,11 @@ def _external_cells(e: dict | None, internal_sens: float | None) -> list[str]:
     positives only has neither)."""
     if not e:
         return ["-", "-", "-", "-"]
-    from .controls import MAX_CONTROL_CI_WIDTH
-
     ci = e.get("sensitivity_patient_ci95") or e.get("sensitivity_wilson95")
     sens, drop = _ms(e["sensitivity"]) + _ci(ci, pct=True), "-"
-    if e["sensitivity"]["mean"] is not None and (not ci or ci[1] - ci[0] > MAX_CONTROL_CI_WIDTH):
-        pats = e.get("n_positive_patients")
-        sens = f"not measurable ({pats} patients)" if pats is not None else "not measurable"
+    unreadable = external_not_measurable(e)
+    if unreadable:
+        sens = unreadable
     elif e["sensitivity"]["mean"] is not None and internal_sens is not None:
         drop = f"{100 * (e['sensitivity']['mean'] - internal_sens):+.1f}"
     none = "n/a (no negatives)"

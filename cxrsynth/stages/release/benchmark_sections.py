@@ -10,7 +10,7 @@ benchmark); without a stamped result the section says so and shows no number.
 
 from __future__ import annotations
 
-from ...artifacts.benchmark_run import shows_intervals
+from ...artifacts.benchmark_run import external_not_measurable, shows_intervals
 
 BENCHMARK_TITLE = "Benchmark"
 EXTERNAL_TITLE = "External test set"
@@ -49,6 +49,9 @@ def _arm_row(arm: dict, name: str, intervals: bool) -> str:
     e = ((arm.get("controls") or {}).get("external") or {}).get(name)
     if not e or (e.get("sensitivity") or {}).get("mean") is None:
         return f"| {arm['concrete_arm']} | {_ms(internal)} | not scored | - |"
+    unreadable = external_not_measurable(e)  # the report's rule: an interval wider than 50 points
+    if unreadable:
+        return f"| {arm['concrete_arm']} | {_ms(internal)} | {unreadable} | - |"
     ci = e.get("sensitivity_patient_ci95") if intervals else None
     ext = _ms(e["sensitivity"]) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
     drop = "-" if internal.get("mean") is None else f"{100 * (e['sensitivity']['mean'] - internal['mean']):+.1f}"
