@@ -50,7 +50,6 @@ NOT_PNEUMONIA = {"no finding", "ards", "tuberculosis", "todo", "unknown"}
 #: Below this many control images (or with a per-patient interval wider than half the scale) a
 #: false-positive rate is "not measurable": its interval would admit almost anything.
 MIN_CONTROL_IMAGES = 10
-MAX_CONTROL_CI_WIDTH = MAX_READABLE_CI_WIDTH
 #: a shortcut is named only when the one-sided two-proportion test (Fisher's exact) gives p below this
 SHORTCUT_ALPHA = 0.05
 #: a task's negative label -> the same-source X-rays that are that class
@@ -121,7 +120,7 @@ def measurable(n: int, k: int, ci: tuple[float, float] | None = None) -> str | N
     if n < MIN_CONTROL_IMAGES:
         return f"{n} images, at least {MIN_CONTROL_IMAGES} needed"
     lo, hi = ci or M.wilson(k, n)
-    if hi - lo > MAX_CONTROL_CI_WIDTH:
+    if hi - lo > MAX_READABLE_CI_WIDTH:
         return f"its 95% interval spans {100 * (hi - lo):.0f} points"
     return None
 
@@ -147,9 +146,9 @@ def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, 
     difference (``fpr_difference``): Fisher's test takes images as independent, but one patient may give
     several films, alike in what a model sees; resampling whole patients of both sets carries that."""
     neg = np.asarray(neg_scores, dtype=float)
-    fp = int((neg >= threshold).sum())
-    fpr_ci, fpr_how = M.proportion_ci((neg >= threshold).astype(int), list(neg_patients), bootstrap, seed) \
-        if len(neg) else (None, "no images")
+    called = neg >= threshold  # each control image called COVID-19
+    fp = int(called.sum())
+    fpr_ci, fpr_how = M.proportion_ci(called, list(neg_patients), bootstrap, seed) if len(neg) else (None, "no images")
     y = np.r_[np.ones(len(covid_scores)), np.zeros(len(neg))].astype(int)
     s = np.r_[np.asarray(covid_scores, dtype=float), neg]
     pats = list(covid_patients) + list(neg_patients)
@@ -164,7 +163,7 @@ def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, 
                 "p_more_than_test": two_proportion_p(fp, len(neg), k2, n2)}
     if test_negatives is not None:
         t_scores, t_patients = test_negatives
-        out["fpr_difference"] = M.proportion_difference(neg >= threshold, list(neg_patients),
+        out["fpr_difference"] = M.proportion_difference(called, list(neg_patients),
                                                         np.asarray(t_scores, dtype=float) >= threshold, list(t_patients),
                                                         bootstrap, seed)
     return out
