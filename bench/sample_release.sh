@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the sample-scale release made with the fully trained `paper` translators, and everything
 # committed under bench/results/sample-release/: card (with the benchmark and the external test set
-# attached), manifest, audit summaries (pixel and classifier embeddings), benchmark tables and figures
-# in both protocols.
+# attached, and verified against that benchmark folder), manifest, audit summaries (pixel and classifier
+# embeddings), benchmark tables and figures in both protocols.
 #
 #   bash scripts/train_translators.sh paper   # first (hours on 2 CPU cores; resumable)
 #   bash bench/sample_release.sh              # resumable: a built release and finished cells are kept
@@ -72,7 +72,8 @@ $CX -w "$WD" audit "$REL" --embedding "classifier:$WD/benchmark/runs/normal-covi
 echo "== the card: the rigorous benchmark (stamped with this release) and its external set attached; verify"
 .venv/bin/python -c "import sys; from cxrsynth.artifacts import ReleaseFolder; from cxrsynth.stages.release.describe import describe; \
 r = ReleaseFolder(sys.argv[1]); describe(r, r.manifest(), sys.argv[2])" "$REL" "$WD/benchmark"
-$CX verify "$REL"
+# --benchmark: the card's Benchmark and External test set sections rendered again from that folder and compared
+$CX verify "$REL" --benchmark "$WD/benchmark"
 echo "== collect into $OUT"
 rm -rf "$OUT"; mkdir -p "$OUT/benchmark" "$OUT/benchmark-paper" "$OUT/audit" "$OUT/audit-classifier"
 cp "$REL/README.md" "$OUT/card.md"; cp "$REL/manifest.json" "$REL/sample_grid.png" "$OUT/"

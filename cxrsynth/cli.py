@@ -476,15 +476,23 @@ def release(ctx, out_dir, version, translators, preset, old_train_set, limit, re
 @click.option("--croissant", "croissant_strict", is_flag=True, help="Also validate croissant.json with mlcroissant.")
 @click.option("--no-identifiers", is_flag=True,
               help="Verify without the private identifiers.json (the source-identifier scan is then skipped).")
-def verify(release_dir, private, croissant_strict, no_identifiers):
+@click.option("--benchmark", "benchmark_dir", type=click.Path(file_okay=False), default=None, metavar="BENCH_DIR",
+              help="The benchmark folder the card's Benchmark and External test set sections were made from "
+                   "(stamped with this release): those sections are rendered again from it and compared. "
+                   "Without it they are not checked (a release holds no benchmark results).")
+def verify(release_dir, private, croissant_strict, no_identifiers, benchmark_dir):
     """Check a release folder: only regular, listed files; checksums, schemas, rows against provenance,
-    the manifest against the rows, the card and croissant.json as the manifest generates them; no leaks.
+    the manifest against the rows, the card and croissant.json as the manifest generates them (with
+    --benchmark, the card's benchmark sections as that folder renders them); no leaks.
 
     Prints each problem and exits 1 when there is any.
     """
     from .stages.release.verify import verify as run
 
-    problems = run(release_dir, private, croissant_strict, no_identifiers=no_identifiers)
+    problems = run(release_dir, private, croissant_strict, no_identifiers=no_identifiers, benchmark=benchmark_dir)
+    if not benchmark_dir:  # on stderr: stdout stays the problems and the verdict, for scripts
+        click.echo("note: the card's Benchmark and External test set sections were not checked (a release holds no "
+                   "benchmark results; --benchmark BENCH_DIR checks them)", err=True)
     for p in problems:
         click.echo(f"FAIL {p}")
     if problems:

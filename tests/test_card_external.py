@@ -106,3 +106,54 @@ def test_card_with_the_external_section_verifies(built, tmp_path):
     with pytest.raises(Exception, match="other images"):  # a result of other images never reaches the card
         describe(rel, manifest, _bench(tmp_path / "foreign", _results("0" * 64)))
     assert sections(rel.card.read_text())["External test set"] == section
+
+
+def test_verify_with_the_benchmark_checks_its_sections(built, tmp_path, capsys):
+    """``verify --benchmark BENCH_DIR`` renders the Benchmark and External test set sections again from the
+    stamped result and reports a hand-edited number as it reports a protected section; a result of other
+    images is refused with one Error line naming its folder; without the folder those sections are not
+    checked, and verify says so."""
+    from cxrsynth.cli import main
+    from cxrsynth.core.errors import DataNotFoundError, StampError
+    from cxrsynth.stages.release.describe import describe
+    from cxrsynth.stages.release.verify import verify as verify_release
+
+    rel = _copy_release(built, tmp_path)
+    manifest = rel.manifest()
+    bench = _bench(tmp_path / "bench", _results(manifest["data_sha256"]))
+    describe(rel, manifest, bench)
+    assert verify_release(rel.root, benchmark=bench) == []  # the untouched card
+    main(["verify", str(rel.root), "--benchmark", str(bench)])
+    cap = capsys.readouterr()
+    assert cap.out.strip().endswith(": OK") and "not checked" not in cap.out + cap.err
+    main(["verify", str(rel.root)])
+    assert "Benchmark and External test set sections were not checked" in capsys.readouterr().err
+
+    untouched = rel.card.read_text()
+    real = next(line for line in untouched.splitlines() if line.startswith("| real |") and line.endswith("| -30.0 |"))
+    # the card is not in SHA256SUMS (the Hub lets its text be edited), so only the re-rendering catches these
+    for title, old, new in (("External test set", real, real.replace("| -30.0 |", "| -10.0 |")),
+                            ("Benchmark", "| real | 0.9 |", "| real | 0.95 |")):
+        assert untouched.count(old) == 1
+        rel.card.write_text(untouched.replace(old, new))
+        assert verify_release(rel.root) == []  # without the benchmark: not checked
+        problems = verify_release(rel.root, benchmark=bench)
+        assert len(problems) == 1 and f"(benchmark section {title!r})" in problems[0], problems
+        assert f"reads {new[:80]!r}, expected {old[:80]!r}" in problems[0]
+        with pytest.raises(SystemExit) as exc:
+            main(["verify", str(rel.root), "--benchmark", str(bench)])
+        out = capsys.readouterr().out
+        assert exc.value.code == 1 and f"FAIL {problems[0]}" in out
+    rel.card.write_text(untouched)
+
+    foreign = _bench(tmp_path / "foreign", _results("0" * 64))  # the same numbers, measured on other images
+    with pytest.raises(StampError, match="other images") as err:
+        verify_release(rel.root, benchmark=foreign)
+    assert str(foreign) in str(err.value)
+    with pytest.raises(SystemExit) as exc:
+        main(["verify", str(rel.root), "--benchmark", str(foreign)])
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 1 and err_lines[-1].startswith("Error: the benchmark was run on other images")
+    assert str(foreign) in err_lines[-1]
+    with pytest.raises(DataNotFoundError, match="benchmark folder not found"):
+        verify_release(rel.root, benchmark=tmp_path / "nowhere")

@@ -25,7 +25,9 @@ Checks:
   no larger than the release;
 - **generated text**: the card's protected sections (every ``## `` section the manifest generates and
   the title and summary above them; not the Benchmark, External test set and Changes sections, nor the
-  YAML front matter)
+  YAML front matter); given the benchmark folder the card was made from (``benchmark``), the Benchmark
+  and External test set sections too, rendered again from its stamped ``results.json`` and ``tables.md``
+  (a release holds no benchmark results, so without it those two sections are not checked)
   and ``croissant.json`` are what the manifest generates: so the counts, translators, licences, access,
   contact, audit stamp and the not-for-clinical-use statement cannot be edited. Of the front matter,
   only the keys that say what the data are (``license``, ``configs``, ``dataset_info`` and the
@@ -54,7 +56,7 @@ import pyarrow.parquet as pq
 
 from ...artifacts import ReleaseFolder
 from ...artifacts.release_folder import MANIFEST, NOT_IN_SUMS, REQUIRED, identifiers_in, private_sibling
-from ...core.errors import CxrsynthError, SchemaError, VerifyError
+from ...core.errors import BadInputError, CxrsynthError, DataNotFoundError, SchemaError, VerifyError
 from ...data.records import LABELS
 from ...core.schemas import validate
 from ...core.vocab import SOURCE_LABEL
@@ -86,13 +88,40 @@ def find_private(release: Path) -> Path | None:
 
 
 def verify(release: str | Path, private: str | Path | None = None, croissant_strict: bool = False,
-           no_identifiers: bool = False) -> list[str]:
+           no_identifiers: bool = False, benchmark: str | Path | None = None) -> list[str]:
     """Return the list of problems (empty when the release is sound).
 
     ``private`` is the folder holding ``identifiers.json`` (default: ``RELEASE.private`` beside it). Without
     one the source-identifier scan cannot run and that is a problem, unless ``no_identifiers`` is set.
+    ``benchmark``: the benchmark folder whose results the card shows; its Benchmark and External test set
+    sections are then checked too. A benchmark of other images (or an unreadable one) raises a
+    :class:`~cxrsynth.core.errors.CxrsynthError` naming it: it is the wrong input, not a flaw of the release.
     """
-    return _Verifier(Path(release), private, croissant_strict, no_identifiers).run()
+    v = _Verifier(Path(release), private, croissant_strict, no_identifiers)
+    if benchmark is not None:
+        v.benchmark = benchmark_card_sections(Path(release), benchmark)
+    return v.run()
+
+
+def benchmark_card_sections(release: Path, benchmark: str | Path) -> dict[str, str] | None:
+    """The card's Benchmark and External test set sections as describe renders them from ``benchmark``
+    (``results.json`` stamped with the release's ``data_sha256``, and ``tables.md``), by title. ``None``
+    when the release's manifest cannot be read: verify reports that, and fails, on its own."""
+    from .describe import benchmark_sections
+
+    try:
+        stamp = json.loads(_read_regular(release / MANIFEST))["data_sha256"]
+    except Exception:  # unreadable, not JSON, no stamp: the manifest checks report it
+        return None
+    folder = Path(benchmark)
+    if not folder.is_dir():
+        raise DataNotFoundError("benchmark folder not found", folder,
+                                "give the folder `cxrsynth benchmark --release DIR` wrote (its --out)")
+    try:
+        return benchmark_sections(folder, stamp)
+    except (OSError, ValueError) as exc:  # tables.md missing, results.json not JSON
+        raise BadInputError(f"the benchmark folder cannot be read ({_first_line(exc)})", folder,
+                            "give a finished benchmark folder (results.json and tables.md)") from exc
 
 
 def publishable_files(release: str | Path, private: str | Path | None = None, no_identifiers: bool = False,
@@ -231,6 +260,7 @@ class _Verifier:
         self.parquet_text: dict[str, list[str]] = {}  # rel -> the strings a shard publishes (read once)
         self.repo_id: str | None = None  # from the card's front matter: the Hub repo it was rendered for
         self.access: str | None = None  # from the card's front matter: the repo's access at push
+        self.benchmark: dict[str, str] | None = None  # {title: text} of the sections a benchmark renders
 
     def add(self, text: str) -> None:
         self.problems.append(text)
@@ -558,6 +588,13 @@ class _Verifier:
         for where in card_differences(text, protected_sections(manifest, self.repo_id, self.access)):
             self.add(f"README.md: {where}; the card must be what manifest.json generates (cxrsynth "
                      f"{manifest['code_version']} made it)")
+        if self.benchmark is not None:
+            from .card import card_text
+
+            rendered = card_sections(card_text(manifest, self.repo_id, self.benchmark, self.access))
+            want = {title: body for title, _, body in rendered if title in self.benchmark}
+            for where in card_differences(text, want, "benchmark section"):
+                self.add(f"README.md: {where}; the section must be what the benchmark folder renders")
 
     def _check_croissant(self, manifest: dict) -> None:
         cr = self.read_json("croissant.json")
@@ -672,16 +709,17 @@ def card_sections(text: str) -> list[tuple[str, int, str]]:
 
 def protected_sections(manifest: dict, repo_id: str | None = None, access: str | None = None) -> dict[str, str]:
     """{title: text} of the sections of the card ``manifest`` generates that verify protects: all but the
-    free ones (Benchmark and External test set, made from a benchmark folder verify does not have, and
-    Changes, from ``cxrsynth diff``)."""
+    free ones (Benchmark and External test set, made from a benchmark folder the release does not hold:
+    checked only when verify is given it, and Changes, from ``cxrsynth diff``)."""
     from .card import KEPT_SECTIONS, card_text
 
     return {title: body for title, _, body in card_sections(card_text(manifest, repo_id, None, access))
             if title not in KEPT_SECTIONS}
 
 
-def card_differences(text: str, protected: dict[str, str]) -> list[str]:
-    """Where the card ``text`` departs from its ``protected`` sections, one line each (empty: it does not).
+def card_differences(text: str, protected: dict[str, str], kind: str = "protected section") -> list[str]:
+    """Where the card ``text`` departs from its ``protected`` sections, one line each (empty: it does not);
+    ``kind`` names such a section in the lines.
 
     Only the protected sections count: the YAML front matter (which the Hub, its staff or a bot may edit),
     the free sections and any added section are not compared here.
@@ -693,16 +731,16 @@ def card_differences(text: str, protected: dict[str, str]) -> list[str]:
     for title, want in protected.items():
         got = found.get(title, [])
         if not got:
-            out.append(f"protected section {title!r} is missing")
+            out.append(f"{kind} {title!r} is missing")
         elif len(got) > 1:
-            out.append(f"protected section {title!r} appears {len(got)} times")
+            out.append(f"{kind} {title!r} appears {len(got)} times")
         elif got[0][1] != want:
             first, body = got[0]
             a, b = body.splitlines(), want.splitlines()
             k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
             line = (a[k] if k < len(a) else "(end of section)")[:80]
             wanted = (b[k] if k < len(b) else "(end of section)")[:80]
-            out.append(f"line {first + k} reads {line!r}, expected {wanted!r} (protected section {title!r})")
+            out.append(f"line {first + k} reads {line!r}, expected {wanted!r} ({kind} {title!r})")
     return out
 
 
