@@ -72,3 +72,77 @@ def test_without_the_test_negatives_the_verdict_says_it_took_images_as_independe
     v = C.shortcut_verdict([old])
     assert v["verdict"] == "source" and v["difference_patient_ci95"] is None and "independent" in v["test"]
     assert "images taken as independent" in _sentences([old])
+
+
+# -- one bootstrap over seeds and patients ------------------------------------------------------------
+
+CLEAN_NEG = np.full(60, 0.1)  # test negatives none of which a model calls COVID-19
+
+
+def _cell(seed: int, control: np.ndarray, patients: list[str], test_neg: np.ndarray = CLEAN_NEG) -> dict:
+    """One cell as its result.json keeps it: the test split's scores, labels and patients at threshold
+    0.5, and the same-source metrics that score_controls adds from them."""
+    scores, labels = np.r_[TEST_POS, test_neg], [1] * 20 + [0] * 60
+    pats = [f"t{i}" for i in range(20)] + [f"n{i}" for i in range(60)]
+    cm = M.threshold_metrics(labels, scores, 0.5)["confusion"]
+    ss = C.same_source_metrics(TEST_POS, pats[:20], control, patients, 0.5, 1000, seed, cm, TASK,
+                               test_negatives=(test_neg, pats[20:]))
+    return {"task": TASK, "seed": seed, "threshold": 0.5, "test_scores": scores.tolist(), "test_labels": labels,
+            "test_patients": pats, "controls": {"same_source": ss, "external": {}}}
+
+
+def _calls(called: list[int], n: int) -> np.ndarray:
+    return np.asarray([0.9 if i in called else 0.1 for i in range(n)])
+
+
+def _summary_verdict(cells: list[dict]) -> dict:
+    from cxrsynth.stages.benchmark.run import _control_summary
+
+    return _control_summary(cells, bootstrap=1000)["same_source"]["verdict"]
+
+
+def test_seeds_that_flag_different_patients_are_pooled_not_medianed():
+    """Two seeds each call 2 of 10 control patients COVID-19 (20% vs 0% of the test negatives), but not the
+    same two. Each seed's own patient interval reaches 0 (a draw may miss both of its patients), so the
+    median of their bounds said "no evidence"; resampled together, every patient's calls are averaged over
+    the seeds and the arm's interval excludes 0: four of ten patients flagged by one run or the other."""
+    pats = [f"collection:{i}" for i in range(10)]
+    cells = [_cell(0, _calls([0, 1], 10), pats), _cell(1, _calls([2, 3], 10), pats)]
+    ss = [c["controls"]["same_source"] for c in cells]
+    assert all(s["p_more_than_test"] < 0.05 and s["not_measurable"] is None for s in ss)
+    assert all(s["fpr_difference"]["ci95"][0] <= 0 for s in ss)  # each seed alone: includes 0
+    assert C.shortcut_verdict(ss)["verdict"] == "no evidence"  # the old reading: median of the seeds' bounds
+
+    pooled, why = C.seed_fpr_difference(cells, 1000)
+    assert why is None and pooled["difference"] == pytest.approx(0.2) and pooled["per_seed"] == pytest.approx([0.2, 0.2])
+    v = _summary_verdict(cells)
+    lo, hi = v["difference_patient_ci95"]
+    assert v["verdict"] == "source" and 0 < lo < 0.2 < hi and "one bootstrap over seeds and patients" in v["test"]
+    assert tuple(pooled["ci95"]) == (lo, hi)
+    # results.json keeps no per-image list; the cells' result.json do, and without them (a run scored before
+    # they were kept, and not yet re-scored) the verdict falls back to the median and says why
+    from cxrsynth.stages.benchmark.run import _public_run
+
+    assert "per_image" not in _public_run(cells[0])["controls"]["same_source"] and "per_image" in ss[0]
+    old = [dict(c, controls={"same_source": C.public(c["controls"]["same_source"]), "external": {}}) for c in cells]
+    v_old = _summary_verdict(old)
+    assert v_old["verdict"] == "no evidence" and "median of each seed's interval bounds: the runs keep no per-image" in v_old["test"]
+
+
+@pytest.mark.parametrize("seeds", [2, 5])  # 5: the seeds are resampled too; 2: a t term on them instead
+def test_two_patients_with_many_films_are_no_evidence_over_seeds(seeds):
+    """Forty films of two patients, every seed calling patient A's twenty COVID-19: not measurable, and read
+    as measurable still no evidence (a draw of B twice has no false positive). The same films as forty
+    patients are evidence: the test can tell them apart."""
+    neg = _calls(list(range(20)), 40)
+    two = [_cell(s, neg, ["collection:A"] * 20 + ["collection:B"] * 20, TEST_NEG) for s in range(seeds)]
+    forty = [_cell(s, neg, [f"collection:{i}" for i in range(40)], TEST_NEG) for s in range(seeds)]
+    assert _summary_verdict(two)["verdict"] == "not measurable"
+    for c in two:
+        c["controls"]["same_source"]["not_measurable"] = None
+    v = _summary_verdict(two)
+    assert v["verdict"] == "no evidence" and v["difference_patient_ci95"][0] < 0 < v["difference_patient_ci95"][1]
+    assert v["p"] < 1e-4 and "one bootstrap over seeds and patients" in v["test"]  # Fisher alone would have fired
+    v40 = _summary_verdict(forty)
+    assert v40["verdict"] == "source" and v40["difference_patient_ci95"][0] > 0.1
+    assert ("and seeds" in v40["test"]) == (seeds >= M.MIN_SEEDS_BOOTSTRAP)

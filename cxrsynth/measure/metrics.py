@@ -284,6 +284,46 @@ def proportion_difference(hits_a, patients_a, hits_b, patients_b, n: int = 1000,
             "p_not_above": float(np.mean(d <= 0))}
 
 
+def _seed_shares(hits: np.ndarray, patients, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, seeds): each seed's share of hits in ``n`` resamples of whole patients, the same patients drawn
+    for every seed in a draw (``hits``: one row per seed on the same images)."""
+    codes, g = _group_codes(patients)
+    per_hits = np.stack([np.bincount(codes, weights=row, minlength=g) for row in hits])  # seeds x patients
+    per_n = np.bincount(codes, minlength=g).astype(float)
+    draws = rng.integers(0, g, (n, g))
+    times = np.bincount((draws + g * np.arange(n)[:, None]).ravel(), minlength=n * g).reshape(n, g)
+    return (times @ per_hits.T) / (times @ per_n)[:, None]
+
+
+def seed_proportion_difference(hits_a, patients_a, hits_b, patients_b, n: int = 1000, seed: int = 0,
+                               level: float = 0.95) -> dict | None:
+    """Share of hits in ``a`` minus that in ``b``, the mean over seeds, where every seed scored the same two
+    sets of images (``hits_*``: one row per seed, e.g. same-source negatives called COVID-19 vs test
+    negatives called COVID-19, each seed at its own threshold).
+
+    One bootstrap for the arm, as :func:`paired_seed_difference` makes for AUROC: each draw resamples each
+    set's patients apart (the same patients for every seed) and, with at least
+    :data:`MIN_SEEDS_BOOTSTRAP` seeds, the seeds; with fewer, :func:`seed_level_interval` adds a t term on
+    the per-seed differences. Taking the median of each seed's own interval bounds instead would let
+    seeds that flag different patients look like no evidence, and seeds that disagree look like
+    agreement. None without images on a side, draws, or the same seeds on both sides."""
+    a, b = (np.atleast_2d(np.asarray(h, dtype=float)) for h in (hits_a, hits_b))
+    if a.shape[1] == 0 or b.shape[1] == 0 or n <= 0 or a.shape[0] != b.shape[0]:
+        return None
+    k = a.shape[0]
+    per_seed = a.mean(axis=1) - b.mean(axis=1)
+    rng = np.random.default_rng([seed, 6])
+    d = _seed_shares(a, patients_a, n, rng) - _seed_shares(b, patients_b, n, rng)
+    if k >= MIN_SEEDS_BOOTSTRAP:
+        d = np.take_along_axis(d, rng.integers(0, k, (n, k)), axis=1)
+    boot = d.mean(axis=1)
+    point = float(per_seed.mean())
+    ci, how = seed_level_interval(point, boot.tolist(), per_seed.tolist(), n, level)
+    return {"difference": point, "ci95": ci, "p_not_above": float(np.mean(boot <= 0)),
+            "per_seed": per_seed.tolist(), "seeds": k,
+            "interval": (how or "").replace("test patients", "the patients of both sets")}
+
+
 def clustered_rates(y_true, scores, patients, threshold: float, n: int, seed: int) -> dict:
     """Sensitivity and specificity intervals that respect patients (:func:`proportion_ci`); Wilson's
     image-level fields are set to None where a class has several images of one patient, so no reader

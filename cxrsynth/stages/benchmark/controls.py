@@ -156,7 +156,10 @@ def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, 
            "n_covid": len(covid_scores), "false_positives": fp,
            "fpr": fp / len(neg) if len(neg) else None, "fpr_ci95": fpr_ci, "fpr_ci_method": fpr_how,
            "auroc": M.auroc(y, s), "auroc_ci95": M.bootstrap_auroc(y, s, pats, bootstrap, seed) if bootstrap else None,
-           "not_measurable": measurable(len(neg), fp, fpr_ci)}
+           "not_measurable": measurable(len(neg), fp, fpr_ci),
+           # each control image called COVID-19 or not, and its patient: what the arm's bootstrap over seeds
+           # resamples (:func:`seed_fpr_difference`); kept in the run's result.json, not in results.json
+           "per_image": {"hits": called.astype(int).tolist(), "patients": list(neg_patients)}}
     if test_confusion is not None:
         k2, n2 = test_confusion["fp"], test_confusion["fp"] + test_confusion["tn"]
         out |= {"test_false_positives": k2, "test_negatives": n2, "test_fpr": k2 / n2 if n2 else None,
@@ -169,14 +172,51 @@ def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, 
     return out
 
 
-def shortcut_verdict(per_seed: list[dict]) -> dict:
-    """One arm's reading of its same-source control over seeds: ``not measurable`` (too few images),
-    ``source`` or ``no evidence``. Takes the per-run dicts of :func:`same_source_metrics`.
+def public(same_source: dict | None) -> dict | None:
+    """A run's same-source entry as results.json keeps it: without its per-image lists."""
+    return None if same_source is None else {k: v for k, v in same_source.items() if k != "per_image"}
 
-    ``source`` needs the one-sided two-proportion test at p < SHORTCUT_ALPHA (median over seeds) and,
-    where the runs carry it, a patient-bootstrap 95% interval of the FPR difference that excludes 0
-    (median bounds over seeds): two patients with twenty films each are two patients' worth of
-    evidence, however small Fisher's p over forty images is."""
+
+def seed_fpr_difference(runs: list[dict], bootstrap: int, seed: int = 0) -> tuple[dict | None, str | None]:
+    """One arm's FPR difference (its matched same-source negatives minus the test negatives called COVID-19)
+    over its seeds, in one bootstrap that resamples seeds and the patients of both sets together
+    (:func:`cxrsynth.measure.metrics.seed_proportion_difference`). ``runs``: the arm's cells as their
+    ``result.json`` holds them (the control's ``per_image`` calls; the test scores, labels, patients and
+    threshold). Returns (the difference, None), or (None, why it cannot be made)."""
+    ss = [r["controls"]["same_source"] for r in runs]
+    if not runs or not bootstrap:
+        return None, "no bootstrap"
+    if any("per_image" not in s for s in ss) or any("test_scores" not in r for r in runs):
+        return None, "the runs keep no per-image same-source calls"
+    first, test = ss[0]["per_image"], runs[0]
+    if any(s["per_image"]["patients"] != first["patients"] for s in ss) or any(
+            (r["test_patients"], r["test_labels"]) != (test["test_patients"], test["test_labels"]) for r in runs):
+        return None, "the seeds scored different images"
+    neg = np.asarray(test["test_labels"]) == 0
+    called = [np.asarray(r["test_scores"], dtype=float)[neg] >= r["threshold"] for r in runs]
+    return M.seed_proportion_difference([s["per_image"]["hits"] for s in ss], first["patients"], called,
+                                        np.asarray(test["test_patients"], dtype=object)[neg].tolist(),
+                                        bootstrap, seed), None
+
+
+def verdict_over_seeds(runs: list[dict], bootstrap: int, seed: int = 0) -> dict:
+    """:func:`shortcut_verdict` of an arm's cells (``result.json`` content), its interval from the one
+    bootstrap over seeds and patients where the cells carry their per-image calls."""
+    runs = [r for r in runs if (r.get("controls") or {}).get("same_source")]
+    pooled, why = seed_fpr_difference(runs, bootstrap, seed)
+    return shortcut_verdict([r["controls"]["same_source"] for r in runs], pooled, why)
+
+
+def shortcut_verdict(per_seed: list[dict], pooled: dict | None = None, why_not_pooled: str | None = None) -> dict:
+    """One arm's reading of its same-source control over seeds: ``not measurable`` (too few images),
+    ``source`` or ``no evidence``. Takes the per-run dicts of :func:`same_source_metrics` and, when made,
+    the arm's FPR difference bootstrapped over seeds and patients together (:func:`seed_fpr_difference`).
+
+    ``source`` needs the one-sided two-proportion test at p < SHORTCUT_ALPHA (median over seeds) and a
+    patient-bootstrap 95% interval of the FPR difference that excludes 0: two patients with twenty films
+    each are two patients' worth of evidence, however small Fisher's p over forty images is. The interval
+    is ``pooled``'s; without it (runs scored before per-image calls were kept: ``why_not_pooled``) the
+    median of each run's own bounds, and ``test`` says so."""
     runs = [r for r in per_seed if r]
     if not runs:
         return {"verdict": None}
@@ -185,12 +225,17 @@ def shortcut_verdict(per_seed: list[dict]) -> dict:
     p = float(np.median(ps)) if ps else None
     fpr = float(np.mean([r["fpr"] for r in runs])) if all(r["fpr"] is not None for r in runs) else None
     test = [r["test_fpr"] for r in runs if r.get("test_fpr") is not None]
-    cis = [r["fpr_difference"]["ci95"] for r in runs if (r.get("fpr_difference") or {}).get("ci95")]
-    ci = (float(np.median([c[0] for c in cis])), float(np.median([c[1] for c in cis]))) if cis else None
+    if pooled is not None and pooled.get("ci95"):
+        ci = tuple(pooled["ci95"])
+        how = f"Fisher exact and patient bootstrap (one bootstrap over seeds and patients: {pooled['interval']})"
+    else:
+        cis = [r["fpr_difference"]["ci95"] for r in runs if (r.get("fpr_difference") or {}).get("ci95")]
+        ci = (float(np.median([c[0] for c in cis])), float(np.median([c[1] for c in cis]))) if cis else None
+        how = ("Fisher exact only (images taken as independent)" if not ci else "Fisher exact and patient bootstrap"
+               + (f" (median of each seed's interval bounds: {why_not_pooled})" if len(runs) > 1 and why_not_pooled else ""))
     base = {"control": runs[0].get("control"), "n": runs[0]["n_negatives"], "fpr": fpr,
             "test_fpr": float(np.mean(test)) if test else None, "p": p, "seeds": len(runs),
-            "difference_patient_ci95": ci,
-            "test": "Fisher exact" + (" and patient bootstrap" if ci else " only (images taken as independent)")}
+            "difference_patient_ci95": ci, "test": how}
     if why:
         return base | {"verdict": "not measurable", "why": why}
     if p is None:

@@ -190,11 +190,12 @@ def score_controls(res: dict, run_dir: Path | None, cfg: BenchmarkConfig, sets: 
     """Add what is missing of ``res["controls"]`` (the task's matched same-source negatives, each external
     set), loading the run's saved model only when something is missing; rewrites ``run_dir/result.json``
     when it changed. A same-source entry of the older pooled control (no ``control`` key), or one without
-    the patient bootstrap of its FPR difference (``fpr_difference``), is redone."""
+    the patient bootstrap of its FPR difference (``fpr_difference``) or its per-image calls (``per_image``,
+    which the arm's bootstrap over seeds resamples), is redone."""
     ctl = res.setdefault("controls", {"same_source": None, "external": {}})
     old = ctl.get("same_source")
     todo_ss = res["task"] in sets.same_source and (old is None or "control" not in old or "fpr_difference" not in old
-                                                   or "fpr_ci95" not in old)
+                                                   or "fpr_ci95" not in old or "per_image" not in old)
     todo_ext = [n for n, per_task in sets.external.items() if res["task"] in per_task and n not in ctl["external"]]
     if not (todo_ss or todo_ext):
         return res
@@ -293,6 +294,8 @@ PER_IMAGE = ("history", "test_scores", "test_labels", "test_patients", "test_rec
 def _public_run(r: dict) -> dict:
     """A run as results.json keeps it: without per-image lists (those stay in runs/*/result.json) nor its key."""
     out = {k: v for k, v in r.items() if k not in PER_IMAGE and k != "cell_key"}
+    if (out.get("controls") or {}).get("same_source"):
+        out["controls"] = out["controls"] | {"same_source": C.public(out["controls"]["same_source"])}
     if (out.get("controls") or {}).get("external"):
         out["controls"] = out["controls"] | {"external": {n: E.public(e) for n, e in out["controls"]["external"].items()}}
     return out
@@ -305,7 +308,7 @@ def _control_summary(runs: list[dict], bootstrap: int = 0) -> dict | None:
         return None
     ss = [c["same_source"] for c in ctl if c.get("same_source")]
     out = {"same_source": {k: M.summarise_seeds([c[k] for c in ss]) for k in ("fpr", "auroc")}
-           | {"verdict": C.shortcut_verdict(ss)} if ss else None, "external": {}}
+           | {"verdict": C.verdict_over_seeds(runs, bootstrap)} if ss else None, "external": {}}
     if len(ss) == 1:  # one seed: its intervals are the honest spread
         out["same_source"] |= {"fpr_ci95": ss[0]["fpr_ci95"], "auroc_ci95": ss[0]["auroc_ci95"]}
     for name in sorted({n for c in ctl for n in c.get("external", {})}):
