@@ -146,3 +146,31 @@ def test_two_patients_with_many_films_are_no_evidence_over_seeds(seeds):
     v40 = _summary_verdict(forty)
     assert v40["verdict"] == "source" and v40["difference_patient_ci95"][0] > 0.1
     assert ("and seeds" in v40["test"]) == (seeds >= M.MIN_SEEDS_BOOTSTRAP)
+
+
+def test_a_cell_without_per_image_calls_is_rescored_on_resume(tmp_path, monkeypatch):
+    """A finished cell scored before the per-image calls were kept gets them on resume from its saved
+    model (here a stand-in: only the control is predicted, nothing is trained), and its result.json is
+    rewritten; a cell that has them is left as it is."""
+    from cxrsynth.core.paths import read_json
+    from cxrsynth.stages.benchmark import run as R
+
+    pats = [f"collection:{i}" for i in range(10)]
+    control = _calls([0, 1], 10)
+    cell = _cell(0, control, pats)
+    cell["test"] = {"confusion": M.threshold_metrics(cell["test_labels"], cell["test_scores"], 0.5)["confusion"]}
+    cell["controls"]["same_source"] = C.public(cell["controls"]["same_source"])  # as an older version wrote it
+    predicted = []
+    monkeypatch.setattr(R, "predict", lambda model, ds, device: predicted.append(ds) or {"scores": control})
+
+    class Model:
+        def to(self, device):
+            return self
+
+    sets = R.ControlSets({TASK: ("control set", pats)}, {})
+    cfg = R.BenchmarkConfig(bootstrap=200)
+    res = R.score_controls(cell, tmp_path, cfg, sets, "cpu", Model())
+    assert predicted == ["control set"] and res["controls"]["same_source"]["per_image"]["hits"] == [1, 1] + [0] * 8
+    assert read_json(tmp_path / "result.json")["controls"]["same_source"]["per_image"]["patients"] == pats
+    R.score_controls(res, tmp_path, cfg, sets, "cpu", Model())
+    assert predicted == ["control set"]  # nothing missing: not predicted again
