@@ -268,7 +268,8 @@ def test_the_release_runs_train_generate_and_audit_on_one_runtime(monkeypatch, t
 
 def test_generate_and_package_open_no_work_folder():
     """The stages that take artefacts name no work-folder file: only the pipeline and the CLI read the
-    work folder for them (the audit and the benchmark still do; issue 23)."""
+    work folder for them (the audit still does; the benchmark reads it only in its inputs.py,
+    test_layout.py checks that, and test_benchmark_stage.py runs it with no work folder; issue 23)."""
     from .test_structure import GRAPH
 
     assert {m: "cxrsynth.core.layout" in GRAPH[m] for m in ("cxrsynth.stages.generate", "cxrsynth.stages.release.package")} == \

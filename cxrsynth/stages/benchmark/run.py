@@ -1,5 +1,10 @@
 """The whole benchmark: every task x arm x seed, resumable, then results, tables, figures and report.
 
+The stage is :func:`benchmark` (records, split, plan and release in, a
+:class:`~cxrsynth.artifacts.BenchmarkResult` stamped with the release's ``data_sha256`` out); it opens
+no work folder: ``cxrsynth.pipeline.benchmark_in`` reads one for it, and :func:`run_benchmark` keeps
+the older ``(workdir, out_dir, cfg, ...) -> dict`` call.
+
 Files in ``out_dir``: ``config.json``; ``runs/<task>/<arm>/seed-<k>/{result.json, model.safetensors}``
 (a finished run is kept and skipped on a rerun; a control set it has not scored yet is scored with its
 saved model); ``results.json`` (validated against
