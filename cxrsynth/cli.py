@@ -624,7 +624,8 @@ def benchmark(ctx, release, revision, translators, model, init, protocol, seeds,
     """
     from .stages.benchmark.external import parse_externals
     from .stages.benchmark.evaluate import evaluate
-    from .stages.benchmark.run import BenchmarkConfig, run_benchmark, runtime_of
+    from .pipeline import benchmark_in
+    from .stages.benchmark.run import BenchmarkConfig, runtime_of
     from .core.config import resolve
     from .core.layout import BenchmarkFolder
 
@@ -667,10 +668,10 @@ def benchmark(ctx, release, revision, translators, model, init, protocol, seeds,
                                out_dir=out, figures=cfg.figures,
                                record_paths=record_paths, rt=rt).results
         else:
-            summary = run_benchmark(_workdir(ctx), out, cfg, release, trans or None, progress=True,
-                                    externals=parse_externals(externals), allow_foreign_release=allow_foreign_release,
-                                    launcher=launcher, echo=lambda line: click.echo(line, err=True),
-                                    record_paths=record_paths, rt=rt)
+            summary = benchmark_in(_workdir(ctx), out, cfg, release, trans or None, progress=True,
+                                   externals=parse_externals(externals), allow_foreign_release=allow_foreign_release,
+                                   launcher=launcher, echo=lambda line: click.echo(line, err=True),
+                                   record_paths=record_paths, rt=rt).summary
     for note in summary.get("notices") or []:
         click.echo(f"WARNING: {note}", err=True)
     files = BenchmarkFolder(out)

@@ -112,6 +112,24 @@ def test_describe_run_reads_a_run_folder_or_generator(tmp_path):
     assert (empty.info, empty.report, empty.config, empty.exported) == ({}, {}, {}, False)
 
 
+# The benchmark stage takes the records, split and plan already read (issue 23): a read of a work-folder
+# file (`read_records(`, `grouped_records(`, `layout.splits`, `WorkLayout(workdir).plan` ...) belongs to
+# its inputs.py alone (SplitData.read, which pipeline.benchmark_in calls for it).
+READS = re.compile(r"\b(?:read_records|grouped_records)\(|(?:\blayout|\))\.(?:records|splits|plan|ingest_report)\b")
+BENCHMARK = PACKAGE / "stages" / "benchmark"
+
+
+def test_no_benchmark_module_but_its_inputs_reads_a_work_folder_file():
+    assert _offending_lines((READS,), lambda p: p.parent != BENCHMARK or p.name == "inputs.py") == []
+
+
+def test_the_benchmark_scan_would_see_a_read():
+    assert READS.search("records, splits = grouped_records(layout)")
+    assert READS.search('read_json(WorkLayout(workdir).splits)["config"]["method"]')
+    assert READS.search("plan_file = layout.plan") and READS.search("internal = read_records(x)")
+    assert not READS.search("data.splits") and not READS.search("data.records")
+
+
 # The release folder's names and its ``.private`` sibling rule belong to cxrsynth/artifacts/ alone.
 RELEASE_NAMES = re.compile(r'"(?:manifest\.json|mapping\.jsonl|identifiers\.json|layout\.json)"|'
                            r'\.private\b["}]|\.done\.json"')

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cxrsynth.artifacts import AuditResult, GeneratedSet
+from cxrsynth.artifacts import AuditResult, BenchmarkResult, GeneratedSet
 from cxrsynth.data.records import Record
 from cxrsynth.core.runtime import Runtime
 
@@ -87,7 +87,7 @@ def test_generate_runs_with_the_runtime_it_is_given(tmp_path):
 @pytest.mark.parametrize("argv, stage", [
     (["train", "--task", "normal-covid", "--set", "precision=bf16"], "cxrsynth.stages.translate.train.train"),
     (["generate", "--set", "precision=bf16"], "cxrsynth.pipeline.generate_in"),
-    (["benchmark", "--set", "fit.precision=bf16"], "cxrsynth.stages.benchmark.run.run_benchmark"),
+    (["benchmark", "--set", "fit.precision=bf16"], "cxrsynth.pipeline.benchmark_in"),
     (["benchmark", "--set", "fit.precision=bf16", "--task", "normal-covid", "--eval-only", "m.safetensors"],
      "cxrsynth.stages.benchmark.evaluate.evaluate"),
     (["audit", "REL", "--set", "precision=bf16"], "cxrsynth.stages.audit.run.audit"),
@@ -117,6 +117,8 @@ def test_each_command_builds_one_runtime_and_hands_it_to_its_stage(argv, stage, 
 
     module, name = stage.rsplit(".", 1)
     monkeypatch.setattr(importlib.import_module(module), name, fake)
+    if name == "benchmark_in":  # the stage's BenchmarkResult, read through .summary
+        monkeypatch.setattr(importlib.import_module(module), name, lambda *a, **k: BenchmarkResult(fake(**k)))
     if name == "evaluate":  # evaluate's result is read through .results
         monkeypatch.setattr(importlib.import_module(module), name, lambda *a, **k: type("R", (), {"results": fake(**k)}))
     if name == "audit":
@@ -266,7 +268,8 @@ def test_the_release_runs_train_generate_and_audit_on_one_runtime(monkeypatch, t
 
 def test_generate_and_package_open_no_work_folder():
     """The stages that take artefacts name no work-folder file: only the pipeline and the CLI read the
-    work folder for them (the audit and the benchmark still do; issue 23)."""
+    work folder for them (the audit still does; the benchmark reads it only in its inputs.py,
+    test_layout.py checks that, and test_benchmark_stage.py runs it with no work folder; issue 23)."""
     from .test_structure import GRAPH
 
     assert {m: "cxrsynth.core.layout" in GRAPH[m] for m in ("cxrsynth.stages.generate", "cxrsynth.stages.release.package")} == \
@@ -277,8 +280,8 @@ def test_generate_and_package_open_no_work_folder():
 def test_a_launched_benchmark_leaves_the_device_to_its_cells(tmp_path, monkeypatch):
     """With --launcher local|slurm the command (perhaps on a login node without the GPU) chooses no
     device: each launched cell builds its Runtime where it runs."""
-    import cxrsynth.stages.benchmark.run as run
     import cxrsynth.core.runtime as runtime
+    from cxrsynth import pipeline
     from cxrsynth.cli import main
 
     picked, got = [], []
@@ -288,9 +291,9 @@ def test_a_launched_benchmark_leaves_the_device_to_its_cells(tmp_path, monkeypat
         got.append(kwargs["rt"])
         (tmp_path / "b").mkdir(exist_ok=True)
         (tmp_path / "b" / "tables.md").write_text("| arm |\n")
-        return {}
+        return BenchmarkResult({}, tmp_path / "b")
 
-    monkeypatch.setattr(run, "run_benchmark", fake)
+    monkeypatch.setattr(pipeline, "benchmark_in", fake)
     main(["-w", str(tmp_path / "wd"), "benchmark", "--launcher", "local", "--out", str(tmp_path / "b")])
     assert (picked, got) == ([], [None])
 

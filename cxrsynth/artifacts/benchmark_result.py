@@ -8,7 +8,7 @@ release was judged, e.g. ``--arm real`` alone). The card takes a benchmark's tab
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.layout import BenchmarkFolder
@@ -17,16 +17,25 @@ from ..core.paths import read_json
 
 @dataclass(frozen=True)
 class BenchmarkResult:
-    """``data``: ``results.json``'s content; ``folder``: the benchmark run folder it was read from (None
-    when made in memory)."""
+    """``data``: ``results.json``'s content; ``folder``: the benchmark run folder it was read from or
+    written to (None when made in memory); ``local``: the same results as the benchmark that wrote them
+    holds them, with the caller's absolute local paths (results.json names them relative to the folders
+    unless ``--record-paths``), or None when read from the file."""
 
     data: dict
     folder: Path | None = None
+    local: dict | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def read(cls, folder: str | Path) -> BenchmarkResult:
         """The results of the run folder ``folder`` (``WORKDIR/benchmark`` or ``--out``)."""
         return cls(read_json(BenchmarkFolder(folder).results), Path(folder))
+
+    @property
+    def summary(self) -> dict:
+        """The results as a dict: the caller's copy when this result was just made (``local``), else the
+        file's. What ``run_benchmark`` returns."""
+        return self.local if self.local is not None else self.data
 
     @property
     def path(self) -> Path | None:

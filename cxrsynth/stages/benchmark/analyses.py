@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...core.layout import WorkLayout
-from ..splits import grouped_records
 from .calibration import calibration
 from .operating import compare_arms
 from .power import comparisons, power_before_grid
+from .inputs import SplitData, as_split_data
 from .subgroups import subgroups
 
 
@@ -28,11 +27,12 @@ def operating_points(results: list[dict], bootstrap: int) -> dict:
     return {task: compare_arms(arms, bootstrap) for task, arms in sorted(by_task.items())}
 
 
-def analyses(workdir: Path, cfg, results: list[dict], summary: dict) -> dict:
-    """The five analyses above, as results.json keys."""
-    records, _ = grouped_records(WorkLayout(workdir))
+def analyses(data: SplitData | Path, cfg, results: list[dict], summary: dict) -> dict:
+    """The five analyses above, as results.json keys (``data``: the records and split, or a work folder)."""
+    data = as_split_data(data)
+    records = data.grouped
     ops = operating_points(results, cfg.bootstrap)
-    return {"operating_points": ops, "power": power_before_grid(workdir, cfg.tasks, cfg.limit),
+    return {"operating_points": ops, "power": power_before_grid(data, cfg.tasks, cfg.limit),
             "comparisons": comparisons(results, summary, ops, cfg.bootstrap),
             "calibration": calibration(results),
             "subgroups": subgroups(results, {r.record_id: (r.view, r.sex) for r in records}, cfg.bootstrap)}

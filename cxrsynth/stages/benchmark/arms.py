@@ -18,12 +18,9 @@ import numpy as np
 import torch
 
 from ...data.images import load_canonical
-from ...core.layout import WorkLayout
 from ..load.loader import ArmDataset, load
-from ...core.paths import read_json
-from ...data.records import read_records
-from ..splits import grouped_records
 from ...core.vocab import CONFIGS, NULL_ARM, TASK_LABELS, concrete_arm
+from .inputs import SplitData, as_split_data
 from .null_arm import NullSet, null_sources
 
 
@@ -48,12 +45,13 @@ class EvalDataset(torch.utils.data.Dataset):
         return x, it.label
 
 
-def eval_items(workdir: Path, task: str, split: str, limit: int | None = None) -> list[EvalItem]:
+def eval_items(data: SplitData | Path, task: str, split: str, limit: int | None = None) -> list[EvalItem]:
+    """The real ``split`` images of ``task`` (``data``: the records and split; a work folder path is
+    read, :func:`~.inputs.as_split_data`), with the split's patients (a --patient-map included)."""
     neg, pos = TASK_LABELS[task]
-    layout = WorkLayout(workdir)
-    records, splits = grouped_records(layout)  # patients as the split grouped them (a --patient-map included)
-    assign = splits["assignments"]
-    recs = [r for r in records
+    data = as_split_data(data)
+    assign = data.assign
+    recs = [r for r in data.grouped
             if r.has_pixels and assign.get(r.record_id) == split and r.label in (neg, pos)]
     items = [EvalItem(str(r.path), int(r.label == pos), r.patient_group or r.patient_id, r.record_id) for r in recs]
     if limit:
@@ -61,13 +59,18 @@ def eval_items(workdir: Path, task: str, split: str, limit: int | None = None) -
     return items
 
 
-def null_set(workdir: Path, task: str, release, size: int) -> ArmDataset:
+def _load(data: SplitData, task: str, arm: str, release, size: int) -> ArmDataset:
+    """``cxrsynth.load``'s training set of one arm, on ``data``'s records and split (no folder is read)."""
+    return load(task, arm, "train", release=release, size=size, real=data.real_images())
+
+
+def null_set(data: SplitData | Path, task: str, release, size: int) -> ArmDataset:
     """``real`` plus the null-translator images, as many as ``real+own`` has synthetic ones."""
-    real = load(task, "real", "train", workdir, release, size)
-    count = len(load(task, "real+own", "train", workdir, release, size).synthetic[0])
-    layout = WorkLayout(workdir)
-    return _as_null(ArmDataset(real.real, [NullSet(null_sources(read_json(layout.plan), read_records(layout.records), task,
-                                                               count), size)], size, real.transform))
+    data = as_split_data(data)
+    real = _load(data, task, "real", release, size)
+    count = len(_load(data, task, "real+own", release, size).synthetic[0])
+    sources = null_sources(data.need_plan("the null arm (real+null)"), data.records, task, count)
+    return _as_null(ArmDataset(real.real, [NullSet(sources, size)], size, real.transform))
 
 
 def _as_null(ds: ArmDataset) -> ArmDataset:
@@ -76,9 +79,11 @@ def _as_null(ds: ArmDataset) -> ArmDataset:
     return ds
 
 
-def train_set(workdir: Path, task: str, arm: str, release, size: int, limit: int | None) -> ArmDataset:
-    ds = (null_set(workdir, task, release, size) if arm == NULL_ARM
-          else load(task, concrete_arm(task, arm), "train", workdir, release, size))
+def train_set(data: SplitData | Path, task: str, arm: str, release, size: int, limit: int | None) -> ArmDataset:
+    """What ``arm`` trains on for ``task`` (``data``: the records and split, or a work folder path)."""
+    data = as_split_data(data)
+    ds = (null_set(data, task, release, size) if arm == NULL_ARM
+          else _load(data, task, concrete_arm(task, arm), release, size))
     if limit:
         # keep the arm's composition, capped: at most `limit` real of each class and `limit` per synthetic config
         neg = [x for x in ds.real if x[1] == 0][:limit]

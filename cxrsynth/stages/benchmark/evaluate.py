@@ -27,14 +27,14 @@ from ...measure import metrics as M
 from ...core.config import to_dict
 from ...core.runtime import Runtime
 from ...core.errors import ConfigError
-from ...core.layout import WorkLayout
-from ...core.paths import read_json, shareable, write_json
+from ...core.paths import shareable, write_json
 from ...core.schemas import validate
 from ...core.vocab import TASKS
 from . import external as E
 from . import figure_inputs
 from .arms import Cached, EvalDataset, eval_items
 from .fit import predict, score
+from .inputs import SplitData, as_split_data
 from .run import BenchmarkConfig, Cell, _control_sets, _public_run, aggregate, score_controls
 from .scoring import NORMALIZE, Normalize, ScoringModel, from_file, from_module
 
@@ -86,14 +86,14 @@ def parse_threshold(value) -> float | str | None:
     return t
 
 
-def _threshold(wanted, protocol: str, model, workdir: Path, task: str, cfg: BenchmarkConfig, device):
+def _threshold(wanted, protocol: str, model, data: SplitData, task: str, cfg: BenchmarkConfig, device):
     """-> (threshold, where it came from, validation metrics or None)."""
     wanted = parse_threshold(wanted)
     if wanted is None and protocol == "paper":
         return 0.5, "fixed 0.5 (argmax, as the paper)", None
     if wanted is not None and wanted != "youden":
         return wanted, "given", None
-    items = eval_items(workdir, task, "validation", cfg.limit)
+    items = eval_items(data, task, "validation", cfg.limit)
     if len({i.label for i in items}) < 2:
         raise ConfigError("a Youden threshold needs a validation split with both classes", task,
                           "split with the rigorous method, or give --threshold 0.5 (or another number)")
@@ -129,6 +129,7 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
     if normalize not in NORMALIZE:
         raise ConfigError("unknown normalize", normalize, f"use one of {', '.join(NORMALIZE)}")
     workdir = Path(workdir)
+    data = as_split_data(workdir)  # the one read of the work folder (--eval-only still takes one)
     path = None if isinstance(model_or_path, nn.Module) else str(model_or_path)
     if path is None:
         named = getattr(model_or_path, "arch", None)  # a cxrsynth Classifier names its architecture
@@ -142,8 +143,8 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
                           figures=figures)
     dev = (rt or Runtime.resolve(device, "fp32")).device  # scoring runs in fp32 (fit.predict)
     scorer = scorer.to(dev)
-    thr, source, val_metrics = _threshold(threshold, protocol, scorer, workdir, task, cfg, dev)
-    items = eval_items(workdir, task, "test", limit)
+    thr, source, val_metrics = _threshold(threshold, protocol, scorer, data, task, cfg, dev)
+    items = eval_items(data, task, "test", limit)
     if len({i.label for i in items}) < 2:
         raise ConfigError("the test split lacks a class for this task", task)
     test_ds = Cached(EvalDataset(items, image_size))
@@ -157,12 +158,12 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
            "test": score(test["labels"], test["scores"], [i.patient for i in items], thr, bootstrap, 0),
            "test_scores": [round(float(s), 6) for s in test["scores"]], "test_labels": [int(v) for v in test["labels"]],
            "test_patients": [i.patient for i in items], "test_record_ids": [i.record_id for i in items]}
-    sets, ctl = _control_sets(workdir, cfg, externals or {})
+    sets, ctl = _control_sets(data, cfg, externals or {})
     score_controls(res, None, cfg, sets, dev, scorer)
     summary = {"kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
                "protocol": protocol, "test_used_for_selection": False, "warning": None,
                "notices": E.external_notices(ctl["external"]),
-               "split_method": read_json(WorkLayout(workdir).splits)["config"]["method"], "release": None,
+               "split_method": data.method, "release": None,
                "release_check": None, "eval_only": True, "evaluation": evaluation,
                "summary": aggregate([res], bootstrap),
                "controls": {"same_source": ctl["same_source"], "external": ctl["external"], "source_probe": None,
@@ -170,7 +171,7 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
                "runs": [_public_run(res)]}
     validate(summary, "benchmark_results")
     if out_dir is not None:
-        _write(Path(out_dir), shareable(summary, (out_dir, workdir), record_paths), res, cfg, scorer, test_ds, workdir,
+        _write(Path(out_dir), shareable(summary, (out_dir, workdir), record_paths), res, cfg, scorer, test_ds, data,
                dev)  # the files name no absolute local path unless record_paths (paths.shareable)
     t = res["test"]
     return EvalResult(task=task, model=arch, checkpoint=path, head=head, normalize=normalize, threshold=thr,
@@ -197,16 +198,19 @@ def _named_by_file(path: str) -> str:
     return BenchmarkConfig.model
 
 
-def _write(out_dir: Path, summary: dict, res: dict, cfg: BenchmarkConfig, scorer, test_ds, workdir: Path, device) -> None:
-    """results.json, tables and report; the model figures' inputs only for a cxrsynth classifier (UMAP
-    reads its pooled features, which a classifier seen from outside does not expose)."""
+def _write(out_dir: Path, summary: dict, res: dict, cfg: BenchmarkConfig, scorer, test_ds, data: SplitData,
+           device) -> None:
+    """results.json, the cell's result.json (the report's scores, as a benchmark cell's), tables and
+    report; the model figures' inputs only for a cxrsynth classifier (UMAP reads its pooled features,
+    which a classifier seen from outside does not expose)."""
     from .report import write_outputs
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    cell = Cell(res["task"], "eval-only", 0).folder(out_dir)
+    cell.mkdir(parents=True, exist_ok=True)
     draw = cfg.figures and not isinstance(scorer, ScoringModel)
     if draw:
-        figure_inputs.write(Cell(res["task"], "eval-only", 0).folder(out_dir), scorer, res, test_ds, workdir, None,
-                            cfg.image_size, cfg.limit, device)
+        figure_inputs.write(cell, scorer, res, test_ds, data, None, cfg.image_size, cfg.limit, device)
+    write_json(cell / "result.json", res)
     write_json(out_dir / "results.json", summary)
     write_outputs(out_dir, summary, [res], cfg if draw else _no_figures(cfg))
 

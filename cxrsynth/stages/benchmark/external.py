@@ -24,12 +24,11 @@ import numpy as np
 from ...measure import metrics as M
 from ...core.errors import BadInputError, ConfigError
 from ...data.images import decode, thumbnail
-from ...core.layout import WorkLayout
-from ...core.paths import read_json
-from ...data.records import Record, read_records
+from ...data.records import Record
 from ...core.vocab import TASK_LABELS
 from .arms import EvalItem
 from .fit import score
+from .inputs import as_split_data
 
 SPLITS = ("train", "validation", "test")
 #: the per-reason counts of images an external set lost, in the order the outputs list them
@@ -93,16 +92,18 @@ def internal_duplicates(ext: list[Record], internal: list[Record], max_hamming: 
     return out
 
 
-def load_external(name: str, folder: str, workdir: Path) -> External:
+def load_external(name: str, folder: str, data) -> External:
     """Ingest ``folder`` (any format ``cxrsynth ingest`` reads, the Hannover layout included) and drop
-    images duplicating an image of the split, counted per split; every other loss is counted by reason."""
+    images duplicating an image of the split, counted per split; every other loss is counted by reason.
+    ``data``: the records and split (:class:`~.inputs.SplitData`, or a work folder path)."""
+
     from ..ingest import IngestConfig, ingest
 
     icfg = IngestConfig()
     res = ingest([folder], icfg, external=True)
-    layout = WorkLayout(workdir)
-    assign = read_json(layout.splits)["assignments"]
-    internal = [r for r in read_records(layout.records) if assign.get(r.record_id) in SPLITS]
+    data = as_split_data(data)
+    assign = data.assign
+    internal = [r for r in data.records if assign.get(r.record_id) in SPLITS]
     split_of = {r.record_id: assign[r.record_id] for r in internal}
     recs = [r for r in res.records if r.has_pixels]
     dups = internal_duplicates(recs, internal, icfg.dedupe_max_hamming, icfg.dedupe_max_zmad)

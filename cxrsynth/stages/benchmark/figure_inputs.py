@@ -34,14 +34,15 @@ def path_in(run_dir: str | Path) -> Path:
     return Path(run_dir) / FILE
 
 
-def umap_set(workdir: Path, task: str, release, size: int, limit: int | None):
+def umap_set(data, task: str, release, size: int, limit: int | None):
     """The paper's Fig. 8 groups: up to 180 training images each of the negatives, real COVID-19 and
-    synthetic COVID-19 of the task's own translator (when a release is given); -> (dataset, group)."""
+    synthetic COVID-19 of the task's own translator (when a release is given); -> (dataset, group).
+    ``data``: the records and split (:class:`~.inputs.SplitData`, or a work folder path)."""
     from ..load.loader import ArmDataset, synthetic_config
     from ...core.vocab import TASK_CONFIG
 
     n = min(UMAP_PER_GROUP, limit) if limit else UMAP_PER_GROUP
-    train = eval_items(workdir, task, "train")
+    train = eval_items(data, task, "train")
     rng = np.random.default_rng(0)  # a fixed draw across collections, not the first rows of one of them
     real = []
     for lab in (0, 1):
@@ -77,10 +78,10 @@ def _grad_cams(model, test_ds, test_labels, test_scores, threshold: float, devic
             "cam_layer": np.asarray(1)}
 
 
-def write(run_dir: Path, model: torch.nn.Module, res: dict, test_ds, workdir: Path, release, size: int,
+def write(run_dir: Path, model: torch.nn.Module, res: dict, test_ds, data, release, size: int,
           limit: int | None, device) -> Path:
     """Compute and write ``figure_inputs.npz`` for a scored cell (``res``: its result)."""
-    umap_ds, groups = umap_set(workdir, res["task"], release, size, limit)
+    umap_ds, groups = umap_set(data, res["task"], release, size, limit)
     feats = predict(model, umap_ds, device, features=True)["features"].astype(np.float32)
     cams = _grad_cams(model, test_ds, res["test_labels"], res["test_scores"], res["threshold"], device)
     path = path_in(run_dir)

@@ -23,8 +23,6 @@ step-matched control) on AUROC; every other comparison is secondary and Holm-cor
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import numpy as np
 from scipy.stats import norm
 
@@ -93,11 +91,11 @@ def test_set_power(items_by_task: dict[str, list]) -> dict:
     return out
 
 
-def power_before_grid(workdir: Path, tasks, limit: int | None) -> dict:
-    """:func:`test_set_power` for the work folder's test split."""
+def power_before_grid(data, tasks, limit: int | None) -> dict:
+    """:func:`test_set_power` for the test split of ``data`` (:class:`~.inputs.SplitData`)."""
     from .arms import eval_items
 
-    return test_set_power({t: eval_items(workdir, t, "test", limit) for t in tasks if t in TASKS})
+    return test_set_power({t: eval_items(data, t, "test", limit) for t in tasks if t in TASKS})
 
 
 def power_lines(power: dict) -> list[str]:

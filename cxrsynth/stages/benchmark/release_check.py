@@ -16,11 +16,11 @@ from collections import Counter
 from pathlib import Path
 
 from ...core.errors import ConfigError, DataNotFoundError
-from ...core.layout import WorkLayout
 from ...artifacts import ReleaseFolder
 from ...artifacts.release_ref import parse, read_manifest
-from ...core.paths import read_json, read_jsonl
+from ...core.paths import read_jsonl
 from ..plan import plan_sha256
+from .inputs import SplitData, as_split_data
 
 FOREIGN_NOTICE = "FOREIGN RELEASE: --allow-foreign-release let through a release that does not match this split"
 
@@ -40,11 +40,13 @@ def _private_mapping(release: str, private: str | Path | None) -> Path | None:
     return guess if guess.is_file() else None
 
 
-def check_release(workdir: Path, release: str, allow_foreign: bool = False, private: str | Path | None = None) -> dict:
-    """Compare the release with ``workdir``'s split and plan; raise :class:`ConfigError` on a mismatch
-    unless ``allow_foreign``. Returns what was checked, for results.json."""
-    layout = WorkLayout(workdir)
-    splits = read_json(layout.splits)
+def check_release(data: SplitData | Path, release: str, allow_foreign: bool = False,
+                  private: str | Path | None = None) -> dict:
+    """Compare the release with the split and plan of ``data`` (:class:`~.inputs.SplitData`, or a work
+    folder path); raise :class:`ConfigError` on a mismatch unless ``allow_foreign``. Returns what was
+    checked, for results.json."""
+    data = as_split_data(data)
+    splits = data.splits
     manifest = release_manifest(release)
     problems = []
     want, got = splits["assignment_sha256"], manifest.get("split_assignment_sha256")
@@ -53,8 +55,7 @@ def check_release(workdir: Path, release: str, allow_foreign: bool = False, priv
     elif got != want:
         problems.append(f"it was made from another split (assignment sha256 {got[:12]}..., "
                         f"this work folder's {want[:12]}...)")
-    plan_file = layout.plan
-    plan_want = plan_sha256(read_json(plan_file)) if plan_file.is_file() else None
+    plan_want = plan_sha256(data.plan) if data.plan is not None else None
     plan_got = manifest.get("plan_sha256")
     if plan_want and plan_got and plan_got != plan_want and got == want:
         problems.append(f"it was made from another plan (plan sha256 {plan_got[:12]}..., this work folder's "

@@ -1,5 +1,6 @@
 """Tables (Markdown and CSV in the paper's shape) and ``report.html`` (figures embedded as data URIs,
-so it opens in a browser with no network)."""
+so it opens in a browser with no network). :func:`render_report` is the one renderer of the page: it
+takes a :class:`~cxrsynth.artifacts.BenchmarkResult` and reads only its folder's files."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import html
 import io
 from pathlib import Path
 
+from ...artifacts import BenchmarkResult
 from ...artifacts.benchmark_run import external_not_measurable, shows_intervals
 from ...artifacts.stamps import stamped_audit
 from ...core.errors import StampError
 from ...core.layout import AuditFolder, BenchmarkFolder
-from ...core.paths import atomic_write
+from ...core.paths import atomic_write, read_json
 from . import attribution
 from . import figure_inputs
 from . import figures
@@ -396,7 +398,10 @@ def _md_table_to_html(md: str) -> str:
 
 
 def write_outputs(out_dir: Path, summary: dict, results: list[dict], cfg, audit: AuditFolder | None = None) -> Path:
-    """tables.md, tables.csv, figures/ and report.html from the results alone (no model is built)."""
+    """tables.md and tables.csv from ``summary`` (results.json's content), then figures/ and report.html
+    from the folder's files by :func:`render_report` (no model is built). ``results``: the cells' results
+    (kept for the callers; the report reads the same from each cell's ``result.json``); ``cfg.figures``
+    false: no figure."""
     md, rows = tables(summary)
     with atomic_write(BenchmarkFolder(out_dir).tables) as fh:
         fh.write(md + "\n")
@@ -404,11 +409,41 @@ def write_outputs(out_dir: Path, summary: dict, results: list[dict], cfg, audit:
     csv.writer(buf).writerows(rows)
     with atomic_write(out_dir / "tables.csv") as fh:
         fh.write(buf.getvalue())
-    figs, notes = _figures(out_dir, results) if getattr(cfg, "figures", True) else ([], ["figures were off"])
-    if getattr(cfg, "figures", True):
+    page = render_report(BenchmarkResult(summary, Path(out_dir)), audit, figures=getattr(cfg, "figures", True))
+    with atomic_write(BenchmarkFolder(out_dir).report) as fh:
+        fh.write(page)
+    return BenchmarkFolder(out_dir).report
+
+
+def _seed0_results(result: BenchmarkResult) -> list[dict]:
+    """The seed-0 cells' ``result.json`` of the runs results.json lists (their per-image scores are what
+    the figures draw); a cell whose file is missing is left out."""
+    folder = BenchmarkFolder(result.folder)
+    out = []
+    for run in result.data.get("runs") or []:
+        if run.get("seed") == 0:
+            path = folder.cell(run["task"], run["arm"], 0) / "result.json"
+            if path.is_file():
+                out.append(read_json(path))
+    return out
+
+
+def render_report(result: BenchmarkResult, audit: AuditFolder | None = None, figures: bool | None = None) -> str:
+    """report.html for the benchmark ``result`` (read from or written to ``result.folder``), from files
+    alone: the tables from its results, the figures from each seed-0 cell's ``result.json`` and
+    ``figure_inputs.npz``; no model is built. The figures' PNGs are drawn into ``folder/figures/`` and
+    embedded (the page opens with no network). ``audit``: its section is embedded only when it judged
+    the release the arms were trained on. ``figures``: draw them (None: as the run's config says)."""
+    if result.folder is None:
+        raise ValueError("render_report needs a benchmark result with its folder (its cells' files)")
+    summary, out_dir = result.data, result.folder
+    draw = (summary.get("config") or {}).get("figures", True) if figures is None else figures
+    md, _ = tables(summary)
+    figs, notes = _figures(out_dir, _seed0_results(result)) if draw else ([], ["figures were off"])
+    if draw:
         figs += report_analyses.figures(out_dir, summary)  # a reliability diagram per task
     extra = _audit_section(audit, summary)
-    page = f"""<!doctype html>
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cxrsynth benchmark</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}} img{{max-width:100%}} .warn{{color:#a00;font-weight:bold}}
@@ -424,8 +459,3 @@ each shortcut sentence rests on a one-sided two-proportion test; mean ± sd over
 {extra}
 </body></html>
 """
-    with atomic_write(BenchmarkFolder(out_dir).report) as fh:
-        fh.write(page)
-    return BenchmarkFolder(out_dir).report
-
-

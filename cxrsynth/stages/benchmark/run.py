@@ -1,5 +1,10 @@
 """The whole benchmark: every task x arm x seed, resumable, then results, tables, figures and report.
 
+The stage is :func:`benchmark` (records, split, plan and release in, a
+:class:`~cxrsynth.artifacts.BenchmarkResult` stamped with the release's ``data_sha256`` out); it opens
+no work folder: ``cxrsynth.pipeline.benchmark_in`` reads one for it, and :func:`run_benchmark` keeps
+the older ``(workdir, out_dir, cfg, ...) -> dict`` call.
+
 Files in ``out_dir``: ``config.json``; ``runs/<task>/<arm>/seed-<k>/{result.json, model.safetensors}``
 (a finished run is kept and skipped on a rerun; a control set it has not scored yet is scored with its
 saved model); ``results.json`` (validated against
@@ -23,29 +28,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import torch
 
 from ... import __version__
-from ...artifacts import GeneratedSet, ReleaseFolder
+from ...artifacts import BenchmarkResult, GeneratedSet, ReleaseFolder
 from ...artifacts.benchmark_run import cell_key as run_cell_key
-from ...artifacts.release_ref import describe as describe_release, parse as parse_release, pin as pin_release
+from ...artifacts.release_ref import ReleaseRef, describe as describe_release, parse as parse_release, pin as pin_release
 from ...core.config import at_least, to_dict
 from ...core.runtime import Runtime
 from ...core.errors import ConfigError
 from ...launch import Job, Launcher, launch, raise_failed, read_record
-from ...core.layout import BenchmarkFolder, WorkLayout
+from ...core.layout import AuditFolder, BenchmarkFolder, WorkLayout
 from ...core.locks import hold, holder_of
 from ...core.paths import atomic_path, read_json, sha256_file, shareable, write_json
 from ...core.progress import log
 from ...core.schemas import validate
-from ..splits import grouped_records
+from ...data.records import Record
 from ...core.vocab import ARMS, CONFIG_TASK, TASKS, concrete_arm
 from . import attribution
 from . import controls as C
@@ -57,6 +61,7 @@ from .arms import Cached, EvalDataset, eval_items, train_set
 from .power import power_before_grid, power_lines
 from ...measure.classifiers import build
 from .fit import FitConfig, fit, predict, score
+from .inputs import SplitData, as_split_data
 from .release_check import FOREIGN_NOTICE, check_release, release_manifest
 from .run_files import finished_cells, inputs_config, read_inputs, result_problem
 
@@ -117,37 +122,32 @@ def _save_model(model, path: Path, arch: str) -> str:
     return sha
 
 
-def synthetic_from_translators(workdir: Path, out_dir: Path, translators: dict[str, str],
+def synthetic_from_translators(data: SplitData | Path, out_dir: Path, translators: dict[str, str],
                                rt: Runtime | None = None) -> Path:
     """Generate both synthetic configs with the given translators (cached) and package them as a release
-    (cached under the generated set's fingerprint, so other translators never reuse it). ``rt``: the
-    benchmark's Runtime, whose device generates (in generate's own precision)."""
+    (cached under the generated set's fingerprint, so other translators never reuse it). ``data``: the
+    records, split and plan (a work folder path is read); ``rt``: the benchmark's Runtime, whose device
+    generates (in generate's own precision). The images go to ``out_dir/synthetic/``, the benchmark's own
+    folder (named there as a work folder's generated images are)."""
     from ..generate import GenerateConfig, generate
     from ..generate import runtime_of as generate_runtime
-    from ...data.records import read_records
     from ..release.package import ReleaseConfig, package
 
+    data = as_split_data(data)
     syn = out_dir / "synthetic"
-    work = syn / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    src, dst = WorkLayout(workdir), WorkLayout(work)
-    for name in ("records", "splits", "plan"):
-        if not getattr(dst, name).is_file():
-            shutil.copy(getattr(src, name), getattr(dst, name))
     configs = tuple(c for c, t in CONFIG_TASK.items() if t in translators)
     if set(configs) != set(CONFIG_TASK):
         raise ConfigError("give a translator for both tasks", sorted(translators),
                           " ".join(f"--translator {t}=PATH" for t in TASKS))
-    cfg, plan, records = GenerateConfig(configs=configs), read_json(dst.plan), read_records(dst.records)
+    cfg, plan = GenerateConfig(configs=configs), data.need_plan("--translator")
     rt = rt.with_numerics(cfg.precision, cfg.channels_last) if rt else generate_runtime(cfg)
-    generated = generate(plan, records, translators, cfg, rt, GeneratedSet(dst.generated))
+    generated = generate(plan, data.records, translators, cfg, rt, GeneratedSet(WorkLayout(syn / "work").generated))
     # The release is keyed by what its images were made from (every shard's translator sha and records):
     # new translator files regenerate the shards and so make a new release, never reuse the old one.
     made_from = generated.fingerprint(configs)
     release = ReleaseFolder(syn / f"release-{made_from[:16]}" / ReleaseConfig.name)
     if not release.is_release():
-        ingest = read_json(src.ingest_report) if src.ingest_report.is_file() else None
-        package(generated, plan, records, translators, release, ReleaseConfig(), ingest)
+        package(generated, plan, data.records, translators, release, ReleaseConfig(), data.ingest_report)
     return release.root
 
 
@@ -160,11 +160,12 @@ class ControlSets:
     external: dict[str, dict[str, tuple[Cached, list]]]  # name -> task -> (dataset, items)
 
 
-def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]) -> tuple[ControlSets | None, dict | None]:
+def _control_sets(data: SplitData, cfg: BenchmarkConfig, externals: dict[str, str]) -> tuple[ControlSets | None, dict | None]:
     """The control sets (None, None with ``select_on`` validation: controls are read against test)."""
     if cfg.select_on == "validation":
         return None, None
-    records, _ = grouped_records(WorkLayout(workdir))  # the probes resample the split's patients
+    data = as_split_data(data)
+    records = data.grouped  # the probes resample the split's patients
     neg, findings, ss_report = C.same_source_negatives(records)
     ss = {}
     for task in TASKS:
@@ -173,7 +174,7 @@ def _control_sets(workdir: Path, cfg: BenchmarkConfig, externals: dict[str, str]
             ss[task] = (Cached(EvalDataset(mine, cfg.image_size)), [i.patient for i in mine])
     ext, ext_reports = {}, {}
     for name, folder in externals.items():
-        e = E.load_external(name, folder, workdir)
+        e = E.load_external(name, folder, data)
         ext_reports[name] = e.report
         ext[name] = {t: (Cached(EvalDataset(items, cfg.image_size)), items) for t, items in e.items.items() if items}
     return ControlSets(ss, ext), {"records": records, "same_source": ss_report, "same_source_items": neg,
@@ -225,25 +226,25 @@ def _wants_figure_inputs(cfg: BenchmarkConfig, seed: int, run_dir: Path) -> bool
     return cfg.figures and cfg.select_on == "test" and seed == 0 and not figure_inputs.path_in(run_dir).is_file()
 
 
-def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: BenchmarkConfig, release, rt: Runtime,
+def run_one(data: SplitData, run_dir: Path, task: str, arm: str, seed: int, cfg: BenchmarkConfig, release, rt: Runtime,
             sets: ControlSets | None = None, key: str | None = None) -> dict:
     """Train and score one cell into ``run_dir/result.json`` (written atomically, last), or read the one
     there when it is finished (``cell_done``); ``key`` (see :func:`cell_key`) is recorded in it. ``rt``:
-    where and in which precision the classifier trains (``fit`` records both)."""
+    where and in which precision the classifier trains (``fit`` records both); ``data``: the records and split."""
     device = rt.device
     if cell_done(run_dir, key, (task, arm, seed)):
         res = read_json(run_dir / "result.json")
         res = score_controls(res, run_dir, cfg, sets, device) if sets else res
         if _wants_figure_inputs(cfg, seed, run_dir):  # a cell finished with figures off, or by an older version
             model = build(cfg.model, str(run_dir / "model.safetensors")).to(device)
-            test_ds = Cached(EvalDataset(eval_items(workdir, task, "test", cfg.limit), cfg.image_size))
-            figure_inputs.write(run_dir, model, res, test_ds, workdir, release, cfg.image_size, cfg.limit, device)
+            test_ds = Cached(EvalDataset(eval_items(data, task, "test", cfg.limit), cfg.image_size))
+            figure_inputs.write(run_dir, model, res, test_ds, data, release, cfg.image_size, cfg.limit, device)
         return res
     run_dir.mkdir(parents=True, exist_ok=True)
-    train = train_set(workdir, task, arm, release, cfg.image_size, cfg.limit)
-    val_items = eval_items(workdir, task, "validation", cfg.limit)
+    train = train_set(data, task, arm, release, cfg.image_size, cfg.limit)
+    val_items = eval_items(data, task, "validation", cfg.limit)
     # select_on validation: the scored split is validation, and test is never read
-    test_items = val_items if cfg.select_on == "validation" else eval_items(workdir, task, "test", cfg.limit)
+    test_items = val_items if cfg.select_on == "validation" else eval_items(data, task, "test", cfg.limit)
     if cfg.protocol == "rigorous" and len({i.label for i in val_items}) < 2:
         raise ConfigError("the rigorous protocol needs a validation split with both classes", task,
                           "split with the rigorous method, or use --protocol paper")
@@ -282,7 +283,7 @@ def run_one(workdir: Path, run_dir: Path, task: str, arm: str, seed: int, cfg: B
                 "validation_labels": [int(v) for v in val["labels"]], "validation_patients": [i.patient for i in val_items]}
     res["model_sha256"] = _save_model(model, run_dir / "model.safetensors", cfg.model)
     if _wants_figure_inputs(cfg, seed, run_dir):
-        figure_inputs.write(run_dir, model, res, test_ds, workdir, release, cfg.image_size, cfg.limit, device)
+        figure_inputs.write(run_dir, model, res, test_ds, data, release, cfg.image_size, cfg.limit, device)
     write_json(run_dir / "result.json", res)  # last: it marks the cell finished
     return score_controls(res, run_dir, cfg, sets, device, model) if sets else res
 
@@ -377,19 +378,24 @@ SELECT_ON_VALIDATION = ("SCORED ON VALIDATION ONLY (select_on validation): every
 NOT_RUN_DEFINING = ("device", "figures")
 
 
-def run_inputs(workdir: Path, cfg: BenchmarkConfig, release: str | None) -> dict:
+def run_inputs(data: SplitData, cfg: BenchmarkConfig, release: str | None, home: Path | None = None) -> dict:
     """Everything a finished run's numbers depend on: the config (less the device), the release's images,
     the split assignment and the code version. Run folders are reused only for the same inputs. A checkpoint
-    given as ``init`` is named by its path in the work folder (or its name) and its sha256: the key follows
-    the file's content, not where it lies, and no absolute local path is recorded."""
-    data = None
+    given as ``init`` is named by its path below ``home`` (the work folder; else its name) and its sha256:
+    the key follows the file's content, not where it lies, and no absolute local path is recorded."""
+    images = None
     if release:
         manifest = release_manifest(release)
-        data = manifest.get("data_sha256") or hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+        images = manifest.get("data_sha256") or hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     return shareable({"config": {k: v for k, v in to_dict(cfg).items() if k not in NOT_RUN_DEFINING},
-                      "release_data_sha256": data,
-                      "split_assignment_sha256": read_json(WorkLayout(workdir).splits).get("assignment_sha256"),
-                      "code_version": __version__}, (workdir,))
+                      "release_data_sha256": images,
+                      "split_assignment_sha256": data.assignment_sha256,
+                      "code_version": __version__}, _bases(home))
+
+
+def _bases(*folders: Path | None) -> tuple[Path, ...]:
+    """The folders output paths are shown relative to (:func:`~cxrsynth.core.paths.shareable`)."""
+    return tuple(f for f in folders if f is not None)
 
 
 def claim_run_folder(out_dir: Path, inputs: dict) -> None:
@@ -460,9 +466,11 @@ def cell_done(run_dir: Path, key: str | None, cell: tuple[str, str, int]) -> boo
 
 @dataclass(frozen=True)
 class Setup:
-    """Everything a cell needs, picklable: a launched job gets this and its :class:`Cell`."""
+    """Everything a cell needs, picklable: a launched job gets this and its :class:`Cell` (with ``data``
+    as the folder :meth:`for_jobs` wrote it to, read once per job, rather than a copy of every record
+    pickled into every job's file)."""
 
-    workdir: Path
+    data: SplitData | Path
     out_dir: Path
     cfg: BenchmarkConfig
     release: str | None
@@ -470,9 +478,16 @@ class Setup:
     inputs: dict
     release_info: dict | None = None  # artifacts.release_ref.describe: name, version, data_sha256, commit
     record_paths: bool = False  # --record-paths: outputs keep absolute local paths (see paths.shareable)
+    home: Path | None = None  # the work folder, only to show local paths relative to it; never read
 
     def key(self, cell: Cell) -> str:
         return cell_key(self.inputs, cell)
+
+    def for_jobs(self) -> Setup:
+        """This setup with its records, split and plan written once to ``out_dir/jobs/inputs/``."""
+        folder = self.out_dir / "jobs" / "inputs"
+        as_split_data(self.data).write(folder)
+        return replace(self, data=folder)
 
 
 def run_cell(setup: Setup, cell: Cell, rt: Runtime, sets: ControlSets) -> dict:
@@ -480,28 +495,29 @@ def run_cell(setup: Setup, cell: Cell, rt: Runtime, sets: ControlSets) -> dict:
     never computed twice at once, and ``--status`` sees it running."""
     run_dir = cell.folder(setup.out_dir)
     with hold(run_dir, "cell", f"the benchmark cell {cell.name}"):
-        return run_one(setup.workdir, run_dir, cell.task, cell.arm, cell.seed, setup.cfg, setup.release, rt, sets,
+        return run_one(as_split_data(setup.data), run_dir, cell.task, cell.arm, cell.seed, setup.cfg, setup.release, rt, sets,
                        key=setup.key(cell))
 
 
 def run_cell_job(setup: Setup, cell: Cell) -> dict:
     """A launched job (``--launcher local|slurm``): one cell, in its own process; its controls are
     decoded here. Returns a small summary; the numbers are in the cell's ``result.json``."""
-    sets, _ = _control_sets(setup.workdir, setup.cfg, setup.externals)
+    setup = replace(setup, data=as_split_data(setup.data))  # read once for the controls and the cell
+    sets, _ = _control_sets(setup.data, setup.cfg, setup.externals)
     res = run_cell(setup, cell, runtime_of(setup.cfg), sets)
     return {"cell": cell.name, "auroc": res["test"]["auroc"]}
 
 
-def prepare(workdir: Path, out_dir: Path, cfg: BenchmarkConfig, release: str | None,
+def prepare(data: SplitData, out_dir: Path, cfg: BenchmarkConfig, release: str | None,
             translators: dict[str, str] | None, externals: dict[str, str] | None,
             allow_foreign_release: bool, record_paths: bool = False,
-            rt: Runtime | None = None) -> tuple[Setup, dict | None]:
+            rt: Runtime | None = None, home: Path | None = None) -> tuple[Setup, dict | None]:
     """Before any cell: synthetic images from translators (when given), the release check, the folder's
     claim (``inputs.json``) and ``config.json``. Returns the cells' setup and the release check."""
     out_dir.mkdir(parents=True, exist_ok=True)
     needs_synth = any(a != "real" for a in cfg.arms)
     if translators:
-        release = str(synthetic_from_translators(workdir, out_dir, translators, rt))
+        release = str(synthetic_from_translators(data, out_dir, translators, rt))
     if needs_synth and not release:
         raise ConfigError("the synthetic arms need a release or translators", "--release / --translator",
                           "or train only the real arm: --arm real")
@@ -510,24 +526,25 @@ def prepare(workdir: Path, out_dir: Path, cfg: BenchmarkConfig, release: str | N
     asked = parse_release(release) if release else None
     pinned = pin_release(asked) if asked else None
     release = str(pinned) if pinned else None
-    checked = check_release(workdir, release, allow_foreign_release) if release else None
-    inputs = run_inputs(workdir, cfg, release)
+    checked = check_release(data, release, allow_foreign_release) if release else None
+    inputs = run_inputs(data, cfg, release, home)
     claim_run_folder(out_dir, inputs)
     write_json(out_dir / "config.json", shareable(to_dict(cfg) | {
         "release": release, "translators": translators, "externals": externals,
-        "allow_foreign_release": allow_foreign_release}, (out_dir, workdir), record_paths))
-    return Setup(workdir, out_dir, cfg, release, dict(externals or {}), json.loads(json.dumps(inputs, default=str)),
-                 describe_release(pinned, asked) if pinned else None, record_paths), checked
+        "allow_foreign_release": allow_foreign_release}, _bases(out_dir, home), record_paths))
+    return Setup(data, out_dir, cfg, release, dict(externals or {}), json.loads(json.dumps(inputs, default=str)),
+                 describe_release(pinned, asked) if pinned else None, record_paths, home), checked
 
 
-def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict) -> dict:
-    """results.json from every cell's result (validated and written), then tables, figures and report:
-    the same for every launcher."""
+def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict,
+              audit: AuditFolder | None = None) -> BenchmarkResult:
+    """results.json from every cell's result (validated and written), then tables, figures and report
+    (with ``audit``'s section when it judged the same release): the same for every launcher. The result
+    returned keeps the caller's paths in ``summary``; its ``data`` is what results.json holds."""
     from .report import write_outputs
 
-    workdir, out_dir, cfg, release = setup.workdir, setup.out_dir, setup.cfg, setup.release
-    split_method = read_json(WorkLayout(workdir).splits)["config"]["method"]
-    assign = read_json(WorkLayout(workdir).splits)["assignments"]
+    data, out_dir, cfg, release = as_split_data(setup.data), setup.out_dir, setup.cfg, setup.release
+    split_method = data.method
     summary = {
         "kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
         "protocol": cfg.protocol, "test_used_for_selection": cfg.protocol == "paper",
@@ -541,16 +558,16 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
         "controls": None if ctl is None else {
             "same_source": ctl["same_source"], "external": ctl["external"],
             "source_probe": C.source_probes(ctl["records"], ctl["same_source_items"], ctl["findings"], cfg.bootstrap),
-            "real_vs_synthetic": C.real_vs_synthetic(ctl["records"], assign, release, cfg.bootstrap) if release else None,
+            "real_vs_synthetic": C.real_vs_synthetic(ctl["records"], data.assign, release, cfg.bootstrap) if release else None,
         },
         "runs": [_public_run(r) for r in results],
     }
-    summary |= analyses(workdir, cfg, results, summary["summary"])  # operating points, power, calibration, subgroups
-    shared = shareable(summary, (out_dir, workdir), setup.record_paths)  # the files: no absolute local paths
+    summary |= analyses(data, cfg, results, summary["summary"])  # operating points, power, calibration, subgroups
+    shared = shareable(summary, _bases(out_dir, setup.home), setup.record_paths)  # the files: no absolute local paths
     validate(shared, "benchmark_results")
     write_json(out_dir / "results.json", shared)
-    write_outputs(out_dir, shared, results, cfg, audit=WorkLayout(workdir).audit_files)
-    return summary  # the caller's copy keeps the paths it gave
+    write_outputs(out_dir, shared, results, cfg, audit=audit)
+    return BenchmarkResult(shared, out_dir, local=summary)  # the caller's copy keeps the paths it gave
 
 
 CELL_STATES = ("done", "running", "failed", "missing")
@@ -606,13 +623,27 @@ def benchmark_status(out_dir: str | Path) -> dict:
             "results": (out_dir / "results.json").is_file(), "cells": cells}
 
 
-def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig(),
-                  release: str | None = None, translators: dict[str, str] | None = None, progress: bool = False,
-                  externals: dict[str, str] | None = None, allow_foreign_release: bool = False,
-                  launcher: Launcher | None = None, echo=None, record_paths: bool = False,
-                  rt: Runtime | None = None) -> dict:
-    """Train and score every task x arm x seed, score the shortcut controls, write every output.
+def benchmark(records: list[Record], splits: dict, release: ReleaseFolder | ReleaseRef | str | Path | None,
+              cfg: BenchmarkConfig, rt: Runtime | None, out_dir: str | Path, *, plan: dict | None = None,
+              ingest_report: dict | None = None, translators: dict[str, str] | None = None,
+              externals: dict[str, str] | None = None, allow_foreign_release: bool = False,
+              launcher: Launcher | None = None, echo=None, record_paths: bool = False, progress: bool = False,
+              audit: AuditFolder | None = None, home: str | Path | None = None) -> BenchmarkResult:
+    """The benchmark stage: train and score every task x arm x seed, score the shortcut controls, write
+    every output into ``out_dir``; returns the :class:`~cxrsynth.artifacts.BenchmarkResult`, stamped with
+    the release's ``data_sha256`` (None when no release was judged, e.g. ``--arm real`` alone).
 
+    Artefacts in: ``records`` (as ingest wrote them) and ``splits`` (the split manifest), already read;
+    ``plan`` (for the null arm, the release check's plan checksum and ``translators``) and
+    ``ingest_report`` (``translators``' release card) when there are. ``release``: a
+    :class:`~cxrsynth.artifacts.ReleaseFolder`, a :class:`~cxrsynth.artifacts.release_ref.ReleaseRef`
+    or its text (a folder, ``ORG/NAME[@REV]``), or None for the real arm alone. No work folder is opened
+    here (``cxrsynth.pipeline.benchmark_in`` reads one for it); ``home`` is only the folder local
+    paths are written relative to in the outputs (the work folder), and ``audit`` the audit whose
+    section report.html embeds when it judged the same release.
+
+    ``translators`` ({task: generator file or run folder}): judged instead of a release; their images
+    are generated into ``out_dir/synthetic/`` and packaged there, keyed by the translators' sha.
     ``externals``: {NAME: DIR} of external test sets (any folder ``cxrsynth ingest`` reads).
     ``allow_foreign_release``: run on a release that does not match this split (stated in every output).
     ``launcher``: ``serial`` (default) trains the cells here, one after another; ``local``/``slurm``
@@ -621,27 +652,47 @@ def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig
     written; a rerun runs only those. Either way the outputs come from the cells' result files.
     ``record_paths``: results.json and config.json keep absolute local paths (default: relative to the
     folders, or names with sha256; :func:`~cxrsynth.core.paths.shareable`). ``rt``: the command's Runtime
-    (default: :func:`runtime_of` ``cfg``, chosen after the launched cells); launched cells build theirs
+    (None: :func:`runtime_of` ``cfg``, chosen after the launched cells); launched cells build theirs
     where they run.
     """
     from ...core.progress import bar as progress_bar
 
-    workdir, out_dir, launcher = Path(workdir), Path(out_dir), launcher or Launcher()
-    setup, checked = prepare(workdir, out_dir, cfg, release, translators, externals, allow_foreign_release,
-                             record_paths, rt)
+    data = SplitData(list(records), splits, plan, ingest_report)
+    out_dir, launcher = Path(out_dir), launcher or Launcher()
+    home = Path(home) if home is not None else None
+    release = None if release is None else str(release.root if isinstance(release, ReleaseFolder) else release)
+    setup, checked = prepare(data, out_dir, cfg, release, translators, externals, allow_foreign_release,
+                             record_paths, rt, home)
     cells = list_cells(cfg)
     if launcher.kind != "serial":
         todo = [c for c in cells if not cell_done(c.folder(out_dir), setup.key(c), (c.task, c.arm, c.seed))]
-        outcomes = launch(launcher, [Job(c.name, run_cell_job, (setup, c), c.folder(out_dir)) for c in todo],
+        jobs_setup = setup.for_jobs() if todo else setup
+        outcomes = launch(launcher, [Job(c.name, run_cell_job, (jobs_setup, c), c.folder(out_dir)) for c in todo],
                           out_dir / "jobs", echo)
         raise_failed(outcomes, "benchmark cells",
                      f"rerun the same command: finished cells are kept and only these run again "
                      f"(`cxrsynth benchmark --status {out_dir}` lists them)")
-    for line in power_lines(power_before_grid(workdir, cfg.tasks, cfg.limit)):  # stated before the grid
+    for line in power_lines(power_before_grid(data, cfg.tasks, cfg.limit)):  # stated before the grid
         log.info(line)
-    sets, ctl = _control_sets(workdir, cfg, setup.externals)
+    sets, ctl = _control_sets(data, cfg, setup.externals)
     rt = rt or runtime_of(cfg)  # here, after any launched cells: a login node need not have their device
     results = [run_cell(setup, c, rt, sets)
                for c in progress_bar(cells, desc="benchmark", unit="run", enabled=progress and launcher.kind == "serial")]
-    return summarise(setup, results, checked, ctl)
+    return summarise(setup, results, checked, ctl, audit)
 
+
+def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig(),
+                  release: str | None = None, translators: dict[str, str] | None = None, progress: bool = False,
+                  externals: dict[str, str] | None = None, allow_foreign_release: bool = False,
+                  launcher: Launcher | None = None, echo=None, record_paths: bool = False,
+                  rt: Runtime | None = None) -> dict:
+    """:func:`benchmark` on a work folder, returning the summary dict (results.json's content with the
+    caller's own paths): kept for the callers written before the stage took artefacts. It is
+    ``cxrsynth.pipeline.benchmark_in`` (which returns the typed result), written out here because a
+    stage may not import the pipeline above it."""
+    data = SplitData.read(workdir)
+    return benchmark(data.records, data.splits, release, cfg, rt, out_dir, plan=data.plan,
+                     ingest_report=data.ingest_report, translators=translators, externals=externals,
+                     allow_foreign_release=allow_foreign_release, launcher=launcher, echo=echo,
+                     record_paths=record_paths, progress=progress, audit=WorkLayout(workdir).audit_files,
+                     home=workdir).summary

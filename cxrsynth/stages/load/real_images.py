@@ -52,10 +52,14 @@ class RealImages:
 def from_workdir(workdir: str | Path) -> RealImages:
     """The work folder's records and its ``splits.json``, as the benchmark reads them."""
     layout = WorkLayout(workdir)
-    manifest = read_json(layout.splits)
-    records = [r for r in read_records(layout.records) if r.has_pixels]
-    return RealImages(records, manifest["assignments"], {"kind": "workdir", "workdir": str(workdir),
-                                                         "splits": _split_info(manifest)})
+    return from_split(read_records(layout.records), read_json(layout.splits), {"workdir": str(workdir)})
+
+
+def from_split(records: list[Record], manifest: dict, info: dict | None = None) -> RealImages:
+    """Records already read and their split manifest (``splits.json``'s content): what the benchmark
+    stage hands ``load`` (``real=``), so that no work folder is opened again for each arm."""
+    return RealImages([r for r in records if r.has_pixels], manifest["assignments"],
+                      {"kind": "workdir", **(info or {}), "splits": _split_info(manifest)})
 
 
 def _split_info(manifest: dict) -> dict:
@@ -162,7 +166,10 @@ def from_dataset(rows, seed: int = 0) -> RealImages:
 
 
 def resolve(real, seed: int = 0) -> RealImages:
-    """``real=``: a folder, a list of folders, or a ``datasets.Dataset``."""
+    """``real=``: a folder, a list of folders, a ``datasets.Dataset``, or :class:`RealImages` already made
+    (:func:`from_split`), taken as it is."""
+    if isinstance(real, RealImages):
+        return real
     if isinstance(real, (str, Path)):
         return from_folders([real], seed)
     if isinstance(real, (list, tuple)) and real and all(isinstance(f, (str, Path)) for f in real):
