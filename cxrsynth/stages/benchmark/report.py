@@ -132,8 +132,8 @@ def _same_source_cells(ss: dict | None) -> list[str]:
 def _verdict(task: str, arms: dict) -> list[str]:
     """Plain sentences per task, each resting on a test: which arms call the collection's own X-rays of
     the task's negative class COVID-19 more often than the test set's NIH/RSNA negatives (one-sided
-    two-proportion test, p < 0.05, and a patient-bootstrap interval of the difference excluding 0, median
-    over seeds): source, not disease. A control too small for its interval is said to be not measurable,
+    two-proportion test, p < 0.05 (median over seeds), and an interval of the difference excluding 0 from one
+    bootstrap over seeds and patients): source, not disease. A control too small for its interval is said to be not measurable,
     and nothing is read from it."""
     from .controls import SHORTCUT_ALPHA
 
@@ -198,7 +198,7 @@ EXPLAIN = [
     "images above them (AUROC well above 0.5). A model that learned the collection calls them COVID-19: a "
     "false-positive rate above the test negatives', AUROC near 0.5. An arm is named only when a one-sided "
     "two-proportion test (Fisher's exact, images taken as independent) gives p < 0.05 and, since one patient may give "
-    "several films, a bootstrap over whole patients puts the difference's 95% interval above 0 (median over seeds); a control "
+    "several films, a bootstrap over whole patients puts the difference's 95% interval above 0 (one bootstrap that resamples seeds and patients together); a control "
     "of fewer than 10 images, or whose interval spans more than 50 points, is not measurable.",
     "External sets come from elsewhere and were never trained on (images duplicating any image of the split, train, "
     "validation or test, are dropped and counted). A set of COVID-19 images only (the Hannover repository) measures "
