@@ -174,3 +174,14 @@ def test_a_cell_without_per_image_calls_is_rescored_on_resume(tmp_path, monkeypa
     assert read_json(tmp_path / "result.json")["controls"]["same_source"]["per_image"]["patients"] == pats
     R.score_controls(res, tmp_path, cfg, sets, "cpu", Model())
     assert predicted == ["control set"]  # nothing missing: not predicted again
+
+
+def test_not_measurable_when_most_seeds_are_not_whichever_seed_comes_first():
+    """Seeds call different films, so their rates' intervals differ: the arm is not measurable when most of
+    its seeds are, not because seed 0 happens to be (nor measurable because seed 0 happens to be)."""
+    two = _control(["collection:A"] * 20 + ["collection:B"] * 20)  # not measurable: 0-100% interval
+    forty = _control([f"collection:{i}" for i in range(40)])
+    assert two["not_measurable"] and not forty["not_measurable"]
+    assert C.shortcut_verdict([two, forty, forty])["verdict"] == "source"
+    assert C.shortcut_verdict([forty, two, two])["verdict"] == "not measurable"
+    assert C.shortcut_verdict([forty, two, two])["why"] == two["not_measurable"]

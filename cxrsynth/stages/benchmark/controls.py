@@ -209,7 +209,7 @@ def verdict_over_seeds(runs: list[dict], bootstrap: int, seed: int = 0) -> dict:
 
 def shortcut_verdict(per_seed: list[dict], pooled: dict | None = None, why_not_pooled: str | None = None) -> dict:
     """One arm's reading of its same-source control over seeds: ``not measurable`` (too few images),
-    ``source`` or ``no evidence``. Takes the per-run dicts of :func:`same_source_metrics` and, when made,
+    ``source`` or ``no evidence`` (``not measurable`` when most seeds' controls are). Takes the per-run dicts of :func:`same_source_metrics` and, when made,
     the arm's FPR difference bootstrapped over seeds and patients together (:func:`seed_fpr_difference`).
 
     ``source`` needs the one-sided two-proportion test at p < SHORTCUT_ALPHA (median over seeds) and a
@@ -220,7 +220,10 @@ def shortcut_verdict(per_seed: list[dict], pooled: dict | None = None, why_not_p
     runs = [r for r in per_seed if r]
     if not runs:
         return {"verdict": None}
-    why = runs[0].get("not_measurable")
+    # each seed reads its own rate's interval; the arm is not measurable when most of its seeds are not
+    # (not seed 0's alone: seeds call different films, so their intervals differ in width)
+    whys = [r.get("not_measurable") for r in runs]
+    why = next((w for w in whys if w), None) if 2 * sum(map(bool, whys)) > len(whys) else None
     ps = [r["p_more_than_test"] for r in runs if r.get("p_more_than_test") is not None]
     p = float(np.median(ps)) if ps else None
     fpr = float(np.mean([r["fpr"] for r in runs])) if all(r["fpr"] is not None for r in runs) else None
