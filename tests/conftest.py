@@ -102,7 +102,7 @@ def built(trained, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def rigorous(built, tmp_path_factory):
-    """The rigorous benchmark of ``built`` (tiny: resnet18 at 32 px, 1 epoch, 6 images a class): every arm of
+    """The rigorous benchmark of ``built`` (tiny: a two-layer CNN at 32 px, 1 epoch, 6 images a class): every arm of
     both tasks, 2 seeds, with the external set of ``test_benchmark.external_folder``, figures on. The
     largest fixture of the suite (28 classifier trainings), so one per session: test_benchmark.py reads
     all of it, test_attribution.py its normal-covid arms against real and real-oversampled.
