@@ -332,9 +332,9 @@ def test_inits_and_clear_errors(built, tmp_path):
 
 
 def test_translators_instead_of_a_release(trained, tmp_path):
-    from .conftest import copy_workdir
+    from .conftest import copy_workdir, translate_only_the_first
 
-    wd = copy_workdir(trained, tmp_path / "wd")
+    wd = translate_only_the_first(copy_workdir(trained, tmp_path / "wd"), 12)  # limit 6 reads 6 of each config
     trans = {t: str(wd / "translators" / t / "generator.safetensors") for t in ("normal-covid", "pneumonia-covid")}
     cfg = resolve(BenchmarkConfig, overrides=TINY + ["seeds=1", "tasks=normal-covid", "arms=real,real+all",
                                                      "figures=false"])
@@ -343,6 +343,7 @@ def test_translators_instead_of_a_release(trained, tmp_path):
     assert rel.name == "covid-cxr-synth" and rel.parent.parent == tmp_path / "b" / "synthetic"
     assert summary["release_data_sha256"] == json.loads((rel / "manifest.json").read_text())["data_sha256"]
     assert summary["summary"]["normal-covid"]["real+all"]["seeds"] == 1
+    assert [r["train"]["positives_synthetic"] for r in summary["runs"]] == [0, 12]  # real; real+all: 6 of each config
 
 
 def test_report_renders_in_headless_chromium(rigorous, tmp_path):
