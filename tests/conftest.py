@@ -88,6 +88,25 @@ def copy_workdir(src, dst, keep_generated: bool = False):
     return dst
 
 
+def translate_only_the_first(wd, n: int):
+    """Cut the plan of the work folder ``wd`` (a copy) to translate only the first ``n`` planned images of
+    each task, for the tests of ``benchmark --translator``: it generates every planned image (633 in the
+    sample work folder) and those tests read a few. The translators' training sets are left as they are."""
+    from cxrsynth.core.layout import WorkLayout
+    from cxrsynth.core.paths import read_json, write_json
+
+    path = WorkLayout(wd).plan
+    plan = read_json(path)
+    for task in plan["tasks"].values():
+        ids = task["translate"]["record_ids"][:n]
+        task["translate"] |= {"record_ids": ids, "n": len(ids), "with_pixels": len(ids)}
+        plan["totals"]["by_config"][task["config"]] = len(ids)
+    plan["totals"] |= {"translate": sum(plan["totals"]["by_config"].values()),
+                       "translate_with_pixels": sum(plan["totals"]["by_config"].values())}
+    write_json(path, plan)
+    return wd
+
+
 @pytest.fixture(scope="session")
 def built(trained, tmp_path_factory):
     """A verified release of 24 + 24 images, made by `cxrsynth release` from the trained work folder."""
@@ -102,7 +121,7 @@ def built(trained, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def rigorous(built, tmp_path_factory):
-    """The rigorous benchmark of ``built`` (tiny: resnet18 at 32 px, 1 epoch, 6 images a class): every arm of
+    """The rigorous benchmark of ``built`` (tiny: a two-layer CNN at 32 px, 1 epoch, 6 images a class): every arm of
     both tasks, 2 seeds, with the external set of ``test_benchmark.external_folder``, figures on. The
     largest fixture of the suite (28 classifier trainings), so one per session: test_benchmark.py reads
     all of it, test_attribution.py its normal-covid arms against real and real-oversampled.

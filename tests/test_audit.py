@@ -355,3 +355,35 @@ def test_audit_samples_and_says_so(built, tmp_path):
     assert again.data["summary"]["verdicts"] == res.data["summary"]["verdicts"]
     with pytest.raises(ConfigError, match="sample=null"):
         audit(rel, wd, AuditConfig(embedding="pixels", sample=10, exclude_closest=0.1, fidelity=False), out_dir=tmp_path / "c")
+
+
+def test_real_images_are_decoded_once_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    """The audit's decode memo (measure/decoded.py): one decode per file and size, read-only arrays, a file
+    replaced on disk decoded again, a missing one the usual clear error, and the oldest entries let go."""
+    import os
+
+    from PIL import Image
+
+    from cxrsynth.core.errors import BadInputError
+    from cxrsynth.measure import decoded
+
+    src = next(NIH.glob("images/*.png"))
+    path = tmp_path / "x.png"
+    path.write_bytes(src.read_bytes())
+    decoded.clear()
+    calls = []
+    real = decoded.load_canonical
+    monkeypatch.setattr(decoded, "load_canonical", lambda p, s: (calls.append((str(p), s)), real(p, s))[1])
+    a = decoded.canonical(path, 32)
+    assert np.array_equal(a, load_canonical(path, 32)) and not a.flags.writeable
+    assert decoded.canonical(path, 32) is a and len(calls) == 1  # the second read is the memo's
+    assert decoded.canonical(path, 16).shape == (16, 16) and len(calls) == 2  # another size, another decode
+    Image.fromarray(np.tile(np.arange(40, dtype=np.uint8) * 5, (40, 1))).save(path)  # replaced: another file
+    os.utime(path, ns=(1, 1))
+    assert not np.array_equal(decoded.canonical(path, 32), a) and len(calls) == 3
+    with pytest.raises(BadInputError, match="missing"):
+        decoded.canonical(tmp_path / "absent.png", 32)
+    monkeypatch.setattr(decoded, "MAX_BYTES", 2 * 32 * 32)  # room for two 32 px images: the oldest two entries go
+    decoded.canonical(src, 32)
+    assert [k[0] for k in decoded._cache] == [str(path), str(src)] and decoded._held[0] == 2 * 32 * 32
+    decoded.clear()

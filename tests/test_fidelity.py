@@ -131,6 +131,24 @@ def test_kid_interval_and_placement_on_known_features():
     assert F.placement(0.3, 0.2, 0.2) is None and F.placement(0.3, 0.2, 0.25) is None
 
 
+def test_kid_of_subsamples_is_torch_fidelitys_kid_of_each():
+    """kid_interval indexes one kernel matrix (small sets) or computes one per draw (large sets): either way
+    each draw's value is torch-fidelity's KID of that pair of subsamples."""
+    from cxrsynth.stages.audit import quality as Q
+
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(60, 16)), rng.normal(size=(80, 16)) + 0.3
+    for n, repeats in ((40, 5), (8, 2)):  # 40 five times: one kernel matrix; 8 twice (16 rows of 60): one per draw
+        picks = [(rng.choice(len(a), n, replace=False), rng.choice(len(b), n, replace=False)) for _ in range(repeats)]
+        want = [Q.kid_from_features(a[ia], b[ib], n, 1, 0) for ia, ib in picks]
+        assert Q.kid_subsets(a, b, picks) == pytest.approx(want, rel=1e-9, abs=1e-12)
+    got = F.kid_interval(a, b, 30, 6, seed=4)
+    draw = np.random.default_rng(4)
+    want = [Q.kid_from_features(a[draw.choice(60, 30, replace=False)], b[draw.choice(80, 30, replace=False)], 30, 1, 0)
+            for _ in range(6)]
+    assert got["mean"] == pytest.approx(np.mean(want), rel=1e-9) and got["std"] == pytest.approx(np.std(want), rel=1e-6)
+
+
 def test_radial_spectrum_peaks_at_the_frequency_of_a_sinusoid():
     y = np.arange(64)[:, None] * np.ones((1, 64))
     img = (127 + 100 * np.sin(2 * np.pi * 8 * y / 64)).astype(np.uint8)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ...core.errors import DataNotFoundError
-from ...data.images import load_canonical
+from ...measure.decoded import canonical as load_canonical  # decoded once per process
 from ...core.layout import WorkLayout
 from ...core.paths import atomic_path, read_json, sha256_file, write_json
 from ...data.records import LABELS, read_records

@@ -60,9 +60,8 @@ def kid_interval(a: np.ndarray, b: np.ndarray, n: int | None = None, repeats: in
     if n < 2:
         return {"n": int(n), "repeats": 0, "mean": None, "std": None, "interval": None}
     rng = np.random.default_rng(seed)
-    vals = np.array([Q.kid_from_features(a[rng.choice(len(a), n, replace=False)],
-                                         b[rng.choice(len(b), n, replace=False)], n, 1, seed + r)
-                     for r in range(repeats)])
+    picks = [(rng.choice(len(a), n, replace=False), rng.choice(len(b), n, replace=False)) for _ in range(repeats)]
+    vals = Q.kid_subsets(a, b, picks)  # torch-fidelity's KID of each pair of subsamples, its kernels computed once
     q = (1 - LEVEL) / 2
     return {"n": int(n), "repeats": int(repeats), "mean": float(vals.mean()), "std": float(vals.std()),
             "interval": [float(np.quantile(vals, q)), float(np.quantile(vals, 1 - q))]}
@@ -248,7 +247,7 @@ def _patient(r) -> str:
 def real_sets(workdir: str | Path, size: int) -> tuple[dict, np.ndarray, list[str], np.ndarray, list[str]]:
     """Records by id, and the real COVID-19 images at ``size``: the training split, and the held-out
     ones (other splits, patients absent from training), with their patients."""
-    from ...data.images import load_canonical
+    from ...measure.decoded import canonical as load_canonical  # decoded once per process
     from ...core.layout import WorkLayout
     from ..splits import grouped_records
 
@@ -280,7 +279,7 @@ def score(workdir: str | Path, syn: np.ndarray, source_ids: list[str], configs: 
     if missing:
         raise DataNotFoundError(f"{len(missing)} source ids are not images of this work folder", missing[0],
                                 "score translations against the work folder they were made from")
-    from ...data.images import load_canonical
+    from ...measure.decoded import canonical as load_canonical  # decoded once per process
 
     src = np.stack([load_canonical(records[i].path, syn.shape[-1]) for i in source_ids])
     src_g = [_patient(records[i]) for i in source_ids]

@@ -118,6 +118,44 @@ def kid_from_features(a: np.ndarray, b: np.ndarray, subset_size: int, subsets: i
     return float(out[KEY_METRIC_KID_MEAN])
 
 
+def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """torch-fidelity's KID kernel with its defaults: (x.y * gamma + 1)^3, gamma = 1 / d."""
+    return (np.matmul(x, y.T) * (1.0 / x.shape[1]) + 1) ** 3
+
+
+def _mmd2_unbiased(kxx: np.ndarray, kxy: np.ndarray, kyy: np.ndarray) -> float:
+    """torch-fidelity's ``mmd2`` (unbiased): off-diagonal means of K_XX and K_YY, minus twice the mean of K_XY."""
+    m = len(kxx)
+    return float((kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.sum() / (m * m))
+
+
+def kid_subsets(a: np.ndarray, b: np.ndarray, picks: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """KID of ``a[ia]`` against ``b[ib]`` for each (ia, ib) of ``picks`` (index arrays, all of one size m):
+    the value :func:`kid_from_features` (torch-fidelity) gives for that pair of subsamples.
+
+    A subsample's kernel matrix is a block of the kernel matrix of all the rows the picks use, so when
+    that matrix is cheaper than one per pick (sets not much larger than m, the usual case: 20 draws of
+    500 from 1,000 images) it is computed once and indexed, instead of 3 x repeats matrix products."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if not picks:
+        return np.zeros(0)
+    m = len(picks[0][0])
+    ua = np.unique(np.concatenate([ia for ia, _ in picks]))
+    ub = np.unique(np.concatenate([ib for _, ib in picks]))
+    once = len(ua) ** 2 + len(ub) ** 2 + len(ua) * len(ub) <= 3 * len(picks) * m * m
+    if once:
+        kaa, kbb, kab = _poly_kernel(a[ua], a[ua]), _poly_kernel(b[ub], b[ub]), _poly_kernel(a[ua], b[ub])
+    vals = []
+    for ia, ib in picks:
+        if once:
+            pa, pb = np.searchsorted(ua, ia), np.searchsorted(ub, ib)
+            vals.append(_mmd2_unbiased(kaa[np.ix_(pa, pa)], kab[np.ix_(pa, pb)], kbb[np.ix_(pb, pb)]))
+        else:
+            x, y = a[ia], b[ib]
+            vals.append(_mmd2_unbiased(_poly_kernel(x, x), _poly_kernel(x, y), _poly_kernel(y, y)))
+    return np.asarray(vals)
+
+
 def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict:
     """Precision, recall, density and coverage of ``fake`` against ``real`` embeddings (Naeem et al. 2020)."""
     from .privacy import chunked, nearest

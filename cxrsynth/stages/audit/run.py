@@ -39,7 +39,7 @@ from ... import __version__
 from ...artifacts import AuditResult, ReleaseFolder
 from ...core.config import between, to_dict
 from ...core.errors import ConfigError, DataNotFoundError
-from ...data.images import load_canonical
+from ...measure.decoded import canonical as load_canonical  # decoded once per process
 from ...core.layout import AuditFolder, WorkLayout
 from ...core.paths import atomic_write, read_json, shareable, write_json
 from ...core.progress import duration, log

@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from ...artifacts.benchmark_run import MAX_READABLE_CI_WIDTH
-from ...data.images import decode
 from ...data.records import Record
 from ...data.sources.base import read_csv_rows
 from ...data.sources.covid_collection import NAME as COLLECTION
 from ...data.sources.covid_collection import is_covid
 from ...measure import metrics as M
+from ...measure.decoded import canonical
 from ...measure.probe import PROBE_MAX, PROBE_SIDE, probe, probe_pixels
 from ...measure.probe import cap as _cap
 from ...core.vocab import CONFIGS, TASK_LABELS, TASKS
@@ -250,8 +250,9 @@ def shortcut_verdict(per_seed: list[dict], pooled: dict | None = None, why_not_p
 
 def _pixels(paths: list[str], size: int = PROBE_SIDE) -> np.ndarray:
     """Real images decoded at ``size`` (the synthetic images' size when they are compared with them),
-    then brought to the probe's 32 px by the probe's one path (:func:`cxrsynth.measure.probe.probe_pixels`)."""
-    return probe_pixels(np.stack([decode(p, size).pixels for p in paths]))
+    then brought to the probe's 32 px by the probe's one path (:func:`cxrsynth.measure.probe.probe_pixels`).
+    Decoded once per process (:mod:`cxrsynth.measure.decoded`): every benchmark run probes the same images."""
+    return probe_pixels(np.stack([canonical(p, size) for p in paths]))
 
 
 def _pil_pixels(images) -> tuple[np.ndarray, int]:
