@@ -20,6 +20,7 @@ from cxrsynth.core.errors import ConfigError
 from cxrsynth.launch import JobsFailed, Launcher, read_record
 
 from .conftest import cli_error_line
+from ._speed_fixtures import one_thread_per_job  # noqa: F401 - autouse: jobs on one thread
 
 CFG = ["model=resnet18", "init=random", "image_size=32", "limit=6", "fit.max_epochs=1", "bootstrap=50", "seeds=2",
        "tasks=normal-covid", "arms=real", "figures=false"]

@@ -28,6 +28,7 @@ from cxrsynth.core.config import resolve
 from cxrsynth.launch import launcher_from_cli, read_record
 
 from ._launched_jobs import starts_then_waits
+from ._speed_fixtures import one_thread_per_job  # noqa: F401 - autouse: jobs on one thread
 from .conftest import TINY, copy_workdir
 from .test_launch import CELL0, CELL1, CFG, numbers, resumable_copy
 
