@@ -47,6 +47,7 @@ LOCAL_OPTIONS = {"local_parallelism": "--local-parallelism"}
 DEFAULT_SLURM_TIME_MIN = 240
 LOCAL_TIME_MIN = 7 * 24 * 60  # a local job is never cut short by a time limit of ours
 RESULT_GRACE_S = 15  # as submitit waits for a result file that SLURM's accounting announced
+POLL_MIN_S = 0.1  # result files looked for at most this often, in a launch's first seconds
 SCHEDULER_POLL_MAX_S = 60  # sacct/scontrol at most this seldom: a tenth of the time since submission, from poll_s
 
 
@@ -394,7 +395,8 @@ def launch(launcher: Launcher, jobs: list[Job], log_dir: Path, echo: Callable[[s
     ``serial``: each runs here, in order; an exception propagates at once (today's behaviour).
     ``local``/``slurm``: submitit jobs with pickles and logs in ``log_dir``; nothing is raised for a
     failed job, its :class:`Outcome` says what failed and where its log is (see :func:`raise_failed`).
-    A SLURM job is finished when its result file is there (looked for every ``poll_s``) or SLURM says it
+    A SLURM job is finished when its result file is there (looked for every ``poll_s``, more often in the
+    first seconds: :func:`_poll_interval`) or SLURM says it
     ended (:func:`scheduler_states`, asked every ``poll_s`` at first and then more seldom, a tenth of the
     time since submission, at most every minute: a cancelled or timed-out job is seen soon, and a long
     array does not hammer the controller or the accounting database).
@@ -445,8 +447,15 @@ def launch(launcher: Launcher, jobs: list[Job], log_dir: Path, echo: Callable[[s
                 outcomes[i] = _finish(job, jobs[i], launcher.kind, state, launcher.time_min or DEFAULT_SLURM_TIME_MIN)
                 echo(outcomes[i].line())
         if len(outcomes) < len(jobs):
-            time.sleep(launcher.poll_s)
+            time.sleep(_poll_interval(launcher.poll_s, time.monotonic() - began))
     return [outcomes[i] for i in range(len(jobs))]
+
+
+def _poll_interval(poll_s: float, elapsed_s: float) -> float:
+    """How long to wait before looking for results again: a tenth of the time since submission, from
+    ``POLL_MIN_S`` up to ``poll_s``. A job that ends within seconds (a cached cell, a failed start) is
+    seen at once instead of up to ``poll_s`` later; a long one is looked for every ``poll_s``."""
+    return min(poll_s, max(POLL_MIN_S, elapsed_s / 10))
 
 
 def raise_failed(outcomes: list[Outcome], what: str, rerun: str) -> None:

@@ -20,6 +20,7 @@ from cxrsynth.core.errors import ConfigError
 from cxrsynth.launch import JobsFailed, Launcher, read_record
 
 from .conftest import cli_error_line
+from ._speed_fixtures import one_thread_per_job  # noqa: F401 - autouse: jobs on one thread
 
 CFG = ["model=resnet18", "init=random", "image_size=32", "limit=6", "fit.max_epochs=1", "bootstrap=50", "seeds=2",
        "tasks=normal-covid", "arms=real", "figures=false"]
@@ -234,3 +235,13 @@ def test_scheduler_answers_are_read_per_array_task():
     assert _parse_scontrol(scontrol) == {"2_2": "PENDING", "2_3": "PENDING", "2_4": "PENDING", "2_1": "RUNNING",
                                          "20": "TIMEOUT"}
     assert {"TIMEOUT", "CANCELLED", "OUT_OF_MEMORY"} <= ENDED and not {"PENDING", "RUNNING", "PREEMPTED"} & ENDED
+
+
+@pytest.mark.no_data
+def test_results_are_looked_for_often_at_first_then_every_poll_s():
+    """A job that ends within a second is seen within a tenth of one, not ``poll_s`` later; after a minute,
+    every ``poll_s`` (and never more often than ``poll_s`` asks for)."""
+    from cxrsynth.launch import POLL_MIN_S, _poll_interval
+
+    assert _poll_interval(2.0, 0.0) == POLL_MIN_S and _poll_interval(2.0, 5.0) == 0.5
+    assert _poll_interval(2.0, 60.0) == 2.0 and _poll_interval(0.05, 0.0) == 0.05

@@ -12,6 +12,9 @@ from cxrsynth.core import progress
 from cxrsynth.cli import main
 
 from .conftest import copy_workdir
+from ._speed_fixtures import one_thread  # noqa: F401 - used by pytestmark
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see _speed_fixtures
 
 
 @pytest.fixture(autouse=True)

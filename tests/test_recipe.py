@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -26,6 +25,9 @@ from cxrsynth.stages.translate.train import PRESETS, resolve_train_config, train
 
 from .conftest import copy_workdir
 from .test_train import _run_killed_and_resumed, _tensors
+from ._speed_fixtures import one_thread  # noqa: F401 - used by pytestmark
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see _speed_fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 # the paper recipe shrunk to the 8-image plan: 32 px, batch 4 (one keras update per epoch)
@@ -160,7 +162,7 @@ def test_ema_generator_is_exported_and_resumes_exactly(planned_workdir, tmp_path
                 "--preset", "refined", "--out", str(out), "--max-steps", "6", *extra] \
             + [x for kv in sets for x in ("--set", kv)]
 
-    _run_killed_and_resumed(cmd, full, killed, 2, 6, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    _run_killed_and_resumed(cmd, full, killed, 2, 6)
     a, b = _tensors(full), _tensors(killed)
     assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
     ema = {k[len("net.EMA_G_A."):]: v for k, v in b.items() if k.startswith("net.EMA_G_A.")}

@@ -27,6 +27,8 @@ from cxrsynth.stages.benchmark.run import BenchmarkConfig, run_benchmark
 from cxrsynth.core.config import resolve
 from cxrsynth.launch import launcher_from_cli, read_record
 
+from ._launched_jobs import starts_then_waits
+from ._speed_fixtures import one_thread_per_job  # noqa: F401 - autouse: jobs on one thread
 from .conftest import TINY, copy_workdir
 from .test_launch import CELL0, CELL1, CFG, numbers, resumable_copy
 
@@ -255,17 +257,6 @@ def test_time_limit_is_reported_as_timed_out(timed_out, capsys):
     assert time.monotonic() - started >= 60
     st = status(out, capsys)
     assert st["cells"][1]["state"] == "failed" and st["cells"][1]["scheduler_state"] == "TIMEOUT"
-
-
-def starts_then_waits(folder: str) -> int:
-    """A launched job for the preemption test: counts its starts in ``folder/starts``, waits for
-    ``folder/go``, and returns how many times it started."""
-    starts = Path(folder) / "starts"
-    n = int(starts.read_text()) + 1 if starts.exists() else 1
-    starts.write_text(str(n))
-    while not (Path(folder) / "go").exists():
-        time.sleep(0.2)
-    return n
 
 
 def test_a_preempted_job_is_requeued_and_runs_again(tmp_path):

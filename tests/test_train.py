@@ -19,6 +19,9 @@ from cxrsynth.stages.translate.checkpoint import latest_checkpoint, load_generat
 from cxrsynth.stages.translate.train import TrainConfig, train
 
 from .conftest import TINY
+from ._speed_fixtures import one_thread  # noqa: F401 - used by pytestmark
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see _speed_fixtures
 
 
 def _cfg(*extra):
@@ -60,9 +63,12 @@ def _train_cmd(workdir, out, *extra):
             "--out", str(out), "--max-steps", "12", *extra] + [x for kv in TINY + ["save_every=1"] for x in ("--set", kv)]
 
 
-def _run_killed_and_resumed(cmd, full, killed, kill_after: int, steps: int, env=None) -> None:
+def _run_killed_and_resumed(cmd, full, killed, kill_after: int, steps: int) -> None:
     """Train ``cmd(full)`` uninterrupted; train ``cmd(killed)``, SIGKILL it once a checkpoint at step >=
-    ``kill_after`` exists, then finish it with ``--resume``."""
+    ``kill_after`` exists, then finish it with ``--resume``. All three on one thread: the same count in
+    each (CPU float sums depend on it), and at 64 px a second thread only waits on the first (on this
+    2-core machine with other work running, 12 steps took 49 s on two and 9 s on one)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run(cmd(full), check=True, capture_output=True, env=env)
     proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
@@ -197,7 +203,7 @@ def test_paper_preset_kill_and_resume_reaches_the_same_weights(planned_workdir, 
                 "--preset", "paper", "--out", str(out), "--max-steps", "8", *extra] \
             + [x for kv in PAPER[1:] + ["save_every=1", "sample_every=4"] for x in ("--set", kv)]
 
-    _run_killed_and_resumed(cmd, full, killed, 2, 8, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    _run_killed_and_resumed(cmd, full, killed, 2, 8)
     rep = json.loads((killed / "train_report.json").read_text())
     assert rep["steps"] == 8 and rep["preset"] == "paper" and rep["steps_per_epoch"] == 1
     a, b = _tensors(full), _tensors(killed)
