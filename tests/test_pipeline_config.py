@@ -110,7 +110,7 @@ def test_config_file_sections(tmp_path):
 
 def test_benchmark_typed_options_and_sets_reach_its_config(monkeypatch, tmp_path):
     """Command-line options arrive typed (no k=v string round trip) and sit above --set."""
-    import cxrsynth.stages.benchmark.run as bench
+    import cxrsynth.pipeline as pipeline
     from cxrsynth.cli import main
 
     seen = []
@@ -119,7 +119,7 @@ def test_benchmark_typed_options_and_sets_reach_its_config(monkeypatch, tmp_path
         seen.append((args, kwargs))
         raise Stop
 
-    monkeypatch.setattr(bench, "run_benchmark", fake)
+    monkeypatch.setattr(pipeline, "benchmark_in", fake)  # what the command calls with the work folder
     (tmp_path / "splits.json").write_text("{}")
     with pytest.raises(Stop):
         main(["-w", str(tmp_path), "benchmark", "--set", "fit.precision=fp32", "--set", "fit.max_epochs=9",
