@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TQDM_DISABLE=1
+# torch on one thread in the tests and the processes they start: at the suite's tiny sizes a second OpenMP
+# thread mostly waits at barriers (bench/README.md, "Test suite time"); CXRSYNTH_TEST_THREADS overrides.
+export OMP_NUM_THREADS="${CXRSYNTH_TEST_THREADS:-1}"
 if bash scripts/slurm_local.sh status 2>/dev/null; then
   eval "$(bash scripts/slurm_local.sh env)"
 else
