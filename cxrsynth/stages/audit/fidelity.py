@@ -34,7 +34,6 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from ...measure.probe import resample
 from . import quality as Q
 from .embed import embed
 from .privacy import ssim_many
