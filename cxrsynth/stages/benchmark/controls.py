@@ -37,6 +37,7 @@ from ...data.sources.covid_collection import is_covid
 from ...measure import metrics as M
 from ...measure.decoded import canonical
 from ...measure.probe import PROBE_MAX, PROBE_SIDE, probe, probe_pixels
+from ...measure.seed_pvalues import order_statistic_p, pooled_permutation_p
 from ...measure.probe import cap as _cap
 from ...core.vocab import CONFIGS, TASK_LABELS, TASKS
 from .arms import EvalItem
@@ -50,7 +51,7 @@ NOT_PNEUMONIA = {"no finding", "ards", "tuberculosis", "todo", "unknown"}
 #: Below this many control images (or with a per-patient interval wider than half the scale) a
 #: false-positive rate is "not measurable": its interval would admit almost anything.
 MIN_CONTROL_IMAGES = 10
-#: a shortcut is named only when the one-sided two-proportion test (Fisher's exact) gives p below this
+#: a shortcut is named only when the one-sided two-proportion test over the seeds (:func:`pooled_p`) gives p below this
 SHORTCUT_ALPHA = 0.05
 #: a task's negative label -> the same-source X-rays that are that class
 CONTROL_OF_LABEL = {"normal": "'No Finding' X-rays", "pneumonia": "non-COVID pneumonias"}
@@ -177,15 +178,13 @@ def public(same_source: dict | None) -> dict | None:
     return None if same_source is None else {k: v for k, v in same_source.items() if k != "per_image"}
 
 
-def seed_fpr_difference(runs: list[dict], bootstrap: int, seed: int = 0) -> tuple[dict | None, str | None]:
-    """One arm's FPR difference (its matched same-source negatives minus the test negatives called COVID-19)
-    over its seeds, in one bootstrap that resamples seeds and the patients of both sets together
-    (:func:`cxrsynth.measure.metrics.seed_proportion_difference`). ``runs``: the arm's cells as their
-    ``result.json`` holds them (the control's ``per_image`` calls; the test scores, labels, patients and
-    threshold). Returns (the difference, None), or (None, why it cannot be made)."""
+def _seed_calls(runs: list[dict]) -> tuple[tuple | None, str | None]:
+    """An arm's per-image calls over its seeds: (control hits, one row per seed; control patients; test
+    negatives called COVID-19, one row per seed; their patients), or (None, why they cannot be had).
+    ``runs``: the arm's cells as their ``result.json`` holds them."""
     ss = [r["controls"]["same_source"] for r in runs]
-    if not runs or not bootstrap:
-        return None, "no bootstrap"
+    if not runs:
+        return None, "no runs"
     if any("per_image" not in s for s in ss) or any("test_scores" not in r for r in runs):
         return None, "the runs keep no per-image same-source calls"
     first, test = ss[0]["per_image"], runs[0]
@@ -194,29 +193,79 @@ def seed_fpr_difference(runs: list[dict], bootstrap: int, seed: int = 0) -> tupl
         return None, "the seeds scored different images"
     neg = np.asarray(test["test_labels"]) == 0
     called = [np.asarray(r["test_scores"], dtype=float)[neg] >= r["threshold"] for r in runs]
-    return M.seed_proportion_difference([s["per_image"]["hits"] for s in ss], first["patients"], called,
-                                        np.asarray(test["test_patients"], dtype=object)[neg].tolist(),
-                                        bootstrap, seed), None
+    return ([s["per_image"]["hits"] for s in ss], first["patients"], called,
+            np.asarray(test["test_patients"], dtype=object)[neg].tolist()), None
+
+
+def seed_fpr_difference(runs: list[dict], bootstrap: int, seed: int = 0) -> tuple[dict | None, str | None]:
+    """One arm's FPR difference (its matched same-source negatives minus the test negatives called COVID-19)
+    over its seeds, in one bootstrap that resamples seeds and the patients of both sets together
+    (:func:`cxrsynth.measure.metrics.seed_proportion_difference`). ``runs``: the arm's cells as their
+    ``result.json`` holds them (the control's ``per_image`` calls; the test scores, labels, patients and
+    threshold). Returns (the difference, None), or (None, why it cannot be made)."""
+    if not runs or not bootstrap:
+        return None, "no bootstrap"
+    calls, why = _seed_calls(runs)
+    if calls is None:
+        return None, why
+    hits, patients, called, test_patients = calls
+    return M.seed_proportion_difference(hits, patients, called, test_patients, bootstrap, seed), None
+
+
+def pooled_p(runs: list[dict]) -> tuple[float | None, str | None]:
+    """One-sided p that the arm calls its same-source negatives COVID-19 more often than the test
+    negatives, from one test over all its seeds (:func:`cxrsynth.measure.seed_pvalues.pooled_permutation_p`):
+    each image's share of seeds calling it, permuted between the two sets. (None, why) without per-image calls."""
+    calls, why = _seed_calls(runs)
+    if calls is None:
+        return None, why
+    hits, _, called, _ = calls
+    return pooled_permutation_p(hits, called)
 
 
 def verdict_over_seeds(runs: list[dict], bootstrap: int, seed: int = 0) -> dict:
-    """:func:`shortcut_verdict` of an arm's cells (``result.json`` content), its interval from the one
-    bootstrap over seeds and patients where the cells carry their per-image calls."""
+    """:func:`shortcut_verdict` of an arm's cells (``result.json`` content): its p from one test over the
+    seeds (:func:`pooled_p`) and its interval from the one bootstrap over seeds and patients, where the
+    cells carry their per-image calls."""
     runs = [r for r in runs if (r.get("controls") or {}).get("same_source")]
     pooled, why = seed_fpr_difference(runs, bootstrap, seed)
-    return shortcut_verdict([r["controls"]["same_source"] for r in runs], pooled, why)
+    p, how = pooled_p(runs)
+    return shortcut_verdict([r["controls"]["same_source"] for r in runs], pooled, why,
+                            (p, how) if p is not None else None)
 
 
-def shortcut_verdict(per_seed: list[dict], pooled: dict | None = None, why_not_pooled: str | None = None) -> dict:
+def _p_over_seeds(runs: list[dict], pooled_test: tuple[float, str] | None) -> tuple[float | None, str]:
+    """The arm's p and how it was made: the pooled test where the cells kept their per-image calls; else
+    one run's own Fisher p, or several runs' Fisher p values combined by
+    :func:`cxrsynth.measure.seed_pvalues.order_statistic_p` (a valid bound, never their bare median)."""
+    if pooled_test is not None:
+        return pooled_test[0], pooled_test[1] + (", seeds pooled per image" if len(runs) > 1 else "")
+    ps = [r["p_more_than_test"] for r in runs if r.get("p_more_than_test") is not None]
+    if len(ps) <= 1:
+        return (ps[0] if ps else None), "Fisher exact"
+    return order_statistic_p(ps), f"Fisher exact per seed, {len(ps)} seeds combined by a valid bound on their median"
+
+
+def shortcut_verdict(per_seed: list[dict], pooled: dict | None = None, why_not_pooled: str | None = None,
+                     pooled_test: tuple[float, str] | None = None) -> dict:
     """One arm's reading of its same-source control over seeds: ``not measurable`` (too few images),
-    ``source`` or ``no evidence`` (``not measurable`` when most seeds' controls are). Takes the per-run dicts of :func:`same_source_metrics` and, when made,
-    the arm's FPR difference bootstrapped over seeds and patients together (:func:`seed_fpr_difference`).
+    ``source`` or ``no evidence`` (``not measurable`` when most seeds' controls are). Takes the per-run
+    dicts of :func:`same_source_metrics` and, when made, the arm's FPR difference bootstrapped over seeds
+    and patients together (:func:`seed_fpr_difference`) and its one test over the seeds (:func:`pooled_p`).
 
-    ``source`` needs the one-sided two-proportion test at p < SHORTCUT_ALPHA (median over seeds) and a
-    patient-bootstrap 95% interval of the FPR difference that excludes 0: two patients with twenty films
-    each are two patients' worth of evidence, however small Fisher's p over forty images is. The interval
-    is ``pooled``'s; without it (runs scored before per-image calls were kept: ``why_not_pooled``) the
-    median of each run's own bounds, and ``test`` says so."""
+    ``source`` needs the one-sided two-proportion test at p < SHORTCUT_ALPHA and a patient-bootstrap 95%
+    interval of the FPR difference that excludes 0: two patients with twenty films each are two patients'
+    worth of evidence, however small Fisher's p over forty images is.
+
+    The p comes from one test over the seeds, not the median of per-seed p values, which is no p-value
+    (:mod:`cxrsynth.measure.seed_pvalues`). Each image's share of seeds calling it is permuted between
+    the two sets. This is Fisher's exact test when the seeds agree, and is exact because each image
+    counts once. A Cochran-Mantel-Haenszel test across seeds was rejected: its strata would share images,
+    so each image would count k times. Runs scored before per-image calls were kept fall back to
+    :func:`_p_over_seeds`. Each seed's own Fisher p stays in ``p_per_seed``, for reading only.
+
+    The interval is ``pooled``'s. Without it (``why_not_pooled``), it is the median of each run's own
+    bounds, and ``test`` says so."""
     runs = [r for r in per_seed if r]
     if not runs:
         return {"verdict": None}
@@ -224,20 +273,20 @@ def shortcut_verdict(per_seed: list[dict], pooled: dict | None = None, why_not_p
     # (not seed 0's alone: seeds call different films, so their intervals differ in width)
     whys = [r.get("not_measurable") for r in runs]
     why = next((w for w in whys if w), None) if 2 * sum(map(bool, whys)) > len(whys) else None
-    ps = [r["p_more_than_test"] for r in runs if r.get("p_more_than_test") is not None]
-    p = float(np.median(ps)) if ps else None
+    p, p_how = _p_over_seeds(runs, pooled_test)
     fpr = float(np.mean([r["fpr"] for r in runs])) if all(r["fpr"] is not None for r in runs) else None
     test = [r["test_fpr"] for r in runs if r.get("test_fpr") is not None]
     if pooled is not None and pooled.get("ci95"):
         ci = tuple(pooled["ci95"])
-        how = f"Fisher exact and patient bootstrap (one bootstrap over seeds and patients: {pooled['interval']})"
+        how = f"{p_how} and patient bootstrap (one bootstrap over seeds and patients: {pooled['interval']})"
     else:
         cis = [r["fpr_difference"]["ci95"] for r in runs if (r.get("fpr_difference") or {}).get("ci95")]
         ci = (float(np.median([c[0] for c in cis])), float(np.median([c[1] for c in cis]))) if cis else None
-        how = ("Fisher exact only (images taken as independent)" if not ci else "Fisher exact and patient bootstrap"
+        how = (f"{p_how} only (images taken as independent)" if not ci else f"{p_how} and patient bootstrap"
                + (f" (median of each seed's interval bounds: {why_not_pooled})" if len(runs) > 1 and why_not_pooled else ""))
     base = {"control": runs[0].get("control"), "n": runs[0]["n_negatives"], "fpr": fpr,
-            "test_fpr": float(np.mean(test)) if test else None, "p": p, "seeds": len(runs),
+            "test_fpr": float(np.mean(test)) if test else None, "p": p, "p_method": p_how,
+            "p_per_seed": [r.get("p_more_than_test") for r in runs], "seeds": len(runs),
             "difference_patient_ci95": ci, "test": how}
     if why:
         return base | {"verdict": "not measurable", "why": why}

@@ -124,7 +124,7 @@ def _same_source_cells(ss: dict | None) -> list[str]:
     v = ss.get("verdict") or {}
     if v.get("verdict") == "not measurable":
         return [f"not measurable ({v['why']})", "-", "-"]
-    p = "-" if v.get("p") is None else f"{v['p']:.3g}" + (" (median of seeds)" if v.get("seeds", 1) > 1 else "")
+    p = "-" if v.get("p") is None else f"{v['p']:.3g}" + (f" ({v['p_method']})" if v.get("seeds", 1) > 1 and v.get("p_method") else "")
     return [_ms(ss["fpr"]) + _ci(ss.get("fpr_ci95"), pct=True), p,
             _ms(ss["auroc"], pct=False, digits=3) + _ci(ss.get("auroc_ci95"))]
 
@@ -132,7 +132,7 @@ def _same_source_cells(ss: dict | None) -> list[str]:
 def _verdict(task: str, arms: dict) -> list[str]:
     """Plain sentences per task, each resting on a test: which arms call the collection's own X-rays of
     the task's negative class COVID-19 more often than the test set's NIH/RSNA negatives (one-sided
-    two-proportion test, p < 0.05 (median over seeds), and an interval of the difference excluding 0 from one
+    two-proportion test, p < 0.05 from one test over the seeds, and an interval of the difference excluding 0 from one
     bootstrap over seeds and patients): source, not disease. A control too small for its interval is said to be not measurable,
     and nothing is read from it."""
     from .controls import SHORTCUT_ALPHA
@@ -147,8 +147,9 @@ def _verdict(task: str, arms: dict) -> list[str]:
                + (f"; difference {_points(v['difference_patient_ci95'])} points" if v.get("difference_patient_ci95") else "")
                + ")" for a, v in rows if v["verdict"] == "source"]
     boot = any("patient bootstrap" in (v.get("test") or "") for _, v in rows)  # kept where intervals are not shown
-    test = (f"one-sided Fisher exact test, p < {SHORTCUT_ALPHA}, and a patient-bootstrap 95% interval of the difference "
-            "that excludes 0" if boot else f"one-sided Fisher exact test, p < {SHORTCUT_ALPHA}, images taken as independent")
+    exact = _exact_test(rows)
+    test = (f"{exact}, p < {SHORTCUT_ALPHA}, and a patient-bootstrap 95% interval of the difference "
+            "that excludes 0" if boot else f"{exact}, p < {SHORTCUT_ALPHA}, images taken as independent")
     clear = [a for a, v in rows if v["verdict"] == "no evidence"]
     out = []
     if unmeasured:
@@ -160,10 +161,20 @@ def _verdict(task: str, arms: dict) -> list[str]:
                    "they detect is the source: " + "; ".join(flagged) + ".\n")
     if clear:
         out.append(f"{task}: for {', '.join(clear)}, the false-positive rate on the collection's own {control} is not "
-                   f"significantly above the test negatives' (one-sided Fisher exact test, p >= {SHORTCUT_ALPHA}"
+                   f"significantly above the test negatives' ({exact}, p >= {SHORTCUT_ALPHA}"
                    + (", or a patient-bootstrap interval of the difference that includes 0" if boot else "") + "): no "
                    "evidence here that they detect the source (which is not evidence that they do not).\n")
     return out
+
+
+def _exact_test(rows: list) -> str:
+    """How the arms' p values were made, in words: one test over the seeds where the cells kept per-image calls."""
+    if any(v.get("seeds", 1) > 1 and "pooled per image" in (v.get("p_method") or "") for _, v in rows):
+        return ("one-sided exact test over all seeds at once (each image's share of seeds calling it COVID-19, "
+                "permuted between the two sets; Fisher's exact test when the seeds agree)")
+    if any("valid bound" in (v.get("p_method") or "") for _, v in rows):
+        return "one-sided Fisher exact test per seed, combined by a valid bound on the median (twice it for two seeds)"
+    return "one-sided Fisher exact test"
 
 
 def _points(ci) -> str:
@@ -197,7 +208,9 @@ EXPLAIN = [
     "task calls them negative about as often as the test set's NIH/RSNA negatives, and ranks the COVID-19 test "
     "images above them (AUROC well above 0.5). A model that learned the collection calls them COVID-19: a "
     "false-positive rate above the test negatives', AUROC near 0.5. An arm is named only when a one-sided "
-    "two-proportion test (Fisher's exact, images taken as independent) gives p < 0.05 and, since one patient may give "
+    "two-proportion test gives p < 0.05 (one test over all seeds: each image's share of seeds calling it COVID-19 is "
+    "permuted between the two sets, which is Fisher's exact test when the seeds agree; images taken as independent) "
+    "and, since one patient may give "
     "several films, a bootstrap over whole patients puts the difference's 95% interval above 0 (one bootstrap that resamples seeds and patients together); a control "
     "of fewer than 10 images, or whose interval spans more than 50 points, is not measurable.",
     "External sets come from elsewhere and were never trained on (images duplicating any image of the split, train, "
