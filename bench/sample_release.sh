@@ -4,8 +4,18 @@
 # attached, and verified against that benchmark folder), manifest, audit summaries (pixel and classifier
 # embeddings), benchmark tables and figures in both protocols.
 #
-#   bash scripts/train_translators.sh paper   # first (hours on 2 CPU cores; resumable)
-#   bash bench/sample_release.sh              # resumable: a built release and finished cells are kept
+#   bash bench/sample_release.sh                  # resumable: a built release and finished cells are kept
+#   bash bench/sample_release.sh --prepare-only   # only the work folder below (about a minute), then stop
+#
+# Work folder $PAPER_WD (default runs/paper). When its two translators are not trained to completion,
+# it is prepared from the sample data without training: ingest, the rigorous split (seed 0) in the
+# `largest-first` order the committed generators were trained on, and a plan of 180 images per domain,
+# as scripts/train_translators.sh does. Then bench/install_translators.py installs the committed
+# fp16 generators (bench/results/paper-translators/<task>/generator-fp16.*) as its translators. It
+# refuses a work folder with another split, since the generators' COVID-19 training images could then be
+# held out. The release records the committed files' sha256. Their private reverse generators were
+# never committed, so the audit skips its reverse-translation test. To use a random-order split, train
+# anew (scripts/train_translators.sh paper, hours) in a fresh work folder.
 #
 # Defaults are the rerun issue 20 asks for: runs that converge, enough seeds for the seed level of the
 # bootstrap, and the Hannover repository scored by every model.
@@ -47,10 +57,21 @@ HANNOVER=${SR_HANNOVER:-${CXRSYNTH_SAMPLE_DATA:-../shared/data}/covid-19-image-r
 [ -f "$HANNOVER/data.csv" ] \
   || { echo "Error: no Hannover repository at $HANNOVER (data.csv + png/); set SR_HANNOVER" >&2; exit 1; }
 PAPER_ARMS=${SR_PAPER_ARMS:-real real+own synthetic-only real-oversampled real+null}
+if ! { run_finished "$WD/translators/normal-covid" && run_finished "$WD/translators/pneumonia-covid"; }; then
+  echo "== work folder $WD: ingest, split (largest-first, as the committed generators), plan; install the committed generators"
+  [ -f "$WD/records.parquet" ] || $CX -w "$WD" ingest --workers 2
+  [ -f "$WD/splits.json" ] || $CX -w "$WD" split --method rigorous --seed 0 --set order=largest-first
+  [ -f "$WD/plan.json" ] || $CX -w "$WD" plan --per-domain 180
+  .venv/bin/python bench/install_translators.py "$WD"
+fi
 for TASK in normal-covid pneumonia-covid; do
   run_finished "$WD/translators/$TASK" \
     || { echo "Error: the $TASK translator in $WD is not trained to completion; run scripts/train_translators.sh paper" >&2; exit 1; }
 done
+if [ "${1:-}" = --prepare-only ]; then
+  echo "work folder prepared: $WD; its generators:"; grep -H '"sha256"' "$WD"/translators/*/generator.json
+  exit 0
+fi
 REL="$WD/release/covid-cxr-synth"
 if [ "${SR_REBUILD:-0}" = 1 ] || [ ! -f "$REL/manifest.json" ]; then
   echo "== release: every planned train-split source image with pixels, translated once; audit (pixels); verify"
