@@ -40,8 +40,9 @@ from typing import Any
 
 from .artifacts import BenchmarkResult, GeneratedSet, ReleaseFolder, final_pair, stale_staging, staging_pair
 from .stages.audit.run import AuditConfig
-from .stages.benchmark.inputs import SplitData
-from .stages.benchmark.run import BenchmarkConfig, benchmark
+# benchmark_in: `cxrsynth benchmark` on a work folder; it lives in the stage (one implementation, which the
+# stage's older run_benchmark also calls) and is offered here beside the other stages' work-folder calls
+from .stages.benchmark.run import benchmark_in  # noqa: F401
 from .core.config import build as build_config
 from .core.config import load_file, merge, nest, parse_overrides
 from .core.errors import ConfigError, DataNotFoundError, VerifyFailed
@@ -161,24 +162,6 @@ def package_in(workdir: str | Path, target: ReleaseFolder, cfg: ReleaseConfig = 
     ingest = read_json(layout.ingest_report) if layout.ingest_report.is_file() else None
     return package(GeneratedSet(layout.generated), read_json(layout.plan), read_records(layout.records), runs, target,
                    cfg, ingest, describe_release)
-
-
-def benchmark_in(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig(),
-                 release: str | None = None, translators: dict[str, str] | None = None, *,
-                 externals: dict[str, str] | None = None, allow_foreign_release: bool = False,
-                 launcher: Launcher | None = None, echo: Callable[[str], None] | None = None,
-                 record_paths: bool = False, progress: bool = False, rt: Runtime | None = None) -> BenchmarkResult:
-    """``cxrsynth benchmark`` on a work folder: its records, split, plan and ingest report are read
-    here (:meth:`~cxrsynth.stages.benchmark.inputs.SplitData.read`) and handed to the stage
-    :func:`~cxrsynth.stages.benchmark.run.benchmark`, with the folder's audit (report.html embeds its
-    section only when it judged the same release). Returns the stamped
-    :class:`~cxrsynth.artifacts.BenchmarkResult`; the options are the stage's."""
-    layout = WorkLayout(workdir)
-    data = SplitData.read(layout.root)
-    return benchmark(data.records, data.splits, release, cfg, rt, out_dir, plan=data.plan,
-                     ingest_report=data.ingest_report, translators=translators, externals=externals,
-                     allow_foreign_release=allow_foreign_release, launcher=launcher, echo=echo,
-                     record_paths=record_paths, progress=progress, audit=layout.audit_files, home=layout.root)
 
 
 def _ensure_plan(layout: WorkLayout, cfg: PlanConfig) -> None:

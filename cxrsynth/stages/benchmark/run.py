@@ -2,8 +2,8 @@
 
 The stage is :func:`benchmark` (records, split, plan and release in, a
 :class:`~cxrsynth.artifacts.BenchmarkResult` stamped with the release's ``data_sha256`` out); it opens
-no work folder: ``cxrsynth.pipeline.benchmark_in`` reads one for it, and :func:`run_benchmark` keeps
-the older ``(workdir, out_dir, cfg, ...) -> dict`` call.
+no work folder: :func:`benchmark_in` (``cxrsynth.pipeline.benchmark_in``) reads one for it, and
+:func:`run_benchmark` keeps the older ``(workdir, out_dir, cfg, ...) -> dict`` call on top of it.
 
 Files in ``out_dir``: ``config.json``; ``runs/<task>/<arm>/seed-<k>/{result.json, model.safetensors}``
 (a finished run is kept and skipped on a rerun; a control set it has not scored yet is scored with its
@@ -638,7 +638,7 @@ def benchmark(records: list[Record], splits: dict, release: ReleaseFolder | Rele
     ``ingest_report`` (``translators``' release card) when there are. ``release``: a
     :class:`~cxrsynth.artifacts.ReleaseFolder`, a :class:`~cxrsynth.artifacts.release_ref.ReleaseRef`
     or its text (a folder, ``ORG/NAME[@REV]``), or None for the real arm alone. No work folder is opened
-    here (``cxrsynth.pipeline.benchmark_in`` reads one for it); ``home`` is only the folder local
+    here (:func:`benchmark_in` reads one for it); ``home`` is only the folder local
     paths are written relative to in the outputs (the work folder), and ``audit`` the audit whose
     section report.html embeds when it judged the same release.
 
@@ -681,18 +681,32 @@ def benchmark(records: list[Record], splits: dict, release: ReleaseFolder | Rele
     return summarise(setup, results, checked, ctl, audit)
 
 
+def benchmark_in(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig(),
+                 release: str | None = None, translators: dict[str, str] | None = None, *,
+                 externals: dict[str, str] | None = None, allow_foreign_release: bool = False,
+                 launcher: Launcher | None = None, echo=None, record_paths: bool = False, progress: bool = False,
+                 rt: Runtime | None = None) -> BenchmarkResult:
+    """``cxrsynth benchmark`` on a work folder (``cxrsynth.pipeline.benchmark_in`` is this function): its
+    records, split, plan and ingest report are read by :meth:`SplitData.read`, the benchmark's one
+    reader of a work folder, and handed to :func:`benchmark` with the folder's audit (report.html embeds its
+    section only when it judged the same release). It lives here, not in the pipeline, so that
+    :func:`run_benchmark` can call it without importing a layer above. Returns the stamped
+    :class:`~cxrsynth.artifacts.BenchmarkResult`; the options are :func:`benchmark`'s."""
+    layout = WorkLayout(workdir)
+    data = SplitData.read(layout.root)
+    return benchmark(data.records, data.splits, release, cfg, rt, out_dir, plan=data.plan,
+                     ingest_report=data.ingest_report, translators=translators, externals=externals,
+                     allow_foreign_release=allow_foreign_release, launcher=launcher, echo=echo,
+                     record_paths=record_paths, progress=progress, audit=layout.audit_files, home=layout.root)
+
+
 def run_benchmark(workdir: str | Path, out_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig(),
                   release: str | None = None, translators: dict[str, str] | None = None, progress: bool = False,
                   externals: dict[str, str] | None = None, allow_foreign_release: bool = False,
                   launcher: Launcher | None = None, echo=None, record_paths: bool = False,
                   rt: Runtime | None = None) -> dict:
-    """:func:`benchmark` on a work folder, returning the summary dict (results.json's content with the
-    caller's own paths): kept for the callers written before the stage took artefacts. It is
-    ``cxrsynth.pipeline.benchmark_in`` (which returns the typed result), written out here because a
-    stage may not import the pipeline above it."""
-    data = SplitData.read(workdir)
-    return benchmark(data.records, data.splits, release, cfg, rt, out_dir, plan=data.plan,
-                     ingest_report=data.ingest_report, translators=translators, externals=externals,
-                     allow_foreign_release=allow_foreign_release, launcher=launcher, echo=echo,
-                     record_paths=record_paths, progress=progress, audit=WorkLayout(workdir).audit_files,
-                     home=workdir).summary
+    """:func:`benchmark_in`'s summary dict (results.json's content with the caller's own paths): the
+    older call, with ``progress`` positional, kept for the callers written before the stage took artefacts."""
+    return benchmark_in(workdir, out_dir, cfg, release, translators, externals=externals,
+                        allow_foreign_release=allow_foreign_release, launcher=launcher, echo=echo,
+                        record_paths=record_paths, progress=progress, rt=rt).summary
