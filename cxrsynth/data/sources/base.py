@@ -145,3 +145,13 @@ def require_columns(path: Path, header: list[str], needed: set[str]) -> None:
     missing = needed - set(header)
     if missing:
         raise BadInputError("metadata file lacks columns", path, ", ".join(sorted(missing)))
+
+
+def scan_metadata(root: Path, meta: Path, collection: str, needed: set[str]) -> tuple[SourceScan, CsvRows]:
+    """The start of every reader driven by one metadata CSV (covid-collection, NIH, RSNA, Hannover):
+    ``meta``'s rows (:func:`read_csv_rows`), refused unless they have the ``needed`` columns
+    (:func:`require_columns`), and a new :class:`SourceScan` of ``root`` that counts them as read and carries their
+    problems (rows of the wrong width), so that no reader can forget either."""
+    header, rows = read_csv_rows(meta, collection)
+    require_columns(meta, header, needed)
+    return SourceScan(rows_read=len(rows), root=str(root), problems=list(rows.problems)), rows

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..records import Record, make_record_id
-from .base import Problem, SourceScan, norm_sex, parse_age, read_csv_rows, require_columns
+from .base import Problem, SourceScan, norm_sex, parse_age, scan_metadata
 
 NAME = "covid-collection"
 PAPER_DROPNA = ("finding", "view", "modality", "filename")  # the columns the original code's dropna() read
@@ -52,9 +52,7 @@ def is_covid(finding: str) -> bool:
 
 def read(root: Path, cfg: CovidCollectionConfig, collection: str) -> SourceScan:
     meta = root / "metadata.csv"
-    header, rows = read_csv_rows(meta, collection)
-    require_columns(meta, header, {"patientid", "finding", "modality", "view", "filename"})
-    scan = SourceScan(rows_read=len(rows), root=str(root), problems=list(rows.problems))
+    scan, rows = scan_metadata(root, meta, collection, {"patientid", "finding", "modality", "view", "filename"})
     seen: set[str] = set()
     for i, row in enumerate(rows):
         if row is None:  # wrong number of fields: already a problem

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..records import Record, make_record_id
-from .base import Problem, SourceScan, norm_sex, parse_age, read_csv_rows, require_columns
+from .base import Problem, SourceScan, norm_sex, parse_age, scan_metadata
 
 NAME = "hannover"
 EXTERNAL = True  # never trained on: ingest leaves it out, the benchmark scores it as an external set
@@ -51,9 +51,7 @@ def _sex(raw: str | None) -> str | None:
 
 def read(root: Path, cfg: HannoverConfig, collection: str) -> SourceScan:
     meta = root / "data.csv"
-    header, rows = read_csv_rows(meta, collection)
-    require_columns(meta, header, {"patient_id", "image_id", "projection"})
-    scan = SourceScan(rows_read=len(rows), root=str(root), problems=list(rows.problems))
+    scan, rows = scan_metadata(root, meta, collection, {"patient_id", "image_id", "projection"})
     keep = None if cfg.projections is None else {p.upper() for p in cfg.projections}
     seen: set[str] = set()
     for i, row in enumerate(rows):

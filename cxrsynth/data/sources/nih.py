@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..records import Record, make_record_id
-from .base import Problem, SourceScan, norm_sex, parse_age, read_csv_rows, require_columns
+from .base import Problem, SourceScan, norm_sex, parse_age, scan_metadata
 
 NAME = "nih"
 LICENSE = "CC0 1.0 (NIH Clinical Center, no restrictions); cite Wang et al. CVPR 2017"
@@ -42,9 +42,7 @@ def read(root: Path, cfg: NihConfig, collection: str) -> SourceScan:
     meta = root / "Data_Entry_2017.csv"
     if not meta.is_file():
         meta = root / "Data_Entry_2017_v2020.csv"
-    header, rows = read_csv_rows(meta, collection)
-    require_columns(meta, header, {"Image Index", "Finding Labels", "Patient ID", "Patient Age", "View Position"})
-    scan = SourceScan(rows_read=len(rows), root=str(root), problems=list(rows.problems))
+    scan, rows = scan_metadata(root, meta, collection, {"Image Index", "Finding Labels", "Patient ID", "Patient Age", "View Position"})
     seen: set[str] = set()
     for i, row in enumerate(rows):
         if row is None:  # wrong number of fields: already a problem

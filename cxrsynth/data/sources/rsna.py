@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..records import Record, make_record_id
-from .base import Problem, SourceScan, norm_sex, parse_age, path_problem, read_csv_rows, require_columns
+from .base import Problem, SourceScan, norm_sex, parse_age, path_problem, read_csv_rows, scan_metadata
 
 NAME = "rsna"
 LICENSE = "RSNA Pneumonia Detection Challenge terms (Kaggle); pixels from NIH ChestX-ray14 (CC0)"
@@ -55,9 +55,7 @@ def _header_from_dicom(path: Path) -> dict[str, str]:
 
 def read(root: Path, cfg: RsnaConfig, collection: str) -> SourceScan:
     labels_path = root / "stage_2_train_labels.csv"
-    header, rows = read_csv_rows(labels_path, collection)
-    require_columns(labels_path, header, {"patientId", "Target"})
-    scan = SourceScan(rows_read=len(rows), root=str(root), problems=list(rows.problems))
+    scan, rows = scan_metadata(root, labels_path, collection, {"patientId", "Target"})
     classes: dict[str, str] = {}
     class_path = root / "stage_2_detailed_class_info.csv"
     if class_path.is_file():
