@@ -105,3 +105,14 @@ def test_runs_without_per_image_calls_combine_their_p_values_by_a_valid_bound():
     per_seed = [c["controls"]["same_source"]["p_more_than_test"] for c in cells]
     assert v["p"] == pytest.approx(min(1.0, 2 * min(per_seed))) and "valid bound" in v["p_method"]
     assert v["p_per_seed"] == per_seed
+
+
+def test_the_table_cell_says_how_the_p_was_made():
+    from cxrsynth.stages.benchmark.report import _same_source_cells
+
+    ss = {"fpr": M.summarise_seeds([0.4, 0.6]), "auroc": M.summarise_seeds([0.6, 0.6])}
+    pooled = {"verdict": "source", "p": 0.001, "seeds": 3, "p_method": "Fisher exact, seeds pooled per image"}
+    bound = dict(pooled, p_method="Fisher exact per seed, 3 seeds combined by a valid bound on their median")
+    assert _same_source_cells(ss | {"verdict": pooled})[1] == "0.001 (one test over the seeds)"
+    assert _same_source_cells(ss | {"verdict": bound})[1] == "0.001 (bound on the seeds' median)"
+    assert _same_source_cells(ss | {"verdict": dict(pooled, seeds=1)})[1] == "0.001"

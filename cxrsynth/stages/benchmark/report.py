@@ -124,7 +124,9 @@ def _same_source_cells(ss: dict | None) -> list[str]:
     v = ss.get("verdict") or {}
     if v.get("verdict") == "not measurable":
         return [f"not measurable ({v['why']})", "-", "-"]
-    p = "-" if v.get("p") is None else f"{v['p']:.3g}" + (f" ({v['p_method']})" if v.get("seeds", 1) > 1 and v.get("p_method") else "")
+    how = v.get("p_method") or ""
+    note = " (one test over the seeds)" if "pooled per image" in how else " (bound on the seeds' median)" if "valid bound" in how else ""
+    p = "-" if v.get("p") is None else f"{v['p']:.3g}" + (note if v.get("seeds", 1) > 1 else "")
     return [_ms(ss["fpr"]) + _ci(ss.get("fpr_ci95"), pct=True), p,
             _ms(ss["auroc"], pct=False, digits=3) + _ci(ss.get("auroc_ci95"))]
 
