@@ -11,9 +11,10 @@
 
 The stages are the library's own functions; this module only orders them, so it sits above
 ``release/`` (packaging) rather than inside it. The stages take artefacts, not a work folder:
-``generate(plan, records, translators, cfg, rt) -> GeneratedSet`` and ``package(generated, ...) ->
-ReleaseFolder``; :func:`generate_in` and :func:`package_in` read the work folder's files for them
-(``cxrsynth generate`` uses the first). One :class:`~cxrsynth.core.runtime.Runtime`, made by the CLI, runs
+``generate(plan, records, translators, cfg, rt) -> GeneratedSet``, ``package(generated, ...) ->
+ReleaseFolder`` and ``audit(release, split_data, cfg, rt, out_dir, translators) -> AuditResult``;
+:func:`generate_in`, :func:`package_in`, :func:`audit_in` and :func:`benchmark_in` read the work
+folder's files for them (the CLI commands use them; :func:`translator_runs` finds the translator runs). One :class:`~cxrsynth.core.runtime.Runtime`, made by the CLI, runs
 train, generate and the audit's inverse step, each with its own precision setting. Its configuration is one tree, :class:`PipelineConfig`,
 made of the stage configs: ``--set train.max_steps=5 --set generate.precision=fp32``.
 
@@ -161,8 +162,7 @@ def package_in(workdir: str | Path, target: ReleaseFolder, cfg: ReleaseConfig = 
     """``package`` of a work folder's generated images, plan, records and translator runs
     (``translators`` {task: run folder or generator file} instead of ``translators/<task>``) into ``target``."""
     layout = WorkLayout(workdir)
-    runs = {CONFIG_TASK[c]: (translators or {}).get(CONFIG_TASK[c]) or layout.translator(CONFIG_TASK[c]).root
-            for c in cfg.configs}
+    runs = {t: run.generator for t, run in translator_runs(layout, (CONFIG_TASK[c] for c in cfg.configs), translators).items()}
     ingest = read_json(layout.ingest_report) if layout.ingest_report.is_file() else None
     return package(GeneratedSet(layout.generated), read_json(layout.plan), read_records(layout.records), runs, target,
                    cfg, ingest, describe_release)

@@ -99,6 +99,8 @@ def test_an_audit_needs_the_plan_and_says_so(made, tmp_path):
     release, data, run = made
     with pytest.raises(ConfigError, match="needs the release plan"):
         audit(release, SplitData(data.records, data.splits), SMALL, None, tmp_path / "a", {"normal-covid": run})
+    with pytest.raises(TypeError, match="pipeline.audit_in"):  # the old call, audit(release, workdir, cfg)
+        audit(release, tmp_path, SMALL, None, tmp_path / "a")
 
 
 def test_audit_in_reads_the_work_folder_and_hands_the_stage_its_artefacts(tmp_path, monkeypatch):

@@ -203,6 +203,9 @@ def audit(release: ReleaseFolder | str | Path, inputs: SplitData, cfg: AuditConf
     Inception weights) are recorded relative to ``out_dir`` or ``home`` (the work folder), or by name
     and sha256, unless ``record_paths`` (:func:`~cxrsynth.core.paths.shareable`).
     """
+    if not isinstance(inputs, SplitData):  # the signature before the stage took artefacts: audit(release, workdir)
+        raise TypeError(f"audit takes the records, split and plan as SplitData, not {type(inputs).__name__}; "
+                        "for a work folder call cxrsynth.pipeline.audit_in(workdir, release, ...)")
     folder = as_release(release)
     release, out = folder.root, Path(out_dir)
     rt = rt or runtime_of(cfg)
