@@ -99,11 +99,12 @@ def phase(name: str, wd: Path, total: int) -> dict:
         extra["full_pass_s"] = round(time.perf_counter() - t_pass, 2)
         extra["full_pass_rows_per_s"] = round(ds.num_rows / (time.perf_counter() - t_pass), 1)
     elif name == "audit":
-        from cxrsynth.stages.audit.run import AuditConfig, audit
+        from cxrsynth.pipeline import audit_in
+        from cxrsynth.stages.audit.run import AuditConfig
 
         planted = plant_reverse_generators(wd)
         rel = wd / "release" / "covid-cxr-synth"
-        res = audit(rel, wd, AuditConfig(), private=wd / "release" / "covid-cxr-synth.private", out_dir=wd / "audit").data
+        res = audit_in(wd, rel, AuditConfig(), private=wd / "release" / "covid-cxr-synth.private", out_dir=wd / "audit").data
         extra = {"sampled": res["sampled"], "pools": res["pools"], "embeddings": res["embeddings"],
                  "quality_extractor": res["quality"]["extractor"], "reverse_generator": planted,
                  "flagged": len(res["summary"]["flagged"]), "step_seconds": res["timing"]}

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from cxrsynth.artifacts import SplitData
+from cxrsynth.core.layout import WorkLayout
 from cxrsynth.stages.audit import fidelity as F
 from cxrsynth.core.config import resolve
 from cxrsynth.core.errors import CxrsynthError
@@ -45,12 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         cfg = resolve(F.FidelityConfig, overrides=a.set)
-        spaces = F.feature_spaces(a.workdir, encoder_epochs=cfg.encoder_epochs, seed=cfg.seed)
+        layout = WorkLayout(a.workdir)
+        data = SplitData.read(layout.root)  # the work folder is read here, once; the fidelity module opens none
+        models = layout.benchmark_files.models("real", 0)  # the work folder's benchmark classifier, when there is one
+        spaces = F.feature_spaces(data, models[0] if models else None, encoder_epochs=cfg.encoder_epochs, seed=cfg.seed,
+                                  encoder_cache=layout.cxr_encoder)
         for folder in a.folders:
             t = time.perf_counter()
             name = a.name if a.name and len(a.folders) == 1 else run_name(folder)
             syn, ids, _ = F.read_translations(folder)
-            section = F.score(a.workdir, syn, ids, cfg=cfg, spaces=spaces)
+            section = F.score(data, syn, ids, cfg=cfg, spaces=spaces)
             row = F.row(section, name) | {"seconds": round(time.perf_counter() - t, 1)}
             old = a.out.read_text() if a.out.is_file() else ""
             with atomic_write(a.out) as fh:

@@ -724,14 +724,15 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, record
 
     `cxrsynth release` then puts the results in the dataset card.
     """
-    from .stages.audit.run import AuditConfig, audit as run, runtime_of
+    from .pipeline import audit_in
+    from .stages.audit.run import AuditConfig, runtime_of
     from .stages.audit.verdicts import caveat_after
     from .core.config import resolve
 
     cfg = resolve(AuditConfig, config_file, overrides, given={"embedding": embedding, "exclude_closest": exclude_closest})
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).audit, "audit output folder")
     with _one_writer(out, "audit", f"the audit folder {out}"):
-        result = run(release_dir, _workdir(ctx), cfg, private, out_dir, record_paths=record_paths, rt=runtime_of(cfg))
+        result = audit_in(_workdir(ctx), release_dir, cfg, private, out, record_paths=record_paths, rt=runtime_of(cfg))
     if as_json:
         _echo_json(result.summary)
         return

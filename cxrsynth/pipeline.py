@@ -11,9 +11,10 @@
 
 The stages are the library's own functions; this module only orders them, so it sits above
 ``release/`` (packaging) rather than inside it. The stages take artefacts, not a work folder:
-``generate(plan, records, translators, cfg, rt) -> GeneratedSet`` and ``package(generated, ...) ->
-ReleaseFolder``; :func:`generate_in` and :func:`package_in` read the work folder's files for them
-(``cxrsynth generate`` uses the first). One :class:`~cxrsynth.core.runtime.Runtime`, made by the CLI, runs
+``generate(plan, records, translators, cfg, rt) -> GeneratedSet``, ``package(generated, ...) ->
+ReleaseFolder`` and ``audit(release, split_data, cfg, rt, out_dir, translators) -> AuditResult``;
+:func:`generate_in`, :func:`package_in`, :func:`audit_in` and :func:`benchmark_in` read the work
+folder's files for them (the CLI commands use them; :func:`translator_runs` finds the translator runs). One :class:`~cxrsynth.core.runtime.Runtime`, made by the CLI, runs
 train, generate and the audit's inverse step, each with its own precision setting. Its configuration is one tree, :class:`PipelineConfig`,
 made of the stage configs: ``--set train.max_steps=5 --set generate.precision=fp32``.
 
@@ -38,7 +39,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .artifacts import BenchmarkResult, GeneratedSet, ReleaseFolder, final_pair, stale_staging, staging_pair
+from .artifacts import (AuditResult, GeneratedSet, ReleaseFolder, SplitData, TranslatorRun, as_release,
+                        final_pair, stale_staging, staging_pair)
 from .stages.audit.run import AuditConfig
 # benchmark_in: `cxrsynth benchmark` on a work folder; it lives in the stage (one implementation, which the
 # stage's older run_benchmark also calls) and is offered here beside the other stages' work-folder calls
@@ -59,7 +61,6 @@ from .core.runtime import Runtime
 from .stages.release.describe import describe, stamped_benchmark_or_none, with_audit
 from .stages.release.package import ReleaseConfig, package
 from .stages.release.verify import verify
-from .stages.translate import describe_run
 from .stages.translate.checkpoint import latest_checkpoint
 from .stages.translate.train import resolve_train_config, train
 from .core.vocab import CONFIG_TASK
@@ -114,6 +115,13 @@ def resolve_pipeline(file: str | Path | None = None, overrides=(), given: dict |
     return build_config(PipelineConfig, data)
 
 
+def translator_runs(layout: WorkLayout, tasks, given: dict[str, str | Path] | None = None) -> dict[str, TranslatorRun]:
+    """{task: run} for ``tasks``: the run folder or generator file ``given`` for it (``--translator`` /
+    ``--generator TASK=PATH``), else the work folder's ``translators/<task>``. The one lookup of
+    translator files for generate, package and the audit."""
+    return {t: TranslatorRun.read((given or {}).get(t) or layout.translator(t).root) for t in dict.fromkeys(tasks)}
+
+
 def generate_in(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), generators: dict[str, str] | None = None,
                 rank: int | None = None, world: int | None = None, progress: bool = False,
                 rt: Runtime | None = None) -> dict:
@@ -124,8 +132,7 @@ def generate_in(workdir: str | Path, cfg: GenerateConfig = GenerateConfig(), gen
     """
     layout = WorkLayout(workdir)
     rt = rt or generate_runtime(cfg, rank, world)
-    gens = {CONFIG_TASK[c]: (generators or {}).get(CONFIG_TASK[c]) or layout.translator(CONFIG_TASK[c]).generator
-            for c in cfg.configs}
+    gens = {t: run.generator for t, run in translator_runs(layout, (CONFIG_TASK[c] for c in cfg.configs), generators).items()}
     return generate(read_json(layout.plan), read_records(layout.records), gens, cfg, rt, GeneratedSet(layout.generated),
                     progress).report
 
@@ -157,11 +164,30 @@ def package_in(workdir: str | Path, target: ReleaseFolder, cfg: ReleaseConfig = 
     """``package`` of a work folder's generated images, plan, records and translator runs
     (``translators`` {task: run folder or generator file} instead of ``translators/<task>``) into ``target``."""
     layout = WorkLayout(workdir)
-    runs = {CONFIG_TASK[c]: (translators or {}).get(CONFIG_TASK[c]) or layout.translator(CONFIG_TASK[c]).root
-            for c in cfg.configs}
+    runs = {t: run.generator for t, run in translator_runs(layout, (CONFIG_TASK[c] for c in cfg.configs), translators).items()}
     ingest = read_json(layout.ingest_report) if layout.ingest_report.is_file() else None
     return package(GeneratedSet(layout.generated), read_json(layout.plan), read_records(layout.records), runs, target,
                    cfg, ingest, describe_release)
+
+
+def audit_in(workdir: str | Path, release: ReleaseFolder | str | Path, cfg: AuditConfig = AuditConfig(),
+             private: str | Path | None = None, out_dir: str | Path | None = None, embedding=None,
+             record_paths: bool = False, rt: Runtime | None = None,
+             translators: dict[str, str | Path] | None = None) -> AuditResult:
+    """``cxrsynth audit`` on a work folder: its records, split and plan
+    (:meth:`~cxrsynth.artifacts.SplitData.read`), its translator runs (``translators`` {task: run folder
+    or generator file} instead of ``translators/<task>``), its fidelity encoder cache and its own
+    benchmark folder are found here and handed to the stage :func:`~cxrsynth.stages.audit.run.audit`,
+    which writes into ``out_dir`` (default ``WORKDIR/audit``). Returns the stamped
+    :class:`~cxrsynth.artifacts.AuditResult`."""
+    from .stages.audit import run as audit_stage  # looked up at call time: tests replace the stage
+
+    layout = WorkLayout(workdir)
+    return audit_stage.audit(as_release(release, private), SplitData.read(layout.root), cfg, rt=rt,
+                             out_dir=out_dir if out_dir is not None else layout.audit,
+                             translators=translator_runs(layout, CONFIG_TASK.values(), translators), embedding=embedding,
+                             benchmark=layout.benchmark_files, encoder_cache=layout.cxr_encoder,
+                             record_paths=record_paths, home=layout.root)
 
 
 def _ensure_plan(layout: WorkLayout, cfg: PlanConfig) -> None:
@@ -178,14 +204,11 @@ def _ensure_plan(layout: WorkLayout, cfg: PlanConfig) -> None:
 
 def _ensure_translator(layout: WorkLayout, task: str, cfg: PipelineConfig, progress: bool,
                        rt: Runtime | None = None) -> None:
-    run = describe_run(layout.translator(task).root)
+    run = TranslatorRun.read(layout.translator(task).root)
     # A run that exists continues with its own saved config; the train section (e.g. max_steps) still applies.
     tcfg = cfg.train_config(task, run.config)
-    if run.exported:
-        rep = run.report
-        target = min(rep["total_steps"], tcfg.max_steps) if tcfg.max_steps else rep["total_steps"]
-        if rep["steps"] >= target:
-            return
+    if run.finished(tcfg.max_steps):
+        return
     # any intact checkpoint, even when latest.json was lost (latest_checkpoint falls back and says so)
     resume = latest_checkpoint(run.folder.root) is not None
     train(layout.root, tcfg, resume=resume, progress=progress,
@@ -253,11 +276,9 @@ def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, tran
         with stage("package", progress):
             manifest = package_in(layout.root, staging, cfg.release, translators, describe_release=False).manifest()
         if audit:
-            from .stages.audit.run import audit as run_audit
-
             with stage("audit", progress):
-                result = run_audit(staging.root, layout.root, cfg.audit, private=staging.private,
-                                   rt=rt.with_numerics(cfg.audit.precision))
+                result = audit_in(layout.root, staging, cfg.audit, rt=rt.with_numerics(cfg.audit.precision),
+                                  translators=translators)
             manifest = with_audit(manifest, result)  # stamped with these very images
         # the work folder's benchmark goes into the card only if it judged these very images (a rerun
         # of the same release); card, croissant.json, SHA256SUMS: once

@@ -16,7 +16,8 @@ from skimage.metrics import structural_similarity
 from cxrsynth.stages.audit import privacy as P
 from cxrsynth.stages.audit import quality as Q
 from cxrsynth.stages.audit.embed import PixelEmbedding, embed
-from cxrsynth.stages.audit.run import AuditConfig, audit
+from cxrsynth.pipeline import audit_in
+from cxrsynth.stages.audit.run import AuditConfig
 from cxrsynth.stages.audit.verdicts import TABLE, THRESHOLDS, evaluate, per_image, verdicts
 from cxrsynth.core.errors import ConfigError
 from cxrsynth.data.images import load_canonical
@@ -277,8 +278,8 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     rel = built[1]
     # fidelity on, with a 4-epoch chest X-ray encoder and 100 resamples (instead of 20 and 300): what is
     # checked here is what reaches audit.json and the card, not the size of an interval
-    res = audit(rel, wd, AuditConfig(embedding="pixels", exclude_closest=0.25, sample=None, bootstrap=100,
-                                     quality_repeats=3, fidelity_encoder_epochs=4))
+    res = audit_in(wd, rel, AuditConfig(embedding="pixels", exclude_closest=0.25, sample=None, bootstrap=100,
+                                        quality_repeats=3, fidelity_encoder_epochs=4))
     assert res.data["counts"] == {"g_nc": 24, "g_pc": 24}
     assert res.data["sampled"]["g_nc"]["privacy"] == 24
     verdict_list = res.data["summary"]["verdicts"]
@@ -311,9 +312,9 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     assert res.data["audited_release"]["data_sha256"] != m["data_sha256"]
     card = (out / "covid-cxr-synth" / "README.md").read_text()
     assert "Not yet audited" in card and "12 images were removed after the audit" in card
-    again = audit(out / "covid-cxr-synth", wd, AuditConfig(embedding="pixels", sample=None, bootstrap=100,
-                                                          quality_repeats=3, fidelity_encoder_epochs=4),
-                  out_dir=tmp_path / "audit2")
+    again = audit_in(wd, out / "covid-cxr-synth", AuditConfig(embedding="pixels", sample=None, bootstrap=100,
+                                                             quality_repeats=3, fidelity_encoder_epochs=4),
+                     out_dir=tmp_path / "audit2")
     from cxrsynth.stages.release.describe import attach_audit
 
     m = attach_audit(out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
@@ -337,7 +338,7 @@ def test_audit_samples_and_says_so(built, tmp_path):
     wd, rel = built[0], built[1]
     cfg = AuditConfig(embedding="pixels", sample=10, pool=30, heldout=20, inverse_sample=4, quality_sample=12, fidelity=False,
                       quality_repeats=2, bootstrap=200)
-    res = audit(rel, wd, cfg, out_dir=tmp_path / "a")
+    res = audit_in(wd, rel, cfg, out_dir=tmp_path / "a")
     assert res.data["sampled"] == {c: {"privacy": 10, "inverse": 4, "quality": 12} for c in ("g_nc", "g_pc")}
     assert res.data["pools"]["searched"] == 30 and res.data["pools"]["heldout"] <= 20
     link = res.data["summary"]["verdicts"][0]
@@ -351,10 +352,10 @@ def test_audit_samples_and_says_so(built, tmp_path):
     assert res.data["privacy"]["overall"]["pixels (32x32, z-scored)"]["dcr"]["reference_sizes"] == {
         c: r["n"] for c, r in refs.items()}
     assert res.data["quality"]["per_config"]["g_nc"]["n_fake"] == 12
-    again = audit(rel, wd, cfg, out_dir=tmp_path / "b")  # seeded: the same numbers
+    again = audit_in(wd, rel, cfg, out_dir=tmp_path / "b")  # seeded: the same numbers
     assert again.data["summary"]["verdicts"] == res.data["summary"]["verdicts"]
     with pytest.raises(ConfigError, match="sample=null"):
-        audit(rel, wd, AuditConfig(embedding="pixels", sample=10, exclude_closest=0.1, fidelity=False), out_dir=tmp_path / "c")
+        audit_in(wd, rel, AuditConfig(embedding="pixels", sample=10, exclude_closest=0.1, fidelity=False), out_dir=tmp_path / "c")
 
 
 def test_real_images_are_decoded_once_while_the_file_is_unchanged(tmp_path, monkeypatch):

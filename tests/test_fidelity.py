@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cxrsynth.artifacts import SplitData
 from cxrsynth.stages.audit import fidelity as F
 from cxrsynth.stages.audit.encoder import cxr_encoder
 from cxrsynth.core.errors import BadInputError
@@ -44,8 +45,14 @@ def wd(planned_workdir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def scored(wd):
-    records, train, _, _, _ = F.real_sets(wd, SIZE)
+def data(wd):
+    """The work folder's records, split and plan, read once (the fidelity module opens no work folder)."""
+    return SplitData.read(wd)
+
+
+@pytest.fixture(scope="module")
+def scored(wd, data):
+    records, train, _, _, _ = F.real_sets(data, SIZE)
     assign = read_json(WorkLayout(wd).splits)["assignments"]
     covid = sorted(i for i, r in records.items() if r.label == "covid" and assign.get(i) == "train")
     others = sorted(i for i, r in records.items() if r.label != "covid" and assign.get(i) == "train")
@@ -55,19 +62,20 @@ def scored(wd):
     syn = np.concatenate([untranslated, train, stripes(train)])
     ids = src_a + src_b + src_b
     configs = ["untranslated"] * n + ["copy"] * n + ["striped"] * n
-    spaces = F.feature_spaces(wd, encoder_epochs=CFG.encoder_epochs)
-    return F.score(wd, syn, ids, configs, CFG, spaces)
+    spaces = F.feature_spaces(data, encoder_epochs=CFG.encoder_epochs, encoder_cache=WorkLayout(wd).cxr_encoder)
+    return F.score(data, syn, ids, configs, CFG, spaces)
 
 
-def test_encoder_is_cached_with_its_sha256_and_training(wd):
+def test_encoder_is_cached_with_its_sha256_and_training(wd, data):
     layout = WorkLayout(wd)
-    net, info = cxr_encoder(wd, CFG.encoder_epochs)
+    assert layout.cxr_encoder_info == layout.cxr_encoder.with_suffix(".json")  # where cxr_encoder writes it
+    net, info = cxr_encoder(data, CFG.encoder_epochs, cache=layout.cxr_encoder)
     assert layout.cxr_encoder.is_file() and info["sha256"] == sha256_file(layout.cxr_encoder)
     assert set(info["by_class"]) == {"normal", "pneumonia", "covid"} and all(info["by_class"].values())
     assert info["images"] == sum(info["by_class"].values()) and info["epochs"] == CFG.encoder_epochs
     assert 0 <= info["validation_accuracy"] <= 1  # measured on the validation split, never trained on
     mtime = layout.cxr_encoder.stat().st_mtime_ns
-    _, again = cxr_encoder(wd, CFG.encoder_epochs)
+    _, again = cxr_encoder(data, CFG.encoder_epochs, cache=layout.cxr_encoder)
     assert again["sha256"] == info["sha256"] and layout.cxr_encoder.stat().st_mtime_ns == mtime  # not retrained
     x = np.random.default_rng(0).integers(0, 256, (3, 128, 128), dtype=np.uint8)
     from cxrsynth.stages.audit.embed import embed
@@ -179,8 +187,8 @@ def test_sentence_row_and_report(scored, tmp_path):
     assert "Fidelity" in page and "data:image/png;base64" in page and f"{k['placement']:.2f}" in page
 
 
-def test_score_fidelity_script_scores_a_folder_of_translations(wd, scored, tmp_path):
-    records, train, _, _, _ = F.real_sets(wd, SIZE)
+def test_score_fidelity_script_scores_a_folder_of_translations(wd, data, scored, tmp_path):
+    records, train, _, _, _ = F.real_sets(data, SIZE)
     assign = read_json(WorkLayout(wd).splits)["assignments"]
     ids = sorted(i for i, r in records.items() if r.label == "normal" and assign.get(i) == "train")[:40]
     folder = tmp_path / "variant-a" / "heldout"

@@ -38,9 +38,12 @@ def _plant(path, arch="os:abort"):
 
 def _work_folder(tmp_path):
     """A work folder with a split and a release stub: enough for the audit to reach its embeddings."""
+    from cxrsynth.data.records import write_records
+
     wd = tmp_path / "wd"
     wd.mkdir()
     (wd / "splits.json").write_text(json.dumps({"assignment_sha256": "a" * 64}))
+    write_records([], wd / "records.parquet")  # no records: the audit reads them before its embeddings
     rel = tmp_path / "rel" / "covid-cxr-synth"
     (rel.parent / "covid-cxr-synth.private").mkdir(parents=True)
     rel.mkdir()
@@ -63,12 +66,21 @@ def test_classifier_embedding_file_naming_code_is_refused_in_one_line(tmp_path, 
         build_from_file(evil)
 
 
+def _own_of(wd):
+    """What ``pipeline.audit_in`` hands the audit for ``--embedding auto``: the work folder's benchmark
+    folder and its split's assignment sha256."""
+    from cxrsynth.artifacts import SplitData
+    from cxrsynth.core.layout import WorkLayout
+
+    return WorkLayout(wd).benchmark_files, SplitData.read(wd).assignment_sha256
+
+
 def test_planted_classifier_is_skipped_by_the_default_audit(tmp_path, capsys, abort_calls):
     from cxrsynth.stages.audit.run import embedding_specs
 
     wd, _ = _work_folder(tmp_path)
     planted = _plant(wd / "benchmark" / "runs" / "normal-covid" / "real" / "seed-0" / "model.safetensors")
-    specs = embedding_specs("auto", wd)
+    specs = embedding_specs("auto", *_own_of(wd))
     assert specs == {"pixels": "pixels"} and abort_calls == []
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(planted) in err[0] and "no readable benchmark/inputs.json" in err[0], err
@@ -100,12 +112,12 @@ def test_default_audit_takes_only_its_own_benchmark_classifier(tmp_path, capsys,
     cell, inputs, result = _own_run(wd)
     model = cell / "model.safetensors"
     assert result["model_sha256"] == sha256_file(model)  # what the benchmark records is the file's sha256
-    specs = embedding_specs("auto", wd)
+    specs = embedding_specs("auto", *_own_of(wd))
     assert specs == {"pixels": "pixels", "classifier": f"classifier:{model}"} and capsys.readouterr().err == ""
     assert make_embedding(specs["classifier"]).num_features == 576
 
     def skipped() -> str:
-        assert embedding_specs("auto", wd) == {"pixels": "pixels"}
+        assert embedding_specs("auto", *_own_of(wd)) == {"pixels": "pixels"}
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(model) in err[0], err
         return err[0]

@@ -61,16 +61,17 @@ def test_benchmark_outputs_hold_no_absolute_paths_unless_asked(planned_workdir, 
 
 
 def test_audit_json_holds_no_absolute_paths_unless_asked(built, tmp_path):
-    from cxrsynth.stages.audit.run import AuditConfig, audit
+    from cxrsynth.pipeline import audit_in
+    from cxrsynth.stages.audit.run import AuditConfig
 
     wd, rel = built[0], built[1]
     weights = tmp_path / "users" / "someone" / "inception.pth"  # recorded in the config, not read (features: embedding)
     cfg = AuditConfig(embedding="pixels", sample=10, pool=30, heldout=20, inverse_sample=4, quality_sample=12,
                       fidelity=False, quality_repeats=2, bootstrap=100, quality_features="embedding",
                       inception_weights=str(weights))
-    audit(rel, wd, cfg, out_dir=tmp_path / "a")
+    audit_in(wd, rel, cfg, out_dir=tmp_path / "a")
     text = (tmp_path / "a" / "audit.json").read_text()
     assert str(tmp_path) not in text and str(wd) not in text
     assert json.loads(text)["config"]["inception_weights"] == "inception.pth"
-    kept = audit(rel, wd, cfg, out_dir=tmp_path / "b", record_paths=True)
+    kept = audit_in(wd, rel, cfg, out_dir=tmp_path / "b", record_paths=True)
     assert kept.data["config"]["inception_weights"] == str(weights)

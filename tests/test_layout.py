@@ -162,3 +162,47 @@ def test_release_folder_names_and_private_sibling(tmp_path):
     rel.root.mkdir()
     rel.write_manifest({"data_sha256": "ab"})
     assert rel.is_release() and rel.data_sha256 == "ab"
+
+
+# The audit stage takes artefacts too (issue 23): the records, split and plan as SplitData, the translator
+# runs, the encoder cache path and the benchmark folder, all found by pipeline.audit_in. No audit module
+# names a work folder (WorkLayout, TranslatorFolder), reads one of its files (read_records,
+# grouped_records, SplitData.read, layout.splits ...), or takes a work folder path in place of SplitData.
+AUDIT = PACKAGE / "stages" / "audit"
+WORK_FOLDER_READERS = {"WorkLayout", "TranslatorFolder", "translator_folder", "read_records", "grouped_records",
+                       "as_split_data", "from_workdir"}
+
+
+def _work_folder_uses(source: str) -> list[str]:
+    """The names of ``WORK_FOLDER_READERS`` that ``source`` imports or uses, and its ``SplitData.read``
+    calls (docstrings and comments left out: the AST sees code only)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            found += [a.name for a in node.names if a.name in WORK_FOLDER_READERS]
+        elif isinstance(node, ast.Name) and node.id in WORK_FOLDER_READERS:
+            found.append(node.id)
+        elif isinstance(node, ast.Attribute):
+            if node.attr in WORK_FOLDER_READERS:
+                found.append(node.attr)
+            elif node.attr == "read" and isinstance(node.value, ast.Name) and node.value.id == "SplitData":
+                found.append("SplitData.read")
+    return found
+
+
+def test_no_audit_module_opens_a_work_folder():
+    modules = sorted(AUDIT.glob("*.py"))
+    assert len(modules) >= 9  # run, fidelity, encoder, own_classifier, ... all scanned
+    assert {p.name: _work_folder_uses(p.read_text()) for p in modules} == {p.name: [] for p in modules}
+    assert _offending_lines((READS, JOIN), lambda p: p.parent != AUDIT) == []
+
+
+def test_the_audit_scan_would_see_a_work_folder_read():
+    assert _work_folder_uses("from ...core.layout import AuditFolder, WorkLayout") == ["WorkLayout"]
+    assert _work_folder_uses("data = SplitData.read(workdir)") == ["SplitData.read"]
+    assert _work_folder_uses("from ..splits import grouped_records\nx = grouped_records(y)") == \
+        ["grouped_records", "grouped_records"]
+    assert _work_folder_uses("import cxrsynth.core.layout as L\np = L.WorkLayout(w).plan") == ["WorkLayout"]
+    assert _work_folder_uses('"""WorkLayout.cxr_encoder names the cache"""\nx = inputs.grouped') == []

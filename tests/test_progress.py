@@ -95,12 +95,13 @@ def test_umap_figure_leaks_no_third_party_warning(tmp_path):
 
 
 def test_audit_reports_each_step_off_a_terminal(built, tmp_path, capsys):
-    from cxrsynth.stages.audit.run import AuditConfig, audit
+    from cxrsynth.pipeline import audit_in
+    from cxrsynth.stages.audit.run import AuditConfig
 
     progress.configure(0)
     cfg = AuditConfig(embedding="pixels", sample=10, pool=30, heldout=20, inverse_sample=4, quality_sample=12,
                       fidelity=False, quality_repeats=2, bootstrap=100)
-    res = audit(built[1], built[0], cfg, out_dir=tmp_path / "a")
+    res = audit_in(built[0], built[1], cfg, out_dir=tmp_path / "a")
     steps = re.findall(r"^stage audit (.+): done in \S+$", capsys.readouterr().err, re.M)
     assert steps[:3] == ["read release", "load real images", "inverse generator"]
     assert {"embed", "privacy measures", "quality", "write"} <= set(steps)

@@ -90,7 +90,7 @@ def test_generate_runs_with_the_runtime_it_is_given(tmp_path):
     (["benchmark", "--set", "fit.precision=bf16"], "cxrsynth.pipeline.benchmark_in"),
     (["benchmark", "--set", "fit.precision=bf16", "--task", "normal-covid", "--eval-only", "m.safetensors"],
      "cxrsynth.stages.benchmark.evaluate.evaluate"),
-    (["audit", "REL", "--set", "precision=bf16"], "cxrsynth.stages.audit.run.audit"),
+    (["audit", "REL", "--set", "precision=bf16"], "cxrsynth.pipeline.audit_in"),
     (["release", "--set", "generate.precision=bf16"], "cxrsynth.pipeline.release"),
 ])
 def test_each_command_builds_one_runtime_and_hands_it_to_its_stage(argv, stage, tmp_path, monkeypatch, capsys):
@@ -121,7 +121,7 @@ def test_each_command_builds_one_runtime_and_hands_it_to_its_stage(argv, stage, 
         monkeypatch.setattr(importlib.import_module(module), name, lambda *a, **k: BenchmarkResult(fake(**k)))
     if name == "evaluate":  # evaluate's result is read through .results
         monkeypatch.setattr(importlib.import_module(module), name, lambda *a, **k: type("R", (), {"results": fake(**k)}))
-    if name == "audit":
+    if name == "audit_in":  # the stage's AuditResult, read through .summary
         monkeypatch.setattr(importlib.import_module(module), name, lambda *a, **k: AuditResult(fake(**k)))
     monkeypatch.chdir(tmp_path)
     main(["-w", str(tmp_path / "wd"), *argv])
@@ -134,18 +134,20 @@ def test_the_audits_inverse_step_runs_with_the_runtime_it_is_given(tmp_path, mon
     """The reverse generator of the inverse-recovery test runs on the Runtime's device and autocast
     (it was fixed to the CPU in fp32 before)."""
     import cxrsynth.stages.generate as G
+    from cxrsynth.artifacts import TranslatorRun
     from cxrsynth.stages.audit.run import _inverse
-    from cxrsynth.core.layout import WorkLayout
+    from cxrsynth.core.layout import TranslatorFolder
 
-    _generator(WorkLayout(tmp_path).translator("normal-covid").reverse_generator)
+    _generator(TranslatorFolder(tmp_path / "run").reverse_generator)
     seen = []
     real = G.translate_batch
     monkeypatch.setattr(G, "translate_batch", lambda net, x, device, amp, cl: seen.append((device, amp)) or
                         real(net, x, device, amp, cl))
     syn = np.random.default_rng(0).integers(0, 256, (3, 32, 32), dtype=np.uint8)
-    out = _inverse(tmp_path, "g_nc", syn, Runtime.resolve("cpu", "bf16"))
+    out = _inverse(TranslatorRun.read(tmp_path / "run"), syn, Runtime.resolve("cpu", "bf16"))
     assert out.shape == syn.shape and out.dtype == np.uint8
     assert seen == [(torch.device("cpu"), torch.bfloat16)]
+    assert _inverse(TranslatorRun.read(tmp_path / "none"), syn, Runtime.resolve("cpu", "bf16")) is None  # no generator
 
 
 def test_fit_trains_in_the_runtimes_precision():
@@ -199,7 +201,8 @@ def test_audit_of_a_tiny_release_returns_a_result_stamped_with_it(tmp_path):
 
     from cxrsynth.artifacts import ReleaseFolder
     from cxrsynth.artifacts.stamps import stamped_audit
-    from cxrsynth.stages.audit.run import AuditConfig, audit
+    from cxrsynth.pipeline import audit_in
+    from cxrsynth.stages.audit.run import AuditConfig
     from cxrsynth.core.errors import StampError
     from cxrsynth.core.layout import WorkLayout
     from cxrsynth.data.records import write_records
@@ -226,7 +229,7 @@ def test_audit_of_a_tiny_release_returns_a_result_stamped_with_it(tmp_path):
 
     cfg = AuditConfig(embedding="pixels", fidelity=False, shortlist=2, prdc_k=2, quality_repeats=2, bootstrap=20,
                       quality_features="embedding", precision="bf16")
-    res = audit(rel.root, wl.root, cfg, out_dir=tmp_path / "audit")
+    res = audit_in(wl.root, rel, cfg, out_dir=tmp_path / "audit")
     assert res.data_sha256 == rel.data_sha256 and res.path == tmp_path / "audit" / "audit.json"
     assert json.loads(res.path.read_text())["audited_release"]["data_sha256"] == rel.data_sha256
     assert res.data["counts"] == {"g_nc": 4} and res.summary["verdicts"]
@@ -238,7 +241,6 @@ def test_audit_of_a_tiny_release_returns_a_result_stamped_with_it(tmp_path):
 
 def test_the_release_runs_train_generate_and_audit_on_one_runtime(monkeypatch, tmp_path):
     """`cxrsynth release` chooses the device once; each stage gets that Runtime with its own precision."""
-    import cxrsynth.stages.audit.run as audit_run
     import cxrsynth.core.runtime as runtime
     from cxrsynth import pipeline
 
@@ -257,7 +259,7 @@ def test_the_release_runs_train_generate_and_audit_on_one_runtime(monkeypatch, t
         seen.setdefault("audit", []).append(k["rt"])
         raise Stop
 
-    monkeypatch.setattr(audit_run, "audit", audit)
+    monkeypatch.setattr(pipeline, "audit_in", audit)
     cfg = pipeline.resolve_pipeline(overrides=["train.precision=bf16", "generate.precision=fp32"])
     with pytest.raises(Stop):
         pipeline.release(tmp_path / "wd", tmp_path / "out", cfg)
@@ -268,8 +270,9 @@ def test_the_release_runs_train_generate_and_audit_on_one_runtime(monkeypatch, t
 
 def test_generate_and_package_open_no_work_folder():
     """The stages that take artefacts name no work-folder file: only the pipeline and the CLI read the
-    work folder for them (the audit still does; the benchmark reads it only in its inputs.py,
-    test_layout.py checks that, and test_benchmark_stage.py runs it with no work folder; issue 23)."""
+    work folder for them (the benchmark and the audit take SplitData, read by pipeline.py: test_layout.py
+    checks their modules, and test_benchmark_stage.py and test_audit_stage.py run them with no work
+    folder; issue 23)."""
     from .test_structure import GRAPH
 
     assert {m: "cxrsynth.core.layout" in GRAPH[m] for m in ("cxrsynth.stages.generate", "cxrsynth.stages.release.package")} == \

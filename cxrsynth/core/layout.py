@@ -49,7 +49,7 @@ class TranslatorFolder(_Folder):
     """One translator run folder (``translators/<task>/`` or any ``train --out``).
 
     Written by ``translate/train.py``; what other stages need from it (the generator, its description,
-    the private reverse generator) is named here, and read through ``translate.describe_run``.
+    the private reverse generator) is named here, and read through ``artifacts.TranslatorRun``.
     """
 
     config = _at("config.json", doc="The resolved TrainConfig (a resumed run starts from it).")

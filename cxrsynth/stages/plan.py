@@ -13,8 +13,6 @@ Per task (``normal-covid`` makes config ``g_nc``; ``pneumonia-covid`` makes ``g_
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +22,7 @@ from ..core.config import at_least, to_dict
 from ..core.errors import ConfigError
 from ..core.paths import write_json
 from ..data.records import Record
+from ..artifacts.plan import plan_sha256  # noqa: F401  (re-exported: the release and the benchmark import it here)
 from ..core.schemas import validate
 from .splits import skew
 from ..core.vocab import TASK_CONFIG, TASK_LABELS, TASKS, own_and_other, plan_arm
@@ -111,14 +110,6 @@ def make_plan(records: list[Record], splits: dict, cfg: PlanConfig = PlanConfig(
     if out_path is not None:
         write_json(out_path, plan)
     return plan
-
-
-def plan_sha256(plan: dict) -> str:
-    """A checksum of what the plan decides (canonical JSON, ``code_version`` left out so that a new
-    version of the code with the same plan gives the same checksum). A release records it, and the
-    benchmark compares it with the work folder's plan to notice a release made from another plan."""
-    body = {k: v for k, v in plan.items() if k != "code_version"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def format_plan(plan: dict) -> str:

@@ -24,10 +24,9 @@ Skew (negatives / positives) is reported for every split and task.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +40,7 @@ from ..core.layout import WorkLayout
 from ..core.paths import read_json, sha256_file, write_json
 from ..data.records import Record
 from ..core.schemas import validate
+from ..artifacts.splits import assignment_sha256, with_split_groups  # noqa: F401  (re-exported)
 from ..core.vocab import TASK_LABELS
 
 SPLITS = ("train", "validation", "test")
@@ -254,14 +254,6 @@ RSNA_PER_IMAGE = ("RSNA is split per image: its patientId is an image id, and wi
                   "`cxrsynth split --patient-map FILE`) images of one NIH patient can land in different splits")
 
 
-def with_split_groups(records: list[Record], manifest: dict) -> list[Record]:
-    """``records`` with ``patient_group`` set to the grouping stored in the split manifest, so every
-    consumer of "patient" (bootstrap clusters, probes, the audit's held-out filter) uses the split's
-    unit, a ``--patient-map`` included. A manifest written before groups were stored leaves ingest's."""
-    groups = manifest.get("patient_groups") or {}
-    return [replace(r, patient_group=groups[r.record_id]) if r.record_id in groups else r for r in records]
-
-
 def grouped_records(layout: WorkLayout) -> tuple[list[Record], dict]:
     """The work folder's records, grouped as its split was (:func:`with_split_groups`), and the split manifest."""
     from ..data.records import read_records
@@ -312,7 +304,7 @@ def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records
         "kind": "cxrsynth.splits", "code_version": __version__, "config": to_dict(cfg),
         "records_file": Path(records_path).name if records_path else None,  # the work folder's own, by name
         "records_sha256": sha256_file(records_path) if records_path else None,
-        "assignment_sha256": hashlib.sha256("\n".join(f"{k}\t{assign[k]}" for k in sorted(assign)).encode()).hexdigest(),
+        "assignment_sha256": assignment_sha256(assign),
         **summarise(records, assign, group_of), "leakage": leakage, "patient_identity": identity_report,
         "largest_group": largest, "group_sizes": group_sizes(records, assign, group_of),
         "notes": notes, "assignments": assign,

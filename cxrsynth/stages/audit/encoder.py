@@ -5,8 +5,10 @@ the arms being compared, so the fidelity measures also use a small encoder train
 classifier (normal / pneumonia / COVID-19) on every real *training* image of the work folder, at 64 px,
 CPU-trainable in a minute or two. Its pooled features (64-d) are the feature space.
 
-It is trained once per work folder and cached in ``WorkLayout.cxr_encoder`` (safetensors) with a JSON
-of how it was trained (images, class counts, epochs, seed, accuracy) and its sha256, which audit.json
+It is trained once per work folder and cached where the caller says (``cache``: the pipeline passes
+``WorkLayout.cxr_encoder``; none: trained and not kept), safetensors with a JSON beside it
+(``<cache>.json``, which is ``WorkLayout.cxr_encoder_info``) of how it was trained (images, class
+counts, epochs, seed, accuracy) and its sha256, which audit.json
 records: two audits compare only when the encoder's sha256 is the same. A cached encoder is reused
 only while the training images it was made from (their ids and labels) are unchanged.
 """
@@ -21,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...artifacts.split_data import SplitData
 from ...core.errors import DataNotFoundError
 from ...measure.decoded import canonical as load_canonical  # decoded once per process
-from ...core.layout import WorkLayout
 from ...core.paths import atomic_path, read_json, sha256_file, write_json
-from ...data.records import LABELS, read_records
+from ...data.records import LABELS
 
 SIDE = 64
 WIDTH = 64
@@ -57,14 +59,14 @@ class CXREncoder(nn.Module):
         return self.features(x)
 
 
-def training_set(workdir: Path) -> tuple[list[str], np.ndarray, list]:
+def training_set(data: SplitData) -> tuple[list[str], np.ndarray, list]:
     """Ids, labels (index into LABELS) and records of every real training-split image with pixels."""
-    layout = WorkLayout(workdir)
-    assign = read_json(layout.splits)["assignments"]
-    recs = sorted((r for r in read_records(layout.records) if r.has_pixels and assign.get(r.record_id) == "train"),
+    assign = data.assign
+    recs = sorted((r for r in data.records if r.has_pixels and assign.get(r.record_id) == "train"),
                   key=lambda r: r.record_id)
     if not recs:
-        raise DataNotFoundError("no real training images with pixels to train the chest X-ray encoder on", layout.splits)
+        raise DataNotFoundError("no real training images with pixels to train the chest X-ray encoder on",
+                                f"{len(data.records)} records, {sum(v == 'train' for v in assign.values())} in train")
     return [r.record_id for r in recs], np.array([LABELS.index(r.label) for r in recs]), recs
 
 
@@ -125,12 +127,11 @@ def _train(images: np.ndarray, labels: np.ndarray, epochs: int, seed: int, batch
 
 
 @torch.no_grad()
-def _validation_accuracy(net: CXREncoder, workdir: Path) -> float | None:
+def _validation_accuracy(net: CXREncoder, data: SplitData) -> float | None:
     """Accuracy on the validation split's real images (never trained on): does the feature space
     generalise beyond the images it was fitted to? None when the split has none."""
-    layout = WorkLayout(workdir)
-    assign = read_json(layout.splits)["assignments"]
-    recs = [r for r in read_records(layout.records) if r.has_pixels and assign.get(r.record_id) == "validation"]
+    assign = data.assign
+    recs = [r for r in data.records if r.has_pixels and assign.get(r.record_id) == "validation"]
     if not recs:
         return None
     x = torch.from_numpy(np.stack([load_canonical(r.path, SIDE) for r in recs]).astype(np.float32) / 255).unsqueeze(1)
@@ -139,15 +140,22 @@ def _validation_accuracy(net: CXREncoder, workdir: Path) -> float | None:
     return float((pred == y).float().mean())
 
 
-def cxr_encoder(workdir: str | Path, epochs: int = 20, seed: int = 0) -> tuple[CXREncoder, dict]:
-    """The work folder's encoder, trained on first use and then read from its cache; returns the model
-    and its description (``sha256`` of the weights file, how it was trained)."""
+def cxr_encoder(data: SplitData, epochs: int = 20, seed: int = 0,
+                cache: str | Path | None = None) -> tuple[CXREncoder, dict]:
+    """The encoder of ``data``'s real training images, trained on first use and then read from
+    ``cache`` (a safetensors path, its description at ``<cache>.json``; None: trained, kept nowhere);
+    returns the model and its description (``sha256`` of the weights, how it was trained)."""
     from safetensors.torch import load_file, save_file
 
-    layout = WorkLayout(workdir)
-    ids, labels, recs = training_set(Path(workdir))
+    ids, labels, recs = training_set(data)
     key = _key(ids, labels, epochs, seed)
-    path, info_path = layout.cxr_encoder, layout.cxr_encoder_info
+    if cache is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:  # the sha256 of the weights is taken from a file, as cached
+            return cxr_encoder(data, epochs, seed, Path(tmp) / "cxr_encoder.safetensors")
+    path = Path(cache)
+    info_path = path.with_suffix(".json")
     if path.is_file() and info_path.is_file():
         info = read_json(info_path)
         if info.get("key") == key and info.get("sha256") == sha256_file(path):
@@ -156,7 +164,7 @@ def cxr_encoder(workdir: str | Path, epochs: int = 20, seed: int = 0) -> tuple[C
             return net.eval(), info
     images = np.stack([load_canonical(r.path, SIDE) for r in recs])
     net, fit = train_encoder(images, labels, epochs, seed)
-    fit["validation_accuracy"] = _validation_accuracy(net, Path(workdir))
+    fit["validation_accuracy"] = _validation_accuracy(net, data)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
+from ...artifacts.split_data import SplitData
 from . import quality as Q
 from .embed import embed
 from .privacy import ssim_many
@@ -203,31 +204,26 @@ def measure(sets: Sets, spaces: dict[str, nn.Module], cfg: FidelityConfig = Fide
             "kid": kid, "probes": probes, "spectrum": spectrum, "change": change}
 
 
-# --- from a work folder -------------------------------------------------------------------------------
+# --- from the records and split (SplitData), never a work folder -------------------------------------
 
 SPACES = ("pixels", "cxr_encoder", "classifier", "inception")  # the order of tables and of row() columns
 
 
-def feature_spaces(workdir: str | Path, classifier: str | Path | None = "auto", inception_weights: str | Path | None = None,
-                   encoder_epochs: int = 20, seed: int = 0) -> tuple[dict[str, nn.Module], dict]:
-    """Pixels, the chest X-ray encoder (trained and cached on first use), the benchmark classifier
-    (``auto``: the work folder's real-arm seed-0 model for normal-covid when there is one) and Inception
-    (only when torch-fidelity and its weights file are on disk; never downloaded). Returns the modules
-    and what is known of them (the encoder's sha256 and training, why a space is absent)."""
-    from ...core.layout import WorkLayout
+def feature_spaces(data: SplitData, classifier: str | Path | None = None, inception_weights: str | Path | None = None,
+                   encoder_epochs: int = 20, seed: int = 0,
+                   encoder_cache: str | Path | None = None) -> tuple[dict[str, nn.Module], dict]:
+    """Pixels, the chest X-ray encoder of ``data``'s training images (trained on first use, cached at
+    ``encoder_cache`` when given), the ``classifier`` file when given, and Inception (only when
+    torch-fidelity and its weights file are on disk; never downloaded). Returns the modules and what is
+    known of them (the encoder's sha256 and training, why a space is absent)."""
     from .embed import ClassifierEmbedding, PixelEmbedding
     from .encoder import cxr_encoder
 
     spaces: dict[str, nn.Module] = {"pixels": PixelEmbedding()}
-    enc, enc_info = cxr_encoder(workdir, encoder_epochs, seed)
+    enc, enc_info = cxr_encoder(data, encoder_epochs, seed, encoder_cache)
     spaces["cxr_encoder"] = enc
     info = {"cxr_encoder": {k: enc_info.get(k) for k in ("sha256", "images", "by_class", "epochs", "seed", "train_accuracy",
                                                          "validation_accuracy", "ids_sha256", "architecture")}}
-    if classifier == "auto":
-        models = WorkLayout(workdir).benchmark_files.models("real", 0)
-        classifier = models[0] if models else None
-        if not models:
-            info["classifier"] = "no benchmark classifier in the work folder: not measured"
     if classifier:
         spaces["classifier"] = ClassifierEmbedding(classifier).eval()
     weights = Q.inception_available(inception_weights)
@@ -243,16 +239,13 @@ def _patient(r) -> str:
     return r.patient_group or f"{r.source}:{r.patient_id}"
 
 
-def real_sets(workdir: str | Path, size: int) -> tuple[dict, np.ndarray, list[str], np.ndarray, list[str]]:
+def real_sets(data: SplitData, size: int) -> tuple[dict, np.ndarray, list[str], np.ndarray, list[str]]:
     """Records by id, and the real COVID-19 images at ``size``: the training split, and the held-out
     ones (other splits, patients absent from training), with their patients."""
     from ...measure.decoded import canonical as load_canonical  # decoded once per process
-    from ...core.layout import WorkLayout
-    from ..splits import grouped_records
 
-    grouped, splits = grouped_records(WorkLayout(workdir))  # the split's patients (a --patient-map included)
-    records = {r.record_id: r for r in grouped if r.has_pixels}
-    assign = splits["assignments"]
+    records = {r.record_id: r for r in data.grouped if r.has_pixels}  # the split's patients (--patient-map too)
+    assign = data.assign
     train_patients = {_patient(r) for i, r in records.items() if assign.get(i) == "train"}
     covid = sorted(i for i, r in records.items() if r.label == "covid")
     tr = [i for i in covid if assign.get(i) == "train"]
@@ -262,18 +255,19 @@ def real_sets(workdir: str | Path, size: int) -> tuple[dict, np.ndarray, list[st
     return (records, load(tr), [_patient(records[i]) for i in tr], load(he), [_patient(records[i]) for i in he])
 
 
-def score(workdir: str | Path, syn: np.ndarray, source_ids: list[str], configs: list[str] | None = None,
+def score(data: SplitData, syn: np.ndarray, source_ids: list[str], configs: list[str] | None = None,
           cfg: FidelityConfig = FidelityConfig(), spaces: tuple[dict, dict] | None = None) -> dict:
     """The fidelity section for synthetic images ``syn`` (uint8 N x S x S) made from the real images
-    ``source_ids`` of the work folder: overall, and per config when ``configs`` (one per image) is given.
-    ``spaces``: :func:`feature_spaces`' answer, when the caller has one."""
+    ``source_ids`` of ``data`` (records and split): overall, and per config when ``configs`` (one per
+    image) is given. ``spaces``: :func:`feature_spaces`' answer, when the caller has one (else made
+    here, with an encoder kept nowhere)."""
     from ...core.errors import DataNotFoundError
 
     if len(syn) != len(source_ids) or not len(syn):
         raise DataNotFoundError("synthetic images and their source ids do not match (or there are none)",
                                 f"{len(syn)} images, {len(source_ids)} source ids")
-    modules, space_info = spaces or feature_spaces(workdir, encoder_epochs=cfg.encoder_epochs, seed=cfg.seed)
-    records, train, train_g, held, held_g = real_sets(workdir, syn.shape[-1])
+    modules, space_info = spaces or feature_spaces(data, encoder_epochs=cfg.encoder_epochs, seed=cfg.seed)
+    records, train, train_g, held, held_g = real_sets(data, syn.shape[-1])
     missing = [i for i in source_ids if i not in records]
     if missing:
         raise DataNotFoundError(f"{len(missing)} source ids are not images of this work folder", missing[0],
@@ -445,10 +439,11 @@ def read_translations(folder: str | Path) -> tuple[np.ndarray, list[str], list[s
     return np.stack(images), [r for _, r in pairs], [f for f, _ in pairs]
 
 
-def score_folder(workdir: str | Path, folder: str | Path, cfg: FidelityConfig = FidelityConfig(),
-                 run: str | None = None) -> tuple[dict, dict]:
-    """Score a folder of translations (:func:`read_translations`) against the work folder they were
-    made from; returns the fidelity section and its :func:`row`."""
+def score_folder(data: SplitData, folder: str | Path, cfg: FidelityConfig = FidelityConfig(),
+                 run: str | None = None, encoder_cache: str | Path | None = None) -> tuple[dict, dict]:
+    """Score a folder of translations (:func:`read_translations`) against the records and split they
+    were made from; returns the fidelity section and its :func:`row`."""
     syn, ids, _ = read_translations(folder)
-    section = score(workdir, syn, ids, cfg=cfg)
+    spaces = feature_spaces(data, encoder_epochs=cfg.encoder_epochs, seed=cfg.seed, encoder_cache=encoder_cache)
+    section = score(data, syn, ids, cfg=cfg, spaces=spaces)
     return section, row(section, run or Path(folder).name)

@@ -4,7 +4,7 @@
 ``WORKDIR/benchmark/runs/<task>/real/seed-0/model.safetensors`` with no option given, so being there is no
 reason to trust a file. A model is used only when it is the one this work folder's benchmark wrote:
 
-- ``WORKDIR/benchmark/inputs.json`` reads and was made from this work folder's split (its assignment sha256);
+- ``WORKDIR/benchmark/inputs.json`` reads and was made from the split audited (its assignment sha256);
 - the cell's ``result.json`` reads and carries the key (``cell_key``) those inputs give for that cell;
 - ``result.json`` records the model's sha256 (``model_sha256``) and the file has it;
 - the file's architecture is the run's model and a torchvision or ``timm:`` name (``classifiers.file_arch``).
@@ -21,17 +21,17 @@ from pathlib import Path
 
 from ...artifacts.benchmark_run import cell_key
 from ...core.errors import CxrsynthError
-from ...core.layout import WorkLayout
+from ...core.layout import BenchmarkFolder
 from ...core.paths import read_json, sha256_file
 
 
-def own_classifier(workdir: str | Path) -> tuple[Path | None, list[str]]:
-    """The first of the work folder's seed-0 real-arm classifiers that passes every check, or None; and one
-    line per file skipped, saying why."""
-    folder = WorkLayout(workdir).benchmark_files
+def own_classifier(folder: BenchmarkFolder, assignment_sha256: str | None) -> tuple[Path | None, list[str]]:
+    """The first of the benchmark run ``folder``'s seed-0 real-arm classifiers that passes every check
+    for the split ``assignment_sha256`` (the audit's), or None; and one line per file skipped, saying
+    why. The pipeline passes the work folder's own benchmark folder."""
     notes = []
     for path in folder.models("real", 0):
-        why = _not_own(path, Path(workdir))
+        why = _not_own(path, folder, assignment_sha256)
         if why is None:
             return path, notes
         notes.append(f"not using {path} as an audit embedding: {why}")
@@ -46,16 +46,14 @@ def _read_dict(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _not_own(path: Path, workdir: Path) -> str | None:
-    """Why ``path`` is not this work folder's own benchmark classifier (None: it is)."""
+def _not_own(path: Path, folder: BenchmarkFolder, assignment_sha256: str | None) -> str | None:
+    """Why ``path`` is not this benchmark's own classifier of the split ``assignment_sha256`` (None: it is)."""
     from ...measure.classifiers import file_arch
 
-    layout = WorkLayout(workdir)
-    inputs = _read_dict(layout.benchmark / "inputs.json")
+    inputs = _read_dict(folder.root / "inputs.json")
     if inputs is None:
         return "no readable benchmark/inputs.json beside it"
-    splits = _read_dict(layout.splits) or {}
-    if not splits.get("assignment_sha256") or inputs.get("split_assignment_sha256") != splits["assignment_sha256"]:
+    if not assignment_sha256 or inputs.get("split_assignment_sha256") != assignment_sha256:
         return "the benchmark was not run on this work folder's split"
     result = _read_dict(path.parent / "result.json")
     if result is None:

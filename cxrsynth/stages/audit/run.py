@@ -1,7 +1,11 @@
 """Auditing a release: privacy and quality, per config and overall, with a calibrated verdict per test.
 
-Reads the release folder (parquet shards), its private mapping (``<release>.private``), and the work
-folder (records, splits, plan, the private reverse generators). Writes into ``WORKDIR/audit``:
+Takes artefacts, not a work folder (:func:`audit`): the release folder (parquet shards) and its
+private mapping, the records, split and plan already read (:class:`~cxrsynth.artifacts.SplitData`),
+the translator runs (their private reverse generators), where the fidelity encoder is cached and which
+benchmark folder's own classifier ``--embedding auto`` may use. ``pipeline.audit_in`` reads a work
+folder for it (the CLI and ``cxrsynth release`` go through it). Writes into ``out_dir`` (the pipeline's
+default: ``WORKDIR/audit``):
 ``audit.json`` (``manifests/audit.schema.json``), ``per_image.csv`` (every score of every audited
 synthetic image), ``figures/*.png``, ``report_section.html`` (picked up by the benchmark report) and,
 when asked, ``exclude_ids.txt`` (the images closest to their sources).
@@ -9,7 +13,7 @@ when asked, ``exclude_ids.txt`` (the images closest to their sources).
 
 Fidelity (``fidelity.py``, section ``fidelity`` of audit.json, one sentence in the summary and the card):
 the quality sample against real COVID-19, beside the untranslated sources and real training vs held-out
-images, in pixels, a chest X-ray encoder (trained once per work folder, cached by ``WorkLayout``), the
+images, in pixels, a chest X-ray encoder (trained once per work folder, cached at ``encoder_cache``), the
 audit's classifier embedding when it has one and Inception when its file is on disk.
 
 Scale: the privacy measures run on a seeded random sample of synthetic images per config (``sample``),
@@ -36,17 +40,16 @@ import torch
 from PIL import Image
 
 from ... import __version__
-from ...artifacts import AuditResult, ReleaseFolder
+from ...artifacts import AuditResult, Plan, ReleaseFolder, SplitData, TranslatorRun, as_release
 from ...core.config import between, to_dict
 from ...core.errors import ConfigError, DataNotFoundError
 from ...measure.decoded import canonical as load_canonical  # decoded once per process
-from ...core.layout import AuditFolder, WorkLayout
-from ...core.paths import atomic_write, read_json, shareable, write_json
+from ...core.layout import AuditFolder, BenchmarkFolder
+from ...core.paths import atomic_write, shareable, write_json
 from ...core.progress import duration, log
 from ...core.runtime import Runtime
 from ...core.schemas import validate
-from ..splits import grouped_records
-from ...core.vocab import SOURCE_LABEL
+from ...core.vocab import CONFIG_TASK, SOURCE_LABEL
 from . import fidelity as F
 from . import privacy as P
 from . import quality as Q
@@ -123,14 +126,17 @@ def read_release_images(release: Path, wanted: set[str]) -> dict[str, np.ndarray
     return out
 
 
-def embedding_specs(spec, workdir: Path) -> dict[str, object]:
-    """Short key (``pixels``, ``classifier``...) -> what :func:`make_embedding` takes."""
+def embedding_specs(spec, benchmark: BenchmarkFolder | None = None,
+                    assignment_sha256: str | None = None) -> dict[str, object]:
+    """Short key (``pixels``, ``classifier``...) -> what :func:`make_embedding` takes. ``auto``: pixels,
+    and the classifier of ``benchmark`` (the work folder's benchmark run folder) when it is that
+    benchmark's own, run on the split ``assignment_sha256`` (:func:`own_classifier`)."""
     if isinstance(spec, dict):
         return dict(spec)
     if not isinstance(spec, str):
         return {"custom": spec}
     if spec == "auto":  # only this work folder's own benchmark classifier; any other file is skipped, said once
-        model, skipped = own_classifier(workdir)
+        model, skipped = own_classifier(benchmark, assignment_sha256) if benchmark is not None else (None, [])
         for line in skipped:
             print(f"cxrsynth: {line}", file=sys.stderr)
         return {"pixels": "pixels", **({"classifier": f"classifier:{model}"} if model else {})}
@@ -149,13 +155,14 @@ def _take(n: int | None, total: int) -> int:
     return total if n is None else min(int(n), total)
 
 
-def _inverse(workdir: Path, config: str, syn: np.ndarray, rt: Runtime) -> np.ndarray | None:
+def _inverse(run: TranslatorRun | None, syn: np.ndarray, rt: Runtime) -> np.ndarray | None:
+    """``syn`` put back through ``run``'s private reverse generator, on ``rt``'s device and autocast;
+    None when there is no run, no reverse generator or no image."""
     from ..generate import translate_batch
     from ..translate.checkpoint import load_generator
-    from ...core.vocab import CONFIG_TASK
 
-    path = WorkLayout(workdir).translator(CONFIG_TASK[config]).reverse_generator
-    if not path.is_file() or not len(syn):
+    path = run.reverse_generator if run is not None else None
+    if path is None or not len(syn):
         return None
     net, info = load_generator(path, rt.device)
     size = int(info["arch"].get("size", syn.shape[-1]))
@@ -176,30 +183,38 @@ def _release_stamp(release: Path) -> dict:
             "data_sha256": manifest.get("data_sha256") or data_fingerprint(manifest)}
 
 
-def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConfig(), private: str | Path | None = None,
-          out_dir: str | Path | None = None, embedding=None, record_paths: bool = False,
-          rt: Runtime | None = None) -> AuditResult:
-    """Audit ``release`` against the work folder it was made from; returns the result (audit.json's
-    content, stamped with the release's ``data_sha256``).
+def audit(release: ReleaseFolder | str | Path, inputs: SplitData, cfg: AuditConfig, rt: Runtime | None,
+          out_dir: str | Path, translators: dict[str, TranslatorRun] | None = None, *, embedding=None,
+          benchmark: BenchmarkFolder | None = None, encoder_cache: str | Path | None = None,
+          record_paths: bool = False, home: str | Path | None = None) -> AuditResult:
+    """Audit ``release`` (its private mapping included: ``ReleaseFolder(root, private)``) against the
+    records, split and plan it was made from (``inputs``); returns the result (audit.json's content,
+    stamped with the release's ``data_sha256``). Opens no work folder: ``pipeline.audit_in`` reads one
+    for it.
 
-    Set-up (:func:`_sample`, :func:`_real_sets`), the measures (:func:`_inverse_images`,
-    :func:`_privacy`, :func:`_quality`), then the summary and the files (:func:`_write`) into
-    ``out_dir`` (default ``WORKDIR/audit``). Absolute local paths (a ``classifier:PATH`` embedding, the
-    Inception weights) are recorded relative to the work folder, or by name and sha256, unless
-    ``record_paths`` (:func:`~cxrsynth.core.paths.shareable`). ``rt``: the command's Runtime, where the
-    reverse generators run (default: ``cfg.device`` and ``cfg.precision``).
+    ``translators`` {task: run}: the runs whose private reverse generators the inverse-recovery test
+    uses (a task without one: the test is left out). ``rt``: the command's Runtime, where the reverse
+    generators run (None: ``cfg.device`` and ``cfg.precision``). ``embedding``: instead of
+    ``cfg.embedding``; ``auto`` takes ``benchmark``'s own classifier when it was run on this split
+    (:func:`embedding_specs`). ``encoder_cache``: where the fidelity section's chest X-ray encoder is
+    kept between audits (None: trained each time). Set-up (:func:`_sample`, :func:`_real_sets`), the
+    measures (:func:`_inverse_images`, :func:`_privacy`, :func:`_quality`), then the summary and the
+    files (:func:`_write`) into ``out_dir``. Absolute local paths (a ``classifier:PATH`` embedding, the
+    Inception weights) are recorded relative to ``out_dir`` or ``home`` (the work folder), or by name
+    and sha256, unless ``record_paths`` (:func:`~cxrsynth.core.paths.shareable`).
     """
-    release, workdir = Path(release), Path(workdir)
-    layout = WorkLayout(workdir)
-    out = Path(out_dir) if out_dir else layout.audit
-    folder = ReleaseFolder(release, private)
+    if not isinstance(inputs, SplitData):  # the signature before the stage took artefacts: audit(release, workdir)
+        raise TypeError(f"audit takes the records, split and plan as SplitData, not {type(inputs).__name__}; "
+                        "for a work folder call cxrsynth.pipeline.audit_in(workdir, release, ...)")
+    folder = as_release(release)
+    release, out = folder.root, Path(out_dir)
     rt = rt or runtime_of(cfg)
     if not folder.has_mapping():
         raise DataNotFoundError("the private id mapping is needed to audit linkage", folder.mapping_path,
                                 "pass --private DIR (the folder `cxrsynth release` wrote beside the release)")
     mapping = {m["id"]: m["record_id"] for m in folder.mapping()}
-    modules = {k: make_embedding(s) for k, s in
-               embedding_specs(embedding if embedding is not None else cfg.embedding, workdir).items()}
+    spec = embedding if embedding is not None else cfg.embedding
+    modules = {k: make_embedding(s) for k, s in embedding_specs(spec, benchmark, inputs.assignment_sha256).items()}
     names = {k: getattr(m, "name", type(m).__name__) for k, m in modules.items()}
     rng = np.random.default_rng(cfg.seed)
     timing: dict[str, float] = {}
@@ -213,11 +228,11 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
 
     sample = _sample(release, cfg, rng)
     lap("read_release")
-    sets = _real_sets(layout, mapping, sample, cfg, rng)
+    sets = _real_sets(inputs, mapping, sample, cfg, rng)
     lap("load_real_images")
-    inv_px, inv_index = _inverse_images(workdir, sample, sets, rt)
+    inv_px, inv_index = _inverse_images(translators or {}, sample, sets, rt)
     lap("inverse_generator")
-    fidelity = _fidelity(workdir, modules, sample, mapping, cfg) if cfg.fidelity else None
+    fidelity = _fidelity(inputs, modules, sample, mapping, cfg, encoder_cache) if cfg.fidelity else None
     lap("fidelity")  # first: its probe says whether the distance verdicts can be read as privacy evidence
     priv = _privacy(modules, names, sets, inv_px, inv_index, sample, cfg, lap, fidelity)
     lap("privacy_measures")
@@ -261,7 +276,7 @@ def audit(release: str | Path, workdir: str | Path, cfg: AuditConfig = AuditConf
         "timing": timing,
         "runtime": {"device": str(rt.device), "precision": rt.precision},  # of the reverse generators
     }
-    result = shareable(_jsonable(result), (out, workdir), record_paths)
+    result = shareable(_jsonable(result), (out,) + ((Path(home),) if home is not None else ()), record_paths)
     validate(result, "audit")
     _write(AuditFolder(out), result, sets, priv, modules, names, cfg)
     lap("write")
@@ -328,12 +343,11 @@ def _load(records: dict, ids: list[str], size: int) -> np.ndarray:
     return np.stack([load_canonical(records[i].path, size) for i in ids])
 
 
-def _real_sets(layout: WorkLayout, mapping: dict[str, str], sample: _Sample, cfg: AuditConfig,
+def _real_sets(inputs: SplitData, mapping: dict[str, str], sample: _Sample, cfg: AuditConfig,
                rng: np.random.Generator) -> _RealSets:
-    grouped, splits = grouped_records(layout)  # the split's patients: a --patient-map joins RSNA to NIH
-    records = {r.record_id: r for r in grouped if r.has_pixels}
-    assign = splits["assignments"]
-    plan = read_json(layout.plan)
+    records = {r.record_id: r for r in inputs.grouped if r.has_pixels}  # the split's patients (--patient-map too)
+    assign = inputs.assign
+    plan = Plan(inputs.need_plan("the audit's copy test (the real COVID-19 images the translators learnt from)"))
     patient = lambda r: r.patient_group or f"{r.source}:{r.patient_id}"
 
     train_all = sorted(i for i in records if assign.get(i) == "train")
@@ -352,7 +366,7 @@ def _real_sets(layout: WorkLayout, mapping: dict[str, str], sample: _Sample, cfg
         syn_cfg += [c] * sample.n_priv[c]
     missing = [i for i in syn_ids if mapping.get(i) not in records or assign.get(mapping.get(i)) != "train"]
     if missing:
-        raise DataNotFoundError(f"{len(missing)} synthetic images have no train-split source in this work folder",
+        raise DataNotFoundError(f"{len(missing)} synthetic images have no train-split source in the records audited",
                                 missing[0], "audit with the work folder the release was made from")
     sources = list(dict.fromkeys(mapping[i] for i in syn_ids))
     others = sorted(set(train_all) - set(sources))
@@ -361,7 +375,7 @@ def _real_sets(layout: WorkLayout, mapping: dict[str, str], sample: _Sample, cfg
     pos = {rid: k for k, rid in enumerate(pool_ids)}
     src = np.array([pos[mapping[i]] for i in syn_ids], dtype=np.int64)
     syn_px = np.stack([sample.pixels[i] for i in syn_ids])
-    ct_ids = sorted({i for t in plan["tasks"].values() for i in t["translator_train"]["covid"]} & set(records))
+    ct_ids = sorted(plan.translator_train("covid") & set(records))
     ch_ids = [i for i in held_all if records[i].label == "covid"]
     size = sample.size
     syn_cfg = np.array(syn_cfg)
@@ -377,13 +391,15 @@ def _real_sets(layout: WorkLayout, mapping: dict[str, str], sample: _Sample, cfg
                      _load(records, ct_ids, size), _load(records, ch_ids, size), references, refs)
 
 
-def _inverse_images(workdir: Path, sample: _Sample, sets: _RealSets,
+def _inverse_images(translators: dict[str, TranslatorRun], sample: _Sample, sets: _RealSets,
                     rt: Runtime) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The sampled synthetic images put back through the private reverse generators (the inverse
-    recovery test), and their positions in the privacy sample; (None, None) when a generator is missing."""
+    """The sampled synthetic images put back through the private reverse generators of ``translators``
+    ({task: run}; the inverse recovery test), and their positions in the privacy sample; (None, None)
+    when a generator is missing."""
     order, n_inv, syn_cfg = sample.order, sample.n_inv, sets.syn_cfg
     inv_index = np.concatenate([np.flatnonzero(syn_cfg == c)[:n_inv[c]] for c in order]).astype(np.int64)
-    inv_parts = {c: _inverse(workdir, c, sets.syn_px[np.flatnonzero(syn_cfg == c)[:n_inv[c]]], rt) for c in order}
+    inv_parts = {c: _inverse(translators.get(CONFIG_TASK[c]), sets.syn_px[np.flatnonzero(syn_cfg == c)[:n_inv[c]]], rt)
+                 for c in order}
     if all(v is not None for c, v in inv_parts.items() if n_inv[c]) and len(inv_index):
         return np.concatenate([inv_parts[c] for c in order if n_inv[c]]), inv_index
     return None, None
@@ -459,21 +475,23 @@ def _quality(modules: dict, sets: _RealSets, sample: _Sample, cfg: AuditConfig,
     return quality, len(covid_ids)
 
 
-def _fidelity(workdir: Path, modules: dict, sample: _Sample, mapping: dict[str, str], cfg: AuditConfig) -> dict:
+def _fidelity(inputs: SplitData, modules: dict, sample: _Sample, mapping: dict[str, str], cfg: AuditConfig,
+              encoder_cache: str | Path | None) -> dict:
     """The fidelity section (:mod:`cxrsynth.stages.audit.fidelity`) of the quality sample, overall and per
-    config, in pixels, the chest X-ray encoder, the audit's classifier embedding when it has one, and
-    Inception when its file is on disk."""
+    config, in pixels, the chest X-ray encoder (kept at ``encoder_cache``), the audit's classifier
+    embedding when it has one, and Inception when its file is on disk."""
     ids = [i for c in sample.order for i in sample.order[c][:sample.n_qual[c]]]
     configs = [c for c in sample.order for _ in range(sample.n_qual[c])]
-    spaces, notes = F.feature_spaces(workdir, classifier=None, inception_weights=cfg.inception_weights,
-                                     encoder_epochs=cfg.fidelity_encoder_epochs, seed=cfg.seed)
+    spaces, notes = F.feature_spaces(inputs, classifier=None, inception_weights=cfg.inception_weights,
+                                     encoder_epochs=cfg.fidelity_encoder_epochs, seed=cfg.seed,
+                                     encoder_cache=encoder_cache)
     if "classifier" in modules:
         spaces["classifier"] = modules["classifier"]
     else:
         notes["classifier"] = "the audit has no classifier embedding (--embedding classifier:PATH): not measured"
     fcfg = F.FidelityConfig(n_max=cfg.quality_n, probe_bootstrap=cfg.bootstrap,
                             encoder_epochs=cfg.fidelity_encoder_epochs, seed=cfg.seed)
-    return F.score(workdir, np.stack([sample.pixels[i] for i in ids]), [mapping[i] for i in ids], configs, fcfg,
+    return F.score(inputs, np.stack([sample.pixels[i] for i in ids]), [mapping[i] for i in ids], configs, fcfg,
                    (spaces, notes))
 
 

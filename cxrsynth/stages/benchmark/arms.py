@@ -20,7 +20,7 @@ import torch
 from ...data.images import load_canonical
 from ..load.loader import ArmDataset, load
 from ...core.vocab import CONFIGS, NULL_ARM, TASK_LABELS, concrete_arm
-from .inputs import SplitData, as_split_data
+from .inputs import SplitData, as_split_data, real_images
 from .null_arm import NullSet, null_sources
 
 
@@ -61,7 +61,7 @@ def eval_items(data: SplitData | Path, task: str, split: str, limit: int | None 
 
 def _load(data: SplitData, task: str, arm: str, release, size: int) -> ArmDataset:
     """``cxrsynth.load``'s training set of one arm, on ``data``'s records and split (no folder is read)."""
-    return load(task, arm, "train", release=release, size=size, real=data.real_images())
+    return load(task, arm, "train", release=release, size=size, real=real_images(data))
 
 
 def null_set(data: SplitData | Path, task: str, release, size: int) -> ArmDataset:
