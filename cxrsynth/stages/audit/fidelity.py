@@ -438,12 +438,3 @@ def read_translations(folder: str | Path) -> tuple[np.ndarray, list[str], list[s
                             f"sizes: {sorted({im.shape for im in images})[:3]}")
     return np.stack(images), [r for _, r in pairs], [f for f, _ in pairs]
 
-
-def score_folder(data: SplitData, folder: str | Path, cfg: FidelityConfig = FidelityConfig(),
-                 run: str | None = None, encoder_cache: str | Path | None = None) -> tuple[dict, dict]:
-    """Score a folder of translations (:func:`read_translations`) against the records and split they
-    were made from; returns the fidelity section and its :func:`row`."""
-    syn, ids, _ = read_translations(folder)
-    spaces = feature_spaces(data, encoder_epochs=cfg.encoder_epochs, seed=cfg.seed, encoder_cache=encoder_cache)
-    section = score(data, syn, ids, cfg=cfg, spaces=spaces)
-    return section, row(section, run or Path(folder).name)
