@@ -55,7 +55,11 @@ from bench_paper_preset import _sync, matmul_peak, processor_name, time_update
 from bench_translate import generation_workdir
 
 from cxrsynth.core.device import autocast_dtype
-from cxrsynth.stages.translate.compile_choice import Workload
+
+try:
+    from cxrsynth.stages.translate.compile_choice import Workload
+except ImportError:  # an export of the code before it (a "before" row): nothing to record
+    Workload = None
 
 PARTS = ("peak", "canonical", "paper", "generate", "classifier")
 
@@ -143,12 +147,12 @@ def matmul_peak_cpu_time(dtype: torch.dtype, n: int, reps: int) -> float:
     return 2 * n ** 3 / best / 1e12
 
 
-def part_peak(t: Table, device: torch.device, quick: bool) -> None:
+def part_peak(t: Table, device: torch.device, quick: bool, n: int = 4096) -> None:
     """Both peaks; without native bf16 (an emulation hundreds of times slower) the bf16 one is taken on a
     small matmul, once, so that it is on record without costing minutes."""
     from cxrsynth.core.device import cpu_has_native_bf16
 
-    n, reps = (1024, 3) if quick else (4096, 10)
+    n, reps = (1024, 3) if quick else (n, 10)
     native = device.type != "cpu" or cpu_has_native_bf16()
     c = time.process_time()
     w = time.perf_counter()
@@ -180,7 +184,7 @@ def part_canonical(t: Table, device: torch.device, size: int, reps: int, amp) ->
         _step_row(t, "canonical", f"canonical step, batch 1, default {_name(amp)} {'compiled' if compiled else 'eager'}",
                   r, _name(amp), size=size)
         seconds["compiled" if compiled else "eager"] = r["cpu_seconds" if device.type == "cpu" else "seconds"]
-    _record_choice(t, device, Workload("canonical", size, 1, _name(amp), False), seconds)
+    _record_choice(t, device, Workload and Workload("canonical", size, 1, _name(amp), False), seconds)
 
 
 def part_paper(t: Table, device: torch.device, sizes: list[int], batch: int, reps: int, amp, presets=("paper",),
@@ -195,13 +199,13 @@ def part_paper(t: Table, device: torch.device, sizes: list[int], batch: int, rep
                           _name(amp), preset=preset, size=size, batch=batch, channels_last=channels_last,
                           full_run_hours_1000_updates=round(r["seconds"] * 1000 / 3600, 2))
                 seconds[mode] = r["cpu_seconds" if device.type == "cpu" else "seconds"]
-            _record_choice(t, device, Workload(preset, size, batch, _name(amp), channels_last), seconds)
+            _record_choice(t, device, Workload and Workload(preset, size, batch, _name(amp), channels_last), seconds)
 
 
 def _record_choice(t: Table, device: torch.device, work, seconds: dict) -> None:
     """Both modes measured: what ``compile: auto`` will pick for this workload here (compile_choice.py).
     On a CPU shared with other work, CPU seconds decide (wall time is what the load inflates)."""
-    if {"eager", "compiled"} <= seconds.keys() and not t.label:  # a labelled (old-code) row is no choice
+    if {"eager", "compiled"} <= seconds.keys() and not t.label and work is not None:  # a labelled (old-code) row is no choice
         from cxrsynth.stages.translate.compile_choice import record
 
         path = record(device, work, seconds["eager"], seconds["compiled"])
@@ -325,6 +329,7 @@ def main() -> None:
     ap.add_argument("--canonical-size", type=int, default=256)
     ap.add_argument("--paper-sizes", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--paper-batch", type=int, default=16)
+    ap.add_argument("--peak-n", type=int, default=4096, help="matmul side of the peak measurement")
     ap.add_argument("--presets", nargs="+", default=["paper"], help="presets of the paper part (paper, refined)")
     ap.add_argument("--modes", nargs="+", choices=("eager", "compiled"), default=["eager", "compiled"])
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="of the paper part")
@@ -355,7 +360,7 @@ def main() -> None:
     print(json.dumps(meta), flush=True)
     t = Table(Path(args.out_dir) / f"speed-{slug(name)}{'-quick' if args.quick else ''}", meta, args.append, args.label)
     if "peak" in args.parts:
-        part_peak(t, device, args.quick)
+        part_peak(t, device, args.quick, args.peak_n)
     if "canonical" in args.parts:
         part_canonical(t, device, args.canonical_size, args.reps, amp)
     if "paper" in args.parts:
