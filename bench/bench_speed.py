@@ -119,7 +119,7 @@ class Table:
                 row["speedup_vs_canonical_fp32"] = round(self.canonical_s / seconds, 2)
             if flops:
                 row["tflops"] = round(flops / seconds / 1e12, 4)
-                if pk.get("bf16"):
+                if pk.get("bf16") and pk.get("bf16_native", True):  # an emulated bf16 is no ceiling
                     row["fraction_of_bf16_peak"] = round(flops / seconds / 1e12 / pk["bf16"], 3)
                 if precision and pk.get(precision):
                     row["precision"] = precision
@@ -161,6 +161,7 @@ def part_peak(t: Table, device: torch.device, quick: bool, n: int = 4096) -> Non
     if device.type == "cpu":
         pk["fp32_cpu"] = matmul_peak_cpu_time(torch.float32, n, reps)
         pk["bf16_cpu"] = matmul_peak_cpu_time(torch.bfloat16, n, reps) if native else None
+    pk["bf16_native"] = native
     t.peaks[str(torch.get_num_threads())] = pk
     t.add("peak", f"matmul {n}x{n}, best of {reps}" + ("" if native else " (bf16: 512x512 once, not native)"),
           tflops_bf16=round(pk["bf16"], 4), tflops_fp32=round(pk["fp32"], 4), bf16_native=native,
@@ -301,7 +302,7 @@ def markdown(meta: dict, rows: list[dict], earlier: list[dict] = ()) -> str:
     head = (f"Processor: **{meta['processor']}** ({', '.join(k for k, v in meta.get('cpu_flags', {}).items() if v) or 'no AMX / AVX-512 BF16'}); "
             f"torch {meta['torch']}; {meta['when']}.\n\n")
     for peak in (r for r in rows if r["part"] == "peak"):
-        head += (f"Matmul peak ({peak.get('threads', meta['threads'])} threads): bf16 {peak['tflops_bf16']} TFLOP/s"
+        head += (f"Matmul peak ({peak.get('threads', meta['threads'])} thread(s)): bf16 {peak['tflops_bf16']} TFLOP/s"
                  f"{'' if peak.get('bf16_native', True) else ' (not native: emulated)'}, fp32 {peak['tflops_fp32']} TFLOP/s"
                  + (f" (from CPU time: fp32 {peak['tflops_fp32_cpu_time']})" if peak.get("tflops_fp32_cpu_time") else "")
                  + ".\n\n")
@@ -314,7 +315,7 @@ def markdown(meta: dict, rows: list[dict], earlier: list[dict] = ()) -> str:
         lines.append(f"| {r['what']} | {r.get('threads', meta['threads'])} | {r.get('seconds', '')} | {r.get('cpu_seconds', '')} | "
                      f"{r.get('speedup_vs_canonical_fp32', '')} | {r.get('images_per_s', '')} | "
                      f"{r.get('fraction_of_bf16_peak', '')} | {own} |")
-    out = head + "\n".join(lines) + "\n"
+    out = head + "\n".join(lines) + "\n" + (f"\n{meta['note']}\n" if meta.get("note") else "")
     for run in earlier:  # earlier runs, on the machine each names (kept as they were measured)
         out += "\n## Earlier run (before the changes of later runs; its own machine)\n\n" + markdown(run["meta"], run["rows"])
     return out
