@@ -62,7 +62,8 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: i
 def time_update(preset: str, size: int, batch: int, amp, channels_last: bool, device: torch.device, iters: int,
                 compiled: bool = False) -> dict:
     """One update of ``preset`` timed: median wall and CPU seconds of ``iters`` updates after a warm-up,
-    the warm-up's seconds (with ``compiled``: the compile) and the FLOPs of one update.
+    the warm-up's seconds (eager: the FLOP-counting update; with ``compiled``: the compile) and the FLOPs
+    of one update.
 
     FLOPs are counted on the eager update (compiled kernels bypass the counter; the maths is the same).
     CPU seconds are this process's CPU time: on a shared machine they are less inflated than wall time.
@@ -77,15 +78,18 @@ def time_update(preset: str, size: int, batch: int, amp, channels_last: bool, de
     model = CycleGAN(nets, cfg, Runtime(device, amp_dtype=amp, channels_last=channels_last))
     a = (torch.rand(batch, 1, size, size, device=device) * 2 - 1).contiguous(memory_format=fmt)
     b = (torch.rand(batch, 1, size, size, device=device) * 2 - 1).contiguous(memory_format=fmt)
+    t = time.perf_counter()
     with FlopCounterMode(display=False) as fc:
         model.step(a, b, 0)
-    if compiled:
+    _sync(device)
+    first = time.perf_counter() - t  # eager: this counted step is the warm-up
+    if compiled:  # the warm-up is the compile
         for n in nets.values():
             maybe_compile(n, "on", device, "train")
-    t = time.perf_counter()
-    model.step(a, b, 1)
-    _sync(device)
-    first = time.perf_counter() - t
+        t = time.perf_counter()
+        model.step(a, b, 1)
+        _sync(device)
+        first = time.perf_counter() - t
     times, cpu = [], []
     for i in range(iters):
         _sync(device)

@@ -10,7 +10,8 @@ table for the README), naming the processor and, on a CPU, whether it has AMX / 
 - ``canonical``: the canonical preset's training step, batch 1: fp32 eager (the canonical computation,
   which measured the same as junyanz's implementation: 11.6 vs 11.5 s on the AMD EPYC CI machine), our
   default (bf16 autocast where native) eager, and the same compiled (``compile=on``);
-- ``paper``: the paper preset's update at batch 16, at 128 and 256 px, eager and compiled;
+- ``paper``: the update of each of ``--presets`` (default ``paper``; ``refined`` is the new recipe) at
+  batch 16, at 128 and 256 px, eager and compiled (``--modes``);
 - ``generate``: ``cxrsynth generate`` end to end (decode, translate, encode, write) on the NIH sample
   images, eager and compiled: images/s in a run that pays the compile, and in a second run in the same
   process (steady state);
@@ -24,6 +25,16 @@ Times are medians of ``--reps`` after a warm-up (the compile, for compiled rows)
 process's CPU time) are recorded too: on a shared machine they are less inflated than wall time.
 ``--quick`` is a smoke run: small images, 1 repetition, a few generated images; its numbers only show
 that every part runs.
+
+Each time is also a fraction of the peak of the precision it ran in (``fraction_of_own_peak``): on a CPU
+without native bf16, ``auto`` trains in fp32, and the bf16 "peak" there is an emulation hundreds of times
+slower than fp32, so only the fp32 fraction means anything.
+
+Comparisons in one run: ``--label before`` names the rows of one invocation, and ``--append`` adds them
+to the file an earlier invocation wrote; run the old code (``PYTHONPATH=<export of the old commit>``) and
+the new one alternately, so that both see the same load. Without ``--append``, the rows already in the
+file are kept under ``earlier_runs`` (with their own machine description) and shown as such.
+``--threads N`` sets torch's thread count (1 is the most robust on a shared machine).
 """
 
 from __future__ import annotations
@@ -45,6 +56,11 @@ from bench_translate import generation_workdir
 
 from cxrsynth.core.device import autocast_dtype
 
+try:
+    from cxrsynth.stages.translate.compile_choice import Workload
+except ImportError:  # an export of the code before it (a "before" row): nothing to record
+    Workload = None
+
 PARTS = ("peak", "canonical", "paper", "generate", "classifier")
 
 
@@ -65,43 +81,96 @@ def slug(name: str) -> str:
 class Table:
     """Rows as they are measured (printed as JSON lines), with the references they are compared with."""
 
-    def __init__(self, stem: Path, meta: dict):
+    def __init__(self, stem: Path, meta: dict, append: bool = False, label: str = ""):
         self.rows: list[dict] = []
-        self.stem, self.meta = stem, meta
+        self.stem, self.meta, self.label = stem, meta, label
         self.peaks: dict = {}
         self.canonical_s: float | None = None
+        self.earlier: list[dict] = []
+        old = stem.with_suffix(".json")
+        if old.is_file():
+            prev = json.loads(old.read_text())
+            self.earlier = prev.get("earlier_runs", [])
+            if append:  # the same run, another invocation: its rows, its meta and peaks go on
+                self.rows, self.meta = prev["rows"], dict(prev["meta"], **{"appended": prev["meta"].get("appended", []) + [meta]})
+                self.peaks = prev.get("peaks", {})
+            else:
+                self.earlier = [{"meta": prev["meta"], "rows": prev["rows"]}] + self.earlier
 
     def write(self) -> None:
         """Both files, rewritten after every row: a run cut short keeps what it measured."""
         self.stem.parent.mkdir(parents=True, exist_ok=True)
-        self.stem.with_suffix(".json").write_text(json.dumps({"meta": self.meta, "rows": self.rows}, indent=2) + "\n")
-        self.stem.with_suffix(".md").write_text(markdown(self.meta, self.rows))
+        data = {"meta": self.meta, "peaks": self.peaks, "rows": self.rows, "earlier_runs": self.earlier}
+        tmp = self.stem.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(self.stem.with_suffix(".json"))
+        self.stem.with_suffix(".md").write_text(markdown(self.meta, self.rows, self.earlier))
 
-    def add(self, part: str, what: str, seconds: float | None = None, flops: float | None = None, **extra) -> dict:
-        row = {"part": part, "what": what, **extra}
+    def add(self, part: str, what: str, seconds: float | None = None, flops: float | None = None,
+            precision: str | None = None, **extra) -> dict:
+        row = {"part": part, "what": f"{self.label}: {what}" if self.label else what, **extra,
+               "threads": torch.get_num_threads(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        if self.label:
+            row["label"] = self.label
+        pk = self.peaks.get(str(torch.get_num_threads()), {})  # the peaks measured at this thread count
         if seconds is not None:
             row["seconds"] = round(seconds, 4)
             if self.canonical_s and part in ("canonical",):
                 row["speedup_vs_canonical_fp32"] = round(self.canonical_s / seconds, 2)
             if flops:
                 row["tflops"] = round(flops / seconds / 1e12, 4)
-                if self.peaks.get("bf16"):
-                    row["fraction_of_bf16_peak"] = round(flops / seconds / 1e12 / self.peaks["bf16"], 3)
+                if pk.get("bf16") and pk.get("bf16_native", True):  # an emulated bf16 is no ceiling
+                    row["fraction_of_bf16_peak"] = round(flops / seconds / 1e12 / pk["bf16"], 3)
+                if precision and pk.get(precision):
+                    row["precision"] = precision
+                    row["fraction_of_own_peak"] = round(flops / seconds / 1e12 / pk[precision], 3)
+                    if "cpu_seconds" in row and pk.get(f"{precision}_cpu"):
+                        # CPU seconds per thread against the CPU-time peak: both less inflated by load
+                        per_thread = row["cpu_seconds"] / torch.get_num_threads()
+                        row["fraction_of_own_peak_cpu"] = round(flops / per_thread / 1e12 / pk[f"{precision}_cpu"], 3)
         self.rows.append(row)
         print(json.dumps(row), flush=True)
         self.write()
         return row
 
 
-def part_peak(t: Table, device: torch.device, quick: bool) -> None:
-    n, reps = (1024, 3) if quick else (4096, 10)
-    t.peaks.update({"bf16": matmul_peak(device, torch.bfloat16, n, reps), "fp32": matmul_peak(device, torch.float32, n, reps)})
-    t.add("peak", f"matmul {n}x{n}, best of {reps}", tflops_bf16=round(t.peaks["bf16"], 3),
-          tflops_fp32=round(t.peaks["fp32"], 3))
+def matmul_peak_cpu_time(dtype: torch.dtype, n: int, reps: int) -> float:
+    """The matmul peak from this process's CPU time per thread (best of ``reps``): on a loaded machine the
+    wall-clock peak is deflated by every slice another process takes, the CPU-time one much less."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        c = time.process_time()
+        a @ b
+        best = min(best, (time.process_time() - c) / torch.get_num_threads())
+    return 2 * n ** 3 / best / 1e12
 
 
-def _step_row(t: Table, part: str, what: str, r: dict, **extra) -> dict:
-    return t.add(part, what, r["seconds"], r["flops"], cpu_seconds=round(r["cpu_seconds"], 4),
+def part_peak(t: Table, device: torch.device, quick: bool, n: int = 4096) -> None:
+    """Both peaks; without native bf16 (an emulation hundreds of times slower) the bf16 one is taken on a
+    small matmul, once, so that it is on record without costing minutes."""
+    from cxrsynth.core.device import cpu_has_native_bf16
+
+    n, reps = (1024, 3) if quick else (n, 10)
+    native = device.type != "cpu" or cpu_has_native_bf16()
+    c = time.process_time()
+    w = time.perf_counter()
+    pk = {"bf16": matmul_peak(device, torch.bfloat16, n if native else 512, reps if native else 1),
+          "fp32": matmul_peak(device, torch.float32, n, reps)}
+    if device.type == "cpu":
+        pk["fp32_cpu"] = matmul_peak_cpu_time(torch.float32, n, reps)
+        pk["bf16_cpu"] = matmul_peak_cpu_time(torch.bfloat16, n, reps) if native else None
+    pk["bf16_native"] = native
+    t.peaks[str(torch.get_num_threads())] = pk
+    t.add("peak", f"matmul {n}x{n}, best of {reps}" + ("" if native else " (bf16: 512x512 once, not native)"),
+          tflops_bf16=round(pk["bf16"], 4), tflops_fp32=round(pk["fp32"], 4), bf16_native=native,
+          tflops_fp32_cpu_time=round(pk["fp32_cpu"], 4) if pk.get("fp32_cpu") else None,
+          cpu_over_wall=round((time.process_time() - c) / (time.perf_counter() - w), 2))
+
+
+def _step_row(t: Table, part: str, what: str, r: dict, precision: str | None = None, **extra) -> dict:
+    return t.add(part, what, r["seconds"], r["flops"], precision, cpu_seconds=round(r["cpu_seconds"], 4),
                  warmup_s=round(r["first_s"], 2), tflop=round(r["flops"] / 1e12, 4), **extra)
 
 
@@ -109,19 +178,40 @@ def part_canonical(t: Table, device: torch.device, size: int, reps: int, amp) ->
     """fp32 eager first: it is the reference of every other step."""
     r = time_update("canonical", size, 1, None, False, device, reps)
     t.canonical_s = r["seconds"]
-    _step_row(t, "canonical", "canonical step, batch 1, fp32 eager (the canonical computation)", r, size=size)
+    _step_row(t, "canonical", "canonical step, batch 1, fp32 eager (the canonical computation)", r, "fp32", size=size)
+    seconds = {}
     for compiled in (False, True):
         r = time_update("canonical", size, 1, amp, False, device, reps, compiled=compiled)
         _step_row(t, "canonical", f"canonical step, batch 1, default {_name(amp)} {'compiled' if compiled else 'eager'}",
-                  r, size=size)
+                  r, _name(amp), size=size)
+        seconds["compiled" if compiled else "eager"] = r["cpu_seconds" if device.type == "cpu" else "seconds"]
+    _record_choice(t, device, Workload and Workload("canonical", size, 1, _name(amp), False), seconds)
 
 
-def part_paper(t: Table, device: torch.device, sizes: list[int], batch: int, reps: int, amp) -> None:
-    for size in sizes:
-        for compiled in (False, True):
-            r = time_update("paper", size, batch, amp, False, device, reps, compiled=compiled)
-            _step_row(t, "paper", f"paper update, batch {batch}, {size} px, {_name(amp)} {'compiled' if compiled else 'eager'}",
-                      r, size=size, batch=batch, full_run_hours_1000_updates=round(r["seconds"] * 1000 / 3600, 2))
+def part_paper(t: Table, device: torch.device, sizes: list[int], batch: int, reps: int, amp, presets=("paper",),
+               modes=("eager", "compiled"), channels_last: bool = False) -> None:
+    fmt = ", channels_last" if channels_last else ""
+    for preset in presets:
+        for size in sizes:
+            seconds = {}
+            for mode in modes:
+                r = time_update(preset, size, batch, amp, channels_last, device, reps, compiled=mode == "compiled")
+                _step_row(t, "paper", f"{preset} update, batch {batch}, {size} px, {_name(amp)}{fmt} {mode}", r,
+                          _name(amp), preset=preset, size=size, batch=batch, channels_last=channels_last,
+                          full_run_hours_1000_updates=round(r["seconds"] * 1000 / 3600, 2))
+                seconds[mode] = r["cpu_seconds" if device.type == "cpu" else "seconds"]
+            _record_choice(t, device, Workload and Workload(preset, size, batch, _name(amp), channels_last), seconds)
+
+
+def _record_choice(t: Table, device: torch.device, work, seconds: dict) -> None:
+    """Both modes measured: what ``compile: auto`` will pick for this workload here (compile_choice.py).
+    On a CPU shared with other work, CPU seconds decide (wall time is what the load inflates)."""
+    if {"eager", "compiled"} <= seconds.keys() and not t.label and work is not None:  # a labelled (old-code) row is no choice
+        from cxrsynth.stages.translate.compile_choice import record
+
+        path = record(device, work, seconds["eager"], seconds["compiled"])
+        print(f"compile auto for {work.key()}: {'compiled' if seconds['compiled'] < seconds['eager'] else 'eager'} "
+              f"(recorded in {path})", flush=True)
 
 
 def _name(amp) -> str:
@@ -208,19 +298,27 @@ def part_classifier(t: Table, device: torch.device, model: str, size: int, n: in
               images_per_s=round(n / sec, 2), cpu_images_per_s=round(n / cs, 2), images=n)
 
 
-def markdown(meta: dict, rows: list[dict]) -> str:
+def markdown(meta: dict, rows: list[dict], earlier: list[dict] = ()) -> str:
     head = (f"Processor: **{meta['processor']}** ({', '.join(k for k, v in meta.get('cpu_flags', {}).items() if v) or 'no AMX / AVX-512 BF16'}); "
-            f"torch {meta['torch']}, {meta['threads']} threads; {meta['when']}.\n\n")
-    peak = next((r for r in rows if r["part"] == "peak"), None)
-    if peak:
-        head += f"Matmul peak: bf16 {peak['tflops_bf16']} TFLOP/s, fp32 {peak['tflops_fp32']} TFLOP/s.\n\n"
-    lines = ["| what | seconds | x canonical fp32 step | images/s | fraction of bf16 peak |", "|---|---|---|---|---|"]
+            f"torch {meta['torch']}; {meta['when']}.\n\n")
+    for peak in (r for r in rows if r["part"] == "peak"):
+        head += (f"Matmul peak ({peak.get('threads', meta['threads'])} thread(s)): bf16 {peak['tflops_bf16']} TFLOP/s"
+                 f"{'' if peak.get('bf16_native', True) else ' (not native: emulated)'}, fp32 {peak['tflops_fp32']} TFLOP/s"
+                 + (f" (from CPU time: fp32 {peak['tflops_fp32_cpu_time']})" if peak.get("tflops_fp32_cpu_time") else "")
+                 + ".\n\n")
+    lines = ["| what | threads | seconds | CPU seconds | x canonical fp32 step | images/s | fraction of bf16 peak "
+             "| fraction of own precision's peak (wall / CPU) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["part"] == "peak":
             continue
-        lines.append(f"| {r['what']} | {r.get('seconds', '')} | {r.get('speedup_vs_canonical_fp32', '')} | "
-                     f"{r.get('images_per_s', '')} | {r.get('fraction_of_bf16_peak', '')} |")
-    return head + "\n".join(lines) + "\n"
+        own = f"{r['fraction_of_own_peak']} / {r.get('fraction_of_own_peak_cpu', '')}" if "fraction_of_own_peak" in r else ""
+        lines.append(f"| {r['what']} | {r.get('threads', meta['threads'])} | {r.get('seconds', '')} | {r.get('cpu_seconds', '')} | "
+                     f"{r.get('speedup_vs_canonical_fp32', '')} | {r.get('images_per_s', '')} | "
+                     f"{r.get('fraction_of_bf16_peak', '')} | {own} |")
+    out = head + "\n".join(lines) + "\n" + (f"\n{meta['note']}\n" if meta.get("note") else "")
+    for run in earlier:  # earlier runs, on the machine each names (kept as they were measured)
+        out += "\n## Earlier run (before the changes of later runs; its own machine)\n\n" + markdown(run["meta"], run["rows"])
+    return out
 
 
 def main() -> None:
@@ -232,6 +330,14 @@ def main() -> None:
     ap.add_argument("--canonical-size", type=int, default=256)
     ap.add_argument("--paper-sizes", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--paper-batch", type=int, default=16)
+    ap.add_argument("--peak-n", type=int, default=4096, help="matmul side of the peak measurement")
+    ap.add_argument("--presets", nargs="+", default=["paper"], help="presets of the paper part (paper, refined)")
+    ap.add_argument("--modes", nargs="+", choices=("eager", "compiled"), default=["eager", "compiled"])
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="of the paper part")
+    ap.add_argument("--channels-last", action="store_true", help="the paper part in channels_last")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--label", default="", help="names this invocation's rows, e.g. before / after")
+    ap.add_argument("--append", action="store_true", help="add to the file an earlier invocation of this run wrote")
     ap.add_argument("--gen-images", type=int, default=200)
     ap.add_argument("--gen-batch", type=int, default=2)
     ap.add_argument("--classifier-model", default="resnet50")
@@ -242,26 +348,30 @@ def main() -> None:
     if args.quick:
         args.reps, args.canonical_size, args.paper_sizes, args.paper_batch = 1, 64, [64], 2
         args.gen_images, args.classifier_model, args.classifier_size, args.classifier_images = 8, "resnet18", 64, 32
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     amp = autocast_dtype("auto", device)  # our default precision
+    paper_amp = autocast_dtype(args.precision, device)
     name = processor_name()
     meta = {"processor": name, "cpu_flags": cpu_flags() if device.type == "cpu" else {}, "device": str(device),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "quick": args.quick, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "args": vars(args)}
     print(json.dumps(meta), flush=True)
-    t = Table(Path(args.out_dir) / f"speed-{slug(name)}{'-quick' if args.quick else ''}", meta)
+    t = Table(Path(args.out_dir) / f"speed-{slug(name)}{'-quick' if args.quick else ''}", meta, args.append, args.label)
     if "peak" in args.parts:
-        part_peak(t, device, args.quick)
+        part_peak(t, device, args.quick, args.peak_n)
     if "canonical" in args.parts:
         part_canonical(t, device, args.canonical_size, args.reps, amp)
     if "paper" in args.parts:
-        part_paper(t, device, args.paper_sizes, args.paper_batch, args.reps, amp)
+        part_paper(t, device, args.paper_sizes, args.paper_batch, args.reps, paper_amp, args.presets, args.modes,
+                   args.channels_last)
     if "generate" in args.parts:
         part_generate(t, device, args.canonical_size, args.gen_images, args.gen_batch, amp)
     if "classifier" in args.parts:
         part_classifier(t, device, args.classifier_model, args.classifier_size, args.classifier_images, args.reps)
-    meta["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    t.meta["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     t.write()
     print(f"wrote {t.stem}.json and .md", flush=True)
 

@@ -8,7 +8,8 @@
 #     30 updates of the `paper` and `refined` presets at 256 px through the CLI, then both paper translators trained to completion at 256 px (100 epochs) with their losses, grids and
 #     fp16 generators collected into $OUT/paper-translators.tgz;
 #  6. eager vs compiled (compile=on: torch.compile with CUDA graphs, mode reduce-overhead) side by side:
-#     bench_speed.py (peaks, canonical step, paper update, generation, classifier training), then the
+#     bench_speed.py (peaks, canonical step, the `paper` and `refined` updates at batch 16, 128 and 256 px,
+#     generation, classifier training; it records which mode won for compile=auto), then the
 #     compiled step in the real loop via the CLI, resumed with compile off (checkpoints must not care).
 # Expects wheels in .whl/ (what the device image lacks) and 256 px copies of the sample data in
 # .device/data (made by bench/make_device_data.py).
@@ -48,7 +49,8 @@ python3 bench/collect_translators.py /tmp/wd/paper bench/results/paper-translato
   tar czf "$OUT/paper-translators.tgz" bench/results/paper-translators-256-cuda
 echo "== 6. eager vs compiled steps (CUDA graphs)"
 python3 bench/bench_speed.py --device cuda --reps 20 --gen-images 1000 --gen-batch 32 --classifier-images 512 \
-  --out-dir "$OUT"; echo "bench_speed rc=$?"
+  --presets paper refined --paper-sizes 128 256 --out-dir "$OUT"; echo "bench_speed rc=$?"
+cp ~/.cache/cxrsynth/compile-speed.json "$OUT/" 2>/dev/null  # what compile=auto will pick on this GPU
 /usr/bin/time -f "compiled train wall %e s" $CX train --task normal-covid --device cuda --max-steps 300 --set compile=on \
   --set save_every=100 --set sample_every=100 --out /tmp/wd/compiled --json > "$OUT/train_cuda_compiled.json" && \
 $CX train --task normal-covid --device cuda --max-steps 350 --set compile=off --out /tmp/wd/compiled --resume --json \

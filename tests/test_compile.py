@@ -38,7 +38,7 @@ def test_option_values_and_where_auto_compiles():
         resolve(GenerateConfig, overrides=["compile=sometimes"])
     assert C.wanted("auto", CPU, "generate", C.AUTO_MIN_IMAGES)
     assert not C.wanted("auto", CPU, "generate", C.AUTO_MIN_IMAGES - 1)  # the compile would not pay
-    assert not C.wanted("auto", CUDA, "generate", 10 ** 6) and not C.wanted("auto", CPU, "train")
+    assert not C.wanted("auto", CUDA, "generate", 10 ** 6) and not C.wanted("auto", CPU, "train")  # unmeasured
     assert C.wanted("on", CPU, "train") and not C.wanted("off", CPU, "generate", 10 ** 6)
 
 
@@ -114,3 +114,40 @@ def test_a_checkpoint_written_with_compile_on_resumes_with_compile_off(planned_w
     eager_run = tmp_path / "eager"
     train(planned_workdir, resolve(TrainConfig, overrides=TINY + ["max_steps=1", "compile=off"]), out_dir=eager_run)
     assert set(load_file(str(latest_checkpoint(eager_run) / "tensors.safetensors"))) == keys
+
+
+def test_auto_compiles_training_only_where_compiled_measured_faster(tmp_path, monkeypatch):
+    """``compile: auto`` for training reads the speed record bench_speed.py writes: compiled where this
+    workload measured faster compiled on this machine, eager where it measured slower or never was."""
+    from cxrsynth.core.runtime import Runtime
+    from cxrsynth.stages.translate.compile_choice import RECORD_ENV, Workload, compiled_is_faster, record
+    from cxrsynth.stages.translate.train import resolve_train_config, train_workload
+
+    monkeypatch.setenv(RECORD_ENV, str(tmp_path / "speed.json"))
+    cfg = resolve_train_config(overrides=["preset=paper", "size=128"])
+    work = train_workload(cfg, Runtime.resolve("cpu", "fp32", False))
+    assert work == Workload("paper", 128, 16, "fp32", False)
+    assert compiled_is_faster(CPU, work) is None and not C.wanted("auto", CPU, "train", workload=work)
+    record(CPU, work, eager_s=4.0, compiled_s=5.0)
+    assert compiled_is_faster(CPU, work) is False and not C.wanted("auto", CPU, "train", workload=work)
+    other = Workload("paper", 256, 16, "fp32", False)
+    record(CPU, other, eager_s=21.0, compiled_s=18.0)  # another size, in the same file
+    assert C.wanted("auto", CPU, "train", workload=other) and not C.wanted("auto", CPU, "train", workload=work)
+    assert not C.wanted("off", CPU, "train", workload=other) and C.wanted("on", CPU, "train", workload=work)
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert [len(v) for v in saved.values()] == [2]  # one machine, two workloads
+    # another machine's (or torch's) measurement does not decide here
+    (tmp_path / "speed.json").write_text(json.dumps({"Other CPU|cpu|1.0": {other.key(): {"eager_s": 2, "compiled_s": 1}}}))
+    assert compiled_is_faster(CPU, other) is None
+    (tmp_path / "speed.json").write_text("not json")  # unreadable: as if nothing were measured
+    assert not C.wanted("auto", CPU, "train", workload=other)
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: calls.append(kw) or fn)
+    monkeypatch.setattr(C, "compiler_missing", lambda device: None)
+    record(CPU, other, eager_s=21.0, compiled_s=18.0)
+    net = ResnetGenerator(1, 1, 4, 1)
+    assert C.maybe_compile(net, "auto", CPU, "train", workload=other) is net and C.is_compiled(net) and len(calls) == 1
+    net2 = ResnetGenerator(1, 1, 4, 1)
+    C.maybe_compile(net2, "auto", CPU, "train", workload=work)
+    assert not C.is_compiled(net2) and len(calls) == 1

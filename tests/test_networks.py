@@ -107,3 +107,46 @@ def test_keras_same_padding_and_glorot_init():
     bound = (6.0 / (16 * 16 + 32 * 16)) ** 0.5
     assert net.weight.abs().max() <= bound and net.weight.abs().max() > 0.9 * bound
     assert net.bias.abs().max() == 0
+
+
+def test_fast_paths_compute_the_explicit_maths():
+    """The speed-ups of issue 19 (a stride-2 SameConv padding through the conv itself, the norm's scalar
+    affine inside group_norm, in-place activations) give the explicit formulas' values and gradients."""
+    import torch.nn.functional as F
+
+    from cxrsynth.stages.translate.networks import LayerInstanceNorm, SameConv, UNetGenerator
+
+    g = seeded(3)
+    x = torch.randn(2, 6, 10, 10, generator=g, requires_grad=True)
+    conv = init_weights(SameConv(6, 4, 2), generator=seeded(4), scheme="glorot")
+    with torch.no_grad():
+        conv.bias.normal_(generator=g)
+    y = conv(x)
+    ref = F.conv2d(F.pad(x, (1, 1, 1, 1)), conv.weight, conv.bias, stride=2)
+    w = torch.randn(ref.shape, generator=g)
+    grads = torch.autograd.grad((y * w).sum(), [x, conv.weight, conv.bias])
+    ref_grads = torch.autograd.grad((ref * w).sum(), [x, conv.weight, conv.bias])
+    torch.testing.assert_close(y, ref)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)
+    # reflection and stride 1 keep their explicit padding
+    assert SameConv(6, 4, 2, reflect=True).pad == (1, 1, 1, 1) and SameConv(6, 4, 1).pad == (1, 2, 1, 2)
+
+    norm = LayerInstanceNorm()
+    with torch.no_grad():
+        norm.weight.fill_(1.5)
+        norm.bias.fill_(-0.25)
+    z = (x.detach() * 3 + 1).requires_grad_()
+    out = norm(z)
+    mean, var = z.mean(dim=(1, 2, 3), keepdim=True), z.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+    ref = (z - mean) / torch.sqrt(var + 1e-3) * norm.weight + norm.bias
+    w = torch.randn(out.shape, generator=g)
+    got = torch.autograd.grad((out * w).sum(), [z, norm.weight, norm.bias])
+    want = torch.autograd.grad((ref * w).sum(), [z, norm.weight, norm.bias])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+    # the whole U-Net still trains: a finite gradient reaches every parameter
+    net = init_weights(UNetGenerator(1, 1, 4), generator=seeded(5), scheme="glorot")
+    net(torch.randn(2, 1, 32, 32, generator=g)).square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())

@@ -10,10 +10,12 @@ Why and where ``auto`` turns it on (decided from measurements, not by hope):
   from about :data:`AUTO_MIN_IMAGES` images per generator onwards; shorter runs (tests, ``--limit``
   looks) stay eager. The count is the config's whole count, not one rank's share, so that every rank of
   a ``--world N`` run makes the same choice (compiled pixels may differ from eager ones by a grey level).
-- **Training: off under ``auto`` everywhere.** The training step compiles forward *and* backward graphs
-  of four networks, recompiles the discriminators for their frozen/trainable phases, and was not measured
-  faster for the canonical step on the CI CPUs with enough margin to be worth the compile cost and risk;
-  ``compile=on`` is there to measure it (``bench/bench_speed.py``) and to use it where it wins.
+- **Training: whichever measured faster.** Under ``auto`` a training run compiles only where
+  ``bench/bench_speed.py`` measured its workload (preset, size, batch, precision, memory format) faster
+  compiled on this machine (``compile_choice.py``); unmeasured workloads stay eager. The step compiles
+  forward *and* backward graphs of four networks and recompiles the discriminators for their
+  frozen/trainable phases; on the 2-core AMD EPYC it was 7% faster for the canonical step and slower
+  for the ``paper`` update, so no fixed rule fits.
 - **CUDA: off under ``auto``** (not yet measured with a GPU at hand: ``bench/gpu_check.sh`` has the
   section that measures it). With ``compile=on`` on CUDA the mode is ``reduce-overhead``, i.e. CUDA
   graphs, which is what a launch-bound batch-1 step needs; every step then starts with
@@ -66,12 +68,17 @@ def compile_mode(value: str | bool) -> str:
     return value
 
 
-def wanted(mode: str, device: torch.device, stage: Stage, images: int | None = None) -> bool:
-    """Whether ``mode`` compiles ``stage`` on ``device`` (``images``: how many one generator translates)."""
+def wanted(mode: str, device: torch.device, stage: Stage, images: int | None = None, workload=None) -> bool:
+    """Whether ``mode`` compiles ``stage`` on ``device`` (``images``: how many one generator translates;
+    ``workload``: the training step's :class:`~.compile_choice.Workload`, looked up in the measurements)."""
     mode = compile_mode(mode)
     if mode != "auto":
         return mode == "on"
-    return stage == "generate" and device.type == "cpu" and (images or 0) >= AUTO_MIN_IMAGES
+    if stage == "train":
+        from .compile_choice import compiled_is_faster
+
+        return workload is not None and bool(compiled_is_faster(device, workload))
+    return device.type == "cpu" and (images or 0) >= AUTO_MIN_IMAGES
 
 
 def _say_once(why: str) -> None:
@@ -127,14 +134,14 @@ def _pad_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 def maybe_compile(net: nn.Module, mode: str, device: torch.device, stage: Stage, images: int | None = None,
-                  fixed_batch: bool = False) -> nn.Module:
+                  fixed_batch: bool = False, workload=None) -> nn.Module:
     """``net`` with a compiled ``forward`` when :func:`wanted` says so; ``net`` unchanged otherwise.
 
     ``fixed_batch``: a smaller batch (the last of a shard) is zero-padded to the largest batch seen and
     its outputs cut back, so that it reuses the compiled graph instead of paying a second compile (the
     networks treat every image of a batch independently). Returns ``net`` itself in every case.
     """
-    if getattr(net, _ATTR, None) is not None or not wanted(mode, device, stage, images):
+    if getattr(net, _ATTR, None) is not None or not wanted(mode, device, stage, images, workload):
         return net
     why = compiler_missing(device)
     if why:

@@ -41,6 +41,7 @@ from ...core.vocab import TASKS, Task
 from .augment import diff_augment, parse_policy
 from .checkpoint import export_generator, latest_checkpoint, load_checkpoint, save_checkpoint, translator_id
 from .compile import begin_step, compile_mode, eager, maybe_compile
+from .compile_choice import Workload
 from .finite import stop_at_non_finite_loss
 from .timing import keep_timing
 from .losses import GANLoss
@@ -128,8 +129,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where native (see device.py)
     channels_last: bool | None = None  # None: on for CUDA
-    # torch.compile of the four networks (compile.py: auto = off for training, it did not measure faster;
-    # on = inductor, with CUDA graphs on CUDA). Not part of the run: a run may resume with another value.
+    # torch.compile of the four networks (compile.py: auto = compiled only where bench_speed.py measured
+    # this workload faster compiled on this machine, compile_choice.py; on = inductor, with CUDA graphs
+    # on CUDA). Not part of the run: a run may resume with another value.
     compile: Literal["auto", "on", "off"] | bool = "auto"
 
     def __post_init__(self):
@@ -605,13 +607,18 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, main: bool) 
     return existing if resume else None
 
 
+def train_workload(cfg: TrainConfig, rt: Runtime) -> Workload:
+    """What ``compile: auto`` looks up in the speed measurements (``compile_choice.py``)."""
+    return Workload(cfg.preset, cfg.size, cfg.batch_size, rt.precision, bool(rt.channels_last))
+
+
 def _place_models(cfg: TrainConfig, rt: Runtime) -> dict[str, nn.Module]:
     nets = build_models(cfg)
     for net in nets.values():
         net.to(rt.device)
         if rt.channels_last:
             net.to(memory_format=torch.channels_last)
-        maybe_compile(net, cfg.compile, rt.device, "train")  # in place: state_dict keys stay plain
+        maybe_compile(net, cfg.compile, rt.device, "train", workload=train_workload(cfg, rt))  # in place: plain keys
     if rt.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
