@@ -220,14 +220,21 @@ def rigorous(built, tmp_path_factory):
 @pytest.fixture(scope="session")
 def serial_benchmark(planned_workdir, tmp_path_factory):
     """The serial benchmark (``test_launch.CFG``: 2 cells) of the planned work folder, which the launcher
-    tests (test_launch.py, test_slurm.py) run again as jobs and compare with. Returns (work folder, run)."""
-    from cxrsynth.core.config import resolve
-    from cxrsynth.stages.benchmark.run import BenchmarkConfig, run_benchmark
+    tests (test_launch.py, test_slurm.py) run again as jobs and compare with. Returns (work folder, run).
+
+    Run in a fresh process, as the jobs are: made inside a pytest worker after other tests (under xdist,
+    whichever ran there first), its weights once differed from the jobs' in the last float bits."""
+    import subprocess
 
     from .test_launch import CFG
 
+    code = ("import sys; from pathlib import Path; from cxrsynth.core.config import resolve; "
+            "from cxrsynth.stages.benchmark.run import BenchmarkConfig, run_benchmark; "
+            "run_benchmark(Path(sys.argv[1]), Path(sys.argv[2]), resolve(BenchmarkConfig, overrides=sys.argv[3:]))")
+
     def run(base):
-        run_benchmark(planned_workdir, base / "serial", resolve(BenchmarkConfig, overrides=CFG))
+        subprocess.run([sys.executable, "-c", code, str(planned_workdir), str(base / "serial"), *CFG], check=True,
+                       timeout=900)
         return planned_workdir, base / "serial"
 
     with once_per_run("serial", tmp_path_factory, run) as value:
