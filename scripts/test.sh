@@ -8,9 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TQDM_DISABLE=1
-# torch on one thread in the tests and the processes they start: at the suite's tiny sizes a second OpenMP
-# thread mostly waits at barriers (bench/README.md, "Test suite time"); CXRSYNTH_TEST_THREADS overrides.
-export OMP_NUM_THREADS="${CXRSYNTH_TEST_THREADS:-1}"
+# Two pytest-xdist workers, one per core (each runs torch on one thread: tests/conftest.py); the session
+# fixtures are built once and shared (tests/_once.py), and tests that share a module fixture or the SLURM
+# cluster stay on one worker (--dist loadgroup). CXRSYNTH_TEST_WORKERS=N overrides; 0 runs without xdist.
+workers="${CXRSYNTH_TEST_WORKERS:-2}"
+xdist=()
+if [ "$workers" != 0 ]; then xdist=(-n "$workers" --dist loadgroup); fi
 if bash scripts/slurm_local.sh status 2>/dev/null; then
   eval "$(bash scripts/slurm_local.sh env)"
 else
@@ -23,4 +26,4 @@ else
     *) export CXRSYNTH_SLURM_ERROR="$why" ;;
   esac
 fi
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q "${xdist[@]}" "$@"

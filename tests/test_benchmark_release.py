@@ -16,7 +16,7 @@ import pytest
 from cxrsynth.artifacts.release_ref import ReleaseRef, parse
 from cxrsynth.core.errors import ConfigError
 
-from .test_push import REPO, _copy, _push, _version, hub  # noqa: F401  (hub: the stand-in fixture)
+from ._hub_client import REPO, _copy, _push, _version
 
 TINY = ["--task", "normal-covid", "--arm", "real+own", "--model", "resnet18", "--init", "random", "--image-size", "32",
         "--limit", "4", "--max-epochs", "1", "--seeds", "1", "--set", "bootstrap=0", "--set", "figures=false"]
@@ -51,7 +51,7 @@ def test_a_local_release_is_recorded(built, tmp_path):
     assert f"Release: {manifest['name']} {manifest['version']} (data_sha256 {manifest['data_sha256']}; folder {shown})" in head
 
 
-def test_a_hub_release_is_pinned_to_its_revision(built, hub, tmp_path):  # noqa: F811
+def test_a_hub_release_is_pinned_to_its_revision(built, hub, tmp_path):
     wd, _, _ = built
     v0 = _push(hub, _copy(built, tmp_path))
     v1 = _push(hub, _version(built, tmp_path, "1.0.1", max_shard_bytes=60_000, drop=4))

@@ -20,9 +20,6 @@ from cxrsynth.core.paths import read_json, sha256_file
 from cxrsynth.core.schemas import validate
 
 from .conftest import copy_workdir
-from ._speed_fixtures import one_thread  # noqa: F401 - used by pytestmark
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see _speed_fixtures
 
 
 def _label_only(wd):

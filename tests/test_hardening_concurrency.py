@@ -117,6 +117,7 @@ def test_swap_checks_replace_again_and_staging_is_per_process(built, tmp_path, m
 
     from .test_release import GEN
 
+    wd = copy_workdir(built[0], tmp_path / "wd", keep_generated=True)  # release rewrites generate's report
     out = tmp_path / "out"
     theirs = out / "covid-cxr-synth"
 
@@ -127,7 +128,7 @@ def test_swap_checks_replace_again_and_staging_is_per_process(built, tmp_path, m
 
     seen = _spy_verify(monkeypatch, someone_else_finished)
     with pytest.raises(ConfigError, match="a release folder already exists"):
-        release(built[0], out, PipelineConfig(generate=GEN), audit=False)
+        release(wd, out, PipelineConfig(generate=GEN), audit=False)
     assert [p.name for p in seen] == [f".covid-cxr-synth.staging-{os.getpid()}"]
     assert sorted(p.name for p in out.iterdir()) == [".release.lock", "covid-cxr-synth"]  # nothing moved aside
     assert (theirs / "THEIRS").is_file()
@@ -138,11 +139,12 @@ def test_failed_release_removes_its_staging_folders(built, tmp_path, monkeypatch
 
     from .test_release import GEN
 
+    wd = copy_workdir(built[0], tmp_path / "wd", keep_generated=True)  # release rewrites generate's report
     out = tmp_path / "out"
     (out / ".covid-cxr-synth.staging-999999").mkdir(parents=True)  # left by a killed release
     _spy_verify(monkeypatch, lambda staging: [f"problem {i}" for i in range(7)])
     with pytest.raises(VerifyFailed, match=r"7 problems: problem 0; .*problem 4 \(and 2 more\)"):
-        release(built[0], out, PipelineConfig(generate=GEN), audit=False)
+        release(wd, out, PipelineConfig(generate=GEN), audit=False)
     assert sorted(p.name for p in out.iterdir()) == [".release.lock"]
 
 

@@ -23,9 +23,6 @@ from cxrsynth.stages.translate.networks import ResnetGenerator
 from cxrsynth.stages.translate.train import TrainConfig, train
 
 from .conftest import TINY, copy_workdir
-from ._speed_fixtures import one_thread  # noqa: F401 - used by pytestmark
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see _speed_fixtures
 
 
 def _cfg(*extra):

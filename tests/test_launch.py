@@ -20,7 +20,6 @@ from cxrsynth.core.errors import ConfigError
 from cxrsynth.launch import JobsFailed, Launcher, read_record
 
 from .conftest import cli_error_line
-from ._speed_fixtures import one_thread_per_job  # noqa: F401 - autouse: jobs on one thread
 
 CFG = ["model=resnet18", "init=random", "image_size=32", "limit=6", "fit.max_epochs=1", "bootstrap=50", "seeds=2",
        "tasks=normal-covid", "arms=real", "figures=false"]
@@ -36,13 +35,6 @@ def numbers(out: Path) -> dict:
     return res
 
 
-@pytest.fixture(scope="module")
-def serial(planned_workdir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("launch") / "serial"
-    run_benchmark(planned_workdir, out, resolve(BenchmarkConfig, overrides=CFG))
-    return planned_workdir, out
-
-
 def resumable_copy(serial_out: Path, dst: Path) -> Path:
     """The serial run's folder with seed-1 removed: seed-0 is finished, seed-1 is to do."""
     shutil.copytree(serial_out, dst)
@@ -51,8 +43,8 @@ def resumable_copy(serial_out: Path, dst: Path) -> Path:
     return dst
 
 
-def test_local_launcher_gives_the_serial_numbers(serial, tmp_path):
-    wd, ref = serial
+def test_local_launcher_gives_the_serial_numbers(serial_benchmark, tmp_path):
+    wd, ref = serial_benchmark
     out = tmp_path / "local"
     run_benchmark(wd, out, resolve(BenchmarkConfig, overrides=CFG), launcher=LOCAL)
     assert numbers(out) == numbers(ref)
@@ -70,12 +62,12 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in text.split()]
 
 
-def test_resume_from_finished_cells_and_rerun_a_killed_job_alone(serial, tmp_path, capsys):
+def test_resume_from_finished_cells_and_rerun_a_killed_job_alone(serial_benchmark, tmp_path, capsys):
     """seed-0 is finished (copied from the serial run), seed-1 is launched and its job is killed: the
     failure names the cell and its log, --status agrees, and rerunning the same call runs seed-1 alone."""
     from cxrsynth.cli import main
 
-    wd, ref = serial
+    wd, ref = serial_benchmark
     out = resumable_copy(ref, tmp_path / "killed")
     cfg = resolve(BenchmarkConfig, overrides=CFG)
     done = out.joinpath(*CELL0, "result.json")
@@ -123,10 +115,10 @@ def test_resume_from_finished_cells_and_rerun_a_killed_job_alone(serial, tmp_pat
     assert benchmark_status(out)["counts"] == {"done": 2, "running": 0, "failed": 0, "missing": 0}
 
 
-def test_status_sees_a_held_cell_as_running(serial, tmp_path):
+def test_status_sees_a_held_cell_as_running(serial_benchmark, tmp_path):
     from cxrsynth.core.locks import hold
 
-    out = resumable_copy(serial[1], tmp_path / "running")
+    out = resumable_copy(serial_benchmark[1], tmp_path / "running")
     with hold(out.joinpath(*CELL1), "cell", "a cell"):
         st = benchmark_status(out)
     cell = st["cells"][1]

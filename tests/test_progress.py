@@ -12,9 +12,6 @@ from cxrsynth.core import progress
 from cxrsynth.cli import main
 
 from .conftest import copy_workdir
-from ._speed_fixtures import one_thread  # noqa: F401 - used by pytestmark
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see _speed_fixtures
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +77,7 @@ def test_train_off_a_terminal_reports_steps(planned_workdir, tmp_path, capsys, m
     assert re.search(r"^train normal-covid: done, 3 it in \S+", err, re.M), err
 
 
+@pytest.mark.xdist_group("rigorous")  # numba compiles UMAP once per process: where the rigorous tests did
 def test_umap_figure_leaks_no_third_party_warning(tmp_path):
     import warnings
 

@@ -7,76 +7,11 @@ push and load runs in a subprocess: ``huggingface_hub`` reads ``HF_ENDPOINT`` wh
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-
-import pytest
 
 from cxrsynth.stages.release.croissant import REQUIRED
 
-from .hub_server import LocalHub, yaml_errors
-
-TOKEN = "hf_test_SECRET_token_0123456789"
-REPO = "org/covid-cxr-synth"
-CONTACT = "data-team@example.org"
-
-
-@pytest.fixture()
-def hub(tmp_path):
-    with LocalHub() as h:
-        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-        env.update(HF_ENDPOINT=h.url, HF_TOKEN=TOKEN, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf"),
-                   HF_HUB_DISABLE_TELEMETRY="1")
-        h.env = env
-        yield h
-
-
-def _copy(built, tmp_path, name="a"):
-    """A private copy of the built release (and its private folder): push must not touch the fixture."""
-    rel = built[1]
-    dst = tmp_path / name / rel.name
-    shutil.copytree(rel, dst)
-    shutil.copytree(rel.parent / f"{rel.name}.private", dst.parent / f"{rel.name}.private")
-    return dst
-
-
-def _version(built, tmp_path, version: str, max_shard_bytes: int, drop: int = 0):
-    """Another release from the same work folder: a new version, other shard names, ``drop`` images fewer."""
-    from cxrsynth.artifacts import ReleaseFolder
-    from cxrsynth.pipeline import package_in
-    from cxrsynth.stages.release.package import ReleaseConfig
-
-    wd, rel, manifest = built
-    exclude = None
-    if drop:
-        ids = [json.loads(x)["id"] for x in (rel / "provenance.jsonl").read_text().splitlines()][:drop]
-        exclude = tmp_path / f"exclude-{version}.txt"
-        exclude.write_text("\n".join(ids) + "\n")
-    out = tmp_path / f"v{version}-{max_shard_bytes}" / rel.name
-    package_in(wd, ReleaseFolder(out),
-               ReleaseConfig(version=version, max_shard_bytes=max_shard_bytes, exclude=str(exclude) if exclude else None))
-    return out
-
-
-def _cli(hub, *args):
-    return subprocess.run([sys.executable, "-m", "cxrsynth.cli", *args], capture_output=True, text=True,
-                          env=hub.env, timeout=300)
-
-
-def _push(hub, rel, *extra, repo=REPO):
-    contact = () if "--contact" in extra else ("--contact", CONTACT)
-    res = _cli(hub, "push", str(rel), "--repo-id", repo, "--json", *contact, *extra)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert TOKEN not in res.stdout + res.stderr
-    return json.loads(res.stdout)
-
-
-def _py(hub, code, *args):
-    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=hub.env, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+from ._hub_client import CONTACT, REPO, TOKEN, _cli, _copy, _push, _py, _version
+from .hub_server import yaml_errors
 
 
 def _files(repo, rev):

@@ -25,9 +25,6 @@ from cxrsynth.stages.translate.train import PRESETS, resolve_train_config, train
 
 from .conftest import copy_workdir
 from .test_train import _run_killed_and_resumed, _tensors
-from ._speed_fixtures import one_thread  # noqa: F401 - used by pytestmark
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see _speed_fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 # the paper recipe shrunk to the 8-image plan: 32 px, batch 4 (one keras update per epoch)

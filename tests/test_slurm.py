@@ -28,7 +28,6 @@ from cxrsynth.core.config import resolve
 from cxrsynth.launch import launcher_from_cli, read_record
 
 from ._launched_jobs import starts_then_waits
-from ._speed_fixtures import one_thread_per_job  # noqa: F401 - autouse: jobs on one thread
 from .conftest import TINY, copy_workdir
 from .test_launch import CELL0, CELL1, CFG, numbers, resumable_copy
 
@@ -52,13 +51,6 @@ def _cluster() -> None:
 
 
 _cluster()
-
-
-@pytest.fixture(scope="module")
-def serial(planned_workdir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("slurm") / "serial"
-    run_benchmark(planned_workdir, out, resolve(BenchmarkConfig, overrides=CFG))
-    return planned_workdir, out
 
 
 def cx(*args, **kw) -> subprocess.Popen:
@@ -94,11 +86,11 @@ def wait_for_job(folder: Path, state: str = "RUNNING", timeout_s: float = 180) -
 
 
 @pytest.fixture(scope="module")
-def timed_out(serial, tmp_path_factory):
+def timed_out(serial_benchmark, tmp_path_factory):
     """Submitted before the other tests, checked by the last: one cell whose job sleeps past its
     1-minute time limit (a ``--slurm-setup`` line), so that SLURM itself kills it."""
-    out = resumable_copy(serial[1], tmp_path_factory.mktemp("slurm") / "timeout")
-    proc = cx("-w", serial[0], "benchmark", "--out", out, "--launcher", "slurm", "--slurm-time", "1",
+    out = resumable_copy(serial_benchmark[1], tmp_path_factory.mktemp("slurm") / "timeout")
+    proc = cx("-w", serial_benchmark[0], "benchmark", "--out", out, "--launcher", "slurm", "--slurm-time", "1",
               "--slurm-setup", "sleep 600", *SETS)
     yield out, proc, time.monotonic()
     if proc.poll() is None:
@@ -120,11 +112,11 @@ def in_thread(fn, *args, **kw) -> tuple[threading.Thread, dict]:
     return thread, box
 
 
-def test_benchmark_array_gives_the_serial_numbers(serial, timed_out, tmp_path, capsys):
+def test_benchmark_array_gives_the_serial_numbers(serial_benchmark, timed_out, tmp_path, capsys):
     """Scenario 1: a two-cell array with the launcher the CLI options make (in this process, as the
     rerun below: a command's own process would spend half its time warming caches); the options as
     sbatch read them; --status while it runs and after."""
-    wd, ref = serial
+    wd, ref = serial_benchmark
     out, lines = tmp_path / "array", []
     launcher = launcher_from_cli("slurm", None, time_min=7, array_parallelism=2, options=("comment=cxrsynth-test",))
     thread, box = in_thread(run_benchmark, wd, out, resolve(BenchmarkConfig, overrides=CFG), launcher=launcher,
@@ -149,10 +141,10 @@ def test_benchmark_array_gives_the_serial_numbers(serial, timed_out, tmp_path, c
     assert all(c["job_id"] and c["log"] for c in after["cells"])
 
 
-def test_scancel_mid_run_then_rerun_submits_only_that_cell(serial, timed_out, tmp_path, capsys):
+def test_scancel_mid_run_then_rerun_submits_only_that_cell(serial_benchmark, timed_out, tmp_path, capsys):
     """Scenario 2: seed-0 is finished, seed-1's job is cancelled while running: the command exits 1 naming
     the cell, its log and SLURM's state; the rerun submits seed-1 alone and gives the serial numbers."""
-    wd, ref = serial
+    wd, ref = serial_benchmark
     out = resumable_copy(ref, tmp_path / "cancelled")
     stamp = out.joinpath(*CELL0, "result.json").stat().st_mtime_ns
     # The job is cancelled while it runs its setup line: a cell already training could still finish in

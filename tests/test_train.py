@@ -19,9 +19,6 @@ from cxrsynth.stages.translate.checkpoint import latest_checkpoint, load_generat
 from cxrsynth.stages.translate.train import TrainConfig, train
 
 from .conftest import TINY
-from ._speed_fixtures import one_thread  # noqa: F401 - used by pytestmark
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see _speed_fixtures
 
 
 def _cfg(*extra):
