@@ -15,7 +15,6 @@ from cxrsynth.core.layout import TranslatorFolder, WorkLayout
 from cxrsynth.core.runtime import Runtime
 from cxrsynth.stages.audit.run import AuditConfig, audit
 
-from ._speed_fixtures import one_thread_per_job  # noqa: F401 - autouse: torch on one thread
 from .test_benchmark_stage import _artefacts
 from .test_stages import _generator
 
