@@ -33,6 +33,16 @@ PERMUTATION_DRAWS = 20_000
 _CHUNK = 1_000  # draws per block: memory is chunk x images
 
 
+def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float | None:
+    """One-sided Fisher exact test that the rate k1/n1 exceeds k2/n2 (images taken as independent): one
+    seed's test, and the pooled test's exact case."""
+    from scipy.stats import fisher_exact
+
+    if not n1 or not n2:
+        return None
+    return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="greater").pvalue)
+
+
 def per_image_shares(hits) -> np.ndarray:
     """Each image's share of seeds that called it (``hits``: 0/1 per image, or one row per seed)."""
     return np.atleast_2d(np.asarray(hits, dtype=float)).mean(axis=0)
@@ -52,10 +62,7 @@ def pooled_permutation_p(hits_a, hits_b, draws: int = PERMUTATION_DRAWS, seed: i
     ra, rb = a.mean(axis=0), b.mean(axis=0)
     x = np.r_[ra, rb]
     if np.all((x == 0) | (x == 1)):  # 0/1 shares: the permutation test is Fisher's, computed exactly
-        from scipy.stats import fisher_exact
-
-        k1, n1, k2, n2 = int(ra.sum()), len(ra), int(rb.sum()), len(rb)
-        p = float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="greater").pvalue)
+        p = two_proportion_p(int(ra.sum()), len(ra), int(rb.sum()), len(rb))
         return p, "Fisher exact" + (" (the seeds agree on every image)" if a.shape[0] > 1 else "")
     # with the total fixed, the difference of means grows with a's sum: compare sums
     observed, n_a, rng, hits = ra.sum(), len(ra), np.random.default_rng([seed, 7]), 0

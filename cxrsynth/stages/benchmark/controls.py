@@ -37,7 +37,7 @@ from ...data.sources.covid_collection import is_covid
 from ...measure import metrics as M
 from ...measure.decoded import canonical
 from ...measure.probe import PROBE_MAX, PROBE_SIDE, probe, probe_pixels
-from ...measure.seed_pvalues import order_statistic_p, pooled_permutation_p
+from ...measure.seed_pvalues import order_statistic_p, pooled_permutation_p, two_proportion_p
 from ...measure.probe import cap as _cap
 from ...core.vocab import CONFIGS, TASK_LABELS, TASKS
 from .arms import EvalItem
@@ -124,15 +124,6 @@ def measurable(n: int, k: int, ci: tuple[float, float] | None = None) -> str | N
     if hi - lo > MAX_READABLE_CI_WIDTH:
         return f"its 95% interval spans {100 * (hi - lo):.0f} points"
     return None
-
-
-def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float | None:
-    """One-sided Fisher exact test that the rate k1/n1 exceeds k2/n2 (images taken as independent)."""
-    from scipy.stats import fisher_exact
-
-    if not n1 or not n2:
-        return None
-    return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="greater").pvalue)
 
 
 def same_source_metrics(covid_scores, covid_patients, neg_scores, neg_patients, threshold: float,
