@@ -79,8 +79,8 @@ class SplitData:
 
     @property
     def assign(self) -> dict[str, str]:
-        """record id -> train / validation / test."""
-        return self.splits["assignments"]
+        """record id -> train / validation / test (:attr:`Splits.assignments`)."""
+        return self.split.assignments
 
     @property
     def method(self) -> str:
