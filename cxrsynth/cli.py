@@ -584,7 +584,8 @@ def diff(old, new, write, as_json):
 @click.option("--arm", "arms", multiple=True, type=click.Choice(ARMS), help="Only this arm (repeatable; default all).")
 @click.option("--max-epochs", type=int, default=None, help="Epochs per classifier at most (early stopping may end sooner).")
 @click.option("--image-size", type=int, default=None, help="Classifier input side in pixels (default 256).")
-@click.option("--limit", type=int, default=None, help="At most N images per class and split (quick looks).")
+@click.option("--limit", type=int, default=None,
+              help="At most N images per class and split (quick looks); with --translator only N a config are translated.")
 @click.option("--eval-only", "eval_only", default=None, metavar="CHECKPOINT",
               help="Score a trained classifier on the test split (needs one --task), no training: a cxrsynth "
                    "model.safetensors, or a --model's own state dict whose head has 1 logit (sigmoid) or 2 (softmax).")

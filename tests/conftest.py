@@ -157,25 +157,6 @@ def copy_workdir(src, dst, keep_generated: bool = False):
     return dst
 
 
-def translate_only_the_first(wd, n: int):
-    """Cut the plan of the work folder ``wd`` (a copy) to translate only the first ``n`` planned images of
-    each task, for the tests of ``benchmark --translator``: it generates every planned image (633 in the
-    sample work folder) and those tests read a few. The translators' training sets are left as they are."""
-    from cxrsynth.core.layout import WorkLayout
-    from cxrsynth.core.paths import read_json, write_json
-
-    path = WorkLayout(wd).plan
-    plan = read_json(path)
-    for task in plan["tasks"].values():
-        ids = task["translate"]["record_ids"][:n]
-        task["translate"] |= {"record_ids": ids, "n": len(ids), "with_pixels": len(ids)}
-        plan["totals"]["by_config"][task["config"]] = len(ids)
-    plan["totals"] |= {"translate": sum(plan["totals"]["by_config"].values()),
-                       "translate_with_pixels": sum(plan["totals"]["by_config"].values())}
-    write_json(path, plan)
-    return wd
-
-
 def _built(trained, base):
     from cxrsynth.pipeline import PipelineConfig, release
 

@@ -84,20 +84,20 @@ def test_new_translator_files_give_a_new_release_not_the_cached_one(trained, tmp
     from cxrsynth.stages.benchmark.run import synthetic_from_translators
     from cxrsynth.core.layout import WorkLayout
 
-    from .conftest import copy_workdir, translate_only_the_first
+    from .conftest import copy_workdir
 
-    wd = translate_only_the_first(copy_workdir(trained, tmp_path / "wd"), 8)  # 8 images a config, not 633 in all
+    wd = copy_workdir(trained, tmp_path / "wd")
     lay = WorkLayout(wd)
     first = {t: str(lay.translator(t).root) for t in ("normal-covid", "pneumonia-covid")}
     out = tmp_path / "bench"
-    rel_a = ReleaseFolder(synthetic_from_translators(wd, out, first))
+    rel_a = ReleaseFolder(synthetic_from_translators(wd, out, first, limit=8))
     sha_a = rel_a.data_sha256
     assert rel_a.manifest()["counts"] == {"g_nc": 8, "g_pc": 8, "all": 16}
-    again = ReleaseFolder(synthetic_from_translators(wd, out, first))
+    again = ReleaseFolder(synthetic_from_translators(wd, out, first, limit=8))
     assert again.root == rel_a.root and again.data_sha256 == sha_a  # same translators: the cache is reused
     second = dict(first, **{"normal-covid": str(_perturbed_run(lay.translator("normal-covid").root,
                                                                 tmp_path / "retrained-nc"))})
-    rel_b = ReleaseFolder(synthetic_from_translators(wd, out, second))
+    rel_b = ReleaseFolder(synthetic_from_translators(wd, out, second, limit=8))
     assert rel_b.root != rel_a.root and rel_b.data_sha256 != sha_a
     gnc_a = {r["translator_id"] for r in rel_a.provenance() if r["config"] == "g_nc"}
     gnc_b = {r["translator_id"] for r in rel_b.provenance() if r["config"] == "g_nc"}

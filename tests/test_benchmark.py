@@ -336,16 +336,19 @@ def test_inits_and_clear_errors(built, tmp_path):
 
 
 def test_translators_instead_of_a_release(trained, tmp_path):
-    from .conftest import copy_workdir, translate_only_the_first
+    from .conftest import copy_workdir
 
-    wd = translate_only_the_first(copy_workdir(trained, tmp_path / "wd"), 12)  # limit 6 reads 6 of each config
+    wd = copy_workdir(trained, tmp_path / "wd")
     trans = {t: str(wd / "translators" / t / "generator.safetensors") for t in ("normal-covid", "pneumonia-covid")}
     cfg = resolve(BenchmarkConfig, overrides=TINY + ["seeds=1", "tasks=normal-covid", "arms=real,real+all",
                                                      "figures=false"])
     summary = run_benchmark(wd, tmp_path / "b", cfg, translators=trans)
     rel = Path(summary["release"])  # synthetic/release-<what its images were made from>/covid-cxr-synth
     assert rel.name == "covid-cxr-synth" and rel.parent.parent == tmp_path / "b" / "synthetic"
-    assert summary["release_data_sha256"] == json.loads((rel / "manifest.json").read_text())["data_sha256"]
+    manifest = json.loads((rel / "manifest.json").read_text())
+    assert summary["release_data_sha256"] == manifest["data_sha256"]
+    # --limit 6 translates the 6 images of each config it reads, not all 633 planned
+    assert manifest["counts"] == {"g_nc": 6, "g_pc": 6, "all": 12} and manifest["plan"]["planned"]["g_nc"] > 100
     assert summary["summary"]["normal-covid"]["real+all"]["seeds"] == 1
     assert [r["train"]["positives_synthetic"] for r in summary["runs"]] == [0, 12]  # real; real+all: 6 of each config
 

@@ -123,12 +123,17 @@ def _save_model(model, path: Path, arch: str) -> str:
 
 
 def synthetic_from_translators(data: SplitData | Path, out_dir: Path, translators: dict[str, str],
-                               rt: Runtime | None = None) -> Path:
+                               rt: Runtime | None = None, limit: int | None = None) -> Path:
     """Generate both synthetic configs with the given translators (cached) and package them as a release
     (cached under the generated set's fingerprint, so other translators never reuse it). ``data``: the
     records, split and plan (a work folder path is read); ``rt``: the benchmark's Runtime, whose device
     generates (in generate's own precision). The images go to ``out_dir/synthetic/``, the benchmark's own
-    folder (named there as a work folder's generated images are)."""
+    folder (named there as a work folder's generated images are).
+
+    ``limit`` (the benchmark's ``--limit``): translate only the first N planned images of each config,
+    the ones a limited benchmark reads (``arms.train_set`` takes the first N rows of each config), instead
+    of every planned image (633 on the sample data) for a quick look. The shards' keys name their images,
+    so a limited set is another release, never mistaken for the whole one."""
     from ..generate import GenerateConfig, generate
     from ..generate import runtime_of as generate_runtime
     from ..release.package import ReleaseConfig, package
@@ -139,7 +144,7 @@ def synthetic_from_translators(data: SplitData | Path, out_dir: Path, translator
     if set(configs) != set(CONFIG_TASK):
         raise ConfigError("give a translator for both tasks", sorted(translators),
                           " ".join(f"--translator {t}=PATH" for t in TASKS))
-    cfg, plan = GenerateConfig(configs=configs), data.need_plan("--translator")
+    cfg, plan = GenerateConfig(configs=configs, limit=limit), data.need_plan("--translator")
     rt = rt.with_numerics(cfg.precision, cfg.channels_last) if rt else generate_runtime(cfg)
     generated = generate(plan, data.records, translators, cfg, rt, GeneratedSet(WorkLayout(syn / "work").generated))
     # The release is keyed by what its images were made from (every shard's translator sha and records):
@@ -517,7 +522,7 @@ def prepare(data: SplitData, out_dir: Path, cfg: BenchmarkConfig, release: str |
     out_dir.mkdir(parents=True, exist_ok=True)
     needs_synth = any(a != "real" for a in cfg.arms)
     if translators:
-        release = str(synthetic_from_translators(data, out_dir, translators, rt))
+        release = str(synthetic_from_translators(data, out_dir, translators, rt, cfg.limit))
     if needs_synth and not release:
         raise ConfigError("the synthetic arms need a release or translators", "--release / --translator",
                           "or train only the real arm: --arm real")
