@@ -58,7 +58,7 @@ from .core.progress import log, stage
 from .stages.plan import PlanConfig
 from .data.records import read_records
 from .core.runtime import Runtime
-from .stages.release.describe import describe, stamped_benchmark_or_none, with_audit
+from .stages.release.describe import describe, stamped_benchmark_or_none
 from .stages.release.package import ReleaseConfig, package
 from .stages.release.verify import verify
 from .stages.translate.checkpoint import latest_checkpoint
@@ -275,15 +275,16 @@ def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, tran
     try:
         with stage("package", progress):
             manifest = package_in(layout.root, staging, cfg.release, translators, describe_release=False).manifest()
+        result = None
         if audit:
             with stage("audit", progress):
                 result = audit_in(layout.root, staging, cfg.audit, rt=rt.with_numerics(cfg.audit.precision),
                                   translators=translators)
-            manifest = with_audit(manifest, result)  # stamped with these very images
-        # the work folder's benchmark goes into the card only if it judged these very images (a rerun
-        # of the same release); card, croissant.json, SHA256SUMS: once
+        # the audit (stamped with these very images) and the work folder's benchmark, only if it judged
+        # these very images (a rerun of the same release); card, croissant.json, SHA256SUMS: once
         with stage("card", progress):
-            describe(staging, manifest, stamped_benchmark_or_none(layout.benchmark, manifest["data_sha256"]))
+            manifest = describe(staging, manifest, stamped_benchmark_or_none(layout.benchmark, manifest["data_sha256"]),
+                                audit=result)
         with stage("verify", progress):
             _verify(staging, final)
         with stage("promote", progress):

@@ -52,6 +52,28 @@ def test_card_takes_only_a_benchmark_stamped_with_its_release(built, tmp_path):
     assert verify_release(rel.root) == []
 
 
+def test_card_takes_only_an_audit_stamped_with_its_release(built, tmp_path):
+    """``describe`` is the one renderer and checks the audit's stamp as it checks the benchmark's: an
+    audit of other images is refused before anything is written, its own audit reaches manifest and card."""
+    from cxrsynth.artifacts import AuditResult
+    from cxrsynth.stages.release.verify import verify as verify_release
+
+    rel = _copy_release(built, tmp_path)
+    manifest = rel.manifest()
+    before = {p.name: p.read_bytes() for p in rel.root.iterdir() if p.is_file()}
+
+    def audit(stamp, text):
+        return AuditResult({"audited_release": {"data_sha256": stamp}, "summary": {"text": text, "verdicts": []}})
+
+    with pytest.raises(StampError, match="other images"):
+        describe(rel, manifest, audit=audit("0" * 64, "FOREIGN AUDIT"))
+    assert {p.name: p.read_bytes() for p in rel.root.iterdir() if p.is_file()} == before
+    written = describe(rel, manifest, audit=audit(manifest["data_sha256"], "This very release was audited."))
+    assert written["audit"]["text"] == "This very release was audited." and manifest["audit"] is None
+    assert rel.manifest()["audit"] == written["audit"] and "This very release was audited." in rel.card.read_text()
+    assert verify_release(rel.root) == []
+
+
 def test_release_pipeline_attaches_the_work_folders_benchmark_only_when_stamped(tmp_path):
     from cxrsynth.stages.release.describe import stamped_benchmark_or_none
 

@@ -27,15 +27,22 @@ def write_manifest(release: ReleaseFolder | str | Path, manifest: dict) -> None:
     as_release(release).write_manifest(manifest)
 
 
-def describe(release: ReleaseFolder | str | Path, manifest: dict, benchmark: str | Path | None = None) -> dict:
-    """Write manifest.json, croissant.json, the card and SHA256SUMS into ``release``; returns ``manifest``.
+def describe(release: ReleaseFolder | str | Path, manifest: dict, benchmark: str | Path | None = None, *,
+             audit: AuditResult | dict | str | Path | None = None) -> dict:
+    """Write manifest.json, croissant.json, the card and SHA256SUMS into ``release``; returns the manifest
+    written. The one renderer of a release's description: both results it may attach are checked here.
 
-    ``benchmark``: a benchmark folder whose ``results.json`` is stamped with this release's
-    ``data_sha256``; its tables become the card's Benchmark section and its external sets the External
-    test set section (anything else raises :class:`~cxrsynth.core.errors.StampError`). Without it, the
-    sections already in the card are kept.
+    ``audit``: an audit (its result, ``audit.json`` or its content) stamped with this release's
+    ``data_sha256``; its summary goes into the manifest and the card's audit section (:func:`with_audit`).
+    Without it, the manifest's own ``audit`` entry is kept. ``benchmark``: a benchmark folder whose
+    ``results.json`` is stamped with this release's ``data_sha256``; its tables become the card's
+    Benchmark section and its external sets the External test set section. Without it, the sections
+    already in the card are kept. A result of other images, or an unstamped one, raises
+    :class:`~cxrsynth.core.errors.StampError` before anything is written.
     """
     release = as_release(release)
+    if audit is not None:
+        manifest = with_audit(manifest, audit)
     made = benchmark_sections(benchmark, manifest["data_sha256"]) if benchmark is not None else None
     write_manifest(release, manifest)
     write_json(release.croissant, make_croissant(manifest))
@@ -79,4 +86,4 @@ def attach_audit(release: ReleaseFolder | str | Path, audit_json: str | Path, be
     """Put an audit's summary into a built release's manifest and card (the data stays). Returns the new
     manifest."""
     release = as_release(release)
-    return describe(release, with_audit(release.manifest(), audit_json), benchmark)
+    return describe(release, release.manifest(), benchmark, audit=audit_json)
