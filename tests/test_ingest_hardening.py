@@ -109,6 +109,28 @@ def test_h12_symlink_resolving_outside_is_not_an_xray(tmp_path):
         ("normal/link.png", "path is a symbolic link that resolves outside the source folder; not read")]
 
 
+def test_path_check_with_a_folder_cache_sees_linked_folders_and_files(tmp_path):
+    """``path_problem`` resolves each folder once per cache (ingest's loop over 53,000 RSNA rows): a
+    folder link or a file link leaving the source is still caught, rows in the same folders included."""
+    from cxrsynth.data.sources.base import path_problem
+
+    root, outside = tmp_path / "folder", tmp_path / "outside"
+    (root / "imgs").mkdir(parents=True)
+    outside.mkdir()
+    for f in (root / "imgs" / "a.png", outside / "x.png"):
+        f.write_bytes(b"x")
+    os.symlink(outside, root / "away")  # a folder link out
+    os.symlink(outside / "x.png", root / "imgs" / "file-link.png")  # a file link out
+    os.symlink(root / "imgs", root / "here")  # a folder link that stays inside
+    folders: dict = {}
+    got = {rel: path_problem(root, rel, folders=folders)
+           for rel in ("imgs/a.png", "away/x.png", "imgs/file-link.png", "here/a.png", "imgs/./a.png", "away/y.png")}
+    out = "is a symbolic link that resolves outside the source folder"
+    assert got == {"imgs/a.png": None, "away/x.png": out, "imgs/file-link.png": out, "here/a.png": None,
+                   "imgs/./a.png": None, "away/y.png": out}
+    assert got == {rel: path_problem(root, rel) for rel in got}  # the same answers without a cache
+
+
 def test_h4_h5_bombs_and_blank_images_are_bad_files_named(tmp_path, monkeypatch):
     """H4: a header declaring 30000x30000; H5: a valid 12000x12000 PNG of zeros; a constant image."""
     root = tmp_path / "folder"

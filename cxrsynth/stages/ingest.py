@@ -15,6 +15,7 @@ Files written in ``out_dir``: ``records.parquet``, ``ingest_report.json`` (valid
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -158,9 +159,9 @@ def _outside_source(scan: SourceScan, collection: str, on_bad_files: str) -> lis
     Paths named only by rows left out for other reasons are never opened: they are just dropped from
     ``listed``, so that the search for unreferenced files stays inside the folder too.
     """
-    found, keep = [], []
+    found, keep, folders = [], [], {}
     for r in scan.records:
-        why = path_problem(r.source_root, r.source_path)
+        why = path_problem(r.source_root, r.source_path, folders=folders)
         if why is None:
             keep.append(r)
             continue
@@ -257,8 +258,9 @@ class _Decoded:
 
 def _decode(candidates: list[Record], cfg: IngestConfig, progress: bool) -> _Decoded:
     """Decode what exists; classify what does not (``on_missing``, ``on_bad_files``)."""
-    present = [r for r in candidates if r.path.is_file()]
-    missing = [r for r in candidates if not r.path.is_file()]
+    exists = [os.path.isfile(os.path.join(r.source_root, r.source_path)) for r in candidates]  # r.path, one stat
+    present = [r for r, e in zip(candidates, exists) if e]
+    missing = [r for r, e in zip(candidates, exists) if not e]
     if missing and cfg.on_missing == "error":
         raise BadInputError(f"{len(missing)} image files are missing", missing[0].path,
                             "set ingest.on_missing=keep (label-only records) or skip")
