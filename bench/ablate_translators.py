@@ -63,6 +63,12 @@ VARIANTS: dict[str, tuple[str, str, list[str], str]] = {
                       "the refined preset on the pneumonia-covid task"),
     "mask_markers": ("normal-covid", "paper", ["epochs_constant={epochs}", "epochs_decay=0", "mask_markers=true"],
                      "+ burnt-in letters, arrows and labels filled in the COVID-19 training images (markers.py)"),
+    # The first combination, from the one-option rows: resize-convolution (no banding in the grids) with the
+    # two options that lowered encoder KID and spectral distance (sn, ema); without diffaug and decay, which
+    # were worse than `paper` at this budget.
+    "resize_sn_ema": ("normal-covid", "paper", ["epochs_constant={epochs}", "epochs_decay=0", "upsample=bilinear",
+                                                "reflect_pad=true", "spectral_norm=true", "ema_decay=0.999"],
+                      "+ resize-convolution and reflection padding, spectral norm in D, EMA generator (no diffaug, no decay)"),
 }
 
 _print_lock = threading.Lock()
