@@ -39,3 +39,26 @@ def test_runtime_is_frozen():
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         Runtime(torch.device("cpu")).rank = 1
+
+
+@pytest.mark.xdist_group("rigorous")  # numba compiles UMAP once per process: where the rigorous tests did
+def test_umap_leaves_torch_on_the_threads_it_had(tmp_path):
+    """numba's OpenMP layer (UMAP in the benchmark's figures) put torch back on numba's thread count (every
+    core) when it finished: after one figure a process set to one thread trained on two, 20-100 times slower
+    beside a second busy process. The count asked for here differs from numba's own, so the test fails on any
+    machine if the figure does not give torch its count back."""
+    import numba
+    import numpy as np
+
+    from cxrsynth.core.runtime import torch_threads
+    from cxrsynth.stages.benchmark.figures import umap_features
+
+    asked = numba.config.NUMBA_NUM_THREADS + 1
+    x = np.random.RandomState(0).randn(30, 8)
+    with torch_threads(asked):
+        umap_features(tmp_path / "umap.png", "normal-covid", {"real": (x, np.repeat([0, 1, 2], 10))})
+        assert torch.get_num_threads() == asked
+    with torch_threads(1):
+        with pytest.raises(RuntimeError), torch_threads(asked):  # given back on an error too
+            raise RuntimeError
+        assert torch.get_num_threads() == 1

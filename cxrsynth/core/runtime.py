@@ -10,6 +10,8 @@ gathers them. A Runtime is never written into a config: the same config runs any
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -83,3 +85,23 @@ class Runtime:
         if self.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         return self
+
+
+@contextmanager
+def torch_threads(n: int | None = None) -> Iterator[None]:
+    """Run the block with torch on ``n`` threads (None: as it is), and give torch its thread count back
+    after it, whatever the block did to it.
+
+    Why: torch's thread count is the process's OpenMP setting, which other libraries share. numba's OpenMP
+    threading layer (UMAP, in the benchmark's figures) sets it back to numba's own count, every core, when
+    it finishes: after one UMAP a process asked to use one thread ran torch on two. On the 2-core machine,
+    beside a second busy process, that made tiny trainings 20-100 times slower (the OpenMP threads wait for
+    each other), and it overrides what a user set with ``OMP_NUM_THREADS``."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+

@@ -27,6 +27,7 @@ from ...artifacts.split_data import SplitData
 from ...core.errors import DataNotFoundError
 from ...measure.decoded import canonical as load_canonical  # decoded once per process
 from ...core.paths import atomic_path, read_json, sha256_file, write_json
+from ...core.runtime import torch_threads
 from ...data.records import LABELS
 
 SIDE = 64
@@ -83,12 +84,8 @@ def train_encoder(images: np.ndarray, labels: np.ndarray, epochs: int = 20, seed
     Runs on one thread: convolutions this small gain nothing from a second one and, on the shared
     2-core EPYC, lost to contention (0.12 s per batch of 64 on one thread, 0.8-1.4 s on two).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _train(images, labels, epochs, seed, batch)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(images: np.ndarray, labels: np.ndarray, epochs: int, seed: int, batch: int) -> tuple[CXREncoder, dict]:

@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from ...core.plotting import plt, save_figure as _save
+from ...core.runtime import torch_threads
 
 
 def confidence_scores(path: Path, task: str, runs: dict[str, dict]) -> Path:
@@ -89,7 +90,9 @@ def umap_features(path: Path, task: str, feats: dict[str, tuple[np.ndarray, np.n
     fig, axes = plt.subplots(1, len(feats), figsize=(3.3 * len(feats), 3.2), squeeze=False)
     for ax, (arm, (x, g)) in zip(axes[0], feats.items()):
         if len(x) >= 5:
-            with warnings.catch_warnings():  # "n_jobs overridden to 1 by setting random_state": chosen, not news
+            # "n_jobs overridden to 1 by setting random_state": chosen, not news; numba (UMAP) would leave
+            # torch on every core (runtime.torch_threads)
+            with warnings.catch_warnings(), torch_threads():
                 warnings.filterwarnings("ignore", category=UserWarning, module=r"umap(\.|$)")
                 emb = umap.UMAP(n_neighbors=min(n_neighbors, len(x) - 1), n_components=2, random_state=seed,
                                 init="random").fit_transform(x)
