@@ -97,6 +97,9 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(cache / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache / "numba"))
+    # compile: auto reads this machine's speed record (bench/bench_speed.py writes ~/.cache/cxrsynth/...): a
+    # developer's record saying "compiled is faster" must not make the suite's tiny trainings compile
+    monkeypatch.setenv("CXRSYNTH_COMPILE_RECORD", str(cache / "compile-speed.json"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
