@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         for task, sha in install(args.workdir, args.src, trained_split(args.src)).items():
             print(f"{task}: {WorkLayout(args.workdir).translator(task).generator} (sha256 {sha})")
     except CxrsynthError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {exc.one_line()}", file=sys.stderr)
         return 1
     return 0
 
