@@ -103,7 +103,7 @@ def path_problem(root: str | Path, rel: str, resolve: bool = True, folders: dict
     Metadata is input like any other: a row naming ``../x``, ``/etc/hostname`` or a link that resolves
     outside the source folder would make ingest read (and list in its report) files that are not the
     data. ``resolve=False`` skips the link check (for paths only named, never opened). ``folders``: a
-    cache of resolved folders for a loop over many rows (:func:`_resolved`).
+    cache of resolved folders for a loop over many rows (:func:`_real_folder`).
     """
     if not rel or "\0" in rel:
         return "is empty or holds a NUL byte"
@@ -113,25 +113,23 @@ def path_problem(root: str | Path, rel: str, resolve: bool = True, folders: dict
         return "climbs out of the source folder with '..'"
     if resolve:
         folders = {} if folders is None else folders
-        base = _resolved(str(root), folders)
-        real = _resolved(os.path.join(base, rel), folders, file=True)
+        base = _real_folder(str(root), folders)
+        parent, name = os.path.split(os.path.join(base, rel))
+        real = os.path.join(_real_folder(parent, folders), name)
+        if os.path.islink(real):  # the file itself is a link: follow it
+            real = os.path.realpath(real)
         if os.path.commonpath([base, real]) != base:
             return "is a symbolic link that resolves outside the source folder"
     return None
 
 
-def _resolved(path: str, folders: dict[str, str], file: bool = False) -> str:
-    """``os.path.realpath(path)``, resolving each folder once per ``folders`` cache: ingest checks every
-    row of RSNA's metadata (53,000 paths in a handful of folders), and a realpath a row cost a third of
-    that ingest's time. A ``file`` is joined to its resolved folder and resolved itself only when it is a
-    link."""
-    if not file:
-        if path not in folders:
-            folders[path] = os.path.realpath(path)
-        return folders[path]
-    parent, name = os.path.split(path)
-    full = os.path.join(_resolved(parent, folders), name)
-    return os.path.realpath(full) if os.path.islink(full) else full
+def _real_folder(path: str, folders: dict[str, str]) -> str:
+    """``os.path.realpath`` of a folder, once per ``folders`` cache: ingest checks every row of RSNA's
+    metadata (53,000 paths in a handful of folders), and a realpath a row cost a third of that ingest's
+    time."""
+    if path not in folders:
+        folders[path] = os.path.realpath(path)
+    return folders[path]
 
 
 def parse_age(raw: str | None) -> float | None:
