@@ -134,23 +134,31 @@ def heldout_records(root: Path, task: str) -> list:
 
 def translate_heldout(root: Path, run: Path, task: str) -> Path:
     """``run/heldout/``: every held-out source translated by the run's generator; skipped when done."""
+    from cxrsynth.stages.translate.checkpoint import load_generator
+
+    net, info = load_generator(run / "generator.safetensors")
+    return translate_into(root, run / "heldout", task, net, info["tensors_sha256"],
+                          {"generator": str(run / "generator.safetensors")})
+
+
+def translate_into(root: Path, out: Path, task: str, net, sha: str, about: dict) -> Path:
+    """``out/``: the task's held-out sources (:func:`heldout_records`) translated by ``net`` at SIZE, with
+    ``heldout.json`` naming each file's record id; skipped when ``out`` already holds this ``sha``'s
+    translations. Written beside ``out`` under a temporary name, then renamed."""
     import numpy as np
     import torch
 
     from cxrsynth.stages.generate import translate_batch
     from cxrsynth.data.images import encode_png, load_canonical
-    from cxrsynth.stages.translate.checkpoint import load_generator
 
-    out = run / "heldout"
-    net, info = load_generator(run / "generator.safetensors")
     index = out / "heldout.json"
-    if index.is_file() and json.loads(index.read_text()).get("tensors_sha256") == info["tensors_sha256"]:
+    if index.is_file() and json.loads(index.read_text()).get("tensors_sha256") == sha:
         return out
     assign = json.loads((root / "splits.json").read_text())["assignments"]
     recs = heldout_records(root, task)
-    tmp = run / ".heldout.tmp"
+    tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp.mkdir(parents=True)
     rows = []
     for start in range(0, len(recs), 16):
         chunk = recs[start:start + 16]
@@ -160,9 +168,8 @@ def translate_heldout(root: Path, run: Path, task: str) -> Path:
             (tmp / name).write_bytes(encode_png(img))
             rows.append({"file": name, "record_id": rec.record_id, "split": assign[rec.record_id],
                          "source": rec.source})
-    desc = {"task": task, "size": SIZE, "generator": str(run / "generator.safetensors"),
-            "tensors_sha256": info["tensors_sha256"], "translator_id": f"{task}-{info['tensors_sha256'][:12]}",
-            "count": len(rows), "images": rows}
+    desc = {"task": task, "size": SIZE, **about, "tensors_sha256": sha,
+            "translator_id": f"{task}-{sha[:12]}", "count": len(rows), "images": rows}
     (tmp / "heldout.json").write_text(json.dumps(desc, indent=1) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)

@@ -2,8 +2,8 @@
 
 One score of a small work folder (the COVID-19 and NIH samples, split by patient) with three made-up
 "translations" as configs: the untranslated sources themselves (must sit at the baseline), copies of
-the real COVID-19 training images (must sit at the floor) and those copies with horizontal stripes
-(must move the spectral distance).
+the real COVID-19 training images (must sit at the floor), those copies with horizontal stripes
+(must move the spectral distance) and the sources' negatives (must be named as inverted).
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def scored(wd, data):
     n = len(covid)
     src_a, src_b = others[:n], others[n:2 * n]
     untranslated = np.stack([load_canonical(records[i].path, SIZE) for i in src_a])
-    syn = np.concatenate([untranslated, train, stripes(train)])
-    ids = src_a + src_b + src_b
-    configs = ["untranslated"] * n + ["copy"] * n + ["striped"] * n
+    syn = np.concatenate([untranslated, train, stripes(train), 255 - untranslated])
+    ids = src_a + src_b + src_b + src_a
+    configs = ["untranslated"] * n + ["copy"] * n + ["striped"] * n + ["inverted"] * n
     spaces = F.feature_spaces(data, encoder_epochs=CFG.encoder_epochs, encoder_cache=WorkLayout(wd).cxr_encoder)
     return F.score(data, syn, ids, configs, CFG, spaces)
 
@@ -104,6 +104,22 @@ def test_a_copy_of_real_covid_sits_at_the_floor(scored):
         assert k["untranslated_vs_heldout"]["interval"][0] > floor["interval"][1], name
     assert part["probes"]["real_vs_synthetic"]["auroc"] < 0.65
     assert part["change"]["ssim_to_source"]["median"] < 0.6  # copies of other images, not of their sources
+
+
+def test_an_intensity_inversion_is_measured_and_named(scored):
+    """The shortcut a CycleGAN can take (and the candidate recipe took mid-training): negatives of the
+    sources. SSIM alone reads it as "changed a lot"; the correlation with the source says how."""
+    inverted, same = (scored["per_config"][c]["change"] for c in ("inverted", "untranslated"))
+    assert inverted["correlation_to_source"]["median"] == pytest.approx(-1.0)
+    assert inverted["correlation_to_source"]["inverted_share"] == 1.0
+    assert same["correlation_to_source"]["median"] == pytest.approx(1.0) and same["correlation_to_source"]["inverted_share"] == 0
+    assert "100% of them invert their source's intensities" in F.sentence({"overall": scored["per_config"]["inverted"]})
+    assert "invert" not in F.sentence({"overall": scored["per_config"]["untranslated"]})
+    # overall: the inverted quarter, and the few unrelated pairs (copies of other images) that correlate
+    # negatively by chance: not "most"
+    overall = scored["overall"]["change"]["correlation_to_source"]
+    assert 0.25 <= overall["inverted_share"] < 0.35 and "invert" not in F.sentence(scored)
+    assert F.correlation_pairs(np.zeros((1, 4, 4)), np.ones((1, 4, 4))).tolist() == [0.0]  # flat: no correlation
 
 
 def test_stripes_move_the_spectral_distance(scored):
@@ -181,6 +197,8 @@ def test_sentence_row_and_report(scored, tmp_path):
     assert f"{k['untranslated_vs_heldout']['mean']:.3g}" in text and "untranslated" in text and "cxr encoder" in text
     r = F.row(scored, "x")
     assert r["kid_pixels_placement"] == scored["overall"]["kid"]["pixels"]["placement"]
+    assert r["inverted_share"] == scored["overall"]["change"]["correlation_to_source"]["inverted_share"]
+    assert r["correlation_to_source_median"] == scored["overall"]["change"]["correlation_to_source"]["median"]
     assert r["kid_inception_floor"] is None or "inception" in scored["overall"]["kid"]
     fig = F.spectrum_figure(scored, tmp_path / "spectrum.png")
     page = F.report_html(scored, fig)

@@ -105,6 +105,19 @@ def ssim_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([ssim_many(x, y[None])[0] for x, y in zip(a, b)])
 
 
+def correlation_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of the pixels of each image of ``a`` with the image of ``b`` at the same
+    position (0 where either is flat). Why beside SSIM: a CycleGAN can satisfy its cycle loss with an
+    intensity inversion (bright lungs, dark mediastinum) that it undoes on the way back. SSIM near 0 does
+    not say that happened; a correlation near -1 does."""
+    x = a.reshape(len(a), -1).astype(np.float64)
+    y = b.reshape(len(b), -1).astype(np.float64)
+    x -= x.mean(1, keepdims=True)
+    y -= y.mean(1, keepdims=True)
+    den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
+    return np.divide((x * y).sum(1), den, out=np.zeros(len(x)), where=den > 0)
+
+
 def probe(a: np.ndarray, b: np.ndarray, groups_a: list[str], groups_b: list[str], bootstrap: int, seed: int) -> dict:
     """The benchmark's classifier two-sample test (logistic regression on 32x32 pixels, folds by
     patient), with both sets brought to 32 px by :func:`cxrsynth.measure.probe.probe_pixels`."""
@@ -199,9 +212,18 @@ def measure(sets: Sets, spaces: dict[str, nn.Module], cfg: FidelityConfig = Fide
     change = {"ssim_to_source": {"n": len(ss), "median": float(np.median(ss)) if len(ss) else None,
                                  "mean": float(ss.mean()) if len(ss) else None,
                                  "quartiles": [float(np.quantile(ss, .25)), float(np.quantile(ss, .75))] if len(ss) else None},
+              "correlation_to_source": _correlation_summary(correlation_pairs(s.syn, s.src)),
               "probe_translated_vs_own_source": probes["translated_vs_own_source"]}
     return {"n": {"synthetic": len(s.syn), "real_covid_train": len(s.train), "real_covid_heldout": len(s.held)},
             "kid": kid, "probes": probes, "spectrum": spectrum, "change": change}
+
+
+def _correlation_summary(r: np.ndarray) -> dict:
+    """Median and quartiles of the per-image correlations, and the share below 0 (inverted)."""
+    if not len(r):
+        return {"n": 0, "median": None, "quartiles": None, "inverted_share": None}
+    return {"n": len(r), "median": float(np.median(r)), "quartiles": [float(np.quantile(r, .25)), float(np.quantile(r, .75))],
+            "inverted_share": float(np.mean(r < 0))}
 
 
 # --- from the records and split (SplitData), never a work folder -------------------------------------
@@ -317,9 +339,14 @@ def sentence(section: dict) -> str:
                      f"{_kid(k['untranslated_vs_heldout'])}, real {_kid(k['floor_train_vs_heldout'])})")
     pr = o["probes"]
     auc = lambda p: "n/a" if p.get("auroc") is None else f"{p['auroc']:.2f}"
-    return ("Against held-out real COVID-19 X-rays, the synthetic images sit, in " + "; in ".join(parts)
+    text = ("Against held-out real COVID-19 X-rays, the synthetic images sit, in " + "; in ".join(parts)
             + f"; a pixel probe tells them from real COVID-19 at AUROC {auc(pr['real_vs_synthetic'])} (untranslated "
               f"sources {auc(pr['real_vs_untranslated'])}, two halves of real {auc(pr['real_halves'])}).")
+    corr = o["change"].get("correlation_to_source") or {}
+    if corr.get("inverted_share") is not None and corr["inverted_share"] > 0.5:
+        text += (f" {corr['inverted_share']:.0%} of them invert their source's intensities (median pixel correlation "
+                 f"with the source {corr['median']:+.2f}): a translator shortcut, not anatomy.")
+    return text
 
 
 def row(section: dict, run: str) -> dict:
@@ -342,6 +369,8 @@ def row(section: dict, run: str) -> dict:
     r |= {"spectral_synthetic_heldout": sp["synthetic_vs_heldout"], "spectral_untranslated_heldout": sp["untranslated_vs_heldout"],
           "spectral_floor": sp["floor_train_vs_heldout"], "spectral_placement": sp["placement"],
           "ssim_to_source_median": o["change"]["ssim_to_source"]["median"],
+          "correlation_to_source_median": o["change"]["correlation_to_source"]["median"],
+          "inverted_share": o["change"]["correlation_to_source"]["inverted_share"],
           "cxr_encoder_sha256": (section["feature_space_notes"].get("cxr_encoder") or {}).get("sha256")}
     return r
 
@@ -398,7 +427,9 @@ def report_html(section: dict | None, figure: Path | None = None) -> str:
             f"translated vs own source {auc(pr['translated_vs_own_source'])}.</p>"
             f"<p>Spectral distance (mean |difference| of log spectra) to held-out real COVID-19: synthetic "
             f"{sp['synthetic_vs_heldout']:.3f}, untranslated {sp['untranslated_vs_heldout']:.3f}, real training "
-            f"{sp['floor_train_vs_heldout']:.3f}. SSIM to own source: median {ch['ssim_to_source']['median']:.3f}.</p>{img}")
+            f"{sp['floor_train_vs_heldout']:.3f}. SSIM to own source: median {ch['ssim_to_source']['median']:.3f}. Pixel correlation with own "
+            f"source: median {_num(ch['correlation_to_source']['median'], '+.2f')}, inverted (below 0) "
+            f"{_num(ch['correlation_to_source']['inverted_share'], '.0%')}.</p>{img}")
 
 
 # --- a folder of translations (the ablation's held-out output) ---------------------------------------
