@@ -28,7 +28,7 @@ if "torch" in sys.modules:  # imported already (by a plugin): OMP_NUM_THREADS wa
 
 from cxrsynth.core.paths import sample_data_dir  # noqa: E402
 
-from ._once import once_per_run  # noqa: E402
+from ._once import once_per_run, worker  # noqa: E402
 
 DATA = sample_data_dir()
 COVID = DATA / "covid-chestxray-dataset"
@@ -96,7 +96,11 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "caches"
     monkeypatch.setenv("HF_HOME", str(cache / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache / "numba"))
+    # numba's compiled functions (pynndescent's, imported with UMAP: about 15 s of CPU when cold) are a pure
+    # function of the code, so the run's workers share one cache in the run's folder instead of each
+    # compiling its own; nothing is written outside the run's temporary folder
+    run = tmp_path_factory.getbasetemp().parent if worker() else cache
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(run / "numba"))
     # compile: auto reads this machine's speed record (bench/bench_speed.py writes ~/.cache/cxrsynth/...): a
     # developer's record saying "compiled is faster" must not make the suite's tiny trainings compile
     monkeypatch.setenv("CXRSYNTH_COMPILE_RECORD", str(cache / "compile-speed.json"))
