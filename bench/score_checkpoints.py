@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     run = a.run or a.workdir / "translators" / a.task
     rc = 0
     for ckpt in sorted(a.checkpoints):
-        if ckpt.is_file():  # an exported generator: its own arch and step travel in the file
-            from cxrsynth.stages.translate.checkpoint import load_generator
+        if ckpt.is_file():  # an exported generator: its arch travels in the file, its step in its
+            from cxrsynth.stages.translate.checkpoint import load_generator  # description, when that says
 
             net, info = load_generator(ckpt)
             step, sha, which = info.get("step"), info["tensors_sha256"], "exported"

@@ -1,6 +1,6 @@
 """The suite's own scheduling assumption: ``--dist loadgroup`` keeps each xdist group on one worker.
 
-scripts/test.sh runs two pytest-xdist workers and groups tests (conftest.xdist_groups): the SLURM tests
+scripts/test.sh runs pytest-xdist workers (cores + 1) and groups tests (conftest.xdist_groups): the SLURM tests
 share one cluster and one time-limit wait, the tests on ``rigorous`` share its UMAP compilation, and tests
 of a module fixture build it once. With pytest 9.2, pytest-xdist 3.8 stops grouping without a word
 (pytest-dev/pytest-xdist#1386): nothing fails, the suite only gets slower. This test runs a tiny session

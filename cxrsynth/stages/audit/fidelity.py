@@ -209,21 +209,20 @@ def measure(sets: Sets, spaces: dict[str, nn.Module], cfg: FidelityConfig = Fide
         probes["real_halves"] = cache["_real_halves"] = pb(real[a], real[b], [groups[i] for i in a],
                                                            [groups[i] for i in b])
     ss = ssim_pairs(s.syn, s.src)
-    change = {"ssim_to_source": {"n": len(ss), "median": float(np.median(ss)) if len(ss) else None,
-                                 "mean": float(ss.mean()) if len(ss) else None,
-                                 "quartiles": [float(np.quantile(ss, .25)), float(np.quantile(ss, .75))] if len(ss) else None},
-              "correlation_to_source": _correlation_summary(correlation_pairs(s.syn, s.src)),
+    r = correlation_pairs(s.syn, s.src)
+    change = {"ssim_to_source": _distribution(ss),
+              "correlation_to_source": _distribution(r) | {"inverted_share": float(np.mean(r < 0)) if len(r) else None},
               "probe_translated_vs_own_source": probes["translated_vs_own_source"]}
     return {"n": {"synthetic": len(s.syn), "real_covid_train": len(s.train), "real_covid_heldout": len(s.held)},
             "kid": kid, "probes": probes, "spectrum": spectrum, "change": change}
 
 
-def _correlation_summary(r: np.ndarray) -> dict:
-    """Median and quartiles of the per-image correlations, and the share below 0 (inverted)."""
-    if not len(r):
-        return {"n": 0, "median": None, "quartiles": None, "inverted_share": None}
-    return {"n": len(r), "median": float(np.median(r)), "quartiles": [float(np.quantile(r, .25)), float(np.quantile(r, .75))],
-            "inverted_share": float(np.mean(r < 0))}
+def _distribution(x: np.ndarray) -> dict:
+    """Count, median, mean and quartiles of one value per image (None for each when there is none)."""
+    if not len(x):
+        return {"n": 0, "median": None, "mean": None, "quartiles": None}
+    return {"n": len(x), "median": float(np.median(x)), "mean": float(x.mean()),
+            "quartiles": [float(np.quantile(x, .25)), float(np.quantile(x, .75))]}
 
 
 # --- from the records and split (SplitData), never a work folder -------------------------------------
