@@ -281,8 +281,8 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
 @click.option("--task", type=click.Choice(TASKS), required=True, help="Which translator: Normal -> COVID-19 or Pneumonia -> COVID-19.")
 @click.option("--preset", type=click.Choice(["canonical", "paper", "refined"]), default=None,
               help="Recipe: canonical (junyanz ResNet CycleGAN, the default), paper (the authors' U-Net, batch 16, "
-                   "100 epochs) or refined (paper + DiffAugment, resize-conv, reflection padding, spectral norm, "
-                   "EMA generator, 100 more epochs of linear decay). Explicit --set values override the preset's.")
+                   "100 epochs) or refined (paper + resize-conv, reflection padding, spectral norm in D, an EMA "
+                   "generator; chosen on held-out fidelity). Explicit --set values override the preset's.")
 @click.option("--resume", is_flag=True, help="Continue the run in the output folder from its latest checkpoint.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: WORKDIR/translators/TASK).")

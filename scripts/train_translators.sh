@@ -4,13 +4,14 @@
 #   bash scripts/train_translators.sh paper                          # to completion (hours on 2 CPU cores)
 #   TRAIN_SIZE=256 bash scripts/train_translators.sh paper           # the paper's resolution (a GPU job)
 #   TRAIN_STEPS=400 bash scripts/train_translators.sh canonical      # as far as step 400, then stop
-#   TRAIN_SETS="epochs_decay=0" bash scripts/train_translators.sh refined   # extra --set values (k=v, spaces)
+#   TRAIN_SETS="epochs_decay=100" bash scripts/train_translators.sh refined # extra --set values (k=v, spaces)
 #
 # Work folder $TRAIN_WD (default runs/PRESET): ingest of every sample folder, patient-level split, a plan
 # of 180 images per domain. The two translators train side by side, one thread each ($TRAIN_THREADS).
 # - paper: 128 px by default; the sample has 141 COVID-19 training images with pixels, so each epoch is
 #   int(141/16) - 1 = 7 updates and the 100 epochs are 700 updates.
-# - refined (issue 19): as paper, with its options; its schedule is 100 + 100 epochs (1,400 updates).
+# - refined (issue 19): as paper (700 updates), with resize-convolution, reflection padding, spectral norm
+#   and an EMA generator.
 # - canonical: 256 px (ResNet-9, batch 1). Its schedule is 100 + 100 epochs of one pass over the 180
 #   images of domain A, 36,000 steps per translator, about 3 days each on 2 CPU cores; so it stops at
 #   $TRAIN_STEPS (default 400; the learning-rate schedule still assumes the whole run) and a later call

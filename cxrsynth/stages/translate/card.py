@@ -16,8 +16,8 @@ from ...core.paths import atomic_write
 PRESET_WORDS = {
     "canonical": "the canonical PyTorch CycleGAN, junyanz/pytorch-CycleGAN-and-pix2pix",
     "paper": "the seed authors' own Keras-GAN recipe, hasibzunair/synthetic-covid-cxr-gen notebook 2a",
-    "refined": "the seed authors' recipe with small-data GAN remedies (DiffAugment, resize-convolution, spectral "
-               "norm, an averaged generator; issue 19), chosen by ablation on the sample data",
+    "refined": "the seed authors' recipe with artefact and small-data GAN remedies (resize-convolution, reflection "
+               "padding, spectral norm, an averaged generator; issue 19), chosen on held-out fidelity on the sample data",
 }
 
 
