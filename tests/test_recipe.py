@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from cxrsynth.core.config import resolve, to_dict
 from cxrsynth.core.errors import ConfigError
 from cxrsynth.stages.translate.augment import POLICIES, apply, diff_augment, draw
+from cxrsynth.stages.translate.card import PRESET_WORDS
 from cxrsynth.stages.translate.checkpoint import latest_checkpoint, load_generator
 from cxrsynth.stages.translate.networks import ResnetGenerator, UNetGenerator, build_generator, init_weights
 from cxrsynth.stages.translate.train import PRESETS, resolve_train_config, train
@@ -90,7 +91,9 @@ def test_each_option_trains_and_exports(option, planned_workdir, tmp_path):
         key, value = kv.split("=", 1)
         assert str(saved[key]).lower() == value.lower() or saved[key] == float(value)
     net, info = load_generator(run / "generator.safetensors")
-    assert info["arch"] == cfg.arch()
+    assert info["arch"] == cfg.arch() and info["arch"]["preset"] == cfg.preset
+    card = (run / "README.md").read_text()  # the translator's card names its recipe
+    assert "U-Net" in card and PRESET_WORDS[cfg.preset] in card
     with torch.no_grad():
         assert net(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
     tensors = load_file(str(latest_checkpoint(run) / "tensors.safetensors"))
@@ -160,11 +163,14 @@ def test_resize_convolution_paints_no_checkerboard():
             assert (float(net(const).std()) < 1e-5) == flat
 
 
-def test_ema_generator_is_exported_and_resumes_exactly(planned_workdir, tmp_path):
-    """All options on, killed part-way and resumed: every tensor (EMA and spectral-norm vectors included)
-    equals the uninterrupted run's, and the published generator is the average, not the raw weights."""
+def test_refined_preset_killed_and_resumed_reaches_the_same_weights(planned_workdir, tmp_path):
+    """`cxrsynth train --preset refined` (the paper's Keras-GAN loop with every option on, a decay added)
+    killed part-way and resumed: every tensor (EMA and spectral-norm vectors included) equals the
+    uninterrupted run's, and the published generator is the average, not the raw weights. (It also stands
+    for the `paper` preset's resume, whose loop it shares: one test of three processes, not two.)"""
     full, killed = tmp_path / "full", tmp_path / "killed"
-    sets = SMALL[1:] + ["epochs_constant=3", "epochs_decay=3", "ema_decay=0.9"]
+    sets = SMALL[1:] + ["epochs_constant=3", "epochs_decay=3", "ema_decay=0.9",
+                        "diff_augment=color,translation,cutout"]
 
     def cmd(out, *extra):
         return [sys.executable, "-m", "cxrsynth.cli", "-w", str(planned_workdir), "train", "--task", "normal-covid",
@@ -180,6 +186,12 @@ def test_ema_generator_is_exported_and_resumes_exactly(planned_workdir, tmp_path
     published = load_file(str(killed / "generator.safetensors"))
     assert all(torch.equal(published[k], ema[k]) for k in ema)
     assert any(k.endswith("_u") for k in b)  # spectral norm's power-iteration vectors are checkpointed
+    rep, saved = (json.loads((killed / f).read_text()) for f in ("train_report.json", "config.json"))
+    assert rep["steps"] == 6 and rep["preset"] == "refined" and rep["steps_per_epoch"] == 1
+    assert (saved["preset"], saved["generator"], saved["loop"]) == ("refined", "unet", "keras")
+    card = (killed / "README.md").read_text()
+    assert "U-Net" in card and PRESET_WORDS["refined"] in card and "spectral norm in the discriminators" in card
+    assert load_generator(killed / "generator.safetensors")[1]["arch"]["preset"] == "refined"
 
 
 def test_generator_with_new_arch_fields_regenerates_through_generate(planned_workdir, tmp_path):
