@@ -42,9 +42,6 @@ from typing import Any
 from .artifacts import (AuditResult, GeneratedSet, ReleaseFolder, SplitData, TranslatorRun, as_release,
                         final_pair, stale_staging, staging_pair)
 from .stages.audit.run import AuditConfig
-# benchmark_in: `cxrsynth benchmark` on a work folder; it lives in the stage (one implementation, which the
-# stage's older run_benchmark also calls) and is offered here beside the other stages' work-folder calls
-from .stages.benchmark.run import benchmark_in  # noqa: F401
 from .core.config import build as build_config
 from .core.config import load_file, merge, nest, parse_overrides
 from .core.errors import ConfigError, DataNotFoundError, VerifyFailed
@@ -323,3 +320,15 @@ def _promote(moves: list[tuple[Path, Path]], replace: bool) -> None:
         if dst.exists():
             os.replace(dst, _aside(dst, stamp))
         os.replace(src, dst)
+
+
+def __getattr__(name: str):
+    """``benchmark_in``: `cxrsynth benchmark` on a work folder. It lives in the stage (one implementation,
+    which the stage's older ``run_benchmark`` also calls) and is offered here beside the other stages'
+    work-folder calls, imported on first use: the benchmark stage brings torchvision and scikit-learn
+    (about 2 s), which `cxrsynth generate`, `release` and `audit` processes never need (PEP 562)."""
+    if name == "benchmark_in":
+        from .stages.benchmark.run import benchmark_in
+
+        return benchmark_in
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

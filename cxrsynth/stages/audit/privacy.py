@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
-from scipy.stats import beta, binomtest
 
 CHUNK = 512
 TIE_RTOL = 1e-9  # distances equal to this relative tolerance are ties (duplicate images give equal rows)
@@ -228,6 +227,9 @@ def clopper_pearson(successes: float, n: int, level: float = 0.95) -> tuple[floa
     if n == 0:
         return (0.0, 1.0)
     k, a = int(round(successes)), (1 - level) / 2
+    from scipy.stats import beta  # here, not at the top: scipy.stats takes ~0.6 s to import, and most
+    # processes that import this module (generate, release) never test anything
+
     lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
     hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
     return lo, hi
@@ -242,6 +244,8 @@ def chance_test(credit: np.ndarray, chance: float) -> dict:
         return {"n": 0, "value": None, "reference": chance, "difference": None, "interval": None, "p_value": None}
     k = float(np.sum(credit))
     lo, hi = clopper_pearson(k, n)
+    from scipy.stats import binomtest
+
     p = float(binomtest(int(round(k)), n, min(max(chance, 0.0), 1.0), alternative="greater").pvalue)
     value = k / n
     return {"n": n, "value": value, "reference": chance, "difference": value - chance,

@@ -22,7 +22,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -45,10 +45,12 @@ from .compile_choice import Workload
 from .finite import stop_at_non_finite_loss
 from .timing import keep_timing
 from .losses import GANLoss
-from .markers import MarkerRecord, load_clean, summary, write_records
 from .networks import (KerasPatchDiscriminator, PatchDiscriminator, build_generator, default_blocks, init_weights,
                        spectral_norm_)
 from .pool import ImagePool
+
+if TYPE_CHECKING:  # markers.py imports scipy.ndimage and skimage: only a run that masks markers needs them
+    from .markers import MarkerRecord
 
 
 #: Named recipes: each is a layer of defaults under whatever is set explicitly (``config.resolve``).
@@ -243,6 +245,8 @@ class TrainingSet:
                 if rec is None or not rec.has_pixels:
                     raise DataNotFoundError("planned training image has no pixels", rid)
                 if dom == "B" and self.markers is not None:
+                    from .markers import load_clean
+
                     arr, found = load_clean(rec.path, load, rid)
                     self.markers.append(found)
                     arrs.append(arr)
@@ -664,6 +668,8 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
     data = TrainingSet(workdir, cfg.task, cfg.size, cfg.jitter, cfg.mask_markers)
     existing = _prepare_run_dir(run_dir, cfg, resume, rt.main)
     if data.markers is not None and rt.main:  # written at the start, so a long run shows it at once
+        from .markers import write_records
+
         write_records(TranslatorFolder(run_dir).markers, data.markers)
     nets = _place_models(cfg, rt)
     model = CycleGAN(nets, cfg, rt)
@@ -683,6 +689,8 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
               "last_losses": losses, "train_images": {k: len(v) for k, v in data.ids.items()}}
     report = keep_timing(report, TranslatorFolder(run_dir).report, step - first)  # a no-op resume keeps the real time
     if data.markers is not None:
+        from .markers import summary
+
         report["markers"] = dict(summary(data.markers), file=TranslatorFolder(run_dir).markers.name)
     if rt.main:
         _export(run_dir, model.published(), cfg, report, data)
