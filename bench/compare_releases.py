@@ -5,7 +5,7 @@ every benchmark arm with its interval from each ``results.json``, as markdown ta
 
 Each NAME=FOLDER is a collected sample release (``bench/sample_release.sh``): the fidelity section is read
 from ``FOLDER/audit-fidelity/audit.json`` when there is one, else ``FOLDER/audit/audit.json``; the benchmark
-from ``FOLDER/benchmark/results.json``. Nothing is recomputed: the tables copy what the files say.
+from ``FOLDER/benchmark/results.json``. NAME=FILE names an ``audit.json`` itself (fidelity only). Nothing is recomputed: the tables copy what the files say.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 
 
 def _audit(folder: Path) -> dict:
+    if folder.is_file():  # an audit.json itself
+        return json.loads(folder.read_text())["fidelity"]
     for sub in ("audit-fidelity", "audit"):
         p = folder / sub / "audit.json"
         if p.is_file() and "fidelity" in json.loads(p.read_text()):
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     folders = dict(s.split("=", 1) for s in a.releases)
     print(fidelity_table({n: _audit(Path(f)) for n, f in folders.items()}))
     bench = {n: json.loads((Path(f) / "benchmark" / "results.json").read_text())
-             for n, f in folders.items() if (Path(f) / "benchmark" / "results.json").is_file()}
+             for n, f in folders.items() if Path(f).is_dir() and (Path(f) / "benchmark" / "results.json").is_file()}
     if bench:
         print(benchmark_table(bench))
     return 0
