@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from cxrsynth.artifacts import SplitData
 from cxrsynth.stages.benchmark import report_analyses as R
 from cxrsynth.stages.benchmark.analyses import analyses
 from cxrsynth.stages.benchmark.run import aggregate
@@ -59,7 +60,7 @@ def test_analyses_and_their_tables(tmp_path):
     results = _cells(recs, assign)
     cfg = SimpleNamespace(bootstrap=100, tasks=("normal-covid",), limit=None)
     summary = aggregate(results, 100)
-    out = analyses(tmp_path, cfg, results, summary)
+    out = analyses(SplitData.read(tmp_path), cfg, results, summary)
     assert set(out) == {"operating_points", "power", "comparisons", "calibration", "subgroups"}
     pw = out["power"]["tasks"]["normal-covid"]
     assert (pw["images"], pw["positive_patients"], pw["negative_patients"]) == (80, 40, 40)
@@ -85,7 +86,7 @@ def test_analyses_and_their_tables(tmp_path):
 def test_a_small_subgroup_reads_not_measurable(tmp_path):
     recs, assign = _workdir(tmp_path, n=30)  # 10 test patients of each class, split over two views
     results = _cells(recs, assign)
-    out = analyses(tmp_path, SimpleNamespace(bootstrap=50, tasks=("normal-covid",), limit=None), results,
+    out = analyses(SplitData.read(tmp_path), SimpleNamespace(bootstrap=50, tasks=("normal-covid",), limit=None), results,
                    aggregate(results, 50))
     md = "\n".join(R.sections(json.loads(json.dumps(out))))
     assert "not measurable: 5 COVID-19 and 5 other patients; needs 10 of each" in md

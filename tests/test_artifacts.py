@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from cxrsynth.artifacts import GeneratedSet, ReleaseFolder
+from cxrsynth.artifacts import GeneratedSet, ReleaseFolder, SplitData
 from cxrsynth.core.errors import StampError
 from cxrsynth.core.paths import write_json
 from cxrsynth.stages.release.describe import describe
@@ -112,14 +112,15 @@ def test_new_translator_files_give_a_new_release_not_the_cached_one(trained, tmp
     lay = WorkLayout(wd)
     first = {t: str(lay.translator(t).root) for t in ("normal-covid", "pneumonia-covid")}
     out = tmp_path / "bench"
-    rel_a = ReleaseFolder(synthetic_from_translators(wd, out, first, limit=8))
+    data = SplitData.read(wd)  # what pipeline.benchmark_in hands the stage
+    rel_a = ReleaseFolder(synthetic_from_translators(data, out, first, limit=8))
     sha_a = rel_a.data_sha256
     assert rel_a.manifest()["counts"] == {"g_nc": 8, "g_pc": 8, "all": 16}
-    again = ReleaseFolder(synthetic_from_translators(wd, out, first, limit=8))
+    again = ReleaseFolder(synthetic_from_translators(data, out, first, limit=8))
     assert again.root == rel_a.root and again.data_sha256 == sha_a  # same translators: the cache is reused
     second = dict(first, **{"normal-covid": str(_perturbed_run(lay.translator("normal-covid").root,
                                                                 tmp_path / "retrained-nc"))})
-    rel_b = ReleaseFolder(synthetic_from_translators(wd, out, second, limit=8))
+    rel_b = ReleaseFolder(synthetic_from_translators(data, out, second, limit=8))
     assert rel_b.root != rel_a.root and rel_b.data_sha256 != sha_a
     gnc_a = {r["translator_id"] for r in rel_a.provenance() if r["config"] == "g_nc"}
     gnc_b = {r["translator_id"] for r in rel_b.provenance() if r["config"] == "g_nc"}

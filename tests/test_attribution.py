@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from cxrsynth.artifacts import SplitData
 from cxrsynth.stages.benchmark.attribution import prior_shift, prior_shift_lines
 from cxrsynth.stages.benchmark.null_arm import CONTRAST, SIGMA_SHARE, null_transform, parameters
 from cxrsynth.stages.benchmark.run import BenchmarkConfig, run_benchmark
@@ -81,9 +82,10 @@ def test_null_arm_built_from_the_translators_sources(built):
     from cxrsynth.data.records import read_records
 
     wd, rel, _ = built
-    own = train_set(wd, "normal-covid", "real+own", str(rel), 32, None)
-    null = train_set(wd, "normal-covid", NULL_ARM, str(rel), 32, None)
-    real = train_set(wd, "normal-covid", "real", str(rel), 32, None)
+    data = SplitData.read(wd)
+    own = train_set(data, "normal-covid", "real+own", str(rel), 32, None)
+    null = train_set(data, "normal-covid", NULL_ARM, str(rel), 32, None)
+    real = train_set(data, "normal-covid", "real", str(rel), 32, None)
     n_syn = own.origins.count("synthetic")
     assert n_syn > 0 and null.origins.count("null") == n_syn and null.origins.count("synthetic") == 0
     assert len(null) == len(real) + n_syn and null.real == real.real
@@ -102,7 +104,7 @@ def test_null_arm_built_from_the_translators_sources(built):
         assert y == 1 and str(by_id[rid].path) in real_paths  # a train negative, now also a positive
         got = np.rint(x.numpy()[0] * 255).astype(np.uint8)
         assert np.array_equal(got, null_transform(src, rid)) and not np.array_equal(got, src)
-    capped = train_set(wd, "normal-covid", NULL_ARM, str(rel), 32, 6)  # --limit caps it as the synthetic arms
+    capped = train_set(data, "normal-covid", NULL_ARM, str(rel), 32, 6)  # --limit caps it as the synthetic arms
     assert capped.origins.count("null") == 6 and capped.labels.count(0) == 6
 
 
@@ -157,9 +159,9 @@ def test_select_on_validation_never_scores_test(built, tmp_path, monkeypatch):
     asked = []
     real_eval_items = R.eval_items
 
-    def spy(workdir, task, split, limit=None):
+    def spy(data, task, split, limit=None):
         asked.append(split)
-        return real_eval_items(workdir, task, split, limit)
+        return real_eval_items(data, task, split, limit)
 
     monkeypatch.setattr(R, "eval_items", spy)
     cfg = resolve(BenchmarkConfig, overrides=TINY + ["tasks=normal-covid", "arms=real,real+null", "seeds=1",

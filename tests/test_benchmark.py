@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cxrsynth.artifacts import SplitData
 from cxrsynth.stages.benchmark.evaluate import evaluate
 from cxrsynth.stages.benchmark.run import BenchmarkConfig, run_benchmark
 from cxrsynth.core.config import resolve
@@ -382,7 +383,8 @@ def test_release_check_reads_the_manifests_checksums(built, tmp_path):
     from cxrsynth.stages.benchmark.release_check import check_release
 
     wd, rel, manifest = built
-    assert check_release(wd, str(rel))["problems"] == []
+    data = SplitData.read(wd)
+    assert check_release(data, str(rel))["problems"] == []
     for name, edit, message in (("old", lambda m: m.pop("split_assignment_sha256"), "records no split checksum"),
                                 ("replanned", lambda m: m.update(plan_sha256="0" * 64), "made from another plan")):
         other = tmp_path / name
@@ -391,8 +393,8 @@ def test_release_check_reads_the_manifests_checksums(built, tmp_path):
         edit(m)
         (other / "manifest.json").write_text(json.dumps(m))
         with pytest.raises(ConfigError, match=message):
-            check_release(wd, str(other))
-        assert check_release(wd, str(other), allow_foreign=True)["allowed_by_flag"]
+            check_release(data, str(other))
+        assert check_release(data, str(other), allow_foreign=True)["allowed_by_flag"]
 
 
 def test_external_option_errors_are_clear(tmp_path):
@@ -416,8 +418,9 @@ def test_paper_umap_takes_180_training_images_per_group(built):
     from cxrsynth.stages.benchmark.figure_inputs import umap_set
 
     wd, rel, _ = built
-    ds, groups = umap_set(wd, "normal-covid", str(rel), 32, None)
-    train = eval_items(wd, "normal-covid", "train")
+    data = SplitData.read(wd)
+    ds, groups = umap_set(data, "normal-covid", str(rel), 32, None)
+    train = eval_items(data, "normal-covid", "train")
     covid_train = sum(i.label == 1 for i in train)
     assert sum(i.label == 0 for i in train) > 180 and covid_train > 100
     assert Counter(groups.tolist()) == {0: 180, 1: min(180, covid_train), 2: 24}  # the release holds 24 g_nc images

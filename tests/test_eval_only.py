@@ -16,6 +16,7 @@ import torch
 import torchvision
 
 import cxrsynth
+from cxrsynth.artifacts import SplitData
 from cxrsynth.measure import metrics as M
 from cxrsynth.core.errors import CheckpointError, ConfigError
 
@@ -50,7 +51,7 @@ def split_images(wd, split: str) -> tuple[torch.Tensor, np.ndarray]:
     from cxrsynth.stages.benchmark.arms import eval_items
     from cxrsynth.data.images import load_canonical
 
-    items = eval_items(wd, "normal-covid", split)
+    items = eval_items(SplitData.read(wd), "normal-covid", split)
     x = torch.stack([torch.from_numpy(load_canonical(i.path, SIZE).astype(np.float32) / 255).unsqueeze(0) for i in items])
     return x, np.asarray([i.label for i in items])
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cxrsynth.artifacts import SplitData
 from cxrsynth.measure import metrics as M
 from cxrsynth.stages.benchmark import external as E
 from cxrsynth.core.paths import read_json
@@ -84,7 +85,7 @@ def test_empty_external_sets_say_why(small_wd, tmp_path):
     dirlink.mkdir()
     os.symlink(NIH / "images", dirlink / "normal")
 
-    reports = {n: E.load_external(n, str(tmp_path / n), small_wd).report for n in ("bombs", "links", "dirlink")}
+    reports = {n: E.load_external(n, str(tmp_path / n), SplitData.read(small_wd)).report for n in ("bombs", "links", "dirlink")}
     assert reports["bombs"]["kept"] == 0 and reports["bombs"]["bad_files"] == 4
     assert reports["links"]["kept"] == 0 and reports["links"]["outside_source"] == 4
     assert reports["dirlink"]["kept"] == 0 and reports["dirlink"]["outside_source"] == len(list((NIH / "images").iterdir()))
@@ -103,7 +104,7 @@ def test_copies_of_internal_images_are_dropped_by_split(small_wd, tmp_path):
             shutil.copy(r.path, ext / "normal" / f"{split}-{r.path.name}")
     for p in _nih(2, "No Finding", adult=False):  # children: not in the work folder, so truly new images
         shutil.copy(p, ext / "normal" / p.name)
-    rep = E.load_external("dups", str(ext), small_wd).report
+    rep = E.load_external("dups", str(ext), SplitData.read(small_wd)).report
     assert (rep["duplicates_of_training_dropped"], rep["duplicates_of_validation_dropped"],
             rep["duplicates_of_test_dropped"]) == (1, 1, 3)
     assert rep["images"] == 7 and rep["kept"] == 2
@@ -115,7 +116,7 @@ def test_copies_of_internal_images_are_dropped_by_split(small_wd, tmp_path):
 def test_hannover_is_an_external_set_of_positives(small_wd):
     """`--external hannover=DIR` recognises the layout: 243 COVID-19 films of its patients, no negatives,
     so only sensitivity is measured, and the notice says so."""
-    ext = E.load_external("hannover", str(HANNOVER), small_wd)
+    ext = E.load_external("hannover", str(HANNOVER), SplitData.read(small_wd))
     rep = ext.report
     assert rep["format"] == "hannover" and rep["kept"] == 243 and rep["by_label"] == {"covid": 243}
     assert rep["by_view"] == {"AP": 194, "PA": 49} and rep["patients"] == 71
@@ -128,7 +129,7 @@ def test_hannover_is_an_external_set_of_positives(small_wd):
 def test_external_sensitivity_interval_is_over_patients(small_wd):
     """A model that finds every film of half the patients and none of the others: sensitivity 0.5, and the
     patient bootstrap interval is wider than an images-as-independent Wilson interval, as it must be."""
-    items = E.load_external("hannover", str(HANNOVER), small_wd).items["normal-covid"]
+    items = E.load_external("hannover", str(HANNOVER), SplitData.read(small_wd)).items["normal-covid"]
     patients = sorted({i.patient for i in items})
     found = set(patients[::2])
     scores = np.array([0.9 if i.patient in found else 0.1 for i in items])
@@ -198,7 +199,7 @@ def _control_inputs(wd: Path, task: str):
     from cxrsynth.stages.benchmark import controls as C
     from cxrsynth.stages.benchmark.arms import eval_items
 
-    test = eval_items(wd, task, "test")
+    test = eval_items(SplitData.read(wd), task, "test")
     neg, findings, report = C.same_source_negatives(read_records(wd / "records.parquet"))
     control = [neg[i] for i in C.matched_negatives(findings, task)]
     return test, control, neg, findings, report

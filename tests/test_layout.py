@@ -199,6 +199,22 @@ def test_no_audit_module_opens_a_work_folder():
     assert _offending_lines((READS, JOIN), lambda p: p.parent != AUDIT) == []
 
 
+# The benchmark stage likewise (issue 23): its functions take SplitData, never a work folder path in its
+# place (the path-accepting wrapper as_split_data is gone). Two entry points are given a folder and read it:
+# run.py (benchmark_in / run_benchmark: the work folder; Setup.loaded: the inputs folder a launched job
+# gets) and evaluate.py (--eval-only on a saved checkpoint).
+BENCHMARK = PACKAGE / "stages" / "benchmark"
+BENCHMARK_ENTRY_POINTS = {"run.py", "evaluate.py"}
+
+
+def test_no_benchmark_module_but_its_entry_points_opens_a_work_folder():
+    modules = {p.name: p for p in sorted(BENCHMARK.glob("*.py"))}
+    assert len(modules) >= 15 and BENCHMARK_ENTRY_POINTS <= set(modules)
+    uses = {name: _work_folder_uses(p.read_text()) for name, p in modules.items() if name not in BENCHMARK_ENTRY_POINTS}
+    assert uses == {name: [] for name in uses}
+    assert not hasattr(__import__("cxrsynth.artifacts.split_data", fromlist=["x"]), "as_split_data")
+
+
 def test_the_audit_scan_would_see_a_work_folder_read():
     assert _work_folder_uses("from ...core.layout import AuditFolder, WorkLayout") == ["WorkLayout"]
     assert _work_folder_uses("data = SplitData.read(workdir)") == ["SplitData.read"]

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from cxrsynth.artifacts import SplitData
 from cxrsynth.core.layout import WorkLayout
 from cxrsynth.data.records import Record, write_records
 from cxrsynth.stages.splits import SplitConfig, grouped_records, make_splits, with_split_groups
@@ -48,7 +49,7 @@ def test_the_benchmark_clusters_by_the_split_grouping(tmp_path):
     layout.splits.write_text(json.dumps({"assignments": {r.record_id: "test" for r in recs},
                                          "patient_groups": {"r0": "nih-patient:7", "r1": "nih-patient:7",
                                                             "r2": "rsna:k2"}}))
-    items = eval_items(tmp_path, "normal-covid", "test")
+    items = eval_items(SplitData.read(tmp_path), "normal-covid", "test")
     assert [i.patient for i in items] == ["nih-patient:7", "nih-patient:7"]
     got, manifest = grouped_records(layout)
     assert {r.patient_group for r in got} == {"nih-patient:7", "rsna:k2"} and manifest["assignments"]["r2"] == "test"

@@ -5,9 +5,6 @@ The benchmark and the audit take one :class:`SplitData` instead of a work folder
 few records made in ``tmp_path``. It is made of the three typed artefacts :class:`Records`,
 :class:`Splits` and :class:`Plan` (:meth:`SplitData.of`), and keeps their content as plain values
 (``records``, ``splits``, ``plan``), which is how the stages use them.
-
-A work folder path is still accepted where a caller written before the stages took artefacts passes
-one (:func:`as_split_data`); it is read once there, by :meth:`SplitData.read`.
 """
 
 from __future__ import annotations
@@ -96,9 +93,3 @@ class SplitData:
             raise ConfigError(f"{why} needs the release plan", "plan=None",
                               "run `cxrsynth plan` (or `cxrsynth release`) in the work folder first")
         return self.plan
-
-
-def as_split_data(data: SplitData | str | Path) -> SplitData:
-    """``data`` as it is, or a work folder's (read once, :meth:`SplitData.read`) for the callers that
-    still pass a folder."""
-    return data if isinstance(data, SplitData) else SplitData.read(data)

@@ -10,12 +10,11 @@ result files alone, as ``run.summarise`` does for every launcher:
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from .calibration import calibration
 from .operating import compare_arms
 from .power import comparisons, power_before_grid
-from .inputs import SplitData, as_split_data
+from .inputs import SplitData
 from .subgroups import subgroups
 
 
@@ -27,9 +26,8 @@ def operating_points(results: list[dict], bootstrap: int) -> dict:
     return {task: compare_arms(arms, bootstrap) for task, arms in sorted(by_task.items())}
 
 
-def analyses(data: SplitData | Path, cfg, results: list[dict], summary: dict) -> dict:
-    """The five analyses above, as results.json keys (``data``: the records and split, or a work folder)."""
-    data = as_split_data(data)
+def analyses(data: SplitData, cfg, results: list[dict], summary: dict) -> dict:
+    """The five analyses above, as results.json keys (``data``: the records and split)."""
     records = data.grouped
     ops = operating_points(results, cfg.bootstrap)
     return {"operating_points": ops, "power": power_before_grid(data, cfg.tasks, cfg.limit),

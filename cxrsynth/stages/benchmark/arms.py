@@ -12,7 +12,6 @@ COVID-19 repeated to the size of ``real+all``'s positives) and ``real+null`` (th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ import torch
 from ...data.images import load_canonical
 from ..load.loader import ArmDataset, load
 from ...core.vocab import CONFIGS, NULL_ARM, TASK_LABELS, concrete_arm
-from .inputs import SplitData, as_split_data, real_images
+from .inputs import SplitData, real_images
 from .null_arm import NullSet, null_sources
 
 
@@ -45,11 +44,10 @@ class EvalDataset(torch.utils.data.Dataset):
         return x, it.label
 
 
-def eval_items(data: SplitData | Path, task: str, split: str, limit: int | None = None) -> list[EvalItem]:
-    """The real ``split`` images of ``task`` (``data``: the records and split; a work folder path is
-    read, :func:`~.inputs.as_split_data`), with the split's patients (a --patient-map included)."""
+def eval_items(data: SplitData, task: str, split: str, limit: int | None = None) -> list[EvalItem]:
+    """The real ``split`` images of ``task`` (``data``: the records and split), with the split's patients
+    (a --patient-map included)."""
     neg, pos = TASK_LABELS[task]
-    data = as_split_data(data)
     assign = data.assign
     recs = [r for r in data.grouped
             if r.has_pixels and assign.get(r.record_id) == split and r.label in (neg, pos)]
@@ -64,9 +62,8 @@ def _load(data: SplitData, task: str, arm: str, release, size: int) -> ArmDatase
     return load(task, arm, "train", release=release, size=size, real=real_images(data))
 
 
-def null_set(data: SplitData | Path, task: str, release, size: int) -> ArmDataset:
+def null_set(data: SplitData, task: str, release, size: int) -> ArmDataset:
     """``real`` plus the null-translator images, as many as ``real+own`` has synthetic ones."""
-    data = as_split_data(data)
     real = _load(data, task, "real", release, size)
     count = len(_load(data, task, "real+own", release, size).synthetic[0])
     sources = null_sources(data.need_plan("the null arm (real+null)"), data.records, task, count)
@@ -79,9 +76,8 @@ def _as_null(ds: ArmDataset) -> ArmDataset:
     return ds
 
 
-def train_set(data: SplitData | Path, task: str, arm: str, release, size: int, limit: int | None) -> ArmDataset:
-    """What ``arm`` trains on for ``task`` (``data``: the records and split, or a work folder path)."""
-    data = as_split_data(data)
+def train_set(data: SplitData, task: str, arm: str, release, size: int, limit: int | None) -> ArmDataset:
+    """What ``arm`` trains on for ``task`` (``data``: the records and split)."""
     ds = (null_set(data, task, release, size) if arm == NULL_ARM
           else _load(data, task, concrete_arm(task, arm), release, size))
     if limit:

@@ -34,7 +34,7 @@ from . import external as E
 from . import figure_inputs
 from .arms import Cached, EvalDataset, eval_items
 from .fit import predict, score
-from .inputs import SplitData, as_split_data
+from .inputs import SplitData
 from .run import BenchmarkConfig, Cell, _control_sets, _public_run, aggregate, score_controls
 from .scoring import NORMALIZE, Normalize, ScoringModel, from_file, from_module
 
@@ -129,7 +129,7 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
     if normalize not in NORMALIZE:
         raise ConfigError("unknown normalize", normalize, f"use one of {', '.join(NORMALIZE)}")
     workdir = Path(workdir)
-    data = as_split_data(workdir)  # the one read of the work folder (--eval-only still takes one)
+    data = SplitData.read(workdir)  # the one read of the work folder (--eval-only still takes one)
     path = None if isinstance(model_or_path, nn.Module) else str(model_or_path)
     if path is None:
         named = getattr(model_or_path, "arch", None)  # a cxrsynth Classifier names its architecture

@@ -28,7 +28,6 @@ from ...data.records import Record
 from ...core.vocab import TASK_LABELS
 from .arms import EvalItem
 from .fit import score
-from .inputs import as_split_data
 
 SPLITS = ("train", "validation", "test")
 #: the per-reason counts of images an external set lost, in the order the outputs list them
@@ -95,13 +94,12 @@ def internal_duplicates(ext: list[Record], internal: list[Record], max_hamming: 
 def load_external(name: str, folder: str, data) -> External:
     """Ingest ``folder`` (any format ``cxrsynth ingest`` reads, the Hannover layout included) and drop
     images duplicating an image of the split, counted per split; every other loss is counted by reason.
-    ``data``: the records and split (:class:`~.inputs.SplitData`, or a work folder path)."""
+    ``data``: the records and split (:class:`~.inputs.SplitData`)."""
 
     from ..ingest import IngestConfig, ingest
 
     icfg = IngestConfig()
     res = ingest([folder], icfg, external=True)
-    data = as_split_data(data)
     assign = data.assign
     internal = [r for r in data.records if assign.get(r.record_id) in SPLITS]
     split_of = {r.record_id: assign[r.record_id] for r in internal}

@@ -20,7 +20,7 @@ from ...artifacts import ReleaseFolder
 from ...artifacts.release_ref import parse, read_manifest
 from ...core.paths import read_jsonl
 from ..plan import plan_sha256
-from .inputs import SplitData, as_split_data
+from .inputs import SplitData
 
 FOREIGN_NOTICE = "FOREIGN RELEASE: --allow-foreign-release let through a release that does not match this split"
 
@@ -40,12 +40,10 @@ def _private_mapping(release: str, private: str | Path | None) -> Path | None:
     return guess if guess.is_file() else None
 
 
-def check_release(data: SplitData | Path, release: str, allow_foreign: bool = False,
+def check_release(data: SplitData, release: str, allow_foreign: bool = False,
                   private: str | Path | None = None) -> dict:
-    """Compare the release with the split and plan of ``data`` (:class:`~.inputs.SplitData`, or a work
-    folder path); raise :class:`ConfigError` on a mismatch unless ``allow_foreign``. Returns what was
-    checked, for results.json."""
-    data = as_split_data(data)
+    """Compare the release with the split and plan of ``data`` (:class:`~.inputs.SplitData`); raise
+    :class:`ConfigError` on a mismatch unless ``allow_foreign``. Returns what was checked, for results.json."""
     splits = data.splits
     manifest = release_manifest(release)
     problems = []

@@ -61,7 +61,7 @@ from .arms import Cached, EvalDataset, eval_items, train_set
 from .power import power_before_grid, power_lines
 from ...measure.classifiers import build
 from .fit import FitConfig, fit, predict, score
-from .inputs import SplitData, as_split_data
+from .inputs import SplitData
 from .release_check import FOREIGN_NOTICE, check_release, release_manifest
 from .run_files import finished_cells, inputs_config, read_inputs, result_problem
 
@@ -122,11 +122,11 @@ def _save_model(model, path: Path, arch: str) -> str:
     return sha
 
 
-def synthetic_from_translators(data: SplitData | Path, out_dir: Path, translators: dict[str, str],
+def synthetic_from_translators(data: SplitData, out_dir: Path, translators: dict[str, str],
                                rt: Runtime | None = None, limit: int | None = None) -> Path:
     """Generate both synthetic configs with the given translators (cached) and package them as a release
     (cached under the generated set's fingerprint, so other translators never reuse it). ``data``: the
-    records, split and plan (a work folder path is read); ``rt``: the benchmark's Runtime, whose device
+    records, split and plan; ``rt``: the benchmark's Runtime, whose device
     generates (in generate's own precision). The images go to ``out_dir/synthetic/``, the benchmark's own
     folder (named there as a work folder's generated images are).
 
@@ -138,7 +138,6 @@ def synthetic_from_translators(data: SplitData | Path, out_dir: Path, translator
     from ..generate import runtime_of as generate_runtime
     from ..release.package import ReleaseConfig, package
 
-    data = as_split_data(data)
     syn = out_dir / "synthetic"
     configs = tuple(c for c, t in CONFIG_TASK.items() if t in translators)
     if set(configs) != set(CONFIG_TASK):
@@ -169,7 +168,6 @@ def _control_sets(data: SplitData, cfg: BenchmarkConfig, externals: dict[str, st
     """The control sets (None, None with ``select_on`` validation: controls are read against test)."""
     if cfg.select_on == "validation":
         return None, None
-    data = as_split_data(data)
     records = data.grouped  # the probes resample the split's patients
     neg, findings, ss_report = C.same_source_negatives(records)
     ss = {}
@@ -475,7 +473,7 @@ class Setup:
     as the folder :meth:`for_jobs` wrote it to, read once per job, rather than a copy of every record
     pickled into every job's file)."""
 
-    data: SplitData | Path
+    data: SplitData | Path  # a Path only in a launched job's copy: the folder for_jobs wrote (see data_of)
     out_dir: Path
     cfg: BenchmarkConfig
     release: str | None
@@ -491,8 +489,13 @@ class Setup:
     def for_jobs(self) -> Setup:
         """This setup with its records, split and plan written once to ``out_dir/jobs/inputs/``."""
         folder = self.out_dir / "jobs" / "inputs"
-        as_split_data(self.data).write(folder)
+        self.loaded().write(folder)
         return replace(self, data=folder)
+
+    def loaded(self) -> SplitData:
+        """The records, split and plan: as given, or read from the folder :meth:`for_jobs` wrote (once per
+        launched job, :func:`run_cell_job`). That folder is this benchmark's own, not a work folder."""
+        return self.data if isinstance(self.data, SplitData) else SplitData.read(self.data)
 
 
 def run_cell(setup: Setup, cell: Cell, rt: Runtime, sets: ControlSets) -> dict:
@@ -500,14 +503,14 @@ def run_cell(setup: Setup, cell: Cell, rt: Runtime, sets: ControlSets) -> dict:
     never computed twice at once, and ``--status`` sees it running."""
     run_dir = cell.folder(setup.out_dir)
     with hold(run_dir, "cell", f"the benchmark cell {cell.name}"):
-        return run_one(as_split_data(setup.data), run_dir, cell.task, cell.arm, cell.seed, setup.cfg, setup.release, rt, sets,
+        return run_one(setup.loaded(), run_dir, cell.task, cell.arm, cell.seed, setup.cfg, setup.release, rt, sets,
                        key=setup.key(cell))
 
 
 def run_cell_job(setup: Setup, cell: Cell) -> dict:
     """A launched job (``--launcher local|slurm``): one cell, in its own process; its controls are
     decoded here. Returns a small summary; the numbers are in the cell's ``result.json``."""
-    setup = replace(setup, data=as_split_data(setup.data))  # read once for the controls and the cell
+    setup = replace(setup, data=setup.loaded())  # read once for the controls and the cell
     sets, _ = _control_sets(setup.data, setup.cfg, setup.externals)
     res = run_cell(setup, cell, runtime_of(setup.cfg), sets)
     return {"cell": cell.name, "auroc": res["test"]["auroc"]}
@@ -548,7 +551,7 @@ def summarise(setup: Setup, results: list[dict], checked: dict | None, ctl: dict
     returned keeps the caller's paths in ``summary``; its ``data`` is what results.json holds."""
     from .report import write_outputs
 
-    data, out_dir, cfg, release = as_split_data(setup.data), setup.out_dir, setup.cfg, setup.release
+    data, out_dir, cfg, release = setup.loaded(), setup.out_dir, setup.cfg, setup.release
     split_method = data.method
     summary = {
         "kind": "cxrsynth.benchmark_results", "code_version": __version__, "config": to_dict(cfg),
