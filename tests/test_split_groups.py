@@ -10,7 +10,7 @@ import pytest
 from cxrsynth.artifacts import SplitData
 from cxrsynth.core.layout import WorkLayout
 from cxrsynth.data.records import Record, write_records
-from cxrsynth.stages.splits import SplitConfig, grouped_records, make_splits, with_split_groups
+from cxrsynth.stages.splits import SplitConfig, make_splits, with_split_groups
 from tests.conftest import RSNA_META
 
 
@@ -51,5 +51,6 @@ def test_the_benchmark_clusters_by_the_split_grouping(tmp_path):
                                                             "r2": "rsna:k2"}}))
     items = eval_items(SplitData.read(tmp_path), "normal-covid", "test")
     assert [i.patient for i in items] == ["nih-patient:7", "nih-patient:7"]
-    got, manifest = grouped_records(layout)
+    data = SplitData.read(tmp_path)
+    got, manifest = data.grouped, data.splits
     assert {r.patient_group for r in got} == {"nih-patient:7", "rsna:k2"} and manifest["assignments"]["r2"] == "test"

@@ -254,14 +254,6 @@ RSNA_PER_IMAGE = ("RSNA is split per image: its patientId is an image id, and wi
                   "`cxrsynth split --patient-map FILE`) images of one NIH patient can land in different splits")
 
 
-def grouped_records(layout: WorkLayout) -> tuple[list[Record], dict]:
-    """The work folder's records, grouped as its split was (:func:`with_split_groups`), and the split manifest."""
-    from ..data.records import read_records
-
-    manifest = read_json(layout.splits)
-    return with_split_groups(read_records(layout.records), manifest), manifest
-
-
 def make_splits(records: list[Record], cfg: SplitConfig = SplitConfig(), records_path: Path | None = None,
                 out_path: Path | None = None, identity: Identity | None = None,
                 label_rows: dict[tuple[str, str], list[int]] | None = None) -> dict:
