@@ -10,7 +10,6 @@ result files alone, as ``run.summarise`` does for every launcher:
 
 from __future__ import annotations
 
-
 from .calibration import calibration
 from .operating import compare_arms
 from .power import comparisons, power_before_grid

@@ -473,7 +473,7 @@ class Setup:
     as the folder :meth:`for_jobs` wrote it to, read once per job, rather than a copy of every record
     pickled into every job's file)."""
 
-    data: SplitData | Path  # a Path only in a launched job's copy: the folder for_jobs wrote (see data_of)
+    data: SplitData | Path  # a Path only in a launched job's copy: the folder for_jobs wrote (see loaded)
     out_dir: Path
     cfg: BenchmarkConfig
     release: str | None
