@@ -24,8 +24,6 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO))
 
 
 class HistogramMatch(torch.nn.Module):
@@ -47,6 +45,7 @@ class HistogramMatch(torch.nn.Module):
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path[:0] = [str(REPO / "bench"), str(REPO)]  # run as a script: its bench neighbours and the package
     import score_fidelity
     from ablate_translators import SIZE, translate_into
 

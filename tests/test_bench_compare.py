@@ -4,8 +4,8 @@ image's grey levels onto a reference histogram without moving anything in the fr
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +14,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPARISON = ROOT / "bench" / "results" / "release-comparison"
-sys.path.insert(0, str(ROOT / "bench"))
 
-import compare_releases  # noqa: E402
-from intensity_baseline import HistogramMatch  # noqa: E402
+
+def _bench(name: str):
+    """A bench script as a module, without putting bench/ on this worker's sys.path."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+compare_releases = _bench("compare_releases")
+HistogramMatch = _bench("intensity_baseline").HistogramMatch
 
 
 @pytest.mark.no_data
