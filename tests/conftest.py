@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -91,16 +92,27 @@ def xdist_groups(items) -> dict:
     return {item: next(iter(named[find(next(iter(k)))]), find(next(iter(k)))) for item, (k, _) in keys.items()}
 
 
+def numba_cache(tmp_path_factory) -> Path:
+    """Where numba keeps compiled functions for the suite.
+
+    pynndescent, which UMAP imports, compiles about 40 functions as it is imported: 10 to 15 s of CPU when
+    cold, about a twentieth of the suite's CPU, on its critical worker. The result is a pure function of the
+    installed code (numba keys each entry by its source file's time stamp and the CPU), so in a virtual
+    environment it is kept with that environment (``.venv/cache/numba``; ``scripts/setup.sh`` fills it once,
+    as pip byte-compiles), and every run reuses it. Outside a venv, or with ``CXRSYNTH_TEST_NUMBA_CACHE=run``,
+    the run's workers share one cache in the run's temporary folder, as before."""
+    where = os.environ.get("CXRSYNTH_TEST_NUMBA_CACHE", "venv")
+    if where == "venv" and sys.prefix != sys.base_prefix:
+        return Path(sys.prefix) / "cache" / "numba"
+    return (tmp_path_factory.getbasetemp().parent if worker() else tmp_path_factory.getbasetemp() / "caches") / "numba"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_caches(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "caches"
     monkeypatch.setenv("HF_HOME", str(cache / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
-    # numba's compiled functions (pynndescent's, imported with UMAP: about 15 s of CPU when cold) are a pure
-    # function of the code, so the run's workers share one cache in the run's folder instead of each
-    # compiling its own; nothing is written outside the run's temporary folder
-    run = tmp_path_factory.getbasetemp().parent if worker() else cache
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(run / "numba"))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(numba_cache(tmp_path_factory)))
     # compile: auto reads this machine's speed record (bench/bench_speed.py writes ~/.cache/cxrsynth/...): a
     # developer's record saying "compiled is faster" must not make the suite's tiny trainings compile
     monkeypatch.setenv("CXRSYNTH_COMPILE_RECORD", str(cache / "compile-speed.json"))

@@ -34,10 +34,10 @@ def _imports(path: Path) -> set[str]:
             out |= {f"{name}.{a.name}" for a in node.names}  # `from . import privacy`
         elif isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
-    modules = {_module(p) for p in PACKAGE.rglob("*.py")}
-    return {m for m in out if m in modules and m != _module(path)}
+    return {m for m in out if m in MODULES and m != _module(path)}
 
 
+MODULES = {_module(p) for p in PACKAGE.rglob("*.py")}
 GRAPH = {_module(p): _imports(p) for p in PACKAGE.rglob("*.py")}
 
 
