@@ -9,6 +9,7 @@ gathers them. A Runtime is never written into a config: the same config runs any
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,7 +85,15 @@ class Runtime:
             torch.cuda.set_device(self.device)
         if self.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            atexit.register(_leave_process_group)
         return self
+
+
+def _leave_process_group() -> None:
+    """Destroy the process group before the interpreter's teardown, as torch asks of every program
+    (pytorch/pytorch#190489): a gloo group left to it can abort the process with SIGABRT as it exits."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 @contextmanager
