@@ -672,8 +672,8 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
         if rt.world > 1:
             # The DDP-wrapped nets of _train sit in reference cycles. Left to the interpreter's teardown, their
             # reducers' gloo work aborted a process now and then as it exited ("terminate called without an
-            # active exception", SIGABRT: 6 of 15 two-process runs of a 3-step DDP script here; 0 of 25 with
-            # the model collected first). Collected here, before the process group goes (runtime.py).
+            # active exception", SIGABRT: 7 of 50 two-process runs of bench/ddp_exit.py; 0 of 165 with the
+            # model collected first). Collected here, before the process group goes (runtime.py).
             gc.collect()
 
 
