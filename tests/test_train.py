@@ -112,11 +112,37 @@ def test_vanilla_loss_and_flip_options(planned_workdir, tmp_path):
     assert rep["last_losses"]["idt_A"] == 0 and rep["steps"] == 2
 
 
+# `cxrsynth train` under torchrun, with an exit hook registered before anything of cxrsynth's (atexit runs
+# last-in first-out, so it runs last): it records whether the process group is still there, and how many DDP
+# modules are alive, as the interpreter is about to tear down.
+DDP_EXIT_PROBE = """
+import atexit, gc, json, os, sys
+
+def record():
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    live = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+    with open(os.path.join(sys.argv[1], "exit-rank-" + os.environ["RANK"] + ".json"), "w") as fh:
+        json.dump({"group": torch.distributed.is_initialized(), "ddp_alive": live}, fh)
+
+atexit.register(record)
+from cxrsynth.cli import main
+
+main(sys.argv[2:])
+"""
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_with_gloo(planned_workdir, tmp_path):
+    """Two gloo processes train one translator. Each leaves no DDP module and no process group to the
+    interpreter's teardown, where gloo's reducer aborted a process now and then ("terminate called without
+    an active exception": bench/README.md, bench/ddp_exit.py)."""
     run = tmp_path / "ddp"
+    probe = tmp_path / "probe.py"
+    probe.write_text(DDP_EXIT_PROBE)
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "cxrsynth.cli", "-w", str(planned_workdir), "train", "--task", "pneumonia-covid", "--out", str(run),
+            str(probe), str(tmp_path), "-w", str(planned_workdir), "train", "--task", "pneumonia-covid", "--out", str(run),
             "--max-steps", "3", "--device", "cpu", "--json"] + [x for kv in TINY for x in ("--set", kv)]
     res = subprocess.run(args, capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -125,6 +151,8 @@ def test_ddp_two_cpu_processes_with_gloo(planned_workdir, tmp_path):
     assert rep["world_size"] == 2 and rep["steps"] == 3
     assert rep["steps_per_epoch"] == 4  # 8 images, batch 1 on each of 2 processes
     assert (run / "generator.safetensors").is_file()
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"exit-rank-{rank}.json").read_text()) == {"group": False, "ddp_alive": 0}
 
 
 # --- the `paper` preset: the authors' own recipe --------------------------------------------------------

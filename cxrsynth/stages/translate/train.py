@@ -670,10 +670,11 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
         return _train(workdir, run_dir, cfg, resume, progress, rt)
     finally:
         if rt.world > 1:
-            # The DDP-wrapped nets of _train sit in reference cycles. Left to the interpreter's teardown, their
-            # reducers' gloo work aborted a process now and then as it exited ("terminate called without an
-            # active exception", SIGABRT: 7 of 50 two-process runs of bench/ddp_exit.py; 0 of 165 with the
-            # model collected first). Collected here, before the process group goes (runtime.py).
+            # No DDP-wrapped net may be left to the interpreter's teardown: there their reducers' gloo work
+            # aborted a process now and then as it exited ("terminate called without an active exception",
+            # SIGABRT: 7 of 50 two-process runs of bench/ddp_exit.py; 0 of 165 with the model collected
+            # first). They are _train's locals; collecting also frees any that a reference cycle holds, before
+            # the process group goes at exit (runtime.py). test_train checks both at exit.
             gc.collect()
 
 
