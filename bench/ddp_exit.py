@@ -4,10 +4,10 @@
 
 Why: a suite run (2026-12-06, AMD EPYC Zen 5) failed once in the README's sbatch + torchrun test with
 "terminate called without an active exception" (SIGABRT) in rank 1 after training had finished. The same
-3-step DDP script is run here in three modes, as `translate.train` ends:
+3-step DDP script is run here in three modes, as a training process ends:
 
 - ``keep``: exit with the DDP model alive (as train did before);
-- ``collected``: the model deleted and ``gc.collect()`` run before exit (train now does this);
+- ``collected``: the model deleted and ``gc.collect()`` run before exit (``Runtime``'s exit handler collects);
 - ``collected+destroy``: then ``destroy_process_group()`` too (``Runtime.start_distributed`` registers it
   at exit).
 """

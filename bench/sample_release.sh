@@ -46,8 +46,9 @@
 # about 825 images (the arms train on 441-1,109) x 200 epochs x 0.009 s = about 29 hours, and the paper
 # protocol's 10 runs about 4 more. A GPU job (not measured here). With SR_LR=0.1 the same run stopped early
 # at epoch 18 (best epoch 3), on a noisy validation loss (bench/README.md): about 2.8 hours for the
-# rigorous runs at 20 epochs each, the paper protocol unchanged. Scoring the Hannover set (243 films a model) adds minutes in all. It resumes
-# (finished cells are kept). SR_SEEDS=2 SR_MAX_EPOCHS=20 gives a quicker, weaker look.
+# rigorous runs at 20 epochs each, the paper protocol unchanged. Scoring the Hannover set (243 films a
+# model) adds minutes in all. It resumes (finished cells are kept). SR_SEEDS=2 SR_MAX_EPOCHS=20 gives a
+# quicker, weaker look.
 #
 # A work folder whose translators were trained here to completion (scripts/train_translators.sh with
 # TRAIN_WD) is used as it is, on its own split: nothing is installed. Issue 19's second sample release:

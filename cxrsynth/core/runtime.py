@@ -10,6 +10,7 @@ gathers them. A Runtime is never written into a config: the same config runs any
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,8 +91,13 @@ class Runtime:
 
 
 def _leave_process_group() -> None:
-    """Destroy the process group before the interpreter's teardown, as torch asks of every program
-    (pytorch/pytorch#190489): a gloo group left to it can abort the process with SIGABRT as it exits."""
+    """At exit, before the interpreter's teardown: collect what no one holds any more (the DDP-wrapped nets of
+    a finished training, which reference cycles may keep), then destroy the process group, as torch asks of
+    every program (pytorch/pytorch#190489). Left to the teardown, a DDP reducer's gloo work aborted a process
+    now and then ("terminate called without an active exception", SIGABRT): 7 of 50 two-process runs of
+    bench/ddp_exit.py with the model alive, 2 of 35 with only the group destroyed, 0 of 165 with the model
+    collected first. tests/test_train.py checks both at exit."""
+    gc.collect()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 

@@ -18,7 +18,6 @@ processes through ``torchrun`` (DistributedDataParallel; NCCL on CUDA, gloo on t
 from __future__ import annotations
 
 import csv
-import gc
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -666,19 +665,6 @@ def train(workdir: str | Path, cfg: TrainConfig, resume: bool = False, out_dir: 
     workdir = Path(workdir)
     run_dir = run_folder(workdir, cfg.task, out_dir).root
     rt = (rt or Runtime.resolve(cfg.device, cfg.precision, cfg.channels_last)).start_distributed()
-    try:
-        return _train(workdir, run_dir, cfg, resume, progress, rt)
-    finally:
-        if rt.world > 1:
-            # No DDP-wrapped net may be left to the interpreter's teardown: there their reducers' gloo work
-            # aborted a process now and then as it exited ("terminate called without an active exception",
-            # SIGABRT: 7 of 50 two-process runs of bench/ddp_exit.py; 0 of 165 with the model collected
-            # first). They are _train's locals; collecting also frees any that a reference cycle holds, before
-            # the process group goes at exit (runtime.py). test_train checks both at exit.
-            gc.collect()
-
-
-def _train(workdir: Path, run_dir: Path, cfg: TrainConfig, resume: bool, progress: bool, rt: Runtime) -> dict:
     data = TrainingSet(workdir, cfg.task, cfg.size, cfg.jitter, cfg.mask_markers)
     existing = _prepare_run_dir(run_dir, cfg, resume, rt.main)
     if data.markers is not None and rt.main:  # written at the start, so a long run shows it at once
