@@ -60,10 +60,10 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: i
 
 
 def time_update(preset: str, size: int, batch: int, amp, channels_last: bool, device: torch.device, iters: int,
-                compiled: bool = False) -> dict:
-    """One update of ``preset`` timed: median wall and CPU seconds of ``iters`` updates after a warm-up,
-    the warm-up's seconds (eager: the FLOP-counting update; with ``compiled``: the compile) and the FLOPs
-    of one update.
+                compiled: bool = False, settle: int = 2) -> dict:
+    """One update of ``preset`` timed: median wall and CPU seconds of ``iters`` updates after a warm-up
+    and ``settle`` untimed updates, the warm-up's seconds (eager: the FLOP-counting update; with
+    ``compiled``: the compile) and the FLOPs of one update.
 
     FLOPs are counted on the eager update (compiled kernels bypass the counter; the maths is the same).
     CPU seconds are this process's CPU time: on a shared machine they are less inflated than wall time.
@@ -90,11 +90,13 @@ def time_update(preset: str, size: int, batch: int, amp, channels_last: bool, de
         model.step(a, b, 1)
         _sync(device)
         first = time.perf_counter() - t
+    for i in range(settle):  # untimed: the heap settles over a few updates (core/allocator.py)
+        model.step(a, b, i + 2)
     times, cpu = [], []
     for i in range(iters):
         _sync(device)
         t, c = time.perf_counter(), time.process_time()
-        model.step(a, b, i + 2)
+        model.step(a, b, i + 2 + settle)
         _sync(device)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)

@@ -54,6 +54,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench_paper_preset import _sync, matmul_peak, processor_name, time_update
 from bench_translate import generation_workdir
 
+from cxrsynth.core.allocator import keep_freed_memory
 from cxrsynth.core.device import autocast_dtype
 
 try:
@@ -351,12 +352,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    # as Runtime.resolve does for the CPU (CXRSYNTH_MALLOC=system measures glibc's defaults)
+    kept = keep_freed_memory() if device.type == "cpu" else None
     amp = autocast_dtype("auto", device)  # our default precision
     paper_amp = autocast_dtype(args.precision, device)
     name = processor_name()
     meta = {"processor": name, "cpu_flags": cpu_flags() if device.type == "cpu" else {}, "device": str(device),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "quick": args.quick, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "kept_freed_memory": kept, "quick": args.quick, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "args": vars(args)}
     print(json.dumps(meta), flush=True)
     t = Table(Path(args.out_dir) / f"speed-{slug(name)}{'-quick' if args.quick else ''}", meta, args.append, args.label)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .allocator import keep_freed_memory
 from .device import autocast_dtype, pick_device, use_channels_last
 
 
@@ -67,9 +68,13 @@ class Runtime:
     def resolve(cls, device: str = "auto", precision: str = "auto", channels_last: bool | None = None,
                 ranks: Ranks | None = None) -> Runtime:
         """Choose the device (``auto`` | cpu | cuda | cuda:N | mps; under torchrun ``cuda`` is the
-        local rank's GPU), the autocast dtype and the memory format (``device.py``)."""
+        local rank's GPU), the autocast dtype and the memory format (``device.py``). On the CPU, the
+        process keeps its freed memory from here on (``allocator.py``: page faults halved the 256 px
+        translator update)."""
         ranks = ranks or Ranks.from_env()
         dev = pick_device(device, ranks.local)
+        if dev.type == "cpu":
+            keep_freed_memory()
         return cls(dev, ranks.rank, ranks.world, autocast_dtype(precision, dev), use_channels_last(channels_last, dev))
 
     def with_numerics(self, precision: str = "auto", channels_last: bool | None = None) -> Runtime:
