@@ -109,16 +109,19 @@ echo "== the card: the rigorous benchmark (stamped with this release) and its ex
 r = ReleaseFolder(sys.argv[1]); describe(r, r.manifest(), sys.argv[2])" "$REL" "$WD/benchmark"
 # --benchmark: the card's Benchmark and External test set sections rendered again from that folder and compared
 $CX verify "$REL" --benchmark "$WD/benchmark"
-echo "== collect into $OUT"
-rm -rf "$OUT"; mkdir -p "$OUT/benchmark" "$OUT/benchmark-paper" "$OUT/audit" "$OUT/audit-classifier"
-cp "$REL/README.md" "$OUT/card.md"; cp "$REL/manifest.json" "$REL/sample_grid.png" "$OUT/"
+echo "== collect into $OUT (built beside it, then swapped in: a collect that fails leaves the previous one)"
+NEW="$OUT.new"; rm -rf "$NEW"
+mkdir -p "$NEW/benchmark" "$NEW/benchmark-paper" "$NEW/audit" "$NEW/audit-classifier"
+cp "$REL/README.md" "$NEW/card.md"; cp "$REL/manifest.json" "$REL/sample_grid.png" "$NEW/"
 for A in audit audit-classifier; do
   SRC="$WD/$A"
-  cp "$SRC"/audit.json "$OUT/$A/" 2>/dev/null || true
-  find "$SRC" -maxdepth 2 -name '*.png' -size -400k -exec cp {} "$OUT/$A/" \;
+  cp "$SRC"/audit.json "$NEW/$A/" 2>/dev/null || true
+  find "$SRC" -maxdepth 2 -name '*.png' -size -400k -exec cp {} "$NEW/$A/" \;
 done
 for B in benchmark benchmark-paper; do
-  cp "$WD/$B"/tables.md "$WD/$B"/results.json "$OUT/$B/" 2>/dev/null || true
-  find "$WD/$B/figures" -maxdepth 1 -name '*.png' -size -400k -exec cp {} "$OUT/$B/" \; 2>/dev/null || true
+  cp "$WD/$B"/tables.md "$WD/$B"/results.json "$NEW/$B/" 2>/dev/null || true
+  find "$WD/$B/figures" -maxdepth 1 -name '*.png' -size -400k -exec cp {} "$NEW/$B/" \; 2>/dev/null || true
 done
+rm -rf "$OUT.old"; [ ! -e "$OUT" ] || mv "$OUT" "$OUT.old"
+mv "$NEW" "$OUT" && rm -rf "$OUT.old"
 echo "sample release reproduced: $OUT"
