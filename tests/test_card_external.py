@@ -13,7 +13,8 @@ from cxrsynth.measure import metrics as M
 from cxrsynth.stages.benchmark.arms import EvalItem
 from cxrsynth.stages.benchmark import external as E
 from cxrsynth.core.paths import write_json
-from cxrsynth.stages.release.benchmark_sections import DROP_SENTENCE, NO_EXTERNAL_BENCHMARK, WHERE, external_section
+from cxrsynth.stages.release.benchmark_sections import (DROP_SENTENCE, NO_EXTERNAL_BENCHMARK, RISE_SENTENCE, WHERE,
+                                                         external_section)
 
 from .test_artifacts import _copy_release
 
@@ -71,7 +72,9 @@ def test_section_shows_each_arms_external_sensitivity_beside_the_internal_one():
     assert lo < 50 < hi and 30 < hi - lo <= 50  # 24 patients: wide, but readable
     own = _row(text, "real+g_nc")
     assert own[2].startswith("100.0 ± 0.0") and own[3] == "+40.0"
+    # one arm drops (real) and one rises (real+g_nc): each sentence is printed, the rise naming its arm
     assert DROP_SENTENCE.format(where=WHERE["hannover"]) in text
+    assert RISE_SENTENCE.format(which="real+g_nc (normal-covid)", where=WHERE["hannover"]) in text
     assert "24 images of 24 patients" in text and "pneumonia-covid" not in text  # only tasks the summary holds
     # the same 24 films from 6 patients: the patient interval spans more than 50 points, and the card
     # says "not measurable" as the report does, instead of a number
@@ -81,6 +84,12 @@ def test_section_shows_each_arms_external_sensitivity_beside_the_internal_one():
     paper = external_section(_results("a" * 64, protocol="paper"))
     assert _row(paper, "real")[2] == "50.0 ± 0.0" and "no interval" in paper  # the test set chose the model
     assert external_section(None) == NO_EXTERNAL_BENCHMARK and not re.search(r"\d+\.\d", NO_EXTERNAL_BENCHMARK)
+    # every arm higher outside than inside: no sentence that expects a drop
+    rise = _results("a" * 64)
+    rise["summary"]["normal-covid"]["real"]["sensitivity"] = M.summarise_seeds([0.3, 0.3])
+    risen = external_section(rise)
+    assert "A drop from the internal sensitivity is expected" not in risen
+    assert "Higher than the internal sensitivity for real (normal-covid), real+g_nc (normal-covid): not better" in risen
     no_ext = external_section(_results("a" * 64) | {"controls": None})
     assert "scored no external set" in no_ext and "%" not in no_ext
 

@@ -221,7 +221,9 @@ EXPLAIN = [
     "drop is expected there: the films come from another hospital's clinical routine (portable AP films of "
     "ventilated patients, other scanners, other processing), while every internal COVID-19 image is a figure from a "
     "publication, cropped and compressed; a model that learned what publication figures look like, rather than "
-    "COVID-19, loses most. A large drop means the internal numbers overstate what the model does elsewhere.",
+    "COVID-19, loses most. A large drop means the internal numbers overstate what the model does elsewhere. A rise "
+    "is not better detection: with no negatives from that hospital, a model that calls any film unlike its "
+    "training negatives COVID-19 scores as high, and its specificity there is unknown.",
     "The source probe tells the collection from NIH/RSNA with the label held fixed (pneumonia vs pneumonia): whatever "
     "it finds is the source. An AUROC near 1 means the sources are separable by simple image statistics, so any arm "
     "comparison on these data can reflect the source as much as COVID-19.",

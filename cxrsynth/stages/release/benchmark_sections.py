@@ -25,6 +25,12 @@ DROP_SENTENCE = (
     "(so only sensitivity is measured, not specificity or AUROC), and were acquired differently (portable AP films, "
     "other scanners and processing), while every internal COVID-19 image is a figure from a publication; a large drop "
     "means the internal numbers overstate what a model does elsewhere.")
+#: why a rise there is no better detection (printed instead, or as well, when some arm's sensitivity rises)
+RISE_SENTENCE = (
+    "Higher than the internal sensitivity for {which}: not better detection. The set holds COVID-19 films only, so "
+    "nothing here measures how often these models call a film from {where} without COVID-19 positive; a model that "
+    "calls any film unlike its training negatives (NIH and RSNA) COVID-19 scores as high. Only a drop can be read: "
+    "as the internal numbers overstating what a model does elsewhere.")
 WHERE = {"hannover": "another hospital's clinical routine (Hannover Medical School)"}
 
 
@@ -44,24 +50,25 @@ def positives_only(report: dict) -> bool:
     return any(n["covid"] for n in per_task) and not any(n["negatives"] for n in per_task)
 
 
-def _arm_row(arm: dict, name: str, intervals: bool) -> str:
+def _arm_row(arm: dict, name: str, intervals: bool) -> tuple[str, float | None]:
+    """The arm's table row, and its external minus internal sensitivity (None where not measured)."""
     internal = arm.get("sensitivity") or {}
     e = ((arm.get("controls") or {}).get("external") or {}).get(name)
     if not e or (e.get("sensitivity") or {}).get("mean") is None:
-        return f"| {arm['concrete_arm']} | {_ms(internal)} | not scored | - |"
+        return f"| {arm['concrete_arm']} | {_ms(internal)} | not scored | - |", None
     unreadable = external_not_measurable(e)  # the report's rule: an interval wider than 50 points
     if unreadable:
-        return f"| {arm['concrete_arm']} | {_ms(internal)} | {unreadable} | - |"
+        return f"| {arm['concrete_arm']} | {_ms(internal)} | {unreadable} | - |", None
     ci = e.get("sensitivity_patient_ci95") if intervals else None
     ext = _ms(e["sensitivity"]) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
-    drop = "-" if internal.get("mean") is None else f"{100 * (e['sensitivity']['mean'] - internal['mean']):+.1f}"
-    return f"| {arm['concrete_arm']} | {_ms(internal)} | {ext} | {drop} |"
+    delta = None if internal.get("mean") is None else e["sensitivity"]["mean"] - internal["mean"]
+    return f"| {arm['concrete_arm']} | {_ms(internal)} | {ext} | {'-' if delta is None else f'{100 * delta:+.1f}'} |", delta
 
 
 def external_section(results: dict | None) -> str:
     """The card's external-set section from a stamped ``results.json`` (its content), or the sentence
     that no result is attached (``None``). Per external set and task: each arm's sensitivity on the set,
-    with its patient-level interval, beside its internal test sensitivity, and why it drops."""
+    with its patient-level interval, beside its internal test sensitivity, and how to read a drop and a rise."""
     if results is None:
         return NO_EXTERNAL_BENCHMARK
     reports = (results.get("controls") or {}).get("external") or {}
@@ -72,6 +79,7 @@ def external_section(results: dict | None) -> str:
     seeds = max((a.get("seeds", 1) for t in results["summary"].values() for a in t.values()), default=1)
     out = []
     for name, rep in sorted(reports.items()):
+        deltas = {}  # (task, arm): external minus internal sensitivity
         fmt = rep.get("format", "?")
         labels = ", ".join(f"{k} {v:,}" for k, v in sorted((rep.get("by_label") or {}).items())) or "none"
         out.append(f"**{name}** ({fmt} layout): {rep.get('kept', 0):,} images of {rep.get('patients', '?')} patients "
@@ -91,8 +99,15 @@ def external_section(results: dict | None) -> str:
                         f"{'s' if seeds != 1 else ''}; on {name}, {where})", "",
                     f"| arm | internal test sensitivity % | {name} sensitivity % | {name} minus internal, points |",
                     "|---|---|---|---|"]
-            out += [_arm_row(arm, name, intervals) for arm in arms.values()]
-        if positives_only(rep):
-            out += ["", DROP_SENTENCE.format(where=WHERE.get(fmt, "another hospital"))]
+            for arm in arms.values():
+                row, deltas[task, arm["concrete_arm"]] = _arm_row(arm, name, intervals)
+                out.append(row)
+        if positives_only(rep):  # the sentence that fits the signs: a drop and a rise are read differently
+            place = WHERE.get(fmt, "another hospital")
+            rises = [f"{arm} ({task})" for (task, arm), d in deltas.items() if d is not None and d > 0]
+            if len(rises) < sum(d is not None for d in deltas.values()) or not rises:
+                out += ["", DROP_SENTENCE.format(where=place)]
+            if rises:
+                out += ["", RISE_SENTENCE.format(which=", ".join(rises), where=place)]
         out.append("")
     return "\n".join(out).strip()
