@@ -105,7 +105,7 @@ def external_section(results: dict | None) -> str:
         if positives_only(rep):  # the sentence that fits the signs: a drop and a rise are read differently
             place = WHERE.get(fmt, "another hospital")
             rises = [f"{arm} ({task})" for (task, arm), d in deltas.items() if d is not None and d > 0]
-            if len(rises) < sum(d is not None for d in deltas.values()) or not rises:
+            if not rises or any(d is not None and d <= 0 for d in deltas.values()):
                 out += ["", DROP_SENTENCE.format(where=place)]
             if rises:
                 out += ["", RISE_SENTENCE.format(which=", ".join(rises), where=place)]
