@@ -1,6 +1,7 @@
 """Install the committed, fully trained `paper` generators as a work folder's translators.
 
     .venv/bin/python bench/install_translators.py WORKDIR [--from bench/results/paper-translators]
+        [--release bench/results/sample-release]
 
 ``bench/sample_release.sh`` needs a work folder whose two translators finished their schedule. The run
 folder that trained them (``runs/paper``) is gone, but their generators are committed in fp16 under
@@ -16,7 +17,9 @@ The work folder must hold the split the generators were trained on. Otherwise th
 images may now sit in validation or test. That split is the one the committed sample release
 (``bench/results/sample-release/manifest.json``) records beside these generators' fp32 checksums: the
 rigorous split, seed 0, in the ``largest-first`` order that splits had before 0.x. A work folder
-with another split is refused, and the message names both checksums.
+with another split is refused, and the message names both checksums. Issue 19's recipe generators
+(``--from bench/results/recipe-rse-translators --release bench/results/sample-release-rse``) were trained
+on the rigorous split, seed 0, in the default seeded random order.
 
 The private reverse generators were never committed, so the audit of a release made this way skips its
 reverse-translation test (``audit/run.py`` runs it only when ``private/reverse_generator.safetensors`` is there).
@@ -82,7 +85,8 @@ def install(workdir: Path, src: Path = COMMITTED, split_sha256: str | None = Non
         if have != split_sha256:
             raise LeakageError("the work folder's split is not the one the committed generators were trained on",
                                  layout.splits, f"its assignment sha256 is {have}, the generators' {split_sha256}; "
-                                 "split with --set order=largest-first (rigorous, seed 0)")
+                                 "split rigorous, seed 0, in the generators' group order (--set order=largest-first "
+                                 "for the paper generators, the default random order for recipe-rse)")
     installed = {}
     for task in TASKS:
         gen, desc = committed_generator(src, task)
@@ -104,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--from", dest="src", type=Path, default=COMMITTED, help="folder of <task>/generator-fp16.*")
+    ap.add_argument("--release", type=Path, default=SAMPLE_RELEASE,
+                    help="the committed release made with these generators (its manifest names their split)")
     args = ap.parse_args(argv)
     try:
-        for task, sha in install(args.workdir, args.src, trained_split(args.src)).items():
+        for task, sha in install(args.workdir, args.src, trained_split(args.src, args.release)).items():
             print(f"{task}: {WorkLayout(args.workdir).translator(task).generator} (sha256 {sha})")
     except CxrsynthError as exc:
         print(f"Error: {exc.one_line()}", file=sys.stderr)

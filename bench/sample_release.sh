@@ -46,16 +46,21 @@
 # about 825 images (the arms train on 441-1,109) x 200 epochs x 0.009 s = about 29 hours, and the paper
 # protocol's 10 runs about 4 more. A GPU job (not measured here). With SR_LR=0.1 the same run stopped early
 # at epoch 18 (best epoch 3), on a noisy validation loss (bench/README.md): about 2.8 hours for the
-# rigorous runs at 20 epochs each, the paper protocol unchanged. Scoring the Hannover set (243 films a
-# model) adds minutes in all. It resumes (finished cells are kept). SR_SEEDS=2 SR_MAX_EPOCHS=20 gives a
-# quicker, weaker look.
+# rigorous runs at 20 epochs each, the paper protocol unchanged. $SR_PAPER_MAX_EPOCHS caps the paper
+# protocol on its own (default $SR_MAX_EPOCHS; it monitors the test loss, which at lr 0.001 still falls
+# at the cap). Scoring the Hannover set (243 films a model) adds minutes in all. It resumes (finished
+# cells are kept). SR_SEEDS=2 SR_MAX_EPOCHS=20 gives a quicker, weaker look.
 #
 # A work folder whose translators were trained here to completion (scripts/train_translators.sh with
-# TRAIN_WD) is used as it is, on its own split: nothing is installed. Issue 19's second sample release:
-#   PAPER_WD=runs/recipe-rse SR_OUT=bench/results/sample-release-rse SR_SEEDS=2 SR_MAX_EPOCHS=6 \
-#     SR_ARMS="real real+own real+all synthetic-only synthetic-only-both real-oversampled" \
-#     SR_PAPER_ARMS="real real+own synthetic-only" bash bench/sample_release.sh
-# (the settings of the committed first sample release's benchmark, so the two can stand side by side).
+# TRAIN_WD) is used as it is, on its own split: nothing is installed. Otherwise $SR_FROM (default
+# bench/results/paper-translators) names the committed generators to install, $SR_FROM_RELEASE the
+# committed release made with them (its manifest names their split) and $SR_SPLIT_ORDER the split's group
+# order (default largest-first, as the paper generators). Issue 19's second sample release, rerun at the
+# settings of bench/results/sample-release-rerun so that the two stand side by side:
+#   PAPER_WD=runs/recipe-rse SR_FROM=bench/results/recipe-rse-translators \
+#     SR_FROM_RELEASE=bench/results/sample-release-rse SR_SPLIT_ORDER=random \
+#     SR_OUT=bench/results/sample-release-rse-rerun SR_SEEDS=3 SR_LR=0.1 SR_MAX_EPOCHS=60 SR_PAPER_ARMS="" \
+#     SR_ARMS="real real+own synthetic-only real-oversampled real+null" bash bench/sample_release.sh
 # $SR_ARMS: the rigorous protocol's arms (default: every arm); SR_PAPER_ARMS="" skips the paper protocol.
 #
 # SR_REBUILD=1 rebuilds the release (its benchmark cells are then recomputed: they are keyed by the
@@ -68,13 +73,16 @@ HANNOVER=${SR_HANNOVER:-${CXRSYNTH_SAMPLE_DATA:-../shared/data}/covid-19-image-r
 [ -f "$HANNOVER/data.csv" ] \
   || { echo "Error: no Hannover repository at $HANNOVER (data.csv + png/); set SR_HANNOVER" >&2; exit 1; }
 PAPER_ARMS=${SR_PAPER_ARMS-real real+own synthetic-only real-oversampled real+null}
+PAPER_MAX_EPOCHS=${SR_PAPER_MAX_EPOCHS:-$MAX_EPOCHS}
+FROM=${SR_FROM:-bench/results/paper-translators}; FROM_RELEASE=${SR_FROM_RELEASE:-bench/results/sample-release}
+SPLIT_ORDER=${SR_SPLIT_ORDER:-largest-first}
 RIGOROUS_ARMS=""; for A in ${SR_ARMS:-}; do RIGOROUS_ARMS="$RIGOROUS_ARMS --arm $A"; done
 if ! { run_finished "$WD/translators/normal-covid" && run_finished "$WD/translators/pneumonia-covid"; }; then
-  echo "== work folder $WD: ingest, split (largest-first, as the committed generators), plan; install the committed generators"
+  echo "== work folder $WD: ingest, split ($SPLIT_ORDER order, as the committed generators), plan; install the committed generators from $FROM"
   [ -f "$WD/records.parquet" ] || $CX -w "$WD" ingest --workers 2
-  [ -f "$WD/splits.json" ] || $CX -w "$WD" split --method rigorous --seed 0 --set order=largest-first
+  [ -f "$WD/splits.json" ] || $CX -w "$WD" split --method rigorous --seed 0 --set order="$SPLIT_ORDER"
   [ -f "$WD/plan.json" ] || $CX -w "$WD" plan --per-domain 180
-  .venv/bin/python bench/install_translators.py "$WD"
+  .venv/bin/python bench/install_translators.py "$WD" --from "$FROM" --release "$FROM_RELEASE"
 fi
 for TASK in normal-covid pneumonia-covid; do
   run_finished "$WD/translators/$TASK" \
@@ -92,14 +100,14 @@ fi
 $CX verify "$REL"
 # The committed sample benchmarks were trained in fp32 (SR_PRECISION=fp32 to match them); auto trains in bf16
 # where the hardware has it natively, 1.6x faster on the Zen 5 above.
-BENCH="--release $REL --model $MODEL --init random --image-size $SIZE --max-epochs $MAX_EPOCHS
+BENCH="--release $REL --model $MODEL --init random --image-size $SIZE
        --set fit.precision=${SR_PRECISION:-auto} --external hannover=$HANNOVER"
 echo "== benchmark, rigorous protocol ($MODEL, $SIZE px, early stopping within $MAX_EPOCHS epochs, $SEEDS seeds, Hannover scored)"
-/usr/bin/time -f "benchmark rigorous: %e s, %M KB peak" $CX -w "$WD" benchmark $BENCH $RIGOROUS_ARMS --seeds "$SEEDS" --set fit.lr="${SR_LR:-0.001}" --out "$WD/benchmark"
+/usr/bin/time -f "benchmark rigorous: %e s, %M KB peak" $CX -w "$WD" benchmark $BENCH --max-epochs "$MAX_EPOCHS" $RIGOROUS_ARMS --seeds "$SEEDS" --set fit.lr="${SR_LR:-0.001}" --out "$WD/benchmark"
 if [ -n "$PAPER_ARMS" ]; then
   echo "== benchmark, paper protocol (arms: $PAPER_ARMS; on this work folder's split: stated in its results)"
   ARMS=""; for A in $PAPER_ARMS; do ARMS="$ARMS --arm $A"; done
-  /usr/bin/time -f "benchmark paper: %e s, %M KB peak" $CX -w "$WD" benchmark $BENCH $ARMS --protocol paper --out "$WD/benchmark-paper"
+  /usr/bin/time -f "benchmark paper: %e s, %M KB peak" $CX -w "$WD" benchmark $BENCH --max-epochs "$PAPER_MAX_EPOCHS" $ARMS --protocol paper --out "$WD/benchmark-paper"
 fi
 echo "== audit with the benchmark classifier's features"
 $CX -w "$WD" audit "$REL" --embedding "classifier:$WD/benchmark/runs/normal-covid/real/seed-0/model.safetensors" \

@@ -87,3 +87,16 @@ def test_a_generator_that_is_not_the_released_one_is_refused(tmp_path):
     (src / "normal-covid" / "generator-fp16.safetensors").write_bytes(b"not the committed weights")
     with pytest.raises(CheckpointError, match="does not match the sha256"):
         IT.committed_generator(src, "normal-covid")
+
+
+def test_each_committed_release_names_the_split_of_its_own_generators():
+    """The `refined` recipe's generators (issue 19) were released in their own sample release, on a
+    random-order split: --release names that release, and pairing them with the `paper` release is refused."""
+    from cxrsynth.artifacts import ReleaseFolder
+    from cxrsynth.core.errors import CheckpointError
+
+    rse, rse_release = ROOT / "bench" / "results" / "recipe-rse-translators", ROOT / "bench" / "results" / "sample-release-rse"
+    split = IT.trained_split(rse, rse_release)
+    assert split == ReleaseFolder(rse_release).manifest()["split_assignment_sha256"] != IT.trained_split()
+    with pytest.raises(CheckpointError, match="was not made with this committed generator"):
+        IT.trained_split(rse)  # the default release is the `paper` one
