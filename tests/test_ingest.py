@@ -126,3 +126,23 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     (tmp_path / "c.yaml").write_text("size: 128\nnih:\n  pneumonia: only\n")
     cfg = resolve(IngestConfig, tmp_path / "c.yaml", ["covid_collection.views=PA,AP"])
     assert cfg.size == 128 and cfg.nih.pneumonia == "only" and cfg.covid_collection.views == ("PA", "AP")
+
+
+def test_reading_records_does_not_import_pandas(all_sources_ingest):
+    """Every train, generate and benchmark process reads the record table first. pyarrow's read_table
+    goes through pyarrow.dataset, which imports pandas (a quarter of a second each); one file needs neither."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from cxrsynth.data.records import read_records; "
+            f"n = len(read_records({str(all_sources_ingest.records_path)!r})); print(n, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(all_sources_ingest.report["totals"]["records"]), "False"]
+
+
+def test_a_damaged_record_table_is_named(tmp_path):
+    path = tmp_path / "records.parquet"
+    path.write_bytes(b"PAR1 not a parquet file PAR1")
+    with pytest.raises(BadInputError, match="not a readable parquet file") as err:
+        read_records(path)
+    assert str(path) in str(err.value)
