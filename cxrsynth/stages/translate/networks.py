@@ -49,12 +49,35 @@ def _norm(channels: int) -> nn.Module:
     return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
 
 
+def reflect_pad(x: torch.Tensor, pad: tuple[int, ...]) -> torch.Tensor:
+    """Reflection padding in ``x``'s own dtype, also under autocast.
+
+    CPU autocast lists ``reflection_pad2d`` among its fp32 ops: under bf16 autocast it casts a bf16
+    activation to fp32, pads it, and the next conv casts the padded copy back to bf16. Those two
+    layout-preserving casts were a fifth of a `refined` update's CPU time at 128 px (profile in
+    bench/README.md, "Reflection padding under autocast"). Padding only copies values, so the padded
+    tensor is the same; what changes is that its backward adds the two gradients of a reflected border
+    pixel in the activation's dtype (bf16 under bf16 autocast) instead of fp32.
+    """
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return F.pad(x, pad, mode="reflect")
+    return F.pad(x, pad, mode="reflect")
+
+
+class ReflectionPad2d(nn.ReflectionPad2d):
+    """``nn.ReflectionPad2d`` that pads in its input's dtype under autocast (:func:`reflect_pad`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return reflect_pad(x, self.padding)
+
+
 class ResnetBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels),
+            ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels), nn.ReLU(True),
+            ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +92,7 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         check_generator_options(upsample, padding, ("transposed", "nearest", "bilinear"))
         pad_mode = "reflect" if padding == "reflect" else "zeros"
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, base, 7, bias=True), _norm(base), nn.ReLU(True)]
+        layers: list[nn.Module] = [ReflectionPad2d(3), nn.Conv2d(in_channels, base, 7, bias=True), _norm(base), nn.ReLU(True)]
         ch = base
         for _ in range(2):
             layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=True, padding_mode=pad_mode), _norm(ch * 2),
@@ -84,7 +107,7 @@ class ResnetGenerator(nn.Module):
                       nn.Conv2d(ch, ch // 2, 3, padding=1, bias=True, padding_mode=pad_mode)]
             layers += [*up, _norm(ch // 2), nn.ReLU(True)]
             ch //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
+        layers += [ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +164,9 @@ class SameConv(nn.Conv2d):
         self.pad_mode = "reflect" if reflect else "constant"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x if self.pad is None else F.pad(x, self.pad, mode=self.pad_mode))
+        if self.pad is not None:
+            x = reflect_pad(x, self.pad) if self.pad_mode == "reflect" else F.pad(x, self.pad)
+        return super().forward(x)
 
 
 class _Down(nn.Sequential):
