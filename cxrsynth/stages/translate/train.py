@@ -629,7 +629,14 @@ def _place_models(cfg: TrainConfig, rt: Runtime) -> dict[str, nn.Module]:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [rt.device.index] if rt.device.type == "cuda" else None
-        nets = {k: DDP(v, device_ids=ids, broadcast_buffers=False) for k, v in nets.items()}
+        # No buffer broadcast in forward: each net runs several forwards per update (G_A on real A and on
+        # the cycle's fake), and rank 0's buffers (spectral norm's vectors) are synced once, at construction.
+        # torch 2.13 renamed the switch; its old name warns there.
+        import inspect
+
+        off = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+               else "broadcast_buffers")
+        nets = {k: DDP(v, device_ids=ids, **{off: False}) for k, v in nets.items()}
     return nets
 
 
