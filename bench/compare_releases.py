@@ -5,7 +5,7 @@ every benchmark arm with its interval from each ``results.json``, as markdown ta
 
 Each NAME=FOLDER is a collected sample release (``bench/sample_release.sh``): the fidelity section is read
 from ``FOLDER/audit-fidelity/audit.json`` when there is one, else ``FOLDER/audit/audit.json``; the benchmark
-from ``FOLDER/benchmark/results.json``. NAME=FILE names an ``audit.json`` itself (fidelity only). Nothing is recomputed: the tables copy what the files say.
+from ``FOLDER/benchmark/results.json``, with each external set's sensitivity where one was scored. NAME=FILE names an ``audit.json`` itself (fidelity only). Nothing is recomputed: the tables copy what the files say.
 """
 
 from __future__ import annotations
@@ -104,6 +104,35 @@ def benchmark_table(results: dict[str, dict]) -> str:
     return "\n".join(out)
 
 
+def _external_cell(s: dict, name: str) -> str:
+    ext = (s.get("controls") or {}).get("external", {}).get(name)
+    if not ext or ext["sensitivity"].get("mean") is None:
+        return "-"
+    cell = f"{100 * ext['sensitivity']['mean']:.1f}%"
+    if ext.get("sensitivity_patient_ci95"):
+        lo, hi = ext["sensitivity_patient_ci95"]
+        cell += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return cell + f" (internal {100 * s['sensitivity']['mean']:.1f}%)"
+
+
+def external_table(results: dict[str, dict]) -> str:
+    """Sensitivity on each external set (mean over seeds, patient-bootstrap interval) beside the internal
+    test sensitivity, per task and arm; one column per release. Empty when no benchmark scored one."""
+    names = sorted({n for r in results.values() for arms in r["summary"].values() for s in arms.values()
+                    for n in ((s.get("controls") or {}).get("external") or {})})
+    out = []
+    for ext in names:
+        out += [f"| task | arm | " + " | ".join(f"{n}: {ext} sensitivity [patient CI]" for n in results) + " |",
+                "|---|---" + "|---" * len(results) + "|"]
+        keys = dict.fromkeys((t, a) for r in results.values() for t, arms in r["summary"].items() for a in arms)
+        for task, arm in keys:
+            cells = [(_external_cell(r["summary"][task][arm], ext) if arm in r["summary"].get(task, {}) else "-")
+                     for r in results.values()]
+            out.append(f"| {task} | {arm} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("releases", nargs="+", help="NAME=FOLDER of a collected sample release")
@@ -114,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
              for n, f in folders.items() if Path(f).is_dir() and (Path(f) / "benchmark" / "results.json").is_file()}
     if bench:
         print(benchmark_table(bench))
+        print()
+        print(external_table(bench))
     return 0
 
 

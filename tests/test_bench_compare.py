@@ -62,6 +62,24 @@ def test_compare_releases_reads_a_collected_release_folder(tmp_path, capsys):
 
 
 @pytest.mark.no_data
+def test_external_sensitivity_is_copied_beside_the_internal_one():
+    """The committed rerun's Hannover sensitivities, one column per release; an arm a release lacks is '-'."""
+    rerun = json.loads((ROOT / "bench" / "results" / "sample-release-rerun" / "benchmark" / "results.json").read_text())
+    older = json.loads((ROOT / "bench" / "results" / "sample-release-rse" / "benchmark" / "results.json").read_text())
+    table = compare_releases.external_table({"paper": rerun, "refined": older})
+    assert table.splitlines()[0] == ("| task | arm | paper: hannover sensitivity [patient CI] "
+                                     "| refined: hannover sensitivity [patient CI] |")
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in table.splitlines()[2:] if line}
+    s = rerun["summary"]["normal-covid"]["real"]
+    ext = s["controls"]["external"]["hannover"]
+    lo, hi = ext["sensitivity_patient_ci95"]
+    assert (f"| {100 * ext['sensitivity']['mean']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] "
+            f"(internal {100 * s['sensitivity']['mean']:.1f}%) |") in rows[("normal-covid", "real")]
+    assert rows[("normal-covid", "real+null")].endswith("| - |")  # the older benchmark had no null arm
+    assert compare_releases.external_table({"x": {"summary": {"t": {"real": {"auroc": {}}}}}}) == ""
+
+
+@pytest.mark.no_data
 def test_histogram_matching_moves_grey_levels_not_layout():
     rng = np.random.default_rng(0)
     reference = rng.integers(100, 256, size=(5, 32, 32)).astype(np.uint8)  # bright
