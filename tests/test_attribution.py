@@ -177,3 +177,22 @@ def test_select_on_validation_never_scores_test(built, tmp_path, monkeypatch):
     assert "VALIDATION ONLY" in (tmp_path / "val" / "tables.md").read_text()
     with pytest.raises(ConfigError, match="rigorous"):
         resolve(BenchmarkConfig, overrides=["select_on=validation", "protocol=paper"])
+
+
+def test_paper_protocol_shows_an_external_sensitivity_without_calling_it_unmeasurable():
+    """The paper protocol withholds intervals; an external set's readability is still judged by its interval
+    (found in the eleventh session: the paper protocol's tables said "not measurable (71 patients)" for
+    the Hannover set, whose interval spans 23 points)."""
+    from cxrsynth.stages.benchmark.report import _external_cells, without_intervals
+
+    def entry(ci, patients):
+        return {"sensitivity": {"mean": 0.537, "std": 0.0, "n": 1}, "specificity": {"mean": None},
+                "auroc": {"mean": None}, "n_positive_patients": patients, "sensitivity_patient_ci95": ci}
+
+    readable = without_intervals({"hannover": entry([0.407, 0.636], 71)})["hannover"]
+    assert readable["sensitivity_patient_ci95"] is None
+    sens, drop = _external_cells(readable, 0.61)[:2]
+    assert sens == "53.70" and drop == "-7.3"
+    wide = without_intervals({"hannover": entry([0.1, 0.9], 6)})["hannover"]
+    assert _external_cells(wide, 0.61)[:2] == ["not measurable (6 patients)", "-"]
+    assert _external_cells(entry([0.407, 0.636], 71), 0.61)[0] == "53.70 [40.7, 63.6]"  # rigorous: with it

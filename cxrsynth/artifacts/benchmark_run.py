@@ -37,6 +37,8 @@ def external_not_measurable(e: dict) -> str | None:
     :data:`MAX_READABLE_CI_WIDTH`; None when it can (or when there is no sensitivity at all)."""
     if ((e or {}).get("sensitivity") or {}).get("mean") is None:
         return None
+    if "not_measurable_why" in e:  # judged before its interval was withheld (report.without_intervals)
+        return e["not_measurable_why"] or None
     ci = e.get("sensitivity_patient_ci95") or e.get("sensitivity_wilson95")
     if ci and ci[1] - ci[0] <= MAX_READABLE_CI_WIDTH:
         return None

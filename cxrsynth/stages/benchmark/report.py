@@ -239,9 +239,15 @@ NO_INTERVALS = ("No confidence intervals in the paper protocol: the test set cho
 
 
 def without_intervals(obj):
-    """A copy of ``obj`` with every interval (a key ending in ``ci95`` or ``wilson95``) set to None."""
+    """A copy of ``obj`` with every interval (a key ending in ``ci95`` or ``wilson95``) set to None.
+
+    An external set's entry keeps the verdict its interval gave (``not_measurable_why``): whether 71
+    patients can be read is decided by their interval, and without it every set would read "not measurable"."""
     if isinstance(obj, dict):
-        return {k: None if k.endswith(("ci95", "wilson95")) else without_intervals(v) for k, v in obj.items()}
+        out = {k: None if k.endswith(("ci95", "wilson95")) else without_intervals(v) for k, v in obj.items()}
+        if "sensitivity_patient_ci95" in obj and isinstance(obj.get("sensitivity"), dict):  # an arm's summary entry
+            out["not_measurable_why"] = external_not_measurable(obj) or ""
+        return out
     if isinstance(obj, list):
         return [without_intervals(v) for v in obj]
     return obj
