@@ -171,6 +171,31 @@ def test_rerun_keeps_finished_runs(rigorous, tmp_path):
     assert first.stat().st_mtime_ns == stamp
 
 
+def test_a_narrower_or_wider_grid_keeps_finished_cells_and_old_keys_are_renewed(rigorous, tmp_path):
+    """How many seeds, arms and tasks a run has is no input of any one cell: a rerun with another grid reuses
+    the cells it shares (issue 20 asks for 5 seeds where 3 were run). A cell written when the key covered the
+    whole inputs is re-keyed on the next run, not trained again."""
+    from cxrsynth.artifacts.benchmark_run import cell_key, legacy_cell_key
+
+    wd, done, summary = rigorous
+    out = tmp_path / "grid"
+    shutil.copytree(done, out)
+    first = out / "runs" / "normal-covid" / "real" / "seed-0" / "result.json"
+    inputs = json.loads((out / "inputs.json").read_text())
+    res = json.loads(first.read_text())
+    assert res["cell_key"] == cell_key(inputs, "normal-covid", "real", 0)
+    first.write_text(json.dumps(res | {"cell_key": legacy_cell_key(inputs, "normal-covid", "real", 0)}))  # an old folder
+    narrower = run_benchmark(wd, out, resolve(BenchmarkConfig, overrides=TINY + ["seeds=1", "arms=[real]"] + NO_FIGURES),
+                             release=summary["release"], externals={"site-b": str(done.parent / "site-b")})
+    again = json.loads(first.read_text())
+    assert again["model_sha256"] == res["model_sha256"] and again["fit"] == res["fit"]  # kept, not trained again
+    renewed = json.loads((out / "inputs.json").read_text())
+    assert renewed["config"]["seeds"] == 1 and renewed["config"]["arms"] == ["real"]
+    assert again["cell_key"] == cell_key(renewed, "normal-covid", "real", 0) == cell_key(inputs, "normal-covid", "real", 0)
+    assert narrower["summary"]["normal-covid"]["real"]["seeds"] == 1
+    assert narrower["runs"][0]["test"]["auroc"] == res["test"]["auroc"]
+
+
 def test_paper_protocol_is_flagged(built, tmp_path):
     wd, rel, _ = built
     out = tmp_path / "paper"

@@ -12,8 +12,28 @@ import hashlib
 import json
 
 
+#: Config keys that say how wide the grid is, not what any one cell computes: a run widened to more seeds,
+#: arms or tasks (or narrowed) keeps the cells it has finished.
+GRID_KEYS = ("seeds", "arms", "tasks")
+
+
+def cell_inputs(inputs: dict) -> dict:
+    """The run's inputs less the grid's extent (:data:`GRID_KEYS`): what every cell's numbers depend on."""
+    cfg = inputs.get("config")
+    if not isinstance(cfg, dict):
+        return inputs
+    return inputs | {"config": {k: v for k, v in cfg.items() if k not in GRID_KEYS}}
+
+
 def cell_key(inputs: dict, task: str, arm: str, seed: int) -> str:
-    """What one cell's numbers depend on: the run's inputs and the cell itself."""
+    """What one cell's numbers depend on: the run's inputs (less the grid's extent) and the cell itself."""
+    text = json.dumps({"inputs": cell_inputs(inputs), "cell": [task, arm, seed]}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def legacy_cell_key(inputs: dict, task: str, arm: str, seed: int) -> str:
+    """The key cells carried before the grid's extent was left out of it (the whole inputs): a folder
+    written then is re-keyed on its next run (``benchmark/run.py``), and read as it is by the audit."""
     text = json.dumps({"inputs": inputs, "cell": [task, arm, seed]}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

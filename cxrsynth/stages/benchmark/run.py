@@ -38,7 +38,7 @@ import torch
 
 from ... import __version__
 from ...artifacts import BenchmarkResult, GeneratedSet, ReleaseFolder
-from ...artifacts.benchmark_run import cell_key as run_cell_key
+from ...artifacts.benchmark_run import cell_inputs, cell_key as run_cell_key
 from ...artifacts.release_ref import ReleaseRef, describe as describe_release, parse as parse_release, pin as pin_release
 from ...core.config import at_least, to_dict
 from ...core.runtime import Runtime
@@ -411,13 +411,27 @@ def claim_run_folder(out_dir: Path, inputs: dict) -> None:
     path = out_dir / "inputs.json"
     if finished_cells(out_dir):
         old = read_inputs(out_dir) if path.is_file() else {}
-        if old != json.loads(json.dumps(inputs)):
-            flat_old, flat_new = _flatten(old), _flatten(json.loads(json.dumps(inputs)))
+        new = json.loads(json.dumps(inputs))
+        if cell_inputs(old) != cell_inputs(new):  # more or fewer seeds, arms or tasks: the cells still hold
+            flat_old, flat_new = _flatten(cell_inputs(old)), _flatten(cell_inputs(new))
             differ = sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
             raise ConfigError("this benchmark folder holds runs made from other inputs", out_dir,
                               f"they differ in {', '.join(differ[:6])}; choose another --out, or delete "
                               f"{out_dir / 'runs'} to recompute")
+        _rekey_legacy_cells(out_dir, old)
     write_json(path, inputs)
+
+
+def _rekey_legacy_cells(out_dir: Path, old: dict) -> None:
+    """Give each finished cell that carries the key of the whole old inputs (written before the grid's
+    extent left the key) the key it has now: the same numbers from the same inputs, so kept, not rerun."""
+    from ...artifacts.benchmark_run import legacy_cell_key
+
+    for folder in finished_cells(out_dir):
+        res = read_json(folder / "result.json")
+        task, arm, seed = res["task"], res["arm"], res["seed"]
+        if res.get("cell_key") == legacy_cell_key(old, task, arm, seed):
+            write_json(folder / "result.json", res | {"cell_key": run_cell_key(old, task, arm, seed)})
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
