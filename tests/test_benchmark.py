@@ -185,6 +185,10 @@ def test_a_narrower_or_wider_grid_keeps_finished_cells_and_old_keys_are_renewed(
     res = json.loads(first.read_text())
     assert res["cell_key"] == cell_key(inputs, "normal-covid", "real", 0)
     first.write_text(json.dumps(res | {"cell_key": legacy_cell_key(inputs, "normal-covid", "real", 0)}))  # an old folder
+    from cxrsynth.stages.benchmark.run import benchmark_status
+
+    state = {c["cell"]: c for c in benchmark_status(out)["cells"]}["normal-covid/real/seed-0"]
+    assert state["state"] == "done"  # not "made from other inputs; it is run again"
     narrower = run_benchmark(wd, out, resolve(BenchmarkConfig, overrides=TINY + ["seeds=1", "arms=[real]"] + NO_FIGURES),
                              release=summary["release"], externals={"site-b": str(done.parent / "site-b")})
     again = json.loads(first.read_text())

@@ -605,7 +605,7 @@ def _pid_alive(pid) -> bool:
     return True
 
 
-def _cell_state(out_dir: Path, cell: Cell, key: str) -> dict:
+def _cell_state(out_dir: Path, cell: Cell, key: str | tuple[str, ...]) -> dict:
     folder = cell.folder(out_dir)
     rec = read_record(folder) or {}
     here = rec.get("host") == socket.gethostname()
@@ -640,7 +640,11 @@ def benchmark_status(out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     inputs = read_inputs(out_dir)
     cfg = inputs_config(inputs, out_dir, BenchmarkConfig)
-    cells = [_cell_state(out_dir, c, cell_key(inputs, c)) for c in list_cells(cfg)]
+    from ...artifacts.benchmark_run import legacy_cell_key
+
+    # a folder not run since keys left out the grid's extent still holds its cells under the old keys
+    cells = [_cell_state(out_dir, c, (cell_key(inputs, c), legacy_cell_key(inputs, c.task, c.arm, c.seed)))
+             for c in list_cells(cfg)]
     return {"out": str(out_dir), "counts": {s: sum(c["state"] == s for c in cells) for s in CELL_STATES},
             "results": (out_dir / "results.json").is_file(), "cells": cells}
 

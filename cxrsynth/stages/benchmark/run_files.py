@@ -60,10 +60,11 @@ def inputs_config(inputs: dict, out_dir: Path, cls):
                             out_dir / "inputs.json", exc.one_line()) from exc
 
 
-def result_problem(run_dir: Path, key: str | None, cell: tuple[str, str, int]) -> str | None:
+def result_problem(run_dir: Path, key: str | tuple[str, ...] | None, cell: tuple[str, str, int]) -> str | None:
     """Why ``run_dir/result.json`` is not the finished result of ``cell`` (task, arm, seed), or ``None``
     when it is: it reads as an object, holds every :data:`FINISHED_FIELDS` entry with its type, names
-    this cell, and carries ``key`` (a result without a key was written before keys were recorded; the
+    this cell, and carries ``key`` (or one of several: ``--status`` also accepts a cell's key from before
+    the grid's extent left it; a result without a key was written before keys were recorded; the
     folder's inputs.json claim covers it). A missing file is "no result yet"."""
     path = run_dir / "result.json"
     if not path.is_file():
@@ -81,7 +82,8 @@ def result_problem(run_dir: Path, key: str | None, cell: tuple[str, str, int]) -
         return "result.json lacks the test AUROC"
     if (res["task"], res["arm"], res["seed"]) != tuple(cell):
         return f"result.json is another cell's ({res['task']}/{res['arm']}/seed-{res['seed']})"
-    if key is not None and res.get("cell_key") not in (None, key):
+    keys = (key,) if isinstance(key, str) else tuple(key or ())
+    if keys and res.get("cell_key") not in (None, *keys):
         return "result.json was made from other inputs (its cell_key differs)"
     return None
 
