@@ -105,6 +105,34 @@ def test_paired_seed_difference_matches_the_columns_and_carries_seed_variance():
     assert (hi - lo) > (one["ci95"][1] - one["ci95"][0])  # seed variance is in the interval
 
 
+def test_a_p_value_agrees_with_its_interval_when_seeds_disagree():
+    """With fewer than 5 seeds the interval adds the seeds' t-term; the p beside it must carry it too. One of
+    three seeds far off (as a synthetic-only seed at AUROC 0.49 did in the sample rerun): the interval spans 0
+    and p is not below 0.05, where a p from the patient bootstrap alone said 0."""
+    rng = np.random.default_rng(1)
+    n = 150
+    y = np.r_[np.zeros(100), np.ones(50)].astype(int)
+    patients = [f"p{i}" for i in range(n)]
+    ref = [rng.random(n) + 1.0 * y for _ in range(3)]
+    arm = [rng.random(n) + w * y for w in (0.6, 0.6, -0.3)]  # two seeds a little worse, one far worse
+    d = M.paired_seed_difference(y, patients, ref, arm, [0.5] * 3, [0.5] * 3, n=400)
+    lo, hi = d["ci95"]
+    assert lo < 0 < hi and d["p_two_sided"] >= 0.05
+    patients_only = M._patient_bootstrap(y, patients, lambda pick: np.mean(
+        [M.auroc(y[pick], a[pick]) - M.auroc(y[pick], r[pick]) for a, r in zip(arm, ref)]), 400, 0)
+    assert np.mean(np.asarray(patients_only) >= 0) < 0.025  # what the old p read: about 0
+    # and across many draws the two agree: p < 0.05 exactly when the interval excludes 0
+    for seed in range(12):
+        r = np.random.default_rng(seed)
+        shift = r.uniform(-0.4, 0.4, 3)
+        a_ = [r.random(n) + (1.0 + s) * y for s in shift]
+        dd = M.paired_seed_difference(y, patients, ref, a_, [0.5] * 3, [0.5] * 3, n=300, seed=seed)
+        excludes = dd["ci95"][0] > 0 or dd["ci95"][1] < 0
+        assert excludes == (dd["p_two_sided"] < 0.05), (seed, dd["ci95"], dd["p_two_sided"])
+    p_two, p_not = M.seed_level_p(0.1, [0.1] * 5, [0.1] * 5)  # 5 seeds: the bootstrap's own shares
+    assert (p_two, p_not) == (0.0, 0.0)
+
+
 def test_bootstrap_auroc_by_rank_sum_gives_sklearns_values():
     """The bootstraps compute AUROC by the Mann-Whitney rank sum (20x faster than roc_auc_score per call,
     and they call it thousands of times): the same interval as sklearn's AUROC on the same draws."""

@@ -162,7 +162,7 @@ def difference_at(ref: Scored, arm: Scored, spec: float, n: int = 1000, seed: in
             d = np.take_along_axis(d, pick, axis=1)
         boot = d.mean(axis=1).tolist()
     ci, how = M.seed_level_interval(point, boot, per_seed, n, level)
-    p = float(min(1.0, 2 * min(np.mean(np.asarray(boot) <= 0), np.mean(np.asarray(boot) >= 0)))) if boot else None
+    p, _ = M.seed_level_p(point, boot, per_seed, level)  # made as the interval is, so the two agree
     return {"target_specificity": spec, "sensitivity_difference": point, "ci95": ci, "interval": how,
             "p_two_sided": p, "seeds_paired": k, "per_seed": per_seed}
 
