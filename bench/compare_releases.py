@@ -120,11 +120,11 @@ def external_table(results: dict[str, dict]) -> str:
     test sensitivity, per task and arm; one column per release. Empty when no benchmark scored one."""
     names = sorted({n for r in results.values() for arms in r["summary"].values() for s in arms.values()
                     for n in ((s.get("controls") or {}).get("external") or {})})
+    keys = dict.fromkeys((t, a) for r in results.values() for t, arms in r["summary"].items() for a in arms)
     out = []
     for ext in names:
         out += [f"| task | arm | " + " | ".join(f"{n}: {ext} sensitivity [patient CI]" for n in results) + " |",
                 "|---|---" + "|---" * len(results) + "|"]
-        keys = dict.fromkeys((t, a) for r in results.values() for t, arms in r["summary"].items() for a in arms)
         for task, arm in keys:
             cells = [(_external_cell(r["summary"][task][arm], ext) if arm in r["summary"].get(task, {}) else "-")
                      for r in results.values()]

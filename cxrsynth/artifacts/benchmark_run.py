@@ -38,6 +38,12 @@ def legacy_cell_key(inputs: dict, task: str, arm: str, seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def accepted_cell_keys(inputs: dict, task: str, arm: str, seed: int) -> tuple[str, str]:
+    """The keys a finished cell of ``inputs`` may carry: today's, and the one written before the grid's
+    extent left the key (what readers that must not rewrite a folder, the audit and ``--status``, accept)."""
+    return cell_key(inputs, task, arm, seed), legacy_cell_key(inputs, task, arm, seed)
+
+
 def shows_intervals(results: dict) -> bool:
     """Whether a benchmark result's intervals may be printed: not in the paper protocol, where the test
     set chose each model (early stopping and the learning-rate schedule watched it), so an interval over

@@ -137,6 +137,19 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
 MIN_SEEDS_BOOTSTRAP = 5  # below this a bootstrap over seeds resamples k of k and carries (k-1)/k of their variance
 
 
+def _seed_level_half_width(sd_boot: float, per_seed: list[float], level: float) -> float:
+    """Half-width of a seed-level interval below :data:`MIN_SEEDS_BOOTSTRAP` seeds: the patients' normal
+    term (``sd_boot``, the spread of a bootstrap that kept every seed) and, with 2 or more seeds, a
+    Student-t term on the per-seed differences, in quadrature. One definition for the interval and its p."""
+    from scipy.stats import norm, t as student_t
+
+    a, k = (1 - level) / 2, len(per_seed)
+    half_sq = (norm.ppf(1 - a) * sd_boot) ** 2
+    if k >= 2:
+        half_sq += (student_t.ppf(1 - a, k - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(k)) ** 2
+    return math.sqrt(half_sq)
+
+
 def seed_level_interval(point: float, boot: list[float], per_seed: list[float], n: int, level: float = 0.95,
                         bounds: tuple[float, float] = (-1.0, 1.0)) -> tuple[tuple[float, float] | None, str | None]:
     """Interval of a mean over seeds of paired differences, and how it was made.
@@ -146,18 +159,13 @@ def seed_level_interval(point: float, boot: list[float], per_seed: list[float], 
     and the seed level is a Student-t term on the per-seed differences, added in quadrature to the
     patients' normal term (a bootstrap over 2 of 2 seeds would carry half their variance); that
     interval is clipped to ``bounds``, the range the quantity can take (a t with 1 df is wide)."""
-    from scipy.stats import norm, t as student_t
-
     k = len(per_seed)
     if not n or len(boot) < n // 2:
         return None, None
     a = (1 - level) / 2
     if k >= MIN_SEEDS_BOOTSTRAP:
         return (float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))), "percentile bootstrap over test patients and seeds"
-    half_sq = (norm.ppf(1 - a) * float(np.std(boot, ddof=1))) ** 2
-    if k >= 2:
-        half_sq += (student_t.ppf(1 - a, k - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(k)) ** 2
-    half = math.sqrt(half_sq)
+    half = _seed_level_half_width(float(np.std(boot, ddof=1)), per_seed, level)
     how = (f"patient bootstrap (all {k} seeds in each draw) plus a t-interval term on the per-seed differences "
            "({k - 1} df), in quadrature" if k >= 2 else
            "patient bootstrap only (one seed: the variance between training runs is not measured)")
@@ -175,7 +183,7 @@ def seed_level_p(point: float, boot: list[float], per_seed: list[float],
     training runs that the interval adds (one seed of three at AUROC 0.49 gave p = 0 beside an interval
     spanning 0). Then the interval's half-width over the normal quantile is the standard error: the
     patients' bootstrap variance plus the seed-level t-term scaled to the normal's quantile, and p is normal."""
-    from scipy.stats import norm, t as student_t
+    from scipy.stats import norm
 
     if not boot:
         return None, None
@@ -183,11 +191,8 @@ def seed_level_p(point: float, boot: list[float], per_seed: list[float],
     k = len(per_seed)
     if k >= MIN_SEEDS_BOOTSTRAP:
         return float(min(1.0, 2 * min(np.mean(b <= 0), np.mean(b >= 0)))), float(np.mean(b <= 0))
-    z = norm.ppf(1 - (1 - level) / 2)
-    var = float(np.var(b, ddof=1)) if len(b) > 1 else 0.0
-    if k >= 2:
-        var += (student_t.ppf(1 - (1 - level) / 2, k - 1) / z * float(np.std(per_seed, ddof=1)) / math.sqrt(k)) ** 2
-    se = math.sqrt(var)
+    sd_boot = float(np.std(b, ddof=1)) if len(b) > 1 else 0.0
+    se = _seed_level_half_width(sd_boot, per_seed, level) / norm.ppf(1 - (1 - level) / 2)
     if se == 0:
         return (1.0 if point == 0 else 0.0), (1.0 if point <= 0 else 0.0)
     return float(min(1.0, 2 * norm.sf(abs(point) / se))), float(norm.cdf(-point / se))

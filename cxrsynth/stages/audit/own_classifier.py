@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...artifacts.benchmark_run import cell_key, legacy_cell_key
+from ...artifacts.benchmark_run import accepted_cell_keys
 from ...core.errors import CxrsynthError
 from ...core.layout import BenchmarkFolder
 from ...core.paths import read_json, sha256_file
@@ -59,7 +59,7 @@ def _not_own(path: Path, folder: BenchmarkFolder, assignment_sha256: str | None)
     if result is None:
         return "no readable result.json beside it"
     task, arm, seed = path.parts[-4], path.parts[-3], int(path.parts[-2].removeprefix("seed-"))
-    if result.get("cell_key") not in (cell_key(inputs, task, arm, seed), legacy_cell_key(inputs, task, arm, seed)):
+    if result.get("cell_key") not in accepted_cell_keys(inputs, task, arm, seed):
         return "its result.json does not carry the key of this benchmark's inputs"
     if not result.get("model_sha256"):
         return "its result.json records no model sha256 (rerun the benchmark to record it)"

@@ -38,7 +38,7 @@ import torch
 
 from ... import __version__
 from ...artifacts import BenchmarkResult, GeneratedSet, ReleaseFolder
-from ...artifacts.benchmark_run import cell_inputs, cell_key as run_cell_key
+from ...artifacts.benchmark_run import accepted_cell_keys, cell_inputs, cell_key as run_cell_key, legacy_cell_key
 from ...artifacts.release_ref import ReleaseRef, describe as describe_release, parse as parse_release, pin as pin_release
 from ...core.config import at_least, to_dict
 from ...core.runtime import Runtime
@@ -425,8 +425,6 @@ def claim_run_folder(out_dir: Path, inputs: dict) -> None:
 def _rekey_legacy_cells(out_dir: Path, old: dict) -> None:
     """Give each finished cell that carries the key of the whole old inputs (written before the grid's
     extent left the key) the key it has now: the same numbers from the same inputs, so kept, not rerun."""
-    from ...artifacts.benchmark_run import legacy_cell_key
-
     for folder in finished_cells(out_dir):
         res = read_json(folder / "result.json")
         task, arm, seed = res["task"], res["arm"], res["seed"]
@@ -640,11 +638,8 @@ def benchmark_status(out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     inputs = read_inputs(out_dir)
     cfg = inputs_config(inputs, out_dir, BenchmarkConfig)
-    from ...artifacts.benchmark_run import legacy_cell_key
-
     # a folder not run since keys left out the grid's extent still holds its cells under the old keys
-    cells = [_cell_state(out_dir, c, (cell_key(inputs, c), legacy_cell_key(inputs, c.task, c.arm, c.seed)))
-             for c in list_cells(cfg)]
+    cells = [_cell_state(out_dir, c, accepted_cell_keys(inputs, c.task, c.arm, c.seed)) for c in list_cells(cfg)]
     return {"out": str(out_dir), "counts": {s: sum(c["state"] == s for c in cells) for s in CELL_STATES},
             "results": (out_dir / "results.json").is_file(), "cells": cells}
 
