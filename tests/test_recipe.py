@@ -38,13 +38,17 @@ OPTIONS = {
     "ema": ["ema_decay=0.9"],
     "decay": ["epochs_constant=1", "epochs_decay=2"],
     "refined": ["preset=refined", "epochs_constant=1", "epochs_decay=2"],
+    "thumb": ["disc_thumbnail=16"],
 }
 
 
 def test_options_are_validated_and_default_to_the_existing_recipes():
     for bad, match in ((["diff_augment=color,blur"], "subset"), (["diff_augment=color,color"], "twice"),
                        (["preset=paper", "upsample=transposed"], "U-Net"), (["ema_decay=1.0"], "ema_decay"),
-                       (["ema_decay=0"], "ema_decay"), (["upsample=cubic"], "upsample")):
+                       (["ema_decay=0"], "ema_decay"), (["upsample=cubic"], "upsample"),
+                       (["preset=paper", "size=128", "disc_thumbnail=24"], "multiple of 16"),
+                       (["preset=paper", "size=128", "disc_thumbnail=128"], "below size"),
+                       (["size=128", "disc_thumbnail=4"], "multiple of 8")):
         with pytest.raises(ConfigError, match=match):
             resolve_train_config(overrides=bad)
     for preset in ("canonical", "paper"):
@@ -99,6 +103,8 @@ def test_each_option_trains_and_exports(option, planned_workdir, tmp_path):
     tensors = load_file(str(latest_checkpoint(run) / "tensors.safetensors"))
     assert any("parametrizations.weight.original" in k for k in tensors) == (option in ("sn", "refined"))
     assert any(k.startswith("net.EMA_G_A.") for k in tensors) == (option in ("ema", "refined"))
+    assert any(k.startswith("net.D_A.thumb.") for k in tensors) == (option == "thumb")
+    assert ("16 px thumbnails" in card) == (option == "thumb")
     with open(run / "losses.csv", newline="") as fh:
         lrs = [float(r["lr"]) for r in csv.DictReader(fh)]
     # the log's lr is the rate after the step's scheduler update: epochs done = step // steps_per_epoch; the
@@ -107,6 +113,28 @@ def test_each_option_trains_and_exports(option, planned_workdir, tmp_path):
     ec, ed = cfg.epochs_constant, cfg.epochs_decay
     assert lrs == [pytest.approx(2e-4 * (1 - max(0, e + 1 - ec) / (ed + 1)), rel=1e-3) for e in done]  # 4 digits
     assert (lrs[-1] < lrs[0]) == (option in ("decay", "refined"))
+
+
+def test_thumbnail_discriminator_judges_only_the_shrunk_image_and_weighs_as_much_as_the_full_one():
+    """disc_thumbnail: the second discriminator sees the area-average thumbnail, so two images with the same
+    thumbnail get the same thumbnail scores (and different full-size ones); the GAN loss averages the two
+    views, each view's own mean-squared error counted once whatever its map size."""
+    from cxrsynth.stages.translate.losses import GANLoss
+    from cxrsynth.stages.translate.networks import KerasPatchDiscriminator, ThumbnailTwin
+
+    torch.manual_seed(0)
+    d = ThumbnailTwin(lambda: KerasPatchDiscriminator(1, 8), 16).eval()
+    x = torch.rand(2, 1, 64, 64)
+    # a zero-mean checkerboard within each 4x4 block: the same 16 px area average, other full-size pixels
+    board = (torch.arange(64)[:, None] + torch.arange(64)[None]) % 2 * 0.2 - 0.1
+    full_a, thumb_a = d(x)
+    full_b, thumb_b = d(x + board)
+    assert full_a.shape == (2, 1, 4, 4) and thumb_a.shape == (2, 1, 1, 1)
+    assert torch.allclose(thumb_a, thumb_b, atol=1e-6) and not torch.allclose(full_a, full_b, atol=1e-3)
+    gan = GANLoss("lsgan")
+    both = gan((full_a, thumb_a), True)
+    assert torch.isclose(both, (gan(full_a, True) + gan(thumb_a, True)) / 2)
+    assert not torch.isclose(both, gan(torch.cat([full_a.flatten(), thumb_a.flatten()]), True))
 
 
 def test_diff_augment_is_seeded_differentiable_and_pairs_real_and_fake():

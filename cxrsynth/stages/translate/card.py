@@ -26,7 +26,8 @@ def _recipe_options(cfg) -> str:
     parts = [f"DiffAugment ({cfg.diff_augment}) on the discriminators' inputs" if cfg.diff_augment else "",
              "reflection padding" if cfg.reflect_pad else "",
              "spectral norm in the discriminators" if cfg.spectral_norm else "",
-             f"weights averaged over updates (EMA, decay {cfg.ema_decay})" if cfg.ema_decay is not None else ""]
+             f"weights averaged over updates (EMA, decay {cfg.ema_decay})" if cfg.ema_decay is not None else "",
+             f"a second discriminator on {cfg.disc_thumbnail} px thumbnails" if getattr(cfg, "disc_thumbnail", None) else ""]
     return "".join(f"; {p}" for p in parts if p)
 
 

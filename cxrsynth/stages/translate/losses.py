@@ -9,6 +9,10 @@ Code names and the paper's terms, with A = source class (normal or pneumonia), B
 - cycle: ``lambda_cycle * (|G_B(G_A(a)) - a|_1 + |G_A(G_B(b)) - b|_1)``, lambda 10;
 - identity (optional): ``lambda_identity * lambda_cycle * (|G_A(b) - b|_1 + |G_B(a) - a|_1)``;
 - discriminators: ``(gan(D(real), real) + gan(D(pool(fake)), fake)) / 2``.
+
+A discriminator that judges two views (``networks.ThumbnailTwin``: full size and a thumbnail) returns a
+score map per view; each adversarial term is then the mean of the views' terms, so that a 2x2 thumbnail
+map weighs as much as an 8x8 full-size one.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class GANLoss(nn.Module):
         else:
             raise ValueError(f"unknown GAN loss {mode!r}")
 
-    def forward(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+    def forward(self, prediction: torch.Tensor | tuple[torch.Tensor, ...], target_is_real: bool) -> torch.Tensor:
+        if isinstance(prediction, (tuple, list)):
+            return sum(self(p, target_is_real) for p in prediction) / len(prediction)
         target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
         return self.loss(prediction.float(), target.float())

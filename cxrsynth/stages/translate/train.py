@@ -45,7 +45,7 @@ from .compile_choice import Workload
 from .finite import stop_at_non_finite_loss
 from .timing import keep_timing
 from .losses import GANLoss
-from .networks import (KerasPatchDiscriminator, PatchDiscriminator, build_generator, default_blocks, init_weights,
+from .networks import (KerasPatchDiscriminator, PatchDiscriminator, ThumbnailTwin, build_generator, default_blocks, init_weights,
                        spectral_norm_)
 from .pool import ImagePool
 
@@ -123,6 +123,9 @@ class TrainConfig:
     # (markers.py), recording each image in the run's markers.jsonl. Off in every preset, refined included:
     # nothing has measured it yet (bench/ablate_translators.py, variant mask_markers).
     mask_markers: bool = False
+    # a second discriminator per domain that judges the image shrunk to this many pixels a side
+    # (networks.ThumbnailTwin), beside the full-size one; None: full size only. Off in every preset.
+    disc_thumbnail: int | None = None
     seed: int = 0
     max_steps: int | None = None  # stop early (quick runs, tests); the schedule still assumes the epochs above
     save_every: int = 200  # steps between checkpoints (and one at the last step)
@@ -170,6 +173,12 @@ class TrainConfig:
         if self.generator == "unet" and self.upsample == "transposed":
             raise ConfigError("the U-Net generator upsamples by resizing: upsample must be auto, nearest or bilinear",
                               self.upsample)
+        if self.disc_thumbnail is not None:
+            # the authors' discriminator halves its input four times, the canonical one three times
+            need = 16 if self.generator == "unet" else 8
+            if not need <= self.disc_thumbnail < self.size or self.disc_thumbnail % need:
+                raise ConfigError(f"disc_thumbnail must be a multiple of {need} from {need} up to below size "
+                                  f"({self.size}); leave it out for no thumbnail discriminator", self.disc_thumbnail)
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ConfigError("ema_decay must be in (0, 1); leave it out for no average", self.ema_decay)
 
@@ -200,7 +209,7 @@ class TrainConfig:
 #: Fields a resumed run must keep: changing any of them would make it another run.
 RUN_DEFINING = ("task", "preset", "size", "generator", "base", "disc_base", "blocks", "init", "loop", "seed",
                 "batch_size", "gan_loss", "pool_size", "jitter", "flip", "diff_augment", "upsample", "reflect_pad",
-                "spectral_norm", "ema_decay", "mask_markers")
+                "spectral_norm", "ema_decay", "mask_markers", "disc_thumbnail")
 DEFAULTS = to_dict(TrainConfig())
 
 
@@ -305,8 +314,11 @@ class TrainingSet:
 def build_models(cfg: TrainConfig) -> dict[str, nn.Module]:
     d_base = cfg.disc_base or cfg.base
 
-    def disc():
+    def one():
         return KerasPatchDiscriminator(1, d_base) if cfg.generator == "unet" else PatchDiscriminator(1, d_base)
+
+    def disc():
+        return one() if cfg.disc_thumbnail is None else ThumbnailTwin(one, cfg.disc_thumbnail)
 
     # the generator is the one its exported arch dict rebuilds, so training and `generate` cannot disagree
     nets = {"G_A": build_generator(cfg.arch()), "G_B": build_generator(cfg.arch()), "D_A": disc(), "D_B": disc()}
