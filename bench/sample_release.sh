@@ -95,7 +95,7 @@ fi
 REL="$WD/release/covid-cxr-synth"
 if [ "${SR_REBUILD:-0}" = 1 ] || [ ! -f "$REL/manifest.json" ]; then
   echo "== release: every planned train-split source image with pixels, translated once; audit (pixels); verify"
-  $CX -w "$WD" release --out "$WD/release" --preset paper --replace
+  $CX -w "$WD" release --out "$WD/release" --preset paper --replace --external hannover="$HANNOVER"
 fi
 $CX verify "$REL"
 # The committed sample benchmarks were trained in fp32 (SR_PRECISION=fp32 to match them); auto trains in bf16
@@ -111,7 +111,7 @@ if [ -n "$PAPER_ARMS" ]; then
 fi
 echo "== audit with the benchmark classifier's features"
 $CX -w "$WD" audit "$REL" --embedding "classifier:$WD/benchmark/runs/normal-covid/real/seed-0/model.safetensors" \
-  --out "$WD/audit-classifier"
+  --external hannover="$HANNOVER" --out "$WD/audit-classifier"
 echo "== the card: the rigorous benchmark (stamped with this release) and its external set attached; verify"
 .venv/bin/python -c "import sys; from cxrsynth.artifacts import ReleaseFolder; from cxrsynth.stages.release.describe import describe; \
 r = ReleaseFolder(sys.argv[1]); describe(r, r.manifest(), sys.argv[2])" "$REL" "$WD/benchmark"

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", required=True, help="rows are named NAME@STEP")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--section", type=Path)
+    ap.add_argument("--external", action="append", default=[], metavar="NAME=DIR",
+                    help="passed to score_fidelity.py: real COVID-19 of another collection")
     a = ap.parse_args(argv)
     run = a.run or a.workdir / "translators" / a.task
     rc = 0
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         name = a.name if step is None else f"{a.name}@{step}"
         print(f"{name}: {which} weights, held-out translations in {out}", flush=True)
         args = [str(out), "--workdir", str(a.workdir), "--out", str(a.out), "--name", name]
+        args += [x for e in a.external for x in ("--external", e)]
         rc |= score_fidelity.main(args + (["--section", str(a.section)] if a.section else []))
         if a.section:
             heldout_grid(a.workdir, out, a.section / f"{name}-heldout.png")

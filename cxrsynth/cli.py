@@ -427,6 +427,9 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
 @click.option("--limit", type=int, default=None,
               help="Generate only the first N planned images per config (--set generate.limit=N).")
 @click.option("--replace", is_flag=True, help="Move an existing release folder aside and make a new one.")
+@click.option("--external", "externals", multiple=True, metavar="NAME=DIR",
+              help="Real COVID-19 X-rays of another collection for the audit's 'another hospital' fidelity baseline "
+                   "(as `cxrsynth audit --external`); repeatable.")
 @click.option("--audit/--no-audit", "run_audit", default=True, show_default=True,
               help="Audit the staged release (privacy and quality) and put the results in the card.")
 @launcher_options
@@ -434,8 +437,8 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
 @set_option("train.max_steps=5")
 @json_option
 @click.pass_context
-def release(ctx, out_dir, version, translators, preset, old_train_set, limit, replace, run_audit, config_file,
-            overrides, as_json, **launch_opts):
+def release(ctx, out_dir, version, translators, preset, old_train_set, limit, replace, externals, run_audit,
+            config_file, overrides, as_json, **launch_opts):
     """Make a verified release: plan -> train -> generate -> package -> audit -> card -> verify -> promote.
 
     One config tree for every stage: --set SECTION.KEY=VALUE with SECTION release, plan, train,
@@ -447,8 +450,10 @@ def release(ctx, out_dir, version, translators, preset, old_train_set, limit, re
     """
     from .stages.generate import runtime_of as generate_runtime
     from .pipeline import release as run, resolve_pipeline
+    from .stages.benchmark.external import parse_externals
 
     launcher = _launcher(launch_opts)
+    external_sets = parse_externals(externals)  # a bad NAME=DIR fails here, before any work
     if old_train_set:
         raise click.UsageError("--train-set is gone: use --set train.KEY=VALUE (e.g. --set train.max_steps=5)")
     cfg = resolve_pipeline(config_file, overrides,
@@ -459,7 +464,8 @@ def release(ctx, out_dir, version, translators, preset, old_train_set, limit, re
     _remember_new(out)
     _remember_new(_workdir(ctx))
     manifest = run(_workdir(ctx), out, cfg, trans, replace, progress=True, audit=run_audit,
-                   launcher=launcher, rt=generate_runtime(cfg.generate))  # one Runtime for every stage
+                   launcher=launcher, rt=generate_runtime(cfg.generate),  # one Runtime for every stage
+                   externals=external_sets)
     if as_json:
         _echo_json({k: manifest[k] for k in ("name", "version", "counts", "translators")})
     else:
@@ -714,12 +720,16 @@ def _benchmark_status(out: Path, as_json: bool) -> None:
 @click.option("--exclude-closest", type=float, default=None,
               help="Also write exclude_ids.txt with this share of images closest to their sources (e.g. 0.05).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Default: WORKDIR/audit.")
+@click.option("--external", "externals", multiple=True, metavar="NAME=DIR",
+              help="Real COVID-19 X-rays of another collection (any folder `cxrsynth ingest` reads, as the "
+                   "benchmark's --external): a third fidelity baseline, 'another hospital'; repeatable.")
 @record_paths_option
 @config_option
 @set_option("sample=500")
 @json_option
 @click.pass_context
-def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, record_paths, config_file, overrides, as_json):
+def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, externals, record_paths, config_file, overrides,
+          as_json):
     """Measure a release's privacy (linkage, similarity, DCR, authenticity, copying, inverse recovery)
     and quality (FID, KID, precision/recall/density/coverage); writes audit.json, per_image.csv, figures.
 
@@ -727,13 +737,15 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, record
     """
     from .pipeline import audit_in
     from .stages.audit.run import AuditConfig, runtime_of
+    from .stages.benchmark.external import parse_externals
     from .stages.audit.verdicts import caveat_after
     from .core.config import resolve
 
     cfg = resolve(AuditConfig, config_file, overrides, given={"embedding": embedding, "exclude_closest": exclude_closest})
     out = _writes_to(Path(out_dir) if out_dir else _layout(ctx).audit, "audit output folder")
     with _one_writer(out, "audit", f"the audit folder {out}"):
-        result = audit_in(_workdir(ctx), release_dir, cfg, private, out, record_paths=record_paths, rt=runtime_of(cfg))
+        result = audit_in(_workdir(ctx), release_dir, cfg, private, out, record_paths=record_paths, rt=runtime_of(cfg),
+                          externals=parse_externals(externals))
     if as_json:
         _echo_json(result.summary)
         return

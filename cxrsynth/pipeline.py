@@ -170,7 +170,7 @@ def package_in(workdir: str | Path, target: ReleaseFolder, cfg: ReleaseConfig = 
 def audit_in(workdir: str | Path, release: ReleaseFolder | str | Path, cfg: AuditConfig = AuditConfig(),
              private: str | Path | None = None, out_dir: str | Path | None = None, embedding=None,
              record_paths: bool = False, rt: Runtime | None = None,
-             translators: dict[str, str | Path] | None = None) -> AuditResult:
+             translators: dict[str, str | Path] | None = None, externals: dict[str, str] | None = None) -> AuditResult:
     """``cxrsynth audit`` on a work folder: its records, split and plan
     (:meth:`~cxrsynth.artifacts.SplitData.read`), its translator runs (``translators`` {task: run folder
     or generator file} instead of ``translators/<task>``), its fidelity encoder cache and its own
@@ -184,7 +184,7 @@ def audit_in(workdir: str | Path, release: ReleaseFolder | str | Path, cfg: Audi
                              out_dir=out_dir if out_dir is not None else layout.audit,
                              translators=translator_runs(layout, CONFIG_TASK.values(), translators), embedding=embedding,
                              benchmark=layout.benchmark_files, encoder_cache=layout.cxr_encoder,
-                             record_paths=record_paths, home=layout.root)
+                             record_paths=record_paths, home=layout.root, externals=externals)
 
 
 def _ensure_plan(layout: WorkLayout, cfg: PlanConfig) -> None:
@@ -228,8 +228,12 @@ def _aside(path: Path, stamp: str) -> Path:
 
 def release(workdir: str | Path, out_dir: str | Path, cfg: PipelineConfig = PipelineConfig(),
             translators: dict[str, str] | None = None, replace: bool = False, progress: bool = False,
-            audit: bool = True, launcher: Launcher | None = None, rt: Runtime | None = None) -> dict:
+            audit: bool = True, launcher: Launcher | None = None, rt: Runtime | None = None,
+            externals: dict[str, str] | None = None) -> dict:
     """Run the whole release; returns the manifest of the release folder put in place.
+
+    ``externals`` {name: folder}: real COVID-19 of other collections, which the audit measures as a
+    third fidelity baseline ("another hospital"), so the card shows it.
 
     ``launcher`` (``local``/``slurm``): the translators to train are trained as one job each (logs in
     ``out_dir/jobs/``), at the same time; the rest runs here once both are done.
@@ -249,11 +253,12 @@ def release(workdir: str | Path, out_dir: str | Path, cfg: PipelineConfig = Pipe
     with hold(out_dir, "release", f"the release folder {out_dir}"):
         _refuse_existing(final, replace)  # another release may have finished while we waited to start
         return _release_locked(WorkLayout(workdir), out_dir, cfg, dict(translators or {}), replace, progress, audit,
-                               launcher or Launcher(), rt or generate_runtime(cfg.generate))
+                               launcher or Launcher(), rt or generate_runtime(cfg.generate), externals)
 
 
 def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, translators: dict[str, str],
-                    replace: bool, progress: bool, audit: bool, launcher: Launcher, rt: Runtime) -> dict:
+                    replace: bool, progress: bool, audit: bool, launcher: Launcher, rt: Runtime,
+                    externals: dict[str, str] | None = None) -> dict:
     name = cfg.release.name
     final, staging = final_pair(out_dir, name), _fresh_staging(out_dir, name)
     with stage("plan", progress):
@@ -276,7 +281,7 @@ def _release_locked(layout: WorkLayout, out_dir: Path, cfg: PipelineConfig, tran
         if audit:
             with stage("audit", progress):
                 result = audit_in(layout.root, staging, cfg.audit, rt=rt.with_numerics(cfg.audit.precision),
-                                  translators=translators)
+                                  translators=translators, externals=externals)
         # the audit (stamped with these very images) and the work folder's benchmark, only if it judged
         # these very images (a rerun of the same release); card, croissant.json, SHA256SUMS: once
         with stage("card", progress):

@@ -314,8 +314,14 @@ def test_audit_of_a_release_reaches_the_card(built, tmp_path):
     assert "Not yet audited" in card and "12 images were removed after the audit" in card
     again = audit_in(wd, out / "covid-cxr-synth", AuditConfig(embedding="pixels", sample=None, bootstrap=100,
                                                              quality_repeats=3, fidelity_encoder_epochs=4),
-                     out_dir=tmp_path / "audit2")
+                     out_dir=tmp_path / "audit2", externals={"hannover": str(COVID.parent / "covid-19-image-repository")})
     from cxrsynth.stages.release.describe import attach_audit
+
+    # the "another hospital" baseline (--external): measured once, named in the sentence the card carries
+    ext = again.data["fidelity"]["external_real"]["hannover"]
+    assert ext["n"] > 200 and ext["probe_real_vs_external"]["auroc"] > 0.8
+    assert "another collection (hannover)" in again.data["summary"]["fidelity"]
+    assert "another collection (hannover, " in (tmp_path / "audit2" / "report_section.html").read_text()
 
     m = attach_audit(out / "covid-cxr-synth", tmp_path / "audit2" / "audit.json")
     card = (out / "covid-cxr-synth" / "README.md").read_text()

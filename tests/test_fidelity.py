@@ -20,12 +20,12 @@ from PIL import Image
 from cxrsynth.artifacts import SplitData
 from cxrsynth.stages.audit import fidelity as F
 from cxrsynth.stages.audit.encoder import cxr_encoder
-from cxrsynth.core.errors import BadInputError
+from cxrsynth.core.errors import BadInputError, DataNotFoundError
 from cxrsynth.data.images import load_canonical
 from cxrsynth.core.layout import WorkLayout
 from cxrsynth.core.paths import read_json, sha256_file
 
-from .conftest import copy_workdir
+from .conftest import DATA, copy_workdir
 
 SIZE = 64
 CFG = F.FidelityConfig(repeats=8, probe_bootstrap=100, encoder_epochs=4)
@@ -81,6 +81,56 @@ def test_encoder_is_cached_with_its_sha256_and_training(wd, data):
     from cxrsynth.stages.audit.embed import embed
 
     assert embed(net, x).shape == (3, 64)
+
+
+@pytest.fixture(scope="module")
+def external_scored(wd, data):
+    """The untranslated sources scored with two "other collections": the Hannover repository (real
+    COVID-19 of another hospital) and copies of the work folder's own real COVID-19 training images."""
+    records, train, train_g, _, _ = F.real_sets(data, SIZE)
+    assign = read_json(WorkLayout(wd).splits)["assignments"]
+    ids = sorted(i for i, r in records.items() if r.label != "covid" and assign.get(i) == "train")[:len(train)]
+    syn = np.stack([load_canonical(records[i].path, SIZE) for i in ids])
+    hannover = F.external_real(data, {"hannover": str(DATA / "covid-19-image-repository")}, SIZE)
+    copies = F.ExternalReal("copies", train.copy(), [f"copy:{g}" for g in train_g], {})
+    spaces = F.feature_spaces(data, encoder_epochs=CFG.encoder_epochs, encoder_cache=WorkLayout(wd).cxr_encoder)
+    return F.score(data, syn, ids, None, CFG, spaces, external=hannover + [copies])
+
+
+def test_another_hospital_is_measured_as_a_third_baseline(external_scored):
+    """Real COVID-19 of another hospital (Hannover) is told from the collection's own at a high AUROC, so
+    a probe this high does not by itself say "not real"; copies of the training images sit at chance and,
+    in KID, exactly at the real floor (the same images, subsamples and n)."""
+    ext, o = external_scored["external_real"], external_scored["overall"]
+    h, c = ext["hannover"], ext["copies"]
+    assert h["n"] >= 200 and h["patients"] >= 50 and h["read"]["kept"] == h["n"]
+    assert h["probe_real_vs_external"]["auroc"] > 0.85 and h["probe_real_vs_external"]["auroc_ci95"][0] > 0.75
+    assert c["probe_real_vs_external"]["auroc"] < 0.65
+    for space, k in o["kid"].items():
+        assert c["kid_vs_heldout"][space]["mean"] == pytest.approx(k["floor_train_vs_heldout"]["mean"]), space
+        assert h["kid_vs_heldout"][space]["n"] == k["synthetic_vs_heldout"]["n"], space
+        assert h["kid_vs_heldout"][space]["mean"] > k["floor_train_vs_heldout"]["interval"][1], space
+    assert c["spectral_vs_heldout"] == pytest.approx(o["spectrum"]["floor_train_vs_heldout"])
+    text = F.sentence(external_scored)
+    assert f"another collection (hannover) {h['probe_real_vs_external']['auroc']:.2f}" in text
+    r = F.row(external_scored, "x")
+    assert r["external"] == "hannover" and r["probe_real_vs_external_auroc"] == h["probe_real_vs_external"]["auroc"]
+    assert r["kid_pixels_external_heldout"] == h["kid_vs_heldout"]["pixels"]["mean"]
+    page = F.report_html(external_scored)
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((ROOT / "manifests" / "audit.schema.json").read_text())
+    sub = Draft202012Validator({"$defs": schema["$defs"], **schema["properties"]["fidelity"]})
+    doc = json.loads(json.dumps(external_scored))
+    sub.validate(doc)
+    del doc["external_real"]["hannover"]["probe_real_vs_external"]
+    assert list(sub.iter_errors(doc))
+    assert "another collection (hannover, " in page and f"{h['probe_real_vs_external']['auroc']:.3f}" in page
+
+
+def test_an_external_folder_without_covid_images_is_refused(data):
+    with pytest.raises(DataNotFoundError, match="no COVID-19 image"):
+        F.external_real(data, {"nih": str(DATA / "nih-chestxray14-sample")}, SIZE)
 
 
 def test_untranslated_sources_sit_at_the_baseline(scored):
@@ -216,12 +266,14 @@ def test_score_fidelity_script_scores_a_folder_of_translations(wd, data, scored,
     (folder / "sources.json").write_text(json.dumps({f"{k:03d}.png": i for k, i in enumerate(ids)}))
     out = tmp_path / "rows.jsonl"
     args = [sys.executable, str(ROOT / "bench" / "score_fidelity.py"), "--workdir", str(wd), "--out", str(out),
-            "--set", "repeats=4", "--set", "probe_bootstrap=50", "--set", f"encoder_epochs={CFG.encoder_epochs}", str(folder)]
+            "--set", "repeats=4", "--set", "probe_bootstrap=50", "--set", f"encoder_epochs={CFG.encoder_epochs}", str(folder),
+            "--external", f"hannover={DATA / 'covid-19-image-repository'}"]
     subprocess.run(args, check=True, cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, timeout=600)
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["run"] == "variant-a" and rows[0]["n_synthetic"] == 40
     assert set(rows[0]) - {"seconds"} == set(F.row(scored, "x"))  # the same columns as every other run
     assert rows[0]["kid_pixels_placement"] == pytest.approx(0.0, abs=1e-9)  # untranslated: at the baseline
+    assert rows[0]["external"] == "hannover" and rows[0]["probe_real_vs_external_auroc"] > 0.8
     (folder / "sources.json").write_text(json.dumps({"missing.png": ids[0]}))
     with pytest.raises(BadInputError, match="missing.png"):
         F.read_translations(folder)

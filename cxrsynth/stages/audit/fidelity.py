@@ -8,6 +8,11 @@ against the same real COVID-19 reference and at the same sample size:
   nothing" baseline;
 - **floor**: real COVID-19 training vs held-out images, what "as good as real" looks like.
 
+- **another hospital** (optional, ``--external NAME=DIR``): real COVID-19 X-rays of another collection
+  vs the same reference. A measure that separates these as well as it separates the synthetic images
+  measures where an image was taken, not whether it is real (the sample's Hannover set: a pixel probe
+  tells it from the COVID-19 collection's training images at AUROC 0.96).
+
 ``placement`` = (untranslated - synthetic) / (untranslated - floor): 0 at the untranslated baseline,
 1 at the floor, negative when translating made the images *farther* from COVID-19 than doing nothing.
 
@@ -155,6 +160,38 @@ class Sets:
     held_groups: list[str]
 
 
+@dataclass
+class ExternalReal:
+    """Real COVID-19 X-rays of another collection (pixels uint8, N x S x S, at the synthetic size; their
+    patients), and what reading them left out (``report``: the counts of ``load_external``, no paths)."""
+
+    name: str
+    pixels: np.ndarray
+    groups: list[str]
+    report: dict
+
+
+def external_baseline(e: ExternalReal, spaces: dict[str, nn.Module], cache: dict, train: np.ndarray,
+                      train_groups: list[str], held: np.ndarray, n: dict[str, int], cfg: FidelityConfig) -> dict:
+    """The "another hospital" baseline: ``e`` against the same real COVID-19 reference as the synthetic
+    images (the training images for the probe, the held-out ones for KID at the synthetic images' ``n``
+    per space and for the spectrum). ``cache``: :func:`measure`'s, which holds the real sets' features."""
+    from ...measure.probe import PROBE_MAX
+
+    rng = np.random.default_rng(cfg.seed)
+    i_e, i_t = _cap(len(e.pixels), PROBE_MAX, rng), _cap(len(train), PROBE_MAX, rng)
+    kid = {name: kid_interval(embed(module, e.pixels), cache[name]["held"], n.get(name), cfg.repeats, cfg.seed)
+           for name, module in spaces.items()}
+    return {"n": len(e.pixels), "patients": len(set(e.groups)),
+            "probe_real_vs_external": probe(train[i_t], e.pixels[i_e], [train_groups[i] for i in i_t],
+                                            [e.groups[i] for i in i_e], cfg.probe_bootstrap, cfg.seed),
+            "kid_vs_heldout": kid,
+            "spectral_vs_heldout": spectral_distance(radial_spectrum(e.pixels), radial_spectrum(held)),
+            "read": {k: e.report.get(k) for k in ("kept", "patients", "duplicates_of_training_dropped",
+                                                   "duplicates_of_validation_dropped", "duplicates_of_test_dropped",
+                                                   "bad_files", "label_only")}}
+
+
 def kid_section(feats: dict[str, np.ndarray], n_max: int | None, repeats: int, seed: int) -> dict:
     """The five KID comparisons of one feature space, at one n (the smallest set, capped), and the
     placement of the synthetic images against the held-out reference (the floor is measured there)."""
@@ -256,6 +293,27 @@ def feature_spaces(data: SplitData, classifier: str | Path | None = None, incept
     return spaces, info
 
 
+def external_real(data: SplitData, externals: dict[str, str], size: int) -> list[ExternalReal]:
+    """The COVID-19 images of each external folder (``{name: folder}``, any layout ``cxrsynth ingest``
+    reads, as the benchmark's ``--external``), decoded at ``size``; images duplicating one of the split
+    are dropped and counted (:func:`cxrsynth.stages.benchmark.external.load_external`)."""
+    from ...core.errors import DataNotFoundError
+    from ...measure.decoded import canonical as load_canonical
+    from ..benchmark.external import load_external
+
+    out = []
+    for name, folder in externals.items():
+        e = load_external(name, folder, data)
+        covid = {i.record_id: i for items in e.items.values() for i in items if i.label == 1}  # in both tasks
+        if not covid:
+            raise DataNotFoundError(f"the external set {name!r} has no COVID-19 image with pixels", folder,
+                                    f"read: {e.report.get('by_label')}")
+        ids = sorted(covid)
+        out.append(ExternalReal(name, np.stack([load_canonical(covid[i].path, size) for i in ids]),
+                                [covid[i].patient for i in ids], e.report))
+    return out
+
+
 def _patient(r) -> str:
     return r.patient_group or f"{r.source}:{r.patient_id}"
 
@@ -277,11 +335,13 @@ def real_sets(data: SplitData, size: int) -> tuple[dict, np.ndarray, list[str], 
 
 
 def score(data: SplitData, syn: np.ndarray, source_ids: list[str], configs: list[str] | None = None,
-          cfg: FidelityConfig = FidelityConfig(), spaces: tuple[dict, dict] | None = None) -> dict:
+          cfg: FidelityConfig = FidelityConfig(), spaces: tuple[dict, dict] | None = None,
+          external: list[ExternalReal] | None = None) -> dict:
     """The fidelity section for synthetic images ``syn`` (uint8 N x S x S) made from the real images
     ``source_ids`` of ``data`` (records and split): overall, and per config when ``configs`` (one per
     image) is given. ``spaces``: :func:`feature_spaces`' answer, when the caller has one (else made
-    here, with an encoder kept nowhere)."""
+    here, with an encoder kept nowhere). ``external``: real COVID-19 of other collections
+    (:func:`external_real`), each measured once as a third baseline (``external_real``)."""
     from ...core.errors import DataNotFoundError
 
     if len(syn) != len(source_ids) or not len(syn):
@@ -308,6 +368,10 @@ def score(data: SplitData, syn: np.ndarray, source_ids: list[str], configs: list
                         "real training ones (KID against held-out images); below 0: farther than doing nothing",
            "size": int(syn.shape[-1]), "config": dict(vars(cfg)), "feature_spaces": {k: getattr(m, "name", k) for k, m in modules.items()},
            "feature_space_notes": space_info, "overall": part(np.ones(len(syn), bool))}
+    if external:
+        n = {name: k["synthetic_vs_heldout"]["n"] for name, k in out["overall"]["kid"].items()}
+        out["external_real"] = {e.name: external_baseline(e, modules, cache, train, train_g, held, n, cfg)
+                                for e in external}
     if configs is not None:
         configs = np.asarray(configs)
         out["per_config"] = {str(c): part(configs == c) for c in sorted(set(configs.tolist()))}
@@ -340,7 +404,9 @@ def sentence(section: dict) -> str:
     auc = lambda p: "n/a" if p.get("auroc") is None else f"{p['auroc']:.2f}"
     text = ("Against held-out real COVID-19 X-rays, the synthetic images sit, in " + "; in ".join(parts)
             + f"; a pixel probe tells them from real COVID-19 at AUROC {auc(pr['real_vs_synthetic'])} (untranslated "
-              f"sources {auc(pr['real_vs_untranslated'])}, two halves of real {auc(pr['real_halves'])}).")
+              f"sources {auc(pr['real_vs_untranslated'])}, two halves of real {auc(pr['real_halves'])}"
+            + "".join(f", real COVID-19 of another collection ({name}) {auc(e['probe_real_vs_external'])}"
+                      for name, e in (section.get("external_real") or {}).items()) + ").")
     corr = o["change"].get("correlation_to_source") or {}
     if corr.get("inverted_share") is not None and corr["inverted_share"] > 0.5:
         text += (f" {corr['inverted_share']:.0%} of them invert their source's intensities (median pixel correlation "
@@ -371,6 +437,13 @@ def row(section: dict, run: str) -> dict:
           "correlation_to_source_median": o["change"]["correlation_to_source"]["median"],
           "inverted_share": o["change"]["correlation_to_source"]["inverted_share"],
           "cxr_encoder_sha256": (section["feature_space_notes"].get("cxr_encoder") or {}).get("sha256")}
+    name, e = next(iter((section.get("external_real") or {}).items()), (None, None))
+    r |= {"external": name, "probe_real_vs_external_auroc": e["probe_real_vs_external"].get("auroc") if e else None,
+          "probe_real_vs_external_ci95": e["probe_real_vs_external"].get("auroc_ci95") if e else None,
+          "spectral_external_heldout": e["spectral_vs_heldout"] if e else None}
+    for space in SPACES:
+        k = e["kid_vs_heldout"].get(space) if e else None
+        r[f"kid_{space}_external_heldout"] = k["mean"] if k else None
     return r
 
 
@@ -428,7 +501,21 @@ def report_html(section: dict | None, figure: Path | None = None) -> str:
             f"{sp['synthetic_vs_heldout']:.3f}, untranslated {sp['untranslated_vs_heldout']:.3f}, real training "
             f"{sp['floor_train_vs_heldout']:.3f}. SSIM to own source: median {ch['ssim_to_source']['median']:.3f}. Pixel correlation with own "
             f"source: median {_num(ch['correlation_to_source']['median'], '+.2f')}, inverted (below 0) "
-            f"{_num(ch['correlation_to_source']['inverted_share'], '.0%')}.</p>{img}")
+            f"{_num(ch['correlation_to_source']['inverted_share'], '.0%')}.</p>{_external_html(section)}{img}")
+
+
+def _external_html(section: dict) -> str:
+    """The "another hospital" baseline of each external set, one paragraph each."""
+    esc, out = html.escape, []
+    for name, e in (section.get("external_real") or {}).items():
+        p = e["probe_real_vs_external"]
+        ci = "" if not p.get("auroc_ci95") else f" [{p['auroc_ci95'][0]:.3g}, {p['auroc_ci95'][1]:.3g}]"
+        kids = "; ".join(f"{esc(s)} {_kid(k)}" for s, k in e["kid_vs_heldout"].items())
+        out.append(f"<p>Real COVID-19 of another collection ({esc(name)}, {e['n']} images, {e['patients']} patients): "
+                   f"probe against real training AUROC {_num(p.get('auroc'), '.3f')}{ci}; KID against held-out: {kids}; "
+                   f"spectral distance {e['spectral_vs_heldout']:.3f}. A measure that separates these as well as the "
+                   "synthetic images measures the collection an image came from, not whether it is real.</p>")
+    return "".join(out)
 
 
 # --- a folder of translations (the ablation's held-out output) ---------------------------------------

@@ -186,7 +186,8 @@ def _release_stamp(release: Path) -> dict:
 def audit(release: ReleaseFolder | str | Path, inputs: SplitData, cfg: AuditConfig, rt: Runtime | None,
           out_dir: str | Path, translators: dict[str, TranslatorRun] | None = None, *, embedding=None,
           benchmark: BenchmarkFolder | None = None, encoder_cache: str | Path | None = None,
-          record_paths: bool = False, home: str | Path | None = None) -> AuditResult:
+          record_paths: bool = False, home: str | Path | None = None,
+          externals: dict[str, str] | None = None) -> AuditResult:
     """Audit ``release`` (its private mapping included: ``ReleaseFolder(root, private)``) against the
     records, split and plan it was made from (``inputs``); returns the result (audit.json's content,
     stamped with the release's ``data_sha256``). Opens no work folder: ``pipeline.audit_in`` reads one
@@ -201,7 +202,8 @@ def audit(release: ReleaseFolder | str | Path, inputs: SplitData, cfg: AuditConf
     measures (:func:`_inverse_images`, :func:`_privacy`, :func:`_quality`), then the summary and the
     files (:func:`_write`) into ``out_dir``. Absolute local paths (a ``classifier:PATH`` embedding, the
     Inception weights) are recorded relative to ``out_dir`` or ``home`` (the work folder), or by name
-    and sha256, unless ``record_paths`` (:func:`~cxrsynth.core.paths.shareable`).
+    and sha256, unless ``record_paths`` (:func:`~cxrsynth.core.paths.shareable`). ``externals``
+    {name: folder}: real COVID-19 X-rays of other collections, a third fidelity baseline (by name only).
     """
     if not isinstance(inputs, SplitData):  # the signature before the stage took artefacts: audit(release, workdir)
         raise TypeError(f"audit takes the records, split and plan as SplitData, not {type(inputs).__name__}; "
@@ -232,7 +234,7 @@ def audit(release: ReleaseFolder | str | Path, inputs: SplitData, cfg: AuditConf
     lap("load_real_images")
     inv_px, inv_index = _inverse_images(translators or {}, sample, sets, rt)
     lap("inverse_generator")
-    fidelity = _fidelity(inputs, modules, sample, mapping, cfg, encoder_cache) if cfg.fidelity else None
+    fidelity = _fidelity(inputs, modules, sample, mapping, cfg, encoder_cache, externals) if cfg.fidelity else None
     lap("fidelity")  # first: its probe says whether the distance verdicts can be read as privacy evidence
     priv = _privacy(modules, names, sets, inv_px, inv_index, sample, cfg, lap, fidelity)
     lap("privacy_measures")
@@ -476,7 +478,7 @@ def _quality(modules: dict, sets: _RealSets, sample: _Sample, cfg: AuditConfig,
 
 
 def _fidelity(inputs: SplitData, modules: dict, sample: _Sample, mapping: dict[str, str], cfg: AuditConfig,
-              encoder_cache: str | Path | None) -> dict:
+              encoder_cache: str | Path | None, externals: dict[str, str] | None = None) -> dict:
     """The fidelity section (:mod:`cxrsynth.stages.audit.fidelity`) of the quality sample, overall and per
     config, in pixels, the chest X-ray encoder (kept at ``encoder_cache``), the audit's classifier
     embedding when it has one, and Inception when its file is on disk."""
@@ -491,8 +493,9 @@ def _fidelity(inputs: SplitData, modules: dict, sample: _Sample, mapping: dict[s
         notes["classifier"] = "the audit has no classifier embedding (--embedding classifier:PATH): not measured"
     fcfg = F.FidelityConfig(n_max=cfg.quality_n, probe_bootstrap=cfg.bootstrap,
                             encoder_epochs=cfg.fidelity_encoder_epochs, seed=cfg.seed)
+    external = F.external_real(inputs, externals, sample.size) if externals else None
     return F.score(inputs, np.stack([sample.pixels[i] for i in ids]), [mapping[i] for i in ids], configs, fcfg,
-                   (spaces, notes))
+                   (spaces, notes), external)
 
 
 def _write(files: AuditFolder, result: dict, sets: _RealSets, priv: _Privacy, modules: dict, names: dict,
