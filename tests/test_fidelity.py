@@ -141,6 +141,7 @@ def test_untranslated_sources_sit_at_the_baseline(scored):
     assert part["change"]["ssim_to_source"]["median"] == pytest.approx(1.0)
     assert part["probes"]["translated_vs_own_source"]["auroc"] == pytest.approx(0.5)
     assert part["probes"]["real_vs_synthetic"]["auroc"] == part["probes"]["real_vs_untranslated"]["auroc"] > 0.7
+    assert part["probes"]["heldout_vs_synthetic"]["auroc"] == part["probes"]["heldout_vs_untranslated"]["auroc"] > 0.7
 
 
 def test_a_copy_of_real_covid_sits_at_the_floor(scored):
@@ -153,6 +154,9 @@ def test_a_copy_of_real_covid_sits_at_the_floor(scored):
         # and the untranslated baseline is far from it: the placement scale is not degenerate
         assert k["untranslated_vs_heldout"]["interval"][0] > floor["interval"][1], name
     assert part["probes"]["real_vs_synthetic"]["auroc"] < 0.65
+    # against held-out real images (no discriminator saw them) copies of real ones are near chance too, and
+    # the untranslated sources are told apart as from the training images
+    assert part["probes"]["heldout_vs_synthetic"]["auroc"] < 0.7
     assert part["change"]["ssim_to_source"]["median"] < 0.6  # copies of other images, not of their sources
 
 
@@ -249,6 +253,8 @@ def test_sentence_row_and_report(scored, tmp_path):
     assert r["kid_pixels_placement"] == scored["overall"]["kid"]["pixels"]["placement"]
     assert r["inverted_share"] == scored["overall"]["change"]["correlation_to_source"]["inverted_share"]
     assert r["correlation_to_source_median"] == scored["overall"]["change"]["correlation_to_source"]["median"]
+    assert r["probe_heldout_vs_synthetic_auroc"] == scored["overall"]["probes"]["heldout_vs_synthetic"]["auroc"]
+    assert "from held-out real COVID-19, which no discriminator saw" in text
     assert r["kid_inception_floor"] is None or "inception" in scored["overall"]["kid"]
     fig = F.spectrum_figure(scored, tmp_path / "spectrum.png")
     page = F.report_html(scored, fig)

@@ -216,6 +216,13 @@ def test_off_manifold_sentence_only_when_a_probe_tells_the_images_apart():
     assert off_manifold(_part(0.6, [0.52, 0.68], [0.45, 0.65])) is None
     assert off_manifold(_part(0.8, [0.72, 0.88], [0.6, 0.75])) is None  # not beyond two halves of real
     assert off_manifold(None) is None
+    # a translator that fools a probe against the training images but not against held-out real ones:
+    # the held-out probe decides, and the sentence says which
+    part = _part(0.6, [0.52, 0.68], [0.45, 0.65])
+    part["probes"]["heldout_vs_synthetic"] = {"auroc": 0.9, "auroc_ci95": [0.8, 0.97]}
+    assert "from held-out real COVID-19 at AUROC 0.90 [0.80, 0.97]" in off_manifold(part)
+    part["probes"]["heldout_vs_synthetic"] = {"auroc": 0.5, "auroc_ci95": [0.38, 0.62]}
+    assert off_manifold(part) is None
     by = {"pixels": {row["key"]: {"n": 0, "value": None} for row in THRESHOLDS}}
     for key in ("dcr", "authenticity", "linkage"):
         by["pixels"][key] = {"n": 10, "value": 0.0, "reference": 0.05, "difference": -0.05, "interval": [-0.1, 0.0]}

@@ -245,6 +245,12 @@ def measure(sets: Sets, spaces: dict[str, nn.Module], cfg: FidelityConfig = Fide
         a, b = a[_cap(len(a), PROBE_MAX, rng)], b[_cap(len(b), PROBE_MAX, rng)]
         probes["real_halves"] = cache["_real_halves"] = pb(real[a], real[b], [groups[i] for i in a],
                                                            [groups[i] for i in b])
+    # the same probe against held-out real COVID-19, which no discriminator saw: a translator trained to
+    # fool a discriminator on the training images can pass a probe against those very images alone
+    i_held = _cap(len(s.held), PROBE_MAX, rng)
+    held_g = [s.held_groups[i] for i in i_held]
+    probes["heldout_vs_synthetic"] = pb(s.held[i_held], s.syn[i_syn], held_g, syn_g)
+    probes["heldout_vs_untranslated"] = pb(s.held[i_held], s.src[i_syn], held_g, syn_g)
     ss = ssim_pairs(s.syn, s.src)
     r = correlation_pairs(s.syn, s.src)
     change = {"ssim_to_source": _distribution(ss),
@@ -265,6 +271,8 @@ def _distribution(x: np.ndarray) -> dict:
 # --- from the records and split (SplitData), never a work folder -------------------------------------
 
 SPACES = ("pixels", "cxr_encoder", "classifier", "inception")  # the order of tables and of row() columns
+PROBES = ("real_vs_synthetic", "real_vs_untranslated", "real_halves", "translated_vs_own_source",
+          "heldout_vs_synthetic", "heldout_vs_untranslated")  # row() columns (the last two: sections of 2026-12-06 on)
 
 
 def feature_spaces(data: SplitData, classifier: str | Path | None = None, inception_weights: str | Path | None = None,
@@ -406,7 +414,9 @@ def sentence(section: dict) -> str:
             + f"; a pixel probe tells them from real COVID-19 at AUROC {auc(pr['real_vs_synthetic'])} (untranslated "
               f"sources {auc(pr['real_vs_untranslated'])}, two halves of real {auc(pr['real_halves'])}"
             + "".join(f", real COVID-19 of another collection ({name}) {auc(e['probe_real_vs_external'])}"
-                      for name, e in (section.get("external_real") or {}).items()) + ").")
+                      for name, e in (section.get("external_real") or {}).items()) + ")"
+            + (f" and from held-out real COVID-19, which no discriminator saw, at {auc(pr['heldout_vs_synthetic'])} "
+               f"(untranslated {auc(pr['heldout_vs_untranslated'])})" if "heldout_vs_synthetic" in pr else "") + ".")
     corr = o["change"].get("correlation_to_source") or {}
     if corr.get("inverted_share") is not None and corr["inverted_share"] > 0.5:
         text += (f" {corr['inverted_share']:.0%} of them invert their source's intensities (median pixel correlation "
@@ -427,9 +437,9 @@ def row(section: dict, run: str) -> dict:
             if col == "synthetic_heldout":
                 r[f"kid_{name}_{col}_ci95"] = k[key]["interval"] if k else None
         r[f"kid_{name}_placement"] = k["placement"] if k else None
-    for p in ("real_vs_synthetic", "real_vs_untranslated", "real_halves", "translated_vs_own_source"):
-        r[f"probe_{p}_auroc"] = o["probes"][p].get("auroc")
-        r[f"probe_{p}_ci95"] = o["probes"][p].get("auroc_ci95")
+    for p in PROBES:
+        r[f"probe_{p}_auroc"] = (o["probes"].get(p) or {}).get("auroc")
+        r[f"probe_{p}_ci95"] = (o["probes"].get(p) or {}).get("auroc_ci95")
     sp = o["spectrum"]
     r |= {"spectral_synthetic_heldout": sp["synthetic_vs_heldout"], "spectral_untranslated_heldout": sp["untranslated_vs_heldout"],
           "spectral_floor": sp["floor_train_vs_heldout"], "spectral_placement": sp["placement"],
@@ -496,7 +506,9 @@ def report_html(section: dict | None, figure: Path | None = None) -> str:
             "<th>untranslated vs held-out</th><th>real train vs held-out</th><th>placement</th></tr>"
             f"{rows}</table><p>Probe AUROC (patient-grouped folds): real vs synthetic {auc(pr['real_vs_synthetic'])}; "
             f"real vs untranslated {auc(pr['real_vs_untranslated'])}; two halves of real {auc(pr['real_halves'])}; "
-            f"translated vs own source {auc(pr['translated_vs_own_source'])}.</p>"
+            f"translated vs own source {auc(pr['translated_vs_own_source'])}"
+            + (f"; held-out real (no discriminator saw them) vs synthetic {auc(pr['heldout_vs_synthetic'])}, vs "
+               f"untranslated {auc(pr['heldout_vs_untranslated'])}" if "heldout_vs_synthetic" in pr else "") + ".</p>"
             f"<p>Spectral distance (mean |difference| of log spectra) to held-out real COVID-19: synthetic "
             f"{sp['synthetic_vs_heldout']:.3f}, untranslated {sp['untranslated_vs_heldout']:.3f}, real training "
             f"{sp['floor_train_vs_heldout']:.3f}. SSIM to own source: median {ch['ssim_to_source']['median']:.3f}. Pixel correlation with own "
