@@ -146,10 +146,11 @@ def translate_heldout(root: Path, run: Path, task: str) -> Path:
                           {"generator": str(run / "generator.safetensors")})
 
 
-def translate_into(root: Path, out: Path, task: str, net, sha: str, about: dict) -> Path:
-    """``out/``: the task's held-out sources (:func:`heldout_records`) translated by ``net`` at SIZE, with
+def translate_into(root: Path, out: Path, task: str, net, sha: str, about: dict, size: int = SIZE) -> Path:
+    """``out/``: the task's held-out sources (:func:`heldout_records`) translated by ``net`` at ``size``
+    (the size it was trained at: a translator run at another scale does something else), with
     ``heldout.json`` naming each file's record id; skipped when ``out`` already holds this ``sha``'s
-    translations. Written beside ``out`` under a temporary name, then renamed."""
+    translations at this size. Written beside ``out`` under a temporary name, then renamed."""
     import numpy as np
     import torch
 
@@ -157,7 +158,7 @@ def translate_into(root: Path, out: Path, task: str, net, sha: str, about: dict)
     from cxrsynth.data.images import encode_png, load_canonical
 
     index = out / "heldout.json"
-    if index.is_file() and json.loads(index.read_text()).get("tensors_sha256") == sha:
+    if index.is_file() and (lambda d: d.get("tensors_sha256") == sha and d.get("size") == size)(json.loads(index.read_text())):
         return out
     assign = json.loads((root / "splits.json").read_text())["assignments"]
     recs = heldout_records(root, task)
@@ -167,13 +168,13 @@ def translate_into(root: Path, out: Path, task: str, net, sha: str, about: dict)
     rows = []
     for start in range(0, len(recs), 16):
         chunk = recs[start:start + 16]
-        batch = torch.from_numpy(np.stack([load_canonical(r.path, SIZE) for r in chunk])).unsqueeze(1)
+        batch = torch.from_numpy(np.stack([load_canonical(r.path, size) for r in chunk])).unsqueeze(1)
         for i, (rec, img) in enumerate(zip(chunk, translate_batch(net, batch, torch.device("cpu"), None, False))):
             name = f"{assign[rec.record_id]}-{start + i:04d}.png"
             (tmp / name).write_bytes(encode_png(img))
             rows.append({"file": name, "record_id": rec.record_id, "split": assign[rec.record_id],
                          "source": rec.source})
-    desc = {"task": task, "size": SIZE, **about, "tensors_sha256": sha,
+    desc = {"task": task, "size": size, **about, "tensors_sha256": sha,
             "translator_id": f"{task}-{sha[:12]}", "count": len(rows), "images": rows}
     (tmp / "heldout.json").write_text(json.dumps(desc, indent=1) + "\n")
     shutil.rmtree(out, ignore_errors=True)

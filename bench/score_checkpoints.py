@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "bench"))
 def checkpoint_generator(run: Path, ckpt: Path):
     """The forward generator (G_A) of checkpoint folder ``ckpt`` of translator folder ``run``, built
     from the run's ``config.json``; its EMA weights when the checkpoint has them. Returns (net,
-    tensors sha256 of the weights used, which weights)."""
+    tensors sha256 of the weights used, which weights, the size it was trained at)."""
     from safetensors.torch import load_file
 
     from cxrsynth.stages.translate.checkpoint import tensors_sha256
@@ -47,7 +47,7 @@ def checkpoint_generator(run: Path, ckpt: Path):
     sd = {k.removeprefix(f"net.{which}."): v for k, v in tensors.items() if k.startswith(f"net.{which}.")}
     net = build_generator(cfg.arch())
     net.load_state_dict(sd)
-    return net.eval(), tensors_sha256(sd), which
+    return net.eval(), tensors_sha256(sd), which, cfg.size
 
 
 def heldout_grid(workdir: Path, folder: Path, path: Path, n: int = 8) -> None:
@@ -88,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
 
             net, info = load_generator(ckpt)
             step, sha, which = info.get("step"), info["tensors_sha256"], "exported"
+            size = info["arch"].get("size") or 128  # generators written before the arch named it: 128 px"
             out = a.workdir / "heldout" / a.name  # never beside a committed file
         else:
             step = json.loads((ckpt / "state.json").read_text())["step"]
-            net, sha, which = checkpoint_generator(run, ckpt)
+            net, sha, which, size = checkpoint_generator(run, ckpt)
             out = ckpt / "heldout"
-        out = translate_into(a.workdir, out, a.task, net, sha, {"checkpoint": str(ckpt), "step": step, "weights": which})
+        out = translate_into(a.workdir, out, a.task, net, sha, {"checkpoint": str(ckpt), "step": step, "weights": which}, size)
         name = a.name if step is None else f"{a.name}@{step}"
         print(f"{name}: {which} weights, held-out translations in {out}", flush=True)
         args = [str(out), "--workdir", str(a.workdir), "--out", str(a.out), "--name", name]
