@@ -5,7 +5,7 @@
 For each ``WORKDIR/translators/<task>/``: ``config.json``, ``train_report.json``, ``losses.csv``, the model
 card, every sample grid, a loss-curve figure, and, for a run that finished its schedule, the published
 generator (G_A) as an fp16 safetensors file with its description (architecture, sha256 of the fp16 file and
-of the fp32 original). A run stopped early (``--max-steps``) is reported but its generator is not a release
+of the fp32 original), and ``split.json``: the assignment sha256 of the work folder's split. A run stopped early (``--max-steps``) is reported but its generator is not a release
 artefact, so it is not copied. Never checkpoints, optimizer state or the private reverse generator.
 """
 
@@ -70,6 +70,12 @@ def copy_small_artefacts(run: Path, dst: Path, title: str) -> None:
 
 
 def collect(workdir: Path, out: Path) -> None:
+    # the split they were trained on, so that bench/install_translators.py can check a work folder against
+    # it without a release made with these very generators
+    if (workdir / "splits.json").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        sha = json.loads((workdir / "splits.json").read_text())["assignment_sha256"]
+        (out / "split.json").write_text(json.dumps({"split_assignment_sha256": sha}, indent=2) + "\n")
     for run in sorted((workdir / "translators").iterdir()):
         if not (run / "generator.safetensors").is_file():
             continue

@@ -57,8 +57,11 @@ def committed_generator(src: Path, task: str) -> tuple[Path, dict]:
 
 
 def trained_split(src: Path = COMMITTED, release: Path = SAMPLE_RELEASE) -> str:
-    """The split assignment sha256 the committed generators were trained on: the committed sample release
-    records it beside their fp32 originals' checksums (each description's ``fp32_sha256``)."""
+    """The split assignment sha256 the committed generators were trained on: ``src/split.json`` when
+    ``collect_translators.py`` wrote one; else the committed sample release (``release``) records it
+    beside their fp32 originals' checksums (each description's ``fp32_sha256``)."""
+    if (src / "split.json").is_file():
+        return read_json(src / "split.json")["split_assignment_sha256"]
     manifest = ReleaseFolder(release).manifest()
     packaged = {t["task"]: t["generator_sha256"] for t in manifest.get("translators", [])}
     for task in TASKS:

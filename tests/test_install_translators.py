@@ -100,3 +100,14 @@ def test_each_committed_release_names_the_split_of_its_own_generators():
     assert split == ReleaseFolder(rse_release).manifest()["split_assignment_sha256"] != IT.trained_split()
     with pytest.raises(CheckpointError, match="was not made with this committed generator"):
         IT.trained_split(rse)  # the default release is the `paper` one
+
+
+def test_generators_collected_with_their_split_need_no_release():
+    """The `refined-thumbnail` generators were collected with split.json (their work folder's assignment
+    sha256): that is the split they were trained on, the `refined` release's split (runs/thumb was made
+    with a copy of runs/recipe-rse's split), whatever release is named beside them."""
+    from cxrsynth.artifacts import ReleaseFolder
+
+    thumb = ROOT / "bench" / "results" / "recipe-thumb-translators"
+    want = ReleaseFolder(ROOT / "bench" / "results" / "sample-release-rse").manifest()["split_assignment_sha256"]
+    assert IT.trained_split(thumb) == IT.trained_split(thumb, ROOT / "nowhere") == want
