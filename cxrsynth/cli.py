@@ -279,7 +279,7 @@ def plan(ctx, per_domain, config_file, overrides, as_json):
 
 @cli.command()
 @click.option("--task", type=click.Choice(TASKS), required=True, help="Which translator: Normal -> COVID-19 or Pneumonia -> COVID-19.")
-@click.option("--preset", type=click.Choice(["canonical", "paper", "refined"]), default=None,
+@click.option("--preset", type=click.Choice(["canonical", "paper", "refined", "refined-thumbnail"]), default=None,
               help="Recipe: canonical (junyanz ResNet CycleGAN, the default), paper (the authors' U-Net, batch 16, "
                    "100 epochs) or refined (paper + resize-conv, reflection padding, spectral norm in D, an EMA "
                    "generator; chosen on held-out fidelity). Explicit --set values override the preset's.")
@@ -420,7 +420,7 @@ def generate(ctx, generators, configs, limit, batch_size, rank, world, config_fi
 @click.option("--version", "version", default=None, help="Release version, e.g. 1.0.0.")
 @click.option("--translator", "translators", multiple=True, metavar="TASK=PATH",
               help="Use this generator for a task instead of training one.")
-@click.option("--preset", type=click.Choice(["canonical", "paper", "refined"]), default=None,
+@click.option("--preset", type=click.Choice(["canonical", "paper", "refined", "refined-thumbnail"]), default=None,
               help="Translator recipe for translators trained here (see `cxrsynth train --help`); "
                    "the same as --set train.preset=NAME.")
 @click.option("--train-set", "old_train_set", multiple=True, hidden=True)  # replaced by --set train.KEY=VALUE

@@ -19,7 +19,7 @@
 # Then the small artefacts (losses, grids, reports; the fp16 generator of a finished run) are copied to
 # $TRAIN_OUT (default bench/results/PRESET-translators/; name another with TRAIN_SETS, and another TRAIN_WD).
 source "$(dirname "$0")/_env.sh"
-PRESET=${1:?usage: train_translators.sh paper|refined|canonical}
+PRESET=${1:?usage: train_translators.sh paper|refined|refined-thumbnail|canonical}
 WD=${TRAIN_WD:-runs/$PRESET}
 THREADS=${TRAIN_THREADS:-1}
 case "$PRESET" in

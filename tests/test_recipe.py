@@ -84,6 +84,21 @@ def test_refined_preset_resolves_to_the_committed_recipe_rse_config():
         assert {k: old[k] for k in old if k not in run_specific} == {k: new[k] for k in old if k not in run_specific}
 
 
+def test_refined_thumbnail_preset_resolves_to_the_committed_recipe_thumb_config():
+    """`refined-thumbnail` is what was measured: the committed recipe-thumb translators were trained as
+    `refined` plus disc_thumbnail=32 (bench/results/recipe-thumb/README.md), and the preset gives that config."""
+    for task in ("normal-covid", "pneumonia-covid"):
+        old = json.loads((REPO / f"bench/results/recipe-thumb-translators/{task}/config.json").read_text())
+        assert old["preset"] == "refined" and old["disc_thumbnail"] == 32
+        run_specific = {"preset", "task", "size", "max_steps", "save_every", "sample_every", "channels_last",
+                        "device", "precision", "keep_checkpoints"}
+        new = to_dict(resolve_train_config(overrides=["preset=refined-thumbnail", "size=128", f"task={task}"]))
+        assert {k: old[k] for k in old if k not in run_specific} == {k: new[k] for k in old if k not in run_specific}
+        assert len(set(old) - run_specific) >= 25
+    with pytest.raises(ConfigError, match="below size"):  # a 32 px thumbnail needs images larger than 32 px
+        resolve_train_config(overrides=["preset=refined-thumbnail", "size=32"])
+
+
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_each_option_trains_and_exports(option, planned_workdir, tmp_path):
     run = tmp_path / option

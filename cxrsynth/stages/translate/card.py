@@ -18,6 +18,9 @@ PRESET_WORDS = {
     "paper": "the seed authors' own Keras-GAN recipe, hasibzunair/synthetic-covid-cxr-gen notebook 2a",
     "refined": "the seed authors' recipe with artefact and small-data GAN remedies (resize-convolution, reflection "
                "padding, spectral norm, an averaged generator; issue 19), chosen on held-out fidelity on the sample data",
+    "refined-thumbnail": "the refined recipe plus a second discriminator on 32 px thumbnails (issue 19), which took the "
+                         "real-vs-synthetic probe against held-out real COVID-19 to chance on the sample data and keeps "
+                         "each image close to its own source (linkable: see the audit)",
 }
 
 
