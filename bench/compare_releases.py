@@ -45,6 +45,8 @@ FIDELITY_ROWS = [
     ("probe AUROC, real vs synthetic COVID-19", lambda s: _probe(s["probes"]["real_vs_synthetic"])),
     ("probe AUROC, real vs untranslated sources (baseline)", lambda s: _probe(s["probes"]["real_vs_untranslated"])),
     ("probe AUROC, two halves of real (floor)", lambda s: _probe(s["probes"]["real_halves"])),
+    ("probe AUROC, held-out real vs synthetic (audits of 2026-12-06 on)", lambda s: _probe(s["probes"]["heldout_vs_synthetic"])),
+    ("probe AUROC, held-out real vs untranslated", lambda s: _probe(s["probes"]["heldout_vs_untranslated"])),
     ("KID vs held-out real, pixels", lambda s: _kid(s, "pixels")),
     ("KID vs held-out real, chest X-ray encoder", lambda s: _kid(s, "cxr_encoder")),
     ("spectral distance vs held-out real", lambda s: (f"{s['spectrum']['synthetic_vs_heldout']:.3f} (untranslated "
