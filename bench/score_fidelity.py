@@ -28,7 +28,7 @@ from pathlib import Path
 from cxrsynth.artifacts import SplitData
 from cxrsynth.core.layout import WorkLayout
 from cxrsynth.stages.audit import fidelity as F
-from cxrsynth.stages.benchmark.external import parse_externals
+from cxrsynth.stages.external_sets import parse_externals
 from cxrsynth.core.config import resolve
 from cxrsynth.core.errors import CxrsynthError
 from cxrsynth.core.paths import atomic_write, write_json

@@ -450,7 +450,7 @@ def release(ctx, out_dir, version, translators, preset, old_train_set, limit, re
     """
     from .stages.generate import runtime_of as generate_runtime
     from .pipeline import release as run, resolve_pipeline
-    from .stages.benchmark.external import parse_externals
+    from .stages.external_sets import parse_externals
 
     launcher = _launcher(launch_opts)
     external_sets = parse_externals(externals)  # a bad NAME=DIR fails here, before any work
@@ -629,7 +629,7 @@ def benchmark(ctx, release, revision, translators, model, init, protocol, seeds,
     With --launcher local|slurm each cell (task, arm, seed) is one job; a failed cell is named with its
     log, and rerunning the same command runs only the cells that are not finished.
     """
-    from .stages.benchmark.external import parse_externals
+    from .stages.external_sets import parse_externals
     from .stages.benchmark.evaluate import evaluate
     from .pipeline import benchmark_in
     from .stages.benchmark.run import BenchmarkConfig, runtime_of
@@ -737,7 +737,7 @@ def audit(ctx, release_dir, private, embedding, exclude_closest, out_dir, extern
     """
     from .pipeline import audit_in
     from .stages.audit.run import AuditConfig, runtime_of
-    from .stages.benchmark.external import parse_externals
+    from .stages.external_sets import parse_externals
     from .stages.audit.verdicts import caveat_after
     from .core.config import resolve
 

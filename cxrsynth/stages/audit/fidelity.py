@@ -304,21 +304,20 @@ def feature_spaces(data: SplitData, classifier: str | Path | None = None, incept
 def external_real(data: SplitData, externals: dict[str, str], size: int) -> list[ExternalReal]:
     """The COVID-19 images of each external folder (``{name: folder}``, any layout ``cxrsynth ingest``
     reads, as the benchmark's ``--external``), decoded at ``size``; images duplicating one of the split
-    are dropped and counted (:func:`cxrsynth.stages.benchmark.external.load_external`)."""
+    are dropped and counted (:func:`cxrsynth.stages.external_sets.read_external`, as the benchmark reads them)."""
     from ...core.errors import DataNotFoundError
     from ...measure.decoded import canonical as load_canonical
-    from ..benchmark.external import load_external
+    from ..external_sets import read_external
 
     out = []
     for name, folder in externals.items():
-        e = load_external(name, folder, data)
-        covid = {i.record_id: i for items in e.items.values() for i in items if i.label == 1}  # in both tasks
+        kept, report = read_external(folder, data)
+        covid = sorted((r for r in kept if r.label == "covid"), key=lambda r: r.record_id)
         if not covid:
             raise DataNotFoundError(f"the external set {name!r} has no COVID-19 image with pixels", folder,
-                                    f"read: {e.report.get('by_label')}")
-        ids = sorted(covid)
-        out.append(ExternalReal(name, np.stack([load_canonical(covid[i].path, size) for i in ids]),
-                                [covid[i].patient for i in ids], e.report))
+                                    f"read: {report.get('by_label')}")
+        out.append(ExternalReal(name, np.stack([load_canonical(r.path, size) for r in covid]),
+                                [f"{name}:{r.patient_group or r.patient_id}" for r in covid], report))
     return out
 
 
