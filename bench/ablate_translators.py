@@ -158,7 +158,8 @@ def translate_into(root: Path, out: Path, task: str, net, sha: str, about: dict,
     from cxrsynth.data.images import encode_png, load_canonical
 
     index = out / "heldout.json"
-    if index.is_file() and (lambda d: d.get("tensors_sha256") == sha and d.get("size") == size)(json.loads(index.read_text())):
+    done = json.loads(index.read_text()) if index.is_file() else {}
+    if done.get("tensors_sha256") == sha and done.get("size") == size:
         return out
     assign = json.loads((root / "splits.json").read_text())["assignments"]
     recs = heldout_records(root, task)

@@ -427,7 +427,7 @@ def test_release_check_reads_the_manifests_checksums(built, tmp_path):
 
 
 def test_external_option_errors_are_clear(tmp_path):
-    from cxrsynth.stages.benchmark.external import parse_externals
+    from cxrsynth.stages.external_sets import parse_externals
     from cxrsynth.core.errors import BadInputError
 
     assert parse_externals([f"site={tmp_path}"]) == {"site": str(tmp_path)}

@@ -55,7 +55,7 @@ def test_push_refuses_a_bad_tag_before_any_work(tmp_path, capsys):
 
 @pytest.mark.no_data
 def test_external_name_is_letters_digits_dot_dash_underscore(tmp_path):
-    from cxrsynth.stages.benchmark.external import parse_externals
+    from cxrsynth.stages.external_sets import parse_externals
 
     assert parse_externals([f"site-b.v2_1={tmp_path}"]) == {"site-b.v2_1": str(tmp_path)}
     for bad in ("a|b", "<script>", "a b", "a,b", "ü"):

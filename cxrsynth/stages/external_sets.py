@@ -19,9 +19,14 @@ import numpy as np
 from ..core.errors import BadInputError, ConfigError
 from ..data.images import decode, thumbnail
 from ..data.records import Record
+from .splits import SPLITS
 
-SPLITS = ("train", "validation", "test")
 EXTERNAL_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def patient_key(name: str, r: Record) -> str:
+    """The patient of external record ``r`` of set ``name``, as bootstraps and grouped folds resample it."""
+    return f"{name}:{r.patient_group or r.patient_id}"
 
 
 def parse_externals(specs) -> dict[str, str]:

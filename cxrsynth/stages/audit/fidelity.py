@@ -307,7 +307,7 @@ def external_real(data: SplitData, externals: dict[str, str], size: int) -> list
     are dropped and counted (:func:`cxrsynth.stages.external_sets.read_external`, as the benchmark reads them)."""
     from ...core.errors import DataNotFoundError
     from ...measure.decoded import canonical as load_canonical
-    from ..external_sets import read_external
+    from ..external_sets import patient_key, read_external
 
     out = []
     for name, folder in externals.items():
@@ -317,7 +317,7 @@ def external_real(data: SplitData, externals: dict[str, str], size: int) -> list
             raise DataNotFoundError(f"the external set {name!r} has no COVID-19 image with pixels", folder,
                                     f"read: {report.get('by_label')}")
         out.append(ExternalReal(name, np.stack([load_canonical(r.path, size) for r in covid]),
-                                [f"{name}:{r.patient_group or r.patient_id}" for r in covid], report))
+                                [patient_key(name, r) for r in covid], report))
     return out
 
 

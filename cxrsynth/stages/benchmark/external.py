@@ -20,8 +20,7 @@ import numpy as np
 
 from ...measure import metrics as M
 from ...core.vocab import TASK_LABELS
-# read, named and checked in external_sets (the audit reads the same sets); re-exported for the callers of this module
-from ..external_sets import SPLITS, EXTERNAL_NAME, internal_duplicates, parse_externals, read_external  # noqa: F401
+from ..external_sets import patient_key, read_external  # named, read and checked there: the audit reads the same sets
 from .arms import EvalItem
 from .fit import score
 
@@ -44,8 +43,7 @@ def load_external(name: str, folder: str, data) -> External:
     kept, report = read_external(folder, data)
     items = {}
     for task, (neg, pos) in TASK_LABELS.items():
-        items[task] = [EvalItem(str(r.path), int(r.label == pos), f"{name}:{r.patient_group or r.patient_id}",
-                                r.record_id) for r in kept if r.label in (neg, pos)]
+        items[task] = [EvalItem(str(r.path), int(r.label == pos), patient_key(name, r), r.record_id) for r in kept if r.label in (neg, pos)]
     report["per_task"] = {t: {"negatives": sum(i.label == 0 for i in v), "covid": sum(i.label == 1 for i in v)}
                           for t, v in items.items()}
     return External(name, str(folder), items, report)

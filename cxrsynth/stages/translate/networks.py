@@ -235,7 +235,7 @@ class ThumbnailTwin(nn.Module):
 
     Why (issue 19): a PatchGAN at full size judges patches, so nothing in the objective penalises what a
     thumbnail shows, the framing and the large-scale brightness of the whole chest; yet that is where a
-    linear probe on 32 px thumbnails tells the synthetic images from real COVID-19 (bench/results/ablation).
+    linear probe on 32 px thumbnails tells the synthetic images from real COVID-19 (bench/results/recipe-thumb/).
     The shrink is an area average, the same low-pass that any thumbnail is."""
 
     def __init__(self, make: Callable[[], nn.Module], side: int):

@@ -130,7 +130,7 @@ class TrainConfig:
     # nothing has measured it yet (bench/ablate_translators.py, variant mask_markers).
     mask_markers: bool = False
     # a second discriminator per domain that judges the image shrunk to this many pixels a side
-    # (networks.ThumbnailTwin), beside the full-size one; None: full size only. Off in every preset.
+    # (networks.ThumbnailTwin), beside the full-size one; None: full size only. 32 in refined-thumbnail.
     disc_thumbnail: int | None = None
     seed: int = 0
     max_steps: int | None = None  # stop early (quick runs, tests); the schedule still assumes the epochs above
