@@ -187,6 +187,35 @@ def test_stripes_move_the_spectral_distance(scored):
     syn, held = (np.asarray(scored["per_config"]["striped"]["spectrum"]["mean_log_power"][k]) for k in ("syn", "held"))
     assert int(np.argmax(np.abs(syn - held)[1:])) + 1 == SIZE // 4
     assert striped["placement"] is None or striped["placement"] < 0  # farther from real than doing nothing
+    # beyond the floor, with patient-resample intervals: a copy of the training images is exactly at it (0),
+    # the stripes wholly beyond it
+    ex = {c: scored["per_config"][c]["spectrum"]["excess_over_floor"]["synthetic"] for c in ("copy", "striped")}
+    assert ex["copy"]["value"] == pytest.approx(0, abs=1e-12) and ex["copy"]["interval"][0] < 0 < ex["copy"]["interval"][1]
+    assert ex["striped"]["interval"][0] > 0 and ex["striped"]["value"] == pytest.approx(
+        striped["synthetic_vs_heldout"] - striped["floor_train_vs_heldout"])
+    r = F.row({**scored, "overall": scored["per_config"]["striped"]}, "striped")
+    assert r["spectral_excess_synthetic_ci95"] == ex["striped"]["interval"]
+
+
+def test_spectral_excess_is_centred_on_its_value_and_resamples_patients():
+    """Another draw of the training distribution is at the floor within its interval; a set with its top
+    frequencies halved is beyond it. A patient's images are drawn together: half smooth and half sharp
+    images give a wider interval when each half is one patient than when each image is its own."""
+    rng = np.random.default_rng(0)
+    spec = lambda n: F.radial_spectrum(rng.normal(128, 30, (n, 32, 32)).clip(0, 255))
+    train, held, other = spec(60), spec(40), spec(60)
+    many = lambda n: [f"p{i}" for i in range(n)]
+    same = F.spectral_excess(other, many(60), train, many(60), held, many(40), 300, 0)
+    assert same["interval"][0] < 0 < same["interval"][1] and same["repeats"] == 300
+    smooth = F.radial_spectrum(np.stack([np.kron(x, np.ones((2, 2))) for x in rng.normal(128, 30, (60, 16, 16))]))
+    far = F.spectral_excess(smooth, many(60), train, many(60), held, many(40), 300, 0)
+    assert far["interval"][0] > 0 and far["interval"][0] <= far["value"] <= far["interval"][1]
+    mixed = np.concatenate([smooth[:30], other[:30]])
+    two = ["smooth"] * 30 + ["sharp"] * 30
+    width = lambda e: e["interval"][1] - e["interval"][0]
+    assert width(F.spectral_excess(mixed, two, train, many(60), held, many(40), 300, 0)) > \
+        2 * width(F.spectral_excess(mixed, many(60), train, many(60), held, many(40), 300, 0))
+    assert F.spectral_excess(other, ["p"] * 60, train, many(60), held, many(40))["interval"] is None
 
 
 def test_kid_intervals_contain_their_means_and_halves_of_real_are_near_chance(scored):

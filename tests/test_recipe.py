@@ -39,6 +39,7 @@ OPTIONS = {
     "decay": ["epochs_constant=1", "epochs_decay=2"],
     "refined": ["preset=refined", "epochs_constant=1", "epochs_decay=2"],
     "thumb": ["disc_thumbnail=16"],
+    "thumbsum": ["disc_thumbnail=16", "disc_views=sum"],
 }
 
 
@@ -48,7 +49,9 @@ def test_options_are_validated_and_default_to_the_existing_recipes():
                        (["ema_decay=0"], "ema_decay"), (["upsample=cubic"], "upsample"),
                        (["preset=paper", "size=128", "disc_thumbnail=24"], "multiple of 16"),
                        (["preset=paper", "size=128", "disc_thumbnail=128"], "below size"),
-                       (["size=128", "disc_thumbnail=4"], "multiple of 8")):
+                       (["size=128", "disc_thumbnail=4"], "multiple of 8"),
+                       (["preset=refined", "disc_views=sum"], "set disc_thumbnail too"),
+                       (["preset=refined-thumbnail", "size=128", "disc_views=max"], "disc_views")):
         with pytest.raises(ConfigError, match=match):
             resolve_train_config(overrides=bad)
     for preset in ("canonical", "paper"):
@@ -118,8 +121,9 @@ def test_each_option_trains_and_exports(option, planned_workdir, tmp_path):
     tensors = load_file(str(latest_checkpoint(run) / "tensors.safetensors"))
     assert any("parametrizations.weight.original" in k for k in tensors) == (option in ("sn", "refined"))
     assert any(k.startswith("net.EMA_G_A.") for k in tensors) == (option in ("ema", "refined"))
-    assert any(k.startswith("net.D_A.thumb.") for k in tensors) == (option == "thumb")
-    assert ("16 px thumbnails" in card) == (option == "thumb")
+    assert any(k.startswith("net.D_A.thumb.") for k in tensors) == option.startswith("thumb")
+    assert ("16 px thumbnails" in card) == option.startswith("thumb")
+    assert ("adds to the full-size one's" in card) == (option == "thumbsum")
     with open(run / "losses.csv", newline="") as fh:
         lrs = [float(r["lr"]) for r in csv.DictReader(fh)]
     # the log's lr is the rate after the step's scheduler update: epochs done = step // steps_per_epoch; the
@@ -150,6 +154,10 @@ def test_thumbnail_discriminator_judges_only_the_shrunk_image_and_weighs_as_much
     both = gan((full_a, thumb_a), True)
     assert torch.isclose(both, (gan(full_a, True) + gan(thumb_a, True)) / 2)
     assert not torch.isclose(both, gan(torch.cat([full_a.flatten(), thumb_a.flatten()]), True))
+    # disc_views=sum: the full-size view keeps the weight a lone discriminator has, the thumbnail's adds to it
+    assert torch.isclose(GANLoss("lsgan", views="sum")((full_a, thumb_a), True), gan(full_a, True) + gan(thumb_a, True))
+    with pytest.raises(ValueError, match="views"):
+        GANLoss("lsgan", views="max")
 
 
 def test_diff_augment_is_seeded_differentiable_and_pairs_real_and_fake():

@@ -230,7 +230,7 @@ def _translator_entry(translators: dict[str, str | Path], config: str, first: di
 
 
 RECIPE_FIELDS = ("generator", "disc_base", "gan_loss", "lambda_cycle", "lambda_identity", "loop", "batch_size",
-                 "diff_augment", "spectral_norm", "ema_decay", "disc_thumbnail", "size")
+                 "diff_augment", "spectral_norm", "ema_decay", "disc_thumbnail", "disc_views", "size")
 
 
 def _recipe(run: TranslatorRun) -> dict:

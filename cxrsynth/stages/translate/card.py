@@ -30,7 +30,8 @@ def _recipe_options(cfg) -> str:
              "reflection padding" if cfg.reflect_pad else "",
              "spectral norm in the discriminators" if cfg.spectral_norm else "",
              f"weights averaged over updates (EMA, decay {cfg.ema_decay})" if cfg.ema_decay is not None else "",
-             f"a second discriminator on {cfg.disc_thumbnail} px thumbnails" if cfg.disc_thumbnail else ""]
+             (f"a second discriminator on {cfg.disc_thumbnail} px thumbnails"
+              + (" whose loss adds to the full-size one's" if cfg.disc_views == "sum" else "")) if cfg.disc_thumbnail else ""]
     return "".join(f"; {p}" for p in parts if p)
 
 

@@ -22,8 +22,14 @@ from torch import nn
 
 
 class GANLoss(nn.Module):
-    def __init__(self, mode: str = "lsgan"):
+    def __init__(self, mode: str = "lsgan", views: str = "mean"):
+        """``views``: how the score maps of a multi-view discriminator (``networks.ThumbnailTwin``) combine,
+        ``mean`` or ``sum``; each map is averaged over its own cells first, so a 2x2 map weighs as much as
+        an 8x8 one."""
         super().__init__()
+        if views not in ("mean", "sum"):
+            raise ValueError(f"views must be 'mean' or 'sum', not {views!r}")
+        self.views = views
         if mode == "lsgan":
             self.loss = nn.MSELoss()
         elif mode == "vanilla":
@@ -33,6 +39,7 @@ class GANLoss(nn.Module):
 
     def forward(self, prediction: torch.Tensor | tuple[torch.Tensor, ...], target_is_real: bool) -> torch.Tensor:
         if isinstance(prediction, (tuple, list)):
-            return sum(self(p, target_is_real) for p in prediction) / len(prediction)
+            total = sum(self(p, target_is_real) for p in prediction)
+            return total / len(prediction) if self.views == "mean" else total
         target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
         return self.loss(prediction.float(), target.float())

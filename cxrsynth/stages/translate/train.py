@@ -132,6 +132,10 @@ class TrainConfig:
     # a second discriminator per domain that judges the image shrunk to this many pixels a side
     # (networks.ThumbnailTwin), beside the full-size one; None: full size only. 32 in refined-thumbnail.
     disc_thumbnail: int | None = None
+    # how the GAN losses combine the full-size and thumbnail views: mean (refined-thumbnail: each view at half
+    # the weight a lone discriminator has) or sum (the full-size view keeps refined's weight and the thumbnail
+    # view comes on top). Only with disc_thumbnail.
+    disc_views: Literal["mean", "sum"] = "mean"
     seed: int = 0
     max_steps: int | None = None  # stop early (quick runs, tests); the schedule still assumes the epochs above
     save_every: int = 200  # steps between checkpoints (and one at the last step)
@@ -185,6 +189,11 @@ class TrainConfig:
             if not need <= self.disc_thumbnail < self.size or self.disc_thumbnail % need:
                 raise ConfigError(f"disc_thumbnail must be a multiple of {need} from {need} up to below size "
                                   f"({self.size}); leave it out for no thumbnail discriminator", self.disc_thumbnail)
+        if self.disc_views not in ("mean", "sum"):
+            raise ConfigError("disc_views must be 'mean' or 'sum'", self.disc_views)
+        if self.disc_views != "mean" and self.disc_thumbnail is None:
+            raise ConfigError("disc_views combines the thumbnail view with the full-size one: set disc_thumbnail "
+                              "too, or leave disc_views out", self.disc_views)
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ConfigError("ema_decay must be in (0, 1); leave it out for no average", self.ema_decay)
 
@@ -215,7 +224,7 @@ class TrainConfig:
 #: Fields a resumed run must keep: changing any of them would make it another run.
 RUN_DEFINING = ("task", "preset", "size", "generator", "base", "disc_base", "blocks", "init", "loop", "seed",
                 "batch_size", "gan_loss", "pool_size", "jitter", "flip", "diff_augment", "upsample", "reflect_pad",
-                "spectral_norm", "ema_decay", "mask_markers", "disc_thumbnail")
+                "spectral_norm", "ema_decay", "mask_markers", "disc_thumbnail", "disc_views")
 DEFAULTS = to_dict(TrainConfig())
 
 
@@ -351,7 +360,7 @@ class CycleGAN:
 
     def __init__(self, nets: dict[str, nn.Module], cfg: TrainConfig, rt: Runtime):
         self.nets, self.cfg, self.rt = nets, cfg, rt
-        self.gan = GANLoss(cfg.gan_loss)
+        self.gan = GANLoss(cfg.gan_loss, views=cfg.disc_views)
         self.l1 = nn.L1Loss()
         self.pools = {"A": ImagePool(cfg.pool_size), "B": ImagePool(cfg.pool_size)}
         g_params = list(nets["G_A"].parameters()) + list(nets["G_B"].parameters())
