@@ -189,12 +189,19 @@ def test_stripes_move_the_spectral_distance(scored):
     assert striped["placement"] is None or striped["placement"] < 0  # farther from real than doing nothing
     # beyond the floor, with patient-resample intervals: a copy of the training images is exactly at it (0),
     # the stripes wholly beyond it
-    ex = {c: scored["per_config"][c]["spectrum"]["excess_over_floor"]["synthetic"] for c in ("copy", "striped")}
+    ex = {c: scored["per_config"][c]["spectrum"]["excess_over_floor"]["heldout"]["synthetic"] for c in ("copy", "striped")}
     assert ex["copy"]["value"] == pytest.approx(0, abs=1e-12) and ex["copy"]["interval"][0] < 0 < ex["copy"]["interval"][1]
     assert ex["striped"]["interval"][0] > 0 and ex["striped"]["value"] == pytest.approx(
         striped["synthetic_vs_heldout"] - striped["floor_train_vs_heldout"])
+    # against the training images as the reference: a copy of them is at 0 distance, the floor below it.
+    # The stripes move it by more than the floor is (+0.010 against -0.051), yet its interval holds 0: on
+    # this reference these stripes cannot be told from the gap between two real sets (the reason both show)
+    to_train = {c: scored["per_config"][c]["spectrum"]["excess_over_floor"]["train"]["synthetic"] for c in ("copy", "striped")}
+    assert to_train["copy"]["value"] == pytest.approx(-copy["floor_train_vs_heldout"])
+    assert to_train["striped"]["value"] - to_train["copy"]["value"] > copy["floor_train_vs_heldout"]
     r = F.row({**scored, "overall": scored["per_config"]["striped"]}, "striped")
     assert r["spectral_excess_synthetic_ci95"] == ex["striped"]["interval"]
+    assert r["spectral_excess_train_synthetic"] == to_train["striped"]["value"]
 
 
 def test_spectral_excess_is_centred_on_its_value_and_resamples_patients():
