@@ -202,6 +202,9 @@ def test_stripes_move_the_spectral_distance(scored):
     r = F.row({**scored, "overall": scored["per_config"]["striped"]}, "striped")
     assert r["spectral_excess_synthetic_ci95"] == ex["striped"]["interval"]
     assert r["spectral_excess_train_synthetic"] == to_train["striped"]["value"]
+    # and the card's sentence says which side of the floor's noise each lies on
+    assert "power spectrum is farther from held-out real COVID-19" in F.sentence({"overall": scored["per_config"]["striped"]})
+    assert "power spectrum cannot be told from real" in F.sentence({"overall": scored["per_config"]["copy"]})
 
 
 def test_spectral_excess_is_centred_on_its_value_and_resamples_patients():

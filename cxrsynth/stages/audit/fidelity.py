@@ -469,11 +469,29 @@ def sentence(section: dict) -> str:
                       for name, e in (section.get("external_real") or {}).items()) + ")"
             + (f" and from held-out real COVID-19, which no discriminator saw, at {auc(pr['heldout_vs_synthetic'])} "
                f"(untranslated {auc(pr['heldout_vs_untranslated'])})" if "heldout_vs_synthetic" in pr else "") + ".")
+    text += _spectrum_clause(o["spectrum"])
     corr = o["change"].get("correlation_to_source") or {}
     if corr.get("inverted_share") is not None and corr["inverted_share"] > 0.5:
         text += (f" {corr['inverted_share']:.0%} of them invert their source's intensities (median pixel correlation "
                  f"with the source {corr['median']:+.2f}): a translator shortcut, not anatomy.")
     return text
+
+
+def _spectrum_clause(spectrum: dict) -> str:
+    """Where the synthetic images' power spectrum sits against held-out real COVID-19, beside the real
+    floor and its patient-resample interval (empty for sections without it, before 2026-12-06)."""
+    ex = ((spectrum.get("excess_over_floor") or {}).get("heldout") or {}).get("synthetic") or {}
+    if not ex.get("interval"):
+        return ""
+    lo, hi = ex["interval"]
+    by = f"{ex['value']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    if lo > 0:
+        return (f" Their power spectrum is farther from held-out real COVID-19 than real training images are (by {by}; "
+                "artefacts or smoothing: see the spectrum figure).")
+    if hi < 0:
+        return f" Their power spectrum is closer to held-out real COVID-19 than real training images are (by {by})."
+    return (f" Their power spectrum cannot be told from real COVID-19's on this sample (distance to held-out images "
+            f"beyond real training images' {by}).")
 
 
 def row(section: dict, run: str) -> dict:
