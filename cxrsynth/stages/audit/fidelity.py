@@ -129,8 +129,10 @@ def spectral_excess(x: np.ndarray, groups_x: list[str], train: np.ndarray, group
         if count is None:
             return np.concatenate([patients[i] for i in rng.integers(0, len(patients), len(patients))])
         out: list[np.ndarray] = []
-        while sum(len(o) for o in out) < count:
+        total = 0
+        while total < count:
             out.append(patients[rng.integers(0, len(patients))])
+            total += len(out[-1])
         return np.concatenate(out)[:count]
 
     vals = []
