@@ -160,6 +160,23 @@ def test_a_copy_of_real_covid_sits_at_the_floor(scored):
     assert part["change"]["ssim_to_source"]["median"] < 0.6  # copies of other images, not of their sources
 
 
+def test_linkage_to_the_own_source_separates_untranslated_from_unrelated_images(scored):
+    """Untranslated images are their own sources (top-1 100%); copies of real COVID-19 training images have
+    nothing to do with the sources they are paired with (near chance); negatives of the sources are far
+    from them in z-scored pixels. A source translated twice counts once in the pool."""
+    link = {c: scored["per_config"][c]["change"]["linkage_to_source"] for c in ("untranslated", "copy", "inverted")}
+    n = scored["per_config"]["untranslated"]["n"]["synthetic"]
+    assert link["untranslated"]["top1"] == 1.0 and link["untranslated"]["pool_size"] == n
+    assert link["untranslated"]["chance_top1"] == pytest.approx(1 / n)
+    assert link["copy"]["top1"] < 5 / n and link["inverted"]["top1"] < 5 / n
+    rng = np.random.default_rng(0)
+    src = rng.integers(0, 255, (6, 8, 8)).astype(np.uint8)
+    twice = np.concatenate([src, src[:2]])
+    emb = twice.reshape(len(twice), -1).astype(float)
+    assert F.source_linkage(emb, emb, twice) == {"top1": 1.0, "chance_top1": 1 / 6, "pool_size": 6}
+    assert F.row(scored, "x")["linkage_to_source_top1"] == scored["overall"]["change"]["linkage_to_source"]["top1"]
+
+
 def test_an_intensity_inversion_is_measured_and_named(scored):
     """The shortcut a CycleGAN can take (and the candidate recipe took mid-training): negatives of the
     sources. SSIM alone reads it as "changed a lot"; the correlation with the source says how."""

@@ -259,11 +259,13 @@ def measure(sets: Sets, spaces: dict[str, nn.Module], cfg: FidelityConfig = Fide
     rng = np.random.default_rng(cfg.seed)
     s = sets
     cache = {} if cache is None else cache
-    kid = {}
+    kid, pixels = {}, {}
     for name, module in spaces.items():
         if name not in cache:
             cache[name] = {"train": embed(module, s.train), "held": embed(module, s.held)}
         f = {"syn": embed(module, s.syn), "src": embed(module, s.src), **cache[name]}
+        if name == "pixels":
+            pixels = f
         kid[name] = {"extractor": getattr(module, "name", type(module).__name__), "dimension": int(f["syn"].shape[1]),
                      **kid_section(f, cfg.n_max, cfg.repeats, cfg.seed)}
     spec = {k: radial_spectrum(v) for k, v in (("syn", s.syn), ("src", s.src), ("train", s.train), ("held", s.held))}
@@ -310,9 +312,28 @@ def measure(sets: Sets, spaces: dict[str, nn.Module], cfg: FidelityConfig = Fide
     r = correlation_pairs(s.syn, s.src)
     change = {"ssim_to_source": _distribution(ss),
               "correlation_to_source": _distribution(r) | {"inverted_share": float(np.mean(r < 0)) if len(r) else None},
-              "probe_translated_vs_own_source": probes["translated_vs_own_source"]}
+              "probe_translated_vs_own_source": probes["translated_vs_own_source"],
+              **({"linkage_to_source": source_linkage(pixels["syn"], pixels["src"], s.src)} if pixels else {})}
     return {"n": {"synthetic": len(s.syn), "real_covid_train": len(s.train), "real_covid_heldout": len(s.held)},
             "kid": kid, "probes": probes, "spectrum": spectrum, "change": change}
+
+
+def source_linkage(syn: np.ndarray, src: np.ndarray, src_pixels: np.ndarray) -> dict:
+    """How often each synthetic image's nearest source image, in 32 px z-scored pixels (``syn``, ``src``:
+    their embeddings), is its own source: top-1 among the distinct sources of this set, with chance 1 / their
+    number. The audit's privacy section asks the same of a release against every real image; this is the
+    same question per recipe or checkpoint, beside its fidelity, since closer to real COVID-19 has meant
+    closer to the source on the sample (bench/results/release-comparison/). ``src_pixels``: the sources'
+    pixels, to count a source translated twice once."""
+    from .privacy import linkage
+
+    if len(syn) < 2:
+        return {"top1": None, "chance_top1": None, "pool_size": len(syn)}
+    first: dict[bytes, int] = {}
+    index = np.array([first.setdefault(x.tobytes(), len(first)) for x in src_pixels])
+    keep = np.unique(index, return_index=True)[1]
+    out = linkage(syn, src[keep], index)
+    return {"top1": out["top1"], "chance_top1": out["chance_top1"], "pool_size": out["pool_size"]}
 
 
 def _distribution(x: np.ndarray) -> dict:
@@ -519,6 +540,8 @@ def row(section: dict, run: str) -> dict:
           "ssim_to_source_median": o["change"]["ssim_to_source"]["median"],
           "correlation_to_source_median": o["change"]["correlation_to_source"]["median"],
           "inverted_share": o["change"]["correlation_to_source"]["inverted_share"],
+          "linkage_to_source_top1": (o["change"].get("linkage_to_source") or {}).get("top1"),
+          "linkage_to_source_chance": (o["change"].get("linkage_to_source") or {}).get("chance_top1"),
           "cxr_encoder_sha256": (section["feature_space_notes"].get("cxr_encoder") or {}).get("sha256")}
     for ref, tag in (("heldout", ""), ("train", "_train")):  # sections before 2026-12-06 have no excess
         for who in ("synthetic", "untranslated"):
@@ -575,6 +598,10 @@ def report_html(section: dict | None, figure: Path | None = None) -> str:
     auc = lambda p: "n/a" if p.get("auroc") is None else f"{p['auroc']:.3f}" + ci(p.get("auroc_ci95"))
     pr, sp, ch = o["probes"], o["spectrum"], o["change"]
     ex = sp.get("excess_over_floor")  # sections before 2026-12-06 have none
+    lk = ch.get("linkage_to_source") or {}
+    link = "" if lk.get("top1") is None else (
+        f". Nearest of the {lk['pool_size']} sources in pixels is the own source for {lk['top1']:.1%} of the images "
+        f"(chance {lk['chance_top1']:.1%}; the privacy section asks this against every real image)")
     beyond = lambda e: (f"synthetic {e['synthetic']['value']:+.3f}{ci(e['synthetic']['interval'])}, untranslated "
                         f"{e['untranslated']['value']:+.3f}{ci(e['untranslated']['interval'])}")
     excess = "" if not ex else (
@@ -597,7 +624,7 @@ def report_html(section: dict | None, figure: Path | None = None) -> str:
             f"{sp['synthetic_vs_heldout']:.3f}, untranslated {sp['untranslated_vs_heldout']:.3f}, real training "
             f"{sp['floor_train_vs_heldout']:.3f}{excess}. SSIM to own source: median {ch['ssim_to_source']['median']:.3f}. Pixel correlation with own "
             f"source: median {_num(ch['correlation_to_source']['median'], '+.2f')}, inverted (below 0) "
-            f"{_num(ch['correlation_to_source']['inverted_share'], '.0%')}.</p>{_external_html(section)}{img}")
+            f"{_num(ch['correlation_to_source']['inverted_share'], '.0%')}{link}.</p>{_external_html(section)}{img}")
 
 
 def _external_html(section: dict) -> str:
