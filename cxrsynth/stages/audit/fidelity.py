@@ -52,7 +52,7 @@ class FidelityConfig:
     n_max: int | None = 500  # largest equal-size subsample for KID (all comparisons use one n)
     repeats: int = 20  # KID subsamples; the interval is their 2.5th..97.5th percentile
     probe_bootstrap: int = 1000  # patient resamples for each probe's AUROC interval
-    spectral_bootstrap: int = 1000  # patient resamples for each spectral distance's interval
+    spectral_bootstrap: int = 1000  # patient resamples for the interval of each spectral excess over the floor
     encoder_epochs: int = 20  # of the chest X-ray encoder, when it is not cached in the work folder
     seed: int = 0
 
@@ -106,21 +106,23 @@ def spectral_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.mean(0)[1:] - b.mean(0)[1:]).mean())
 
 
-def spectral_excess(x: np.ndarray, groups_x: list[str], train: np.ndarray, groups_train: list[str],
-                    held: np.ndarray, groups_held: list[str], repeats: int = 1000, seed: int = 0) -> dict:
-    """How much farther the spectra ``x`` are from held-out real COVID-19 than the real training images
-    are (:func:`spectral_distance` of x minus the floor's), with the central 95% of that difference over
-    ``repeats`` patient resamples (each patient drawn with all of its images, with replacement). Rows are
-    :func:`radial_spectrum` rows. The interval is None with fewer than 2 patients in a set.
+def spectral_excess(x: np.ndarray, groups_x: list[str], real: np.ndarray, groups_real: list[str],
+                    ref: np.ndarray, groups_ref: list[str], repeats: int = 1000, seed: int = 0) -> dict:
+    """How much farther the spectra ``x`` are from a reference set of real COVID-19 (``ref``) than another
+    real set (``real``) is: :func:`spectral_distance` of x minus the floor's, with the central 95% of that
+    difference over ``repeats`` patient resamples (each patient drawn with all of its images, with
+    replacement). Rows are :func:`radial_spectrum` rows; the interval is None with fewer than 2 patients in
+    a set. The audit takes it both ways round: held-out images as the reference and the training images as
+    the floor, and the other way.
 
     Why a difference, not an interval per distance: the distance is a mean of absolute differences, so two
     samples of one distribution sit above 0 by an amount that grows with resampling noise (real training vs
-    held-out COVID-19 of one collection reads 0.053 on the sample). Each resample draws the held-out set
-    once for both terms, and ``x`` at the training set's image count, so the two terms carry the same noise
-    and the difference is centred where the point value is. An interval that holds 0 means "as far from
-    held-out real images as real training images are": a goal below the floor cannot be told from it."""
-    value = spectral_distance(x, held) - spectral_distance(train, held)
-    rows = [_patient_rows(g) for g in (groups_x, groups_train, groups_held)]
+    held-out COVID-19 of one collection reads 0.053 on the sample). Each resample draws the reference once
+    for both terms, and ``x`` at ``real``'s image count, so the two terms carry the same noise and the
+    difference is centred where the point value is. An interval that holds 0 means "as far from the
+    reference as real images are": a goal below the floor cannot be told from it."""
+    value = spectral_distance(x, ref) - spectral_distance(real, ref)
+    rows = [_patient_rows(g) for g in (groups_x, groups_real, groups_ref)]
     if min(len(r) for r in rows) < 2:
         return {"value": float(value), "interval": None, "repeats": 0}
     rng = np.random.default_rng(seed)
@@ -137,8 +139,8 @@ def spectral_excess(x: np.ndarray, groups_x: list[str], train: np.ndarray, group
 
     vals = []
     for _ in range(repeats):
-        h = held[draw(rows[2])]
-        vals.append(spectral_distance(x[draw(rows[0], len(train))], h) - spectral_distance(train[draw(rows[1])], h))
+        r = ref[draw(rows[2])]
+        vals.append(spectral_distance(x[draw(rows[0], len(real))], r) - spectral_distance(real[draw(rows[1])], r))
     q = (1 - LEVEL) / 2
     return {"value": float(value), "interval": [float(np.quantile(vals, q)), float(np.quantile(vals, 1 - q))],
             "repeats": int(repeats)}
