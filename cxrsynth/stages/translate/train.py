@@ -189,8 +189,6 @@ class TrainConfig:
             if not need <= self.disc_thumbnail < self.size or self.disc_thumbnail % need:
                 raise ConfigError(f"disc_thumbnail must be a multiple of {need} from {need} up to below size "
                                   f"({self.size}); leave it out for no thumbnail discriminator", self.disc_thumbnail)
-        if self.disc_views not in ("mean", "sum"):
-            raise ConfigError("disc_views must be 'mean' or 'sum'", self.disc_views)
         if self.disc_views != "mean" and self.disc_thumbnail is None:
             raise ConfigError("disc_views combines the thumbnail view with the full-size one: set disc_thumbnail "
                               "too, or leave disc_views out", self.disc_views)
