@@ -26,7 +26,7 @@ def _runs(rng, k: int, nv: int, nt: int, shift: float) -> list[dict]:
 
 def _loop_draws(a: O.Scored, n: int, seed: int):
     """The plain loop the vectorised code replaced: whole patients drawn, images concatenated."""
-    vg, tg = M._groups(a.val_patients), M._groups(a.test_patients)
+    vg, tg = M.rows_by_patient(a.val_patients), M.rows_by_patient(a.test_patients)
     rng = np.random.default_rng([seed, 2])
     for _ in range(n):
         v = np.concatenate([vg[i] for i in rng.integers(0, len(vg), len(vg))])

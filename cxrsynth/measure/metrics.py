@@ -68,20 +68,30 @@ def youden_threshold(y_true, scores) -> float:
     return float(min(max(thr[best], 0.0), 1.0))
 
 
-def _groups(patients) -> list[np.ndarray]:
+def rows_by_patient(patients, *, sort: bool = False) -> list[np.ndarray]:
+    """Each patient's row numbers, one array per patient: in order of first appearance, or sorted by
+    patient id (``sort``) so that the grouping, and the seeded resamples that index it, do not depend on
+    the order the rows came in (the audit's sets are read from folders)."""
     idx: dict = defaultdict(list)
     for i, p in enumerate(patients):
         idx[p].append(i)
-    return [np.asarray(v) for v in idx.values()]
+    keys = sorted(idx) if sort else list(idx)
+    return [np.asarray(idx[k]) for k in keys]
+
+
+def resample_patients(groups: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """One bootstrap draw of whole patients: as many patients as there are, with replacement, each with
+    all of its rows (``groups`` from :func:`rows_by_patient`)."""
+    return np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
 
 
 def _patient_bootstrap(y_true: np.ndarray, patients, stat, n: int, seed: int) -> list[float]:
     """``stat(indices)`` over ``n`` resamples of whole patients (those holding both classes only)."""
-    groups = _groups(patients)
+    groups = rows_by_patient(patients)
     rng = np.random.default_rng(seed)
     vals = []
     for _ in range(n):
-        pick = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+        pick = resample_patients(groups, rng)
         if len(set(y_true[pick].tolist())) == 2:
             vals.append(stat(pick))
     return vals
@@ -268,7 +278,7 @@ def holm(pvalues: dict) -> dict:
 
 
 def _group_codes(patients) -> tuple[np.ndarray, int]:
-    """Each image's patient as 0..G-1, numbered in order of first appearance (as :func:`_groups`)."""
+    """Each image's patient as 0..G-1, numbered in order of first appearance (as :func:`rows_by_patient`)."""
     index: dict = {}
     return np.asarray([index.setdefault(p, len(index)) for p in patients], dtype=np.intp), len(index)
 

@@ -40,6 +40,7 @@ from PIL import Image
 from torch import nn
 
 from ...artifacts.split_data import SplitData
+from ...measure.metrics import resample_patients, rows_by_patient
 from . import quality as Q
 from .embed import embed
 from .privacy import ssim_many
@@ -122,14 +123,14 @@ def spectral_excess(x: np.ndarray, groups_x: list[str], real: np.ndarray, groups
     difference is centred where the point value is. An interval that holds 0 means "as far from the
     reference as real images are": a goal below the floor cannot be told from it."""
     value = spectral_distance(x, ref) - spectral_distance(real, ref)
-    rows = [_patient_rows(g) for g in (groups_x, groups_real, groups_ref)]
+    rows = [rows_by_patient(g, sort=True) for g in (groups_x, groups_real, groups_ref)]
     if min(len(r) for r in rows) < 2:
         return {"value": float(value), "interval": None, "repeats": 0}
     rng = np.random.default_rng(seed)
 
     def draw(patients: list[np.ndarray], count: int | None = None) -> np.ndarray:
         if count is None:
-            return np.concatenate([patients[i] for i in rng.integers(0, len(patients), len(patients))])
+            return resample_patients(patients, rng)
         out: list[np.ndarray] = []
         total = 0
         while total < count:
@@ -144,14 +145,6 @@ def spectral_excess(x: np.ndarray, groups_x: list[str], real: np.ndarray, groups
     q = (1 - LEVEL) / 2
     return {"value": float(value), "interval": [float(np.quantile(vals, q)), float(np.quantile(vals, 1 - q))],
             "repeats": int(repeats)}
-
-
-def _patient_rows(groups: list[str]) -> list[np.ndarray]:
-    """The row numbers of each patient, in sorted patient order."""
-    by: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        by.setdefault(g, []).append(i)
-    return [np.asarray(by[g]) for g in sorted(by)]
 
 
 def ssim_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
