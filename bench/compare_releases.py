@@ -125,7 +125,7 @@ def external_table(results: dict[str, dict]) -> str:
     keys = dict.fromkeys((t, a) for r in results.values() for t, arms in r["summary"].items() for a in arms)
     out = []
     for ext in names:
-        out += [f"| task | arm | " + " | ".join(f"{n}: {ext} sensitivity [patient CI]" for n in results) + " |",
+        out += ["| task | arm | " + " | ".join(f"{n}: {ext} sensitivity [patient CI]" for n in results) + " |",
                 "|---|---" + "|---" * len(results) + "|"]
         for task, arm in keys:
             cells = [(_external_cell(r["summary"][task][arm], ext) if arm in r["summary"].get(task, {}) else "-")
