@@ -12,6 +12,8 @@
 #   int(141/16) - 1 = 7 updates and the 100 epochs are 700 updates.
 # - refined (issue 19): as paper (700 updates), with resize-convolution, reflection padding, spectral norm
 #   and an EMA generator.
+# - refined-thumbnail (issue 19): refined plus a second discriminator per domain that judges 32 px
+#   thumbnails; 700 updates.
 # - canonical: 256 px (ResNet-9, batch 1). Its schedule is 100 + 100 epochs of one pass over the 180
 #   images of domain A, 36,000 steps per translator, about 3 days each on 2 CPU cores; so it stops at
 #   $TRAIN_STEPS (default 400; the learning-rate schedule still assumes the whole run) and a later call
@@ -22,10 +24,12 @@ source "$(dirname "$0")/_env.sh"
 PRESET=${1:?usage: train_translators.sh paper|refined|refined-thumbnail|canonical}
 WD=${TRAIN_WD:-runs/$PRESET}
 THREADS=${TRAIN_THREADS:-1}
+# The presets are the trainer's (PRESETS), asked here so that a typo fails before the ingest, not after it
+.venv/bin/python -c "import sys; from cxrsynth.stages.translate.train import PRESETS as P
+sys.exit(0 if sys.argv[1] in P else f'Error: unknown preset {sys.argv[1]!r} (known: {\", \".join(P)})')" "$PRESET"
 case "$PRESET" in
-  paper|refined) SIZE=${TRAIN_SIZE:-128}; STOP=${TRAIN_STEPS:+--max-steps $TRAIN_STEPS}; EVERY=70 ;;
   canonical) SIZE=${TRAIN_SIZE:-256}; STOP="--max-steps ${TRAIN_STEPS:-400}"; EVERY=100 ;;
-  *) echo "Error: unknown preset '$PRESET' (paper, refined or canonical)" >&2; exit 2 ;;
+  *) SIZE=${TRAIN_SIZE:-128}; STOP=${TRAIN_STEPS:+--max-steps $TRAIN_STEPS}; EVERY=70 ;;  # 700 updates
 esac
 SETS=(); for kv in ${TRAIN_SETS:-}; do SETS+=(--set "$kv"); done
 [ -f "$WD/records.parquet" ] || $CX -w "$WD" ingest --workers 2
