@@ -332,7 +332,7 @@ def main() -> None:
     ap.add_argument("--paper-sizes", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--paper-batch", type=int, default=16)
     ap.add_argument("--peak-n", type=int, default=4096, help="matmul side of the peak measurement")
-    ap.add_argument("--presets", nargs="+", default=["paper"], help="presets of the paper part (paper, refined)")
+    ap.add_argument("--presets", nargs="+", default=["paper"], help="presets of the paper part (paper, refined, refined-thumbnail)")
     ap.add_argument("--modes", nargs="+", choices=("eager", "compiled"), default=["eager", "compiled"])
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="of the paper part")
     ap.add_argument("--channels-last", action="store_true", help="the paper part in channels_last")

@@ -5,10 +5,12 @@
 #  3. bench_translate.py on CUDA: training s/iter per variant, bare forward, generation end to end of
 #     a few thousand images (the 400 sample images repeated, stated in the output);
 #  4. the `paper` preset: bench_paper_preset.py (update at batch 16, 128 and 256 px, beside the bf16 peak),
-#     30 updates of the `paper` and `refined` presets at 256 px through the CLI, then both paper translators trained to completion at 256 px (100 epochs) with their losses, grids and
-#     fp16 generators collected into $OUT/paper-translators.tgz;
+#     30 updates of the `paper`, `refined` and `refined-thumbnail` presets at 256 px through the CLI, then
+#     both translators of $GPU_FULL_PRESETS (default: `paper` and `refined-thumbnail`, the recipe chosen in
+#     issue 19) trained to completion at 256 px (700 updates) with their losses, grids and fp16 generators
+#     collected into $OUT/PRESET-translators.tgz;
 #  6. eager vs compiled (compile=on: torch.compile with CUDA graphs, mode reduce-overhead) side by side:
-#     bench_speed.py (peaks, canonical step, the `paper` and `refined` updates at batch 16, 128 and 256 px,
+#     bench_speed.py (peaks, canonical step, the three presets' updates at batch 16, 128 and 256 px,
 #     generation, classifier training; it records which mode won for compile=auto), then the
 #     compiled step in the real loop via the CLI, resumed with compile off (checkpoints must not care).
 # Expects wheels in .whl/ (what the device image lacks) and 256 px copies of the sample data in
@@ -34,22 +36,24 @@ $CX generate --configs g_nc --set workers=4 --set encoders=4 --batch-size 32 --j
 echo "== 4. bench"
 python3 bench/bench_translate.py --device cuda --train-iters 20 --repeats 5 --batches 1 8 32 64 \
   --gen-images 3000 --replicate 10 --gen-workers 4 8 --encoders 6 --out "$OUT/bench_cuda.json"
-echo "== 5. paper and refined presets: speed at 128 and 256 px, then both paper translators to completion at 256 px"
+echo "== 5. the presets' speed at 128 and 256 px, then both translators of ${GPU_FULL_PRESETS:=paper refined-thumbnail} to completion at 256 px"
 python3 bench/bench_paper_preset.py --device cuda --iters 10 --out "$OUT/paper_preset_cuda.json"
-for PRESET in paper refined; do  # the 256 px update of both presets, through the real loop
+for PRESET in paper refined refined-thumbnail; do  # the 256 px update of each preset, through the real loop
   /usr/bin/time -f "$PRESET 256 px, 30 updates: wall %e s" $CX train --task normal-covid --preset $PRESET --size 256 \
     --device cuda --max-steps 30 --set save_every=1000 --set sample_every=1000 --out /tmp/wd/speed-$PRESET-256 --json \
     > "$OUT/speed_${PRESET}_256.json"
 done
-for TASK in normal-covid pneumonia-covid; do
-  /usr/bin/time -f "$TASK wall %e s" $CX train --task $TASK --preset paper --size 256 --device cuda \
-    --out /tmp/wd/paper/translators/$TASK --json > "$OUT/paper_$TASK.json"
+for PRESET in $GPU_FULL_PRESETS; do
+  for TASK in normal-covid pneumonia-covid; do
+    /usr/bin/time -f "$PRESET $TASK wall %e s" $CX train --task $TASK --preset $PRESET --size 256 --device cuda \
+      --out /tmp/wd/$PRESET/translators/$TASK --json > "$OUT/${PRESET}_$TASK.json"
+  done
+  python3 bench/collect_translators.py /tmp/wd/$PRESET bench/results/$PRESET-translators-256-cuda && \
+    tar czf "$OUT/$PRESET-translators.tgz" bench/results/$PRESET-translators-256-cuda
 done
-python3 bench/collect_translators.py /tmp/wd/paper bench/results/paper-translators-256-cuda && \
-  tar czf "$OUT/paper-translators.tgz" bench/results/paper-translators-256-cuda
 echo "== 6. eager vs compiled steps (CUDA graphs)"
 python3 bench/bench_speed.py --device cuda --reps 20 --gen-images 1000 --gen-batch 32 --classifier-images 512 \
-  --presets paper refined --paper-sizes 128 256 --out-dir "$OUT"; echo "bench_speed rc=$?"
+  --presets paper refined refined-thumbnail --paper-sizes 128 256 --out-dir "$OUT"; echo "bench_speed rc=$?"
 cp ~/.cache/cxrsynth/compile-speed.json "$OUT/" 2>/dev/null  # what compile=auto will pick on this GPU
 /usr/bin/time -f "compiled train wall %e s" $CX train --task normal-covid --device cuda --max-steps 300 --set compile=on \
   --set save_every=100 --set sample_every=100 --out /tmp/wd/compiled --json > "$OUT/train_cuda_compiled.json" && \
