@@ -102,6 +102,20 @@ def test_refined_thumbnail_preset_resolves_to_the_committed_recipe_thumb_config(
         resolve_train_config(overrides=["preset=refined-thumbnail", "size=32"])
 
 
+def test_the_committed_256px_refined_thumbnail_pair_is_the_preset_at_256px():
+    """The 256 px translators in bench/results/thumb256-translators/ were trained with `--preset
+    refined-thumbnail --size 256` to the whole schedule, and the preset still resolves to their config."""
+    run_specific = {"task", "max_steps", "save_every", "sample_every", "channels_last", "device", "precision"}
+    for task in ("normal-covid", "pneumonia-covid"):
+        folder = REPO / f"bench/results/thumb256-translators/{task}"
+        old = json.loads((folder / "config.json").read_text())
+        report = json.loads((folder / "train_report.json").read_text())
+        assert old["preset"] == "refined-thumbnail" and old["size"] == 256 and old["disc_thumbnail"] == 32
+        assert report["finished"] and report["steps"] == report["total_steps"] == 700
+        new = to_dict(resolve_train_config(overrides=["preset=refined-thumbnail", "size=256", f"task={task}"]))
+        assert {k: old[k] for k in old if k not in run_specific} == {k: new[k] for k in old if k not in run_specific}
+
+
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_each_option_trains_and_exports(option, planned_workdir, tmp_path):
     run = tmp_path / option
