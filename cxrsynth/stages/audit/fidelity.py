@@ -40,7 +40,6 @@ from PIL import Image
 from torch import nn
 
 from ...artifacts.split_data import SplitData
-from ...measure.metrics import resample_patients, rows_by_patient
 from . import quality as Q
 from .embed import embed
 from .privacy import ssim_many
@@ -122,6 +121,8 @@ def spectral_excess(x: np.ndarray, groups_x: list[str], real: np.ndarray, groups
     for both terms, and ``x`` at ``real``'s image count, so the two terms carry the same noise and the
     difference is centred where the point value is. An interval that holds 0 means "as far from the
     reference as real images are": a goal below the floor cannot be told from it."""
+    from ...measure.metrics import resample_patients, rows_by_patient  # scikit-learn, scipy.stats: not at import
+
     value = spectral_distance(x, ref) - spectral_distance(real, ref)
     rows = [rows_by_patient(g, sort=True) for g in (groups_x, groups_real, groups_ref)]
     if min(len(r) for r in rows) < 2:
