@@ -29,8 +29,7 @@ def _loop_draws(a: O.Scored, n: int, seed: int):
     vg, tg = M.rows_by_patient(a.val_patients), M.rows_by_patient(a.test_patients)
     rng = np.random.default_rng([seed, 2])
     for _ in range(n):
-        v = np.concatenate([vg[i] for i in rng.integers(0, len(vg), len(vg))])
-        t = np.concatenate([tg[i] for i in rng.integers(0, len(tg), len(tg))])
+        v, t = M.resample_patients(vg, rng), M.resample_patients(tg, rng)
         if len(set(a.val_labels[v].tolist())) == 2 and len(set(a.test_labels[t].tolist())) == 2:
             yield v, t
 

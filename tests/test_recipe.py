@@ -66,12 +66,18 @@ def test_options_are_validated_and_default_to_the_existing_recipes():
     assert ref.arch()["upsample"] == "bilinear" and ref.arch()["padding"] == "reflect"
 
 
+def _assert_same_recipe(old: dict, new: dict, run_specific: set[str]) -> None:
+    """A committed run's config.json (``old``) and a config resolved now (``new``) agree on every field of
+    ``old`` but the run-specific ones."""
+    assert {k: old[k] for k in old if k not in run_specific} == {k: new[k] for k in old if k not in run_specific}
+
+
 def test_paper_preset_resolves_to_the_committed_paper_run_config():
     """The committed paper translators' config, minus the run's own settings, is what the preset gives today."""
     old = json.loads((REPO / "bench/results/paper-translators/normal-covid/config.json").read_text())
     run_specific = {"size", "max_steps", "save_every", "sample_every", "channels_last", "device", "precision"}
     new = to_dict(resolve_train_config(overrides=["preset=paper", "size=128"]))
-    assert {k: old[k] for k in old if k not in run_specific} == {k: new[k] for k in old if k not in run_specific}
+    _assert_same_recipe(old, new, run_specific)
     assert len(set(old) - run_specific) >= 20
 
 
@@ -84,7 +90,7 @@ def test_refined_preset_resolves_to_the_committed_recipe_rse_config():
         run_specific = {"preset", "task", "size", "max_steps", "save_every", "sample_every", "channels_last",
                         "device", "precision"}
         new = to_dict(resolve_train_config(overrides=["preset=refined", "size=128", f"task={task}"]))
-        assert {k: old[k] for k in old if k not in run_specific} == {k: new[k] for k in old if k not in run_specific}
+        _assert_same_recipe(old, new, run_specific)
 
 
 def test_refined_thumbnail_preset_resolves_to_the_committed_recipe_thumb_config():
@@ -96,7 +102,7 @@ def test_refined_thumbnail_preset_resolves_to_the_committed_recipe_thumb_config(
         run_specific = {"preset", "task", "size", "max_steps", "save_every", "sample_every", "channels_last",
                         "device", "precision", "keep_checkpoints"}
         new = to_dict(resolve_train_config(overrides=["preset=refined-thumbnail", "size=128", f"task={task}"]))
-        assert {k: old[k] for k in old if k not in run_specific} == {k: new[k] for k in old if k not in run_specific}
+        _assert_same_recipe(old, new, run_specific)
         assert len(set(old) - run_specific) >= 25
     with pytest.raises(ConfigError, match="below size"):  # a 32 px thumbnail needs images larger than 32 px
         resolve_train_config(overrides=["preset=refined-thumbnail", "size=32"])
@@ -113,7 +119,7 @@ def test_the_committed_256px_refined_thumbnail_pair_is_the_preset_at_256px():
         assert old["preset"] == "refined-thumbnail" and old["size"] == 256 and old["disc_thumbnail"] == 32
         assert report["finished"] and report["steps"] == report["total_steps"] == 700
         new = to_dict(resolve_train_config(overrides=["preset=refined-thumbnail", "size=256", f"task={task}"]))
-        assert {k: old[k] for k in old if k not in run_specific} == {k: new[k] for k in old if k not in run_specific}
+        _assert_same_recipe(old, new, run_specific)
 
 
 @pytest.mark.parametrize("option", list(OPTIONS))
