@@ -559,7 +559,7 @@ def spectrum_figure(section: dict, path: Path) -> Path:
     from ...core.plotting import save_figure
 
     m = section["overall"]["spectrum"]["mean_log_power"]
-    fig, (ax, dx) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (ax, dx) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")  # room for the right panel's y label
     held = np.asarray(m["held"])[1:]
     freq = np.arange(1, len(held) + 1) / (2 * len(held))
     for key, label, style, colour in (("train", "real COVID-19 (train)", "-", "C0"), ("held", "real COVID-19 (held-out)", "--", "C1"),
