@@ -20,7 +20,9 @@
 # Defaults are the rerun issue 20 asks for: runs that converge, enough seeds for the seed level of the
 # bootstrap, and the Hannover repository scored by every model.
 # - Benchmark model: $SR_MODEL (default resnet18, random init: no ImageNet weights offline) at $SR_SIZE px
-#   (default 128, the translators' size).
+#   (default 128, the size of every committed sample benchmark; a 256 px release's images are downscaled by the
+#   loader, so SR_SIZE=128 on it changes only the translators' size, and the audit embeds them at the classifier's
+#   size, which its file records).
 # - Training: until early stopping (fit.patience 15 epochs without a better monitor loss, best weights
 #   restored), capped at $SR_MAX_EPOCHS epochs (default 200, the paper's cap: at the paper's Adadelta lr of
 #   0.001 a resnet18 from random init is still improving at epoch 50, measured below). $SR_LR sets the

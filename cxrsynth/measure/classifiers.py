@@ -190,6 +190,21 @@ def file_arch(path: str | Path) -> str:
     return arch
 
 
+def file_image_size(path: str | Path) -> int | None:
+    """The image side a cxrsynth classifier file says it was trained at (metadata ``image_size``, written
+    by `cxrsynth benchmark` since the fifteenth session), or None for a file that does not say."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        value = (fh.metadata() or {}).get("image_size", "")
+    if not value:
+        return None
+    if not value.isdigit() or not 16 <= int(value) <= 8192:
+        raise CheckpointError("classifier checkpoint names an impossible image size", path,
+                              f"its metadata says image_size={value[:20]!r}; expected a whole number of pixels, 16-8192")
+    return int(value)
+
+
 def build_from_file(path: str | Path) -> Classifier:
     """The classifier saved in a cxrsynth safetensors file, its architecture read (and checked) from the
     file's metadata by :func:`file_arch`: nothing named by the file is imported or called."""

@@ -31,19 +31,30 @@ class PixelEmbedding(nn.Module):
 class ClassifierEmbedding(nn.Module):
     """A benchmark classifier's pooled features. Its architecture comes from the file's metadata, which
     may name only a torchvision or ``timm:`` architecture (:func:`~cxrsynth.measure.classifiers.file_arch`):
-    a file never chooses code to run."""
+    a file never chooses code to run.
+
+    A CNN's features depend on the scale it sees, so images are resized (bilinear with antialiasing, as
+    PIL's resize that trained it) to the side the file says the classifier was trained at: a 128 px
+    classifier auditing a 256 px release sees the images as it was trained to. A file that does not say
+    (written before the metadata existed, or elsewhere) sees them at the audit's size."""
 
     def __init__(self, path: str | Path):
         super().__init__()
-        from ...measure.classifiers import build_from_file
+        from ...measure.classifiers import build_from_file, file_image_size
 
         self.model = build_from_file(path).eval()
+        self.size = file_image_size(path)
         arch = self.model.arch
         self.num_features = self.model.head.in_features
-        self.name = f"classifier {arch} pooled features ({Path(path).name})"
+        at = f", at {self.size} px" if self.size else ""
+        self.name = f"classifier {arch} pooled features ({Path(path).name}{at})"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.features(x.float())
+        x = x.float()
+        if self.size and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True,
+                                          align_corners=False)
+        return self.model.features(x)
 
 
 def make_embedding(spec: str | nn.Module) -> nn.Module:

@@ -111,13 +111,15 @@ class BenchmarkConfig:
         return self.seeds if self.seeds is not None else (5 if self.protocol == "rigorous" else 1)
 
 
-def _save_model(model, path: Path, arch: str) -> str:
+def _save_model(model, path: Path, arch: str, image_size: int | None = None) -> str:
     """Write the classifier; returns the file's sha256, which result.json records so that the audit can
-    tell this run's model from a file put in its place."""
+    tell this run's model from a file put in its place. ``image_size`` (the side it was trained at) goes
+    into the metadata, so that the audit embeds images at that size whatever the release's."""
     from safetensors.torch import save_file
 
+    meta = {"arch": arch} | ({"image_size": str(int(image_size))} if image_size else {})
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"arch": arch})
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
         sha = sha256_file(tmp)
     return sha
 
@@ -284,7 +286,7 @@ def run_one(data: SplitData, run_dir: Path, task: str, arm: str, seed: int, cfg:
     if cfg.protocol == "rigorous":  # kept so that operating.py can re-pick thresholds inside its bootstrap
         res |= {"validation_scores": [round(float(s), 6) for s in val["scores"]],
                 "validation_labels": [int(v) for v in val["labels"]], "validation_patients": [i.patient for i in val_items]}
-    res["model_sha256"] = _save_model(model, run_dir / "model.safetensors", cfg.model)
+    res["model_sha256"] = _save_model(model, run_dir / "model.safetensors", cfg.model, cfg.image_size)
     if _wants_figure_inputs(cfg, seed, run_dir):
         figure_inputs.write(run_dir, model, res, test_ds, data, release, cfg.image_size, cfg.limit, device)
     write_json(run_dir / "result.json", res)  # last: it marks the cell finished
