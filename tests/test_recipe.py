@@ -122,6 +122,22 @@ def test_the_committed_256px_refined_thumbnail_pair_is_the_preset_at_256px():
         _assert_same_recipe(old, new, run_specific)
 
 
+def test_the_committed_256px_release_comes_from_that_pair_on_its_split():
+    """bench/results/sample-release-thumb256/ was released from the fp32 originals of the generators committed
+    in fp16 beside it, finished, on the split their fidelity was scored on, and holds 256 px images."""
+    release = REPO / "bench/results/sample-release-thumb256"
+    manifest = json.loads((release / "manifest.json").read_text())
+    translators = {t["task"]: t for t in manifest["translators"]}
+    assert set(translators) == {"normal-covid", "pneumonia-covid"}
+    for task, t in translators.items():
+        committed = json.loads((REPO / f"bench/results/thumb256-translators/{task}/generator-fp16.json").read_text())
+        assert t["generator_sha256"] == committed["fp32_sha256"]
+        assert t["preset"] == "refined-thumbnail" and t["arch"]["size"] == 256 and t["finished"]
+    split = json.loads((REPO / "bench/results/thumb256-translators/split.json").read_text())
+    assert manifest["split_assignment_sha256"] == split["split_assignment_sha256"]
+    assert "8-bit grayscale 256x256 PNG" in (release / "card.md").read_text()
+
+
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_each_option_trains_and_exports(option, planned_workdir, tmp_path):
     run = tmp_path / option
