@@ -1,6 +1,6 @@
 """The audit's classifier embedding sees images at the size its classifier was trained at: a CNN's pooled
 features depend on scale, so a 128 px benchmark classifier auditing a 256 px release must not be shown 256 px
-images (the fifteenth session found its KIDs off by up to 7x that way)."""
+images (the fifteenth session found its KIDs off by 1.3x to 40x that way)."""
 
 from __future__ import annotations
 
