@@ -4,6 +4,8 @@ images (the fifteenth session found its KIDs off by 1.3x to 40x that way)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -24,6 +26,11 @@ def test_a_classifier_embeds_images_at_the_size_it_was_trained_at(tmp_path):
     _save_model(model, tmp_path / "sized.safetensors", "resnet18", 32)
     _save_model(model, tmp_path / "unsized.safetensors", "resnet18")  # as files written before the metadata
     assert file_image_size(tmp_path / "sized.safetensors") == 32 and file_image_size(tmp_path / "unsized.safetensors") is None
+    # two metadata keys are written in sorted order: safetensors' own order varies between processes, which
+    # gave one cell's model two sha256s (a SLURM job's and the serial run's) before the header was sorted
+    raw = (tmp_path / "sized.safetensors").read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")], object_pairs_hook=list)
+    assert header[0] == ("__metadata__", [("arch", "resnet18"), ("image_size", "32")])
 
     # smooth 64 px images, and the 32 px copies the loader would have trained the classifier on
     rng = np.random.default_rng(0)

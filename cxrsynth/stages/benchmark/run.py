@@ -115,11 +115,15 @@ def _save_model(model, path: Path, arch: str, image_size: int | None = None) -> 
     """Write the classifier; returns the file's sha256, which result.json records so that the audit can
     tell this run's model from a file put in its place. ``image_size`` (the side it was trained at) goes
     into the metadata, so that the audit embeds images at that size whatever the release's."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from ...core.safetensors_bytes import canonical_safetensors
 
     meta = {"arch": arch} | ({"image_size": str(int(image_size))} if image_size else {})
+    # sorted metadata keys: the same weights give the same bytes, and sha256, in every process
+    data = canonical_safetensors(save({k: v.contiguous() for k, v in model.state_dict().items()}, metadata=meta))
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
+        tmp.write_bytes(data)
         sha = sha256_file(tmp)
     return sha
 

@@ -14,7 +14,7 @@ one is overwritten when the run reaches its step again, not removed before).
 The released translator is a separate, weights-only file: ``generator.safetensors`` (G_A) with its
 ``generator.json`` (architecture and checksum); the reverse generator is kept in ``private/``. The file
 is byte-identical for identical weights and architecture (safetensors writes its metadata in hash-map
-order, which varies from call to call; :func:`_canonical_safetensors` rewrites the header with sorted
+order, which varies from call to call; :func:`~cxrsynth.core.safetensors_bytes.canonical_safetensors` rewrites the header with sorted
 keys), and the translator id is a hash of the tensors themselves (:func:`tensors_sha256`), so the same
 weights never publish under two ids nor regenerate finished images.
 """
@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import sys
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from torch import nn
 from ...core.errors import CheckpointError, CxrsynthError
 from ...core.layout import TranslatorFolder
 from ...core.paths import atomic_write, read_json, sha256_file, write_json
+from ...core.safetensors_bytes import canonical_safetensors
 from .finite import refuse_non_finite_weights
 
 
@@ -211,22 +211,6 @@ def translator_id(task: str, info: dict) -> str:
     return f"{task}-{digest[:12]}"
 
 
-def _canonical_safetensors(data: bytes) -> bytes:
-    """The same safetensors file with its JSON header written with sorted metadata keys.
-
-    The tensor entries and data are left as they are (safetensors already orders them); the header is
-    padded with spaces to a multiple of 8 bytes, as safetensors itself does.
-    """
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    meta = header.pop("__metadata__", None)
-    out = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
-    out.update(header)
-    text = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
-    text += b" " * (-(8 + len(text)) % 8)
-    return struct.pack("<Q", len(text)) + text + data[8 + n:]
-
-
 def export_generator(net: nn.Module, path: Path, arch: dict, extra: dict | None = None) -> dict:
     """Write a weights-only generator (safetensors) and its JSON description; returns the description.
 
@@ -237,7 +221,7 @@ def export_generator(net: nn.Module, path: Path, arch: dict, extra: dict | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().float().cpu().contiguous() for k, v in _unwrap(net).state_dict().items()}
     refuse_non_finite_weights(sd, path)
-    data = _canonical_safetensors(save(sd, metadata={"format": "pt", "arch": json.dumps(arch, sort_keys=True)}))
+    data = canonical_safetensors(save(sd, metadata={"format": "pt", "arch": json.dumps(arch, sort_keys=True)}))
     with atomic_write(path, "wb") as fh:
         fh.write(data)
     info = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "tensors_sha256": tensors_sha256(sd),
