@@ -589,7 +589,8 @@ def diff(old, new, write, as_json):
 @click.option("--task", "tasks", multiple=True, type=click.Choice(TASKS), help="Only this task (repeatable; default both).")
 @click.option("--arm", "arms", multiple=True, type=click.Choice(ARMS), help="Only this arm (repeatable; default all).")
 @click.option("--max-epochs", type=int, default=None, help="Epochs per classifier at most (early stopping may end sooner).")
-@click.option("--image-size", type=int, default=None, help="Classifier input side in pixels (default 256).")
+@click.option("--image-size", type=int, default=None,
+              help="Classifier input side in pixels (default 256; with --eval-only, the side the file records).")
 @click.option("--limit", type=int, default=None,
               help="At most N images per class and split (quick looks); with --translator only N a config are translated.")
 @click.option("--eval-only", "eval_only", default=None, metavar="CHECKPOINT",
@@ -667,10 +668,11 @@ def benchmark(ctx, release, revision, translators, model, init, protocol, seeds,
     with _one_writer(out, "benchmark", f"the benchmark folder {out}"):
         if eval_only:
             named = model or config_file or any(o.startswith("model=") for o in overrides)  # else: the file's own
+            sized = image_size or config_file or any(o.startswith("image_size=") for o in overrides)  # likewise
             summary = evaluate(eval_only, cfg.tasks[0], _workdir(ctx), model=cfg.model if named else None,
                                threshold=threshold,
                                normalize=normalize or "none", positive_index=positive_index,
-                               image_size=cfg.image_size, limit=cfg.limit, protocol=cfg.protocol,
+                               image_size=cfg.image_size if sized else None, limit=cfg.limit, protocol=cfg.protocol,
                                bootstrap=cfg.bootstrap, device=cfg.device, externals=parse_externals(externals),
                                out_dir=out, figures=cfg.figures,
                                record_paths=record_paths, rt=rt).results

@@ -267,3 +267,27 @@ def test_a_model_that_cannot_take_the_input_is_one_clear_error(wd):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 1))  # made for 8 px only
     with pytest.raises(ConfigError, match="does not run on a blank 3-channel 32 px image"):
         cxrsynth.evaluate(net, "normal-covid", wd, image_size=SIZE)
+
+
+def test_eval_only_scores_at_the_size_the_file_was_trained_at(wd, tmp_path, capsys):
+    """A benchmark checkpoint records its training size: --eval-only uses it when --image-size is left out,
+    and refuses another size in one line, since a CNN scored at another scale is silently worse."""
+    from cxrsynth.cli import main
+    from cxrsynth.measure.classifiers import build
+    from cxrsynth.stages.benchmark.run import _save_model
+
+    torch.manual_seed(4)
+    model = build("resnet18")
+    _save_model(model, tmp_path / "model.safetensors", "resnet18", SIZE)
+    out = tmp_path / "o"
+    main(["-w", str(wd), "benchmark", "--task", "normal-covid", "--out", str(out), "--set", "bootstrap=20",
+          "--set", "figures=false", "--eval-only", str(tmp_path / "model.safetensors"), "--threshold", "0.5"])
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["image_size"] == SIZE
+    x, y = split_images(wd, "test")  # the test images at SIZE, as the file says
+    with torch.no_grad():
+        want = torch.softmax(model.eval()(x), 1)[:, 1].numpy()
+    assert res["runs"][0]["test"]["auroc"] == pytest.approx(M.auroc(y, want))
+    line = cli_error_line(capsys, ["-w", str(wd), "benchmark", "--task", "normal-covid", "--out", str(tmp_path / "o2"),
+                                   "--image-size", "48", "--eval-only", str(tmp_path / "model.safetensors")])
+    assert "trained at 32 px" in line and "--image-size 32" in line and "model.safetensors" in line

@@ -26,7 +26,7 @@ from ... import __version__
 from ...measure import metrics as M
 from ...core.config import to_dict
 from ...core.runtime import Runtime
-from ...core.errors import ConfigError
+from ...core.errors import CheckpointError, ConfigError
 from ...core.paths import shareable, write_json
 from ...core.schemas import validate
 from ...core.vocab import TASKS
@@ -102,9 +102,31 @@ def _threshold(wanted, protocol: str, model, data: SplitData, task: str, cfg: Be
     return thr, YOUDEN_SOURCE, score(val["labels"], val["scores"], [i.patient for i in items], thr, 0, 0)
 
 
+def _scoring_size(path: str | None, asked: int | None) -> int:
+    """The side to score at: ``asked``, else what a cxrsynth safetensors file records it was trained at,
+    else 256; refused when ``asked`` contradicts the record."""
+    from ...measure.classifiers import file_image_size
+
+    recorded = None
+    if path and path.endswith(".safetensors") and Path(path).is_file():
+        try:
+            recorded = file_image_size(path)
+        except CheckpointError:  # an impossible recorded size
+            raise
+        except Exception:  # not a readable safetensors file: the checkpoint loader says why, in its own words
+            recorded = None
+    if asked is None:
+        return recorded or 256
+    if recorded and asked != recorded:
+        raise ConfigError("a classifier scored at another size than it was trained at", path,
+                          f"it was trained at {recorded} px (its metadata) and --image-size asks {asked}; "
+                          f"give --image-size {recorded} or leave it out")
+    return asked
+
+
 def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Path = "cxrsynth-work", *,
              model: str | None = None, threshold: float | str | None = None, normalize: Normalize = "none",
-             positive_index: int | None = None, channels: int | None = None, image_size: int = 256,
+             positive_index: int | None = None, channels: int | None = None, image_size: int | None = None,
              limit: int | None = None, protocol: str = "rigorous", bootstrap: int = 1000, device: str = "auto",
              externals: dict[str, str] | None = None, out_dir: str | Path | None = None,
              figures: bool = False, record_paths: bool = False, rt: Runtime | None = None) -> EvalResult:
@@ -119,7 +141,9 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
     ``threshold``: a number in [0, 1], ``"youden"`` (on validation) or None (as ``protocol``: Youden
     for rigorous, 0.5 for paper). ``normalize``: ``none`` ([0, 1]), ``imagenet`` (mean / std),
     ``xrv`` ([-1024, 1024]). ``positive_index``: for 2 logits, which is COVID-19 (default 1).
-    ``channels``: what the model reads (default: its first convolution's). ``out_dir``: where to
+    ``channels``: what the model reads (default: its first convolution's). ``image_size``: the side the
+    images are scored at; default the one a cxrsynth file records it was trained at, else 256. A size other
+    than the recorded one is refused: a CNN scored at another scale than it learnt is silently worse. ``out_dir``: where to
     write results.json, tables and report.html (nothing is written without it). ``figures``: also the
     Grad-CAM / UMAP inputs (cxrsynth classifiers only). A module given is put in eval mode and moved to
     ``device`` (``auto``: CUDA when there is one), or to ``rt``'s device when the command gives its Runtime.
@@ -131,6 +155,7 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
     workdir = Path(workdir)
     data = SplitData.read(workdir)  # the one read of the work folder (--eval-only still takes one)
     path = None if isinstance(model_or_path, nn.Module) else str(model_or_path)
+    image_size = _scoring_size(path, image_size)
     if path is None:
         named = getattr(model_or_path, "arch", None)  # a cxrsynth Classifier names its architecture
         arch = model or (named if isinstance(named, str) else type(model_or_path).__name__)
