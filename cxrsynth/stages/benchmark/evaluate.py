@@ -143,8 +143,8 @@ def evaluate(model_or_path: nn.Module | str | Path, task: str, workdir: str | Pa
     ``xrv`` ([-1024, 1024]). ``positive_index``: for 2 logits, which is COVID-19 (default 1).
     ``channels``: what the model reads (default: its first convolution's). ``image_size``: the side the
     images are scored at; default the one a cxrsynth file records it was trained at, else 256. A size other
-    than the recorded one is refused: a CNN scored at another scale than it learnt is silently worse. ``out_dir``: where to
-    write results.json, tables and report.html (nothing is written without it). ``figures``: also the
+    than the recorded one is refused: a CNN scored at another scale than it learnt is silently worse.
+    ``out_dir``: where to write results.json, tables and report.html (nothing is written without it). ``figures``: also the
     Grad-CAM / UMAP inputs (cxrsynth classifiers only). A module given is put in eval mode and moved to
     ``device`` (``auto``: CUDA when there is one), or to ``rt``'s device when the command gives its Runtime.
     """
