@@ -165,10 +165,9 @@ def why_unreadable(exc: Exception) -> str:
     return f"{type(exc).__name__}: {'' if 'weights_only' in first else first[:200]}".rstrip(": ")
 
 
-def file_arch(path: str | Path) -> str:
-    """The architecture a cxrsynth classifier safetensors file names in its metadata, checked: only a
-    torchvision name or ``timm:NAME``. A file never chooses code to run, so ``package.module:factory`` in
-    a file is refused unread (give such a model on the command line or in your config instead)."""
+def file_metadata(path: str | Path) -> dict[str, str]:
+    """A classifier safetensors file's metadata, read without its tensors; a CheckpointError naming the file
+    when it is missing or not a readable safetensors file."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -176,10 +175,17 @@ def file_arch(path: str | Path) -> str:
         raise CheckpointError("classifier checkpoint not found", path)
     try:
         with safe_open(str(path), framework="pt") as fh:
-            arch = (fh.metadata() or {}).get("arch")
+            return dict(fh.metadata() or {})
     except Exception as exc:  # safetensors raises its own error type (not exported under a stable name)
         raise CheckpointError("classifier checkpoint is not a readable safetensors file", path,
                               f"{why_unreadable(exc)}; use a model.safetensors written by `cxrsynth benchmark`") from exc
+
+
+def file_arch(path: str | Path) -> str:
+    """The architecture a cxrsynth classifier safetensors file names in its metadata, checked: only a
+    torchvision name or ``timm:NAME``. A file never chooses code to run, so ``package.module:factory`` in
+    a file is refused unread (give such a model on the command line or in your config instead)."""
+    arch = file_metadata(path).get("arch")
     if not arch:
         raise CheckpointError("classifier checkpoint has no architecture in its metadata", path,
                               "use a model.safetensors written by `cxrsynth benchmark`")
@@ -190,13 +196,11 @@ def file_arch(path: str | Path) -> str:
     return arch
 
 
-def file_image_size(path: str | Path) -> int | None:
+def file_image_size(path: str | Path, metadata: dict[str, str] | None = None) -> int | None:
     """The image side a cxrsynth classifier file says it was trained at (metadata ``image_size``, written
-    by `cxrsynth benchmark` since the fifteenth session), or None for a file that does not say."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as fh:
-        value = (fh.metadata() or {}).get("image_size", "")
+    by `cxrsynth benchmark` since the fifteenth session), or None for a file that does not say. ``metadata``:
+    the file's, when the caller has read it already."""
+    value = (file_metadata(path) if metadata is None else metadata).get("image_size", "")
     if not value:
         return None
     if not value.isdigit() or not 16 <= int(value) <= 8192:

@@ -105,16 +105,15 @@ def _threshold(wanted, protocol: str, model, data: SplitData, task: str, cfg: Be
 def _scoring_size(path: str | None, asked: int | None) -> int:
     """The side to score at: ``asked``, else what a cxrsynth safetensors file records it was trained at,
     else 256; refused when ``asked`` contradicts the record."""
-    from ...measure.classifiers import file_image_size
+    from ...measure.classifiers import file_image_size, file_metadata
 
-    recorded = None
-    if path and path.endswith(".safetensors") and Path(path).is_file():
+    metadata = {}
+    if path and path.endswith(".safetensors"):
         try:
-            recorded = file_image_size(path)
-        except CheckpointError:  # an impossible recorded size
-            raise
-        except Exception:  # not a readable safetensors file: the checkpoint loader says why, in its own words
-            recorded = None
+            metadata = file_metadata(path)
+        except CheckpointError:
+            pass  # from_file says what is wrong with the file, as in _named_by_file
+    recorded = file_image_size(path, metadata)  # an impossible recorded size is refused here
     if asked is None:
         return recorded or 256
     if recorded and asked != recorded:
